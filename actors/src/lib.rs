@@ -1,0 +1,21 @@
+//! The actor layer of pam-gateway: the `ConnectionSupervisor`, one `ConnectionActor` per socket,
+//! a lazily started `OrchestratorActor` per chatting connection, and the ports (traits) they
+//! need from the outside world. Knows nothing of axum, sqlx or fred.
+
+pub mod connection;
+pub mod metrics_names;
+pub mod orchestrator;
+pub mod outbound;
+pub mod ports;
+pub mod rate_limit;
+pub mod settings;
+pub mod state;
+pub mod supervisor;
+
+pub use connection::{ConnectionActor, ConnectionArgs, ConnectionMsg, Inbound};
+pub use outbound::{CloseRequest, OutFrame, Outbound, OutboundReceiver, SendError, WriterEvent};
+pub use ports::{AuthError, Authenticator, BoxFuture, Identity, LlmError, LlmProvider, LlmReply, LlmRequest, HistoryMessage};
+pub use rate_limit::RateLimiter;
+pub use settings::ConnectionSettings;
+pub use state::{ConnectionPhase, Keepalive};
+pub use supervisor::{ConnectionDeps, ConnectionSupervisor, SupervisorMsg, SupervisorStats};

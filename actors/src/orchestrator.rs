@@ -1,0 +1,159 @@
+//! `OrchestratorActor`: started lazily by a connection on its first chat. Builds the model
+//! request (message, merged context, session history), asks the `LlmProvider` under a deadline
+//! and reports the outcome to its connection. One per chatting connection; it may crash without
+//! taking the connection down.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use pam_protocol::{ErrorCode, SessionId, UserId};
+use ractor::{Actor, ActorProcessingErr, ActorRef};
+use serde_json::{Map, Value};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use crate::connection::{ChatOutcome, ConnectionMsg, TurnFailure};
+use crate::metrics_names::{CHAT_FIRST_TOKEN_SECONDS, LLM_REQUESTS_TOTAL, ORCHESTRATORS_ACTIVE};
+use crate::ports::{HistoryMessage, LlmError, LlmProvider, LlmRequest};
+
+/// Messages kept per session for the prompt.
+const HISTORY_LIMIT: usize = 20;
+/// A message this short, without a question, goes to the fast model.
+const FAST_MAX_CHARS: usize = 60;
+
+pub struct OrchestratorActor;
+
+pub struct OrchestratorArgs {
+    pub connection: ActorRef<ConnectionMsg>,
+    pub user: UserId,
+    pub llm: Arc<dyn LlmProvider>,
+    pub llm_timeout: Duration,
+}
+
+/// One chat turn to answer.
+#[derive(Debug, Clone)]
+pub struct ChatJob {
+    pub turn: u64,
+    pub session: SessionId,
+    pub message: String,
+    pub context: Map<String, Value>,
+}
+
+pub enum OrchestratorMsg {
+    Chat(ChatJob),
+}
+
+/// Keeps `pam_orchestrators_active` right however the actor ends (panics skip `post_stop`).
+struct ActiveGauge;
+
+impl ActiveGauge {
+    fn new() -> Self {
+        metrics::gauge!(ORCHESTRATORS_ACTIVE).increment(1.0);
+        ActiveGauge
+    }
+}
+
+impl Drop for ActiveGauge {
+    fn drop(&mut self) {
+        metrics::gauge!(ORCHESTRATORS_ACTIVE).decrement(1.0);
+    }
+}
+
+pub struct OrchestratorState {
+    args: OrchestratorArgs,
+    history: HashMap<SessionId, VecDeque<HistoryMessage>>,
+    _active: ActiveGauge,
+}
+
+impl Actor for OrchestratorActor {
+    type Msg = OrchestratorMsg;
+    type State = OrchestratorState;
+    type Arguments = OrchestratorArgs;
+
+    async fn pre_start(&self, _myself: ActorRef<Self::Msg>, args: OrchestratorArgs) -> Result<Self::State, ActorProcessingErr> {
+        Ok(OrchestratorState { args, history: HashMap::new(), _active: ActiveGauge::new() })
+    }
+
+    async fn handle(&self, _myself: ActorRef<Self::Msg>, message: Self::Msg, state: &mut Self::State) -> Result<(), ActorProcessingErr> {
+        match message {
+            OrchestratorMsg::Chat(job) => {
+                let outcome = state.answer(job).await;
+                // The connection may already be gone; then nobody is waiting for the answer.
+                let _ = state.args.connection.cast(ConnectionMsg::ChatFinished(outcome));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl OrchestratorState {
+    async fn answer(&mut self, job: ChatJob) -> ChatOutcome {
+        let started = Instant::now();
+        let request = LlmRequest {
+            user_id: self.args.user.clone(),
+            message: job.message.clone(),
+            context: job.context,
+            history: self.history.get(&job.session).map(|h| h.iter().cloned().collect()).unwrap_or_default(),
+            fast: is_simple_turn(&job.message),
+        };
+        // Legacy answers are sent whole, so nobody reads deltas here: a closed channel makes
+        // providers skip them instead of waiting.
+        let (deltas, _) = mpsc::channel(1);
+        let provider = self.args.llm.name().to_string();
+        let result = match tokio::time::timeout(self.args.llm_timeout, self.args.llm.generate(&request, deltas)).await {
+            Ok(result) => result,
+            Err(_) => Err(LlmError::Timeout(format!("no answer within {} ms", self.args.llm_timeout.as_millis()))),
+        };
+        let outcome = match &result {
+            Ok(reply) => {
+                metrics::counter!(LLM_REQUESTS_TOTAL, "provider" => reply.source.clone(), "model" => reply.model.clone(), "outcome" => "ok").increment(1);
+                metrics::histogram!(CHAT_FIRST_TOKEN_SECONDS).record(started.elapsed().as_secs_f64());
+                self.remember(&job.session, &job.message, &reply.text);
+                "ok"
+            }
+            Err(LlmError::Timeout(_)) => "timeout",
+            Err(_) => "error",
+        };
+        if let Err(error) = &result {
+            tracing::warn!(provider, %error, "model gave no answer");
+            metrics::counter!(LLM_REQUESTS_TOTAL, "provider" => provider, "model" => "unknown", "outcome" => outcome).increment(1);
+        }
+        ChatOutcome {
+            turn: job.turn,
+            session: job.session,
+            latency: started.elapsed(),
+            result: result.map_err(|error| TurnFailure {
+                code: ErrorCode::LlmUnavailable,
+                message: format!("Sorry, I couldn't come up with an answer just now ({error}). Please try again in a moment."),
+            }),
+        }
+    }
+
+    fn remember(&mut self, session: &SessionId, user_text: &str, answer: &str) {
+        let history = self.history.entry(session.clone()).or_default();
+        history.push_back(HistoryMessage { role: "user".into(), content: user_text.into() });
+        history.push_back(HistoryMessage { role: "assistant".into(), content: answer.into() });
+        while history.len() > HISTORY_LIMIT {
+            history.pop_front();
+        }
+    }
+}
+
+/// Short, question-free turns ("hi", "thanks!") need no accurate model.
+pub fn is_simple_turn(message: &str) -> bool {
+    let trimmed = message.trim();
+    trimmed.chars().count() <= FAST_MAX_CHARS && !trimmed.contains('?')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn short_statements_are_simple_and_questions_are_not() {
+        assert!(is_simple_turn("hi PAM"));
+        assert!(!is_simple_turn("how much is left?"));
+        assert!(!is_simple_turn(&"plan my trip ".repeat(10)));
+    }
+}

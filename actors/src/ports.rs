@@ -1,0 +1,109 @@
+//! Ports: what the actors need from the world, as traits the gateway's adapters implement.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use pam_protocol::{UiAction, UserId};
+use serde_json::{Map, Value};
+use tokio::sync::mpsc;
+
+/// A boxed, sendable future (trait objects cannot return `impl Future`).
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Who a verified token speaks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    /// `sub`; `None` only for service-role keys.
+    pub subject: Option<UserId>,
+    /// `role` claim (`authenticated`, `service_role`, `admin`…).
+    pub role: String,
+    /// `app_metadata.role == "admin"` or `role` admin/service_role.
+    pub privileged: bool,
+    /// `exp`, unix seconds.
+    pub expires_at: Option<u64>,
+}
+
+/// Why a token was refused; each maps to one close code.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    #[error("missing token")]
+    Missing,
+    #[error("invalid token: {0}")]
+    Invalid(String),
+    #[error("token expired")]
+    Expired,
+    #[error("token does not grant access to this user")]
+    Forbidden,
+    /// The key set could not be fetched: not the client's fault.
+    #[error("cannot verify tokens right now: {0}")]
+    Unavailable(String),
+}
+
+impl AuthError {
+    /// A short label for `pam_auth_failures_total{reason}`.
+    pub fn metric_reason(&self) -> &'static str {
+        match self {
+            AuthError::Missing => "missing",
+            AuthError::Invalid(_) => "invalid",
+            AuthError::Expired => "expired",
+            AuthError::Forbidden => "forbidden",
+            AuthError::Unavailable(_) => "unavailable",
+        }
+    }
+}
+
+/// Verifies access tokens (HS256 secret, JWKS, dev secret).
+pub trait Authenticator: Send + Sync + 'static {
+    /// Verifies signature, `exp`, `aud`, `iss` and the presence of `sub`.
+    fn authenticate<'a>(&'a self, token: &'a str) -> BoxFuture<'a, Result<Identity, AuthError>>;
+}
+
+/// One earlier message of the conversation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HistoryMessage {
+    /// `user` or `assistant`.
+    pub role: String,
+    pub content: String,
+}
+
+/// Everything a model needs for one turn.
+#[derive(Debug, Clone)]
+pub struct LlmRequest {
+    pub user_id: UserId,
+    pub message: String,
+    /// Client context merged with loaded context.
+    pub context: Map<String, Value>,
+    /// Oldest first, at most 20.
+    pub history: Vec<HistoryMessage>,
+    /// Route to the fast model.
+    pub fast: bool,
+}
+
+/// A finished answer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LlmReply {
+    pub text: String,
+    pub model: String,
+    /// Which provider produced it (`builtin`, `anthropic`, …).
+    pub source: String,
+    pub ui_actions: Vec<UiAction>,
+}
+
+/// Why a model gave no answer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LlmError {
+    #[error("model timed out: {0}")]
+    Timeout(String),
+    #[error("model unavailable: {0}")]
+    Unavailable(String),
+    #[error("model response malformed: {0}")]
+    Malformed(String),
+}
+
+/// A language model that streams text deltas and returns the full answer.
+pub trait LlmProvider: Send + Sync + 'static {
+    /// Provider name for metrics and logs.
+    fn name(&self) -> &str;
+    /// Generates an answer; each delta is also pushed into `deltas` as it arrives.
+    fn generate<'a>(&'a self, request: &'a LlmRequest, deltas: mpsc::Sender<String>) -> BoxFuture<'a, Result<LlmReply, LlmError>>;
+}

@@ -1,0 +1,45 @@
+//! Per-connection limits and deadlines, taken from the gateway's validated settings.
+
+use std::time::Duration;
+
+/// What every `ConnectionActor` obeys.
+#[derive(Debug, Clone)]
+pub struct ConnectionSettings {
+    pub ping_interval: Duration,
+    pub pong_timeout: Duration,
+    pub auth_timeout: Duration,
+    pub max_message_chars: usize,
+    pub rate_limit_per_minute: u32,
+    pub outbound_queue: usize,
+    /// Inbound frames read ahead of the actor before the reader waits.
+    pub inbound_queue: usize,
+    pub llm_timeout: Duration,
+    /// Chats queued on one connection before new ones are refused.
+    pub max_chats_in_flight: usize,
+    pub shutdown_grace: Duration,
+}
+
+impl Default for ConnectionSettings {
+    fn default() -> Self {
+        Self {
+            ping_interval: Duration::from_millis(25_000),
+            pong_timeout: Duration::from_millis(70_000),
+            auth_timeout: Duration::from_millis(5_000),
+            max_message_chars: 2_000,
+            rate_limit_per_minute: 60,
+            outbound_queue: 256,
+            inbound_queue: 32,
+            llm_timeout: Duration::from_millis(30_000),
+            max_chats_in_flight: 8,
+            shutdown_grace: Duration::from_millis(10_000),
+        }
+    }
+}
+
+impl ConnectionSettings {
+    /// How often the keepalive timer wakes: often enough to close within half a ping interval
+    /// (or half the pong timeout) of the deadline.
+    pub fn tick_period(&self) -> Duration {
+        (self.ping_interval.min(self.pong_timeout) / 2).max(Duration::from_millis(10))
+    }
+}

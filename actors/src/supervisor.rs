@@ -1,0 +1,109 @@
+//! `ConnectionSupervisor`: the parent of every `ConnectionActor`. Spawns them linked, keeps
+//! their outbound handles so a connection that crashes still gets close 1011 with a reason,
+//! counts them, and drains them all with 1012 on shutdown. Children are never restarted.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use pam_protocol::{CloseCode, ErrorCode, ServerFrame};
+use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
+
+use crate::connection::{ConnectionActor, ConnectionArgs, ConnectionMsg};
+use crate::metrics_names::WS_CLOSED_TOTAL;
+use crate::outbound::{CloseRequest, Outbound};
+use crate::ports::{Authenticator, LlmProvider};
+use crate::rate_limit::RateLimiter;
+use crate::settings::ConnectionSettings;
+
+/// What every connection shares.
+pub struct ConnectionDeps {
+    pub settings: ConnectionSettings,
+    pub authenticator: Arc<dyn Authenticator>,
+    pub llm: Arc<dyn LlmProvider>,
+    pub rate_limiter: RateLimiter,
+}
+
+pub struct ConnectionSupervisor;
+
+/// Counts for health and monitoring.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SupervisorStats {
+    pub live: usize,
+    pub crashed_total: u64,
+}
+
+pub enum SupervisorMsg {
+    /// Spawns a connection actor for an accepted socket.
+    Open(ConnectionArgs, RpcReplyPort<Result<ActorRef<ConnectionMsg>, String>>),
+    /// Tells every connection to drain; replies with how many were told.
+    Drain(RpcReplyPort<usize>),
+    Stats(RpcReplyPort<SupervisorStats>),
+}
+
+struct Child {
+    conn_id: String,
+    outbound: Outbound,
+}
+
+pub struct SupervisorState {
+    children: HashMap<ActorId, (ActorRef<ConnectionMsg>, Child)>,
+    crashed_total: u64,
+}
+
+impl Actor for ConnectionSupervisor {
+    type Msg = SupervisorMsg;
+    type State = SupervisorState;
+    type Arguments = ();
+
+    async fn pre_start(&self, _myself: ActorRef<Self::Msg>, _args: ()) -> Result<Self::State, ActorProcessingErr> {
+        Ok(SupervisorState { children: HashMap::new(), crashed_total: 0 })
+    }
+
+    async fn handle(&self, myself: ActorRef<Self::Msg>, message: Self::Msg, state: &mut Self::State) -> Result<(), ActorProcessingErr> {
+        match message {
+            SupervisorMsg::Open(args, reply) => {
+                let _ = reply.send(state.open(&myself, args).await);
+            }
+            SupervisorMsg::Drain(reply) => {
+                for (actor, _) in state.children.values() {
+                    let _ = actor.cast(ConnectionMsg::Drain);
+                }
+                let _ = reply.send(state.children.len());
+            }
+            SupervisorMsg::Stats(reply) => {
+                let _ = reply.send(SupervisorStats { live: state.children.len(), crashed_total: state.crashed_total });
+            }
+        }
+        Ok(())
+    }
+
+    async fn handle_supervisor_evt(&self, _myself: ActorRef<Self::Msg>, event: SupervisionEvent, state: &mut Self::State) -> Result<(), ActorProcessingErr> {
+        match event {
+            SupervisionEvent::ActorTerminated(cell, _, _) => {
+                state.children.remove(&cell.get_id());
+            }
+            SupervisionEvent::ActorFailed(cell, error) => {
+                if let Some((_, child)) = state.children.remove(&cell.get_id()) {
+                    state.crashed_total += 1;
+                    tracing::error!(conn_id = %child.conn_id, %error, "connection actor failed; closing its socket with 1011");
+                    let reason = CloseCode::InternalError.reason_with("internal error: connection handler failed");
+                    let error_frame = ServerFrame::error(ErrorCode::Internal, reason.clone()).to_text();
+                    if child.outbound.close(CloseRequest { error_frame: Some(error_frame), code: CloseCode::InternalError.code(), reason }) {
+                        metrics::counter!(WS_CLOSED_TOTAL, "code" => "1011").increment(1);
+                    }
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+impl SupervisorState {
+    async fn open(&mut self, myself: &ActorRef<SupervisorMsg>, args: ConnectionArgs) -> Result<ActorRef<ConnectionMsg>, String> {
+        let child = Child { conn_id: args.conn_id.clone(), outbound: args.outbound.clone() };
+        let (actor, _) = Actor::spawn_linked(None, ConnectionActor, args, myself.get_cell()).await.map_err(|e| e.to_string())?;
+        self.children.insert(actor.get_id(), (actor.clone(), child));
+        Ok(actor)
+    }
+}

@@ -1,0 +1,111 @@
+//! The close-code table: every code the server sends, its name, its reason and the error code
+//! of the `error` frame that precedes it. The gateway and the actors take codes only from here.
+
+use crate::ErrorCode;
+
+/// WebSocket close reasons must fit a control frame: 125 bytes minus the 2-byte code.
+pub const MAX_CLOSE_REASON_BYTES: usize = 123;
+
+macro_rules! close_table {
+    ($( $variant:ident = $code:literal, $name:literal, $error:expr, $reason:literal; )*) => {
+        /// Every close code the server may send (protocol.md, "Close codes").
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum CloseCode { $( $variant, )* }
+
+        impl CloseCode {
+            /// All codes, in table order.
+            pub const ALL: &'static [CloseCode] = &[ $( CloseCode::$variant, )* ];
+
+            /// The numeric code sent in the close frame.
+            pub const fn code(self) -> u16 { match self { $( CloseCode::$variant => $code, )* } }
+
+            /// The table name, e.g. `slow_consumer`.
+            pub const fn name(self) -> &'static str { match self { $( CloseCode::$variant => $name, )* } }
+
+            /// The default human-readable reason (≤ 123 bytes).
+            pub const fn reason(self) -> &'static str { match self { $( CloseCode::$variant => $reason, )* } }
+
+            /// The `error_code` of the `error` frame sent before this close, if any.
+            pub const fn error_code(self) -> Option<ErrorCode> { match self { $( CloseCode::$variant => $error, )* } }
+        }
+    };
+}
+
+close_table! {
+    Normal = 1000, "normal", None, "session ended";
+    GoingAway = 1001, "going_away", Some(ErrorCode::Timeout), "no pong or frame received in time";
+    PolicyViolation = 1008, "policy_violation", Some(ErrorCode::ValidationError), "too many invalid frames in a row";
+    MessageTooBig = 1009, "message_too_big", Some(ErrorCode::MessageTooLarge), "frame exceeds the size limit";
+    InternalError = 1011, "internal_error", Some(ErrorCode::Internal), "internal error";
+    ServiceRestart = 1012, "service_restart", Some(ErrorCode::ServiceRestart), "server restarting, please reconnect";
+    TryAgainLater = 1013, "try_again_later", Some(ErrorCode::StorageUnavailable), "temporarily unavailable, try again later";
+    TokenExpired = 4401, "token_expired", Some(ErrorCode::TokenExpired), "token expired";
+    SlowConsumer = 4408, "slow_consumer", Some(ErrorCode::SlowConsumer), "client is not reading fast enough";
+    RateLimited = 4429, "rate_limited", Some(ErrorCode::RateLimitExceeded), "too many rate-limit violations";
+    AuthInvalid = 4501, "auth_invalid", Some(ErrorCode::AuthInvalid), "authentication failed";
+    Forbidden = 4503, "forbidden", Some(ErrorCode::Forbidden), "token does not grant access to this user";
+    TooManyConnections = 4504, "too_many_connections", Some(ErrorCode::TooManyConnections), "too many connections for this user";
+    AuthTimeout = 4508, "auth_timeout", Some(ErrorCode::AuthTimeout), "no auth frame received in time";
+}
+
+impl CloseCode {
+    /// 4000–4499 (and the 1xxx codes other than policy ones) invite a reconnect; 4500–4999 do not.
+    pub const fn may_reconnect(self) -> bool {
+        !matches!(self.code(), 4500..=4999)
+    }
+
+    /// Looks a numeric code up in the table.
+    pub fn from_code(code: u16) -> Option<CloseCode> {
+        Self::ALL.iter().copied().find(|c| c.code() == code)
+    }
+
+    /// `detail` cut to fit a close frame, at a char boundary; the default reason when empty.
+    pub fn reason_with(self, detail: &str) -> String {
+        let text = if detail.is_empty() { self.reason() } else { detail };
+        let mut end = text.len().min(MAX_CLOSE_REASON_BYTES);
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text[..end].to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_reason_fits_a_close_frame_and_codes_are_unique() {
+        let mut seen = std::collections::HashSet::new();
+        for code in CloseCode::ALL {
+            assert!(code.reason().len() <= MAX_CLOSE_REASON_BYTES, "{code:?}");
+            assert!(!code.reason().is_empty(), "{code:?}");
+            assert!(seen.insert(code.code()), "duplicate {}", code.code());
+            assert_eq!(CloseCode::from_code(code.code()), Some(*code));
+        }
+    }
+
+    #[test]
+    fn only_normal_close_has_no_error_frame() {
+        for code in CloseCode::ALL {
+            assert_eq!(code.error_code().is_none(), *code == CloseCode::Normal, "{code:?}");
+        }
+    }
+
+    #[test]
+    fn reconnect_range_follows_the_table() {
+        assert!(CloseCode::SlowConsumer.may_reconnect());
+        assert!(CloseCode::TokenExpired.may_reconnect());
+        assert!(!CloseCode::AuthInvalid.may_reconnect());
+        assert!(!CloseCode::Forbidden.may_reconnect());
+    }
+
+    #[test]
+    fn long_reasons_are_cut_at_a_char_boundary() {
+        let long = "é".repeat(100);
+        let reason = CloseCode::InternalError.reason_with(&long);
+        assert!(reason.len() <= MAX_CLOSE_REASON_BYTES);
+        assert!(reason.chars().all(|c| c == 'é'));
+        assert_eq!(CloseCode::InternalError.reason_with(""), "internal error");
+    }
+}

@@ -1,0 +1,179 @@
+//! Client → server frames, parsed from text with precise errors so the connection can answer
+//! `INVALID_JSON`, `UNKNOWN_TYPE` or `VALIDATION_ERROR` and keep the socket open.
+
+use serde_json::{Map, Value};
+
+use crate::ErrorCode;
+
+/// A chat request (`content` is accepted as an alias of `message`). Ids are kept raw here and
+/// validated by the connection, which owns the error reply.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ChatRequest {
+    /// v2 client message id (idempotency key); legacy clients send none.
+    pub id: Option<String>,
+    /// The user's text; empty when absent.
+    pub message: String,
+    /// Raw `session_id`, if the client sent one.
+    pub session_id: Option<String>,
+    /// Extra context the client attached (e.g. `user_location`).
+    pub context: Option<Map<String, Value>>,
+}
+
+/// Every client frame the gateway understands.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ClientFrame {
+    Chat(ChatRequest),
+    /// Answered at once with a `pong` echoing `timestamp` (which may be any JSON value).
+    Ping { timestamp: Option<Value> },
+    Pong,
+    /// `init` and `context_update`: merged into the next chat's context.
+    Context(Map<String, Value>),
+    /// v2 `auth` (legacy clients send it too, where it is ignored).
+    Auth { token: String },
+    /// v2 token refresh.
+    AuthRefresh { token: String },
+    /// v2 cancel of a running chat.
+    Cancel { id: String },
+    /// v2 resume after reconnect.
+    Resume { session_id: String, last_seq: u64 },
+    /// Known-harmless types (`heartbeat`, `typing_indicator`) that need no answer.
+    Ignored,
+}
+
+/// Why a text frame was not understood.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FrameError {
+    InvalidJson(String),
+    UnknownType(String),
+    Validation(String),
+}
+
+impl FrameError {
+    /// The `error_code` to answer with.
+    pub fn error_code(&self) -> ErrorCode {
+        match self {
+            FrameError::InvalidJson(_) => ErrorCode::InvalidJson,
+            FrameError::UnknownType(_) => ErrorCode::UnknownType,
+            FrameError::Validation(_) => ErrorCode::ValidationError,
+        }
+    }
+
+    /// A message fit for the client.
+    pub fn message(&self) -> String {
+        match self {
+            FrameError::InvalidJson(why) => format!("frame is not valid JSON: {why}"),
+            FrameError::UnknownType(kind) => format!("unknown message type '{kind}'"),
+            FrameError::Validation(why) => why.clone(),
+        }
+    }
+}
+
+/// Parses one text frame.
+pub fn parse_client_frame(text: &str) -> Result<ClientFrame, FrameError> {
+    let value: Value = serde_json::from_str(text).map_err(|e| FrameError::InvalidJson(e.to_string()))?;
+    let Value::Object(mut obj) = value else {
+        return Err(FrameError::Validation("frame must be a JSON object".into()));
+    };
+    let kind = match obj.get("type") {
+        Some(Value::String(kind)) => kind.clone(),
+        _ => return Err(FrameError::Validation("frame needs a string 'type'".into())),
+    };
+    match kind.as_str() {
+        "chat" => parse_chat(&mut obj).map(ClientFrame::Chat),
+        "ping" => Ok(ClientFrame::Ping { timestamp: obj.remove("timestamp") }),
+        "pong" => Ok(ClientFrame::Pong),
+        "init" | "context_update" => Ok(ClientFrame::Context(optional_object(&mut obj, "context")?.unwrap_or_default())),
+        "auth" => Ok(ClientFrame::Auth { token: required_string(&mut obj, "token")? }),
+        "auth_refresh" => Ok(ClientFrame::AuthRefresh { token: required_string(&mut obj, "token")? }),
+        "cancel" => Ok(ClientFrame::Cancel { id: required_string(&mut obj, "id")? }),
+        "resume" => Ok(ClientFrame::Resume {
+            session_id: required_string(&mut obj, "session_id")?,
+            last_seq: obj
+                .get("last_seq")
+                .and_then(Value::as_u64)
+                .ok_or_else(|| FrameError::Validation("'last_seq' must be a non-negative integer".into()))?,
+        }),
+        "heartbeat" | "typing_indicator" => Ok(ClientFrame::Ignored),
+        _ => Err(FrameError::UnknownType(kind.chars().take(40).collect())),
+    }
+}
+
+fn parse_chat(obj: &mut Map<String, Value>) -> Result<ChatRequest, FrameError> {
+    let message = match optional_string(obj, "message")? {
+        Some(message) => message,
+        None => optional_string(obj, "content")?.unwrap_or_default(),
+    };
+    Ok(ChatRequest {
+        id: optional_id(obj)?,
+        message,
+        session_id: optional_string(obj, "session_id")?,
+        context: optional_object(obj, "context")?,
+    })
+}
+
+fn optional_id(obj: &mut Map<String, Value>) -> Result<Option<String>, FrameError> {
+    match obj.remove("id") {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(id)) if !id.is_empty() && id.len() <= 100 => Ok(Some(id)),
+        Some(Value::Number(n)) => Ok(Some(n.to_string())),
+        Some(_) => Err(FrameError::Validation("'id' must be a string of 1-100 characters".into())),
+    }
+}
+
+fn optional_string(obj: &mut Map<String, Value>, key: &str) -> Result<Option<String>, FrameError> {
+    match obj.remove(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(_) => Err(FrameError::Validation(format!("'{key}' must be a string"))),
+    }
+}
+
+fn required_string(obj: &mut Map<String, Value>, key: &str) -> Result<String, FrameError> {
+    optional_string(obj, key)?.ok_or_else(|| FrameError::Validation(format!("'{key}' is required")))
+}
+
+fn optional_object(obj: &mut Map<String, Value>, key: &str) -> Result<Option<Map<String, Value>>, FrameError> {
+    match obj.remove(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Object(map)) => Ok(Some(map)),
+        Some(_) => Err(FrameError::Validation(format!("'{key}' must be an object"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn chat_accepts_content_as_alias_and_keeps_context() {
+        let frame = parse_client_frame(r#"{"type":"chat","content":"hi","context":{"user_location":{"lat":1}}}"#).unwrap();
+        let ClientFrame::Chat(chat) = frame else { panic!("not chat") };
+        assert_eq!(chat.message, "hi");
+        assert_eq!(chat.context.unwrap()["user_location"], json!({"lat":1}));
+        assert_eq!(chat.session_id, None);
+    }
+
+    #[test]
+    fn ping_keeps_its_timestamp_verbatim() {
+        let frame = parse_client_frame(r#"{"type":"ping","timestamp":1700000000123}"#).unwrap();
+        assert_eq!(frame, ClientFrame::Ping { timestamp: Some(json!(1700000000123_u64)) });
+    }
+
+    #[test]
+    fn errors_are_classified() {
+        assert!(matches!(parse_client_frame("{nope"), Err(FrameError::InvalidJson(_))));
+        assert!(matches!(parse_client_frame(r#"{"type":"dance"}"#), Err(FrameError::UnknownType(k)) if k == "dance"));
+        assert!(matches!(parse_client_frame("[1,2]"), Err(FrameError::Validation(_))));
+        assert!(matches!(parse_client_frame(r#"{"type":"chat","message":5}"#), Err(FrameError::Validation(_))));
+        assert!(matches!(parse_client_frame(r#"{"type":"resume","session_id":"s"}"#), Err(FrameError::Validation(_))));
+    }
+
+    #[test]
+    fn harmless_legacy_types_are_ignored_and_context_frames_parse() {
+        assert_eq!(parse_client_frame(r#"{"type":"heartbeat"}"#).unwrap(), ClientFrame::Ignored);
+        let ctx = parse_client_frame(r#"{"type":"context_update","context":{"page":"trips"}}"#).unwrap();
+        assert_eq!(ctx, ClientFrame::Context(json!({"page":"trips"}).as_object().unwrap().clone()));
+        assert_eq!(parse_client_frame(r#"{"type":"init"}"#).unwrap(), ClientFrame::Context(Map::new()));
+    }
+}

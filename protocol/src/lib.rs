@@ -1,0 +1,27 @@
+//! The PAM wire contract: frames of the legacy and v2 dialects, validated ids and the one
+//! close-code table. Used by the actors (to build frames) and the gateway (to parse them).
+//! Knows nothing of tokio or sockets: serde only.
+
+mod close;
+mod error_code;
+mod ids;
+mod inbound;
+mod outbound;
+
+pub use close::{CloseCode, MAX_CLOSE_REASON_BYTES};
+pub use error_code::ErrorCode;
+pub use ids::{IdError, SessionId, UserId};
+pub use inbound::{ChatRequest, ClientFrame, FrameError, parse_client_frame};
+pub use outbound::{ChatResponse, ConnectionFrame, ErrorFrame, ServerFrame, UiAction};
+
+/// The `Sec-WebSocket-Protocol` value that opts a socket into the v2 dialect.
+pub const V2_SUBPROTOCOL: &str = "pam.v2";
+
+/// Which dialect a socket speaks, fixed at upgrade time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    /// What today's browser client speaks: one terminal frame per chat, no ids.
+    Legacy,
+    /// Opt-in dialect with message ids, streaming, resume and token refresh.
+    V2,
+}

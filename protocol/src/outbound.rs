@@ -1,0 +1,143 @@
+//! Server → client frames. In legacy, only the terminal `chat_response` and `error` frames may
+//! carry `message`/`content`/`response`, because today's client takes the first such frame as the
+//! whole answer.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::ErrorCode;
+
+/// A client-side action the answer asks for (reload a list, open the map).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UiAction {
+    /// `reload_calendar` | `reload_expenses` | `reload_trips` | `open_map`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub entity_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub entity_type: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub entity_title: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<Map<String, Value>>,
+}
+
+/// The legacy welcome frame, sent once after authentication.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConnectionFrame {
+    pub status: String,
+    pub message: String,
+    pub timestamp: String,
+    pub connection_id: String,
+    pub profile_integration: String,
+}
+
+/// The one terminal frame of a legacy chat.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChatResponse {
+    pub message: String,
+    pub content: String,
+    pub ui_actions: Vec<UiAction>,
+    pub session_id: String,
+    pub error: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_code: Option<ErrorCode>,
+    pub source: String,
+    pub model: String,
+    pub latency_ms: u64,
+    pub timestamp: String,
+}
+
+/// A protocol error; precedes every close the server starts (except 1000).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ErrorFrame {
+    pub error_code: ErrorCode,
+    pub message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retryable: Option<bool>,
+}
+
+/// Every frame the server sends, tagged by `type`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerFrame {
+    Connection(ConnectionFrame),
+    ChatResponse(ChatResponse),
+    Error(ErrorFrame),
+    Ping { timestamp: i64 },
+    Pong { timestamp: Value },
+}
+
+impl ServerFrame {
+    /// An `error` frame with no id.
+    pub fn error(error_code: ErrorCode, message: impl Into<String>) -> Self {
+        ServerFrame::Error(ErrorFrame { error_code, message: message.into(), id: None, retryable: None })
+    }
+
+    /// The `type` tag, for metrics labels.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ServerFrame::Connection(_) => "connection",
+            ServerFrame::ChatResponse(_) => "chat_response",
+            ServerFrame::Error(_) => "error",
+            ServerFrame::Ping { .. } => "ping",
+            ServerFrame::Pong { .. } => "pong",
+        }
+    }
+
+    /// JSON text; frames are plain data, so this cannot fail.
+    pub fn to_text(&self) -> String {
+        serde_json::to_string(self).unwrap_or_else(|_| r#"{"type":"error","error_code":"INTERNAL","message":"encoding failed"}"#.into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn round_trip(frame: ServerFrame) -> Value {
+        let text = frame.to_text();
+        let back: ServerFrame = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, frame);
+        serde_json::from_str(&text).unwrap()
+    }
+
+    #[test]
+    fn chat_response_has_the_legacy_shape() {
+        let v = round_trip(ServerFrame::ChatResponse(ChatResponse {
+            message: "hi".into(),
+            content: "hi".into(),
+            ui_actions: vec![UiAction { kind: "open_map".into(), entity_id: None, entity_type: None, entity_title: None, metadata: None }],
+            session_id: "default".into(),
+            error: false,
+            error_code: None,
+            source: "builtin".into(),
+            model: "builtin".into(),
+            latency_ms: 3,
+            timestamp: "2026-01-01T00:00:00Z".into(),
+        }));
+        assert_eq!(v["type"], "chat_response");
+        assert_eq!(v["ui_actions"][0], json!({"type":"open_map"}));
+        assert!(v.get("error_code").is_none());
+    }
+
+    #[test]
+    fn connection_error_ping_and_pong_round_trip() {
+        let v = round_trip(ServerFrame::Connection(ConnectionFrame {
+            status: "connected".into(),
+            message: "hello".into(),
+            timestamp: "t".into(),
+            connection_id: "c".into(),
+            profile_integration: "enabled".into(),
+        }));
+        assert_eq!(v["type"], "connection");
+        let v = round_trip(ServerFrame::error(ErrorCode::UnknownType, "nope"));
+        assert_eq!(v, json!({"type":"error","error_code":"UNKNOWN_TYPE","message":"nope"}));
+        assert_eq!(round_trip(ServerFrame::Ping { timestamp: 5 }), json!({"type":"ping","timestamp":5}));
+        assert_eq!(round_trip(ServerFrame::Pong { timestamp: json!("x") }), json!({"type":"pong","timestamp":"x"}));
+    }
+}

@@ -1,0 +1,592 @@
+#!/usr/bin/env bash
+# Validates the deployment files under deploy/ (Prometheus config, alert rules and their unit
+# tests, Kubernetes manifests, docker-compose file, Grafana dashboard and provisioning, Dockerfile)
+# and checks that every metric the dashboard and the alerts query is one the gateway exports.
+#
+# usage: scripts/check-deploy.sh [--metrics-url URL]
+#   --metrics-url URL  (or env PAM_METRICS_URL) fetch a running gateway's /metrics and require
+#                      every referenced pam_* metric to appear there; without it the names are
+#                      checked against the fixed list from design.md ("Metrics").
+# Needs bash, python3 with PyYAML, curl (for --metrics-url) and promtool; promtool is installed
+# from Debian's `prometheus` package when missing. kubectl (kustomize build) is used when present.
+# Prints one OK/FAIL/SKIP line per check; exits non-zero if any check failed.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+METRICS_URL="${PAM_METRICS_URL:-}"
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    --metrics-url) [[ $# -ge 2 ]] || { echo "--metrics-url needs a URL" >&2; exit 2; }
+                   METRICS_URL="$2"; shift 2 ;;
+    --metrics-url=*) METRICS_URL="${1#*=}"; shift ;;
+    -h|--help) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
+  esac
+done
+
+DEPLOY=deploy
+PROM_CONFIG="$DEPLOY/prometheus/prometheus.yml"
+PROM_RULES="$DEPLOY/prometheus/alerts.yml"
+PROM_RULE_TESTS="$DEPLOY/prometheus/alerts.test.yml"
+DASHBOARD="$DEPLOY/grafana/dashboards/pam-gateway.json"
+COMPOSE="$DEPLOY/docker-compose.yml"
+K8S_DIR="$DEPLOY/k8s"
+
+FAILURES=0
+WORK="$(mktemp -d)"
+CREATED_POLICY_RC=""
+cleanup() {
+  rm -rf "$WORK"
+  if [[ -n "$CREATED_POLICY_RC" ]]; then rm -f "$CREATED_POLICY_RC"; fi
+}
+trap cleanup EXIT
+
+ok()   { printf 'OK    %s\n' "$1"; }
+skip() { printf 'SKIP  %s\n' "$1"; }
+fail() { printf 'FAIL  %s\n' "$1"; FAILURES=$((FAILURES + 1)); }
+indent() { sed 's/^/      /'; }
+
+# check NAME CMD...: runs CMD; OK when it exits 0, otherwise FAIL followed by its output.
+# check_show prints the output on success too.
+check() { SHOW=0 run_check "$@"; }
+check_show() { SHOW=1 run_check "$@"; }
+run_check() {
+  local name="$1"; shift
+  local out
+  if out="$("$@" 2>&1)"; then
+    ok "$name"
+    if [[ "$SHOW" == 1 && -n "$out" ]]; then printf '%s\n' "$out" | indent; fi
+  else
+    fail "$name"
+    printf '%s\n' "$out" | indent
+  fi
+}
+
+# ---------------------------------------------------------------------------------------------
+# Python helper: parsing and cross-file consistency checks.
+HELPER="$WORK/check_deploy.py"
+cat > "$HELPER" <<'PY'
+import json, os, re, sys
+
+# design.md "Metrics" plus pam_orchestrators_active: the names the gateway exports.
+KNOWN_METRICS = {
+    "pam_ws_connections", "pam_ws_connections_opened_total", "pam_ws_closed_total",
+    "pam_ws_frames_total", "pam_auth_failures_total", "pam_chat_seconds",
+    "pam_chat_first_token_seconds", "pam_llm_requests_total", "pam_context_load_seconds",
+    "pam_cache_requests_total", "pam_db_query_seconds", "pam_rate_limited_total",
+    "pam_orchestrators_active",
+}
+SUFFIXES = ("_bucket", "_sum", "_count")
+NAME_RE = re.compile(r"(?<![A-Za-z0-9_:])pam_[A-Za-z0-9_:]*")
+
+
+def yaml_mod():
+    try:
+        import yaml
+    except ImportError:
+        sys.exit("PyYAML is not installed (pip install pyyaml or apt-get install python3-yaml)")
+    return yaml
+
+
+def load_yaml_docs(path):
+    with open(path) as f:
+        return [d for d in yaml_mod().safe_load_all(f) if d is not None]
+
+
+def base_name(name):
+    for s in SUFFIXES:
+        if name.endswith(s):
+            return name[: -len(s)]
+    return name
+
+
+def problems_exit(problems):
+    if problems:
+        print("\n".join(problems))
+        sys.exit(1)
+
+
+def cmd_yaml(paths):
+    for p in paths:
+        docs = load_yaml_docs(p)
+        if not docs:
+            sys.exit(f"{p}: no YAML documents")
+        print(f"{p}: {len(docs)} document(s)")
+
+
+def cmd_json(paths):
+    for p in paths:
+        with open(p) as f:
+            json.load(f)
+
+
+def dashboard_queries(path):
+    """Every PromQL string of the dashboard: panel target exprs and templating queries."""
+    with open(path) as f:
+        dash = json.load(f)
+    out = []
+
+    def walk(node):
+        if isinstance(node, dict):
+            for k, v in node.items():
+                if k == "expr" and isinstance(v, str):
+                    out.append(v)
+                else:
+                    walk(v)
+        elif isinstance(node, list):
+            for v in node:
+                walk(v)
+
+    walk(dash.get("panels", []))
+    for var in dash.get("templating", {}).get("list", []):
+        q = var.get("query")
+        if isinstance(q, dict):
+            q = q.get("query")
+        if isinstance(q, str):
+            out.append(q)
+    return dash, out
+
+
+def alert_exprs(path):
+    exprs = []
+    for doc in load_yaml_docs(path):
+        for group in doc.get("groups", []):
+            for rule in group.get("rules", []):
+                exprs.append(str(rule.get("expr", "")))
+    return exprs
+
+
+def referenced(exprs):
+    return {base_name(m) for e in exprs for m in NAME_RE.findall(e)}
+
+
+def exported_names(path):
+    """Metric names in Prometheus text exposition, with histogram/summary suffixes stripped."""
+    names = set()
+    with open(path, errors="replace") as f:
+        for line in f:
+            line = line.strip()
+            if not line:
+                continue
+            if line.startswith("#"):
+                parts = line.split()
+                if len(parts) >= 3 and parts[1] in ("TYPE", "HELP"):
+                    names.add(parts[2])
+                continue
+            m = re.match(r"[A-Za-z_:][A-Za-z0-9_:]*", line)
+            if m:
+                names.add(m.group(0))
+    return names | {base_name(n) for n in names}
+
+
+def cmd_dashboard(path, ds_file):
+    dash, queries = dashboard_queries(path)
+    problems = []
+    if dash.get("schemaVersion") != 39:
+        problems.append(f"schemaVersion is {dash.get('schemaVersion')}, expected 39")
+    ds_uid = None
+    for doc in load_yaml_docs(ds_file):
+        for ds in doc.get("datasources", []):
+            if ds.get("type") == "prometheus":
+                ds_uid = ds.get("uid")
+    if ds_uid is None:
+        problems.append(f"{ds_file}: no prometheus datasource with a uid")
+    for p in dash.get("panels", []):
+        if p.get("type") == "row":
+            continue
+        uids = [p.get("datasource", {}).get("uid")] + [
+            t.get("datasource", {}).get("uid") for t in p.get("targets", [])]
+        for uid in uids:
+            if uid != ds_uid:
+                problems.append(f"panel {p.get('title')!r}: datasource uid {uid!r} != {ds_uid!r}")
+        if not p.get("targets"):
+            problems.append(f"panel {p.get('title')!r}: no targets")
+    ids = [p.get("id") for p in dash.get("panels", [])]
+    if len(ids) != len(set(ids)):
+        problems.append("duplicate panel ids")
+    missing = sorted(KNOWN_METRICS - referenced(queries))
+    if missing:
+        problems.append("no panel queries " + ", ".join(missing))
+    problems_exit(problems)
+
+
+def cmd_metrics(dash_path, rules_path, exposition=None):
+    _, queries = dashboard_queries(dash_path)
+    refs = {"dashboard": referenced(queries), "alerts": referenced(alert_exprs(rules_path))}
+    if exposition:
+        have, where = exported_names(exposition), "the live /metrics text"
+    else:
+        have, where = KNOWN_METRICS, "the fixed list from design.md"
+    problems = []
+    for source, names in refs.items():
+        for n in sorted(names - have):
+            problems.append(f"{source} references {n}, which is not in {where}")
+    all_refs = set().union(*refs.values())
+    if not all_refs:
+        problems.append("no pam_* metric referenced at all (extraction broken?)")
+    problems_exit(problems)
+    print(f"{len(all_refs)} metric names checked against {where}: " + ", ".join(sorted(all_refs)))
+
+
+def cmd_buckets(dash_path, rules_path, exposition):
+    """A histogram without configured buckets is rendered as a summary (quantile series and no
+    _bucket), which leaves every histogram_quantile() on _bucket empty."""
+    _, queries = dashboard_queries(dash_path)
+    exprs = queries + alert_exprs(rules_path)
+    wanted = {m for e in exprs for m in NAME_RE.findall(e) if m.endswith("_bucket")}
+    samples, quantiles = set(), set()
+    with open(exposition, errors="replace") as f:
+        for line in f:
+            m = re.match(r"([A-Za-z_:][A-Za-z0-9_:]*)(\{[^}]*\})?", line)
+            if m and not line.startswith("#"):
+                samples.add(m.group(1))
+                if m.group(2) and 'quantile="' in m.group(2):
+                    quantiles.add(m.group(1))
+    problems = []
+    for w in sorted(wanted):
+        base = w[: -len("_bucket")]
+        if w in samples:
+            continue
+        if base in quantiles:
+            problems.append(f"{base} is exported as a summary (quantile=...), not a histogram: "
+                            "configure buckets for it in the exporter (set_buckets_for_metric)")
+        elif base in samples or base + "_count" in samples:
+            problems.append(f"{base} has no {w} series")
+    problems_exit(problems)
+
+
+def env_map(container):
+    return {e["name"]: e for e in container.get("env", [])}
+
+
+def cmd_k8s(k8s_dir):
+    problems = []
+    by_kind = {}
+    files = sorted(f for f in os.listdir(k8s_dir) if f.endswith((".yaml", ".yml")))
+    for f in files:
+        for doc in load_yaml_docs(os.path.join(k8s_dir, f)):
+            by_kind.setdefault(doc.get("kind"), []).append((f, doc))
+
+    kust = [d for _, d in by_kind.get("Kustomization", [])]
+    listed = set(kust[0].get("resources", [])) if kust else set()
+    if not kust:
+        problems.append("no kustomization.yaml")
+    for f in files:
+        if f != "kustomization.yaml" and f not in listed:
+            problems.append(f"kustomization.yaml does not list {f}")
+    for r in listed:
+        if not os.path.exists(os.path.join(k8s_dir, r)):
+            problems.append(f"kustomization.yaml lists missing {r}")
+
+    deps = by_kind.get("Deployment", [])
+    if len(deps) != 1:
+        problems_exit(problems + [f"expected one Deployment, found {len(deps)}"])
+    dep = deps[0][1]
+    spec, pod = dep["spec"], dep["spec"]["template"]["spec"]
+    pod_labels = dep["spec"]["template"]["metadata"].get("labels", {})
+    annotations = dep["spec"]["template"]["metadata"].get("annotations", {})
+    c = pod["containers"][0]
+    env = env_map(c)
+    if spec.get("replicas") != 3:
+        problems.append(f"replicas {spec.get('replicas')} != 3")
+    psc, csc = pod.get("securityContext", {}), c.get("securityContext", {})
+    if not (psc.get("runAsNonRoot") or csc.get("runAsNonRoot")):
+        problems.append("runAsNonRoot not set")
+    if (csc.get("runAsUser") or psc.get("runAsUser")) != 10001:
+        problems.append("runAsUser is not 10001 (the image's pam user)")
+    if csc.get("readOnlyRootFilesystem") is not True:
+        problems.append("readOnlyRootFilesystem is not true")
+    if csc.get("allowPrivilegeEscalation") is not False:
+        problems.append("allowPrivilegeEscalation is not false")
+    res = c.get("resources", {})
+    if not res.get("requests") or not res.get("limits"):
+        problems.append("resources.requests/limits missing")
+    for probe, path in (("livenessProbe", "/health/live"), ("readinessProbe", "/health/ready")):
+        got = c.get(probe, {}).get("httpGet", {}).get("path")
+        if got != path:
+            problems.append(f"{probe} path {got!r} != {path!r}")
+    listen = env.get("PAM_LISTEN", {}).get("value", "")
+    port = listen.rsplit(":", 1)[-1] if listen else None
+    container_ports = {str(p["containerPort"]) for p in c.get("ports", [])}
+    if listen != "0.0.0.0:8080":
+        problems.append(f"PAM_LISTEN {listen!r} != '0.0.0.0:8080'")
+    if port not in container_ports:
+        problems.append(f"PAM_LISTEN port {port} is not a containerPort {sorted(container_ports)}")
+    if annotations.get("prometheus.io/scrape") != "true" or \
+            annotations.get("prometheus.io/port") != port or \
+            annotations.get("prometheus.io/path") != "/metrics":
+        problems.append(f"prometheus.io annotations wrong: {annotations}")
+    for name in ("DATABASE_URL", "REDIS_URL", "SUPABASE_JWT_SECRET", "SUPABASE_URL",
+                 "ANTHROPIC_API_KEY", "PAM_ADMIN_TOKEN"):
+        ref = env.get(name, {}).get("valueFrom", {}).get("secretKeyRef", {})
+        if ref.get("name") != "pam-gateway" or ref.get("key") != name:
+            problems.append(f"env {name} is not taken from Secret pam-gateway key {name}")
+    # shutdown budget: preStop sleep + drain grace must fit in terminationGracePeriodSeconds
+    grace_ms = int(env.get("PAM_SHUTDOWN_GRACE_MS", {}).get("value", "10000"))
+    cmdline = c.get("lifecycle", {}).get("preStop", {}).get("exec", {}).get("command", [])
+    sleep_s = 0
+    if cmdline[:1] == ["sleep"] and len(cmdline) == 2:
+        sleep_s = int(cmdline[1])
+    else:
+        problems.append(f"preStop is not `sleep N`: {cmdline}")
+    tgps = pod.get("terminationGracePeriodSeconds", 30)
+    if not tgps > sleep_s + grace_ms / 1000:
+        problems.append(f"terminationGracePeriodSeconds {tgps} <= preStop {sleep_s}s + "
+                        f"PAM_SHUTDOWN_GRACE_MS {grace_ms}ms")
+
+    def selects(selector):
+        return selector and all(pod_labels.get(k) == v for k, v in selector.items())
+
+    for f, svc in by_kind.get("Service", []):
+        if not selects(svc["spec"].get("selector")):
+            problems.append(f"{f}: Service selector does not match the pod labels")
+        named = {p["name"] for p in c.get("ports", [])}
+        for p in svc["spec"].get("ports", []):
+            t = p.get("targetPort")
+            if str(t) not in container_ports and t not in named:
+                problems.append(f"{f}: targetPort {t} is not a container port")
+    for f, pdb in by_kind.get("PodDisruptionBudget", []):
+        if pdb["spec"].get("minAvailable") != 2:
+            problems.append(f"{f}: minAvailable != 2")
+        if not selects(pdb["spec"].get("selector", {}).get("matchLabels")):
+            problems.append(f"{f}: selector does not match the pod labels")
+    hpas = by_kind.get("HorizontalPodAutoscaler", [])
+    if not hpas:
+        problems.append("no HorizontalPodAutoscaler")
+    for f, hpa in hpas:
+        if hpa.get("apiVersion") != "autoscaling/v2":
+            problems.append(f"{f}: apiVersion is not autoscaling/v2")
+        if hpa["spec"]["scaleTargetRef"].get("name") != dep["metadata"]["name"]:
+            problems.append(f"{f}: scaleTargetRef is not the Deployment")
+        if hpa["spec"].get("minReplicas", 1) < 3:
+            problems.append(f"{f}: minReplicas below the PDB's 2 + 1")
+        kinds = {m["type"] for m in hpa["spec"].get("metrics", [])}
+        for m in hpa["spec"].get("metrics", []):
+            if m["type"] == "Pods" and m["pods"]["metric"]["name"] not in KNOWN_METRICS:
+                problems.append(f"{f}: Pods metric {m['pods']['metric']['name']} not exported")
+        if kinds != {"Pods", "Resource"}:
+            problems.append(f"{f}: expected a Pods and a Resource metric, got {sorted(kinds)}")
+    problems_exit(problems)
+
+
+def cmd_compose(path):
+    problems = []
+    base = os.path.dirname(path)
+    raw = open(path).read()
+    doc = load_yaml_docs(path)[0]
+    services = doc.get("services", {})
+    for s in ("gateway", "postgres", "redis", "prometheus", "grafana"):
+        if s not in services:
+            problems.append(f"service {s} missing")
+    gw = services.get("gateway", {})
+    build = gw.get("build", {})
+    ctx = os.path.normpath(os.path.join(base, build.get("context", ".")))
+    if not os.path.isfile(os.path.join(ctx, build.get("dockerfile", "Dockerfile"))):
+        problems.append(f"gateway build: {build.get('dockerfile')} not found in context {ctx}")
+    if not os.path.isfile(os.path.join(ctx, "Cargo.toml")) and os.path.isdir(os.path.join(ctx, "src")):
+        problems.append(f"gateway build context {ctx} has src/ but no Cargo.toml")
+    env = gw.get("environment", {})
+    if isinstance(env, list):
+        env = dict(e.split("=", 1) if "=" in e else (e, None) for e in env)
+    for k in ("DATABASE_URL", "REDIS_URL", "SUPABASE_JWT_SECRET", "PAM_ALLOWED_ORIGINS"):
+        if k not in env:
+            problems.append(f"gateway env {k} missing")
+    if "${SUPABASE_JWT_SECRET:?" not in raw:
+        problems.append("SUPABASE_JWT_SECRET must be required with ${SUPABASE_JWT_SECRET:?...}")
+    for dep, cond in (gw.get("depends_on") or {}).items():
+        if cond.get("condition") == "service_healthy" and "healthcheck" not in services.get(dep, {}):
+            problems.append(f"gateway waits for {dep} healthy but {dep} has no healthcheck")
+    for s in ("postgres", "redis"):
+        if (gw.get("depends_on") or {}).get(s, {}).get("condition") != "service_healthy":
+            problems.append(f"gateway does not wait for {s} to be healthy")
+    for name, svc in services.items():
+        for v in svc.get("volumes", []):
+            src = v.split(":", 1)[0] if isinstance(v, str) else v.get("source", "")
+            if src.startswith("."):
+                if not os.path.exists(os.path.join(base, src)):
+                    problems.append(f"{name}: mounted path {src} does not exist")
+    problems_exit(problems)
+
+
+def cmd_grafana(provider_file, compose_file, dashboard):
+    problems = []
+    compose = load_yaml_docs(compose_file)[0]
+    mounts = {}
+    for v in compose.get("services", {}).get("grafana", {}).get("volumes", []):
+        if isinstance(v, str) and v.startswith("."):
+            src, dst = v.split(":")[:2]
+            mounts[dst] = os.path.normpath(os.path.join(os.path.dirname(compose_file), src))
+    for doc in load_yaml_docs(provider_file):
+        for prov in doc.get("providers", []):
+            path = prov.get("options", {}).get("path")
+            host = mounts.get(path)
+            if host is None:
+                problems.append(f"provider path {path} is not mounted into grafana")
+            elif not os.path.isfile(os.path.join(host, os.path.basename(dashboard))):
+                problems.append(f"{dashboard} is not under the provider path mount {host}")
+    problems_exit(problems)
+
+
+def cmd_dockerfile(path):
+    text = open(path).read()
+    need = {
+        "builder FROM rust:1-bookworm": r"(?m)^FROM\s+\$\{RUST_IMAGE\}|^FROM\s+rust:1-bookworm",
+        "runtime debian:bookworm-slim": r"debian:bookworm-slim",
+        "cargo build --release --locked -p pam-gateway": r"cargo build --release --locked -p pam-gateway",
+        "user 10001": r"(?m)^USER\s+10001",
+        "PAM_LISTEN=0.0.0.0:8080": r"PAM_LISTEN=0\.0\.0\.0:8080",
+        "EXPOSE 8080": r"(?m)^EXPOSE\s+8080",
+        "HEALTHCHECK /health/live": r"HEALTHCHECK[\s\S]*curl -fsS http://127\.0\.0\.1:8080/health/live",
+        "STOPSIGNAL SIGTERM": r"(?m)^STOPSIGNAL\s+SIGTERM",
+        "ENTRYPOINT the binary": r'(?m)^ENTRYPOINT\s+\["/usr/local/bin/pam-gateway"\]',
+    }
+    missing = [k for k, rx in need.items() if not re.search(rx, text)]
+    if not re.search(r"(?m)^ARG RUST_IMAGE=rust:1-bookworm", text) and "rust:1-bookworm" not in text:
+        missing.append("rust:1-bookworm")
+    ignore = os.path.join(os.path.dirname(path), os.path.basename(path) + ".dockerignore")
+    if not os.path.isfile(ignore):
+        missing.append(f"{ignore} (BuildKit's per-Dockerfile ignore file)")
+    elif "target" not in open(ignore).read():
+        missing.append(f"{ignore} does not exclude target/")
+    problems_exit([f"missing: {m}" for m in missing])
+
+
+def main():
+    cmd, args = sys.argv[1], sys.argv[2:]
+    if cmd == "yaml":
+        cmd_yaml(args)
+    elif cmd == "json":
+        cmd_json(args)
+    elif cmd == "dashboard":
+        cmd_dashboard(*args)
+    elif cmd == "metrics":
+        cmd_metrics(*args)
+    elif cmd == "buckets":
+        cmd_buckets(*args)
+    elif cmd == "k8s":
+        cmd_k8s(*args)
+    elif cmd == "compose":
+        cmd_compose(*args)
+    elif cmd == "grafana":
+        cmd_grafana(*args)
+    elif cmd == "dockerfile":
+        cmd_dockerfile(*args)
+    else:
+        sys.exit(f"unknown helper command {cmd}")
+
+
+main()
+PY
+helper() { python3 "$HELPER" "$@"; }
+
+# ---------------------------------------------------------------------------------------------
+# promtool: install Debian's `prometheus` package if it is missing.
+ensure_promtool() {
+  command -v promtool >/dev/null 2>&1 && return 0
+  local sudo=""
+  if [[ "$(id -u)" -ne 0 ]]; then
+    if command -v sudo >/dev/null 2>&1; then sudo="sudo"; else
+      echo "promtool is missing and this user cannot apt-get install (not root, no sudo)"
+      return 1
+    fi
+  fi
+  if ! command -v apt-get >/dev/null 2>&1; then
+    echo "promtool is missing and apt-get is not available to install Debian package prometheus"
+    return 1
+  fi
+  echo "promtool not found: installing Debian package prometheus (apt-get)..." >&2
+  # Keep the package's maintainer scripts from starting a prometheus service here.
+  if [[ ! -e /usr/sbin/policy-rc.d ]]; then
+    printf '#!/bin/sh\nexit 101\n' | $sudo tee /usr/sbin/policy-rc.d >/dev/null
+    $sudo chmod 0755 /usr/sbin/policy-rc.d
+    CREATED_POLICY_RC=/usr/sbin/policy-rc.d
+  fi
+  local log="$WORK/apt.log"
+  if ! $sudo apt-get update >"$log" 2>&1; then
+    echo "apt-get update failed:"; tail -n 20 "$log"; return 1
+  fi
+  if ! $sudo env DEBIAN_FRONTEND=noninteractive \
+      apt-get install -y --no-install-recommends prometheus >"$log" 2>&1; then
+    echo "apt-get install prometheus failed:"; tail -n 20 "$log"; return 1
+  fi
+  if [[ -n "$CREATED_POLICY_RC" ]]; then
+    $sudo rm -f "$CREATED_POLICY_RC"; CREATED_POLICY_RC=""
+  fi
+  command -v promtool >/dev/null 2>&1 || {
+    echo "package prometheus installed but promtool is not on PATH"; return 1; }
+}
+
+echo "== pam-gateway deploy checks ($ROOT)"
+
+# (a) Prometheus config, rules and rule unit tests
+if ensure_promtool >"$WORK/promtool.log" 2>&1; then
+  if [[ -s "$WORK/promtool.log" ]]; then indent <"$WORK/promtool.log"; fi
+  check "promtool check config $PROM_CONFIG" promtool check config "$PROM_CONFIG"
+  check "promtool check rules $PROM_RULES" promtool check rules "$PROM_RULES"
+  check "promtool test rules $PROM_RULE_TESTS" promtool test rules "$PROM_RULE_TESTS"
+else
+  fail "promtool unavailable, Prometheus config and rules NOT checked"
+  indent <"$WORK/promtool.log"
+fi
+
+# (b) every YAML parses, the dashboard JSON parses, and the files agree with each other
+command -v python3 >/dev/null 2>&1 || { fail "python3 not found"; exit 1; }
+if ! python3 -c 'import yaml' 2>/dev/null; then
+  fail "PyYAML missing (pip install pyyaml, or apt-get install python3-yaml)"
+  exit 1
+fi
+shopt -s nullglob
+yaml_files=("$K8S_DIR"/*.yaml "$K8S_DIR"/*.yml "$COMPOSE" "$PROM_CONFIG" "$PROM_RULES" \
+            "$PROM_RULE_TESTS" "$DEPLOY"/grafana/provisioning/*/*.yml \
+            "$DEPLOY"/grafana/provisioning/*/*.yaml)
+shopt -u nullglob
+for f in "${yaml_files[@]}"; do
+  check "YAML parses: $f" helper yaml "$f"
+done
+check "JSON parses: $DASHBOARD" helper json "$DASHBOARD"
+check "dashboard: schemaVersion 39, datasource uid matches provisioning, every metric has a panel" \
+  helper dashboard "$DASHBOARD" "$DEPLOY/grafana/provisioning/datasources/prometheus.yml"
+check "grafana: dashboard provider path is mounted and holds the dashboard" \
+  helper grafana "$DEPLOY/grafana/provisioning/dashboards/pam.yml" "$COMPOSE" "$DASHBOARD"
+check "k8s: replicas, securityContext, probes, secrets, shutdown budget, service/pdb/hpa/kustomization" \
+  helper k8s "$K8S_DIR"
+check "compose: services, required secret, healthy depends_on, mounted paths exist" \
+  helper compose "$COMPOSE"
+check "Dockerfile: stages, user 10001, port, healthcheck, stop signal, entrypoint, dockerignore" \
+  helper dockerfile "$DEPLOY/Dockerfile"
+if command -v kubectl >/dev/null 2>&1; then
+  check "kubectl kustomize $K8S_DIR builds" kubectl kustomize "$K8S_DIR"
+else
+  skip "kubectl not installed: kustomize build of $K8S_DIR not run"
+fi
+
+# (c) metric names used by the dashboard and the alerts exist
+if [[ -n "$METRICS_URL" ]]; then
+  if curl -fsS --max-time 10 -o "$WORK/metrics.txt" "$METRICS_URL" 2>"$WORK/curl.err"; then
+    before="$FAILURES"
+    check_show "metric names in dashboard + alerts are exported by $METRICS_URL" \
+      helper metrics "$DASHBOARD" "$PROM_RULES" "$WORK/metrics.txt"
+    if [[ "$FAILURES" -gt "$before" ]]; then
+      echo "      (metrics-exporter-prometheus lists a metric only once it was recorded:" \
+           "exercise the gateway, e.g. a chat turn, before checking)"
+    fi
+    check "histograms queried as _bucket are exported with buckets (not as summaries)" \
+      helper buckets "$DASHBOARD" "$PROM_RULES" "$WORK/metrics.txt"
+  else
+    fail "could not fetch $METRICS_URL: $(cat "$WORK/curl.err")"
+  fi
+else
+  echo "      no --metrics-url / PAM_METRICS_URL given: checking names against the fixed list" \
+       "from design.md, not a live gateway"
+  check_show "metric names in dashboard + alerts are in the fixed list (design.md Metrics)" \
+    helper metrics "$DASHBOARD" "$PROM_RULES"
+fi
+
+echo
+if [[ "$FAILURES" -gt 0 ]]; then
+  echo "FAIL: $FAILURES check(s) failed"
+  exit 1
+fi
+echo "OK: all deploy checks passed"

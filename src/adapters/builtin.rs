@@ -1,0 +1,125 @@
+//! `builtin`: the offline assistant. Answers greetings, help and capability questions
+//! deterministically, and is the last fallback that always answers. Streams its answer word by
+//! word so it behaves like a real provider.
+
+use pam_actors::{BoxFuture, LlmError, LlmProvider, LlmReply, LlmRequest};
+use tokio::sync::mpsc;
+
+pub const BUILTIN: &str = "builtin";
+
+/// The offline assistant.
+#[derive(Debug, Default, Clone)]
+pub struct BuiltinAssistant;
+
+/// What the user seems to want.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Intent {
+    Greeting,
+    Capabilities,
+    Help,
+    Thanks,
+    Other,
+}
+
+fn intent_of(message: &str) -> Intent {
+    let text = message.trim().to_lowercase();
+    let words: Vec<&str> = text.split(|c: char| !c.is_alphanumeric() && c != '\'').filter(|w| !w.is_empty()).collect();
+    let has = |w: &str| words.contains(&w);
+    let phrase = |p: &str| text.contains(p);
+    if phrase("what can you do") || phrase("what do you do") || phrase("who are you") || phrase("what are you") {
+        Intent::Capabilities
+    } else if has("help") || phrase("how do i use") || phrase("how does this work") {
+        Intent::Help
+    } else if has("thanks") || has("thank") || has("thx") || has("cheers") {
+        Intent::Thanks
+    } else if words.len() <= 4 && ["hi", "hello", "hey", "howdy", "g'day", "morning", "evening", "yo"].iter().any(|g| has(g)) {
+        Intent::Greeting
+    } else {
+        Intent::Other
+    }
+}
+
+/// The deterministic answer for a request.
+pub fn answer(request: &LlmRequest) -> String {
+    match intent_of(&request.message) {
+        Intent::Greeting => "Hi there! I'm PAM, your RV travel assistant. Ask me about your trip plans, your travel budget and spending, \
+                             or friends and events along the road."
+            .into(),
+        Intent::Capabilities => "I'm PAM, your RV travel assistant. I can:\n\
+             • tell you what you've spent this month and how much budget is left, by category\n\
+             • show which friends are travelling nearby and what events are coming up\n\
+             • help you plan routes, campsites and fuel stops for your rig\n\
+             • keep track of our conversation so you can pick up where you left off.\n\
+             Try \"How much have I spent on fuel this month?\""
+            .into(),
+        Intent::Help => "Just type a question in plain words. For example: \"How much budget is left?\", \
+                         \"Which friends are travelling nearby?\" or \"Any events coming up?\". \
+                         Say \"what can you do\" to see everything I can help with."
+            .into(),
+        Intent::Thanks => "You're welcome! Safe travels, and ask me anytime.".into(),
+        Intent::Other => "I'm running in offline mode right now, so I can help with your budget, spending, friends nearby and \
+                          upcoming events, but not open-ended questions. Say \"what can you do\" for ideas."
+            .into(),
+    }
+}
+
+impl LlmProvider for BuiltinAssistant {
+    fn name(&self) -> &str {
+        BUILTIN
+    }
+
+    fn generate<'a>(&'a self, request: &'a LlmRequest, deltas: mpsc::Sender<String>) -> BoxFuture<'a, Result<LlmReply, LlmError>> {
+        Box::pin(async move {
+            let text = answer(request);
+            for piece in text.split_inclusive(' ') {
+                if deltas.send(piece.to_string()).await.is_err() {
+                    break;
+                }
+            }
+            Ok(LlmReply { text, model: BUILTIN.into(), source: BUILTIN.into(), ui_actions: Vec::new() })
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pam_protocol::UserId;
+
+    fn request(message: &str) -> LlmRequest {
+        LlmRequest {
+            user_id: UserId::parse("5e1f0c3a-7d2b-4c8e-9a41-d3e0000000a1").unwrap(),
+            message: message.into(),
+            context: Default::default(),
+            history: Vec::new(),
+            fast: true,
+        }
+    }
+
+    #[test]
+    fn greetings_help_and_capabilities_have_their_own_answers() {
+        assert!(answer(&request("Hi PAM")).starts_with("Hi there! I'm PAM"));
+        assert!(answer(&request("hello!")).starts_with("Hi there!"));
+        assert!(answer(&request("What can you do?")).contains("how much budget is left"));
+        assert!(answer(&request("help")).starts_with("Just type a question"));
+        assert!(answer(&request("thanks a lot")).starts_with("You're welcome"));
+        assert!(answer(&request("hi, what is the tallest bridge in Oregon and can my rig pass")).contains("offline mode"));
+    }
+
+    #[test]
+    fn answers_are_deterministic() {
+        assert_eq!(answer(&request("what can you do")), answer(&request("what can you do")));
+    }
+
+    #[tokio::test]
+    async fn deltas_add_up_to_the_answer() {
+        let (tx, mut rx) = mpsc::channel(256);
+        let reply = BuiltinAssistant.generate(&request("help"), tx).await.unwrap();
+        let mut streamed = String::new();
+        while let Some(piece) = rx.recv().await {
+            streamed.push_str(&piece);
+        }
+        assert_eq!(streamed, reply.text);
+        assert_eq!(reply.source, "builtin");
+    }
+}

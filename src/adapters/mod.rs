@@ -1,0 +1,4 @@
+//! Adapters: the real implementations of the actors' ports (models, storage, cache).
+
+pub mod builtin;
+pub mod database;

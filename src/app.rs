@@ -1,0 +1,159 @@
+//! `Application`: builds everything from `Settings`, binds the listener (port 0 allowed) and
+//! runs until a shutdown future resolves, then drains sockets with 1012 within the grace period.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::Context;
+use pam_actors::{Authenticator, ConnectionDeps, ConnectionSupervisor, LlmProvider, RateLimiter, SupervisorMsg};
+use ractor::Actor;
+use tokio::net::{TcpListener, TcpSocket};
+use tokio::time::Instant;
+
+use crate::adapters::builtin::BuiltinAssistant;
+use crate::adapters::database::Database;
+use crate::auth::JwtAuthenticator;
+use crate::auth::dev::DevAuth;
+use crate::auth::jwks::JwksCache;
+use crate::config::Settings;
+use crate::http::{AppState, SharedState, router};
+use crate::telemetry::metrics_handle;
+
+/// Pending TCP connections the kernel may queue (a connect storm must not hit SYN retries).
+const LISTEN_BACKLOG: u32 = 4096;
+
+/// Replacements for ports, for tests that need a misbehaving part.
+#[derive(Default, Clone)]
+pub struct Overrides {
+    pub authenticator: Option<Arc<dyn Authenticator>>,
+    pub llm: Option<Arc<dyn LlmProvider>>,
+}
+
+/// A built, bound gateway.
+pub struct Application {
+    listener: TcpListener,
+    state: SharedState,
+}
+
+impl Application {
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        Self::build_with(settings, Overrides::default()).await
+    }
+
+    pub async fn build_with(settings: Settings, overrides: Overrides) -> anyhow::Result<Self> {
+        let auth_settings = settings.validate()?;
+        rustls::crypto::ring::default_provider().install_default().ok();
+        let metrics = metrics_handle();
+        let db = Database::connect(&settings.database_url, settings.migrate).await?;
+        let http = reqwest::Client::builder().build().context("could not build the HTTP client")?;
+        let dev = auth_settings.dev_auth.then(|| Arc::new(DevAuth::new(&auth_settings.audience, auth_settings.issuer.as_deref())));
+        let jwks = auth_settings.jwks_url.clone().map(|url| Arc::new(JwksCache::new(url, http.clone())));
+        if let Some(jwks) = jwks.clone() {
+            tokio::spawn(async move {
+                let _ = jwks.refresh().await;
+            });
+        }
+        if auth_settings.hs256_secret.is_none() && jwks.is_none() {
+            tracing::warn!("no SUPABASE_JWT_SECRET or JWKS configured: only dev tokens are accepted");
+        }
+        let authenticator: Arc<dyn Authenticator> = match overrides.authenticator {
+            Some(authenticator) => authenticator,
+            None => Arc::new(JwtAuthenticator::new(&auth_settings, dev.as_ref().map(|d| d.secret()), jwks)),
+        };
+        let llm: Arc<dyn LlmProvider> = overrides.llm.unwrap_or_else(|| Arc::new(BuiltinAssistant));
+        let deps = Arc::new(ConnectionDeps {
+            settings: settings.connection_settings(),
+            authenticator,
+            llm,
+            rate_limiter: RateLimiter::new(settings.rate_limit_per_minute),
+        });
+        let (supervisor, _) = Actor::spawn(None, ConnectionSupervisor, ()).await.context("could not start the connection supervisor")?;
+        let listener = bind(settings.listen)?;
+        let state = Arc::new(AppState { settings, supervisor, deps, db, dev, metrics, draining: AtomicBool::new(false) });
+        Ok(Self { listener, state })
+    }
+
+    /// The bound address (the real port when the settings said 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener.local_addr().expect("a bound listener has an address")
+    }
+
+    /// Serves until `shutdown` resolves, then drains: readiness 503, every socket 1012, running
+    /// chats get the grace period, then the server stops.
+    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+        let Application { listener, state } = self;
+        tracing::info!(address = %listener.local_addr()?, database = state.db.backend(), dev_auth = state.dev.is_some(), "pam-gateway listening");
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let app = router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
+        let server = tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = stop_rx.await;
+                })
+                .await
+        });
+        shutdown.await;
+        drain(&state).await;
+        let _ = stop_tx.send(());
+        match tokio::time::timeout(Duration::from_secs(2), server).await {
+            Ok(Ok(result)) => result.context("server error")?,
+            Ok(Err(join)) => tracing::error!(error = %join, "server task failed"),
+            Err(_) => tracing::warn!("HTTP connections still open after the drain; stopping anyway"),
+        }
+        state.supervisor.stop(None);
+        state.db.close().await;
+        tracing::info!("pam-gateway stopped");
+        Ok(())
+    }
+}
+
+async fn drain(state: &SharedState) {
+    state.draining.store(true, Ordering::Release);
+    let grace = state.settings.shutdown_grace();
+    let told = ractor::call!(state.supervisor, SupervisorMsg::Drain).unwrap_or(0);
+    tracing::info!(connections = told, grace_ms = grace.as_millis() as u64, "draining");
+    // Connections close themselves at the grace deadline; allow a little for the close frames.
+    let deadline = Instant::now() + grace + Duration::from_secs(1);
+    while Instant::now() < deadline {
+        let live = crate::http::health::stats(state).await.live;
+        if live == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Let writers put the last close frames on the wire.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+}
+
+fn bind(address: SocketAddr) -> anyhow::Result<TcpListener> {
+    let socket = if address.is_ipv4() { TcpSocket::new_v4() } else { TcpSocket::new_v6() }.context("could not create the listen socket")?;
+    socket.set_reuseaddr(true)?;
+    socket.set_nodelay(true)?;
+    socket.bind(address).with_context(|| format!("could not bind {address} (PAM_LISTEN)"))?;
+    socket.listen(LISTEN_BACKLOG).with_context(|| format!("could not listen on {address}"))
+}
+
+/// Resolves on SIGTERM or ctrl-c.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => tracing::info!("ctrl-c received"),
+        () = terminate => tracing::info!("SIGTERM received"),
+    }
+}

@@ -1,0 +1,206 @@
+//! Settings: every env var of design.md, also a CLI flag, validated once at startup into one
+//! struct. Optional parts are `Option`; their absence degrades a feature and is logged once.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::Parser;
+use pam_actors::ConnectionSettings;
+
+/// pam-gateway: the realtime backend of PAM.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "pam-gateway", version, about)]
+pub struct Settings {
+    /// Bind address (port 0 picks a free port; the bound address is logged).
+    #[arg(long, env = "PAM_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// Postgres or SQLite URL.
+    #[arg(long, env = "DATABASE_URL", default_value = "sqlite://pam-gateway.db")]
+    pub database_url: String,
+    /// Redis URL; unset = in-process cache only.
+    #[arg(long, env = "REDIS_URL")]
+    pub redis_url: Option<String>,
+    /// Redis key prefix.
+    #[arg(long, env = "PAM_CACHE_PREFIX", default_value = "pam")]
+    pub cache_prefix: String,
+    /// HS256 secret of the Supabase project.
+    #[arg(long, env = "SUPABASE_JWT_SECRET", hide_env_values = true)]
+    pub supabase_jwt_secret: Option<String>,
+    /// Supabase project URL (JWKS and issuer are derived from it).
+    #[arg(long, env = "SUPABASE_URL")]
+    pub supabase_url: Option<String>,
+    /// JWKS URL override.
+    #[arg(long, env = "PAM_JWKS_URL")]
+    pub jwks_url: Option<String>,
+    /// Required `aud` claim.
+    #[arg(long, env = "PAM_JWT_AUDIENCE", default_value = "authenticated")]
+    pub jwt_audience: String,
+    /// Required `iss` claim (default `{SUPABASE_URL}/auth/v1` when SUPABASE_URL is set).
+    #[arg(long, env = "PAM_JWT_ISSUER")]
+    pub jwt_issuer: Option<String>,
+    /// Development auth (`POST /dev/token`); default on only without JWT settings on loopback.
+    #[arg(long, env = "PAM_DEV_AUTH")]
+    pub dev_auth: Option<bool>,
+    /// Comma list of allowed Origins for WebSocket and CORS (unset = any).
+    #[arg(long, env = "PAM_ALLOWED_ORIGINS")]
+    pub allowed_origins: Option<String>,
+    /// HMAC key for CSRF tokens (random per start when unset).
+    #[arg(long, env = "PAM_CSRF_SECRET", hide_env_values = true)]
+    pub csrf_secret: Option<String>,
+    /// Bearer token for the monitoring endpoints.
+    #[arg(long, env = "PAM_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+    #[arg(long, env = "PAM_PING_INTERVAL_MS", default_value_t = 25_000)]
+    pub ping_interval_ms: u64,
+    #[arg(long, env = "PAM_PONG_TIMEOUT_MS", default_value_t = 70_000)]
+    pub pong_timeout_ms: u64,
+    #[arg(long, env = "PAM_AUTH_TIMEOUT_MS", default_value_t = 5_000)]
+    pub auth_timeout_ms: u64,
+    #[arg(long, env = "PAM_MAX_CONNECTIONS", default_value_t = 50_000)]
+    pub max_connections: usize,
+    #[arg(long, env = "PAM_MAX_CONNECTIONS_PER_USER", default_value_t = 8)]
+    pub max_connections_per_user: usize,
+    /// Chat frames per user per minute (ping/pong exempt).
+    #[arg(long, env = "PAM_RATE_LIMIT_PER_MINUTE", default_value_t = 60)]
+    pub rate_limit_per_minute: u32,
+    #[arg(long, env = "PAM_MAX_MESSAGE_CHARS", default_value_t = 2_000)]
+    pub max_message_chars: usize,
+    #[arg(long, env = "PAM_MAX_FRAME_BYTES", default_value_t = 65_536)]
+    pub max_frame_bytes: usize,
+    /// Frames queued per connection before it is closed with 4408.
+    #[arg(long, env = "PAM_OUTBOUND_QUEUE", default_value_t = 256)]
+    pub outbound_queue: usize,
+    #[arg(long, env = "PAM_SHUTDOWN_GRACE_MS", default_value_t = 10_000)]
+    pub shutdown_grace_ms: u64,
+    #[arg(long, env = "PAM_LLM_FIRST_TOKEN_TIMEOUT_MS", default_value_t = 10_000)]
+    pub llm_first_token_timeout_ms: u64,
+    #[arg(long, env = "PAM_LLM_TIMEOUT_MS", default_value_t = 30_000)]
+    pub llm_timeout_ms: u64,
+    /// Run migrations at startup.
+    #[arg(long, env = "PAM_MIGRATE", default_value_t = true, action = clap::ArgAction::Set)]
+    pub migrate: bool,
+    /// `pretty` or `json` (default: pretty on a terminal, json otherwise).
+    #[arg(long, env = "PAM_LOG_FORMAT")]
+    pub log_format: Option<LogFormat>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+/// A setting that cannot work, found at startup.
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// How tokens are checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthSettings {
+    pub hs256_secret: Option<String>,
+    pub jwks_url: Option<String>,
+    pub audience: String,
+    pub issuer: Option<String>,
+    pub dev_auth: bool,
+}
+
+impl Settings {
+    /// Settings from the environment and defaults, without CLI arguments (tests adjust fields).
+    pub fn defaults() -> Self {
+        Settings::parse_from(["pam-gateway"])
+    }
+
+    /// Checks that the settings can work together and derives the auth setup.
+    pub fn validate(&self) -> Result<AuthSettings, SettingsError> {
+        let invalid = |m: String| Err(SettingsError::Invalid(m));
+        if self.ping_interval_ms == 0 || self.pong_timeout_ms == 0 {
+            return invalid("PAM_PING_INTERVAL_MS and PAM_PONG_TIMEOUT_MS must be above 0".into());
+        }
+        if self.pong_timeout_ms <= self.ping_interval_ms {
+            return invalid(format!(
+                "PAM_PONG_TIMEOUT_MS ({}) must be longer than PAM_PING_INTERVAL_MS ({}) or every peer would time out",
+                self.pong_timeout_ms, self.ping_interval_ms
+            ));
+        }
+        if self.outbound_queue == 0 || self.max_frame_bytes < 256 || self.max_message_chars == 0 {
+            return invalid("PAM_OUTBOUND_QUEUE, PAM_MAX_MESSAGE_CHARS must be above 0 and PAM_MAX_FRAME_BYTES at least 256".into());
+        }
+        let supabase = self.supabase_url.as_deref().map(|u| u.trim_end_matches('/').to_string());
+        let jwks_url = self.jwks_url.clone().or_else(|| supabase.as_ref().map(|u| format!("{u}/auth/v1/.well-known/jwks.json")));
+        let issuer = self.jwt_issuer.clone().or_else(|| supabase.as_ref().map(|u| format!("{u}/auth/v1")));
+        let has_jwt = self.supabase_jwt_secret.as_deref().is_some_and(|s| !s.is_empty()) || jwks_url.is_some();
+        let loopback = self.listen.ip().is_loopback();
+        let dev_auth = self.dev_auth.unwrap_or(!has_jwt && loopback);
+        if dev_auth && !loopback {
+            return invalid(format!("refusing to start: dev auth is only allowed on a loopback bind, not {}", self.listen));
+        }
+        if !has_jwt && !dev_auth {
+            return invalid(format!(
+                "refusing to start: no JWT settings (SUPABASE_JWT_SECRET, SUPABASE_URL or PAM_JWKS_URL) for a {} bind",
+                if loopback { "loopback" } else { "non-loopback" }
+            ));
+        }
+        Ok(AuthSettings { hs256_secret: self.supabase_jwt_secret.clone().filter(|s| !s.is_empty()), jwks_url, audience: self.jwt_audience.clone(), issuer, dev_auth })
+    }
+
+    pub fn connection_settings(&self) -> ConnectionSettings {
+        ConnectionSettings {
+            ping_interval: Duration::from_millis(self.ping_interval_ms),
+            pong_timeout: Duration::from_millis(self.pong_timeout_ms),
+            auth_timeout: Duration::from_millis(self.auth_timeout_ms),
+            max_message_chars: self.max_message_chars,
+            rate_limit_per_minute: self.rate_limit_per_minute,
+            outbound_queue: self.outbound_queue,
+            llm_timeout: Duration::from_millis(self.llm_timeout_ms),
+            shutdown_grace: Duration::from_millis(self.shutdown_grace_ms),
+            ..ConnectionSettings::default()
+        }
+    }
+
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_millis(self.shutdown_grace_ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_give_dev_auth_on_loopback() {
+        let auth = Settings::defaults().validate().unwrap();
+        assert!(auth.dev_auth);
+        assert_eq!(auth.audience, "authenticated");
+    }
+
+    #[test]
+    fn non_loopback_without_jwt_settings_refuses_with_one_line() {
+        let mut settings = Settings::defaults();
+        settings.listen = "0.0.0.0:8080".parse().unwrap();
+        let error = settings.validate().unwrap_err().to_string();
+        assert!(error.starts_with("refusing to start: no JWT settings"), "{error}");
+        assert!(!error.contains('\n'));
+        settings.dev_auth = Some(true);
+        assert!(settings.validate().unwrap_err().to_string().contains("only allowed on a loopback bind"));
+    }
+
+    #[test]
+    fn supabase_url_derives_jwks_and_issuer() {
+        let mut settings = Settings::defaults();
+        settings.supabase_url = Some("https://abc.supabase.co/".into());
+        let auth = settings.validate().unwrap();
+        assert_eq!(auth.jwks_url.as_deref(), Some("https://abc.supabase.co/auth/v1/.well-known/jwks.json"));
+        assert_eq!(auth.issuer.as_deref(), Some("https://abc.supabase.co/auth/v1"));
+        assert!(!auth.dev_auth, "JWT settings switch dev auth off by default");
+    }
+
+    #[test]
+    fn pong_timeout_must_exceed_ping_interval() {
+        let mut settings = Settings::defaults();
+        settings.pong_timeout_ms = settings.ping_interval_ms;
+        assert!(settings.validate().is_err());
+    }
+}

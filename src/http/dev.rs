@@ -1,0 +1,59 @@
+//! Development routes (dev auth only): `POST /dev/token` and the demo chat page at `/`.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use pam_protocol::UserId;
+use serde::Deserialize;
+
+use super::{SharedState, error_response};
+use crate::auth::dev::DEMO_USER_ID;
+
+const DEMO_PAGE: &str = include_str!("../../web/index.html");
+const DEMO_CSP: &str = "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; connect-src 'self' ws: wss:; frame-ancestors 'none'";
+
+#[derive(Debug, Default, Deserialize)]
+pub struct TokenRequest {
+    user_id: Option<String>,
+}
+
+/// Mints a token for `user_id` (or the demo traveller). Body may be empty.
+pub async fn token(State(state): State<SharedState>, body: axum::body::Bytes) -> Response {
+    let Some(dev) = state.dev.as_ref() else {
+        return error_response(StatusCode::NOT_FOUND, "NOT_FOUND", "dev auth is off");
+    };
+    let request: TokenRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        TokenRequest::default()
+    } else {
+        match serde_json::from_slice(&body) {
+            Ok(request) => request,
+            Err(e) => return error_response(StatusCode::BAD_REQUEST, "INVALID_JSON", &format!("body must be JSON like {{\"user_id\":\"<uuid>\"}}: {e}")),
+        }
+    };
+    let user = match UserId::parse(request.user_id.as_deref().unwrap_or(DEMO_USER_ID)) {
+        Ok(user) => user,
+        Err(e) => return error_response(StatusCode::UNPROCESSABLE_ENTITY, "VALIDATION_ERROR", &e.to_string()),
+    };
+    match dev.mint(&user) {
+        Ok(token) => Json(token).into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "could not mint a dev token");
+            error_response(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL", "could not mint a token")
+        }
+    }
+}
+
+/// The demo chat page.
+pub async fn demo_page() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CONTENT_SECURITY_POLICY, DEMO_CSP),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+            (header::X_FRAME_OPTIONS, "DENY"),
+        ],
+        DEMO_PAGE,
+    )
+        .into_response()
+}

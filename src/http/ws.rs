@@ -1,0 +1,166 @@
+//! The WebSocket edge: only cheap checks before the 101, then the socket is split into a reader
+//! (this task, feeding the `ConnectionActor` through a bounded permit pool) and a writer task
+//! owning the sink, fed by the bounded outbound queue. Every server-started close goes out with
+//! a code and a reason.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::{SinkExt, StreamExt};
+use pam_actors::outbound::channel;
+use pam_actors::{CloseRequest, ConnectionArgs, ConnectionMsg, Inbound, OutFrame, OutboundReceiver, SupervisorMsg, WriterEvent};
+use pam_protocol::{CloseCode, Dialect, ErrorCode, ServerFrame};
+use ractor::ActorRef;
+use serde::Deserialize;
+use tokio::sync::Semaphore;
+use tokio::time::{Instant, timeout};
+
+use super::{SharedState, error_response};
+
+/// tungstenite reads in chunks of this size; chat frames are ~2 KB, and the default 128 KiB
+/// would cost that much per idle socket.
+const READ_BUFFER_BYTES: usize = 4 * 1024;
+/// Budget for flushing queued frames plus error and close frames when closing.
+const CLOSE_BUDGET: Duration = Duration::from_secs(2);
+/// How long to wait for the peer's close reply after ours.
+const CLOSE_LINGER: Duration = Duration::from_secs(2);
+
+#[derive(Debug, Deserialize)]
+pub struct WsQuery {
+    token: Option<String>,
+}
+
+/// `GET /api/v1/pam/ws/{user_id}` and aliases.
+pub async fn upgrade(State(state): State<SharedState>, Path(user_id): Path<String>, Query(query): Query<WsQuery>, ws: WebSocketUpgrade) -> Response {
+    if state.is_draining() {
+        let mut response = error_response(StatusCode::SERVICE_UNAVAILABLE, "SERVICE_RESTART", "server restarting, reconnect shortly");
+        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("2"));
+        return response;
+    }
+    let max = state.settings.max_frame_bytes;
+    ws.read_buffer_size(READ_BUFFER_BYTES)
+        .write_buffer_size(0)
+        .max_write_buffer_size(max * 2)
+        .max_message_size(max)
+        .max_frame_size(max)
+        .on_upgrade(move |socket| serve_socket(state, socket, Some(user_id), query.token, Dialect::Legacy))
+        .into_response()
+}
+
+async fn serve_socket(state: SharedState, socket: WebSocket, path_user: Option<String>, token: Option<String>, dialect: Dialect) {
+    let conn_id = uuid::Uuid::new_v4().simple().to_string();
+    let (outbound, out_rx) = channel(state.deps.settings.outbound_queue);
+    let (sink, stream) = socket.split();
+    let writer = tokio::spawn(write_loop(sink, out_rx));
+    let args = ConnectionArgs { conn_id: conn_id.clone(), dialect, path_user, token, outbound: outbound.clone(), deps: state.deps.clone() };
+    let actor = match ractor::call!(state.supervisor, SupervisorMsg::Open, args) {
+        Ok(Ok(actor)) => actor,
+        failure => {
+            tracing::error!(conn_id, ?failure, "could not start a connection actor");
+            let reason = CloseCode::InternalError.reason_with("internal error: could not start the connection");
+            let error_frame = ServerFrame::error(ErrorCode::Internal, reason.clone()).to_text();
+            outbound.close(CloseRequest { error_frame: Some(error_frame), code: CloseCode::InternalError.code(), reason });
+            drop(outbound);
+            let _ = writer.await;
+            return;
+        }
+    };
+    drop(outbound);
+    read_loop(stream, actor, writer, state.deps.settings.inbound_queue).await;
+}
+
+/// Feeds the actor until the peer closes or the writer has closed the socket.
+async fn read_loop(mut stream: SplitStream<WebSocket>, actor: ActorRef<ConnectionMsg>, mut writer: tokio::task::JoinHandle<()>, inbound_queue: usize) {
+    let permits = Arc::new(Semaphore::new(inbound_queue.max(1)));
+    loop {
+        let next = tokio::select! {
+            biased;
+            _ = &mut writer => return linger(stream).await,
+            next = stream.next() => next,
+        };
+        let (frame, last) = match next {
+            Some(Ok(Message::Text(text))) => (Inbound::Text(text.as_str().to_owned()), false),
+            Some(Ok(Message::Binary(_))) => (Inbound::Binary, false),
+            Some(Ok(Message::Ping(_) | Message::Pong(_))) => (Inbound::Control, false),
+            Some(Ok(Message::Close(frame))) => (Inbound::Closed(frame.map(|f| f.code)), true),
+            Some(Err(error)) if is_too_big(&error) => (Inbound::TooBig, true),
+            Some(Err(error)) => (Inbound::Broken(error.to_string()), true),
+            None => (Inbound::Broken("stream ended".into()), true),
+        };
+        let Ok(permit) = permits.clone().acquire_owned().await else { return };
+        if actor.cast(ConnectionMsg::Inbound(frame, Some(permit))).is_err() || last {
+            // The actor decides how to end; the writer finishes the close.
+            let _ = timeout(CLOSE_BUDGET + CLOSE_LINGER, writer).await;
+            return;
+        }
+    }
+}
+
+/// After our close frame, give the peer a moment to answer with its own.
+async fn linger(mut stream: SplitStream<WebSocket>) {
+    let _ = timeout(CLOSE_LINGER, async {
+        while let Some(Ok(message)) = stream.next().await {
+            if matches!(message, Message::Close(_)) {
+                break;
+            }
+        }
+    })
+    .await;
+}
+
+fn is_too_big(error: &axum::Error) -> bool {
+    let text = error.to_string();
+    text.contains("Space limit exceeded") || text.contains("too long") || text.contains("Message too long") || text.contains("capacity")
+}
+
+async fn write_loop(mut sink: SplitSink<WebSocket, Message>, mut queue: OutboundReceiver) {
+    loop {
+        let event = queue.next().await;
+        match event {
+            WriterEvent::Frame(frame) => {
+                let sent = tokio::select! {
+                    biased;
+                    close = queue.wait_close() => return close_socket(&mut sink, &mut queue, close).await,
+                    sent = sink.send(to_message(frame)) => sent,
+                };
+                if sent.is_err() {
+                    return;
+                }
+            }
+            WriterEvent::Close(request) => return close_socket(&mut sink, &mut queue, request).await,
+            WriterEvent::Ended => {
+                // The actor always closes explicitly; reaching this means it vanished without a word.
+                let reason = CloseCode::InternalError.reason_with("internal error: connection ended unexpectedly");
+                return close_socket(&mut sink, &mut queue, CloseRequest { error_frame: None, code: CloseCode::InternalError.code(), reason }).await;
+            }
+        }
+    }
+}
+
+/// Flushes what is queued, then the error frame and the close frame, within one budget.
+async fn close_socket(sink: &mut SplitSink<WebSocket, Message>, queue: &mut OutboundReceiver, request: CloseRequest) {
+    let deadline = Instant::now() + CLOSE_BUDGET;
+    let _ = tokio::time::timeout_at(deadline, async {
+        while let Some(frame) = queue.try_next_frame() {
+            sink.send(to_message(frame)).await?;
+        }
+        if let Some(error_frame) = request.error_frame {
+            sink.send(Message::Text(error_frame.into())).await?;
+        }
+        sink.send(Message::Close(Some(CloseFrame { code: request.code, reason: request.reason.into() }))).await?;
+        sink.flush().await
+    })
+    .await;
+}
+
+fn to_message(frame: OutFrame) -> Message {
+    match frame {
+        OutFrame::Text(text) => Message::Text(text.into()),
+        OutFrame::Ping => Message::Ping(Default::default()),
+    }
+}

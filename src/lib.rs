@@ -1,0 +1,12 @@
+//! pam-gateway: the realtime WebSocket backend of PAM. `Application` wires settings, auth,
+//! storage, models and the actor system behind an axum router.
+
+pub mod adapters;
+pub mod app;
+pub mod auth;
+pub mod config;
+pub mod http;
+pub mod telemetry;
+
+pub use app::{Application, Overrides, shutdown_signal};
+pub use config::Settings;

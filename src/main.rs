@@ -1,0 +1,16 @@
+//! The pam-gateway binary: parse settings, start logging, run until SIGTERM or ctrl-c.
+
+use clap::Parser;
+use pam_gateway::{Application, Settings, shutdown_signal, telemetry};
+
+#[tokio::main]
+async fn main() {
+    let settings = Settings::parse();
+    telemetry::init_tracing(settings.log_format);
+    let result = async { Application::build(settings).await?.run_until_stopped(shutdown_signal()).await }.await;
+    if let Err(error) = result {
+        // One readable line: the chain of causes, no backtrace.
+        eprintln!("pam-gateway: {error:#}");
+        std::process::exit(1);
+    }
+}

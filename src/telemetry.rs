@@ -1,0 +1,71 @@
+//! Logging and metrics setup: tracing (pretty or JSON) and the one Prometheus recorder.
+
+use std::io::IsTerminal;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use tracing_subscriber::EnvFilter;
+
+use crate::config::LogFormat;
+
+/// Latency buckets (seconds) for every `*_seconds` histogram: chat answers span 50 ms to 30 s.
+const SECONDS_BUCKETS: &[f64] = &[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 20.0, 30.0, 60.0];
+
+/// Installs the global tracing subscriber (level from `RUST_LOG`, default `info`).
+pub fn init_tracing(format: Option<LogFormat>) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let format = format.unwrap_or(if std::io::stderr().is_terminal() { LogFormat::Pretty } else { LogFormat::Json });
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Pretty => builder.try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    };
+}
+
+/// The process-wide Prometheus recorder (metrics macros are global, so there is one).
+pub fn metrics_handle() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let recorder = PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), SECONDS_BUCKETS)
+                .expect("bucket list is non-empty")
+                .build_recorder();
+            let handle = recorder.handle();
+            if metrics::set_global_recorder(recorder).is_err() {
+                tracing::warn!("a metrics recorder was already installed; /metrics will be empty");
+            }
+            describe_metrics();
+            let upkeep = handle.clone();
+            std::thread::Builder::new()
+                .name("metrics-upkeep".into())
+                .spawn(move || {
+                    loop {
+                        std::thread::sleep(Duration::from_secs(5));
+                        upkeep.run_upkeep();
+                    }
+                })
+                .expect("spawn metrics upkeep thread");
+            handle
+        })
+        .clone()
+}
+
+fn describe_metrics() {
+    use pam_actors::metrics_names::*;
+    metrics::describe_gauge!(WS_CONNECTIONS, "Open WebSocket connections by state");
+    metrics::describe_counter!(WS_OPENED_TOTAL, "WebSocket connections accepted");
+    metrics::describe_counter!(WS_CLOSED_TOTAL, "WebSocket connections closed, by close code");
+    metrics::describe_counter!(WS_FRAMES_TOTAL, "WebSocket frames by direction and type");
+    metrics::describe_counter!(AUTH_FAILURES_TOTAL, "Refused authentications by reason");
+    metrics::describe_histogram!(CHAT_SECONDS, metrics::Unit::Seconds, "Chat turn time, request to terminal frame");
+    metrics::describe_histogram!(CHAT_FIRST_TOKEN_SECONDS, metrics::Unit::Seconds, "Time to the first model token");
+    metrics::describe_counter!(LLM_REQUESTS_TOTAL, "Model requests by provider, model and outcome");
+    metrics::describe_counter!(RATE_LIMITED_TOTAL, "Chat frames refused by the rate limit");
+    metrics::describe_gauge!(ORCHESTRATORS_ACTIVE, "Running orchestrator actors");
+    // Register the gauges and counters at zero so dashboards see them before the first event.
+    metrics::gauge!(ORCHESTRATORS_ACTIVE).set(0.0);
+    metrics::counter!(WS_OPENED_TOTAL).absolute(0);
+    metrics::counter!(RATE_LIMITED_TOTAL).absolute(0);
+}
