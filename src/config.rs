@@ -143,7 +143,13 @@ impl Settings {
                 if loopback { "loopback" } else { "non-loopback" }
             ));
         }
-        Ok(AuthSettings { hs256_secret: self.supabase_jwt_secret.clone().filter(|s| !s.is_empty()), jwks_url, audience: self.jwt_audience.clone(), issuer, dev_auth })
+        Ok(AuthSettings {
+            hs256_secret: self.supabase_jwt_secret.clone().filter(|s| !s.is_empty()),
+            jwks_url,
+            audience: self.jwt_audience.clone(),
+            issuer,
+            dev_auth,
+        })
     }
 
     pub fn connection_settings(&self) -> ConnectionSettings {

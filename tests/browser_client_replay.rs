@@ -12,7 +12,9 @@ use serde_json::{Value, json};
 
 /// The client's rule: the first frame carrying a truthy message/content/response is the answer.
 fn answer_in(frame: &Value) -> Option<String> {
-    ["message", "content", "response"].iter().find_map(|key| frame.get(*key).and_then(Value::as_str).filter(|s| !s.is_empty()).map(String::from))
+    ["message", "content", "response"]
+        .iter()
+        .find_map(|key| frame.get(*key).and_then(Value::as_str).filter(|s| !s.is_empty()).map(String::from))
 }
 
 /// Reads like the client: answers server pings, counts pongs, stops at the first answer frame.
@@ -45,7 +47,8 @@ async fn todays_browser_client_session_works_unchanged() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
-    let context = json!({"user_location":{"latitude":44.05,"longitude":-121.31,"accuracy":12,"timestamp":chrono_ms()},"current_page":"/wheels"});
+    let context =
+        json!({"user_location":{"latitude":44.05,"longitude":-121.31,"accuracy":12,"timestamp":chrono_ms()},"current_page":"/wheels"});
     client.send_json(json!({"type":"chat","message":"Hi PAM","context":context,"user_id":USER,"timestamp":chrono_ms()})).await;
     let first = read_answer(&mut client, &mut pongs).await;
     assert_eq!(first["type"], "chat_response", "the first answer-bearing frame is the terminal one: {first}");

@@ -104,7 +104,8 @@ async fn client_close_is_counted_with_its_code() {
     let app = spawn_app().await;
     let mut client = app.connect_ready().await;
     client.ws.close(None).await.unwrap();
-    wait_until("the normal close is counted", || async { metric(&app.metrics().await, "pam_ws_closed_total{code=\"1005\"}") == Some(1.0) }).await;
+    wait_until("the normal close is counted", || async { metric(&app.metrics().await, "pam_ws_closed_total{code=\"1005\"}") == Some(1.0) })
+        .await;
     let text = app.metrics().await;
     assert_eq!(metric(&text, "pam_ws_connections_opened_total"), Some(1.0));
     assert_eq!(metric(&text, "pam_ws_frames_total{direction=\"out\",type=\"connection\"}"), Some(1.0));

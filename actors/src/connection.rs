@@ -8,14 +8,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use pam_protocol::{
-    ChatRequest, ChatResponse, ClientFrame, CloseCode, ConnectionFrame, Dialect, ErrorCode, ServerFrame, SessionId, UserId, parse_client_frame,
+    ChatRequest, ChatResponse, ClientFrame, CloseCode, ConnectionFrame, Dialect, ErrorCode, ServerFrame, SessionId, UserId,
+    parse_client_frame,
 };
 use ractor::{Actor, ActorProcessingErr, ActorRef, SupervisionEvent};
 use serde_json::{Map, Value};
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 
-use crate::metrics_names::{AUTH_FAILURES_TOTAL, CHAT_SECONDS, RATE_LIMITED_TOTAL, WS_CLOSED_TOTAL, WS_CONNECTIONS, WS_OPENED_TOTAL, count_frame};
+use crate::metrics_names::{
+    AUTH_FAILURES_TOTAL, CHAT_SECONDS, RATE_LIMITED_TOTAL, WS_CLOSED_TOTAL, WS_CONNECTIONS, WS_OPENED_TOTAL, count_frame,
+};
 use crate::orchestrator::{ChatJob, OrchestratorActor, OrchestratorArgs, OrchestratorMsg};
 use crate::outbound::{CloseRequest, OutFrame, Outbound, SendError};
 use crate::ports::{AuthError, LlmReply};
@@ -183,7 +186,12 @@ impl Actor for ConnectionActor {
         Ok(())
     }
 
-    async fn handle_supervisor_evt(&self, myself: ActorRef<Self::Msg>, event: SupervisionEvent, state: &mut Self::State) -> Result<(), ActorProcessingErr> {
+    async fn handle_supervisor_evt(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        event: SupervisionEvent,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
         match event {
             SupervisionEvent::ActorFailed(cell, error) => {
                 tracing::error!(conn_id = %state.conn_id, %error, "orchestrator failed; the connection stays open");
@@ -362,7 +370,10 @@ impl ConnectionState {
     fn merge_context(&mut self, myself: &ActorRef<ConnectionMsg>, context: Map<String, Value>) {
         for (key, value) in context {
             if self.client_context.len() >= MAX_CONTEXT_KEYS && !self.client_context.contains_key(&key) {
-                return self.send(myself, ServerFrame::error(ErrorCode::ValidationError, format!("context holds at most {MAX_CONTEXT_KEYS} keys")));
+                return self.send(
+                    myself,
+                    ServerFrame::error(ErrorCode::ValidationError, format!("context holds at most {MAX_CONTEXT_KEYS} keys")),
+                );
             }
             self.client_context.insert(key, value);
         }
@@ -379,7 +390,8 @@ impl ConnectionState {
             Some(Err(error)) => return self.send(myself, ServerFrame::error(ErrorCode::ValidationError, error.to_string())),
         };
         if !self.deps.rate_limiter.check(&user, Instant::now()) {
-            return self.rate_limited(myself, format!("more than {} messages a minute; slow down", self.deps.settings.rate_limit_per_minute));
+            return self
+                .rate_limited(myself, format!("more than {} messages a minute; slow down", self.deps.settings.rate_limit_per_minute));
         }
         let Some(orchestrator) = self.orchestrator(myself, &user).await else {
             return self.send(myself, ServerFrame::error(ErrorCode::Internal, "PAM could not start a conversation; please try again"));
@@ -473,7 +485,11 @@ impl ConnectionState {
         self.orchestrator = None;
         let lost: Vec<_> = self.in_flight.drain().collect();
         for (_, turn) in lost {
-            let message = if failed { "PAM hit an internal error answering this message; please try again" } else { "PAM stopped before answering; please try again" };
+            let message = if failed {
+                "PAM hit an internal error answering this message; please try again"
+            } else {
+                "PAM stopped before answering; please try again"
+            };
             tracing::warn!(conn_id = %self.conn_id, session = %turn.session, "turn lost with its orchestrator");
             self.send(myself, ServerFrame::error(ErrorCode::Internal, message));
         }

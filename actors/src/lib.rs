@@ -14,7 +14,7 @@ pub mod supervisor;
 
 pub use connection::{ConnectionActor, ConnectionArgs, ConnectionMsg, Inbound};
 pub use outbound::{CloseRequest, OutFrame, Outbound, OutboundReceiver, SendError, WriterEvent};
-pub use ports::{AuthError, Authenticator, BoxFuture, Identity, LlmError, LlmProvider, LlmReply, LlmRequest, HistoryMessage};
+pub use ports::{AuthError, Authenticator, BoxFuture, HistoryMessage, Identity, LlmError, LlmProvider, LlmReply, LlmRequest};
 pub use rate_limit::RateLimiter;
 pub use settings::ConnectionSettings;
 pub use state::{ConnectionPhase, Keepalive};

@@ -16,10 +16,14 @@ pub enum Keepalive {
 pub enum ConnectionPhase {
     Accepted,
     Authenticating,
-    Ready { keepalive: Keepalive },
+    Ready {
+        keepalive: Keepalive,
+    },
     /// Shutting down: no new chats, waiting for running ones.
     Draining,
-    Closed { code: u16 },
+    Closed {
+        code: u16,
+    },
 }
 
 impl ConnectionPhase {

@@ -77,7 +77,12 @@ impl Actor for ConnectionSupervisor {
         Ok(())
     }
 
-    async fn handle_supervisor_evt(&self, _myself: ActorRef<Self::Msg>, event: SupervisionEvent, state: &mut Self::State) -> Result<(), ActorProcessingErr> {
+    async fn handle_supervisor_evt(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        event: SupervisionEvent,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
         match event {
             SupervisionEvent::ActorTerminated(cell, _, _) => {
                 state.children.remove(&cell.get_id());
@@ -88,7 +93,8 @@ impl Actor for ConnectionSupervisor {
                     tracing::error!(conn_id = %child.conn_id, %error, "connection actor failed; closing its socket with 1011");
                     let reason = CloseCode::InternalError.reason_with("internal error: connection handler failed");
                     let error_frame = ServerFrame::error(ErrorCode::Internal, reason.clone()).to_text();
-                    if child.outbound.close(CloseRequest { error_frame: Some(error_frame), code: CloseCode::InternalError.code(), reason }) {
+                    if child.outbound.close(CloseRequest { error_frame: Some(error_frame), code: CloseCode::InternalError.code(), reason })
+                    {
                         metrics::counter!(WS_CLOSED_TOTAL, "code" => "1011").increment(1);
                     }
                 }

@@ -79,8 +79,7 @@ impl SessionId {
 
     /// Accepts `^[A-Za-z0-9_-]{1,100}$`.
     pub fn parse(raw: &str) -> Result<Self, IdError> {
-        let ok = (1..=100).contains(&raw.len())
-            && raw.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        let ok = (1..=100).contains(&raw.len()) && raw.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
         if ok { Ok(SessionId(raw.to_string())) } else { Err(IdError::BadSessionId) }
     }
 

@@ -24,18 +24,29 @@ pub struct ChatRequest {
 pub enum ClientFrame {
     Chat(ChatRequest),
     /// Answered at once with a `pong` echoing `timestamp` (which may be any JSON value).
-    Ping { timestamp: Option<Value> },
+    Ping {
+        timestamp: Option<Value>,
+    },
     Pong,
     /// `init` and `context_update`: merged into the next chat's context.
     Context(Map<String, Value>),
     /// v2 `auth` (legacy clients send it too, where it is ignored).
-    Auth { token: String },
+    Auth {
+        token: String,
+    },
     /// v2 token refresh.
-    AuthRefresh { token: String },
+    AuthRefresh {
+        token: String,
+    },
     /// v2 cancel of a running chat.
-    Cancel { id: String },
+    Cancel {
+        id: String,
+    },
     /// v2 resume after reconnect.
-    Resume { session_id: String, last_seq: u64 },
+    Resume {
+        session_id: String,
+        last_seq: u64,
+    },
     /// Known-harmless types (`heartbeat`, `typing_indicator`) that need no answer.
     Ignored,
 }

@@ -35,7 +35,8 @@ impl Database {
                 .create_if_missing(true)
                 .journal_mode(SqliteJournalMode::Wal)
                 .busy_timeout(CONNECT_TIMEOUT);
-            let pool = SqlitePoolOptions::new().max_connections(4).connect_with(options).await.context("could not open the SQLite database")?;
+            let pool =
+                SqlitePoolOptions::new().max_connections(4).connect_with(options).await.context("could not open the SQLite database")?;
             Database::Sqlite(pool)
         } else {
             anyhow::bail!("DATABASE_URL must start with postgres://, postgresql:// or sqlite:");

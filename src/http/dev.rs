@@ -28,7 +28,13 @@ pub async fn token(State(state): State<SharedState>, body: axum::body::Bytes) ->
     } else {
         match serde_json::from_slice(&body) {
             Ok(request) => request,
-            Err(e) => return error_response(StatusCode::BAD_REQUEST, "INVALID_JSON", &format!("body must be JSON like {{\"user_id\":\"<uuid>\"}}: {e}")),
+            Err(e) => {
+                return error_response(
+                    StatusCode::BAD_REQUEST,
+                    "INVALID_JSON",
+                    &format!("body must be JSON like {{\"user_id\":\"<uuid>\"}}: {e}"),
+                );
+            }
         }
     };
     let user = match UserId::parse(request.user_id.as_deref().unwrap_or(DEMO_USER_ID)) {

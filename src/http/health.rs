@@ -19,7 +19,13 @@ pub async fn pam_health(State(state): State<SharedState>) -> Response {
     let database = probe_database(&state).await;
     let connections = stats(&state).await.live;
     let db_ok = database.is_ok();
-    let status = if !db_ok { "unhealthy" } else if state.is_draining() { "degraded" } else { "healthy" };
+    let status = if !db_ok {
+        "unhealthy"
+    } else if state.is_draining() {
+        "degraded"
+    } else {
+        "healthy"
+    };
     let body = json!({
         "status": status,
         "timestamp": pam_actors::connection::iso_now(),

@@ -36,7 +36,12 @@ pub struct WsQuery {
 }
 
 /// `GET /api/v1/pam/ws/{user_id}` and aliases.
-pub async fn upgrade(State(state): State<SharedState>, Path(user_id): Path<String>, Query(query): Query<WsQuery>, ws: WebSocketUpgrade) -> Response {
+pub async fn upgrade(
+    State(state): State<SharedState>,
+    Path(user_id): Path<String>,
+    Query(query): Query<WsQuery>,
+    ws: WebSocketUpgrade,
+) -> Response {
     if state.is_draining() {
         let mut response = error_response(StatusCode::SERVICE_UNAVAILABLE, "SERVICE_RESTART", "server restarting, reconnect shortly");
         response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("2"));
@@ -75,7 +80,12 @@ async fn serve_socket(state: SharedState, socket: WebSocket, path_user: Option<S
 }
 
 /// Feeds the actor until the peer closes or the writer has closed the socket.
-async fn read_loop(mut stream: SplitStream<WebSocket>, actor: ActorRef<ConnectionMsg>, mut writer: tokio::task::JoinHandle<()>, inbound_queue: usize) {
+async fn read_loop(
+    mut stream: SplitStream<WebSocket>,
+    actor: ActorRef<ConnectionMsg>,
+    mut writer: tokio::task::JoinHandle<()>,
+    inbound_queue: usize,
+) {
     let permits = Arc::new(Semaphore::new(inbound_queue.max(1)));
     loop {
         let next = tokio::select! {
@@ -136,7 +146,12 @@ async fn write_loop(mut sink: SplitSink<WebSocket, Message>, mut queue: Outbound
             WriterEvent::Ended => {
                 // The actor always closes explicitly; reaching this means it vanished without a word.
                 let reason = CloseCode::InternalError.reason_with("internal error: connection ended unexpectedly");
-                return close_socket(&mut sink, &mut queue, CloseRequest { error_frame: None, code: CloseCode::InternalError.code(), reason }).await;
+                return close_socket(
+                    &mut sink,
+                    &mut queue,
+                    CloseRequest { error_frame: None, code: CloseCode::InternalError.code(), reason },
+                )
+                .await;
             }
         }
     }

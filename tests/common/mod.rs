@@ -12,7 +12,6 @@ use pam_gateway::{Application, Overrides, Settings};
 use serde_json::{Value, json};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode as WsCloseCode;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async};
 
 pub const TEST_SECRET: &str = "test-secret-that-is-long-enough-for-hs256-0123456789";
@@ -204,7 +203,7 @@ impl WsClient {
             match message {
                 Some(Ok(Message::Text(text))) => frames.push(serde_json::from_str(&text).unwrap()),
                 Some(Ok(Message::Close(Some(frame)))) => {
-                    let code: u16 = WsCloseCode::from(frame.code).into();
+                    let code: u16 = frame.code.into();
                     return (Closed { code, reason: frame.reason.to_string() }, frames);
                 }
                 Some(Ok(Message::Close(None))) => return (Closed { code: 1005, reason: String::new() }, frames),
