@@ -123,7 +123,10 @@ async fn a_silent_client_gets_a_timeout_error_and_close_1001_with_a_reason() {
     assert!(!closed.reason.is_empty(), "the close carries a reason");
     let reason = closed.reason.to_lowercase();
     assert!(
-        reason.contains("pong") || reason.contains("timeout") || reason.contains("timed out") || reason.contains(&PONG_TIMEOUT_MS.to_string()),
+        reason.contains("pong")
+            || reason.contains("timeout")
+            || reason.contains("timed out")
+            || reason.contains(&PONG_TIMEOUT_MS.to_string()),
         "the reason mentions the timeout: {closed:?}"
     );
     let error = frames.last().unwrap_or_else(|| panic!("an error frame precedes the close; frames: {frames:?}"));

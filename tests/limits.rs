@@ -160,14 +160,15 @@ async fn a_client_that_stops_reading_is_closed_as_a_slow_consumer_with_4408() {
     assert!(sent >= 4, "the client got some pings out ({sent})");
     wait_until("the server closed the socket with 4408", || async { counter(&app, series).await == before + 1.0 }).await;
     // Reading now ends: maybe pongs, maybe an error frame and a close, then the end of the stream.
-    let mut close_code = None;
+    let (mut close, mut last_text) = (None, None);
     let drained = tokio::time::timeout(Duration::from_secs(15), async {
         loop {
             match client.ws.next().await {
                 Some(Ok(Message::Close(frame))) => {
-                    close_code = frame.map(|f| u16::from(f.code));
+                    close = Some(frame.map(|f| (u16::from(f.code), f.reason.to_string())));
                     break;
                 }
+                Some(Ok(Message::Text(text))) => last_text = Some(text.to_string()),
                 Some(Ok(_)) => continue,
                 Some(Err(_)) | None => break,
             }
@@ -175,8 +176,13 @@ async fn a_client_that_stops_reading_is_closed_as_a_slow_consumer_with_4408() {
     })
     .await;
     assert!(drained.is_ok(), "the client's stream ends after a slow-consumer close");
-    if let Some(code) = close_code {
+    // The close frame may not make it through a full pipe; when it does, it is announced.
+    if let Some(close) = close {
+        let (code, reason) = close.expect("a server close has a code");
         assert_eq!(code, 4408, "a close frame that made it through carries 4408");
+        assert!(!reason.is_empty());
+        let error: Value = serde_json::from_str(&last_text.expect("an error frame precedes the close")).unwrap();
+        assert_error(&error, "SLOW_CONSUMER");
     }
     let live = reqwest::get(app.http("/health/live")).await.unwrap();
     assert_eq!(live.status(), 200);

@@ -36,10 +36,11 @@ async fn the_gateway_migrates_postgres_and_reports_it_healthy() {
         app.shutdown().await;
     }
     let pool = sqlx::PgPool::connect(&url).await.unwrap();
-    let session_type: String =
-        sqlx::query_scalar("SELECT data_type FROM information_schema.columns WHERE table_name = 'pam_conversations' AND column_name = 'session_id'")
-            .fetch_one(&pool)
-            .await
-            .unwrap();
+    let session_type: String = sqlx::query_scalar(
+        "SELECT data_type FROM information_schema.columns WHERE table_name = 'pam_conversations' AND column_name = 'session_id'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
     assert_eq!(session_type, "text", "session ids are free text, never uuid");
 }

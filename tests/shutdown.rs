@@ -1,0 +1,221 @@
+//! Shutdown and startup of the real `pam-gateway` binary: SIGTERM drains every socket with an
+//! error frame and close 1012 and exits 0 within the grace period; readiness and new upgrades
+//! are refused while draining; a non-loopback bind without JWT settings refuses to start.
+
+mod common;
+
+use std::fs::File;
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::Duration;
+
+use common::*;
+use tokio::time::Instant;
+use tokio_tungstenite::connect_async;
+use tokio_tungstenite::tungstenite::Error as WsError;
+
+const GRACE_MS: u64 = 3_000;
+
+/// A running gateway process, killed (by its pid) if a test fails before it exits.
+struct Gateway {
+    child: Child,
+    port: u16,
+    log: TempFile,
+    _db: TempFile,
+}
+
+/// An HTTP client (reqwest is built without a default rustls provider).
+fn http_client(timeout: Duration) -> reqwest::Client {
+    rustls::crypto::ring::default_provider().install_default().ok();
+    reqwest::Client::builder().timeout(timeout).build().unwrap()
+}
+
+fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
+}
+
+fn temp_path(what: &str) -> PathBuf {
+    std::env::temp_dir().join(format!("pam-shutdown-{what}-{}", uuid::Uuid::new_v4().simple()))
+}
+
+/// The binary with a clean auth environment, a fresh SQLite file and output to a log file.
+fn command(listen: &str, db: &TempFile, log: &TempFile) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_pam-gateway"));
+    for var in ["SUPABASE_JWT_SECRET", "SUPABASE_URL", "PAM_JWKS_URL", "PAM_JWT_ISSUER", "PAM_DEV_AUTH", "REDIS_URL", "PAM_LOG_FORMAT"] {
+        command.env_remove(var);
+    }
+    let out = File::create(&log.0).unwrap();
+    command
+        .env("PAM_LISTEN", listen)
+        .env("DATABASE_URL", format!("sqlite://{}", db.0.display()))
+        .stdin(Stdio::null())
+        .stdout(out.try_clone().unwrap())
+        .stderr(out);
+    command
+}
+
+impl Gateway {
+    async fn start() -> Gateway {
+        let port = free_port();
+        let (db, log) = (TempFile(temp_path("db")), TempFile(temp_path("log")));
+        let child = command(&format!("127.0.0.1:{port}"), &db, &log)
+            .env("SUPABASE_JWT_SECRET", TEST_SECRET)
+            .env("PAM_DEV_AUTH", "false")
+            .env("PAM_SHUTDOWN_GRACE_MS", GRACE_MS.to_string())
+            .spawn()
+            .expect("the binary starts");
+        let mut gateway = Gateway { child, port, log, _db: db };
+        gateway.wait_live().await;
+        gateway
+    }
+
+    fn http(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    fn ws_url(&self, token: &str) -> String {
+        format!("ws://127.0.0.1:{}/api/v1/pam/ws/{USER}?token={token}", self.port)
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log.0).unwrap_or_default()
+    }
+
+    async fn wait_live(&mut self) {
+        let client = http_client(Duration::from_secs(1));
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if client.get(self.http("/health/live")).send().await.is_ok_and(|r| r.status() == 200) {
+                return;
+            }
+            if let Some(status) = self.child.try_wait().unwrap() {
+                panic!("the gateway exited ({status}) before it was live; log:\n{}", self.log());
+            }
+            assert!(Instant::now() < deadline, "the gateway never became live; log:\n{}", self.log());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn connect_ready(&self) -> WsClient {
+        let mut client = WsClient::connect(&self.ws_url(&token_for(USER))).await;
+        let welcome = client.recv_json().await;
+        assert_eq!(welcome["type"], "connection", "{welcome}");
+        client
+    }
+
+    fn sigterm(&self) {
+        let status = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().unwrap();
+        assert!(status.success(), "kill -TERM worked");
+    }
+
+    /// The exit status, if the process ends within `limit`.
+    async fn wait_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+#[tokio::test]
+async fn sigterm_closes_every_socket_with_service_restart_and_1012_then_exits_zero() {
+    let mut gateway = Gateway::start().await;
+    let mut clients = Vec::new();
+    for _ in 0..3 {
+        clients.push(gateway.connect_ready().await);
+    }
+    let signalled = Instant::now();
+    gateway.sigterm();
+    for (n, client) in clients.iter_mut().enumerate() {
+        let (closed, frames) = client.recv_close().await;
+        let context = format!("socket {n}: {closed:?}; frames: {frames:?}; log:\n{}", gateway.log());
+        assert_eq!(closed.code, 1012, "{context}");
+        assert!(!closed.reason.is_empty(), "{context}");
+        let error = frames.iter().rev().find(|f| f["type"] != "ping").unwrap_or_else(|| panic!("an error frame precedes 1012; {context}"));
+        assert_eq!(error["type"], "error", "{context}");
+        assert_eq!(error["error_code"], "SERVICE_RESTART", "{context}");
+    }
+    let limit = Duration::from_millis(GRACE_MS + 2_000);
+    let status = gateway.wait_exit(limit.saturating_sub(signalled.elapsed())).await;
+    let log = gateway.log();
+    let status = status.unwrap_or_else(|| panic!("the gateway did not exit within grace + 2 s; log:\n{log}"));
+    assert!(status.success(), "the gateway exits 0 after a drain, got {status}; log:\n{log}");
+}
+
+#[tokio::test]
+async fn readiness_and_new_upgrades_are_refused_once_sigterm_starts_the_drain() {
+    let mut gateway = Gateway::start().await;
+    let mut client = gateway.connect_ready().await;
+    let http = http_client(Duration::from_secs(2));
+    let ready = http.get(gateway.http("/health/ready")).send().await.unwrap();
+    assert_eq!(ready.status(), 200, "ready before the signal; log:\n{}", gateway.log());
+    gateway.sigterm();
+    // Until the signal is handled readiness may still be 200; after that 503, or nothing listens.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let readiness = loop {
+        match http.get(gateway.http("/health/ready")).send().await {
+            Ok(response) if response.status() == 200 => {}
+            Ok(response) => break format!("HTTP {}", response.status().as_u16()),
+            Err(_) => break "refused".to_string(),
+        }
+        assert!(Instant::now() < deadline, "readiness stayed 200 after SIGTERM; log:\n{}", gateway.log());
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    assert!(readiness == "HTTP 503" || readiness == "refused", "readiness while draining: {readiness}; log:\n{}", gateway.log());
+    match connect_async(gateway.ws_url(&token_for(USER))).await {
+        Ok((_, response)) => panic!("a new upgrade was accepted during the drain ({}); log:\n{}", response.status(), gateway.log()),
+        Err(WsError::Http(response)) => assert_eq!(response.status(), 503, "a refused upgrade is 503; log:\n{}", gateway.log()),
+        Err(_) => {} // the listener is already gone
+    }
+    let (closed, frames) = client.recv_close().await;
+    assert_eq!(closed.code, 1012, "{closed:?}; frames: {frames:?}");
+    let status = gateway.wait_exit(Duration::from_millis(GRACE_MS + 2_000)).await;
+    let status = status.unwrap_or_else(|| panic!("the gateway did not exit in time; log:\n{}", gateway.log()));
+    assert!(status.success(), "exit status {status}; log:\n{}", gateway.log());
+}
+
+#[tokio::test]
+async fn a_non_loopback_bind_without_jwt_settings_refuses_to_start_with_one_line() {
+    let port = free_port();
+    let (db, log) = (TempFile(temp_path("db")), TempFile(temp_path("log")));
+    // stdout and stderr are separate here: the refusal must be on stderr.
+    let stderr = TempFile(temp_path("stderr"));
+    let mut child =
+        command(&format!("0.0.0.0:{port}"), &db, &log).stderr(File::create(&stderr.0).unwrap()).spawn().expect("the binary starts");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "the gateway kept running on 0.0.0.0 without JWT settings; stderr:\n{}",
+                std::fs::read_to_string(&stderr.0).unwrap_or_default()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    };
+    let errors = std::fs::read_to_string(&stderr.0).unwrap();
+    assert!(!status.success(), "exit status {status}; stderr:\n{errors}");
+    let refusals: Vec<_> = errors.lines().filter(|line| line.starts_with("pam-gateway: refusing to start")).collect();
+    assert_eq!(refusals.len(), 1, "exactly one refusal line; stderr:\n{errors}");
+    assert!(refusals[0].contains("JWT") || refusals[0].contains("SUPABASE"), "the line names what is missing: {}", refusals[0]);
+}
