@@ -47,25 +47,6 @@ impl UserId {
     }
 }
 
-impl TryFrom<String> for UserId {
-    type Error = IdError;
-    fn try_from(value: String) -> Result<Self, Self::Error> {
-        UserId::parse(&value)
-    }
-}
-
-impl From<UserId> for String {
-    fn from(value: UserId) -> Self {
-        value.0
-    }
-}
-
-impl fmt::Display for UserId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
 /// A conversation session id chosen by the client: free text, never a uuid cast.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
@@ -89,24 +70,32 @@ impl SessionId {
     }
 }
 
-impl TryFrom<String> for SessionId {
-    type Error = IdError;
-    fn try_from(value: String) -> Result<Self, Self::Error> {
-        SessionId::parse(&value)
-    }
+/// Serde and `Display` plumbing shared by the string ids: they (de)serialize as plain strings,
+/// validated by `parse`.
+macro_rules! string_id_conversions {
+    ($($id:ident),*) => {$(
+        impl TryFrom<String> for $id {
+            type Error = IdError;
+            fn try_from(value: String) -> Result<Self, Self::Error> {
+                $id::parse(&value)
+            }
+        }
+
+        impl From<$id> for String {
+            fn from(value: $id) -> Self {
+                value.0
+            }
+        }
+
+        impl fmt::Display for $id {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+    )*};
 }
 
-impl From<SessionId> for String {
-    fn from(value: SessionId) -> Self {
-        value.0
-    }
-}
-
-impl fmt::Display for SessionId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+string_id_conversions!(UserId, SessionId);
 
 #[cfg(test)]
 mod tests {
