@@ -68,6 +68,7 @@ impl Application {
             settings: settings.connection_settings(),
             authenticator,
             llm,
+            store: Arc::new(db.clone()),
             rate_limiter: RateLimiter::new(settings.rate_limit_per_minute),
         });
         let (supervisor, _) = Actor::spawn(None, ConnectionSupervisor, ()).await.context("could not start the connection supervisor")?;

@@ -444,6 +444,7 @@ impl ConnectionState {
                 connection: myself.clone(),
                 user: user.clone(),
                 llm: self.deps.llm.clone(),
+                store: self.deps.store.clone(),
                 llm_timeout: self.deps.settings.llm_timeout,
             };
             match Actor::spawn_linked(None, OrchestratorActor, args, myself.get_cell()).await {

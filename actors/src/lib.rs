@@ -14,7 +14,10 @@ pub mod supervisor;
 
 pub use connection::{ConnectionActor, ConnectionArgs, ConnectionMsg, Inbound};
 pub use outbound::{CloseRequest, OutFrame, Outbound, OutboundReceiver, SendError, WriterEvent};
-pub use ports::{AuthError, Authenticator, BoxFuture, HistoryMessage, Identity, LlmError, LlmProvider, LlmReply, LlmRequest};
+pub use ports::{
+    AuthError, Authenticator, BoxFuture, ConversationStore, HistoryMessage, Identity, LlmError, LlmProvider, LlmReply, LlmRequest,
+    StoreError, TurnRecord,
+};
 pub use rate_limit::RateLimiter;
 pub use settings::ConnectionSettings;
 pub use state::{ConnectionPhase, Keepalive};

@@ -1,9 +1,8 @@
 //! `OrchestratorActor`: started lazily by a connection on its first chat. Builds the model
-//! request (message, merged context, session history), asks the `LlmProvider` under a deadline
-//! and reports the outcome to its connection. One per chatting connection; it may crash without
-//! taking the connection down.
+//! request (message, merged context, stored session history), asks the `LlmProvider` under a
+//! deadline, stores the turn and reports the outcome to its connection. One per chatting
+//! connection; it may crash without taking the connection down.
 
-use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,7 +14,7 @@ use tokio::time::Instant;
 
 use crate::connection::{ChatOutcome, ConnectionMsg, TurnFailure};
 use crate::metrics_names::{CHAT_FIRST_TOKEN_SECONDS, LLM_REQUESTS_TOTAL, ORCHESTRATORS_ACTIVE};
-use crate::ports::{HistoryMessage, LlmError, LlmProvider, LlmRequest};
+use crate::ports::{ConversationStore, LlmError, LlmProvider, LlmReply, LlmRequest, TurnRecord};
 
 /// Messages kept per session for the prompt.
 const HISTORY_LIMIT: usize = 20;
@@ -28,6 +27,7 @@ pub struct OrchestratorArgs {
     pub connection: ActorRef<ConnectionMsg>,
     pub user: UserId,
     pub llm: Arc<dyn LlmProvider>,
+    pub store: Arc<dyn ConversationStore>,
     pub llm_timeout: Duration,
 }
 
@@ -62,7 +62,6 @@ impl Drop for ActiveGauge {
 
 pub struct OrchestratorState {
     args: OrchestratorArgs,
-    history: HashMap<SessionId, VecDeque<HistoryMessage>>,
     _active: ActiveGauge,
 }
 
@@ -72,7 +71,7 @@ impl Actor for OrchestratorActor {
     type Arguments = OrchestratorArgs;
 
     async fn pre_start(&self, _myself: ActorRef<Self::Msg>, args: OrchestratorArgs) -> Result<Self::State, ActorProcessingErr> {
-        Ok(OrchestratorState { args, history: HashMap::new(), _active: ActiveGauge::new() })
+        Ok(OrchestratorState { args, _active: ActiveGauge::new() })
     }
 
     async fn handle(&self, _myself: ActorRef<Self::Msg>, message: Self::Msg, state: &mut Self::State) -> Result<(), ActorProcessingErr> {
@@ -90,11 +89,19 @@ impl Actor for OrchestratorActor {
 impl OrchestratorState {
     async fn answer(&mut self, job: ChatJob) -> ChatOutcome {
         let started = Instant::now();
+        let received_at = chrono::Utc::now();
+        let history = match self.args.store.history(&self.args.user, &job.session, HISTORY_LIMIT).await {
+            Ok(history) => history,
+            Err(error) => {
+                tracing::warn!(%error, "history unavailable; answering without it");
+                Vec::new()
+            }
+        };
         let request = LlmRequest {
             user_id: self.args.user.clone(),
             message: job.message.clone(),
             context: job.context,
-            history: self.history.get(&job.session).map(|h| h.iter().cloned().collect()).unwrap_or_default(),
+            history,
             fast: is_simple_turn(&job.message),
         };
         // Legacy answers are sent whole, so nobody reads deltas here: a closed channel makes
@@ -109,7 +116,7 @@ impl OrchestratorState {
             Ok(reply) => {
                 metrics::counter!(LLM_REQUESTS_TOTAL, "provider" => reply.source.clone(), "model" => reply.model.clone(), "outcome" => "ok").increment(1);
                 metrics::histogram!(CHAT_FIRST_TOKEN_SECONDS).record(started.elapsed().as_secs_f64());
-                self.remember(&job.session, &job.message, &reply.text);
+                self.store_turn(&job.session, &job.message, reply, received_at, started.elapsed()).await;
                 "ok"
             }
             Err(LlmError::Timeout(_)) => "timeout",
@@ -130,12 +137,32 @@ impl OrchestratorState {
         }
     }
 
-    fn remember(&mut self, session: &SessionId, user_text: &str, answer: &str) {
-        let history = self.history.entry(session.clone()).or_default();
-        history.push_back(HistoryMessage { role: "user".into(), content: user_text.into() });
-        history.push_back(HistoryMessage { role: "assistant".into(), content: answer.into() });
-        while history.len() > HISTORY_LIMIT {
-            history.pop_front();
+    async fn store_turn(
+        &self,
+        session: &SessionId,
+        message: &str,
+        reply: &LlmReply,
+        received_at: chrono::DateTime<chrono::Utc>,
+        latency: Duration,
+    ) {
+        let answered_at = chrono::Utc::now().max(received_at + chrono::Duration::microseconds(1));
+        let turn = TurnRecord {
+            user: self.args.user.clone(),
+            session: session.clone(),
+            user_text: message.to_string(),
+            assistant_text: reply.text.clone(),
+            client_msg_id: None,
+            received_at,
+            answered_at,
+            metadata: serde_json::json!({
+                "model": reply.model,
+                "provider": reply.source,
+                "latency_ms": u64::try_from(latency.as_millis()).unwrap_or(u64::MAX),
+                "ui_actions": reply.ui_actions,
+            }),
+        };
+        if let Err(error) = self.args.store.save_turn(&turn).await {
+            tracing::warn!(%error, %session, "could not store the turn");
         }
     }
 }

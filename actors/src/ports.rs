@@ -107,3 +107,39 @@ pub trait LlmProvider: Send + Sync + 'static {
     /// Generates an answer; each delta is also pushed into `deltas` as it arrives.
     fn generate<'a>(&'a self, request: &'a LlmRequest, deltas: mpsc::Sender<String>) -> BoxFuture<'a, Result<LlmReply, LlmError>>;
 }
+
+/// One answered chat turn, stored as a user row and an assistant row in one transaction.
+#[derive(Debug, Clone)]
+pub struct TurnRecord {
+    pub user: UserId,
+    pub session: pam_protocol::SessionId,
+    pub user_text: String,
+    pub assistant_text: String,
+    /// v2 idempotency key; a repeated id stores nothing.
+    pub client_msg_id: Option<String>,
+    pub received_at: chrono::DateTime<chrono::Utc>,
+    pub answered_at: chrono::DateTime<chrono::Utc>,
+    /// Model, provider, latency, ui_actions.
+    pub metadata: Value,
+}
+
+/// Why storage failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// Conversation persistence (Postgres or SQLite behind it).
+pub trait ConversationStore: Send + Sync + 'static {
+    /// The last `limit` messages of the user's newest conversation for `session`, oldest first.
+    fn history<'a>(
+        &'a self,
+        user: &'a UserId,
+        session: &'a pam_protocol::SessionId,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<Vec<HistoryMessage>, StoreError>>;
+    /// Stores both rows and bumps the conversation's counters; `Ok(false)` when the
+    /// `client_msg_id` was already stored.
+    fn save_turn<'a>(&'a self, turn: &'a TurnRecord) -> BoxFuture<'a, Result<bool, StoreError>>;
+}

@@ -11,7 +11,7 @@ use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, Supervi
 use crate::connection::{ConnectionActor, ConnectionArgs, ConnectionMsg};
 use crate::metrics_names::WS_CLOSED_TOTAL;
 use crate::outbound::{CloseRequest, Outbound};
-use crate::ports::{Authenticator, LlmProvider};
+use crate::ports::{Authenticator, ConversationStore, LlmProvider};
 use crate::rate_limit::RateLimiter;
 use crate::settings::ConnectionSettings;
 
@@ -20,6 +20,7 @@ pub struct ConnectionDeps {
     pub settings: ConnectionSettings,
     pub authenticator: Arc<dyn Authenticator>,
     pub llm: Arc<dyn LlmProvider>,
+    pub store: Arc<dyn ConversationStore>,
     pub rate_limiter: RateLimiter,
 }
 

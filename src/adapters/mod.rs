@@ -1,4 +1,5 @@
 //! Adapters: the real implementations of the actors' ports (models, storage, cache).
 
 pub mod builtin;
+pub mod conversations;
 pub mod database;

@@ -24,7 +24,7 @@ pub struct TestApp {
     pub addr: SocketAddr,
     pub stop: Option<tokio::sync::oneshot::Sender<()>>,
     pub server: tokio::task::JoinHandle<anyhow::Result<()>>,
-    _db: TempFile,
+    pub db: TempFile,
 }
 
 /// A temp file removed on drop (with SQLite's -wal/-shm siblings).
@@ -67,7 +67,7 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Settings), overrides: Overr
     let server = tokio::spawn(app.run_until_stopped(async move {
         let _ = stopped.await;
     }));
-    TestApp { addr, stop: Some(stop), server, _db: db }
+    TestApp { addr, stop: Some(stop), server, db }
 }
 
 impl TestApp {

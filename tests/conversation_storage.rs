@@ -1,0 +1,109 @@
+//! Every answered turn is stored per schema.md on both backends: free-text session ids
+//! (including `default`), two ordered rows per turn, counters kept, history back into the prompt.
+
+mod common;
+
+use std::sync::Arc;
+
+use common::*;
+use pam_actors::{BoxFuture, LlmError, LlmProvider, LlmReply, LlmRequest};
+use pam_gateway::Overrides;
+use serde_json::json;
+use tokio::sync::mpsc;
+
+/// Answers with how much history it was given, so the test can see it reach the prompt.
+struct HistoryCounter;
+
+impl LlmProvider for HistoryCounter {
+    fn name(&self) -> &str {
+        "history-counter"
+    }
+
+    fn generate<'a>(&'a self, request: &'a LlmRequest, _deltas: mpsc::Sender<String>) -> BoxFuture<'a, Result<LlmReply, LlmError>> {
+        let first = request.history.first().map(|m| format!("{}:{}", m.role, m.content)).unwrap_or_default();
+        let text = format!("history={} first={first}", request.history.len());
+        Box::pin(async move { Ok(LlmReply { text, model: "counter-1".into(), source: "history-counter".into(), ui_actions: vec![] }) })
+    }
+}
+
+fn overrides() -> Overrides {
+    Overrides { llm: Some(Arc::new(HistoryCounter)), ..Default::default() }
+}
+
+async fn chat(client: &mut WsClient, message: &str, session: Option<&str>) -> String {
+    let mut frame = json!({"type":"chat","message":message});
+    if let Some(session) = session {
+        frame["session_id"] = json!(session);
+    }
+    client.send_json(frame).await;
+    let answer = client.recv_non_ping().await;
+    assert_eq!(answer["type"], "chat_response", "{answer}");
+    answer["message"].as_str().unwrap().to_string()
+}
+
+/// Two turns in `default`, one in `trip-1`; history of the second `default` turn holds the first.
+async fn converse(app: &TestApp, user: &str) {
+    let mut client = WsClient::connect(&app.ws_url(user, Some(&token_for(user)))).await;
+    client.recv_json().await;
+    assert_eq!(chat(&mut client, "first", None).await, "history=0 first=");
+    assert_eq!(chat(&mut client, "second", Some("default")).await, "history=2 first=user:first");
+    assert_eq!(chat(&mut client, "elsewhere", Some("trip-1")).await, "history=0 first=");
+}
+
+#[tokio::test]
+async fn turns_are_stored_in_sqlite_and_history_reaches_the_model() {
+    let app = spawn_app_with(|_| {}, overrides()).await;
+    converse(&app, USER).await;
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", app.db.0.display())).await.unwrap();
+    let conversations: Vec<(String, i64)> =
+        sqlx::query_as("SELECT session_id, message_count FROM pam_conversations WHERE user_id = ?1 ORDER BY session_id")
+            .bind(USER)
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert_eq!(conversations, vec![("default".to_string(), 4), ("trip-1".to_string(), 2)]);
+    let messages: Vec<(String, String, String)> = sqlx::query_as(
+        "SELECT m.role, m.content, m.metadata FROM pam_messages m JOIN pam_conversations c ON c.id = m.conversation_id
+         WHERE c.session_id = 'default' ORDER BY m.created_at",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    let roles: Vec<&str> = messages.iter().map(|m| m.0.as_str()).collect();
+    assert_eq!(roles, ["user", "assistant", "user", "assistant"]);
+    assert_eq!(messages[2].1, "second");
+    let metadata: serde_json::Value = serde_json::from_str(&messages[3].2).unwrap();
+    assert_eq!(metadata["model"], "counter-1");
+    assert_eq!(metadata["provider"], "history-counter");
+}
+
+#[tokio::test]
+async fn turns_are_stored_in_postgres_with_text_session_ids() {
+    let url = std::env::var("PAM_TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    let pool = sqlx::PgPool::connect(&url)
+        .await
+        .unwrap_or_else(|e| panic!("Postgres is required at {url} ({e}); start it with ./scripts/test.sh or set PAM_TEST_DATABASE_URL"));
+    let user = uuid::Uuid::new_v4().to_string();
+    let app = spawn_app_with(|s| s.database_url = url.clone(), overrides()).await;
+    converse(&app, &user).await;
+    let user_uuid = uuid::Uuid::parse_str(&user).unwrap();
+    let conversations: Vec<(String, i32)> =
+        sqlx::query_as("SELECT session_id, message_count FROM pam_conversations WHERE user_id = $1 ORDER BY session_id")
+            .bind(user_uuid)
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert_eq!(conversations, vec![("default".to_string(), 4), ("trip-1".to_string(), 2)]);
+    let ordered: Vec<(String, String)> = sqlx::query_as(
+        "SELECT m.role, m.content FROM pam_messages m JOIN pam_conversations c ON c.id = m.conversation_id
+         WHERE c.user_id = $1 AND c.session_id = 'default' ORDER BY m.created_at",
+    )
+    .bind(user_uuid)
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        ordered.iter().map(|m| m.1.as_str()).collect::<Vec<_>>(),
+        ["first", "history=0 first=", "second", "history=2 first=user:first"]
+    );
+}
