@@ -431,6 +431,8 @@ async fn tokens_never_appear_in_the_logs() {
     let base = format!("http://127.0.0.1:{port}");
 
     let deadline = Instant::now() + Duration::from_secs(30);
+    // reqwest is built without a default rustls provider; the gateway installs ring, so do we.
+    rustls::crypto::ring::default_provider().install_default().ok();
     loop {
         let live = reqwest::get(format!("{base}/health/live")).await;
         if live.is_ok_and(|response| response.status().is_success()) {

@@ -49,6 +49,8 @@ struct Child {
 pub struct SupervisorState {
     children: HashMap<ActorId, (ActorRef<ConnectionMsg>, Child)>,
     crashed_total: u64,
+    /// Once draining, sockets that were still upgrading are told to drain as they open.
+    draining: bool,
 }
 
 impl Actor for ConnectionSupervisor {
@@ -57,7 +59,7 @@ impl Actor for ConnectionSupervisor {
     type Arguments = ();
 
     async fn pre_start(&self, _myself: ActorRef<Self::Msg>, _args: ()) -> Result<Self::State, ActorProcessingErr> {
-        Ok(SupervisorState { children: HashMap::new(), crashed_total: 0 })
+        Ok(SupervisorState { children: HashMap::new(), crashed_total: 0, draining: false })
     }
 
     async fn handle(&self, myself: ActorRef<Self::Msg>, message: Self::Msg, state: &mut Self::State) -> Result<(), ActorProcessingErr> {
@@ -66,6 +68,7 @@ impl Actor for ConnectionSupervisor {
                 let _ = reply.send(state.open(&myself, args).await);
             }
             SupervisorMsg::Drain(reply) => {
+                state.draining = true;
                 for (actor, _) in state.children.values() {
                     let _ = actor.cast(ConnectionMsg::Drain);
                 }
@@ -74,6 +77,19 @@ impl Actor for ConnectionSupervisor {
             SupervisorMsg::Stats(reply) => {
                 let _ = reply.send(SupervisorStats { live: state.children.len(), crashed_total: state.crashed_total });
             }
+        }
+        Ok(())
+    }
+
+    /// Whatever is still open when the supervisor stops gets 1012, never a silent drop.
+    async fn post_stop(&self, _myself: ActorRef<Self::Msg>, state: &mut Self::State) -> Result<(), ActorProcessingErr> {
+        for (actor, child) in state.children.values() {
+            let reason = CloseCode::ServiceRestart.reason().to_string();
+            let error_frame = ServerFrame::error(ErrorCode::ServiceRestart, reason.clone()).to_text();
+            if child.outbound.close(CloseRequest { error_frame: Some(error_frame), code: CloseCode::ServiceRestart.code(), reason }) {
+                metrics::counter!(WS_CLOSED_TOTAL, "code" => "1012").increment(1);
+            }
+            actor.stop(None);
         }
         Ok(())
     }
@@ -110,6 +126,9 @@ impl SupervisorState {
     async fn open(&mut self, myself: &ActorRef<SupervisorMsg>, args: ConnectionArgs) -> Result<ActorRef<ConnectionMsg>, String> {
         let child = Child { conn_id: args.conn_id.clone(), outbound: args.outbound.clone() };
         let (actor, _) = Actor::spawn_linked(None, ConnectionActor, args, myself.get_cell()).await.map_err(|e| e.to_string())?;
+        if self.draining {
+            let _ = actor.cast(ConnectionMsg::Drain);
+        }
         self.children.insert(actor.get_id(), (actor.clone(), child));
         Ok(actor)
     }
