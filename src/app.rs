@@ -4,11 +4,13 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
-use pam_actors::{Authenticator, ConnectionDeps, ConnectionSupervisor, LlmProvider, RateLimiter, SupervisorMsg};
+use pam_actors::{
+    AuthFailureThrottle, Authenticator, ConnectionDeps, ConnectionSupervisor, LlmProvider, RateLimiter, SupervisorMsg, UserSlots,
+};
 use ractor::Actor;
 use tokio::net::{TcpListener, TcpSocket};
 use tokio::time::Instant;
@@ -70,10 +72,23 @@ impl Application {
             llm,
             store: Arc::new(db.clone()),
             rate_limiter: RateLimiter::new(settings.rate_limit_per_minute),
+            user_slots: UserSlots::new(settings.max_connections_per_user),
+            auth_throttle: AuthFailureThrottle::new(settings.auth_failures_per_minute, Duration::from_secs(60)),
         });
         let (supervisor, _) = Actor::spawn(None, ConnectionSupervisor, ()).await.context("could not start the connection supervisor")?;
         let listener = bind(settings.listen)?;
-        let state = Arc::new(AppState { settings, supervisor, deps, db, dev, metrics, draining: AtomicBool::new(false) });
+        let allowed_origins = settings.allowed_origins_list();
+        let state = Arc::new(AppState {
+            settings,
+            supervisor,
+            deps,
+            db,
+            dev,
+            metrics,
+            draining: AtomicBool::new(false),
+            live_sockets: AtomicUsize::new(0),
+            allowed_origins,
+        });
         Ok(Self { listener, state })
     }
 

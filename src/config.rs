@@ -60,6 +60,9 @@ pub struct Settings {
     pub max_connections: usize,
     #[arg(long, env = "PAM_MAX_CONNECTIONS_PER_USER", default_value_t = 8)]
     pub max_connections_per_user: usize,
+    /// Failed authentications per client IP per minute before its upgrades get 429 (0 = off).
+    #[arg(long, env = "PAM_AUTH_FAILURES_PER_MINUTE", default_value_t = 5)]
+    pub auth_failures_per_minute: usize,
     /// Chat frames per user per minute (ping/pong exempt).
     #[arg(long, env = "PAM_RATE_LIMIT_PER_MINUTE", default_value_t = 60)]
     pub rate_limit_per_minute: u32,
@@ -159,11 +162,24 @@ impl Settings {
             auth_timeout: Duration::from_millis(self.auth_timeout_ms),
             max_message_chars: self.max_message_chars,
             rate_limit_per_minute: self.rate_limit_per_minute,
+            max_connections_per_user: self.max_connections_per_user,
             outbound_queue: self.outbound_queue,
             llm_timeout: Duration::from_millis(self.llm_timeout_ms),
             shutdown_grace: Duration::from_millis(self.shutdown_grace_ms),
             ..ConnectionSettings::default()
         }
+    }
+
+    /// `PAM_ALLOWED_ORIGINS` as a list (no trailing slashes); `None` = any origin.
+    pub fn allowed_origins_list(&self) -> Option<Vec<String>> {
+        let list: Vec<String> = self
+            .allowed_origins
+            .as_deref()?
+            .split(',')
+            .map(|o| o.trim().trim_end_matches('/').to_string())
+            .filter(|o| !o.is_empty())
+            .collect();
+        (!list.is_empty()).then_some(list)
     }
 
     pub fn shutdown_grace(&self) -> Duration {

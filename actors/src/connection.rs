@@ -16,8 +16,10 @@ use serde_json::{Map, Value};
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 
+use crate::admission::UserSlot;
 use crate::metrics_names::{
-    AUTH_FAILURES_TOTAL, CHAT_SECONDS, RATE_LIMITED_TOTAL, WS_CLOSED_TOTAL, WS_CONNECTIONS, WS_OPENED_TOTAL, count_frame,
+    AUTH_FAILURES_TOTAL, CHAT_SECONDS, RATE_LIMITED_TOTAL, USER_CAP_HITS_TOTAL, WS_CLOSED_TOTAL, WS_CONNECTIONS, WS_OPENED_TOTAL,
+    count_frame,
 };
 use crate::orchestrator::{ChatJob, OrchestratorActor, OrchestratorArgs, OrchestratorMsg};
 use crate::outbound::{CloseRequest, OutFrame, Outbound, SendError};
@@ -41,6 +43,8 @@ pub struct ConnectionArgs {
     /// `None` on `/api/v2/pam/ws`.
     pub path_user: Option<String>,
     pub token: Option<String>,
+    /// The client's address, for the auth-failure throttle.
+    pub peer_ip: Option<std::net::IpAddr>,
     pub outbound: Outbound,
     pub deps: Arc<ConnectionDeps>,
 }
@@ -108,7 +112,9 @@ pub struct ConnectionState {
     dialect: Dialect,
     path_user: Option<String>,
     token: Option<String>,
+    peer_ip: Option<std::net::IpAddr>,
     user: Option<UserId>,
+    _slot: Option<UserSlot>,
     expires_at: Option<Instant>,
     phase: ConnectionPhase,
     outbound: Outbound,
@@ -137,7 +143,9 @@ impl Actor for ConnectionActor {
             dialect: args.dialect,
             path_user: args.path_user,
             token: args.token,
+            peer_ip: args.peer_ip,
             user: None,
+            _slot: None,
             expires_at: None,
             phase: ConnectionPhase::Accepted,
             outbound: args.outbound,
@@ -268,6 +276,9 @@ impl ConnectionState {
 
     fn refuse(&mut self, myself: &ActorRef<ConnectionMsg>, error: AuthError) {
         metrics::counter!(AUTH_FAILURES_TOTAL, "reason" => error.metric_reason()).increment(1);
+        if let (Some(ip), false) = (self.peer_ip, matches!(error, AuthError::Unavailable(_))) {
+            self.deps.auth_throttle.record_failure(ip, Instant::now());
+        }
         tracing::info!(conn_id = %self.conn_id, reason = error.metric_reason(), "authentication refused");
         let code = match error {
             AuthError::Missing | AuthError::Invalid(_) => CloseCode::AuthInvalid,
@@ -279,6 +290,12 @@ impl ConnectionState {
     }
 
     fn ready(&mut self, myself: &ActorRef<ConnectionMsg>, user: UserId, expires_at: Option<u64>) {
+        let Some(slot) = self.deps.user_slots.acquire(&user) else {
+            metrics::counter!(USER_CAP_HITS_TOTAL).increment(1);
+            let detail = format!("more than {} connections for this user", self.deps.settings.max_connections_per_user);
+            return self.close(myself, CloseCode::TooManyConnections, &detail);
+        };
+        self._slot = Some(slot);
         self.expires_at = expires_at.map(|exp| Instant::now() + Duration::from_secs(exp.saturating_sub(unix_now())));
         tracing::debug!(conn_id = %self.conn_id, %user, "authenticated");
         self.user = Some(user);

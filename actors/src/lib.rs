@@ -2,6 +2,7 @@
 //! a lazily started `OrchestratorActor` per chatting connection, and the ports (traits) they
 //! need from the outside world. Knows nothing of axum, sqlx or fred.
 
+pub mod admission;
 pub mod connection;
 pub mod metrics_names;
 pub mod orchestrator;
@@ -12,6 +13,7 @@ pub mod settings;
 pub mod state;
 pub mod supervisor;
 
+pub use admission::{AuthFailureThrottle, UserSlot, UserSlots};
 pub use connection::{ConnectionActor, ConnectionArgs, ConnectionMsg, Inbound};
 pub use outbound::{CloseRequest, OutFrame, Outbound, OutboundReceiver, SendError, WriterEvent};
 pub use ports::{

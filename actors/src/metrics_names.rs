@@ -10,6 +10,8 @@ pub const CHAT_FIRST_TOKEN_SECONDS: &str = "pam_chat_first_token_seconds";
 pub const LLM_REQUESTS_TOTAL: &str = "pam_llm_requests_total";
 pub const RATE_LIMITED_TOTAL: &str = "pam_rate_limited_total";
 pub const ORCHESTRATORS_ACTIVE: &str = "pam_orchestrators_active";
+pub const WS_REJECTED_TOTAL: &str = "pam_ws_rejected_total";
+pub const USER_CAP_HITS_TOTAL: &str = "pam_ws_user_cap_hits_total";
 
 /// Counts one frame in `pam_ws_frames_total{direction,type}`.
 pub fn count_frame(direction: &'static str, kind: &'static str) {

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use pam_protocol::{CloseCode, ErrorCode, ServerFrame};
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
 
+use crate::admission::{AuthFailureThrottle, UserSlots};
 use crate::connection::{ConnectionActor, ConnectionArgs, ConnectionMsg};
 use crate::metrics_names::WS_CLOSED_TOTAL;
 use crate::outbound::{CloseRequest, Outbound};
@@ -22,6 +23,8 @@ pub struct ConnectionDeps {
     pub llm: Arc<dyn LlmProvider>,
     pub store: Arc<dyn ConversationStore>,
     pub rate_limiter: RateLimiter,
+    pub user_slots: Arc<UserSlots>,
+    pub auth_throttle: AuthFailureThrottle,
 }
 
 pub struct ConnectionSupervisor;

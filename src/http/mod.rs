@@ -5,7 +5,7 @@ pub mod health;
 pub mod ws;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use axum::Json;
 use axum::Router;
@@ -30,9 +30,17 @@ pub struct AppState {
     pub dev: Option<Arc<DevAuth>>,
     pub metrics: PrometheusHandle,
     pub draining: AtomicBool,
+    /// Upgraded sockets being served (the `PAM_MAX_CONNECTIONS` cap counts these).
+    pub live_sockets: AtomicUsize,
+    /// `PAM_ALLOWED_ORIGINS`, parsed; `None` = any origin.
+    pub allowed_origins: Option<Vec<String>>,
 }
 
 impl AppState {
+    pub fn origin_allowed(&self, origin: &str) -> bool {
+        self.allowed_origins.as_ref().is_none_or(|allowed| allowed.iter().any(|a| a.eq_ignore_ascii_case(origin.trim_end_matches('/'))))
+    }
+
     pub fn is_draining(&self) -> bool {
         self.draining.load(Ordering::Acquire)
     }

@@ -7,11 +7,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
-use axum::extract::{Path, Query, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+
+use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
+use pam_actors::metrics_names::WS_REJECTED_TOTAL;
 use pam_actors::outbound::channel;
 use pam_actors::{CloseRequest, ConnectionArgs, ConnectionMsg, Inbound, OutFrame, OutboundReceiver, SupervisorMsg, WriterEvent};
 use pam_protocol::{CloseCode, Dialect, ErrorCode, ServerFrame};
@@ -38,14 +42,14 @@ pub struct WsQuery {
 /// `GET /api/v1/pam/ws/{user_id}` and aliases.
 pub async fn upgrade(
     State(state): State<SharedState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
     Path(user_id): Path<String>,
     Query(query): Query<WsQuery>,
     ws: WebSocketUpgrade,
 ) -> Response {
-    if state.is_draining() {
-        let mut response = error_response(StatusCode::SERVICE_UNAVAILABLE, "SERVICE_RESTART", "server restarting, reconnect shortly");
-        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("2"));
-        return response;
+    if let Some(refusal) = refusal(&state, peer, &headers) {
+        return refusal;
     }
     let max = state.settings.max_frame_bytes;
     ws.read_buffer_size(READ_BUFFER_BYTES)
@@ -53,16 +57,89 @@ pub async fn upgrade(
         .max_write_buffer_size(max * 2)
         .max_message_size(max)
         .max_frame_size(max)
-        .on_upgrade(move |socket| serve_socket(state, socket, Some(user_id), query.token, Dialect::Legacy))
+        .on_upgrade(move |socket| serve_socket(state, socket, Some(user_id), query.token, Dialect::Legacy, peer))
         .into_response()
 }
 
-async fn serve_socket(state: SharedState, socket: WebSocket, path_user: Option<String>, token: Option<String>, dialect: Dialect) {
+/// The cheap checks allowed before the 101 (draining, Origin, global cap, auth-failure throttle):
+/// the response that turns this upgrade away, if any.
+fn refusal(state: &SharedState, peer: SocketAddr, headers: &HeaderMap) -> Option<Response> {
+    let refuse = |reason: &'static str, status: StatusCode, code: &str, message: &str, retry_after: Option<u64>| {
+        metrics::counter!(WS_REJECTED_TOTAL, "reason" => reason).increment(1);
+        let mut response = error_response(status, code, message);
+        if let Some(secs) = retry_after {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
+        }
+        response
+    };
+    if state.is_draining() {
+        return Some(refuse(
+            "draining",
+            StatusCode::SERVICE_UNAVAILABLE,
+            "SERVICE_RESTART",
+            "server restarting, reconnect shortly",
+            Some(2),
+        ));
+    }
+    if let Some(origin) = headers.get(header::ORIGIN).and_then(|o| o.to_str().ok()) {
+        if !state.origin_allowed(origin) {
+            return Some(refuse("origin", StatusCode::FORBIDDEN, "ORIGIN_NOT_ALLOWED", "this origin may not open PAM sockets", None));
+        }
+    }
+    if state.live_sockets.load(Ordering::Acquire) >= state.settings.max_connections {
+        return Some(refuse(
+            "capacity",
+            StatusCode::SERVICE_UNAVAILABLE,
+            "OVERLOADED",
+            "too many connections on this server, retry shortly",
+            Some(5),
+        ));
+    }
+    if let Some(wait) = state.deps.auth_throttle.retry_after(peer.ip(), Instant::now()) {
+        let message = "too many failed authentications from this address; check the token and retry later";
+        return Some(refuse("auth_throttle", StatusCode::TOO_MANY_REQUESTS, "RATE_LIMIT_EXCEEDED", message, Some(wait.as_secs() + 1)));
+    }
+    None
+}
+
+/// Counts a socket in `live_sockets` for as long as it is served.
+struct LiveSocket(SharedState);
+
+impl LiveSocket {
+    fn new(state: &SharedState) -> Self {
+        state.live_sockets.fetch_add(1, Ordering::AcqRel);
+        LiveSocket(state.clone())
+    }
+}
+
+impl Drop for LiveSocket {
+    fn drop(&mut self) {
+        self.0.live_sockets.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+async fn serve_socket(
+    state: SharedState,
+    socket: WebSocket,
+    path_user: Option<String>,
+    token: Option<String>,
+    dialect: Dialect,
+    peer: SocketAddr,
+) {
+    let _live = LiveSocket::new(&state);
     let conn_id = uuid::Uuid::new_v4().simple().to_string();
     let (outbound, out_rx) = channel(state.deps.settings.outbound_queue);
     let (sink, stream) = socket.split();
     let writer = tokio::spawn(write_loop(sink, out_rx));
-    let args = ConnectionArgs { conn_id: conn_id.clone(), dialect, path_user, token, outbound: outbound.clone(), deps: state.deps.clone() };
+    let args = ConnectionArgs {
+        conn_id: conn_id.clone(),
+        dialect,
+        path_user,
+        token,
+        peer_ip: Some(peer.ip()),
+        outbound: outbound.clone(),
+        deps: state.deps.clone(),
+    };
     let actor = match ractor::call!(state.supervisor, SupervisorMsg::Open, args) {
         Ok(Ok(actor)) => actor,
         failure => {

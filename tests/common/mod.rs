@@ -51,6 +51,8 @@ pub fn test_settings() -> (Settings, TempFile) {
     settings.jwt_issuer = None;
     settings.dev_auth = Some(false);
     settings.shutdown_grace_ms = 2_000;
+    // Many tests fail auth on purpose from 127.0.0.1; the throttle has its own test.
+    settings.auth_failures_per_minute = 0;
     (settings, TempFile(path))
 }
 
