@@ -4,6 +4,7 @@
 
 pub mod admission;
 pub mod connection;
+pub mod context;
 pub mod metrics_names;
 pub mod orchestrator;
 pub mod outbound;
@@ -14,6 +15,7 @@ pub mod state;
 pub mod supervisor;
 
 pub use admission::{AuthFailureThrottle, UserSlot, UserSlots};
+pub use context::{CategorySpend, ContextKind, ContextStore, EventSummary, FinancialContext, Friend, ProfileContext, SocialContext};
 pub use connection::{ConnectionActor, ConnectionArgs, ConnectionMsg, Inbound};
 pub use outbound::{CloseRequest, OutFrame, Outbound, OutboundReceiver, SendError, WriterEvent};
 pub use ports::{

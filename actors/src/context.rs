@@ -1,0 +1,112 @@
+//! The user context the loaders build (schema.md, "Context the loaders build") and the
+//! `ContextStore` port that reads it from the database.
+
+use pam_protocol::UserId;
+use serde::{Deserialize, Serialize};
+
+use crate::ports::{BoxFuture, StoreError};
+
+/// Which loader.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ContextKind {
+    Profile,
+    Financial,
+    Social,
+}
+
+impl ContextKind {
+    pub const ALL: [ContextKind; 3] = [ContextKind::Profile, ContextKind::Financial, ContextKind::Social];
+
+    /// Metric label and cache-key segment.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ContextKind::Profile => "profile",
+            ContextKind::Financial => "financial",
+            ContextKind::Social => "social",
+        }
+    }
+}
+
+/// The profile row by `id` plus regional preferences from `user_settings`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ProfileContext {
+    pub full_name: Option<String>,
+    pub nickname: Option<String>,
+    pub email: Option<String>,
+    pub region: Option<String>,
+    pub vehicle_type: Option<String>,
+    pub vehicle_make_model: Option<String>,
+    pub fuel_type: Option<String>,
+    pub travel_style: Vec<String>,
+    pub interests: Vec<String>,
+    /// From `user_settings.regional_preferences`.
+    pub currency: Option<String>,
+    pub units: Option<String>,
+    pub timezone: Option<String>,
+}
+
+/// Month-to-date figures for one expense category.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CategorySpend {
+    pub category: String,
+    pub spent: f64,
+    /// Active budget limit (`monthly_limit` if > 0, else `budgeted_amount`); `None` without a budget.
+    pub limit: Option<f64>,
+    pub remaining: Option<f64>,
+    /// `spent / limit * 100`, rounded to one decimal.
+    pub utilisation_pct: Option<f64>,
+    pub over_budget: bool,
+}
+
+/// Month to date: spend per category, active budgets, income.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct FinancialContext {
+    /// `YYYY-MM` of the month the figures cover.
+    pub month: String,
+    pub total_spent: f64,
+    /// Sum of the active budget limits.
+    pub total_budget: f64,
+    /// `total_budget - spent in budgeted categories`.
+    pub total_remaining: f64,
+    pub income_total: f64,
+    /// Every category with spend or an active budget, sorted by name.
+    pub categories: Vec<CategorySpend>,
+}
+
+/// An accepted friend, with their latest public location if any.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Friend {
+    pub user_id: String,
+    /// `full_name`, else `nickname`, else "a friend".
+    pub name: String,
+    pub location_name: Option<String>,
+    pub latitude: Option<f64>,
+    pub longitude: Option<f64>,
+    /// `traveling`, `camped`, …
+    pub status: Option<String>,
+}
+
+/// A published group event starting within 90 days.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct EventSummary {
+    pub title: String,
+    /// ISO-8601.
+    pub start_date: String,
+    /// `location.name` (or the whole `location` JSON as text when it has no name).
+    pub location: Option<String>,
+}
+
+/// Friends (both directions of accepted friendships) and upcoming events (≤ 25, soonest first).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SocialContext {
+    pub friends: Vec<Friend>,
+    pub events: Vec<EventSummary>,
+}
+
+/// Reads context from the database (always filtering by user id).
+pub trait ContextStore: Send + Sync + 'static {
+    /// `Ok(None)` when the user has no profile row.
+    fn load_profile<'a>(&'a self, user: &'a UserId) -> BoxFuture<'a, Result<Option<ProfileContext>, StoreError>>;
+    fn load_financial<'a>(&'a self, user: &'a UserId) -> BoxFuture<'a, Result<FinancialContext, StoreError>>;
+    fn load_social<'a>(&'a self, user: &'a UserId) -> BoxFuture<'a, Result<SocialContext, StoreError>>;
+}
