@@ -5,6 +5,7 @@
 pub mod admission;
 pub mod connection;
 pub mod context;
+pub mod context_loader;
 pub mod metrics_names;
 pub mod orchestrator;
 pub mod outbound;
@@ -15,8 +16,8 @@ pub mod state;
 pub mod supervisor;
 
 pub use admission::{AuthFailureThrottle, UserSlot, UserSlots};
-pub use context::{CategorySpend, ContextKind, ContextStore, EventSummary, FinancialContext, Friend, ProfileContext, SocialContext};
 pub use connection::{ConnectionActor, ConnectionArgs, ConnectionMsg, Inbound};
+pub use context::{CategorySpend, ContextKind, ContextStore, EventSummary, FinancialContext, Friend, ProfileContext, SocialContext};
 pub use outbound::{CloseRequest, OutFrame, Outbound, OutboundReceiver, SendError, WriterEvent};
 pub use ports::{
     AuthError, Authenticator, BoxFuture, ConversationStore, HistoryMessage, Identity, LlmError, LlmProvider, LlmReply, LlmRequest,
