@@ -39,9 +39,16 @@ fn intent_of(message: &str) -> Intent {
     }
 }
 
-/// The deterministic answer for a request.
+/// The deterministic answer for a request: from loaded context where the question is about the
+/// user's money, friends or events; otherwise by intent.
 pub fn answer(request: &LlmRequest) -> String {
-    match intent_of(&request.message) {
+    let intent = intent_of(&request.message);
+    if intent == Intent::Other {
+        if let Some(answer) = super::builtin_context::answer_from_context(&request.message.to_lowercase(), &request.context) {
+            return answer;
+        }
+    }
+    match intent {
         Intent::Greeting => "Hi there! I'm PAM, your RV travel assistant. Ask me about your trip plans, your travel budget and spending, \
                              or friends and events along the road."
             .into(),
