@@ -32,6 +32,7 @@ const LISTEN_BACKLOG: u32 = 4096;
 pub struct Overrides {
     pub authenticator: Option<Arc<dyn Authenticator>>,
     pub llm: Option<Arc<dyn LlmProvider>>,
+    pub loaders: Option<pam_actors::context_loader::ContextLoaders>,
 }
 
 /// A built, bound gateway.
@@ -71,6 +72,7 @@ impl Application {
             authenticator,
             llm,
             store: Arc::new(db.clone()),
+            loaders: overrides.loaders,
             rate_limiter: RateLimiter::new(settings.rate_limit_per_minute),
             user_slots: UserSlots::new(settings.max_connections_per_user),
             auth_throttle: AuthFailureThrottle::new(settings.auth_failures_per_minute, Duration::from_secs(60)),

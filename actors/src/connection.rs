@@ -462,6 +462,7 @@ impl ConnectionState {
                 user: user.clone(),
                 llm: self.deps.llm.clone(),
                 store: self.deps.store.clone(),
+                loaders: self.deps.loaders.clone(),
                 llm_timeout: self.deps.settings.llm_timeout,
             };
             match Actor::spawn_linked(None, OrchestratorActor, args, myself.get_cell()).await {

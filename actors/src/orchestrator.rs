@@ -13,6 +13,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::connection::{ChatOutcome, ConnectionMsg, TurnFailure};
+use crate::context_loader::ContextLoaders;
 use crate::metrics_names::{CHAT_FIRST_TOKEN_SECONDS, LLM_REQUESTS_TOTAL, ORCHESTRATORS_ACTIVE};
 use crate::ports::{ConversationStore, LlmError, LlmProvider, LlmReply, LlmRequest, TurnRecord};
 
@@ -28,6 +29,7 @@ pub struct OrchestratorArgs {
     pub user: UserId,
     pub llm: Arc<dyn LlmProvider>,
     pub store: Arc<dyn ConversationStore>,
+    pub loaders: Option<ContextLoaders>,
     pub llm_timeout: Duration,
 }
 
@@ -90,17 +92,24 @@ impl OrchestratorState {
     async fn answer(&mut self, job: ChatJob) -> ChatOutcome {
         let started = Instant::now();
         let received_at = chrono::Utc::now();
-        let history = match self.args.store.history(&self.args.user, &job.session, HISTORY_LIMIT).await {
-            Ok(history) => history,
-            Err(error) => {
-                tracing::warn!(%error, "history unavailable; answering without it");
-                Vec::new()
+        let loaded = async {
+            match &self.args.loaders {
+                Some(loaders) => loaders.load_all(&self.args.user).await,
+                None => serde_json::Map::new(),
             }
         };
+        let (history, loaded) = tokio::join!(self.args.store.history(&self.args.user, &job.session, HISTORY_LIMIT), loaded);
+        let history = history.unwrap_or_else(|error| {
+            tracing::warn!(%error, "history unavailable; answering without it");
+            Vec::new()
+        });
+        // Loaded context wins over anything a client sent under the same key.
+        let mut context = job.context;
+        context.extend(loaded);
         let request = LlmRequest {
             user_id: self.args.user.clone(),
             message: job.message.clone(),
-            context: job.context,
+            context,
             history,
             fast: is_simple_turn(&job.message),
         };

@@ -10,6 +10,7 @@ use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, Supervi
 
 use crate::admission::{AuthFailureThrottle, UserSlots};
 use crate::connection::{ConnectionActor, ConnectionArgs, ConnectionMsg};
+use crate::context_loader::ContextLoaders;
 use crate::metrics_names::WS_CLOSED_TOTAL;
 use crate::outbound::{CloseRequest, Outbound};
 use crate::ports::{Authenticator, ConversationStore, LlmProvider};
@@ -22,6 +23,8 @@ pub struct ConnectionDeps {
     pub authenticator: Arc<dyn Authenticator>,
     pub llm: Arc<dyn LlmProvider>,
     pub store: Arc<dyn ConversationStore>,
+    /// The context loaders; `None` answers without user context.
+    pub loaders: Option<ContextLoaders>,
     pub rate_limiter: RateLimiter,
     pub user_slots: Arc<UserSlots>,
     pub auth_throttle: AuthFailureThrottle,
