@@ -79,6 +79,12 @@ pub struct Settings {
     pub llm_first_token_timeout_ms: u64,
     #[arg(long, env = "PAM_LLM_TIMEOUT_MS", default_value_t = 30_000)]
     pub llm_timeout_ms: u64,
+    #[arg(long, env = "PAM_PROFILE_TTL_S", default_value_t = 600)]
+    pub profile_ttl_s: u64,
+    #[arg(long, env = "PAM_FINANCIAL_TTL_S", default_value_t = 300)]
+    pub financial_ttl_s: u64,
+    #[arg(long, env = "PAM_SOCIAL_TTL_S", default_value_t = 300)]
+    pub social_ttl_s: u64,
     /// Run migrations at startup.
     #[arg(long, env = "PAM_MIGRATE", default_value_t = true, action = clap::ArgAction::Set)]
     pub migrate: bool,

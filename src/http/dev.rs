@@ -11,7 +11,8 @@ use super::{SharedState, error_response};
 use crate::auth::dev::DEMO_USER_ID;
 
 const DEMO_PAGE: &str = include_str!("../../web/index.html");
-const DEMO_CSP: &str = "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; connect-src 'self' ws: wss:; frame-ancestors 'none'";
+const DEMO_CSP: &str =
+    "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; connect-src 'self'; frame-ancestors 'none'";
 
 #[derive(Debug, Default, Deserialize)]
 pub struct TokenRequest {
@@ -62,4 +63,9 @@ pub async fn demo_page() -> Response {
         DEMO_PAGE,
     )
         .into_response()
+}
+
+/// No icon: answer 204 so browsers stop asking (and log no 404).
+pub async fn favicon() -> axum::http::StatusCode {
+    axum::http::StatusCode::NO_CONTENT
 }

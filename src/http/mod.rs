@@ -61,7 +61,7 @@ pub fn router(state: SharedState) -> Router {
         .route("/health/ready", get(health::ready))
         .route("/metrics", get(health::metrics));
     if state.dev.is_some() {
-        router = router.route("/dev/token", post(dev::token)).route("/", get(dev::demo_page));
+        router = router.route("/dev/token", post(dev::token)).route("/", get(dev::demo_page)).route("/favicon.ico", get(dev::favicon));
     }
     router.fallback(not_found).with_state(state)
 }
