@@ -67,12 +67,19 @@ impl Application {
             None => Arc::new(JwtAuthenticator::new(&auth_settings, dev.as_ref().map(|d| d.secret()), jwks)),
         };
         let llm: Arc<dyn LlmProvider> = overrides.llm.unwrap_or_else(|| Arc::new(BuiltinAssistant));
+        if let Some(dev) = &dev {
+            seed_demo(&db, dev).await;
+        }
+        let loaders = match overrides.loaders {
+            Some(loaders) => loaders,
+            None => crate::context::spawn_loaders(&db, &settings).await?,
+        };
         let deps = Arc::new(ConnectionDeps {
             settings: settings.connection_settings(),
             authenticator,
             llm,
             store: Arc::new(db.clone()),
-            loaders: overrides.loaders,
+            loaders: Some(loaders),
             rate_limiter: RateLimiter::new(settings.rate_limit_per_minute),
             user_slots: UserSlots::new(settings.max_connections_per_user),
             auth_throttle: AuthFailureThrottle::new(settings.auth_failures_per_minute, Duration::from_secs(60)),
@@ -125,6 +132,20 @@ impl Application {
         state.db.close().await;
         tracing::info!("pam-gateway stopped");
         Ok(())
+    }
+}
+
+/// In dev mode on the embedded SQLite default, the demo traveller gets data once, so the demo
+/// page answers from context on a fresh machine. Never on Postgres (production's database).
+async fn seed_demo(db: &Database, _dev: &DevAuth) {
+    if db.backend() != "sqlite" {
+        return;
+    }
+    let user = pam_protocol::UserId::parse(crate::auth::dev::DEMO_USER_ID).expect("the demo user id is a uuid");
+    match crate::adapters::demo_seed::seed_demo_traveller(db, &user).await {
+        Ok(true) => tracing::info!(user = %user, "seeded the demo traveller"),
+        Ok(false) => tracing::debug!("demo traveller already seeded"),
+        Err(error) => tracing::warn!(error = %error, "could not seed the demo traveller; the demo answers without data"),
     }
 }
 

@@ -64,6 +64,13 @@ fn describe_metrics() {
     metrics::describe_counter!(LLM_REQUESTS_TOTAL, "Model requests by provider, model and outcome");
     metrics::describe_counter!(RATE_LIMITED_TOTAL, "Chat frames refused by the rate limit");
     metrics::describe_gauge!(ORCHESTRATORS_ACTIVE, "Running orchestrator actors");
+    metrics::describe_histogram!(crate::adapters::context_store::DB_QUERY_SECONDS, metrics::Unit::Seconds, "Context query time by query");
+    metrics::describe_counter!(pam_actors::context_loader::CACHE_REQUESTS_TOTAL, "Context cache lookups by kind and result (hit, miss)");
+    metrics::describe_histogram!(
+        pam_actors::context_loader::CONTEXT_LOAD_SECONDS,
+        metrics::Unit::Seconds,
+        "Context load time by kind and source"
+    );
     // Register the gauges and counters at zero so dashboards see them before the first event.
     metrics::gauge!(ORCHESTRATORS_ACTIVE).set(0.0);
     metrics::counter!(WS_OPENED_TOTAL).absolute(0);

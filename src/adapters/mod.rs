@@ -2,5 +2,7 @@
 
 pub mod builtin;
 pub mod builtin_context;
+pub mod context_store;
 pub mod conversations;
 pub mod database;
+pub mod demo_seed;

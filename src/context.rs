@@ -1,0 +1,43 @@
+//! Starts the three context loaders on the gateway's database.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use pam_actors::context_loader::{ContextLoaderActor, ContextLoaderArgs, ContextLoaders};
+use pam_actors::{ContextKind, ContextStore};
+use ractor::Actor;
+
+use crate::adapters::database::Database;
+use crate::config::Settings;
+
+/// Without Redis in front, L1 is the only cache: keep it short so changes show within a minute
+/// even where no invalidation reaches us.
+const L1_MAX_TTL: Duration = Duration::from_secs(60);
+const L1_CAPACITY: u64 = 100_000;
+/// How long a chat waits for context before answering without it.
+const LOAD_TIMEOUT: Duration = Duration::from_secs(3);
+
+pub async fn spawn_loaders(db: &Database, settings: &Settings) -> anyhow::Result<ContextLoaders> {
+    let store: Arc<dyn ContextStore> = Arc::new(db.clone());
+    let spawn = |kind: ContextKind, ttl_s: u64| {
+        let args = ContextLoaderArgs {
+            kind,
+            store: store.clone(),
+            l1_ttl: Duration::from_secs(ttl_s.max(1)).min(L1_MAX_TTL),
+            l1_capacity: L1_CAPACITY,
+        };
+        async move {
+            Actor::spawn(None, ContextLoaderActor, args)
+                .await
+                .map(|(actor, _)| actor)
+                .with_context(|| format!("could not start the {} loader", kind.as_str()))
+        }
+    };
+    Ok(ContextLoaders {
+        profile: spawn(ContextKind::Profile, settings.profile_ttl_s).await?,
+        financial: spawn(ContextKind::Financial, settings.financial_ttl_s).await?,
+        social: spawn(ContextKind::Social, settings.social_ttl_s).await?,
+        timeout: LOAD_TIMEOUT,
+    })
+}
