@@ -74,6 +74,10 @@ impl Application {
             Some(loaders) => loaders,
             None => crate::context::spawn_loaders(&db, &settings).await?,
         };
+        let invalidation = match &db {
+            Database::Postgres(pool) => Some(crate::adapters::invalidation::spawn_listener(pool.clone(), loaders.clone())),
+            Database::Sqlite(_) => None,
+        };
         let deps = Arc::new(ConnectionDeps {
             settings: settings.connection_settings(),
             authenticator,
@@ -97,6 +101,7 @@ impl Application {
             draining: AtomicBool::new(false),
             live_sockets: AtomicUsize::new(0),
             allowed_origins,
+            background: invalidation.into_iter().collect(),
         });
         Ok(Self { listener, state })
     }
@@ -129,6 +134,9 @@ impl Application {
             Err(_) => tracing::warn!("HTTP connections still open after the drain; stopping anyway"),
         }
         state.supervisor.stop(None);
+        for task in &state.background {
+            task.abort();
+        }
         state.db.close().await;
         tracing::info!("pam-gateway stopped");
         Ok(())

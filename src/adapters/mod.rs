@@ -6,3 +6,4 @@ pub mod context_store;
 pub mod conversations;
 pub mod database;
 pub mod demo_seed;
+pub mod invalidation;

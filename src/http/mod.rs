@@ -34,6 +34,8 @@ pub struct AppState {
     pub live_sockets: AtomicUsize,
     /// `PAM_ALLOWED_ORIGINS`, parsed; `None` = any origin.
     pub allowed_origins: Option<Vec<String>>,
+    /// Tasks that live as long as the app (the invalidation listener); aborted at shutdown.
+    pub background: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl AppState {
