@@ -1,0 +1,134 @@
+//! The chat half of `ConnectionActor`: validation, the per-user rate limit, the lazily started
+//! orchestrator, and turning its outcome into the one terminal frame.
+
+use std::time::Duration;
+
+use pam_protocol::{ChatRequest, ChatResponse, CloseCode, ErrorCode, ServerFrame, SessionId, UserId};
+use ractor::{Actor, ActorRef};
+use tokio::time::Instant;
+
+use super::{ChatOutcome, ConnectionMsg, ConnectionState, InFlight, MAX_VIOLATIONS, iso_now};
+use crate::metrics_names::{CHAT_SECONDS, RATE_LIMITED_TOTAL};
+use crate::orchestrator::{ChatJob, OrchestratorActor, OrchestratorArgs, OrchestratorMsg};
+use crate::state::ConnectionPhase;
+
+impl ConnectionState {
+    pub(super) async fn on_chat(&mut self, myself: &ActorRef<ConnectionMsg>, chat: ChatRequest) {
+        if let Err((code, message)) = self.validate_chat(&chat) {
+            return self.send(myself, ServerFrame::error(code, message));
+        }
+        let Some(user) = self.user.clone() else { return };
+        let session = match chat.session_id.as_deref().map(SessionId::parse) {
+            None => SessionId::default_session(),
+            Some(Ok(session)) => session,
+            Some(Err(error)) => return self.send(myself, ServerFrame::error(ErrorCode::ValidationError, error.to_string())),
+        };
+        if !self.deps.rate_limiter.check(&user, Instant::now()) {
+            return self
+                .rate_limited(myself, format!("more than {} messages a minute; slow down", self.deps.settings.rate_limit_per_minute));
+        }
+        let Some(orchestrator) = self.orchestrator(myself, &user).await else {
+            return self.send(myself, ServerFrame::error(ErrorCode::Internal, "PAM could not start a conversation; please try again"));
+        };
+        let mut context = self.client_context.clone();
+        context.extend(chat.context.unwrap_or_default());
+        self.next_turn += 1;
+        let turn = self.next_turn;
+        let job = ChatJob { turn, session: session.clone(), message: chat.message, context };
+        if orchestrator.cast(OrchestratorMsg::Chat(job)).is_err() {
+            return self.send(myself, ServerFrame::error(ErrorCode::Internal, "PAM could not take this message; please try again"));
+        }
+        self.in_flight.insert(turn, InFlight { session, started: Instant::now() });
+    }
+
+    fn validate_chat(&self, chat: &ChatRequest) -> Result<(), (ErrorCode, String)> {
+        let max = self.deps.settings.max_message_chars;
+        if matches!(self.phase, ConnectionPhase::Draining) {
+            return Err((ErrorCode::ServiceRestart, "PAM is restarting; please send this again in a moment".into()));
+        }
+        if chat.message.trim().is_empty() {
+            return Err((ErrorCode::EmptyMessage, "message is empty".into()));
+        }
+        if chat.message.chars().count() > max {
+            return Err((ErrorCode::MessageTooLarge, format!("message is longer than {max} characters")));
+        }
+        if self.in_flight.len() >= self.deps.settings.max_chats_in_flight {
+            return Err((ErrorCode::RateLimitExceeded, "too many messages waiting for an answer; wait for one to finish".into()));
+        }
+        Ok(())
+    }
+
+    fn rate_limited(&mut self, myself: &ActorRef<ConnectionMsg>, message: String) {
+        metrics::counter!(RATE_LIMITED_TOTAL).increment(1);
+        let now = Instant::now();
+        self.violations.push_back(now);
+        while self.violations.front().is_some_and(|t| now.duration_since(*t) > Duration::from_secs(60)) {
+            self.violations.pop_front();
+        }
+        if self.violations.len() >= MAX_VIOLATIONS {
+            self.close(myself, CloseCode::RateLimited, "");
+        } else {
+            self.send(myself, ServerFrame::error(ErrorCode::RateLimitExceeded, message));
+        }
+    }
+
+    async fn orchestrator(&mut self, myself: &ActorRef<ConnectionMsg>, user: &UserId) -> Option<ActorRef<OrchestratorMsg>> {
+        if self.orchestrator.is_none() {
+            let args = OrchestratorArgs {
+                connection: myself.clone(),
+                user: user.clone(),
+                llm: self.deps.llm.clone(),
+                store: self.deps.store.clone(),
+                loaders: self.deps.loaders.clone(),
+                llm_timeout: self.deps.settings.llm_timeout,
+            };
+            match Actor::spawn_linked(None, OrchestratorActor, args, myself.get_cell()).await {
+                Ok((actor, _)) => self.orchestrator = Some(actor),
+                Err(error) => tracing::error!(conn_id = %self.conn_id, %error, "could not start the orchestrator"),
+            }
+        }
+        self.orchestrator.clone()
+    }
+
+    pub(super) fn on_chat_finished(&mut self, myself: &ActorRef<ConnectionMsg>, outcome: ChatOutcome) {
+        let Some(in_flight) = self.in_flight.remove(&outcome.turn) else { return };
+        metrics::histogram!(CHAT_SECONDS).record(in_flight.started.elapsed().as_secs_f64());
+        let latency_ms = u64::try_from(outcome.latency.as_millis()).unwrap_or(u64::MAX);
+        let (text, error_code, source, model, ui_actions) = match outcome.result {
+            Ok(reply) => (reply.text, None, reply.source, reply.model, reply.ui_actions),
+            Err(failure) => (failure.message, Some(failure.code), "fallback".into(), "none".into(), Vec::new()),
+        };
+        let frame = ChatResponse {
+            message: text.clone(),
+            content: text,
+            ui_actions,
+            session_id: outcome.session.to_string(),
+            error: error_code.is_some(),
+            error_code,
+            source,
+            model,
+            latency_ms,
+            timestamp: iso_now(),
+        };
+        self.send(myself, ServerFrame::ChatResponse(frame));
+        self.close_if_drained(myself);
+    }
+
+    pub(super) fn orchestrator_gone(&mut self, myself: &ActorRef<ConnectionMsg>, id: ractor::ActorId, failed: bool) {
+        if self.orchestrator.as_ref().is_none_or(|o| o.get_id() != id) {
+            return;
+        }
+        self.orchestrator = None;
+        let lost: Vec<_> = self.in_flight.drain().collect();
+        for (_, turn) in lost {
+            let message = if failed {
+                "PAM hit an internal error answering this message; please try again"
+            } else {
+                "PAM stopped before answering; please try again"
+            };
+            tracing::warn!(conn_id = %self.conn_id, session = %turn.session, "turn lost with its orchestrator");
+            self.send(myself, ServerFrame::error(ErrorCode::Internal, message));
+        }
+        self.close_if_drained(myself);
+    }
+}
