@@ -44,6 +44,7 @@ impl Database {
         if migrate {
             db.migrate().await?;
         }
+        super::schema_doctor::check(&db).await?;
         Ok(db)
     }
 

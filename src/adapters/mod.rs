@@ -7,3 +7,4 @@ pub mod conversations;
 pub mod database;
 pub mod demo_seed;
 pub mod invalidation;
+pub mod schema_doctor;
