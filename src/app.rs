@@ -17,6 +17,7 @@ use tokio::time::Instant;
 
 use crate::adapters::builtin::BuiltinAssistant;
 use crate::adapters::database::Database;
+use crate::adapters::redis_cache::RedisCache;
 use crate::auth::JwtAuthenticator;
 use crate::auth::dev::DevAuth;
 use crate::auth::jwks::JwksCache;
@@ -70,9 +71,19 @@ impl Application {
         if let Some(dev) = &dev {
             seed_demo(&db, dev).await;
         }
+        let redis = match settings.redis_url.as_deref() {
+            Some(url) => {
+                let ttls = [settings.profile_ttl_s, settings.financial_ttl_s, settings.social_ttl_s];
+                Some(Arc::new(RedisCache::connect(url, &settings.cache_prefix, ttls)?))
+            }
+            None => {
+                tracing::info!("REDIS_URL is not set: context is cached in process only");
+                None
+            }
+        };
         let loaders = match overrides.loaders {
             Some(loaders) => loaders,
-            None => crate::context::spawn_loaders(&db, &settings).await?,
+            None => crate::context::spawn_loaders(&db, &settings, redis.clone().map(|r| r as Arc<dyn pam_actors::ContextCache>)).await?,
         };
         let invalidation = match &db {
             Database::Postgres(pool) => Some(crate::adapters::invalidation::spawn_listener(pool.clone(), loaders.clone())),
@@ -102,6 +113,7 @@ impl Application {
             live_sockets: AtomicUsize::new(0),
             allowed_origins,
             background: invalidation.into_iter().collect(),
+            redis,
         });
         Ok(Self { listener, state })
     }

@@ -5,25 +5,26 @@ use std::time::Duration;
 
 use anyhow::Context;
 use pam_actors::context_loader::{ContextLoaderActor, ContextLoaderArgs, ContextLoaders};
-use pam_actors::{ContextKind, ContextStore};
+use pam_actors::{ContextCache, ContextKind, ContextStore};
 use ractor::Actor;
 
 use crate::adapters::database::Database;
 use crate::config::Settings;
 
-/// Without Redis in front, L1 is the only cache: keep it short so changes show within a minute
-/// even where no invalidation reaches us.
+/// L1 stays short-lived (with or without Redis behind it) so a change that no invalidation
+/// reaches shows within a minute on every node.
 const L1_MAX_TTL: Duration = Duration::from_secs(60);
 const L1_CAPACITY: u64 = 100_000;
 /// How long a chat waits for context before answering without it.
 const LOAD_TIMEOUT: Duration = Duration::from_secs(3);
 
-pub async fn spawn_loaders(db: &Database, settings: &Settings) -> anyhow::Result<ContextLoaders> {
+pub async fn spawn_loaders(db: &Database, settings: &Settings, cache: Option<Arc<dyn ContextCache>>) -> anyhow::Result<ContextLoaders> {
     let store: Arc<dyn ContextStore> = Arc::new(db.clone());
     let spawn = |kind: ContextKind, ttl_s: u64| {
         let args = ContextLoaderArgs {
             kind,
             store: store.clone(),
+            cache: cache.clone(),
             l1_ttl: Duration::from_secs(ttl_s.max(1)).min(L1_MAX_TTL),
             l1_capacity: L1_CAPACITY,
         };

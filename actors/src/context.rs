@@ -110,3 +110,11 @@ pub trait ContextStore: Send + Sync + 'static {
     fn load_financial<'a>(&'a self, user: &'a UserId) -> BoxFuture<'a, Result<FinancialContext, StoreError>>;
     fn load_social<'a>(&'a self, user: &'a UserId) -> BoxFuture<'a, Result<SocialContext, StoreError>>;
 }
+
+/// The shared cache between the in-process L1 and the database (Redis in production). Failures
+/// are the adapter's business (breaker, metrics, logs): a miss and an outage look the same here.
+pub trait ContextCache: Send + Sync + 'static {
+    fn get<'a>(&'a self, kind: ContextKind, user: &'a UserId) -> BoxFuture<'a, Option<serde_json::Value>>;
+    fn put<'a>(&'a self, kind: ContextKind, user: &'a UserId, value: &'a serde_json::Value) -> BoxFuture<'a, ()>;
+    fn evict<'a>(&'a self, kind: ContextKind, user: &'a UserId) -> BoxFuture<'a, ()>;
+}

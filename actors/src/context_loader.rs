@@ -1,5 +1,5 @@
 //! `ContextLoaderActor`: one per context kind per node. Serves `load(user)` from an in-process
-//! L1 (moka, TTL) or by fetching from the `ContextStore`. Concurrent loads of one user share one
+//! L1 (moka, short TTL), else the shared `ContextCache` (Redis), else the `ContextStore`. Concurrent loads of one user share one
 //! fetch (single-flight), and `handle` never awaits I/O: the fetch runs in a task that reports
 //! back, so a slow user never delays a cached one.
 
@@ -12,7 +12,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use serde_json::Value;
 use tokio::time::Instant;
 
-use crate::context::{ContextKind, ContextStore};
+use crate::context::{ContextCache, ContextKind, ContextStore};
 use crate::ports::StoreError;
 
 pub const CACHE_REQUESTS_TOTAL: &str = "pam_cache_requests_total";
@@ -23,6 +23,8 @@ pub struct ContextLoaderActor;
 pub struct ContextLoaderArgs {
     pub kind: ContextKind,
     pub store: Arc<dyn ContextStore>,
+    /// Redis between L1 and the database; `None` = L1 only.
+    pub cache: Option<Arc<dyn ContextCache>>,
     /// How long an L1 entry lives (`PAM_PROFILE_TTL_S` etc., capped by the L1 maximum).
     pub l1_ttl: Duration,
     pub l1_capacity: u64,
@@ -37,6 +39,8 @@ pub enum ContextLoaderMsg {
     Fetched {
         user: UserId,
         result: Result<Value, StoreError>,
+        /// `redis` or `database`.
+        source: &'static str,
         started: Instant,
     },
     /// The user's data changed: drop the cached copy (and any fetch already running).
@@ -64,7 +68,7 @@ impl Actor for ContextLoaderActor {
     async fn handle(&self, myself: ActorRef<Self::Msg>, message: Self::Msg, state: &mut Self::State) -> Result<(), ActorProcessingErr> {
         match message {
             ContextLoaderMsg::Load(user, reply) => state.load(&myself, user, reply),
-            ContextLoaderMsg::Fetched { user, result, started } => state.fetched(user, result, started),
+            ContextLoaderMsg::Fetched { user, result, source, started } => state.fetched(user, result, source, started),
             ContextLoaderMsg::Invalidate(user) => state.invalidate(user),
         }
         Ok(())
@@ -85,28 +89,41 @@ impl ContextLoaderState {
             let _ = reply.send(Ok(cached));
             return;
         }
-        metrics::counter!(CACHE_REQUESTS_TOTAL, "kind" => self.kind(), "result" => "miss").increment(1);
         let waiters = self.waiting.entry(user.clone()).or_default();
         waiters.push(reply);
         if waiters.len() > 1 {
             return; // a fetch for this user is already running
         }
         let store = self.args.store.clone();
+        let cache = self.args.cache.clone();
         let kind = self.args.kind;
         let myself = myself.clone();
         tokio::spawn(async move {
-            let result = fetch(store.as_ref(), kind, &user).await;
-            let _ = myself.cast(ContextLoaderMsg::Fetched { user, result, started });
+            let (result, source) = match cache.as_ref() {
+                Some(cache) => match cache.get(kind, &user).await {
+                    Some(value) => (Ok(value), "redis"),
+                    None => {
+                        let result = fetch(store.as_ref(), kind, &user).await;
+                        if let Ok(value) = &result {
+                            cache.put(kind, &user, value).await;
+                        }
+                        (result, "database")
+                    }
+                },
+                None => (fetch(store.as_ref(), kind, &user).await, "database"),
+            };
+            let _ = myself.cast(ContextLoaderMsg::Fetched { user, result, source, started });
         });
     }
 
-    fn fetched(&mut self, user: UserId, result: Result<Value, StoreError>, started: Instant) {
+    fn fetched(&mut self, user: UserId, result: Result<Value, StoreError>, source: &'static str, started: Instant) {
         let elapsed = started.elapsed();
-        metrics::histogram!(CONTEXT_LOAD_SECONDS, "kind" => self.kind(), "source" => "database").record(elapsed.as_secs_f64());
+        let outcome = if source == "redis" { "hit" } else { "miss" };
+        metrics::histogram!(CONTEXT_LOAD_SECONDS, "kind" => self.kind(), "source" => source).record(elapsed.as_secs_f64());
         tracing::debug!(
             kind = self.kind(),
-            cache = "miss",
-            source = "database",
+            cache = outcome,
+            source,
             elapsed_ms = elapsed.as_millis() as u64,
             ok = result.is_ok(),
             "context load"
@@ -116,13 +133,19 @@ impl ContextLoaderState {
         if let (Ok(value), false) = (&reply, was_invalidated) {
             self.l1.insert(user.clone(), value.clone());
         }
-        for waiter in self.waiting.remove(&user).unwrap_or_default() {
+        let waiters = self.waiting.remove(&user).unwrap_or_default();
+        metrics::counter!(CACHE_REQUESTS_TOTAL, "kind" => self.kind(), "result" => outcome).increment(waiters.len() as u64);
+        for waiter in waiters {
             let _ = waiter.send(reply.clone());
         }
     }
 
     fn invalidate(&mut self, user: UserId) {
         self.l1.invalidate(&user);
+        if let Some(cache) = self.args.cache.clone() {
+            let (kind, user) = (self.args.kind, user.clone());
+            tokio::spawn(async move { cache.evict(kind, &user).await });
+        }
         if self.waiting.contains_key(&user) {
             self.stale.insert(user);
         }
@@ -218,8 +241,13 @@ mod tests {
 
     async fn profile_loader() -> (ActorRef<ContextLoaderMsg>, Arc<CountingStore>) {
         let store = Arc::new(CountingStore { fetches: AtomicUsize::new(0) });
-        let args =
-            ContextLoaderArgs { kind: ContextKind::Profile, store: store.clone(), l1_ttl: Duration::from_secs(60), l1_capacity: 100 };
+        let args = ContextLoaderArgs {
+            kind: ContextKind::Profile,
+            store: store.clone(),
+            cache: None,
+            l1_ttl: Duration::from_secs(60),
+            l1_capacity: 100,
+        };
         let (actor, _) = Actor::spawn(None, ContextLoaderActor, args).await.unwrap();
         (actor, store)
     }
@@ -265,7 +293,7 @@ mod tests {
     async fn load_all_reports_a_failed_part_as_degraded() {
         let store: Arc<dyn ContextStore> = Arc::new(CountingStore { fetches: AtomicUsize::new(0) });
         let spawn = |kind| {
-            let args = ContextLoaderArgs { kind, store: store.clone(), l1_ttl: Duration::from_secs(60), l1_capacity: 10 };
+            let args = ContextLoaderArgs { kind, store: store.clone(), cache: None, l1_ttl: Duration::from_secs(60), l1_capacity: 10 };
             Actor::spawn(None, ContextLoaderActor, args)
         };
         let loaders = ContextLoaders {

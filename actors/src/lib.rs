@@ -17,7 +17,9 @@ pub mod supervisor;
 
 pub use admission::{AuthFailureThrottle, UserSlot, UserSlots};
 pub use connection::{ConnectionActor, ConnectionArgs, ConnectionMsg, Inbound};
-pub use context::{CategorySpend, ContextKind, ContextStore, EventSummary, FinancialContext, Friend, ProfileContext, SocialContext};
+pub use context::{
+    CategorySpend, ContextCache, ContextKind, ContextStore, EventSummary, FinancialContext, Friend, ProfileContext, SocialContext,
+};
 pub use outbound::{CloseRequest, OutFrame, Outbound, OutboundReceiver, SendError, WriterEvent};
 pub use ports::{
     AuthError, Authenticator, BoxFuture, ConversationStore, HistoryMessage, Identity, LlmError, LlmProvider, LlmReply, LlmRequest,

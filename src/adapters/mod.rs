@@ -7,4 +7,5 @@ pub mod conversations;
 pub mod database;
 pub mod demo_seed;
 pub mod invalidation;
+pub mod redis_cache;
 pub mod schema_doctor;

@@ -36,12 +36,25 @@ pub async fn pam_health(State(state): State<SharedState>) -> Response {
             Ok(latency) => json!({"status": "healthy", "backend": state.db.backend(), "latency_ms": latency.as_secs_f64() * 1000.0}),
             Err(e) => json!({"status": "unhealthy", "backend": state.db.backend(), "latency_ms": null, "error": e}),
         },
-        "cache": {"status": "in_process", "hit_rate": null},
+        "cache": {"status": state.redis.as_ref().map_or("in_process", |r| r.status()), "hit_rate": cache_hit_rate(&state)},
         "connections": connections,
         "draining": state.is_draining(),
     });
     let code = if db_ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     (code, Json(body)).into_response()
+}
+
+/// Share of context lookups answered from a cache (L1 or Redis) since start; `null` before any.
+fn cache_hit_rate(state: &SharedState) -> Option<f64> {
+    let text = state.metrics.render();
+    let sum = |result: &str| -> f64 {
+        text.lines()
+            .filter(|l| l.starts_with("pam_cache_requests_total{") && l.contains(&format!("result=\"{result}\"")))
+            .filter_map(|l| l.rsplit_once(' ').and_then(|(_, v)| v.parse::<f64>().ok()))
+            .sum()
+    };
+    let (hits, misses) = (sum("hit"), sum("miss"));
+    (hits + misses > 0.0).then(|| (hits / (hits + misses) * 1000.0).round() / 1000.0)
 }
 
 /// 200 while the process runs.

@@ -36,6 +36,8 @@ pub struct AppState {
     pub allowed_origins: Option<Vec<String>>,
     /// Tasks that live as long as the app (the invalidation listener); aborted at shutdown.
     pub background: Vec<tokio::task::JoinHandle<()>>,
+    /// The Redis context cache, when `REDIS_URL` is set.
+    pub redis: Option<Arc<crate::adapters::redis_cache::RedisCache>>,
 }
 
 impl AppState {
