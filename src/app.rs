@@ -68,8 +68,8 @@ impl Application {
             None => Arc::new(JwtAuthenticator::new(&auth_settings, dev.as_ref().map(|d| d.secret()), jwks)),
         };
         let llm: Arc<dyn LlmProvider> = overrides.llm.unwrap_or_else(|| Arc::new(BuiltinAssistant));
-        if let Some(dev) = &dev {
-            seed_demo(&db, dev).await;
+        if dev.is_some() {
+            seed_demo(&db).await;
         }
         let redis = match settings.redis_url.as_deref() {
             Some(url) => {
@@ -94,7 +94,7 @@ impl Application {
             authenticator,
             llm,
             store: Arc::new(db.clone()),
-            loaders: Some(loaders),
+            loaders,
             rate_limiter: RateLimiter::new(settings.rate_limit_per_minute),
             user_slots: UserSlots::new(settings.max_connections_per_user),
             auth_throttle: AuthFailureThrottle::new(settings.auth_failures_per_minute, Duration::from_secs(60)),
@@ -157,7 +157,7 @@ impl Application {
 
 /// In dev mode on the embedded SQLite default, the demo traveller gets data once, so the demo
 /// page answers from context on a fresh machine. Never on Postgres (production's database).
-async fn seed_demo(db: &Database, _dev: &DevAuth) {
+async fn seed_demo(db: &Database) {
     if db.backend() != "sqlite" {
         return;
     }

@@ -29,7 +29,7 @@ pub struct OrchestratorArgs {
     pub user: UserId,
     pub llm: Arc<dyn LlmProvider>,
     pub store: Arc<dyn ConversationStore>,
-    pub loaders: Option<ContextLoaders>,
+    pub loaders: ContextLoaders,
     pub llm_timeout: Duration,
 }
 
@@ -92,13 +92,10 @@ impl OrchestratorState {
     async fn answer(&mut self, job: ChatJob) -> ChatOutcome {
         let started = Instant::now();
         let received_at = chrono::Utc::now();
-        let loaded = async {
-            match &self.args.loaders {
-                Some(loaders) => loaders.load_all(&self.args.user).await,
-                None => serde_json::Map::new(),
-            }
-        };
-        let (history, loaded) = tokio::join!(self.args.store.history(&self.args.user, &job.session, HISTORY_LIMIT), loaded);
+        let (history, loaded) = tokio::join!(
+            self.args.store.history(&self.args.user, &job.session, HISTORY_LIMIT),
+            self.args.loaders.load_all(&self.args.user)
+        );
         let history = history.unwrap_or_else(|error| {
             tracing::warn!(%error, "history unavailable; answering without it");
             Vec::new()

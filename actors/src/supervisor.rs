@@ -23,8 +23,7 @@ pub struct ConnectionDeps {
     pub authenticator: Arc<dyn Authenticator>,
     pub llm: Arc<dyn LlmProvider>,
     pub store: Arc<dyn ConversationStore>,
-    /// The context loaders; `None` answers without user context.
-    pub loaders: Option<ContextLoaders>,
+    pub loaders: ContextLoaders,
     pub rate_limiter: RateLimiter,
     pub user_slots: Arc<UserSlots>,
     pub auth_throttle: AuthFailureThrottle,
