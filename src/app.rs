@@ -8,8 +8,10 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
+use pam_actors::outbox::TurnOutbox;
 use pam_actors::{
-    AuthFailureThrottle, Authenticator, ConnectionDeps, ConnectionSupervisor, LlmProvider, RateLimiter, SupervisorMsg, UserSlots,
+    AuthFailureThrottle, Authenticator, ConnectionDeps, ConnectionSupervisor, ConversationStore, LlmProvider, RateLimiter, SupervisorMsg,
+    UserSlots,
 };
 use ractor::Actor;
 use tokio::net::{TcpListener, TcpSocket};
@@ -25,6 +27,8 @@ use crate::config::Settings;
 use crate::http::{AppState, SharedState, router};
 use crate::telemetry::metrics_handle;
 
+/// Answered turns kept while the database is down (about 10 MB at most).
+const TURN_OUTBOX_CAPACITY: usize = 10_000;
 /// Pending TCP connections the kernel may queue (a connect storm must not hit SYN retries).
 const LISTEN_BACKLOG: u32 = 4096;
 
@@ -89,11 +93,15 @@ impl Application {
             Database::Postgres(pool) => Some(crate::adapters::invalidation::spawn_listener(pool.clone(), loaders.clone())),
             Database::Sqlite(_) => None,
         };
+        let store: Arc<dyn ConversationStore> = Arc::new(db.clone());
+        let outbox = Arc::new(TurnOutbox::new(TURN_OUTBOX_CAPACITY));
+        let flusher = crate::adapters::outbox_flusher::spawn(store.clone(), outbox.clone());
         let deps = Arc::new(ConnectionDeps {
             settings: settings.connection_settings(),
             authenticator,
             llm,
-            store: Arc::new(db.clone()),
+            store,
+            outbox,
             loaders,
             rate_limiter: RateLimiter::new(settings.rate_limit_per_minute),
             user_slots: UserSlots::new(settings.max_connections_per_user),
@@ -112,7 +120,7 @@ impl Application {
             draining: AtomicBool::new(false),
             live_sockets: AtomicUsize::new(0),
             allowed_origins,
-            background: invalidation.into_iter().collect(),
+            background: invalidation.into_iter().chain([flusher]).collect(),
             redis,
         });
         Ok(Self { listener, state })

@@ -9,6 +9,7 @@ pub mod context_loader;
 pub mod metrics_names;
 pub mod orchestrator;
 pub mod outbound;
+pub mod outbox;
 pub mod ports;
 pub mod rate_limit;
 pub mod settings;

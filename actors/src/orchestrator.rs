@@ -15,10 +15,13 @@ use tokio::time::Instant;
 use crate::connection::{ChatOutcome, ConnectionMsg, TurnFailure};
 use crate::context_loader::ContextLoaders;
 use crate::metrics_names::{CHAT_FIRST_TOKEN_SECONDS, LLM_REQUESTS_TOTAL, ORCHESTRATORS_ACTIVE};
+use crate::outbox::TurnOutbox;
 use crate::ports::{ConversationStore, LlmError, LlmProvider, LlmReply, LlmRequest, TurnRecord};
 
 /// Messages kept per session for the prompt.
 const HISTORY_LIMIT: usize = 20;
+/// How long a chat waits for its history before answering without it.
+const HISTORY_TIMEOUT: Duration = Duration::from_secs(2);
 /// A message this short, without a question, goes to the fast model.
 const FAST_MAX_CHARS: usize = 60;
 
@@ -29,6 +32,7 @@ pub struct OrchestratorArgs {
     pub user: UserId,
     pub llm: Arc<dyn LlmProvider>,
     pub store: Arc<dyn ConversationStore>,
+    pub outbox: Arc<TurnOutbox>,
     pub loaders: ContextLoaders,
     pub llm_timeout: Duration,
 }
@@ -92,14 +96,19 @@ impl OrchestratorState {
     async fn answer(&mut self, job: ChatJob) -> ChatOutcome {
         let started = Instant::now();
         let received_at = chrono::Utc::now();
-        let (history, loaded) = tokio::join!(
-            self.args.store.history(&self.args.user, &job.session, HISTORY_LIMIT),
-            self.args.loaders.load_all(&self.args.user)
-        );
-        let history = history.unwrap_or_else(|error| {
-            tracing::warn!(%error, "history unavailable; answering without it");
-            Vec::new()
-        });
+        let history = tokio::time::timeout(HISTORY_TIMEOUT, self.args.store.history(&self.args.user, &job.session, HISTORY_LIMIT));
+        let (history, loaded) = tokio::join!(history, self.args.loaders.load_all(&self.args.user));
+        let history = match history {
+            Ok(Ok(history)) => history,
+            Ok(Err(error)) => {
+                tracing::warn!(%error, "history unavailable; answering without it");
+                Vec::new()
+            }
+            Err(_) => {
+                tracing::warn!("history took too long; answering without it");
+                Vec::new()
+            }
+        };
         // Loaded context wins over anything a client sent under the same key.
         let mut context = job.context;
         context.extend(loaded);
@@ -167,8 +176,13 @@ impl OrchestratorState {
                 "ui_actions": reply.ui_actions,
             }),
         };
+        // Behind earlier unsaved turns, a turn waits its place so the conversation stays in order.
+        if !self.args.outbox.is_empty() {
+            return self.args.outbox.push(turn);
+        }
         if let Err(error) = self.args.store.save_turn(&turn).await {
-            tracing::warn!(%error, %session, "could not store the turn");
+            tracing::warn!(%error, %session, "could not store the turn; it waits in the outbox");
+            self.args.outbox.push(turn);
         }
     }
 }

@@ -13,6 +13,7 @@ use crate::connection::{ConnectionActor, ConnectionArgs, ConnectionMsg};
 use crate::context_loader::ContextLoaders;
 use crate::metrics_names::WS_CLOSED_TOTAL;
 use crate::outbound::{CloseRequest, Outbound};
+use crate::outbox::TurnOutbox;
 use crate::ports::{Authenticator, ConversationStore, LlmProvider};
 use crate::rate_limit::RateLimiter;
 use crate::settings::ConnectionSettings;
@@ -23,6 +24,8 @@ pub struct ConnectionDeps {
     pub authenticator: Arc<dyn Authenticator>,
     pub llm: Arc<dyn LlmProvider>,
     pub store: Arc<dyn ConversationStore>,
+    /// Turns whose storage failed, waiting for the database.
+    pub outbox: Arc<TurnOutbox>,
     pub loaders: ContextLoaders,
     pub rate_limiter: RateLimiter,
     pub user_slots: Arc<UserSlots>,

@@ -7,5 +7,6 @@ pub mod conversations;
 pub mod database;
 pub mod demo_seed;
 pub mod invalidation;
+pub mod outbox_flusher;
 pub mod redis_cache;
 pub mod schema_doctor;

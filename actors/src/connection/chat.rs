@@ -79,6 +79,7 @@ impl ConnectionState {
                 user: user.clone(),
                 llm: self.deps.llm.clone(),
                 store: self.deps.store.clone(),
+                outbox: self.deps.outbox.clone(),
                 loaders: self.deps.loaders.clone(),
                 llm_timeout: self.deps.settings.llm_timeout,
             };
