@@ -64,6 +64,9 @@ fn describe_metrics() {
     metrics::describe_counter!(LLM_REQUESTS_TOTAL, "Model requests by provider, model and outcome");
     metrics::describe_counter!(RATE_LIMITED_TOTAL, "Chat frames refused by the rate limit");
     metrics::describe_gauge!(ORCHESTRATORS_ACTIVE, "Running orchestrator actors");
+    metrics::describe_gauge!(pam_actors::outbox::TURNS_PENDING, "Answered turns waiting for the database");
+    metrics::describe_counter!(pam_actors::outbox::TURNS_DROPPED_TOTAL, "Unsaved turns dropped because the outbox was full");
+    metrics::gauge!(pam_actors::outbox::TURNS_PENDING).set(0.0);
     metrics::describe_counter!(crate::adapters::redis_cache::CACHE_ERRORS_TOTAL, "Redis cache operations that failed or timed out");
     metrics::describe_histogram!(crate::adapters::context_store::DB_QUERY_SECONDS, metrics::Unit::Seconds, "Context query time by query");
     metrics::describe_counter!(pam_actors::context_loader::CACHE_REQUESTS_TOTAL, "Context cache lookups by kind and result (hit, miss)");
