@@ -107,3 +107,36 @@ async fn turns_are_stored_in_postgres_with_text_session_ids() {
         ["first", "history=0 first=", "second", "history=2 first=user:first"]
     );
 }
+
+fn turn_with_id(user: &str, client_msg_id: &str) -> pam_actors::TurnRecord {
+    pam_actors::TurnRecord {
+        user: pam_protocol::UserId::parse(user).unwrap(),
+        session: pam_protocol::SessionId::parse("v2-session").unwrap(),
+        user_text: "plan my route".into(),
+        assistant_text: "Here is a route".into(),
+        client_msg_id: Some(client_msg_id.into()),
+        received_at: chrono::Utc::now(),
+        answered_at: chrono::Utc::now() + chrono::Duration::milliseconds(5),
+        metadata: json!({"model": "m"}),
+    }
+}
+
+/// A repeated `client_msg_id` stores nothing the second time, on both backends.
+#[tokio::test]
+async fn a_repeated_client_message_id_is_a_no_op() {
+    use pam_actors::ConversationStore;
+    use pam_gateway::adapters::database::Database;
+    let (settings, _file) = test_settings();
+    let postgres_url = std::env::var("PAM_TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    for url in [settings.database_url.clone(), postgres_url] {
+        let db = Database::connect(&url, true).await.unwrap_or_else(|e| panic!("{url}: {e:#} (start services with ./scripts/test.sh)"));
+        let user = uuid::Uuid::new_v4().to_string();
+        let turn = turn_with_id(&user, "msg-1");
+        assert!(db.save_turn(&turn).await.unwrap(), "{url}: first time stored");
+        assert!(!db.save_turn(&turn).await.unwrap(), "{url}: repeat is a no-op");
+        assert!(db.save_turn(&turn_with_id(&user, "msg-2")).await.unwrap(), "{url}: another id is stored");
+        let session = pam_protocol::SessionId::parse("v2-session").unwrap();
+        let history = db.history(&pam_protocol::UserId::parse(&user).unwrap(), &session, 20).await.unwrap();
+        assert_eq!(history.len(), 4, "{url}: two turns, not three");
+    }
+}
