@@ -168,7 +168,6 @@ impl Settings {
             auth_timeout: Duration::from_millis(self.auth_timeout_ms),
             max_message_chars: self.max_message_chars,
             rate_limit_per_minute: self.rate_limit_per_minute,
-            max_connections_per_user: self.max_connections_per_user,
             outbound_queue: self.outbound_queue,
             llm_timeout: Duration::from_millis(self.llm_timeout_ms),
             shutdown_grace: Duration::from_millis(self.shutdown_grace_ms),

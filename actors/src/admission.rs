@@ -40,6 +40,11 @@ impl UserSlots {
         Some(UserSlot { slots: self.clone(), user: user.clone() })
     }
 
+    /// Sockets one user may hold.
+    pub fn cap(&self) -> usize {
+        self.cap
+    }
+
     /// Sockets `user` holds now.
     pub fn held(&self, user: &UserId) -> usize {
         self.taken.lock().unwrap_or_else(|p| p.into_inner()).get(user).copied().unwrap_or(0)

@@ -4,6 +4,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
+use pam_protocol::{CloseCode, ServerFrame};
 use tokio::sync::{Notify, mpsc};
 
 /// A frame for the writer.
@@ -20,6 +21,16 @@ pub struct CloseRequest {
     pub error_frame: Option<String>,
     pub code: u16,
     pub reason: String,
+}
+
+impl CloseRequest {
+    /// A close straight from the protocol table: the code's `error` frame (where it has one) with
+    /// `detail` as its message, and the same text, cut to fit, as the close reason.
+    pub fn from_table(code: CloseCode, detail: &str) -> Self {
+        let reason = code.reason_with(detail);
+        let error_frame = code.error_code().map(|error_code| ServerFrame::error(error_code, reason.clone()).to_text());
+        CloseRequest { error_frame, code: code.code(), reason }
+    }
 }
 
 /// Why a frame could not be queued.
@@ -153,6 +164,15 @@ mod tests {
         assert_eq!(rx.next().await, WriterEvent::Close(close(4408)));
         assert_eq!(rx.try_next_frame(), Some(OutFrame::Ping));
         assert_eq!(out.send(OutFrame::Ping), Err(SendError::Closed));
+    }
+
+    #[test]
+    fn table_closes_carry_the_codes_error_frame_except_normal() {
+        let close = CloseRequest::from_table(CloseCode::InternalError, "internal error: boom");
+        assert_eq!(close.code, 1011);
+        assert_eq!(close.reason, "internal error: boom");
+        assert_eq!(close.error_frame.as_deref(), Some(r#"{"type":"error","error_code":"INTERNAL","message":"internal error: boom"}"#));
+        assert_eq!(CloseRequest::from_table(CloseCode::Normal, "").error_frame, None);
     }
 
     #[tokio::test]

@@ -10,7 +10,6 @@ pub struct ConnectionSettings {
     pub auth_timeout: Duration,
     pub max_message_chars: usize,
     pub rate_limit_per_minute: u32,
-    pub max_connections_per_user: usize,
     pub outbound_queue: usize,
     /// Inbound frames read ahead of the actor before the reader waits.
     pub inbound_queue: usize,
@@ -28,7 +27,6 @@ impl Default for ConnectionSettings {
             auth_timeout: Duration::from_millis(5_000),
             max_message_chars: 2_000,
             rate_limit_per_minute: 60,
-            max_connections_per_user: 8,
             outbound_queue: 256,
             inbound_queue: 32,
             llm_timeout: Duration::from_millis(30_000),

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use pam_protocol::{CloseCode, ErrorCode, ServerFrame};
+use pam_protocol::CloseCode;
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
 
 use crate::admission::{AuthFailureThrottle, UserSlots};
@@ -92,9 +92,7 @@ impl Actor for ConnectionSupervisor {
     /// Whatever is still open when the supervisor stops gets 1012, never a silent drop.
     async fn post_stop(&self, _myself: ActorRef<Self::Msg>, state: &mut Self::State) -> Result<(), ActorProcessingErr> {
         for (actor, child) in state.children.values() {
-            let reason = CloseCode::ServiceRestart.reason().to_string();
-            let error_frame = ServerFrame::error(ErrorCode::ServiceRestart, reason.clone()).to_text();
-            if child.outbound.close(CloseRequest { error_frame: Some(error_frame), code: CloseCode::ServiceRestart.code(), reason }) {
+            if child.outbound.close(CloseRequest::from_table(CloseCode::ServiceRestart, "")) {
                 metrics::counter!(WS_CLOSED_TOTAL, "code" => "1012").increment(1);
             }
             actor.stop(None);
@@ -116,9 +114,7 @@ impl Actor for ConnectionSupervisor {
                 if let Some((_, child)) = state.children.remove(&cell.get_id()) {
                     state.crashed_total += 1;
                     tracing::error!(conn_id = %child.conn_id, %error, "connection actor failed; closing its socket with 1011");
-                    let reason = CloseCode::InternalError.reason_with("internal error: connection handler failed");
-                    let error_frame = ServerFrame::error(ErrorCode::Internal, reason.clone()).to_text();
-                    if child.outbound.close(CloseRequest { error_frame: Some(error_frame), code: CloseCode::InternalError.code(), reason })
+                    if child.outbound.close(CloseRequest::from_table(CloseCode::InternalError, "internal error: connection handler failed"))
                     {
                         metrics::counter!(WS_CLOSED_TOTAL, "code" => "1011").increment(1);
                     }

@@ -18,7 +18,7 @@ use futures_util::{SinkExt, StreamExt};
 use pam_actors::metrics_names::WS_REJECTED_TOTAL;
 use pam_actors::outbound::channel;
 use pam_actors::{CloseRequest, ConnectionArgs, ConnectionMsg, Inbound, OutFrame, OutboundReceiver, SupervisorMsg, WriterEvent};
-use pam_protocol::{CloseCode, Dialect, ErrorCode, ServerFrame};
+use pam_protocol::{CloseCode, Dialect};
 use ractor::ActorRef;
 use serde::Deserialize;
 use tokio::sync::Semaphore;
@@ -144,9 +144,7 @@ async fn serve_socket(
         Ok(Ok(actor)) => actor,
         failure => {
             tracing::error!(conn_id, ?failure, "could not start a connection actor");
-            let reason = CloseCode::InternalError.reason_with("internal error: could not start the connection");
-            let error_frame = ServerFrame::error(ErrorCode::Internal, reason.clone()).to_text();
-            outbound.close(CloseRequest { error_frame: Some(error_frame), code: CloseCode::InternalError.code(), reason });
+            outbound.close(CloseRequest::from_table(CloseCode::InternalError, "internal error: could not start the connection"));
             drop(outbound);
             let _ = writer.await;
             return;

@@ -235,10 +235,9 @@ impl ConnectionState {
         if self.phase.is_closed() {
             return;
         }
-        let reason = code.reason_with(detail);
-        let error_frame = code.error_code().map(|error_code| ServerFrame::error(error_code, reason.clone()).to_text());
-        tracing::info!(conn_id = %self.conn_id, code = code.code(), reason, "closing connection");
-        self.outbound.close(CloseRequest { error_frame, code: code.code(), reason });
+        let request = CloseRequest::from_table(code, detail);
+        tracing::info!(conn_id = %self.conn_id, code = code.code(), reason = request.reason, "closing connection");
+        self.outbound.close(request);
         self.finish(myself, code.code());
     }
 
@@ -288,7 +287,7 @@ impl ConnectionState {
     fn ready(&mut self, myself: &ActorRef<ConnectionMsg>, user: UserId, expires_at: Option<u64>) {
         let Some(slot) = self.deps.user_slots.acquire(&user) else {
             metrics::counter!(USER_CAP_HITS_TOTAL).increment(1);
-            let detail = format!("more than {} connections for this user", self.deps.settings.max_connections_per_user);
+            let detail = format!("more than {} connections for this user", self.deps.user_slots.cap());
             return self.close(myself, CloseCode::TooManyConnections, &detail);
         };
         self._slot = Some(slot);
