@@ -17,7 +17,6 @@ use ractor::Actor;
 use tokio::net::{TcpListener, TcpSocket};
 use tokio::time::Instant;
 
-use crate::adapters::builtin::BuiltinAssistant;
 use crate::adapters::database::Database;
 use crate::adapters::redis_cache::RedisCache;
 use crate::auth::JwtAuthenticator;
@@ -25,7 +24,9 @@ use crate::auth::dev::DevAuth;
 use crate::auth::jwks::JwksCache;
 use crate::config::Settings;
 use crate::http::{AppState, SharedState, router};
+use crate::server::ServeOptions;
 use crate::telemetry::metrics_handle;
+use crate::tls::TlsFiles;
 
 /// Answered turns kept while the database is down (about 10 MB at most).
 const TURN_OUTBOX_CAPACITY: usize = 10_000;
@@ -44,6 +45,7 @@ pub struct Overrides {
 pub struct Application {
     listener: TcpListener,
     state: SharedState,
+    tls: Option<TlsFiles>,
 }
 
 impl Application {
@@ -54,6 +56,7 @@ impl Application {
     pub async fn build_with(settings: Settings, overrides: Overrides) -> anyhow::Result<Self> {
         let auth_settings = settings.validate()?;
         rustls::crypto::ring::default_provider().install_default().ok();
+        let tls = settings.tls_paths().map(|(cert, key)| TlsFiles::load(cert, key)).transpose()?;
         let metrics = metrics_handle();
         let db = Database::connect(&settings.database_url, settings.migrate).await?;
         let http = reqwest::Client::builder().build().context("could not build the HTTP client")?;
@@ -71,7 +74,10 @@ impl Application {
             Some(authenticator) => authenticator,
             None => Arc::new(JwtAuthenticator::new(&auth_settings, dev.as_ref().map(|d| d.secret()), jwks)),
         };
-        let llm: Arc<dyn LlmProvider> = overrides.llm.unwrap_or_else(|| Arc::new(BuiltinAssistant));
+        let llm: Arc<dyn LlmProvider> = match overrides.llm {
+            Some(llm) => llm,
+            None => crate::adapters::llm::build(&settings)?,
+        };
         if dev.is_some() {
             seed_demo(&db).await;
         }
@@ -106,10 +112,12 @@ impl Application {
             rate_limiter: RateLimiter::new(settings.rate_limit_per_minute),
             user_slots: UserSlots::new(settings.max_connections_per_user),
             auth_throttle: AuthFailureThrottle::new(settings.auth_failures_per_minute, Duration::from_secs(60)),
+            resume: Arc::new(pam_actors::ResumeBuffer::default()),
         });
         let (supervisor, _) = Actor::spawn(None, ConnectionSupervisor, ()).await.context("could not start the connection supervisor")?;
         let listener = bind(settings.listen)?;
         let allowed_origins = settings.allowed_origins_list();
+        let settings_csrf_secret = settings.csrf_secret.clone();
         let state = Arc::new(AppState {
             settings,
             supervisor,
@@ -122,8 +130,18 @@ impl Application {
             allowed_origins,
             background: invalidation.into_iter().chain([flusher]).collect(),
             redis,
+            idempotency: crate::http::idempotency::IdempotencyKeys::new(
+                crate::http::idempotency::IDEMPOTENCY_TTL,
+                crate::http::idempotency::IDEMPOTENCY_CAPACITY,
+            ),
+            csrf: crate::auth::csrf::CsrfKeys::new(settings_csrf_secret.as_deref()),
         });
-        Ok(Self { listener, state })
+        Ok(Self { listener, state, tls })
+    }
+
+    /// The TLS files when `PAM_TLS_CERT`/`PAM_TLS_KEY` are set; `reload()` on it is what SIGHUP does.
+    pub fn tls(&self) -> Option<TlsFiles> {
+        self.tls.clone()
     }
 
     /// The bound address (the real port when the settings said 0).
@@ -134,22 +152,19 @@ impl Application {
     /// Serves until `shutdown` resolves, then drains: readiness 503, every socket 1012, running
     /// chats get the grace period, then the server stops.
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
-        let Application { listener, state } = self;
-        tracing::info!(address = %listener.local_addr()?, database = state.db.backend(), dev_auth = state.dev.is_some(), "pam-gateway listening");
+        let Application { listener, state, tls } = self;
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        tracing::info!(address = %listener.local_addr()?, scheme, database = state.db.backend(), dev_auth = state.dev.is_some(), "pam-gateway listening");
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let app = router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
-        let server = tokio::spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async move {
-                    let _ = stop_rx.await;
-                })
-                .await
-        });
+        let options = ServeOptions { header_read_timeout: state.settings.header_read_timeout(), tls };
+        let server = tokio::spawn(crate::server::serve(listener, router(state.clone()), options, async move {
+            let _ = stop_rx.await;
+        }));
         shutdown.await;
         drain(&state).await;
         let _ = stop_tx.send(());
         match tokio::time::timeout(Duration::from_secs(2), server).await {
-            Ok(Ok(result)) => result.context("server error")?,
+            Ok(Ok(())) => {}
             Ok(Err(join)) => tracing::error!(error = %join, "server task failed"),
             Err(_) => tracing::warn!("HTTP connections still open after the drain; stopping anyway"),
         }

@@ -2,6 +2,7 @@
 //! struct. Optional parts are `Option`; their absence degrades a feature and is logged once.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
@@ -75,8 +76,31 @@ pub struct Settings {
     pub outbound_queue: usize,
     #[arg(long, env = "PAM_SHUTDOWN_GRACE_MS", default_value_t = 10_000)]
     pub shutdown_grace_ms: u64,
+    /// Anthropic API key; set = Anthropic is the primary model.
+    #[arg(long, env = "ANTHROPIC_API_KEY", hide_env_values = true)]
+    pub anthropic_api_key: Option<String>,
+    #[arg(long, env = "ANTHROPIC_BASE_URL", default_value = "https://api.anthropic.com")]
+    pub anthropic_base_url: String,
+    /// Model for ordinary turns.
+    #[arg(long, env = "PAM_ANTHROPIC_MODEL", default_value = crate::adapters::llm::DEFAULT_ANTHROPIC_MODEL)]
+    pub anthropic_model: String,
+    /// Model for short, simple turns.
+    #[arg(long, env = "PAM_ANTHROPIC_FAST_MODEL", default_value = crate::adapters::llm::DEFAULT_ANTHROPIC_FAST_MODEL)]
+    pub anthropic_fast_model: String,
+    /// OpenAI (or compatible) API key; set = used after Anthropic (or first without it).
+    #[arg(long, env = "OPENAI_API_KEY", hide_env_values = true)]
+    pub openai_api_key: Option<String>,
+    /// Base URL of an OpenAI-compatible API (with or without a trailing `/v1`).
+    #[arg(long, env = "OPENAI_BASE_URL", default_value = "https://api.openai.com")]
+    pub openai_base_url: String,
+    #[arg(long, env = "PAM_OPENAI_MODEL", default_value = crate::adapters::llm::DEFAULT_OPENAI_MODEL)]
+    pub openai_model: String,
+    #[arg(long, env = "PAM_OPENAI_FAST_MODEL", default_value = crate::adapters::llm::DEFAULT_OPENAI_FAST_MODEL)]
+    pub openai_fast_model: String,
+    /// Deadline for a model's first token before the next provider is tried.
     #[arg(long, env = "PAM_LLM_FIRST_TOKEN_TIMEOUT_MS", default_value_t = 10_000)]
     pub llm_first_token_timeout_ms: u64,
+    /// Deadline for a whole answer, fallbacks included.
     #[arg(long, env = "PAM_LLM_TIMEOUT_MS", default_value_t = 30_000)]
     pub llm_timeout_ms: u64,
     #[arg(long, env = "PAM_PROFILE_TTL_S", default_value_t = 600)]
@@ -85,6 +109,16 @@ pub struct Settings {
     pub financial_ttl_s: u64,
     #[arg(long, env = "PAM_SOCIAL_TTL_S", default_value_t = 300)]
     pub social_ttl_s: u64,
+    /// How long a client may take to send a complete request head (also bounds the TLS handshake);
+    /// idle or half-open connections are closed after it.
+    #[arg(long, env = "PAM_HEADER_READ_TIMEOUT_MS", default_value_t = 10_000)]
+    pub header_read_timeout_ms: u64,
+    /// PEM certificate chain; with `PAM_TLS_KEY` the gateway serves https/wss itself (reloaded on SIGHUP).
+    #[arg(long, env = "PAM_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for `PAM_TLS_CERT`.
+    #[arg(long, env = "PAM_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
     /// Run migrations at startup.
     #[arg(long, env = "PAM_MIGRATE", default_value_t = true, action = clap::ArgAction::Set)]
     pub migrate: bool,
@@ -137,6 +171,15 @@ impl Settings {
         if self.outbound_queue == 0 || self.max_frame_bytes < 256 || self.max_message_chars == 0 {
             return invalid("PAM_OUTBOUND_QUEUE, PAM_MAX_MESSAGE_CHARS must be above 0 and PAM_MAX_FRAME_BYTES at least 256".into());
         }
+        if self.llm_first_token_timeout_ms == 0 || self.llm_timeout_ms == 0 {
+            return invalid("PAM_LLM_FIRST_TOKEN_TIMEOUT_MS and PAM_LLM_TIMEOUT_MS must be above 0".into());
+        }
+        if self.header_read_timeout_ms == 0 {
+            return invalid("PAM_HEADER_READ_TIMEOUT_MS must be above 0".into());
+        }
+        if self.tls_cert.is_some() != self.tls_key.is_some() {
+            return invalid("PAM_TLS_CERT and PAM_TLS_KEY must be set together (or neither, for plain HTTP behind a proxy)".into());
+        }
         let supabase = self.supabase_url.as_deref().map(|u| u.trim_end_matches('/').to_string());
         let jwks_url = self.jwks_url.clone().or_else(|| supabase.as_ref().map(|u| format!("{u}/auth/v1/.well-known/jwks.json")));
         let issuer = self.jwt_issuer.clone().or_else(|| supabase.as_ref().map(|u| format!("{u}/auth/v1")));
@@ -187,8 +230,27 @@ impl Settings {
         (!list.is_empty()).then_some(list)
     }
 
+    /// `ANTHROPIC_API_KEY` when set and not empty.
+    pub fn anthropic_key(&self) -> Option<&str> {
+        self.anthropic_api_key.as_deref().map(str::trim).filter(|k| !k.is_empty())
+    }
+
+    /// `OPENAI_API_KEY` when set and not empty.
+    pub fn openai_key(&self) -> Option<&str> {
+        self.openai_api_key.as_deref().map(str::trim).filter(|k| !k.is_empty())
+    }
+
     pub fn shutdown_grace(&self) -> Duration {
         Duration::from_millis(self.shutdown_grace_ms)
+    }
+
+    pub fn header_read_timeout(&self) -> Duration {
+        Duration::from_millis(self.header_read_timeout_ms)
+    }
+
+    /// The certificate and key paths when TLS is on (`validate` checked they come together).
+    pub fn tls_paths(&self) -> Option<(PathBuf, PathBuf)> {
+        self.tls_cert.clone().zip(self.tls_key.clone())
     }
 }
 
@@ -222,6 +284,17 @@ mod tests {
         assert_eq!(auth.jwks_url.as_deref(), Some("https://abc.supabase.co/auth/v1/.well-known/jwks.json"));
         assert_eq!(auth.issuer.as_deref(), Some("https://abc.supabase.co/auth/v1"));
         assert!(!auth.dev_auth, "JWT settings switch dev auth off by default");
+    }
+
+    #[test]
+    fn tls_cert_and_key_come_together() {
+        let mut settings = Settings::defaults();
+        settings.tls_cert = Some("cert.pem".into());
+        let error = settings.validate().unwrap_err().to_string();
+        assert!(error.contains("PAM_TLS_CERT and PAM_TLS_KEY must be set together"), "{error}");
+        settings.tls_key = Some("key.pem".into());
+        assert!(settings.validate().is_ok());
+        assert_eq!(settings.tls_paths(), Some(("cert.pem".into(), "key.pem".into())));
     }
 
     #[test]

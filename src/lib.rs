@@ -7,7 +7,10 @@ pub mod auth;
 pub mod config;
 pub mod context;
 pub mod http;
+pub mod monitor;
+pub mod server;
 pub mod telemetry;
+pub mod tls;
 
 pub use app::{Application, Overrides, shutdown_signal};
 pub use config::Settings;

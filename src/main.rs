@@ -1,4 +1,5 @@
-//! The pam-gateway binary: parse settings, start logging, run until SIGTERM or ctrl-c.
+//! The pam-gateway binary: parse settings, start logging, run until SIGTERM or ctrl-c; with TLS
+//! on, SIGHUP reloads the certificate files.
 
 use clap::Parser;
 use pam_gateway::{Application, Settings, shutdown_signal, telemetry};
@@ -7,7 +8,14 @@ use pam_gateway::{Application, Settings, shutdown_signal, telemetry};
 async fn main() {
     let settings = Settings::parse();
     telemetry::init_tracing(settings.log_format);
-    let result = async { Application::build(settings).await?.run_until_stopped(shutdown_signal()).await }.await;
+    let result = async {
+        let app = Application::build(settings).await?;
+        if let Some(tls) = app.tls() {
+            pam_gateway::tls::reload_on_sighup(tls)?;
+        }
+        app.run_until_stopped(shutdown_signal()).await
+    }
+    .await;
     if let Err(error) = result {
         // One readable line: the chain of causes, no backtrace.
         eprintln!("pam-gateway: {error:#}");

@@ -12,15 +12,25 @@ use crate::config::LogFormat;
 /// Latency buckets (seconds) for every `*_seconds` histogram: chat answers span 50 ms to 30 s.
 const SECONDS_BUCKETS: &[f64] = &[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 20.0, 30.0, 60.0];
 
-/// Installs the global tracing subscriber (level from `RUST_LOG`, default `info`).
+/// Installs the global tracing subscriber (level from `RUST_LOG`, default `info`). WARN and
+/// ERROR events also reach the monitoring error log, whatever `RUST_LOG` says.
 pub fn init_tracing(format: Option<LogFormat>) {
+    use tracing_subscriber::Layer;
+    use tracing_subscriber::filter::LevelFilter;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let format = format.unwrap_or(if std::io::stderr().is_terminal() { LogFormat::Pretty } else { LogFormat::Json });
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    let _ = match format {
-        LogFormat::Pretty => builder.try_init(),
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    let output = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let output: Box<dyn Layer<tracing_subscriber::Registry> + Send + Sync> = match format {
+        LogFormat::Pretty => output.boxed(),
+        LogFormat::Json => output.json().flatten_event(true).boxed(),
     };
+    let _ = tracing_subscriber::registry()
+        .with(output.with_filter(filter))
+        .with(crate::monitor::ErrorLayer.with_filter(LevelFilter::WARN))
+        .try_init();
 }
 
 /// The process-wide Prometheus recorder (metrics macros are global, so there is one).
@@ -68,7 +78,11 @@ fn describe_metrics() {
     metrics::describe_counter!(pam_actors::outbox::TURNS_DROPPED_TOTAL, "Unsaved turns dropped because the outbox was full");
     metrics::gauge!(pam_actors::outbox::TURNS_PENDING).set(0.0);
     metrics::describe_counter!(crate::adapters::redis_cache::CACHE_ERRORS_TOTAL, "Redis cache operations that failed or timed out");
-    metrics::describe_histogram!(crate::adapters::context_store::DB_QUERY_SECONDS, metrics::Unit::Seconds, "Context query time by query");
+    metrics::describe_histogram!(
+        crate::adapters::context_store::DB_QUERY_SECONDS,
+        metrics::Unit::Seconds,
+        "Database query time by query (context, conversations, settings)"
+    );
     metrics::describe_counter!(pam_actors::context_loader::CACHE_REQUESTS_TOTAL, "Context cache lookups by kind and result (hit, miss)");
     metrics::describe_histogram!(
         pam_actors::context_loader::CONTEXT_LOAD_SECONDS,

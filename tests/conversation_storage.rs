@@ -22,7 +22,7 @@ impl LlmProvider for HistoryCounter {
     fn generate<'a>(&'a self, request: &'a LlmRequest, _deltas: mpsc::Sender<String>) -> BoxFuture<'a, Result<LlmReply, LlmError>> {
         let first = request.history.first().map(|m| format!("{}:{}", m.role, m.content)).unwrap_or_default();
         let text = format!("history={} first={first}", request.history.len());
-        Box::pin(async move { Ok(LlmReply { text, model: "counter-1".into(), source: "history-counter".into(), ui_actions: vec![] }) })
+        Box::pin(async move { Ok(LlmReply::new(text, "counter-1", "history-counter")) })
     }
 }
 

@@ -32,12 +32,7 @@ impl LlmProvider for ScriptedModel {
                 "slow" => tokio::time::sleep(Duration::from_millis(1500)).await,
                 _ => {}
             }
-            Ok(LlmReply {
-                text: format!("echo: {}", request.message),
-                model: "scripted-1".into(),
-                source: "scripted".into(),
-                ui_actions: vec![],
-            })
+            Ok(LlmReply::new(format!("echo: {}", request.message), "scripted-1", "scripted"))
         })
     }
 }

@@ -7,14 +7,18 @@ pub mod connection;
 pub mod context;
 pub mod context_loader;
 pub mod metrics_names;
+pub mod monitor;
 pub mod orchestrator;
 pub mod outbound;
 pub mod outbox;
 pub mod ports;
 pub mod rate_limit;
+pub mod resume;
 pub mod settings;
 pub mod state;
 pub mod supervisor;
+pub mod turn;
+pub mod turn_v2;
 
 pub use admission::{AuthFailureThrottle, UserSlot, UserSlots};
 pub use connection::{ConnectionActor, ConnectionArgs, ConnectionMsg, Inbound};
@@ -27,6 +31,8 @@ pub use ports::{
     StoreError, TurnRecord,
 };
 pub use rate_limit::RateLimiter;
+pub use resume::{ResumeBuffer, ResumeLimits, SessionStream};
 pub use settings::ConnectionSettings;
 pub use state::{ConnectionPhase, Keepalive};
 pub use supervisor::{ConnectionDeps, ConnectionSupervisor, SupervisorMsg, SupervisorStats};
+pub use turn::{TurnAnswer, TurnFailure, TurnInput, TurnPipeline};

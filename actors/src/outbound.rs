@@ -1,11 +1,12 @@
 //! The bounded outbound queue between a connection actor and its writer task, plus an
 //! out-of-band close signal that still gets through when the queue is full (slow consumer).
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use pam_protocol::{CloseCode, ServerFrame};
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::Notify;
 
 /// A frame for the writer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,24 +43,30 @@ pub enum SendError {
     Closed,
 }
 
-#[derive(Debug, Default)]
+// A plain deque behind a mutex instead of a tokio mpsc: tokio allocates a 32-slot block per
+// channel up front (~0.8 KiB per idle socket); an empty `VecDeque` allocates nothing.
+#[derive(Debug)]
 struct Shared {
+    capacity: usize,
+    queue: Mutex<VecDeque<OutFrame>>,
     closing: AtomicBool,
     request: Mutex<Option<CloseRequest>>,
+    /// Live `Outbound` clones; the writer ends when this reaches 0.
+    senders: AtomicUsize,
+    receiver_alive: AtomicBool,
+    /// Wakes the writer: a frame, a close request or the last sender gone.
     notify: Notify,
 }
 
 /// The actor's side: cheap to clone, never blocks.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Outbound {
-    tx: mpsc::Sender<OutFrame>,
     shared: Arc<Shared>,
 }
 
 /// The writer's side.
 #[derive(Debug)]
 pub struct OutboundReceiver {
-    rx: mpsc::Receiver<OutFrame>,
     shared: Arc<Shared>,
 }
 
@@ -74,21 +81,57 @@ pub enum WriterEvent {
 
 /// A queue of `capacity` frames.
 pub fn channel(capacity: usize) -> (Outbound, OutboundReceiver) {
-    let (tx, rx) = mpsc::channel(capacity.max(1));
-    let shared = Arc::new(Shared::default());
-    (Outbound { tx, shared: shared.clone() }, OutboundReceiver { rx, shared })
+    let shared = Arc::new(Shared {
+        capacity: capacity.max(1),
+        queue: Mutex::new(VecDeque::new()),
+        closing: AtomicBool::new(false),
+        request: Mutex::new(None),
+        senders: AtomicUsize::new(1),
+        receiver_alive: AtomicBool::new(true),
+        notify: Notify::new(),
+    });
+    (Outbound { shared: shared.clone() }, OutboundReceiver { shared })
+}
+
+impl Shared {
+    fn queue(&self) -> std::sync::MutexGuard<'_, VecDeque<OutFrame>> {
+        self.queue.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn take_request(&self) -> Option<CloseRequest> {
+        self.request.lock().unwrap_or_else(|p| p.into_inner()).take()
+    }
+}
+
+impl Clone for Outbound {
+    fn clone(&self) -> Self {
+        self.shared.senders.fetch_add(1, Ordering::AcqRel);
+        Outbound { shared: self.shared.clone() }
+    }
+}
+
+impl Drop for Outbound {
+    fn drop(&mut self) {
+        if self.shared.senders.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.shared.notify.notify_one();
+        }
+    }
 }
 
 impl Outbound {
     /// Queues a frame without waiting.
     pub fn send(&self, frame: OutFrame) -> Result<(), SendError> {
-        if self.is_closing() {
+        if self.is_closing() || !self.shared.receiver_alive.load(Ordering::Acquire) {
             return Err(SendError::Closed);
         }
-        self.tx.try_send(frame).map_err(|e| match e {
-            mpsc::error::TrySendError::Full(_) => SendError::Full,
-            mpsc::error::TrySendError::Closed(_) => SendError::Closed,
-        })
+        let mut queue = self.shared.queue();
+        if queue.len() >= self.shared.capacity {
+            return Err(SendError::Full);
+        }
+        queue.push_back(frame);
+        drop(queue);
+        self.shared.notify.notify_one();
+        Ok(())
     }
 
     /// Asks the writer to close; the first request wins. Returns whether this one won.
@@ -107,41 +150,46 @@ impl Outbound {
 }
 
 impl OutboundReceiver {
-    /// Waits for the next frame or the close request, whichever comes first.
+    /// Waits for the next frame or the close request; a close request goes first.
     pub async fn next(&mut self) -> WriterEvent {
-        tokio::select! {
-            biased;
-            () = self.shared.notify.notified() => self.take_close(),
-            frame = self.rx.recv() => match frame {
-                Some(frame) => WriterEvent::Frame(frame),
-                None => match self.shared.request.lock().unwrap_or_else(|p| p.into_inner()).take() {
-                    Some(request) => WriterEvent::Close(request),
-                    None => WriterEvent::Ended,
-                },
-            },
+        loop {
+            if self.shared.closing.load(Ordering::Acquire) {
+                if let Some(request) = self.shared.take_request() {
+                    return WriterEvent::Close(request);
+                }
+            }
+            if let Some(frame) = self.try_next_frame() {
+                return WriterEvent::Frame(frame);
+            }
+            if self.shared.senders.load(Ordering::Acquire) == 0 {
+                return self.shared.take_request().map_or(WriterEvent::Ended, WriterEvent::Close);
+            }
+            // A wake-up between the checks and here is kept as Notify's permit.
+            self.shared.notify.notified().await;
         }
     }
 
     /// Resolves once a close is requested (for a writer blocked on a slow peer).
     pub async fn wait_close(&mut self) -> CloseRequest {
         loop {
-            self.shared.notify.notified().await;
-            if let WriterEvent::Close(request) = self.take_close() {
-                return request;
+            if self.shared.closing.load(Ordering::Acquire) {
+                if let Some(request) = self.shared.take_request() {
+                    return request;
+                }
             }
+            self.shared.notify.notified().await;
         }
     }
 
     /// A frame already queued, for flushing before a close.
     pub fn try_next_frame(&mut self) -> Option<OutFrame> {
-        self.rx.try_recv().ok()
+        self.shared.queue().pop_front()
     }
+}
 
-    fn take_close(&mut self) -> WriterEvent {
-        match self.shared.request.lock().unwrap_or_else(|p| p.into_inner()).take() {
-            Some(request) => WriterEvent::Close(request),
-            None => WriterEvent::Ended,
-        }
+impl Drop for OutboundReceiver {
+    fn drop(&mut self) {
+        self.shared.receiver_alive.store(false, Ordering::Release);
     }
 }
 
@@ -173,6 +221,25 @@ mod tests {
         assert_eq!(close.reason, "internal error: boom");
         assert_eq!(close.error_frame.as_deref(), Some(r#"{"type":"error","error_code":"INTERNAL","message":"internal error: boom"}"#));
         assert_eq!(CloseRequest::from_table(CloseCode::Normal, "").error_frame, None);
+    }
+
+    #[tokio::test]
+    async fn a_dropped_writer_makes_sends_fail_as_closed() {
+        let (out, rx) = channel(2);
+        drop(rx);
+        assert_eq!(out.send(OutFrame::Ping), Err(SendError::Closed));
+    }
+
+    #[tokio::test]
+    async fn a_waiting_writer_wakes_for_a_frame_and_for_the_last_sender_leaving() {
+        let (out, mut rx) = channel(2);
+        let second = out.clone();
+        let writer = tokio::spawn(async move { (rx.next().await, rx.next().await) });
+        tokio::task::yield_now().await;
+        second.send(OutFrame::Text("late".into())).unwrap();
+        drop(second);
+        drop(out);
+        assert_eq!(writer.await.unwrap(), (WriterEvent::Frame(OutFrame::Text("late".into())), WriterEvent::Ended));
     }
 
     #[tokio::test]

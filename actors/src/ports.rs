@@ -87,6 +87,27 @@ pub struct LlmReply {
     /// Which provider produced it (`builtin`, `anthropic`, …).
     pub source: String,
     pub ui_actions: Vec<UiAction>,
+    /// Time to the first streamed text, when the provider streamed.
+    pub first_token: Option<std::time::Duration>,
+    /// Why an earlier provider did not answer (`anthropic: first token timeout`…).
+    pub fallback_reason: Option<String>,
+    /// Served from the response cache without asking a model.
+    pub cached: bool,
+}
+
+impl LlmReply {
+    /// A fresh answer from `source` with no fallback, cache or timing details.
+    pub fn new(text: impl Into<String>, model: impl Into<String>, source: impl Into<String>) -> Self {
+        LlmReply {
+            text: text.into(),
+            model: model.into(),
+            source: source.into(),
+            ui_actions: Vec::new(),
+            first_token: None,
+            fallback_reason: None,
+            cached: false,
+        }
+    }
 }
 
 /// Why a model gave no answer.
@@ -128,6 +149,10 @@ pub struct TurnRecord {
 pub enum StoreError {
     #[error("storage unavailable: {0}")]
     Unavailable(String),
+    /// The database refused this record itself (a data or constraint error): retrying the
+    /// same record cannot succeed, so it must not wait in the outbox ahead of good turns.
+    #[error("storage refused the record: {0}")]
+    Rejected(String),
 }
 
 /// Conversation persistence (Postgres or SQLite behind it).
@@ -142,4 +167,51 @@ pub trait ConversationStore: Send + Sync + 'static {
     /// Stores both rows and bumps the conversation's counters; `Ok(false)` when the
     /// `client_msg_id` was already stored.
     fn save_turn<'a>(&'a self, turn: &'a TurnRecord) -> BoxFuture<'a, Result<bool, StoreError>>;
+    /// v2: stores the user's message alone (before any model work), keyed by its
+    /// `client_msg_id` in the user's newest conversation for the session. A repeated id stores
+    /// nothing and returns the answer stored for it, if there is one yet.
+    fn save_user_message<'a>(&'a self, message: &'a UserMessage) -> BoxFuture<'a, Result<UserSaved, StoreError>>;
+    /// v2: stores the answer to a message `save_user_message` stored.
+    fn save_assistant_message<'a>(&'a self, message: &'a AssistantMessage) -> BoxFuture<'a, Result<(), StoreError>>;
+}
+
+/// A v2 user message, stored on its own so the `ack` can promise it is durable.
+#[derive(Debug, Clone)]
+pub struct UserMessage {
+    pub user: UserId,
+    pub session: pam_protocol::SessionId,
+    pub text: String,
+    /// The v2 chat `id`.
+    pub client_msg_id: String,
+    pub received_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// The conversation a stored user message went into (opaque to the actors).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConversationRef(pub String);
+
+/// An answer stored earlier (text plus the metadata of `turn::turn_metadata`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredAnswer {
+    pub text: String,
+    pub metadata: Value,
+}
+
+/// What `save_user_message` did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum UserSaved {
+    /// Stored now; the answer goes into this conversation.
+    New(ConversationRef),
+    /// The id was stored before; `Some` once its answer is stored too.
+    Repeat(Option<StoredAnswer>),
+}
+
+/// A v2 answer (possibly partial: `metadata.cancelled`), linked to its user message by
+/// `metadata.client_msg_id`.
+#[derive(Debug, Clone)]
+pub struct AssistantMessage {
+    pub conversation: ConversationRef,
+    pub text: String,
+    pub answered_at: chrono::DateTime<chrono::Utc>,
+    pub metadata: Value,
 }

@@ -16,7 +16,9 @@ use crate::outbound::{CloseRequest, Outbound};
 use crate::outbox::TurnOutbox;
 use crate::ports::{Authenticator, ConversationStore, LlmProvider};
 use crate::rate_limit::RateLimiter;
+use crate::resume::ResumeBuffer;
 use crate::settings::ConnectionSettings;
+use crate::turn::TurnPipeline;
 
 /// What every connection shares.
 pub struct ConnectionDeps {
@@ -30,6 +32,21 @@ pub struct ConnectionDeps {
     pub rate_limiter: RateLimiter,
     pub user_slots: Arc<UserSlots>,
     pub auth_throttle: AuthFailureThrottle,
+    /// v2 sessions that outlive their sockets, for `resume`.
+    pub resume: Arc<ResumeBuffer>,
+}
+
+impl ConnectionDeps {
+    /// The turn pipeline over these dependencies (cheap: clones of shared handles).
+    pub fn pipeline(&self) -> TurnPipeline {
+        TurnPipeline {
+            llm: self.llm.clone(),
+            store: self.store.clone(),
+            outbox: self.outbox.clone(),
+            loaders: self.loaders.clone(),
+            llm_timeout: self.settings.llm_timeout,
+        }
+    }
 }
 
 pub struct ConnectionSupervisor;
@@ -47,6 +64,8 @@ pub enum SupervisorMsg {
     /// Tells every connection to drain; replies with how many were told.
     Drain(RpcReplyPort<usize>),
     Stats(RpcReplyPort<SupervisorStats>),
+    /// The shared keepalive tick, fanned out to every connection.
+    Tick,
 }
 
 struct Child {
@@ -59,6 +78,9 @@ pub struct SupervisorState {
     crashed_total: u64,
     /// Once draining, sockets that were still upgrading are told to drain as they open.
     draining: bool,
+    /// One keepalive timer for all connections (a timer task per socket costs idle memory),
+    /// started with the first connection, which brings the tick period.
+    ticker: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Actor for ConnectionSupervisor {
@@ -67,7 +89,7 @@ impl Actor for ConnectionSupervisor {
     type Arguments = ();
 
     async fn pre_start(&self, _myself: ActorRef<Self::Msg>, _args: ()) -> Result<Self::State, ActorProcessingErr> {
-        Ok(SupervisorState { children: HashMap::new(), crashed_total: 0, draining: false })
+        Ok(SupervisorState { children: HashMap::new(), crashed_total: 0, draining: false, ticker: None })
     }
 
     async fn handle(&self, myself: ActorRef<Self::Msg>, message: Self::Msg, state: &mut Self::State) -> Result<(), ActorProcessingErr> {
@@ -85,15 +107,24 @@ impl Actor for ConnectionSupervisor {
             SupervisorMsg::Stats(reply) => {
                 let _ = reply.send(SupervisorStats { live: state.children.len(), crashed_total: state.crashed_total });
             }
+            SupervisorMsg::Tick => {
+                for (actor, _) in state.children.values() {
+                    let _ = actor.cast(ConnectionMsg::Tick);
+                }
+            }
         }
         Ok(())
     }
 
     /// Whatever is still open when the supervisor stops gets 1012, never a silent drop.
     async fn post_stop(&self, _myself: ActorRef<Self::Msg>, state: &mut Self::State) -> Result<(), ActorProcessingErr> {
+        if let Some(ticker) = state.ticker.take() {
+            ticker.abort();
+        }
         for (actor, child) in state.children.values() {
             if child.outbound.close(CloseRequest::from_table(CloseCode::ServiceRestart, "")) {
                 metrics::counter!(WS_CLOSED_TOTAL, "code" => "1012").increment(1);
+                crate::monitor::ws().closed(1012, tokio::time::Instant::now());
             }
             actor.stop(None);
         }
@@ -117,6 +148,7 @@ impl Actor for ConnectionSupervisor {
                     if child.outbound.close(CloseRequest::from_table(CloseCode::InternalError, "internal error: connection handler failed"))
                     {
                         metrics::counter!(WS_CLOSED_TOTAL, "code" => "1011").increment(1);
+                        crate::monitor::ws().closed(1011, tokio::time::Instant::now());
                     }
                 }
             }
@@ -128,6 +160,9 @@ impl Actor for ConnectionSupervisor {
 
 impl SupervisorState {
     async fn open(&mut self, myself: &ActorRef<SupervisorMsg>, args: ConnectionArgs) -> Result<ActorRef<ConnectionMsg>, String> {
+        if self.ticker.is_none() {
+            self.ticker = Some(myself.send_interval(args.deps.settings.tick_period(), || SupervisorMsg::Tick));
+        }
         let child = Child { conn_id: args.conn_id.clone(), outbound: args.outbound.clone() };
         let (actor, _) = Actor::spawn_linked(None, ConnectionActor, args, myself.get_cell()).await.map_err(|e| e.to_string())?;
         if self.draining {

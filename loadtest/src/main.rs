@@ -1,50 +1,257 @@
-//! pam-loadtest: load scenarios against a running pam-gateway. So far `idle`: N authenticated
-//! idle sockets that answer keepalive pings, reporting the server's RSS growth per connection
-//! (read from /proc/<pid>/status).
-//!
-//! Usage: `pam-loadtest idle --url ws://127.0.0.1:8080 --pid <gateway pid> --secret <SUPABASE_JWT_SECRET> [--connections 1000] [--hold-secs 5]`
+//! pam-loadtest: a k6-style load runner for pam-gateway. Each subcommand is a scenario; each
+//! prints a k6-shaped summary, a progress line on stderr once a second while it runs, and exits
+//! non-zero when a threshold fails. See README "Load testing" for the commands.
 
+mod auth;
+mod baseline;
+mod client;
+mod context_bench;
+mod echo_server;
 mod idle;
-mod token;
+mod legacy_chat;
+mod ping;
+mod progress;
+mod storm;
+mod stream_bench;
+mod stream_feed;
+mod summary;
+mod target;
 
-use std::collections::HashMap;
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::auth::Tokens;
+use crate::target::{Server, random_secret};
+
+#[derive(Parser)]
+#[command(name = "pam-loadtest", about = "k6-style load scenarios for pam-gateway")]
+struct Cli {
+    #[command(subcommand)]
+    scenario: Scenario,
+}
+
+/// Which server to load: one already running, or a gateway binary the runner starts.
+#[derive(Args, Clone)]
+struct TargetArgs {
+    /// Base URL of a running gateway, e.g. ws://127.0.0.1:8080.
+    #[arg(long, required_unless_present = "gateway_bin")]
+    url: Option<String>,
+    /// Its process id (for memory figures).
+    #[arg(long)]
+    pid: Option<u32>,
+    /// Start this pam-gateway binary on 127.0.0.1:0 instead (fresh secret, throwaway SQLite).
+    #[arg(long, conflicts_with = "url")]
+    gateway_bin: Option<PathBuf>,
+    /// HS256 secret to mint tokens with; without it tokens come from POST /dev/token.
+    #[arg(long, env = "SUPABASE_JWT_SECRET", hide_env_values = true)]
+    secret: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum Scenario {
+    /// Users chatting over the legacy protocol; thresholds on chat_latency p95 and success.
+    LegacyChat {
+        #[command(flatten)]
+        target: TargetArgs,
+        #[arg(long, default_value_t = 100)]
+        users: usize,
+        /// Seconds to run.
+        #[arg(long, default_value_t = 60)]
+        duration: u64,
+        /// Milliseconds between one user's chats.
+        #[arg(long, default_value_t = 2000)]
+        interval_ms: u64,
+        /// Threshold: chat_latency p95 below this many ms.
+        #[arg(long, default_value_t = 2000.0)]
+        p95_ms: f64,
+        /// Threshold: share of users that connect and of chats answered without error.
+        #[arg(long, default_value_t = 0.95)]
+        min_success: f64,
+    },
+    /// N idle authenticated sockets; server RSS growth per socket (needs --pid or --gateway-bin).
+    Idle {
+        #[command(flatten)]
+        target: TargetArgs,
+        #[arg(long, default_value_t = 1000)]
+        connections: usize,
+        #[arg(long, default_value_t = 5)]
+        hold_secs: u64,
+        #[arg(long, default_value_t = 200)]
+        concurrency: usize,
+        /// Threshold: RSS growth per socket at most this many KiB.
+        #[arg(long)]
+        max_kib_per_connection: Option<f64>,
+    },
+    /// N connect + auth in one burst; connects/s, failures, SYN-retry stalls.
+    Storm {
+        #[command(flatten)]
+        target: TargetArgs,
+        #[arg(long, default_value_t = 5000)]
+        connections: usize,
+        #[arg(long, default_value_t = 200)]
+        concurrency: usize,
+    },
+    /// S sockets timing JSON ping → pong.
+    Ping {
+        #[command(flatten)]
+        target: TargetArgs,
+        #[arg(long, default_value_t = 500)]
+        sockets: usize,
+        #[arg(long, default_value_t = 10)]
+        duration: u64,
+        #[arg(long, default_value_t = 1000)]
+        interval_ms: u64,
+    },
+    /// idle, storm and ping against a bare tokio-tungstenite server and the gateway, side by side.
+    EchoBaseline {
+        /// The pam-gateway binary to start (fresh process per run).
+        #[arg(long, default_value = "target/release/pam-gateway")]
+        gateway_bin: PathBuf,
+        #[arg(long, default_value_t = 1000)]
+        idle_connections: usize,
+        #[arg(long, default_value_t = 5000)]
+        storm_connections: usize,
+        #[arg(long, default_value_t = 200)]
+        concurrency: usize,
+        #[arg(long, default_value_t = 500)]
+        ping_sockets: usize,
+        #[arg(long, default_value_t = 10)]
+        ping_duration: u64,
+        #[arg(long, default_value_t = 1000)]
+        ping_interval_ms: u64,
+    },
+    /// Context-load latency of the real loaders (miss, Redis hit, L1 hit) beside raw Redis GET and Postgres PK lookups.
+    Context {
+        /// Postgres database for the benchmark users (created when missing).
+        #[arg(long, env = "PAM_BENCH_DATABASE_URL", default_value = "postgres://postgres@127.0.0.1:5432/pam_bench")]
+        database_url: String,
+        #[arg(long, env = "PAM_BENCH_REDIS_URL", default_value = "redis://127.0.0.1:6379")]
+        redis_url: String,
+        #[arg(long, default_value_t = 1000)]
+        users: usize,
+        #[arg(long, default_value_t = 50)]
+        concurrency: usize,
+        /// L1 hits per user.
+        #[arg(long, default_value_t = 5)]
+        l1_rounds: usize,
+    },
+    /// v2 token streaming (emit→receive per token, first token) through the in-process gateway beside a bare push server.
+    Stream(stream_bench::StreamArgs),
+    /// The bare tokio-tungstenite baseline server (used by echo-baseline).
+    EchoServer {
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: String,
+    },
+}
+
+/// A server to run against, and whether the runner owns it.
+struct Resolved {
+    url: String,
+    pid: Option<u32>,
+    tokens: Tokens,
+    owned: Option<Server>,
+}
+
+impl TargetArgs {
+    async fn resolve(&self) -> Result<Resolved, String> {
+        if let Some(bin) = &self.gateway_bin {
+            let secret = self.secret.clone().unwrap_or_else(random_secret);
+            let server = Server::gateway(bin, &secret).await?;
+            eprintln!("started {} at {} (pid {})", bin.display(), server.url, server.pid);
+            return Ok(Resolved { url: server.url.clone(), pid: Some(server.pid), tokens: Tokens::Secret(secret), owned: Some(server) });
+        }
+        let url = self.url.clone().ok_or("--url or --gateway-bin is required")?;
+        let tokens = Tokens::new(self.secret.clone(), &url);
+        Ok(Resolved { url, pid: self.pid, tokens, owned: None })
+    }
+}
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let Some(scenario) = args.first().cloned() else {
-        eprintln!("usage: pam-loadtest idle --url ws://HOST:PORT --pid PID --secret SECRET [--connections N] [--hold-secs S]");
-        return ExitCode::from(2);
-    };
-    let options = match parse_options(&args[1..]) {
-        Ok(options) => options,
-        Err(error) => {
-            eprintln!("pam-loadtest: {error}");
-            return ExitCode::from(2);
-        }
-    };
-    let result = match scenario.as_str() {
-        "idle" => idle::run(&options).await,
-        other => Err(format!("unknown scenario '{other}' (known: idle)")),
-    };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("pam-loadtest: {error}");
+    match run(Cli::parse().scenario).await {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => {
+            eprintln!("pam-loadtest: some thresholds failed");
             ExitCode::FAILURE
+        }
+        Err(error) => {
+            eprintln!("pam-loadtest: {error}");
+            ExitCode::from(2)
         }
     }
 }
 
-/// `--key value` pairs.
-fn parse_options(args: &[String]) -> Result<HashMap<String, String>, String> {
-    let mut options = HashMap::new();
-    let mut iter = args.iter();
-    while let Some(key) = iter.next() {
-        let name = key.strip_prefix("--").ok_or_else(|| format!("expected --option, got '{key}'"))?;
-        let value = iter.next().ok_or_else(|| format!("--{name} needs a value"))?;
-        options.insert(name.to_string(), value.clone());
+/// Runs a scenario; `Ok(passed)`.
+async fn run(scenario: Scenario) -> Result<bool, String> {
+    let mut report = match scenario {
+        Scenario::LegacyChat { target, users, duration, interval_ms, p95_ms, min_success } => {
+            let t = target.resolve().await?;
+            let plan = legacy_chat::ChatPlan {
+                users,
+                duration: Duration::from_secs(duration),
+                interval: Duration::from_millis(interval_ms),
+                p95_limit_ms: p95_ms,
+                min_success,
+            };
+            let report = legacy_chat::run(&t.url, &t.tokens, &plan).await;
+            finish(t).await;
+            report
+        }
+        Scenario::Idle { target, connections, hold_secs, concurrency, max_kib_per_connection } => {
+            let t = target.resolve().await?;
+            let plan = idle::IdlePlan { connections, concurrency, hold: Duration::from_secs(hold_secs), max_kib_per_connection };
+            let outcome = idle::run(&t.url, t.pid, &t.tokens, &plan).await;
+            finish(t).await;
+            outcome?.report
+        }
+        Scenario::Storm { target, connections, concurrency } => {
+            let t = target.resolve().await?;
+            let outcome = storm::run(&t.url, &t.tokens, connections, concurrency).await;
+            finish(t).await;
+            outcome.report
+        }
+        Scenario::Ping { target, sockets, duration, interval_ms } => {
+            let t = target.resolve().await?;
+            let outcome = ping::run(&t.url, &t.tokens, sockets, Duration::from_secs(duration), Duration::from_millis(interval_ms)).await;
+            finish(t).await;
+            outcome.report
+        }
+        Scenario::EchoBaseline {
+            gateway_bin,
+            idle_connections,
+            storm_connections,
+            concurrency,
+            ping_sockets,
+            ping_duration,
+            ping_interval_ms,
+        } => {
+            let plan = baseline::BaselinePlan {
+                gateway_bin,
+                idle_connections,
+                storm_connections,
+                concurrency,
+                ping_sockets,
+                ping_duration: Duration::from_secs(ping_duration),
+                ping_interval: Duration::from_millis(ping_interval_ms),
+            };
+            return baseline::run(&plan).await;
+        }
+        Scenario::Context { database_url, redis_url, users, concurrency, l1_rounds } => {
+            let plan = context_bench::ContextPlan { database_url, redis_url, users, concurrency, l1_rounds };
+            context_bench::run(&plan).await?
+        }
+        Scenario::Stream(args) => return stream_bench::run(&args).await,
+        Scenario::EchoServer { listen } => return echo_server::serve(&listen).await.map(|()| true),
+    };
+    println!("{}", report.render());
+    Ok(report.passed())
+}
+
+async fn finish(target: Resolved) {
+    if let Some(server) = target.owned {
+        server.stop().await;
     }
-    Ok(options)
 }

@@ -188,3 +188,25 @@ mod tests {
         assert_eq!(parse_client_frame(r#"{"type":"init"}"#).unwrap(), ClientFrame::Context(Map::new()));
     }
 }
+
+#[cfg(test)]
+mod v2_tests {
+    use super::*;
+
+    #[test]
+    fn v2_client_frames_parse() {
+        let ClientFrame::Chat(chat) = parse_client_frame(r#"{"type":"chat","id":"m-1","message":"hi"}"#).unwrap() else {
+            panic!("not chat")
+        };
+        assert_eq!(chat.id.as_deref(), Some("m-1"));
+        assert_eq!(parse_client_frame(r#"{"type":"auth","token":"t"}"#).unwrap(), ClientFrame::Auth { token: "t".into() });
+        assert_eq!(parse_client_frame(r#"{"type":"auth_refresh","token":"t"}"#).unwrap(), ClientFrame::AuthRefresh { token: "t".into() });
+        assert_eq!(parse_client_frame(r#"{"type":"cancel","id":"m-1"}"#).unwrap(), ClientFrame::Cancel { id: "m-1".into() });
+        assert_eq!(
+            parse_client_frame(r#"{"type":"resume","session_id":"s","last_seq":4}"#).unwrap(),
+            ClientFrame::Resume { session_id: "s".into(), last_seq: 4 }
+        );
+        assert!(matches!(parse_client_frame(r#"{"type":"cancel"}"#), Err(FrameError::Validation(_))));
+        assert!(matches!(parse_client_frame(r#"{"type":"chat","id":{},"message":"x"}"#), Err(FrameError::Validation(_))));
+    }
+}

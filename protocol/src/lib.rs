@@ -7,12 +7,14 @@ mod error_code;
 mod ids;
 mod inbound;
 mod outbound;
+mod v2;
 
 pub use close::{CloseCode, MAX_CLOSE_REASON_BYTES};
 pub use error_code::ErrorCode;
 pub use ids::{IdError, SessionId, UserId};
 pub use inbound::{ChatRequest, ClientFrame, FrameError, parse_client_frame};
 pub use outbound::{ChatResponse, ConnectionFrame, ErrorFrame, ServerFrame, UiAction};
+pub use v2::{ChatEnd, SeqFrame, V2Error, V2Frame, Welcome};
 
 /// The `Sec-WebSocket-Protocol` value that opts a socket into the v2 dialect.
 pub const V2_SUBPROTOCOL: &str = "pam.v2";

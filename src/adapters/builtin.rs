@@ -83,7 +83,7 @@ impl LlmProvider for BuiltinAssistant {
                     break;
                 }
             }
-            Ok(LlmReply { text, model: BUILTIN.into(), source: BUILTIN.into(), ui_actions: Vec::new() })
+            Ok(LlmReply::new(text, BUILTIN, BUILTIN))
         })
     }
 }

@@ -47,6 +47,7 @@ async fn timed<T>(query: &'static str, fut: impl Future<Output = Result<T, sqlx:
     let started = Instant::now();
     let result = fut.await;
     metrics::histogram!(DB_QUERY_SECONDS, "query" => query).record(started.elapsed().as_secs_f64());
+    crate::monitor::slow_queries().record(query, started.elapsed());
     result.map_err(|e| StoreError::Unavailable(format!("{query} query failed: {e}")))
 }
 

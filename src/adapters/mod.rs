@@ -3,10 +3,13 @@
 pub mod builtin;
 pub mod builtin_context;
 pub mod context_store;
+mod conversation_rows;
 pub mod conversations;
 pub mod database;
 pub mod demo_seed;
 pub mod invalidation;
+pub mod llm;
 pub mod outbox_flusher;
 pub mod redis_cache;
 pub mod schema_doctor;
+pub mod settings_store;

@@ -3,8 +3,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use pam_actors::ConversationStore;
-use pam_actors::outbox::TurnOutbox;
+use pam_actors::outbox::{TURNS_DROPPED_TOTAL, TurnOutbox};
+use pam_actors::{ConversationStore, StoreError};
 
 const RETRY_EVERY: Duration = Duration::from_secs(1);
 
@@ -20,12 +20,17 @@ pub fn spawn(store: Arc<dyn ConversationStore>, outbox: Arc<TurnOutbox>) -> toki
     })
 }
 
-/// Stores waiting turns in order until one fails (it goes back to the front).
+/// Stores waiting turns in order until the database is unavailable (that turn goes back to the
+/// front); a turn the database refuses is dropped so it cannot block every later one.
 pub async fn flush(store: &dyn ConversationStore, outbox: &TurnOutbox) {
     let mut written = 0usize;
     while let Some(turn) = outbox.pop() {
         match store.save_turn(&turn).await {
             Ok(_) => written += 1,
+            Err(error @ StoreError::Rejected(_)) => {
+                metrics::counter!(TURNS_DROPPED_TOTAL).increment(1);
+                tracing::error!(%error, session = %turn.session, "the database refused a waiting turn; dropped it");
+            }
             Err(error) => {
                 outbox.push_front(turn);
                 tracing::debug!(%error, waiting = outbox.len(), "database still unavailable for waiting turns");

@@ -1,6 +1,7 @@
 //! Token verification for sockets and REST: Supabase HS256 secrets, JWKS (ES256/RS256 by
 //! `kid`) and the dev-mode secret. Implements the actors' `Authenticator` port.
 
+pub mod csrf;
 pub mod dev;
 pub mod jwks;
 

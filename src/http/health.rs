@@ -31,7 +31,7 @@ pub async fn pam_health(State(state): State<SharedState>) -> Response {
         "timestamp": pam_actors::connection::iso_now(),
         "service": "PAM",
         "version": env!("CARGO_PKG_VERSION"),
-        "llm": {"provider": state.deps.llm.name(), "model": state.deps.llm.name(), "status": "available"},
+        "llm": crate::adapters::llm::health_block(state.deps.llm.name(), &state.settings),
         "database": match &database {
             Ok(latency) => json!({"status": "healthy", "backend": state.db.backend(), "latency_ms": latency.as_secs_f64() * 1000.0}),
             Err(e) => json!({"status": "unhealthy", "backend": state.db.backend(), "latency_ms": null, "error": e}),

@@ -1,7 +1,14 @@
 //! HTTP surface: the router, shared state and the small handlers (health, metrics, dev).
 
+pub mod bearer;
+pub mod cors;
 pub mod dev;
 pub mod health;
+pub mod idempotency;
+pub mod middleware;
+pub mod monitoring;
+pub mod rest;
+pub mod settings;
 pub mod ws;
 
 use std::sync::Arc;
@@ -9,6 +16,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use axum::Json;
 use axum::Router;
+use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -38,6 +46,10 @@ pub struct AppState {
     pub background: Vec<tokio::task::JoinHandle<()>>,
     /// The Redis context cache, when `REDIS_URL` is set.
     pub redis: Option<Arc<crate::adapters::redis_cache::RedisCache>>,
+    /// `Idempotency-Key`s of REST chats (per node).
+    pub idempotency: idempotency::IdempotencyKeys,
+    /// Issues and checks CSRF tokens for the settings routes.
+    pub csrf: crate::auth::csrf::CsrfKeys,
 }
 
 impl AppState {
@@ -58,23 +70,52 @@ pub fn router(state: SharedState) -> Router {
         .route("/api/v1/pam/ws/{user_id}", get(ws::upgrade))
         .route("/api/v1/pam-simple/ws/{user_id}", get(ws::upgrade))
         .route("/pam/ws/{user_id}", get(ws::upgrade))
+        .route("/api/v2/pam/ws", get(ws::upgrade_v2))
         .route("/api/v1/pam/health", get(health::pam_health))
         .route("/health", get(health::pam_health))
         .route("/api/health", get(health::pam_health))
         .route("/health/live", get(health::live))
         .route("/health/ready", get(health::ready))
-        .route("/metrics", get(health::metrics));
+        .route("/metrics", get(health::metrics))
+        .route("/api/v1/monitoring/errors", get(monitoring::errors))
+        .route("/api/v1/monitoring/websockets", get(monitoring::websockets))
+        .route("/api/v1/monitoring/slow-queries", get(monitoring::slow_queries_report))
+        .merge(browser_routes(&state));
     if state.dev.is_some() {
         router = router.route("/dev/token", post(dev::token)).route("/", get(dev::demo_page)).route("/favicon.ico", get(dev::favicon));
     }
-    router.fallback(not_found).with_state(state)
+    let policy = middleware::EdgePolicy { hsts: state.settings.tls_paths().is_some() };
+    router.fallback(not_found).with_state(state).layer(axum::middleware::from_fn_with_state(policy, middleware::edge))
+}
+
+/// The routes browsers call across origins (CORS): REST chat, CSRF token, settings.
+fn browser_routes(state: &SharedState) -> Router<SharedState> {
+    Router::new()
+        .route("/api/v1/pam/chat", post(rest::chat))
+        .route("/api/v1/pam-simple/chat", post(rest::chat))
+        .route("/api/v1/csrf-token", get(settings::csrf_token))
+        .route(
+            "/api/v1/users/{user_id}/settings",
+            get(settings::read).post(settings::write).layer(DefaultBodyLimit::max(settings::MAX_SETTINGS_BYTES)),
+        )
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(state.settings.max_frame_bytes))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), cors::cors))
+}
+
+async fn method_not_allowed() -> Response {
+    error_response(StatusCode::METHOD_NOT_ALLOWED, "METHOD_NOT_ALLOWED", "this endpoint does not take that method")
 }
 
 async fn not_found() -> Response {
     error_response(StatusCode::NOT_FOUND, "NOT_FOUND", "no such endpoint")
 }
 
-/// The JSON error body every HTTP route uses.
+/// The JSON error body every HTTP route uses; inside a request it carries the request id.
 pub fn error_response(status: StatusCode, code: &str, message: &str) -> Response {
-    (status, Json(json!({"error": code, "message": message}))).into_response()
+    let body = match middleware::current_request_id() {
+        Some(request_id) => json!({"error": code, "message": message, "request_id": request_id}),
+        None => json!({"error": code, "message": message}),
+    };
+    (status, Json(body)).into_response()
 }

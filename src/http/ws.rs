@@ -18,7 +18,7 @@ use futures_util::{SinkExt, StreamExt};
 use pam_actors::metrics_names::WS_REJECTED_TOTAL;
 use pam_actors::outbound::channel;
 use pam_actors::{CloseRequest, ConnectionArgs, ConnectionMsg, Inbound, OutFrame, OutboundReceiver, SupervisorMsg, WriterEvent};
-use pam_protocol::{CloseCode, Dialect};
+use pam_protocol::{CloseCode, Dialect, V2_SUBPROTOCOL};
 use ractor::ActorRef;
 use serde::Deserialize;
 use tokio::sync::Semaphore;
@@ -26,9 +26,10 @@ use tokio::time::{Instant, timeout};
 
 use super::{SharedState, error_response};
 
-/// tungstenite reads in chunks of this size; chat frames are ~2 KB, and the default 128 KiB
-/// would cost that much per idle socket.
-const READ_BUFFER_BYTES: usize = 4 * 1024;
+/// tungstenite reads in chunks of this size and keeps the buffer for the socket's life; chat
+/// frames are ~2 KB (a bigger frame grows it), and the default 128 KiB would cost that much per
+/// idle socket. 4 KiB measured 18 KiB RSS per idle socket, over the 16 KiB budget.
+const READ_BUFFER_BYTES: usize = 2 * 1024;
 /// Budget for flushing queued frames plus error and close frames when closing.
 const CLOSE_BUDGET: Duration = Duration::from_secs(2);
 /// How long to wait for the peer's close reply after ours.
@@ -39,7 +40,8 @@ pub struct WsQuery {
     token: Option<String>,
 }
 
-/// `GET /api/v1/pam/ws/{user_id}` and aliases.
+/// `GET /api/v1/pam/ws/{user_id}` and aliases: legacy, or v2 when the client offers the
+/// `pam.v2` subprotocol (echoed in the 101).
 pub async fn upgrade(
     State(state): State<SharedState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -51,14 +53,29 @@ pub async fn upgrade(
     if let Some(refusal) = refusal(&state, peer, &headers) {
         return refusal;
     }
-    let max = state.settings.max_frame_bytes;
-    ws.read_buffer_size(READ_BUFFER_BYTES)
-        .write_buffer_size(0)
-        .max_write_buffer_size(max * 2)
-        .max_message_size(max)
-        .max_frame_size(max)
-        .on_upgrade(move |socket| serve_socket(state, socket, Some(user_id), query.token, Dialect::Legacy, peer))
-        .into_response()
+    let ws = sized(ws.protocols([V2_SUBPROTOCOL]), state.settings.max_frame_bytes);
+    let dialect = if ws.selected_protocol().is_some() { Dialect::V2 } else { Dialect::Legacy };
+    ws.on_upgrade(move |socket| serve_socket(state, socket, Some(user_id), query.token, dialect, peer)).into_response()
+}
+
+/// `GET /api/v2/pam/ws`: v2 only; the user comes from the token (`?token=` or an `auth` frame).
+pub async fn upgrade_v2(
+    State(state): State<SharedState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Query(query): Query<WsQuery>,
+    ws: WebSocketUpgrade,
+) -> Response {
+    if let Some(refusal) = refusal(&state, peer, &headers) {
+        return refusal;
+    }
+    let ws = sized(ws.protocols([V2_SUBPROTOCOL]), state.settings.max_frame_bytes);
+    ws.on_upgrade(move |socket| serve_socket(state, socket, None, query.token, Dialect::V2, peer)).into_response()
+}
+
+/// Buffers sized for ~2 KB chat frames and the frame-size limit.
+fn sized(ws: WebSocketUpgrade, max: usize) -> WebSocketUpgrade {
+    ws.read_buffer_size(READ_BUFFER_BYTES).write_buffer_size(0).max_write_buffer_size(max * 2).max_message_size(max).max_frame_size(max)
 }
 
 /// The cheap checks allowed before the 101 (draining, Origin, global cap, auth-failure throttle):
@@ -140,7 +157,9 @@ async fn serve_socket(
         outbound: outbound.clone(),
         deps: state.deps.clone(),
     };
-    let actor = match ractor::call!(state.supervisor, SupervisorMsg::Open, args) {
+    // Boxed so the RPC's state is not part of this task's size for the socket's whole life.
+    let opened = Box::pin(async { ractor::call!(state.supervisor, SupervisorMsg::Open, args) }).await;
+    let actor = match opened {
         Ok(Ok(actor)) => actor,
         failure => {
             tracing::error!(conn_id, ?failure, "could not start a connection actor");
@@ -165,7 +184,7 @@ async fn read_loop(
     loop {
         let next = tokio::select! {
             biased;
-            _ = &mut writer => return linger(stream).await,
+            _ = &mut writer => return Box::pin(linger(stream)).await,
             next = stream.next() => next,
         };
         let (frame, last) = match next {
@@ -180,7 +199,7 @@ async fn read_loop(
         let Ok(permit) = permits.clone().acquire_owned().await else { return };
         if actor.cast(ConnectionMsg::Inbound(frame, Some(permit))).is_err() || last {
             // The actor decides how to end; the writer finishes the close.
-            let _ = timeout(CLOSE_BUDGET + CLOSE_LINGER, writer).await;
+            let _ = Box::pin(timeout(CLOSE_BUDGET + CLOSE_LINGER, writer)).await;
             return;
         }
     }
@@ -210,22 +229,23 @@ async fn write_loop(mut sink: SplitSink<WebSocket, Message>, mut queue: Outbound
             WriterEvent::Frame(frame) => {
                 let sent = tokio::select! {
                     biased;
-                    close = queue.wait_close() => return close_socket(&mut sink, &mut queue, close).await,
+                    close = queue.wait_close() => return Box::pin(close_socket(&mut sink, &mut queue, close)).await,
                     sent = sink.send(to_message(frame)) => sent,
                 };
                 if sent.is_err() {
                     return;
                 }
             }
-            WriterEvent::Close(request) => return close_socket(&mut sink, &mut queue, request).await,
+            // Closing paths are boxed: the writer task's size is its largest state, held while idle.
+            WriterEvent::Close(request) => return Box::pin(close_socket(&mut sink, &mut queue, request)).await,
             WriterEvent::Ended => {
                 // The actor always closes explicitly; reaching this means it vanished without a word.
                 let reason = CloseCode::InternalError.reason_with("internal error: connection ended unexpectedly");
-                return close_socket(
+                return Box::pin(close_socket(
                     &mut sink,
                     &mut queue,
                     CloseRequest { error_frame: None, code: CloseCode::InternalError.code(), reason },
-                )
+                ))
                 .await;
             }
         }

@@ -2,6 +2,11 @@
 //! builtin assistant, HS256 test secret) and `WsClient` speaks real WebSocket to it.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod cluster;
+pub mod fake_llm;
+pub mod rest;
+pub mod v2;
+
 use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -53,6 +58,8 @@ pub fn test_settings() -> (Settings, TempFile) {
     settings.shutdown_grace_ms = 2_000;
     // Many tests fail auth on purpose from 127.0.0.1; the throttle has its own test.
     settings.auth_failures_per_minute = 0;
+    // Tests never reach a real model, whatever the developer's environment holds.
+    (settings.anthropic_api_key, settings.openai_api_key) = (None, None);
     (settings, TempFile(path))
 }
 

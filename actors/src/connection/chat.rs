@@ -1,53 +1,106 @@
 //! The chat half of `ConnectionActor`: validation, the per-user rate limit, the lazily started
-//! orchestrator, and turning its outcome into the one terminal frame.
+//! orchestrator, and turning its outcome into the one terminal frame (legacy) or handing the
+//! turn to the orchestrator with the session stream (v2, which streams its own frames).
 
 use std::time::Duration;
 
-use pam_protocol::{ChatRequest, ChatResponse, CloseCode, ErrorCode, ServerFrame, SessionId, UserId};
+use pam_protocol::{ChatRequest, ChatResponse, CloseCode, ErrorCode, ErrorFrame, ServerFrame, SessionId};
 use ractor::{Actor, ActorRef};
+use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 use super::{ChatOutcome, ConnectionMsg, ConnectionState, InFlight, MAX_VIOLATIONS, iso_now};
 use crate::metrics_names::{CHAT_SECONDS, RATE_LIMITED_TOTAL};
 use crate::orchestrator::{ChatJob, OrchestratorActor, OrchestratorArgs, OrchestratorMsg};
 use crate::state::ConnectionPhase;
+use crate::turn::TurnInput;
+use crate::turn_v2::StreamedJob;
+
+/// An error frame about one chat (its `id` set in v2).
+fn chat_error(id: &Option<String>, code: ErrorCode, message: impl Into<String>) -> ServerFrame {
+    ServerFrame::Error(ErrorFrame { error_code: code, message: message.into(), id: id.clone(), retryable: None })
+}
 
 impl ConnectionState {
     pub(super) async fn on_chat(&mut self, myself: &ActorRef<ConnectionMsg>, chat: ChatRequest) {
         if let Err((code, message)) = self.validate_chat(&chat) {
-            return self.send(myself, ServerFrame::error(code, message));
+            return self.send(myself, chat_error(&chat.id, code, message));
+        }
+        if self.is_running_v2(&chat) {
+            // A repeat of an id still being answered here: its answer is already on its way.
+            return;
         }
         let Some(user) = self.user.clone() else { return };
         let session = match chat.session_id.as_deref().map(SessionId::parse) {
             None => SessionId::default_session(),
             Some(Ok(session)) => session,
-            Some(Err(error)) => return self.send(myself, ServerFrame::error(ErrorCode::ValidationError, error.to_string())),
+            Some(Err(error)) => return self.send(myself, chat_error(&chat.id, ErrorCode::ValidationError, error.to_string())),
         };
         if !self.deps.rate_limiter.check(&user, Instant::now()) {
             return self
                 .rate_limited(myself, format!("more than {} messages a minute; slow down", self.deps.settings.rate_limit_per_minute));
         }
-        let Some(orchestrator) = self.orchestrator(myself, &user).await else {
-            return self.send(myself, ServerFrame::error(ErrorCode::Internal, "PAM could not start a conversation; please try again"));
+        let Some(orchestrator) = self.orchestrator(myself).await else {
+            return self.send(myself, chat_error(&chat.id, ErrorCode::Internal, "PAM could not start a conversation; please try again"));
         };
         let mut context = self.client_context.clone();
         context.extend(chat.context.unwrap_or_default());
         self.next_turn += 1;
         let turn = self.next_turn;
-        let job = ChatJob { turn, session: session.clone(), message: chat.message, context };
-        if orchestrator.cast(OrchestratorMsg::Chat(job)).is_err() {
-            return self.send(myself, ServerFrame::error(ErrorCode::Internal, "PAM could not take this message; please try again"));
+        let input = TurnInput { user, session: session.clone(), message: chat.message, context, client_msg_id: chat.id.clone() };
+        let message = match (chat.id.clone(), self.v2_stream()) {
+            (Some(id), Some(stream)) => {
+                let (cancel, cancelled) = oneshot::channel();
+                if let Some(v2) = self.v2.as_mut() {
+                    v2.turns.insert(id.clone(), super::v2::V2Turn { cancel: Some(cancel) });
+                }
+                OrchestratorMsg::Streamed(turn, StreamedJob { id, input, stream, cancel: cancelled })
+            }
+            _ => OrchestratorMsg::Chat(ChatJob { turn, input: TurnInput { client_msg_id: None, ..input } }),
+        };
+        if orchestrator.cast(message).is_err() {
+            self.forget_v2_turn(chat.id.as_deref());
+            return self.send(myself, chat_error(&chat.id, ErrorCode::Internal, "PAM could not take this message; please try again"));
         }
-        self.in_flight.insert(turn, InFlight { session, started: Instant::now() });
+        self.in_flight.insert(turn, InFlight { session, started: Instant::now(), client_id: chat.id });
+    }
+
+    fn v2_stream(&self) -> Option<std::sync::Arc<crate::resume::SessionStream>> {
+        self.v2.as_ref().and_then(|v2| v2.stream.clone())
+    }
+
+    fn is_running_v2(&self, chat: &ChatRequest) -> bool {
+        matches!((&self.v2, &chat.id), (Some(v2), Some(id)) if v2.turns.contains_key(id))
+    }
+
+    fn forget_v2_turn(&mut self, id: Option<&str>) {
+        if let (Some(v2), Some(id)) = (self.v2.as_mut(), id) {
+            v2.turns.remove(id);
+        }
+    }
+
+    /// v2: the orchestrator already sent the turn's frames; only bookkeeping is left.
+    pub(super) fn on_streamed_finished(&mut self, myself: &ActorRef<ConnectionMsg>, turn: u64) {
+        let Some(in_flight) = self.in_flight.remove(&turn) else { return };
+        metrics::histogram!(CHAT_SECONDS).record(in_flight.started.elapsed().as_secs_f64());
+        self.forget_v2_turn(in_flight.client_id.as_deref());
+        self.close_if_drained(myself);
     }
 
     fn validate_chat(&self, chat: &ChatRequest) -> Result<(), (ErrorCode, String)> {
         let max = self.deps.settings.max_message_chars;
+        if self.v2.is_some() && chat.id.is_none() {
+            return Err((ErrorCode::ValidationError, "v2 chats need an 'id' (the client message id)".into()));
+        }
         if matches!(self.phase, ConnectionPhase::Draining) {
             return Err((ErrorCode::ServiceRestart, "PAM is restarting; please send this again in a moment".into()));
         }
         if chat.message.trim().is_empty() {
             return Err((ErrorCode::EmptyMessage, "message is empty".into()));
+        }
+        // Postgres text cannot hold NUL; refuse it here like the REST route does.
+        if chat.message.contains('\0') {
+            return Err((ErrorCode::ValidationError, "message contains a NUL character".into()));
         }
         if chat.message.chars().count() > max {
             return Err((ErrorCode::MessageTooLarge, format!("message is longer than {max} characters")));
@@ -72,17 +125,9 @@ impl ConnectionState {
         }
     }
 
-    async fn orchestrator(&mut self, myself: &ActorRef<ConnectionMsg>, user: &UserId) -> Option<ActorRef<OrchestratorMsg>> {
+    async fn orchestrator(&mut self, myself: &ActorRef<ConnectionMsg>) -> Option<ActorRef<OrchestratorMsg>> {
         if self.orchestrator.is_none() {
-            let args = OrchestratorArgs {
-                connection: myself.clone(),
-                user: user.clone(),
-                llm: self.deps.llm.clone(),
-                store: self.deps.store.clone(),
-                outbox: self.deps.outbox.clone(),
-                loaders: self.deps.loaders.clone(),
-                llm_timeout: self.deps.settings.llm_timeout,
-            };
+            let args = OrchestratorArgs { connection: myself.clone(), pipeline: self.deps.pipeline() };
             match Actor::spawn_linked(None, OrchestratorActor, args, myself.get_cell()).await {
                 Ok((actor, _)) => self.orchestrator = Some(actor),
                 Err(error) => tracing::error!(conn_id = %self.conn_id, %error, "could not start the orchestrator"),
@@ -128,7 +173,8 @@ impl ConnectionState {
                 "PAM stopped before answering; please try again"
             };
             tracing::warn!(conn_id = %self.conn_id, session = %turn.session, "turn lost with its orchestrator");
-            self.send(myself, ServerFrame::error(ErrorCode::Internal, message));
+            self.forget_v2_turn(turn.client_id.as_deref());
+            self.send(myself, chat_error(&turn.client_id, ErrorCode::Internal, message));
         }
         self.close_if_drained(myself);
     }

@@ -1,26 +1,31 @@
 //! `ConnectionActor`: one per accepted socket, linked under the `ConnectionSupervisor` and never
 //! restarted. Authenticates after the upgrade, answers pings at once, validates and rate-limits
 //! chats, starts the orchestrator lazily, runs keepalive from its state enum and ends every path
-//! through one `close` that sends an error frame and a close code with a reason.
+//! through one `close` that sends an error frame and a close code with a reason. The v2
+//! dialect (ids, streaming, resume, token refresh) lives in `v2.rs`; authentication in `auth.rs`.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
-use pam_protocol::{ClientFrame, CloseCode, ConnectionFrame, Dialect, ErrorCode, ServerFrame, SessionId, UserId, parse_client_frame};
+use pam_protocol::{ClientFrame, CloseCode, Dialect, ErrorCode, ServerFrame, SessionId, UserId, parse_client_frame};
 use ractor::{Actor, ActorProcessingErr, ActorRef, SupervisionEvent};
 use serde_json::{Map, Value};
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 
 use crate::admission::UserSlot;
-use crate::metrics_names::{AUTH_FAILURES_TOTAL, USER_CAP_HITS_TOTAL, WS_CLOSED_TOTAL, WS_CONNECTIONS, WS_OPENED_TOTAL, count_frame};
+use crate::metrics_names::{WS_CLOSED_TOTAL, WS_CONNECTIONS, WS_OPENED_TOTAL, count_frame};
 use crate::orchestrator::OrchestratorMsg;
 use crate::outbound::{CloseRequest, OutFrame, Outbound, SendError};
 use crate::ports::{AuthError, LlmReply};
 use crate::state::ConnectionPhase;
+use crate::turn::TurnFailure;
 
+mod auth;
 mod chat;
+mod keepalive;
+mod v2;
 use crate::supervisor::ConnectionDeps;
 
 /// Invalid frames in a row that end the connection with 1008.
@@ -60,13 +65,6 @@ pub enum Inbound {
     Broken(String),
 }
 
-/// Why a turn produced no model answer.
-#[derive(Debug, Clone)]
-pub struct TurnFailure {
-    pub code: ErrorCode,
-    pub message: String,
-}
-
 /// The orchestrator's report for one turn.
 #[derive(Debug)]
 pub struct ChatOutcome {
@@ -87,20 +85,23 @@ pub enum ConnectionMsg {
     DrainDeadline,
     /// v2: no `auth` frame came in time.
     AuthDeadline,
+    /// v2: the orchestrator finished the connection's turn with this number.
+    StreamedFinished(u64),
+    /// v2: the session stream found the outbound queue full.
+    SlowConsumer,
+    /// v2: another socket of the same user resumed this connection's session.
+    SessionTaken,
+    /// v2: `auth_expiring` is due for the token of this generation.
+    TokenExpiring(u64),
+    /// v2: the token of this generation expired without an `auth_refresh`.
+    TokenExpired(u64),
 }
 
 struct InFlight {
     session: SessionId,
     started: Instant,
-}
-
-/// Aborts the keepalive timer task with the actor.
-struct TimerGuard(tokio::task::JoinHandle<()>);
-
-impl Drop for TimerGuard {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
+    /// The v2 chat `id`.
+    client_id: Option<String>,
 }
 
 pub struct ConnectionState {
@@ -123,7 +124,8 @@ pub struct ConnectionState {
     orchestrator: Option<ActorRef<OrchestratorMsg>>,
     in_flight: HashMap<u64, InFlight>,
     next_turn: u64,
-    _timer: Option<TimerGuard>,
+    /// v2 state; `None` on legacy sockets.
+    v2: Option<Box<v2::V2State>>,
 }
 
 impl Actor for ConnectionActor {
@@ -133,6 +135,7 @@ impl Actor for ConnectionActor {
 
     async fn pre_start(&self, _myself: ActorRef<Self::Msg>, args: ConnectionArgs) -> Result<Self::State, ActorProcessingErr> {
         metrics::counter!(WS_OPENED_TOTAL).increment(1);
+        crate::monitor::ws().opened(Instant::now());
         let now = Instant::now();
         let state = ConnectionState {
             conn_id: args.conn_id,
@@ -154,7 +157,7 @@ impl Actor for ConnectionActor {
             orchestrator: None,
             in_flight: HashMap::new(),
             next_turn: 0,
-            _timer: None,
+            v2: (args.dialect == Dialect::V2).then(Box::default),
         };
         metrics::gauge!(WS_CONNECTIONS, "state" => "accepted").increment(1.0);
         Ok(state)
@@ -162,8 +165,6 @@ impl Actor for ConnectionActor {
 
     async fn post_start(&self, myself: ActorRef<Self::Msg>, state: &mut Self::State) -> Result<(), ActorProcessingErr> {
         state.set_phase(ConnectionPhase::Authenticating);
-        let period = state.deps.settings.tick_period();
-        state._timer = Some(TimerGuard(myself.send_interval(period, || ConnectionMsg::Tick)));
         match state.token.take() {
             Some(token) => state.authenticate(&myself, &token).await,
             None if state.dialect == Dialect::V2 => {
@@ -179,13 +180,20 @@ impl Actor for ConnectionActor {
             return Ok(());
         }
         match message {
-            ConnectionMsg::Inbound(frame, _permit) => state.on_inbound(&myself, frame).await,
+            // Boxed: ractor keeps the largest handler future inline in every actor's task for its
+            // whole life; boxing this one (auth, chat start) keeps idle sockets small.
+            ConnectionMsg::Inbound(frame, _permit) => Box::pin(state.on_inbound(&myself, frame)).await,
             ConnectionMsg::Tick => state.on_tick(&myself),
             ConnectionMsg::ChatFinished(outcome) => state.on_chat_finished(&myself, outcome),
             ConnectionMsg::Drain => state.on_drain(&myself),
             ConnectionMsg::DrainDeadline => state.close(&myself, CloseCode::ServiceRestart, ""),
             ConnectionMsg::AuthDeadline if state.user.is_none() => state.close(&myself, CloseCode::AuthTimeout, ""),
             ConnectionMsg::AuthDeadline => {}
+            ConnectionMsg::StreamedFinished(turn) => state.on_streamed_finished(&myself, turn),
+            ConnectionMsg::SlowConsumer => state.close(&myself, CloseCode::SlowConsumer, ""),
+            ConnectionMsg::SessionTaken => state.close(&myself, CloseCode::Normal, "session resumed on another connection"),
+            ConnectionMsg::TokenExpiring(generation) => state.on_token_expiring(&myself, generation),
+            ConnectionMsg::TokenExpired(generation) => state.on_token_expired(&myself, generation),
         }
         Ok(())
     }
@@ -210,17 +218,22 @@ impl Actor for ConnectionActor {
 
 impl Drop for ConnectionState {
     fn drop(&mut self) {
+        crate::monitor::ws().moved(self.phase.label(), None);
         if let Some(label) = self.phase.label() {
             metrics::gauge!(WS_CONNECTIONS, "state" => label).decrement(1.0);
         }
         if let Some(orchestrator) = self.orchestrator.take() {
             orchestrator.stop(None);
         }
+        if let Some(stream) = self.v2.as_ref().and_then(|v2| v2.stream.as_ref()) {
+            stream.detach(&self.conn_id);
+        }
     }
 }
 
 impl ConnectionState {
     fn set_phase(&mut self, phase: ConnectionPhase) {
+        crate::monitor::ws().moved(self.phase.label(), phase.label());
         if let Some(label) = self.phase.label() {
             metrics::gauge!(WS_CONNECTIONS, "state" => label).decrement(1.0);
         }
@@ -235,7 +248,8 @@ impl ConnectionState {
         if self.phase.is_closed() {
             return;
         }
-        let request = CloseRequest::from_table(code, detail);
+        let mut request = CloseRequest::from_table(code, detail);
+        self.stamp_close(&mut request, code);
         tracing::info!(conn_id = %self.conn_id, code = code.code(), reason = request.reason, "closing connection");
         self.outbound.close(request);
         self.finish(myself, code.code());
@@ -244,71 +258,20 @@ impl ConnectionState {
     /// Ends the actor after the peer (or the transport) ended the socket.
     fn finish(&mut self, myself: &ActorRef<ConnectionMsg>, code: u16) {
         metrics::counter!(WS_CLOSED_TOTAL, "code" => code.to_string()).increment(1);
+        crate::monitor::ws().closed(code, Instant::now());
         self.set_phase(ConnectionPhase::Closed { code });
+        self.release_running_turns(myself);
         myself.stop(None);
     }
 
-    async fn authenticate(&mut self, myself: &ActorRef<ConnectionMsg>, token: &str) {
-        let path_user = match self.path_user.as_deref().map(UserId::parse).transpose() {
-            Ok(path_user) => path_user,
-            Err(_) => return self.refuse(myself, AuthError::Invalid("the user id in the path is not a uuid".into())),
-        };
-        let verdict = self.deps.authenticator.authenticate(token).await.and_then(|identity| {
-            let user = match (path_user, identity.subject) {
-                (Some(path), _) if identity.privileged => path,
-                (Some(path), Some(subject)) if path == subject => subject,
-                (Some(_), _) => return Err(AuthError::Forbidden),
-                (None, Some(subject)) => subject,
-                (None, None) => return Err(AuthError::Invalid("token has no sub".into())),
-            };
-            Ok((user, identity.expires_at))
-        });
-        match verdict {
-            Ok((user, expires_at)) => self.ready(myself, user, expires_at),
-            Err(error) => self.refuse(myself, error),
-        }
-    }
-
-    fn refuse(&mut self, myself: &ActorRef<ConnectionMsg>, error: AuthError) {
-        metrics::counter!(AUTH_FAILURES_TOTAL, "reason" => error.metric_reason()).increment(1);
-        if let (Some(ip), false) = (self.peer_ip, matches!(error, AuthError::Unavailable(_))) {
-            self.deps.auth_throttle.record_failure(ip, Instant::now());
-        }
-        tracing::info!(conn_id = %self.conn_id, reason = error.metric_reason(), "authentication refused");
-        let code = match error {
-            AuthError::Missing | AuthError::Invalid(_) => CloseCode::AuthInvalid,
-            AuthError::Expired => CloseCode::TokenExpired,
-            AuthError::Forbidden => CloseCode::Forbidden,
-            AuthError::Unavailable(_) => CloseCode::TryAgainLater,
-        };
-        self.close(myself, code, &error.to_string());
-    }
-
-    fn ready(&mut self, myself: &ActorRef<ConnectionMsg>, user: UserId, expires_at: Option<u64>) {
-        let Some(slot) = self.deps.user_slots.acquire(&user) else {
-            metrics::counter!(USER_CAP_HITS_TOTAL).increment(1);
-            let detail = format!("more than {} connections for this user", self.deps.user_slots.cap());
-            return self.close(myself, CloseCode::TooManyConnections, &detail);
-        };
-        self._slot = Some(slot);
-        self.expires_at = expires_at.map(|exp| Instant::now() + Duration::from_secs(exp.saturating_sub(unix_now())));
-        tracing::debug!(conn_id = %self.conn_id, %user, "authenticated");
-        self.user = Some(user);
-        self.last_seen = Instant::now();
-        self.set_phase(ConnectionPhase::Ready { keepalive: crate::state::Keepalive::Alive });
-        self.send(
-            myself,
-            ServerFrame::Connection(ConnectionFrame {
-                status: "connected".into(),
-                message: "Connected to PAM, your RV travel assistant".into(),
-                timestamp: iso_now(),
-                connection_id: self.conn_id.clone(),
-                profile_integration: "enabled".into(),
-            }),
-        );
-    }
-
     fn send(&mut self, myself: &ActorRef<ConnectionMsg>, frame: ServerFrame) {
+        if self.v2.is_some() {
+            match v2::to_v2(frame) {
+                Some(frame) => self.send_v2(myself, frame),
+                None => tracing::error!(conn_id = %self.conn_id, "a legacy-only frame was about to go to a v2 socket"),
+            }
+            return;
+        }
         let kind = frame.kind();
         match self.outbound.send(OutFrame::Text(frame.to_text())) {
             Ok(()) => count_frame("out", kind),
@@ -359,6 +322,9 @@ impl ConnectionState {
             ClientFrame::Ping { timestamp } => self.pong(myself, timestamp),
             ClientFrame::Context(context) => self.merge_context(myself, context),
             ClientFrame::Pong | ClientFrame::Ignored | ClientFrame::Auth { .. } => {}
+            ClientFrame::AuthRefresh { token } if self.v2.is_some() => self.on_auth_refresh(myself, &token).await,
+            ClientFrame::Cancel { id } if self.v2.is_some() => self.on_cancel(myself, id),
+            ClientFrame::Resume { session_id, last_seq } if self.v2.is_some() => self.on_resume(myself, &session_id, last_seq),
             ClientFrame::AuthRefresh { .. } | ClientFrame::Cancel { .. } | ClientFrame::Resume { .. } => {
                 self.invalid(myself, ErrorCode::UnknownType, format!("'{}' is not supported on this socket", client_kind(&frame)));
             }
@@ -390,44 +356,6 @@ impl ConnectionState {
             self.client_context.insert(key, value);
         }
     }
-
-    fn on_tick(&mut self, myself: &ActorRef<ConnectionMsg>) {
-        let now = Instant::now();
-        if self.expires_at.is_some_and(|exp| now >= exp) {
-            metrics::counter!(AUTH_FAILURES_TOTAL, "reason" => "expired").increment(1);
-            return self.close(myself, CloseCode::TokenExpired, "token expired; reconnect with a fresh token");
-        }
-        let settings = &self.deps.settings;
-        if !(self.phase.is_ready() || matches!(self.phase, ConnectionPhase::Draining)) {
-            return;
-        }
-        if now.duration_since(self.last_seen) >= settings.pong_timeout {
-            let detail = format!("no pong or frame received for {} ms", settings.pong_timeout.as_millis());
-            return self.close(myself, CloseCode::GoingAway, &detail);
-        }
-        if now.duration_since(self.last_ping) >= settings.ping_interval {
-            self.last_ping = now;
-            self.phase.pinged(now);
-            self.send(myself, ServerFrame::Ping { timestamp: unix_millis() });
-            if self.outbound.send(OutFrame::Ping).is_ok() {
-                count_frame("out", "ws_ping");
-            }
-        }
-    }
-
-    fn on_drain(&mut self, myself: &ActorRef<ConnectionMsg>) {
-        if self.in_flight.is_empty() || self.user.is_none() {
-            return self.close(myself, CloseCode::ServiceRestart, "");
-        }
-        self.set_phase(ConnectionPhase::Draining);
-        myself.send_after(self.deps.settings.shutdown_grace, || ConnectionMsg::DrainDeadline);
-    }
-
-    fn close_if_drained(&mut self, myself: &ActorRef<ConnectionMsg>) {
-        if matches!(self.phase, ConnectionPhase::Draining) && self.in_flight.is_empty() {
-            self.close(myself, CloseCode::ServiceRestart, "");
-        }
-    }
 }
 
 fn client_kind(frame: &ClientFrame) -> &'static str {
@@ -442,10 +370,6 @@ fn client_kind(frame: &ClientFrame) -> &'static str {
         ClientFrame::Resume { .. } => "resume",
         ClientFrame::Ignored => "ignored",
     }
-}
-
-fn unix_now() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
 fn unix_millis() -> i64 {

@@ -1,0 +1,190 @@
+//! The v2 half of `ConnectionActor`: `seq` on every frame (through the session's resume
+//! stream), the welcome, `cancel`, `resume`, `auth_refresh`, and the `auth_expiring` / 4401
+//! timers. A legacy socket never allocates any of this.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use pam_protocol::{CloseCode, ErrorCode, ErrorFrame, SeqFrame, ServerFrame, UserId, V2Error, V2Frame, Welcome};
+use ractor::ActorRef;
+use tokio::sync::oneshot;
+use tokio::time::Instant;
+
+use super::{ConnectionMsg, ConnectionState, auth::instant_of_exp};
+use crate::metrics_names::{AUTH_FAILURES_TOTAL, count_frame};
+use crate::orchestrator::OrchestratorMsg;
+use crate::outbound::{CloseRequest, OutFrame, SendError};
+use crate::ports::AuthError;
+use crate::resume::SessionStream;
+
+/// `auth_expiring` goes out this long before `exp`.
+const EXPIRY_WARNING: Duration = Duration::from_secs(60);
+
+/// A v2 chat still being answered on this connection.
+pub(super) struct V2Turn {
+    pub(super) cancel: Option<oneshot::Sender<()>>,
+}
+
+/// Per-connection v2 state (boxed, so a legacy socket pays one pointer).
+#[derive(Default)]
+pub(super) struct V2State {
+    /// The session stream, from the welcome on.
+    pub(super) stream: Option<Arc<SessionStream>>,
+    /// Frames sent before the welcome (errors, pongs) are numbered from here.
+    pre_seq: u64,
+    /// Running chats by client id.
+    pub(super) turns: HashMap<String, V2Turn>,
+    /// Bumped by every token; timers of an older token are ignored.
+    auth_generation: u64,
+}
+
+impl ConnectionState {
+    /// Sends a v2 frame: through the session stream once there is one, numbered locally before.
+    pub(super) fn send_v2(&mut self, myself: &ActorRef<ConnectionMsg>, frame: V2Frame) {
+        let Some(v2) = self.v2.as_mut() else { return };
+        if let Some(stream) = &v2.stream {
+            return stream.push(frame);
+        }
+        v2.pre_seq += 1;
+        let kind = frame.kind();
+        match self.outbound.send(OutFrame::Text(SeqFrame { seq: v2.pre_seq, frame }.to_text())) {
+            Ok(()) => count_frame("out", kind),
+            Err(SendError::Full) => self.close(myself, CloseCode::SlowConsumer, ""),
+            Err(SendError::Closed) => {}
+        }
+    }
+
+    /// v2: turns still running when the socket goes keep streaming into their session (for a
+    /// `resume`): the orchestrator is unlinked (a stopping actor kills its linked children) and
+    /// told to stop once its queue is done.
+    pub(super) fn release_running_turns(&mut self, myself: &ActorRef<ConnectionMsg>) {
+        if self.v2.is_none() || self.in_flight.is_empty() {
+            return;
+        }
+        if let Some(orchestrator) = self.orchestrator.take() {
+            orchestrator.get_cell().unlink(myself.get_cell());
+            let _ = orchestrator.cast(OrchestratorMsg::Finish);
+        }
+    }
+
+    /// The close's error frame, numbered like every other v2 frame.
+    pub(super) fn stamp_close(&mut self, request: &mut CloseRequest, code: CloseCode) {
+        let (Some(v2), Some(error_code)) = (self.v2.as_mut(), code.error_code()) else { return };
+        let frame = V2Frame::error(None, error_code, request.reason.clone());
+        request.error_frame = Some(match &v2.stream {
+            Some(stream) => stream.stamp(frame),
+            None => {
+                v2.pre_seq += 1;
+                SeqFrame { seq: v2.pre_seq, frame }.to_text()
+            }
+        });
+    }
+
+    pub(super) fn welcome_v2(&mut self, myself: &ActorRef<ConnectionMsg>, user: UserId) {
+        let Some(v2) = self.v2.as_mut() else { return };
+        let stream = self.deps.resume.open(user, v2.pre_seq + 1);
+        let _ = stream.attach(&self.conn_id, self.outbound.clone(), myself.clone(), None);
+        let heartbeat_ms = u64::try_from(self.deps.settings.ping_interval.as_millis()).unwrap_or(u64::MAX);
+        stream.push(V2Frame::Welcome(Welcome::new(self.conn_id.clone(), stream.id(), heartbeat_ms)));
+        v2.stream = Some(stream);
+        self.schedule_expiry(myself);
+    }
+
+    /// Arms `auth_expiring` (60 s before `exp`) and the 4401 close (at `exp`) for the current token.
+    fn schedule_expiry(&mut self, myself: &ActorRef<ConnectionMsg>) {
+        let (Some(v2), Some(expires_at)) = (self.v2.as_mut(), self.expires_at) else { return };
+        v2.auth_generation += 1;
+        let generation = v2.auth_generation;
+        let left = expires_at.saturating_duration_since(Instant::now());
+        myself.send_after(left.saturating_sub(EXPIRY_WARNING), move || ConnectionMsg::TokenExpiring(generation));
+        myself.send_after(left, move || ConnectionMsg::TokenExpired(generation));
+    }
+
+    pub(super) fn on_token_expiring(&mut self, myself: &ActorRef<ConnectionMsg>, generation: u64) {
+        if self.v2.as_ref().is_none_or(|v2| v2.auth_generation != generation) {
+            return;
+        }
+        let Some(expires_at) = self.expires_at else { return };
+        let left = expires_at.saturating_duration_since(Instant::now());
+        let expires_in_ms = u64::try_from(left.as_millis()).unwrap_or(u64::MAX);
+        self.send_v2(myself, V2Frame::AuthExpiring { expires_in_ms });
+    }
+
+    pub(super) fn on_token_expired(&mut self, myself: &ActorRef<ConnectionMsg>, generation: u64) {
+        if self.v2.as_ref().is_some_and(|v2| v2.auth_generation == generation) {
+            metrics::counter!(AUTH_FAILURES_TOTAL, "reason" => "expired").increment(1);
+            self.close(myself, CloseCode::TokenExpired, "token expired; send auth_refresh before exp or reconnect");
+        }
+    }
+
+    /// `auth_refresh`: a valid token for the same user replaces the current one in place.
+    pub(super) async fn on_auth_refresh(&mut self, myself: &ActorRef<ConnectionMsg>, token: &str) {
+        match self.verify(token).await {
+            Ok((user, expires_at)) if Some(&user) == self.user.as_ref() => {
+                self.expires_at = expires_at.map(instant_of_exp);
+                tracing::debug!(conn_id = %self.conn_id, "token refreshed");
+                self.schedule_expiry(myself);
+            }
+            Ok(_) => self.refuse(myself, AuthError::Forbidden),
+            Err(error) => self.refuse(myself, error),
+        }
+    }
+
+    /// `cancel`: stops the running chat with this id (its partial answer is stored and sent).
+    pub(super) fn on_cancel(&mut self, myself: &ActorRef<ConnectionMsg>, id: String) {
+        let sender = self.v2.as_mut().and_then(|v2| v2.turns.get_mut(&id)).and_then(|turn| turn.cancel.take());
+        match sender {
+            Some(sender) => {
+                let _ = sender.send(());
+            }
+            None => {
+                let frame = V2Frame::error(Some(id), ErrorCode::ValidationError, "no running chat with this id");
+                self.send_v2(myself, frame);
+            }
+        }
+    }
+
+    /// `resume`: replays the named session after `last_seq` and continues on it, or answers
+    /// `resume_failed` and goes on with the fresh session.
+    pub(super) fn on_resume(&mut self, myself: &ActorRef<ConnectionMsg>, session_id: &str, last_seq: u64) {
+        let (Some(user), Some(current)) = (self.user.clone(), self.v2.as_ref().and_then(|v2| v2.stream.clone())) else { return };
+        if !self.in_flight.is_empty() {
+            return self.resume_failed(myself, &current, "chats are running on this connection; resume right after connecting");
+        }
+        let Some(old) = self.deps.resume.find(session_id, &user) else {
+            return self.resume_failed(myself, &current, "unknown or expired session");
+        };
+        match old.attach(&self.conn_id, self.outbound.clone(), myself.clone(), Some(last_seq)) {
+            Ok(replayed) => {
+                tracing::debug!(conn_id = %self.conn_id, replayed, "session resumed");
+                if old.id() != current.id() {
+                    current.detach(&self.conn_id);
+                    self.deps.resume.forget(current.id());
+                }
+                if let Some(v2) = self.v2.as_mut() {
+                    v2.stream = Some(old);
+                }
+            }
+            Err(error) => self.resume_failed(myself, &current, &error.to_string()),
+        }
+    }
+
+    fn resume_failed(&mut self, myself: &ActorRef<ConnectionMsg>, current: &SessionStream, reason: &str) {
+        let frame = V2Frame::ResumeFailed { session_id: current.id().to_string(), reason: reason.to_string() };
+        self.send_v2(myself, frame);
+    }
+}
+
+/// The v2 form of a frame built by the dialect-neutral code (errors, ping, pong).
+pub(super) fn to_v2(frame: ServerFrame) -> Option<V2Frame> {
+    match frame {
+        ServerFrame::Error(ErrorFrame { error_code, message, id, retryable }) => {
+            let retryable = retryable.unwrap_or_else(|| V2Error::default_retryable(error_code));
+            Some(V2Frame::Error(V2Error { id, error_code, message, retryable }))
+        }
+        ServerFrame::Ping { timestamp } => Some(V2Frame::Ping { timestamp }),
+        ServerFrame::Pong { timestamp } => Some(V2Frame::Pong { timestamp }),
+        ServerFrame::Connection(_) | ServerFrame::ChatResponse(_) => None,
+    }
+}

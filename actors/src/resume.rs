@@ -1,0 +1,270 @@
+//! The v2 resume buffer: one `SessionStream` per v2 session numbers every server frame (`seq`),
+//! forwards it to the socket attached right now (if any) and keeps the replayable ones in a
+//! bounded ring that outlives the socket. `ResumeBuffer` is the shared registry, bounded in
+//! sessions, with a TTL for sessions no socket is attached to. Used by the `ConnectionActor`
+//! and by the orchestrator, whose turns keep streaming into a session after its socket is gone.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use pam_protocol::{SeqFrame, UserId, V2Frame};
+use ractor::ActorRef;
+use tokio::time::Instant;
+
+use crate::connection::ConnectionMsg;
+use crate::metrics_names::count_frame;
+use crate::outbound::{OutFrame, Outbound, SendError};
+
+/// Limits of the resume buffer.
+#[derive(Debug, Clone, Copy)]
+pub struct ResumeLimits {
+    /// Sessions kept at once (attached or not).
+    pub max_sessions: usize,
+    /// Replayable frames kept per session (oldest dropped first).
+    pub max_frames: usize,
+    /// Bytes of replayable frames kept per session.
+    pub max_bytes: usize,
+    /// How long a session with no socket stays resumable.
+    pub ttl: Duration,
+}
+
+impl Default for ResumeLimits {
+    fn default() -> Self {
+        ResumeLimits { max_sessions: 20_000, max_frames: 256, max_bytes: 64 * 1024, ttl: Duration::from_secs(300) }
+    }
+}
+
+/// The socket a session's frames go to.
+struct Attached {
+    conn_id: String,
+    outbound: Outbound,
+    actor: ActorRef<ConnectionMsg>,
+}
+
+struct StreamInner {
+    last_seq: u64,
+    /// Replayable frames, oldest first, with their text.
+    frames: VecDeque<(u64, Arc<str>)>,
+    bytes: usize,
+    /// Highest seq dropped from the ring (a resume from before it cannot be served).
+    evicted_up_to: u64,
+    attached: Option<Attached>,
+    detached_at: Option<Instant>,
+}
+
+/// Why a resume could not replay.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ResumeError {
+    #[error("unknown or expired session")]
+    Unknown,
+    #[error("the frames after last_seq are no longer buffered")]
+    TooOld,
+    #[error("last_seq is ahead of the session")]
+    Ahead,
+}
+
+/// One v2 session: its seq counter, replay ring and current socket.
+pub struct SessionStream {
+    id: String,
+    user: UserId,
+    limits: ResumeLimits,
+    inner: Mutex<StreamInner>,
+}
+
+impl SessionStream {
+    fn new(id: String, user: UserId, first_seq: u64, limits: ResumeLimits) -> Self {
+        let inner = StreamInner {
+            last_seq: first_seq.saturating_sub(1),
+            frames: VecDeque::new(),
+            bytes: 0,
+            evicted_up_to: 0,
+            attached: None,
+            detached_at: Some(Instant::now()),
+        };
+        SessionStream { id, user, limits, inner: Mutex::new(inner) }
+    }
+
+    /// The session id clients resume with.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    fn lock(&self) -> MutexGuard<'_, StreamInner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Numbers `frame`, keeps it if replayable, and sends it to the attached socket. A full
+    /// socket queue tells the connection to close with 4408 (the frame stays buffered).
+    pub fn push(&self, frame: V2Frame) {
+        let mut inner = self.lock();
+        inner.last_seq += 1;
+        let kind = frame.kind();
+        let replayable = frame.is_replayable();
+        let text: Arc<str> = SeqFrame { seq: inner.last_seq, frame }.to_text().into();
+        if replayable {
+            let seq = inner.last_seq;
+            self.keep(&mut inner, seq, text.clone());
+        }
+        if let Some(attached) = &inner.attached {
+            deliver(attached, kind, &text);
+        }
+    }
+
+    /// Numbers `frame` and returns its text without buffering or sending it (the error frame
+    /// that precedes a close travels with the close request).
+    pub fn stamp(&self, frame: V2Frame) -> String {
+        let mut inner = self.lock();
+        inner.last_seq += 1;
+        SeqFrame { seq: inner.last_seq, frame }.to_text()
+    }
+
+    fn keep(&self, inner: &mut StreamInner, seq: u64, text: Arc<str>) {
+        inner.bytes += text.len();
+        inner.frames.push_back((seq, text));
+        while inner.frames.len() > self.limits.max_frames || (inner.bytes > self.limits.max_bytes && inner.frames.len() > 1) {
+            if let Some((old_seq, old)) = inner.frames.pop_front() {
+                inner.bytes -= old.len();
+                inner.evicted_up_to = old_seq;
+            }
+        }
+    }
+
+    /// Attaches a socket, first replaying every buffered frame after `last_seq` (in order, under
+    /// the lock, so no live frame overtakes the replay). Another socket attached to the session is
+    /// told it was taken over.
+    pub fn attach(
+        &self,
+        conn_id: &str,
+        outbound: Outbound,
+        actor: ActorRef<ConnectionMsg>,
+        last_seq: Option<u64>,
+    ) -> Result<usize, ResumeError> {
+        let mut inner = self.lock();
+        let mut replayed = 0;
+        if let Some(last_seq) = last_seq {
+            if last_seq > inner.last_seq {
+                return Err(ResumeError::Ahead);
+            }
+            if last_seq < inner.evicted_up_to {
+                return Err(ResumeError::TooOld);
+            }
+        }
+        let attached = Attached { conn_id: conn_id.to_string(), outbound, actor };
+        if let Some(last_seq) = last_seq {
+            for (_, text) in inner.frames.iter().filter(|(seq, _)| *seq > last_seq) {
+                deliver(&attached, "replay", text);
+                replayed += 1;
+            }
+        }
+        if let Some(previous) = inner.attached.replace(attached) {
+            if previous.conn_id != conn_id {
+                let _ = previous.actor.cast(ConnectionMsg::SessionTaken);
+            }
+        }
+        inner.detached_at = None;
+        Ok(replayed)
+    }
+
+    /// Detaches `conn_id`'s socket (if it is still the attached one); the TTL starts.
+    pub fn detach(&self, conn_id: &str) {
+        let mut inner = self.lock();
+        if inner.attached.as_ref().is_some_and(|a| a.conn_id == conn_id) {
+            inner.attached = None;
+            inner.detached_at = Some(Instant::now());
+        }
+    }
+
+    fn expired(&self, now: Instant) -> bool {
+        self.lock().detached_at.is_some_and(|at| now.duration_since(at) >= self.limits.ttl)
+    }
+
+    fn detached_since(&self) -> Option<Instant> {
+        self.lock().detached_at
+    }
+}
+
+fn deliver(attached: &Attached, kind: &'static str, text: &Arc<str>) {
+    match attached.outbound.send(OutFrame::Text(text.to_string())) {
+        Ok(()) => count_frame("out", kind),
+        Err(SendError::Full) => {
+            let _ = attached.actor.cast(ConnectionMsg::SlowConsumer);
+        }
+        Err(SendError::Closed) => {}
+    }
+}
+
+/// The shared registry of v2 sessions.
+pub struct ResumeBuffer {
+    limits: ResumeLimits,
+    sessions: Mutex<HashMap<String, Arc<SessionStream>>>,
+}
+
+impl ResumeBuffer {
+    pub fn new(limits: ResumeLimits) -> Self {
+        ResumeBuffer { limits, sessions: Mutex::new(HashMap::new()) }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HashMap<String, Arc<SessionStream>>> {
+        self.sessions.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A fresh session for `user` whose first frame gets `first_seq`. It is registered for
+    /// resume when there is room after dropping expired sessions (then the oldest detached one);
+    /// otherwise it still works, it just cannot be resumed.
+    pub fn open(&self, user: UserId, first_seq: u64) -> Arc<SessionStream> {
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let stream = Arc::new(SessionStream::new(id.clone(), user, first_seq, self.limits));
+        let mut sessions = self.lock();
+        if sessions.len() >= self.limits.max_sessions {
+            let now = Instant::now();
+            sessions.retain(|_, s| !s.expired(now));
+        }
+        if sessions.len() >= self.limits.max_sessions {
+            let oldest = sessions.iter().filter_map(|(k, s)| s.detached_since().map(|at| (at, k.clone()))).min();
+            if let Some((_, key)) = oldest {
+                sessions.remove(&key);
+            }
+        }
+        if sessions.len() < self.limits.max_sessions {
+            sessions.insert(id, stream.clone());
+        }
+        stream
+    }
+
+    /// `user`'s session `id`, unless it is unknown, expired or someone else's (all look alike,
+    /// so nothing is learned about other users' sessions).
+    pub fn find(&self, id: &str, user: &UserId) -> Option<Arc<SessionStream>> {
+        let mut sessions = self.lock();
+        let stream = sessions.get(id)?.clone();
+        if stream.expired(Instant::now()) {
+            sessions.remove(id);
+            return None;
+        }
+        (stream.user == *user).then_some(stream)
+    }
+
+    /// Forgets a session (one that a resume replaced).
+    pub fn forget(&self, id: &str) {
+        self.lock().remove(id);
+    }
+
+    /// Sessions held right now.
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl Default for ResumeBuffer {
+    fn default() -> Self {
+        ResumeBuffer::new(ResumeLimits::default())
+    }
+}
+
+#[cfg(test)]
+#[path = "resume_tests.rs"]
+mod tests;

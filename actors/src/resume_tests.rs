@@ -1,0 +1,120 @@
+//! Unit tests of the resume buffer (paused tokio time for the TTL).
+
+use super::*;
+use crate::outbound::{OutboundReceiver, WriterEvent, channel};
+use ractor::{Actor, ActorProcessingErr};
+
+/// Stands in for a connection actor: swallows every message.
+struct Sink;
+
+impl Actor for Sink {
+    type Msg = ConnectionMsg;
+    type State = ();
+    type Arguments = ();
+
+    async fn pre_start(&self, _myself: ActorRef<Self::Msg>, _args: ()) -> Result<(), ActorProcessingErr> {
+        Ok(())
+    }
+}
+
+fn user(n: u8) -> UserId {
+    UserId::parse(&format!("{n}{n}{n}{n}{n}{n}{n}{n}-1111-4111-8111-111111111111")).unwrap()
+}
+
+fn limits(max_frames: usize) -> ResumeLimits {
+    ResumeLimits { max_sessions: 2, max_frames, max_bytes: 1 << 20, ttl: Duration::from_secs(60) }
+}
+
+async fn seqs(rx: &mut OutboundReceiver) -> Vec<u64> {
+    let mut seen = Vec::new();
+    while let Some(OutFrame::Text(text)) = rx.try_next_frame() {
+        let frame: SeqFrame = serde_json::from_str(&text).unwrap();
+        seen.push(frame.seq);
+    }
+    seen
+}
+
+fn ack(id: &str) -> V2Frame {
+    V2Frame::Ack { id: id.into() }
+}
+
+#[tokio::test]
+async fn frames_are_numbered_and_replayed_after_last_seq() {
+    let (actor, _) = Actor::spawn(None, Sink, ()).await.unwrap();
+    let buffer = ResumeBuffer::new(limits(10));
+    let stream = buffer.open(user(1), 1);
+    stream.push(V2Frame::Welcome(pam_protocol::Welcome::new("c", stream.id(), 1)));
+    for id in ["a", "b", "c"] {
+        stream.push(ack(id));
+    }
+    stream.push(V2Frame::Ping { timestamp: 1 });
+    let (out, mut rx) = channel(16);
+    let found = buffer.find(stream.id(), &user(1)).expect("own session is found");
+    assert_eq!(found.attach("c2", out.clone(), actor.clone(), Some(2)), Ok(2));
+    assert_eq!(seqs(&mut rx).await, vec![3, 4], "acks b and c; welcome and ping are not replayed");
+    stream.push(ack("d"));
+    assert_eq!(seqs(&mut rx).await, vec![6], "live frames follow the replay");
+    assert_eq!(found.attach("c3", out, actor.clone(), Some(7)), Err(ResumeError::Ahead));
+    actor.stop(None);
+}
+
+#[tokio::test]
+async fn a_resume_from_before_the_ring_fails_as_too_old() {
+    let (actor, _) = Actor::spawn(None, Sink, ()).await.unwrap();
+    let buffer = ResumeBuffer::new(limits(2));
+    let stream = buffer.open(user(1), 1);
+    for id in ["a", "b", "c", "d"] {
+        stream.push(ack(id));
+    }
+    let (out, mut rx) = channel(16);
+    assert_eq!(stream.attach("c2", out.clone(), actor.clone(), Some(1)), Err(ResumeError::TooOld));
+    assert_eq!(stream.attach("c2", out, actor.clone(), Some(2)), Ok(2));
+    assert_eq!(seqs(&mut rx).await, vec![3, 4]);
+    actor.stop(None);
+}
+
+#[tokio::test]
+async fn sessions_are_only_found_by_their_user() {
+    let buffer = ResumeBuffer::new(limits(2));
+    let stream = buffer.open(user(1), 1);
+    assert!(buffer.find(stream.id(), &user(2)).is_none());
+    assert!(buffer.find("nope", &user(1)).is_none());
+    assert!(buffer.find(stream.id(), &user(1)).is_some());
+}
+
+#[tokio::test(start_paused = true)]
+async fn detached_sessions_expire_and_the_registry_stays_bounded() {
+    let (actor, _) = Actor::spawn(None, Sink, ()).await.unwrap();
+    let buffer = ResumeBuffer::new(limits(2));
+    let attached = buffer.open(user(1), 1);
+    let (out, _rx) = channel(4);
+    attached.attach("c1", out, actor.clone(), None).unwrap();
+    let detached = buffer.open(user(1), 1);
+    tokio::time::advance(Duration::from_secs(61)).await;
+    assert!(buffer.find(detached.id(), &user(1)).is_none(), "expired after the TTL");
+    assert!(buffer.find(attached.id(), &user(1)).is_some(), "an attached session never expires");
+    let a = buffer.open(user(1), 1);
+    let b = buffer.open(user(1), 1);
+    assert_eq!(buffer.len(), 2, "bounded in sessions");
+    assert!(buffer.find(a.id(), &user(1)).is_none(), "the oldest detached session made room");
+    assert!(buffer.find(b.id(), &user(1)).is_some());
+    attached.detach("c1");
+    actor.stop(None);
+}
+
+#[tokio::test]
+async fn a_full_socket_queue_keeps_the_frame_for_resume() {
+    let (actor, _) = Actor::spawn(None, Sink, ()).await.unwrap();
+    let buffer = ResumeBuffer::new(limits(10));
+    let stream = buffer.open(user(1), 1);
+    let (out, mut rx) = channel(1);
+    stream.attach("c1", out, actor.clone(), None).unwrap();
+    stream.push(ack("a"));
+    stream.push(ack("b"));
+    assert!(matches!(rx.next().await, WriterEvent::Frame(_)));
+    stream.detach("c1");
+    let (out, mut rx) = channel(4);
+    assert_eq!(stream.attach("c2", out, actor.clone(), Some(1)), Ok(1));
+    assert_eq!(seqs(&mut rx).await, vec![2]);
+    actor.stop(None);
+}

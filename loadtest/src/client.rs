@@ -1,0 +1,92 @@
+//! One virtual user's socket: TCP connect and WebSocket handshake timed apart (a SYN lost to a
+//! full accept backlog shows as a ≥ 1 s TCP connect), the welcome frame awaited, and server JSON
+//! pings answered with pongs the way the browser client does.
+
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, client_async};
+
+use crate::auth::{Tokens, host_port, user_id};
+
+pub(crate) type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// A TCP connect this slow went through a SYN retransmit (the first retry fires after 1 s).
+pub(crate) const SYN_RETRY_STALL: Duration = Duration::from_secs(1);
+/// How long a connect + auth may take before it counts as failed.
+const CONNECT_DEADLINE: Duration = Duration::from_secs(30);
+
+/// A connected, authenticated socket and how long each step took.
+pub(crate) struct Session {
+    pub(crate) socket: Socket,
+    /// TCP connect.
+    pub(crate) tcp: Duration,
+    /// TCP connect + handshake + welcome frame: k6's `ws_connecting` plus auth.
+    pub(crate) connecting: Duration,
+}
+
+/// Connects virtual user `n` to `base` (`ws://host:port`) and waits for the welcome frame.
+pub(crate) async fn connect(base: &str, tokens: &Tokens, n: usize) -> Result<Session, String> {
+    let user = user_id(n);
+    let token = tokens.token_for(&user).await?;
+    let url = format!("{}/api/v1/pam/ws/{user}?token={token}", base.trim_end_matches('/'));
+    tokio::time::timeout(CONNECT_DEADLINE, connect_url(&url)).await.unwrap_or_else(|_| Err("connect + auth timed out".into()))
+}
+
+async fn connect_url(url: &str) -> Result<Session, String> {
+    let started = Instant::now();
+    let stream = TcpStream::connect(host_port(url)).await.map_err(|e| format!("tcp connect: {e}"))?;
+    let tcp = started.elapsed();
+    stream.set_nodelay(true).map_err(|e| e.to_string())?;
+    let (mut socket, _) = client_async(url, MaybeTlsStream::Plain(stream)).await.map_err(|e| format!("handshake: {e}"))?;
+    loop {
+        match next_json(&mut socket).await? {
+            frame if frame["type"] == "connection" => break,
+            frame if frame["type"] == "error" => return Err(format!("refused: {}", frame["error_code"])),
+            _ => {}
+        }
+    }
+    Ok(Session { socket, tcp, connecting: started.elapsed() })
+}
+
+/// The next text frame as JSON; server JSON pings are answered here and never returned.
+pub(crate) async fn next_json(socket: &mut Socket) -> Result<Value, String> {
+    loop {
+        match socket.next().await {
+            Some(Ok(Message::Text(text))) => {
+                let frame: Value = serde_json::from_str(&text).map_err(|e| format!("server sent invalid JSON: {e}"))?;
+                if frame["type"] == "ping" {
+                    let pong = json!({"type": "pong", "timestamp": frame["timestamp"]});
+                    socket.send(Message::Text(pong.to_string().into())).await.map_err(|e| format!("send pong: {e}"))?;
+                    continue;
+                }
+                return Ok(frame);
+            }
+            Some(Ok(Message::Close(close))) => return Err(format!("closed by server: {close:?}")),
+            Some(Ok(_)) => {}
+            Some(Err(error)) => return Err(format!("read: {error}")),
+            None => return Err("connection ended".into()),
+        }
+    }
+}
+
+/// Sends one JSON frame.
+pub(crate) async fn send_json(socket: &mut Socket, frame: &Value) -> Result<(), String> {
+    socket.send(Message::Text(frame.to_string().into())).await.map_err(|e| format!("send: {e}"))
+}
+
+/// Keeps a socket alive (answering pings) until `stop` fires, then closes it.
+pub(crate) async fn hold(mut socket: Socket, mut stop: tokio::sync::watch::Receiver<bool>) -> bool {
+    loop {
+        tokio::select! {
+            _ = stop.changed() => {
+                let _ = socket.close(None).await;
+                return true;
+            }
+            frame = next_json(&mut socket) => if frame.is_err() { return false },
+        }
+    }
+}

@@ -1,0 +1,158 @@
+//! `legacy-chat`: U users on the legacy protocol, each sending one chat every interval (at most
+//! one outstanding) and answering the server's JSON pings, for a fixed duration. Thresholds:
+//! `chat_latency` p95 under the limit, connect success at or above the minimum, and at least as
+//! many chat answers without `error:true`.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use crate::auth::Tokens;
+use crate::client::{self, Session};
+use crate::progress::{Progress, Ticker};
+use crate::summary::{Rate, Report, Rule, Trend};
+
+/// What the browser's users ask (answered by the builtin assistant from their context).
+const QUESTIONS: [&str; 4] = [
+    "How much have I spent on fuel this month?",
+    "How much budget is left?",
+    "Which friends are travelling nearby?",
+    "Any events coming up?",
+];
+
+/// A chat not answered by then counts as failed and ends that user.
+const CHAT_DEADLINE: Duration = Duration::from_secs(30);
+
+/// Options of one run.
+pub(crate) struct ChatPlan {
+    pub(crate) users: usize,
+    pub(crate) duration: Duration,
+    pub(crate) interval: Duration,
+    pub(crate) p95_limit_ms: f64,
+    pub(crate) min_success: f64,
+}
+
+/// One user's tallies.
+#[derive(Default)]
+struct UserTally {
+    connecting: Trend,
+    latency: Trend,
+    connected: bool,
+    answers: Rate,
+    sent: u64,
+    received: u64,
+    error: Option<String>,
+}
+
+pub(crate) async fn run(url: &str, tokens: &Tokens, plan: &ChatPlan) -> Report {
+    let progress = Arc::new(Progress::default());
+    let _ticker = Ticker::start("legacy-chat", progress.clone());
+    let started = Instant::now();
+    let deadline = started + plan.duration;
+    let tasks: Vec<_> = (0..plan.users)
+        .map(|n| {
+            // Ramp the users up over the first interval, as k6's ramping does.
+            let offset = plan.interval.mul_f64(n as f64 / plan.users.max(1) as f64);
+            let (url, tokens, progress, interval) = (url.to_string(), tokens.clone(), progress.clone(), plan.interval);
+            tokio::spawn(async move {
+                tokio::time::sleep(offset).await;
+                user(&url, &tokens, n, interval, deadline, &progress).await
+            })
+        })
+        .collect();
+    let (mut connecting, mut latency) = (Trend::default(), Trend::default());
+    let (mut connects, mut answers, mut sent, mut received, mut first_error) = (Rate::default(), Rate::default(), 0, 0, None);
+    for task in tasks {
+        let tally = task.await.unwrap_or_default();
+        connecting.merge(tally.connecting);
+        latency.merge(tally.latency);
+        connects.add(tally.connected);
+        answers.passes += tally.answers.passes;
+        answers.fails += tally.answers.fails;
+        sent += tally.sent;
+        received += tally.received;
+        first_error = first_error.or(tally.error);
+    }
+    let mut report =
+        Report::new(format!("legacy-chat {} users, one chat per {} ms each", plan.users, plan.interval.as_millis()), started.elapsed());
+    report
+        .trend("ws_connecting", connecting)
+        .count("ws_sessions", connects.passes)
+        .count("ws_msgs_sent", sent)
+        .count("ws_msgs_received", received)
+        .trend("chat_latency", latency)
+        .rate("connect_success", connects)
+        .rate("chat_success", answers);
+    if let Some(error) = first_error {
+        report.text("first_error", error);
+    }
+    report
+        .threshold("chat_latency", Rule::PercentileBelow { p: 95.0, limit_ms: plan.p95_limit_ms })
+        .threshold("connect_success", Rule::RateAtLeast { min: plan.min_success })
+        .threshold("chat_success", Rule::RateAtLeast { min: plan.min_success });
+    report
+}
+
+async fn user(url: &str, tokens: &Tokens, n: usize, interval: Duration, deadline: Instant, progress: &Progress) -> UserTally {
+    let mut tally = UserTally::default();
+    let Session { mut socket, connecting, .. } = match client::connect(url, tokens, n).await {
+        Ok(session) => session,
+        Err(error) => {
+            Progress::bump(&progress.failed);
+            tally.error = Some(error);
+            return tally;
+        }
+    };
+    Progress::bump(&progress.connected);
+    tally.connected = true;
+    tally.connecting.record(connecting);
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let session_id = format!("loadtest-{n}");
+    let mut turn = 0usize;
+    while Instant::now() < deadline {
+        tick.tick().await;
+        if Instant::now() >= deadline {
+            break;
+        }
+        let chat = json!({"type": "chat", "message": QUESTIONS[(n + turn) % QUESTIONS.len()], "session_id": session_id});
+        turn += 1;
+        let sent = Instant::now();
+        if let Err(error) = client::send_json(&mut socket, &chat).await {
+            tally.answers.add(false);
+            tally.error = Some(error);
+            return tally;
+        }
+        tally.sent += 1;
+        Progress::bump(&progress.sent);
+        let answer = tokio::time::timeout(CHAT_DEADLINE, chat_response(&mut socket, &mut tally)).await;
+        match answer.unwrap_or_else(|_| Err(format!("no chat_response within {} s", CHAT_DEADLINE.as_secs()))) {
+            Ok(ok) => {
+                tally.latency.record(sent.elapsed());
+                tally.answers.add(ok);
+                Progress::bump(&progress.received);
+            }
+            Err(error) => {
+                tally.answers.add(false);
+                tally.error = Some(error);
+                return tally;
+            }
+        }
+    }
+    let _ = socket.close(None).await;
+    tally
+}
+
+/// Waits for the turn's `chat_response`; `Ok(false)` when it carried `error: true`.
+async fn chat_response(socket: &mut client::Socket, tally: &mut UserTally) -> Result<bool, String> {
+    loop {
+        let frame = client::next_json(socket).await?;
+        tally.received += 1;
+        match frame["type"].as_str() {
+            Some("chat_response") => return Ok(frame["error"] != true),
+            Some("error") => return Err(format!("error frame: {}", frame["error_code"])),
+            _ => {}
+        }
+    }
+}

@@ -1,0 +1,141 @@
+//! The server under test: either one already running (`--url`, optionally `--pid` for memory), or
+//! a child process the runner starts — the gateway binary on port 0 with a fresh JWT secret and a
+//! throwaway SQLite database, or this crate's own bare echo server. Children are killed on drop.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// A started server: its ws base URL and pid.
+pub(crate) struct Server {
+    pub(crate) url: String,
+    pub(crate) pid: u32,
+    child: Child,
+    _dir: Option<TempDir>,
+}
+
+impl Server {
+    /// Starts `bin` (pam-gateway) on 127.0.0.1:0 with `secret` as `SUPABASE_JWT_SECRET`.
+    pub(crate) async fn gateway(bin: &Path, secret: &str) -> Result<Self, String> {
+        let dir = TempDir::new()?;
+        let mut command = Command::new(bin);
+        command
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("PAM_LISTEN", "127.0.0.1:0")
+            .env("SUPABASE_JWT_SECRET", secret)
+            .env("DATABASE_URL", format!("sqlite://{}/loadtest.db", dir.0.display()))
+            .env("PAM_LOG_FORMAT", "json")
+            .env("RUST_LOG", "warn,pam_gateway=info");
+        Self::start(command, "pam-gateway listening", Some(dir)).await
+    }
+
+    /// Starts this binary's `echo-server` subcommand.
+    pub(crate) async fn echo() -> Result<Self, String> {
+        let exe = std::env::current_exe().map_err(|e| format!("own path: {e}"))?;
+        let mut command = Command::new(exe);
+        command.args(["echo-server", "--listen", "127.0.0.1:0"]);
+        Self::start(command, "echo-server listening", None).await
+    }
+
+    /// Spawns, then reads stderr (on a thread, which keeps draining it so the server never
+    /// blocks on a full pipe) until the line containing `ready` names the bound address.
+    async fn start(mut command: Command, ready: &str, dir: Option<TempDir>) -> Result<Self, String> {
+        command.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
+        let mut child = command.spawn().map_err(|e| format!("cannot start server: {e}"))?;
+        let pid = child.id();
+        let stderr = child.stderr.take().ok_or("no stderr")?;
+        let (found_tx, found_rx) = tokio::sync::oneshot::channel();
+        let ready = ready.to_string();
+        std::thread::spawn(move || {
+            let mut found_tx = Some(found_tx);
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if line.contains(&ready) {
+                    if let Some(tx) = found_tx.take() {
+                        let _ = tx.send(address_in(&line).ok_or_else(|| format!("no address in: {line}")));
+                    }
+                }
+            }
+        });
+        let mut server = Self { url: String::new(), pid, child, _dir: dir };
+        let address = match tokio::time::timeout(Duration::from_secs(30), found_rx).await {
+            Ok(Ok(found)) => found?,
+            Ok(Err(_)) => return Err("server exited before it listened".into()),
+            Err(_) => return Err("server did not listen within 30 s".into()),
+        };
+        server.url = format!("ws://{address}");
+        Ok(server)
+    }
+
+    /// Stops the child with SIGKILL (its state is thrown away with it).
+    pub(crate) async fn stop(self) {
+        drop(self);
+        // Give the kernel a moment to release the dead server's sockets before the next run.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The first `127.0.0.1:PORT` in a log line.
+fn address_in(line: &str) -> Option<String> {
+    let start = line.find("127.0.0.1:")?;
+    let digits: String = line[start + 10..].chars().take_while(char::is_ascii_digit).collect();
+    (!digits.is_empty()).then(|| format!("127.0.0.1:{digits}"))
+}
+
+/// VmRSS of a process, in KiB.
+pub(crate) fn rss_kib(pid: u32) -> Result<u64, String> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).map_err(|e| format!("cannot read /proc/{pid}/status: {e}"))?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|kib| kib.parse().ok())
+        .ok_or_else(|| format!("no VmRSS in /proc/{pid}/status"))
+}
+
+/// A directory removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new() -> Result<Self, String> {
+        let path = std::env::temp_dir().join(format!("pam-loadtest-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&path).map_err(|e| format!("temp dir: {e}"))?;
+        Ok(Self(path))
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A random secret for a gateway the runner starts.
+pub(crate) fn random_secret() -> String {
+    format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_address_is_read_from_a_json_log_line() {
+        let line = r#"{"level":"INFO","fields":{"message":"pam-gateway listening","address":"127.0.0.1:40123"}}"#;
+        assert_eq!(address_in(line).as_deref(), Some("127.0.0.1:40123"));
+        assert_eq!(address_in("listening on 127.0.0.1:"), None);
+    }
+
+    #[test]
+    fn this_process_has_a_resident_size() {
+        assert!(rss_kib(std::process::id()).unwrap() > 0);
+    }
+}

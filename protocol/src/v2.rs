@@ -1,0 +1,223 @@
+//! Server → client frames of the v2 dialect. Every frame carries `seq` (strictly increasing per
+//! session) so a reconnecting client can `resume`; `SeqFrame` pairs a `V2Frame` with its `seq`.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::{ErrorCode, UiAction, V2_SUBPROTOCOL};
+
+/// The v2 welcome, sent once after authentication.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Welcome {
+    /// Always `pam.v2`.
+    pub protocol: String,
+    pub connection_id: String,
+    /// The resumable stream session (server-chosen); `resume` names it after a reconnect.
+    pub session_id: String,
+    /// How often the server pings (`PAM_PING_INTERVAL_MS`).
+    pub heartbeat_ms: u64,
+}
+
+impl Welcome {
+    /// A welcome for `pam.v2`.
+    pub fn new(connection_id: impl Into<String>, session_id: impl Into<String>, heartbeat_ms: u64) -> Self {
+        Welcome { protocol: V2_SUBPROTOCOL.into(), connection_id: connection_id.into(), session_id: session_id.into(), heartbeat_ms }
+    }
+}
+
+/// The terminal frame of a v2 chat: the full text, which replaces any streamed deltas.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChatEnd {
+    pub id: String,
+    pub message: String,
+    pub ui_actions: Vec<UiAction>,
+    pub model: String,
+    pub source: String,
+    pub cached: bool,
+    pub first_token_ms: Option<u64>,
+    pub latency_ms: u64,
+}
+
+/// A v2 error; `retryable` tells the client whether sending the same thing again may work.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct V2Error {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    pub error_code: ErrorCode,
+    pub message: String,
+    pub retryable: bool,
+}
+
+impl V2Error {
+    /// Whether a client may retry after an error with this code (without changing anything).
+    pub fn default_retryable(code: ErrorCode) -> bool {
+        matches!(
+            code,
+            ErrorCode::LlmUnavailable
+                | ErrorCode::StorageUnavailable
+                | ErrorCode::Internal
+                | ErrorCode::Timeout
+                | ErrorCode::RateLimitExceeded
+                | ErrorCode::ServiceRestart
+                | ErrorCode::TokenExpired
+        )
+    }
+}
+
+/// Every v2 server frame, tagged by `type` (without its `seq`, see `SeqFrame`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum V2Frame {
+    Welcome(Welcome),
+    /// The chat `id` is durably stored; model work starts after this.
+    Ack {
+        id: String,
+    },
+    ChatDelta {
+        id: String,
+        delta: String,
+    },
+    ChatEnd(ChatEnd),
+    Error(V2Error),
+    /// The token expires in `expires_in_ms`; send `auth_refresh` before then.
+    AuthExpiring {
+        expires_in_ms: u64,
+    },
+    /// `resume` could not replay (unknown, another user's, or too old): the connection goes on
+    /// with the fresh session named here.
+    ResumeFailed {
+        session_id: String,
+        reason: String,
+    },
+    Ping {
+        timestamp: i64,
+    },
+    Pong {
+        timestamp: Value,
+    },
+}
+
+impl V2Frame {
+    /// An error frame with the code's default `retryable`.
+    pub fn error(id: Option<String>, error_code: ErrorCode, message: impl Into<String>) -> Self {
+        V2Frame::Error(V2Error { id, error_code, message: message.into(), retryable: V2Error::default_retryable(error_code) })
+    }
+
+    /// The `type` tag, for metrics labels.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            V2Frame::Welcome(_) => "welcome",
+            V2Frame::Ack { .. } => "ack",
+            V2Frame::ChatDelta { .. } => "chat_delta",
+            V2Frame::ChatEnd(_) => "chat_end",
+            V2Frame::Error(_) => "error",
+            V2Frame::AuthExpiring { .. } => "auth_expiring",
+            V2Frame::ResumeFailed { .. } => "resume_failed",
+            V2Frame::Ping { .. } => "ping",
+            V2Frame::Pong { .. } => "pong",
+        }
+    }
+
+    /// Whether a `resume` should replay this frame. Welcome, keepalive and resume outcomes are
+    /// about one socket, not the conversation.
+    pub fn is_replayable(&self) -> bool {
+        !matches!(self, V2Frame::Welcome(_) | V2Frame::Ping { .. } | V2Frame::Pong { .. } | V2Frame::ResumeFailed { .. })
+    }
+}
+
+/// A v2 frame with its `seq`, as sent on the wire.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SeqFrame {
+    pub seq: u64,
+    #[serde(flatten)]
+    pub frame: V2Frame,
+}
+
+impl SeqFrame {
+    /// JSON text; frames are plain data, so this cannot fail.
+    pub fn to_text(&self) -> String {
+        serde_json::to_string(self).unwrap_or_else(|_| {
+            format!(r#"{{"type":"error","seq":{},"error_code":"INTERNAL","message":"encoding failed","retryable":true}}"#, self.seq)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn round_trip(seq: u64, frame: V2Frame) -> Value {
+        let sequenced = SeqFrame { seq, frame };
+        let text = sequenced.to_text();
+        let back: SeqFrame = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, sequenced);
+        let value: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(value["seq"], seq, "{value}");
+        value
+    }
+
+    #[test]
+    fn welcome_names_the_protocol_and_session() {
+        let v = round_trip(1, V2Frame::Welcome(Welcome::new("c1", "s1", 25_000)));
+        assert_eq!(v, json!({"type":"welcome","protocol":"pam.v2","connection_id":"c1","session_id":"s1","heartbeat_ms":25000,"seq":1}));
+    }
+
+    #[test]
+    fn ack_and_delta_carry_the_client_id() {
+        assert_eq!(round_trip(2, V2Frame::Ack { id: "m1".into() }), json!({"type":"ack","id":"m1","seq":2}));
+        assert_eq!(
+            round_trip(3, V2Frame::ChatDelta { id: "m1".into(), delta: "Hel".into() }),
+            json!({"type":"chat_delta","id":"m1","delta":"Hel","seq":3})
+        );
+    }
+
+    #[test]
+    fn chat_end_has_every_field_of_the_contract() {
+        let v = round_trip(
+            4,
+            V2Frame::ChatEnd(ChatEnd {
+                id: "m1".into(),
+                message: "Hello".into(),
+                ui_actions: vec![],
+                model: "m".into(),
+                source: "builtin".into(),
+                cached: false,
+                first_token_ms: None,
+                latency_ms: 7,
+            }),
+        );
+        for key in ["id", "seq", "message", "ui_actions", "model", "source", "cached", "first_token_ms", "latency_ms"] {
+            assert!(v.get(key).is_some(), "{key} missing in {v}");
+        }
+        assert_eq!(v["type"], "chat_end");
+    }
+
+    #[test]
+    fn errors_always_say_whether_to_retry() {
+        let v = round_trip(5, V2Frame::error(Some("m1".into()), ErrorCode::LlmUnavailable, "down"));
+        assert_eq!(v, json!({"type":"error","id":"m1","seq":5,"error_code":"LLM_UNAVAILABLE","message":"down","retryable":true}));
+        let v = round_trip(6, V2Frame::error(None, ErrorCode::UnknownType, "nope"));
+        assert_eq!(v["retryable"], false);
+        assert!(v.get("id").is_none());
+    }
+
+    #[test]
+    fn auth_expiring_resume_failed_ping_and_pong_round_trip() {
+        assert_eq!(
+            round_trip(7, V2Frame::AuthExpiring { expires_in_ms: 60_000 }),
+            json!({"type":"auth_expiring","expires_in_ms":60000,"seq":7})
+        );
+        let v = round_trip(8, V2Frame::ResumeFailed { session_id: "s2".into(), reason: "unknown session".into() });
+        assert_eq!(v["type"], "resume_failed");
+        assert_eq!(round_trip(9, V2Frame::Ping { timestamp: 5 }), json!({"type":"ping","timestamp":5,"seq":9}));
+        assert_eq!(round_trip(10, V2Frame::Pong { timestamp: json!(1) }), json!({"type":"pong","timestamp":1,"seq":10}));
+    }
+
+    #[test]
+    fn only_conversation_frames_are_replayable() {
+        assert!(V2Frame::Ack { id: "a".into() }.is_replayable());
+        assert!(!V2Frame::Ping { timestamp: 1 }.is_replayable());
+        assert!(!V2Frame::Welcome(Welcome::new("c", "s", 1)).is_replayable());
+    }
+}

@@ -1,0 +1,298 @@
+//! REST chat, `POST /api/v1/pam/chat` (alias `/api/v1/pam-simple/chat`): the browser client's
+//! fallback when its socket gives no answer. Runs the same `TurnPipeline` as the socket (context,
+//! models, fallback, storage), honours `Idempotency-Key`, shares the per-user rate limit with the
+//! socket, and answers bad input with a JSON `{"error","message"}` and a 4xx, never a 500.
+
+use std::time::Duration;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::extract::rejection::BytesRejection;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use pam_actors::metrics_names::{CHAT_SECONDS, RATE_LIMITED_TOTAL};
+use pam_actors::{LlmReply, TurnInput};
+use pam_protocol::{SessionId, UserId};
+use serde_json::{Map, Value, json};
+use sha2::{Digest, Sha256};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use super::idempotency::{Claim, StoredResponse, valid_key};
+use super::{SharedState, bearer, error_response};
+
+/// How long the response waits for the stored turn's ids before answering without them.
+const IDS_TIMEOUT: Duration = Duration::from_secs(2);
+/// Header naming the idempotency key.
+const IDEMPOTENCY_KEY: &str = "idempotency-key";
+
+/// A validated chat body.
+#[derive(Debug, Clone)]
+struct ChatBody {
+    message: String,
+    session: SessionId,
+    conversation_id: Option<String>,
+    context: Map<String, Value>,
+}
+
+/// Why a body was refused: the status and the `{"error","message"}` to send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct BadBody {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+}
+
+impl IntoResponse for BadBody {
+    fn into_response(self) -> Response {
+        error_response(self.status, self.code, &self.message)
+    }
+}
+
+impl ChatBody {
+    /// Parses and validates the raw body.
+    fn parse(raw: &[u8], max_chars: usize) -> Result<Self, BadBody> {
+        let invalid =
+            |code: &'static str, message: &str| Err(BadBody { status: StatusCode::BAD_REQUEST, code, message: message.to_string() });
+        let Ok(value) = serde_json::from_slice::<Value>(raw) else {
+            return invalid("INVALID_JSON", "the body is not valid JSON");
+        };
+        let Value::Object(mut body) = value else {
+            return invalid("VALIDATION_ERROR", "the body must be a JSON object");
+        };
+        let message = match body.remove("message").filter(|m| !m.is_null()).or_else(|| body.remove("content")) {
+            Some(Value::String(message)) => message,
+            None | Some(Value::Null) => return invalid("VALIDATION_ERROR", "message is required"),
+            Some(_) => return invalid("VALIDATION_ERROR", "message must be a string"),
+        };
+        if message.trim().is_empty() {
+            return invalid("EMPTY_MESSAGE", "message is empty");
+        }
+        // Postgres text cannot hold NUL: such a turn could never be stored and would hold up the outbox.
+        if message.contains('\0') {
+            return invalid("VALIDATION_ERROR", "message must not contain NUL characters");
+        }
+        if message.chars().count() > max_chars {
+            let message = format!("message is longer than {max_chars} characters");
+            return Err(BadBody { status: StatusCode::PAYLOAD_TOO_LARGE, code: "MESSAGE_TOO_LARGE", message });
+        }
+        let session = match body.remove("session_id") {
+            None | Some(Value::Null) => SessionId::default_session(),
+            Some(Value::String(raw)) => match SessionId::parse(&raw) {
+                Ok(session) => session,
+                Err(error) => return invalid("VALIDATION_ERROR", &error.to_string()),
+            },
+            Some(_) => return invalid("VALIDATION_ERROR", "session_id must be a string"),
+        };
+        let conversation_id = match body.remove("conversation_id") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(raw)) if uuid::Uuid::parse_str(&raw).is_ok() => Some(raw.to_ascii_lowercase()),
+            Some(_) => return invalid("VALIDATION_ERROR", "conversation_id must be a uuid"),
+        };
+        let context = match body.remove("context") {
+            None | Some(Value::Null) => Map::new(),
+            Some(Value::Object(context)) => context,
+            Some(_) => return invalid("VALIDATION_ERROR", "context must be an object"),
+        };
+        Ok(ChatBody { message, session, conversation_id, context })
+    }
+
+    /// Identifies the request for `Idempotency-Key` (the same JSON, whatever its spacing or key order).
+    fn fingerprint(&self) -> [u8; 32] {
+        let canonical = json!({
+            "message": self.message, "session_id": self.session.as_str(),
+            "conversation_id": self.conversation_id, "context": self.context,
+        });
+        Sha256::digest(canonical.to_string().as_bytes()).into()
+    }
+}
+
+/// `POST /api/v1/pam/chat`.
+pub async fn chat(State(state): State<SharedState>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Response {
+    let started = Instant::now();
+    if state.is_draining() {
+        return error_response(StatusCode::SERVICE_UNAVAILABLE, "SERVICE_RESTART", "PAM is restarting; please retry in a moment");
+    }
+    let (user, _) = match bearer::user(&state, &headers).await {
+        Ok(user) => user,
+        Err(refusal) => return refusal,
+    };
+    let raw = match body {
+        Ok(raw) => raw,
+        Err(rejection) => return body_rejection(&rejection),
+    };
+    if let Some(refusal) = require_json(&headers) {
+        return refusal;
+    }
+    let body = match ChatBody::parse(&raw, state.settings.max_message_chars) {
+        Ok(body) => body,
+        Err(refusal) => return refusal.into_response(),
+    };
+    let key = match headers.get(IDEMPOTENCY_KEY).map(|k| k.to_str().map(str::trim)) {
+        None => None,
+        Some(Ok(key)) if valid_key(key) => Some(key.to_string()),
+        Some(_) => {
+            return error_response(StatusCode::BAD_REQUEST, "VALIDATION_ERROR", "Idempotency-Key must be 1-255 visible ASCII characters");
+        }
+    };
+    let Some(key) = key else {
+        let client_msg_id = format!("rest:{}", uuid::Uuid::new_v4());
+        return match run_turn(&state, &user, &body, client_msg_id, started).await {
+            Ok(response) => Json(response).into_response(),
+            Err(refusal) => refusal,
+        };
+    };
+    answer_with_key(&state, &user, &body, &key, started).await
+}
+
+/// The `Idempotency-Key` paths: replay, 409 while in flight, 422 for another body, or run once.
+async fn answer_with_key(state: &SharedState, user: &UserId, body: &ChatBody, key: &str, started: Instant) -> Response {
+    match state.idempotency.claim(user, key, body.fingerprint(), Instant::now()) {
+        Claim::Replay(stored) => {
+            let mut response = Json(stored.body).into_response();
+            response.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
+            response
+        }
+        Claim::InFlight => {
+            error_response(StatusCode::CONFLICT, "IDEMPOTENCY_IN_FLIGHT", "a request with this Idempotency-Key is still being answered")
+        }
+        Claim::Mismatch => error_response(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "IDEMPOTENCY_KEY_REUSED",
+            "this Idempotency-Key was used with a different request body",
+        ),
+        Claim::Run { ticket } => {
+            // The turn runs in its own task: a client that disconnects mid-answer leaves the key
+            // completed (its retry gets the replay), never stuck in flight.
+            let task = (state.clone(), user.clone(), body.clone(), key.to_string());
+            let turn = tokio::spawn(async move {
+                let (state, user, body, key) = task;
+                let outcome = run_turn(&state, &user, &body, format!("rest:{key}"), started).await;
+                match &outcome {
+                    Ok(response) => state.idempotency.complete(&user, &key, ticket, StoredResponse { body: response.clone() }),
+                    Err(_) => state.idempotency.release(&user, &key, ticket),
+                }
+                outcome
+            });
+            match turn.await {
+                Ok(Ok(response)) => Json(response).into_response(),
+                Ok(Err(refusal)) => refusal,
+                Err(error) => {
+                    state.idempotency.release(user, key, ticket);
+                    tracing::error!(%error, "REST chat turn task failed");
+                    error_response(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL", "PAM hit an internal error; please retry")
+                }
+            }
+        }
+    }
+}
+
+/// Rate limit, then the shared pipeline; the 200 body or the error response.
+async fn run_turn(state: &SharedState, user: &UserId, body: &ChatBody, client_msg_id: String, started: Instant) -> Result<Value, Response> {
+    if !state.deps.rate_limiter.check(user, Instant::now()) {
+        metrics::counter!(RATE_LIMITED_TOTAL).increment(1);
+        let message = format!("more than {} messages a minute; slow down", state.settings.rate_limit_per_minute);
+        let mut refusal = error_response(StatusCode::TOO_MANY_REQUESTS, "RATE_LIMIT_EXCEEDED", &message);
+        refusal.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+        return Err(refusal);
+    }
+    // A closed channel: the REST answer is sent whole, so providers skip the deltas.
+    let (deltas, _) = mpsc::channel(1);
+    let input = TurnInput {
+        user: user.clone(),
+        session: body.session.clone(),
+        message: body.message.clone(),
+        context: body.context.clone(),
+        client_msg_id: Some(client_msg_id.clone()),
+    };
+    let answer = state.deps.pipeline().answer(input, deltas).await;
+    metrics::histogram!(CHAT_SECONDS).record(started.elapsed().as_secs_f64());
+    let reply =
+        answer.result.map_err(|failure| error_response(StatusCode::SERVICE_UNAVAILABLE, failure.code.as_str(), &failure.message))?;
+    let ids = stored_ids(state, user, &body.session, &client_msg_id, &reply).await;
+    Ok(json!({
+        "response": reply.text,
+        "actions": reply.ui_actions,
+        "session_id": body.session.as_str(),
+        "conversation_id": ids.as_ref().map(|i| i.conversation_id.clone()).or_else(|| body.conversation_id.clone()),
+        "message_id": ids.map(|i| i.message_id),
+        "processing_time_ms": u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        "timestamp": pam_actors::connection::iso_now(),
+        "source": reply.source,
+        "model": reply.model,
+    }))
+}
+
+/// The stored turn's ids; `None` while storage is down (the turn waits in the outbox).
+async fn stored_ids(
+    state: &SharedState,
+    user: &UserId,
+    session: &SessionId,
+    client_msg_id: &str,
+    reply: &LlmReply,
+) -> Option<crate::adapters::conversations::StoredTurnIds> {
+    match tokio::time::timeout(IDS_TIMEOUT, state.db.stored_turn_ids(user, session, client_msg_id, &reply.text)).await {
+        Ok(Ok(ids)) => ids,
+        Ok(Err(error)) => {
+            tracing::warn!(%error, "could not read the stored turn's ids; answering without them");
+            None
+        }
+        Err(_) => {
+            tracing::warn!("reading the stored turn's ids took too long; answering without them");
+            None
+        }
+    }
+}
+
+/// `Content-Type` must be JSON (`application/json`, any parameters, or a `+json` type).
+pub fn require_json(headers: &HeaderMap) -> Option<Response> {
+    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let essence = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let json = essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"));
+    (!json).then(|| error_response(StatusCode::UNSUPPORTED_MEDIA_TYPE, "UNSUPPORTED_MEDIA_TYPE", "send the body as application/json"))
+}
+
+/// A body that could not be read: too large → 413, anything else → 400.
+pub fn body_rejection(rejection: &BytesRejection) -> Response {
+    if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        error_response(StatusCode::PAYLOAD_TOO_LARGE, "MESSAGE_TOO_LARGE", "the request body is too large")
+    } else {
+        error_response(StatusCode::BAD_REQUEST, "VALIDATION_ERROR", "the request body could not be read")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(raw: &str) -> Result<ChatBody, StatusCode> {
+        ChatBody::parse(raw.as_bytes(), 10).map_err(|r| r.status)
+    }
+
+    #[test]
+    fn bodies_are_validated_field_by_field() {
+        assert_eq!(parse(r#"{"message":"hi","extra":1}"#).unwrap().session.as_str(), "default");
+        assert_eq!(parse(r#"{"content":"hi"}"#).unwrap().message, "hi");
+        assert_eq!(parse("not json").unwrap_err(), StatusCode::BAD_REQUEST);
+        assert_eq!(parse(r#"{"message":"12345678901"}"#).unwrap_err(), StatusCode::PAYLOAD_TOO_LARGE);
+        for bad in [
+            r#"[]"#,
+            r#"{"message":5}"#,
+            r#"{"message":"  "}"#,
+            r#"{"message":"hi","session_id":"a b"}"#,
+            r#"{"message":"hi","context":[]}"#,
+        ] {
+            assert_eq!(parse(bad).unwrap_err(), StatusCode::BAD_REQUEST, "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_fingerprint_ignores_spacing_and_key_order_but_not_content() {
+        let a = ChatBody::parse(br#"{"message":"hi","context":{"a":1,"b":2}}"#, 10).unwrap();
+        let b = ChatBody::parse(br#"{ "context": {"b":2, "a":1}, "message": "hi" }"#, 10).unwrap();
+        let c = ChatBody::parse(br#"{"message":"hi!"}"#, 10).unwrap();
+        assert_eq!(a.fingerprint(), b.fingerprint());
+        assert_ne!(a.fingerprint(), c.fingerprint());
+    }
+}

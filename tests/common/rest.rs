@@ -1,0 +1,49 @@
+//! Helpers for the REST tests: a reqwest client (with the rustls provider installed before any
+//! app exists), chat posts, and direct access to the test app's SQLite file.
+
+use reqwest::header::{AUTHORIZATION, CONTENT_TYPE};
+use serde_json::Value;
+
+use super::TestApp;
+
+/// A plain HTTP client.
+pub fn client() -> reqwest::Client {
+    rustls::crypto::ring::default_provider().install_default().ok();
+    reqwest::Client::new()
+}
+
+/// `POST /api/v1/pam/chat` with a bearer token, JSON body and optional `Idempotency-Key`.
+pub async fn post_chat(app: &TestApp, token: &str, body: &Value, key: Option<&str>) -> (u16, Value) {
+    let mut request = client()
+        .post(app.http("/api/v1/pam/chat"))
+        .header(AUTHORIZATION, format!("Bearer {token}"))
+        .header(CONTENT_TYPE, "application/json")
+        .body(body.to_string());
+    if let Some(key) = key {
+        request = request.header("Idempotency-Key", key);
+    }
+    let response = request.send().await.expect("the gateway answers");
+    let status = response.status().as_u16();
+    let text = response.text().await.unwrap();
+    (status, serde_json::from_str(&text).unwrap_or_else(|_| panic!("a JSON body, got {status}: {text:?}")))
+}
+
+/// A pool on the app's SQLite file (to seed data or count stored rows).
+pub async fn sqlite(app: &TestApp) -> sqlx::SqlitePool {
+    sqlx::SqlitePool::connect(&format!("sqlite://{}", app.db.0.display())).await.expect("the app's SQLite file opens")
+}
+
+/// Stored messages of `user` (both roles).
+pub async fn stored_messages(app: &TestApp, user: &str) -> i64 {
+    sqlx::query_scalar("SELECT COUNT(*) FROM pam_messages m JOIN pam_conversations c ON c.id = m.conversation_id WHERE c.user_id = ?1")
+        .bind(user)
+        .fetch_one(&sqlite(app).await)
+        .await
+        .unwrap()
+}
+
+/// Asserts the protocol's error shape: `{"error": CODE, "message": text}`.
+pub fn assert_error_body(body: &Value, code: &str) {
+    assert_eq!(body["error"], code, "{body}");
+    assert!(body["message"].as_str().is_some_and(|m| !m.is_empty()), "{body}");
+}

@@ -1,0 +1,144 @@
+//! Protocol v2 sessions over real sockets: the `auth` frame and its 4508 deadline,
+//! `auth_expiring`, `auth_refresh` and the 4401 close, and `resume` from the bounded buffer
+//! (what was produced while away is replayed, only to its own user).
+
+mod common;
+
+use std::time::Duration;
+
+use common::v2::*;
+use common::*;
+use pam_gateway::Overrides;
+use serde_json::{Value, json};
+
+#[tokio::test]
+async fn an_auth_frame_opens_a_v2_socket_without_a_query_token() {
+    let app = spawn_app().await;
+    let (mut client, protocol) = connect_v2(&v2_url(&app, None)).await;
+    assert_eq!(protocol.as_deref(), Some("pam.v2"));
+    client.send_json(json!({"type":"auth","token":token_for(USER)})).await;
+    let welcome = client.recv_json().await;
+    assert_eq!(welcome["type"], "welcome", "{welcome}");
+    assert_eq!(welcome["seq"], 1);
+}
+
+#[tokio::test]
+async fn no_auth_frame_in_time_closes_with_4508_after_an_error_frame() {
+    let app = spawn_app_with(|s| s.auth_timeout_ms = 300, Overrides::default()).await;
+    let (mut client, _) = connect_v2(&v2_url(&app, None)).await;
+    let (closed, frames) = client.recv_close().await;
+    assert_eq!(closed.code, 4508);
+    assert_eq!(frames.len(), 1, "{frames:?}");
+    assert_eq!(frames[0]["type"], "error");
+    assert_eq!(frames[0]["error_code"], "AUTH_TIMEOUT");
+    assert!(frames[0]["seq"].is_u64(), "{}", frames[0]);
+}
+
+#[tokio::test]
+async fn a_forged_auth_frame_closes_with_4501() {
+    let app = spawn_app().await;
+    let (mut client, _) = connect_v2(&v2_url(&app, None)).await;
+    client.send_json(json!({"type":"auth","token":sign_hs256(&user_claims(USER), "not-the-secret-not-the-secret-not-the-secret")})).await;
+    let (closed, frames) = client.recv_close().await;
+    assert_eq!(closed.code, 4501);
+    assert_eq!(frames.last().unwrap()["error_code"], "AUTH_INVALID");
+}
+
+#[tokio::test]
+async fn a_token_near_exp_warns_then_closes_with_4401_without_a_refresh() {
+    let app = spawn_app().await;
+    let (mut client, _) = connect_welcomed(&app, &token_expiring_in(USER, 2)).await;
+    let expiring = client.recv_non_ping().await;
+    assert_eq!(expiring["type"], "auth_expiring", "{expiring}");
+    assert!(expiring["expires_in_ms"].as_u64().unwrap() <= 60_000);
+    let (closed, frames) = client.recv_close().await;
+    assert_eq!(closed.code, 4401);
+    assert_eq!(frames.last().unwrap()["error_code"], "TOKEN_EXPIRED");
+}
+
+#[tokio::test]
+async fn auth_refresh_keeps_the_socket_open_past_the_old_exp() {
+    let app = spawn_app().await;
+    let (mut client, _) = connect_welcomed(&app, &token_expiring_in(USER, 2)).await;
+    assert_eq!(client.recv_non_ping().await["type"], "auth_expiring");
+    client.send_json(json!({"type":"auth_refresh","token":token_for(USER)})).await;
+    // Past the old exp (whole seconds, plus margin), the socket still answers.
+    tokio::time::sleep(Duration::from_millis(3_500)).await;
+    client.send_json(json!({"type":"ping","timestamp":9})).await;
+    let pong = client.recv_non_ping().await;
+    assert_eq!((pong["type"].as_str(), pong["timestamp"].as_u64()), (Some("pong"), Some(9)), "{pong}");
+}
+
+#[tokio::test]
+async fn auth_refresh_for_another_user_closes_with_4503() {
+    let app = spawn_app().await;
+    let (mut client, _) = connect_welcomed(&app, &token_for(USER)).await;
+    client.send_json(json!({"type":"auth_refresh","token":token_for(OTHER_USER)})).await;
+    let (closed, frames) = client.recv_close().await;
+    assert_eq!(closed.code, 4503);
+    assert_eq!(frames.last().unwrap()["error_code"], "FORBIDDEN");
+}
+
+#[tokio::test]
+async fn an_invalid_auth_refresh_closes_with_4501() {
+    let app = spawn_app().await;
+    let (mut client, _) = connect_welcomed(&app, &token_for(USER)).await;
+    client.send_json(json!({"type":"auth_refresh","token":"not.a.jwt"})).await;
+    let (closed, _) = client.recv_close().await;
+    assert_eq!(closed.code, 4501);
+}
+
+#[tokio::test]
+async fn a_chat_end_produced_while_away_is_replayed_on_resume() {
+    let (model, gate) = StreamingModel::gated(vec!["While ", "you were away"], "While you were away");
+    let app = spawn_app_with(|_| {}, Overrides { llm: Some(model), ..Default::default() }).await;
+    let (mut client, welcome) = connect_welcomed(&app, &token_for(USER)).await;
+    client.send_json(json!({"type":"chat","id":"away-1","message":"what happened?"})).await;
+    let ack = frames_until(&mut client, "ack").await.pop().unwrap();
+    let last_seq = ack["seq"].as_u64().unwrap();
+    drop(client);
+    gate.add_permits(1);
+    let (mut back, fresh) = connect_welcomed(&app, &token_for(USER)).await;
+    assert_ne!(fresh["session_id"], welcome["session_id"]);
+    back.send_json(json!({"type":"resume","session_id":welcome["session_id"],"last_seq":last_seq})).await;
+    let replayed: Vec<Value> = frames_until(&mut back, "chat_end").await.into_iter().filter(|f| f["type"] != "ping").collect();
+    let seqs = assert_increasing_seq(&replayed);
+    assert!(seqs[0] > last_seq, "only frames after last_seq: {replayed:?}");
+    assert_eq!(joined_deltas(&replayed), "While you were away");
+    assert_eq!(replayed.last().unwrap()["message"], "While you were away");
+    assert_eq!(replayed.last().unwrap()["id"], "away-1");
+    // The connection now continues the resumed session's sequence.
+    back.send_json(json!({"type":"ping","timestamp":1})).await;
+    let pong = back.recv_non_ping().await;
+    assert!(pong["seq"].as_u64().unwrap() > *seqs.last().unwrap(), "{pong}");
+}
+
+#[tokio::test]
+async fn resuming_another_users_session_fails_and_replays_nothing() {
+    let model = StreamingModel::new(vec!["private ", "answer"], "private answer");
+    let app = spawn_app_with(|_| {}, Overrides { llm: Some(model), ..Default::default() }).await;
+    let (mut owner, welcome) = connect_welcomed(&app, &token_for(USER)).await;
+    owner.send_json(json!({"type":"chat","id":"p-1","message":"my secrets"})).await;
+    frames_until(&mut owner, "chat_end").await;
+    let (mut intruder, own) = connect_welcomed(&app, &token_for(OTHER_USER)).await;
+    intruder.send_json(json!({"type":"resume","session_id":welcome["session_id"],"last_seq":0})).await;
+    let failed = intruder.recv_non_ping().await;
+    assert_eq!(failed["type"], "resume_failed", "{failed}");
+    assert_eq!(failed["session_id"], own["session_id"], "the intruder goes on with its own fresh session");
+    intruder.send_json(json!({"type":"ping","timestamp":2})).await;
+    assert_eq!(intruder.recv_non_ping().await["type"], "pong", "no frame of the other user's session came");
+}
+
+#[tokio::test]
+async fn resuming_an_unknown_or_future_position_fails_and_the_fresh_session_works() {
+    let model = StreamingModel::new(vec![], "fresh answer");
+    let app = spawn_app_with(|_| {}, Overrides { llm: Some(model), ..Default::default() }).await;
+    let (mut client, welcome) = connect_welcomed(&app, &token_for(USER)).await;
+    client.send_json(json!({"type":"resume","session_id":"no-such-session","last_seq":3})).await;
+    assert_eq!(client.recv_non_ping().await["type"], "resume_failed");
+    client.send_json(json!({"type":"resume","session_id":welcome["session_id"],"last_seq":999})).await;
+    assert_eq!(client.recv_non_ping().await["type"], "resume_failed");
+    client.send_json(json!({"type":"chat","id":"f-1","message":"hello"})).await;
+    let end = frames_until(&mut client, "chat_end").await.pop().unwrap();
+    assert_eq!(end["message"], "fresh answer");
+}
