@@ -2,13 +2,11 @@
 //! storage), honours `Idempotency-Key` (replay, 422, 409), shares the socket's rate limit, and
 //! answers CORS preflights for allowed origins.
 
-mod common;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use common::rest::*;
-use common::*;
+use crate::common::rest::*;
+use crate::common::*;
 use pam_actors::{BoxFuture, LlmError, LlmProvider, LlmReply, LlmRequest};
 use pam_gateway::Overrides;
 use serde_json::json;

@@ -2,14 +2,12 @@
 //! context, history, key in the right header — and in no log line), routing to the fast or
 //! accurate model, and what is stored and measured for an answer.
 
-mod common;
-
 use std::io::Write;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use common::fake_llm::*;
-use common::*;
+use crate::common::fake_llm::*;
+use crate::common::*;
 use serde_json::{Value, json};
 
 /// Every log line of this process, at every level.

@@ -3,10 +3,8 @@
 //! (one test per shape), settings are the bearer's own only, and a write evicts the cached
 //! context so the next chat sees fresh data.
 
-mod common;
-
-use common::rest::*;
-use common::*;
+use crate::common::rest::*;
+use crate::common::*;
 use hmac::{Hmac, Mac};
 use serde_json::{Value, json};
 use sha2::Sha256;

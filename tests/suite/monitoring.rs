@@ -2,13 +2,11 @@
 //! admin-only, fed by in-process records, and answering 200 JSON under load and while Redis or
 //! Postgres is down.
 
-mod common;
-
 use std::time::Duration;
 
-use common::cluster::Cluster;
-use common::rest::*;
-use common::*;
+use crate::common::cluster::Cluster;
+use crate::common::rest::*;
+use crate::common::*;
 use serde_json::{Value, json};
 
 const ADMIN_TOKEN: &str = "admin-token-for-tests";

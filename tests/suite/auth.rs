@@ -2,17 +2,15 @@
 //! (error frame first, then the close code of protocol.md with a reason), expiry while
 //! connected, the auth-failure metrics and that tokens never reach the logs.
 
-mod common;
-
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::common::*;
 use axum::Router;
 use axum::routing::get;
-use common::*;
 use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
 use pam_gateway::Overrides;
 use serde_json::{Value, json};

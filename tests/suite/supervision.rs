@@ -2,13 +2,11 @@
 //! leaves the connection usable, a crashing connection actor that closes with 1011 and a reason,
 //! and pings answered while a chat is being generated.
 
-mod common;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use pam_actors::{AuthError, Authenticator, BoxFuture, Identity, LlmError, LlmProvider, LlmReply, LlmRequest};
 use pam_gateway::Overrides;
 use serde_json::json;

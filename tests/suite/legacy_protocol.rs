@@ -1,8 +1,6 @@
 //! The legacy dialect end to end over real sockets (protocol.md, "Legacy dialect").
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use serde_json::json;
 
 #[tokio::test]

@@ -3,11 +3,9 @@
 //! first without then with `session_id`, and "the first frame with message/content/response is
 //! the whole answer".
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use serde_json::{Value, json};
 
 /// The client's rule: the first frame carrying a truthy message/content/response is the answer.

@@ -1,12 +1,10 @@
 //! The HTTP edge over real sockets: the header-read deadline closes silent and half-sent
-//! connections, every response carries the security headers (HSTS only with TLS, tests/tls.rs),
+//! connections, every response carries the security headers (HSTS only with TLS, tls.rs),
 //! and request ids are accepted or generated, echoed and put in JSON error bodies.
-
-mod common;
 
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;

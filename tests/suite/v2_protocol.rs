@@ -2,12 +2,10 @@
 //! stored, streamed deltas and the full-text chat_end, idempotent ids (also after a reconnect
 //! and on Postgres), cancel, seq on every frame, and legacy staying single-frame.
 
-mod common;
-
 use std::sync::Arc;
 
-use common::v2::*;
-use common::*;
+use crate::common::v2::*;
+use crate::common::*;
 use pam_gateway::Overrides;
 use serde_json::{Value, json};
 

@@ -1,12 +1,10 @@
 //! Deltas are pushed as they arrive (before the provider's stream ends), and a stream that stops
 //! mid-answer is cut at the whole-answer deadline and answered by the fallback.
 
-mod common;
-
 use std::time::Duration;
 
-use common::fake_llm::*;
-use common::*;
+use crate::common::fake_llm::*;
+use crate::common::*;
 use pam_actors::{LlmProvider, LlmRequest};
 use pam_gateway::adapters::llm::{AnthropicProvider, OpenAiProvider, Standalone};
 use pam_protocol::UserId;

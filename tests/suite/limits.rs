@@ -2,11 +2,9 @@
 //! messages (error frame, socket open), the per-user chat rate limit (4429 after 5 violations),
 //! slow consumers (4408) and runs of invalid frames (1008).
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;

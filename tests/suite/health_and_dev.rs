@@ -1,8 +1,6 @@
 //! Health documents, Prometheus names, and dev auth (token endpoint + demo page).
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use serde_json::{Value, json};
 
 #[tokio::test]

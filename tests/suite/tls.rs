@@ -3,14 +3,12 @@
 //! binary) that new handshakes see while the old socket stays open, a bad new file that keeps the
 //! old certificate, and settings that cannot load refusing to start with a clear error.
 
-mod common;
-
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use futures_util::{SinkExt, StreamExt};
 use pam_gateway::Application;
 use pam_gateway::tls::TlsFiles;

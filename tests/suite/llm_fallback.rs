@@ -2,10 +2,8 @@
 //! still answers over a real legacy WebSocket (from the builtin assistant, never with a fragment),
 //! and the stored turn says who answered and why the model did not.
 
-mod common;
-
-use common::fake_llm::*;
-use common::*;
+use crate::common::fake_llm::*;
+use crate::common::*;
 use serde_json::Value;
 
 /// Runs one "hello" chat against an Anthropic fake playing `script`; returns the answer frame,

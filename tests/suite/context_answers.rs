@@ -1,9 +1,7 @@
 //! Context reaches the answer: on the embedded default with dev auth, the demo traveller's
 //! seeded figures and names come back in `chat_response.message`.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use serde_json::{Value, json};
 
 async fn demo_socket(app: &TestApp) -> WsClient {

@@ -1,11 +1,9 @@
 //! Writes to the context tables reach the next chat: the Postgres triggers NOTIFY
 //! `pam_context_changed` and the gateway evicts that user's cached context.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use serde_json::json;
 
 async fn fuel_answer(client: &mut WsClient) -> String {

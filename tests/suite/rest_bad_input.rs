@@ -2,10 +2,8 @@
 //! types, sizes, headers, tokens, methods), each with its expected status and the protocol's
 //! JSON `{"error","message"}` body. A few well-formed edge cases are in the corpus as controls.
 
-mod common;
-
-use common::rest::*;
-use common::*;
+use crate::common::rest::*;
+use crate::common::*;
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE};
 use reqwest::{Method, RequestBuilder};
 use serde_json::{Value, json};

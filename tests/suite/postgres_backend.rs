@@ -1,9 +1,7 @@
 //! The gateway on real Postgres: migrations run (twice is safe), health reports the backend,
 //! and a chat works. Needs the server `./scripts/test.sh` makes sure of.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use serde_json::json;
 
 fn postgres_url() -> String {

@@ -2,10 +2,8 @@
 //! readiness turns 503, and the turns answered meanwhile are written once Postgres is back —
 //! nothing lost. Runs a throwaway cluster of its own (initdb as the `postgres` OS user).
 
-mod common;
-
-use common::cluster::Cluster;
-use common::*;
+use crate::common::cluster::Cluster;
+use crate::common::*;
 use serde_json::json;
 
 async fn chat(client: &mut WsClient, message: &str) -> String {

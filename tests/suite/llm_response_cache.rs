@@ -2,12 +2,10 @@
 //! without asking the model (`cached: true` stored); once the context changes — a new expense —
 //! the model is asked again.
 
-mod common;
-
 use std::time::Duration;
 
-use common::fake_llm::*;
-use common::*;
+use crate::common::fake_llm::*;
+use crate::common::*;
 use serde_json::{Value, json};
 
 const QUESTION: &str = "How much have I spent on fuel this month?";

@@ -2,9 +2,7 @@
 //! the kind's TTL and is served to another node from there; a refused or hanging Redis opens the
 //! breaker, counts `pam_cache_errors_total`, and chats still answer from the database.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use fred::prelude::{Builder, ClientLike, Config, KeysInterface};
 use pam_gateway::Overrides;
 use serde_json::{Value, json};

@@ -2,9 +2,7 @@
 //! Retry-After), the per-user cap closes with 4504 after auth, and an address that keeps failing
 //! authentication is turned away with 429 before the upgrade.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::{Error as WsError, http::HeaderValue};
 

@@ -2,12 +2,10 @@
 //! `auth_expiring`, `auth_refresh` and the 4401 close, and `resume` from the bounded buffer
 //! (what was produced while away is replayed, only to its own user).
 
-mod common;
-
 use std::time::Duration;
 
-use common::v2::*;
-use common::*;
+use crate::common::v2::*;
+use crate::common::*;
 use pam_gateway::Overrides;
 use serde_json::{Value, json};
 

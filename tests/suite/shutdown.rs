@@ -4,14 +4,12 @@
 //! test runs in-process (the same `run_until_stopped` path the binary's SIGTERM takes) to race
 //! a connect storm against the start of the drain.
 
-mod common;
-
 use std::fs::File;
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use futures_util::StreamExt;
 use tokio::time::Instant;
 use tokio_tungstenite::connect_async;

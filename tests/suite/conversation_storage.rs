@@ -1,11 +1,9 @@
 //! Every answered turn is stored per schema.md on both backends: free-text session ids
 //! (including `default`), two ordered rows per turn, counters kept, history back into the prompt.
 
-mod common;
-
 use std::sync::Arc;
 
-use common::*;
+use crate::common::*;
 use pam_actors::{BoxFuture, LlmError, LlmProvider, LlmReply, LlmRequest};
 use pam_gateway::Overrides;
 use serde_json::json;

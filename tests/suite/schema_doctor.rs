@@ -1,9 +1,7 @@
 //! The schema doctor refuses a drifted database with one readable line per problem, and passes
 //! the migrated schema on both backends.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use pam_gateway::adapters::database::Database;
 
 fn admin_url() -> String {

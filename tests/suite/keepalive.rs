@@ -2,11 +2,9 @@
 //! staying open, a silent client closed with 1001 after `PAM_PONG_TIMEOUT_MS`, client pings
 //! echoed exactly, and the `pam_ws_connections{state="ready"}` gauge following the socket.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use futures_util::StreamExt;
 use serde_json::{Value, json};
 use tokio::sync::RwLock;

@@ -1,0 +1,34 @@
+//! The integration suite as one test binary (one link instead of thirty; nextest still runs every
+//! test in its own process, so each sees its own Prometheus recorder and globals).
+
+mod common;
+
+mod auth;
+mod browser_client_replay;
+mod context_answers;
+mod context_invalidation;
+mod context_store;
+mod conversation_storage;
+mod csrf_settings;
+mod edge_http;
+mod edge_limits;
+mod health_and_dev;
+mod keepalive;
+mod legacy_protocol;
+mod limits;
+mod llm_fallback;
+mod llm_providers;
+mod llm_response_cache;
+mod llm_streaming;
+mod monitoring;
+mod postgres_backend;
+mod postgres_outage;
+mod redis_cache;
+mod rest_bad_input;
+mod rest_chat;
+mod schema_doctor;
+mod shutdown;
+mod supervision;
+mod tls;
+mod v2_protocol;
+mod v2_session;
