@@ -74,8 +74,11 @@ fn describe_metrics() {
     metrics::describe_counter!(LLM_REQUESTS_TOTAL, "Model requests by provider, model and outcome");
     metrics::describe_counter!(RATE_LIMITED_TOTAL, "Chat frames refused by the rate limit");
     metrics::describe_gauge!(ORCHESTRATORS_ACTIVE, "Running orchestrator actors");
-    metrics::describe_gauge!(pam_actors::outbox::TURNS_PENDING, "Answered turns waiting for the database");
-    metrics::describe_counter!(pam_actors::outbox::TURNS_DROPPED_TOTAL, "Unsaved turns dropped because the outbox was full");
+    metrics::describe_gauge!(pam_actors::outbox::TURNS_PENDING, "Answered turns and v2 answers waiting for the database");
+    metrics::describe_counter!(
+        pam_actors::outbox::TURNS_DROPPED_TOTAL,
+        "Answered turns not stored: the outbox was full or the database refused them"
+    );
     metrics::gauge!(pam_actors::outbox::TURNS_PENDING).set(0.0);
     metrics::describe_counter!(crate::adapters::redis_cache::CACHE_ERRORS_TOTAL, "Redis cache operations that failed or timed out");
     metrics::describe_histogram!(

@@ -1,20 +1,41 @@
-//! The turn outbox: answered turns whose storage failed wait here (bounded, oldest dropped
-//! first with a log line and a metric) until the database is back, so a storage outage loses
-//! nothing the user saw unless it outlasts the queue.
+//! The turn outbox: answered turns (legacy and REST) and v2 answers whose storage failed wait
+//! here (bounded, oldest dropped first with a log line and a metric) until the database is back,
+//! so a storage outage loses nothing the user saw unless it outlasts the queue.
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
 
-use crate::ports::TurnRecord;
+use crate::ports::{AssistantMessage, TurnRecord};
 
 pub const TURNS_PENDING: &str = "pam_turns_pending";
 pub const TURNS_DROPPED_TOTAL: &str = "pam_turns_dropped_total";
 
-/// A bounded FIFO of turns waiting to be stored.
+/// A write that failed while the database was unavailable.
+#[derive(Debug, Clone)]
+pub enum PendingWrite {
+    /// A whole turn: user and assistant rows together.
+    Turn(TurnRecord),
+    /// A v2 answer whose user message (and `ack`) was stored before the outage.
+    Answer(AssistantMessage),
+}
+
+impl From<TurnRecord> for PendingWrite {
+    fn from(turn: TurnRecord) -> Self {
+        PendingWrite::Turn(turn)
+    }
+}
+
+impl From<AssistantMessage> for PendingWrite {
+    fn from(answer: AssistantMessage) -> Self {
+        PendingWrite::Answer(answer)
+    }
+}
+
+/// A bounded FIFO of writes waiting to be stored.
 #[derive(Debug)]
 pub struct TurnOutbox {
     capacity: usize,
-    turns: Mutex<VecDeque<TurnRecord>>,
+    turns: Mutex<VecDeque<PendingWrite>>,
 }
 
 impl TurnOutbox {
@@ -22,12 +43,13 @@ impl TurnOutbox {
         Self { capacity: capacity.max(1), turns: Mutex::new(VecDeque::new()) }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<TurnRecord>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<PendingWrite>> {
         self.turns.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Queues a turn at the back; drops the oldest when full.
-    pub fn push(&self, turn: TurnRecord) {
+    /// Queues a write at the back; drops the oldest when full.
+    pub fn push(&self, write: impl Into<PendingWrite>) {
+        let turn = write.into();
         let mut turns = self.lock();
         if turns.len() >= self.capacity {
             turns.pop_front();
@@ -38,16 +60,16 @@ impl TurnOutbox {
         metrics::gauge!(TURNS_PENDING).set(turns.len() as f64);
     }
 
-    /// The oldest waiting turn.
-    pub fn pop(&self) -> Option<TurnRecord> {
+    /// The oldest waiting write.
+    pub fn pop(&self) -> Option<PendingWrite> {
         let mut turns = self.lock();
         let turn = turns.pop_front();
         metrics::gauge!(TURNS_PENDING).set(turns.len() as f64);
         turn
     }
 
-    /// Puts a turn that still could not be stored back at the front, keeping the order.
-    pub fn push_front(&self, turn: TurnRecord) {
+    /// Puts a write that still could not be stored back at the front, keeping the order.
+    pub fn push_front(&self, turn: PendingWrite) {
         let mut turns = self.lock();
         turns.push_front(turn);
         metrics::gauge!(TURNS_PENDING).set(turns.len() as f64);
@@ -86,11 +108,14 @@ mod tests {
         outbox.push(turn("1"));
         outbox.push(turn("2"));
         outbox.push(turn("3"));
+        let text = |write: PendingWrite| match write {
+            PendingWrite::Turn(turn) => turn.user_text,
+            PendingWrite::Answer(answer) => answer.text,
+        };
         let first = outbox.pop().unwrap();
-        assert_eq!(first.user_text, "2");
         outbox.push_front(first);
-        assert_eq!(outbox.pop().unwrap().user_text, "2");
-        assert_eq!(outbox.pop().unwrap().user_text, "3");
+        assert_eq!(text(outbox.pop().unwrap()), "2");
+        assert_eq!(text(outbox.pop().unwrap()), "3");
         assert!(outbox.is_empty());
     }
 }

@@ -12,7 +12,8 @@ use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
-use crate::ports::{AssistantMessage, ConversationRef, HistoryMessage, LlmReply, StoredAnswer, UserMessage, UserSaved};
+use crate::outbox::TURNS_DROPPED_TOTAL;
+use crate::ports::{AssistantMessage, ConversationRef, HistoryMessage, LlmReply, StoreError, StoredAnswer, UserMessage, UserSaved};
 use crate::resume::SessionStream;
 use crate::turn::{TurnFailure, TurnInput, TurnPipeline, turn_metadata};
 
@@ -131,9 +132,18 @@ impl TurnPipeline {
 
     async fn store_answer(&self, conversation: ConversationRef, text: &str, metadata: Value) {
         let message = AssistantMessage { conversation, text: text.to_string(), answered_at: chrono::Utc::now(), metadata };
-        if let Err(error) = self.store.save_assistant_message(&message).await {
-            // The client still gets the answer; a repeat of this id will report it missing.
-            tracing::warn!(%error, "could not store the v2 answer");
+        match self.store.save_assistant_message(&message).await {
+            Ok(()) => {}
+            Err(error @ StoreError::Rejected(_)) => {
+                metrics::counter!(TURNS_DROPPED_TOTAL).increment(1);
+                tracing::error!(%error, "the database refused this v2 answer; it is not stored");
+            }
+            Err(error) => {
+                // The user row (and its ack) is stored already; the answer follows once the
+                // database is back. Until then a repeat of this id reports it missing.
+                tracing::warn!(%error, "could not store the v2 answer; it waits in the outbox");
+                self.outbox.push(message);
+            }
         }
     }
 }

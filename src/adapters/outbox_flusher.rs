@@ -1,9 +1,10 @@
-//! Writes the turns waiting in the outbox once the database answers again, oldest first.
+//! Writes the turns (and v2 answers) waiting in the outbox once the database answers again,
+//! oldest first.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use pam_actors::outbox::{TURNS_DROPPED_TOTAL, TurnOutbox};
+use pam_actors::outbox::{PendingWrite, TURNS_DROPPED_TOTAL, TurnOutbox};
 use pam_actors::{ConversationStore, StoreError};
 
 const RETRY_EVERY: Duration = Duration::from_secs(1);
@@ -20,19 +21,23 @@ pub fn spawn(store: Arc<dyn ConversationStore>, outbox: Arc<TurnOutbox>) -> toki
     })
 }
 
-/// Stores waiting turns in order until the database is unavailable (that turn goes back to the
-/// front); a turn the database refuses is dropped so it cannot block every later one.
+/// Stores waiting writes in order until the database is unavailable (that write goes back to the
+/// front); a write the database refuses is dropped so it cannot block every later one.
 pub async fn flush(store: &dyn ConversationStore, outbox: &TurnOutbox) {
     let mut written = 0usize;
-    while let Some(turn) = outbox.pop() {
-        match store.save_turn(&turn).await {
-            Ok(_) => written += 1,
+    while let Some(write) = outbox.pop() {
+        let stored = match &write {
+            PendingWrite::Turn(turn) => store.save_turn(turn).await.map(drop),
+            PendingWrite::Answer(answer) => store.save_assistant_message(answer).await,
+        };
+        match stored {
+            Ok(()) => written += 1,
             Err(error @ StoreError::Rejected(_)) => {
                 metrics::counter!(TURNS_DROPPED_TOTAL).increment(1);
-                tracing::error!(%error, session = %turn.session, "the database refused a waiting turn; dropped it");
+                tracing::error!(%error, "the database refused a waiting turn; dropped it");
             }
             Err(error) => {
-                outbox.push_front(turn);
+                outbox.push_front(write);
                 tracing::debug!(%error, waiting = outbox.len(), "database still unavailable for waiting turns");
                 break;
             }

@@ -1,6 +1,6 @@
 //! Postgres going away mid-session: chats still answer (saying the data is out of reach),
-//! readiness turns 503, and the turns answered meanwhile are written once Postgres is back —
-//! nothing lost. Runs a throwaway cluster of its own (initdb as the `postgres` OS user).
+//! readiness turns 503, and the turns (and v2 answers) finished meanwhile are written once
+//! Postgres is back — nothing lost. Runs a throwaway cluster of its own (initdb as the `postgres` OS user).
 
 use crate::common::cluster::Cluster;
 use crate::common::*;
@@ -48,4 +48,44 @@ async fn turns_answered_while_postgres_is_down_are_written_when_it_returns() {
         reqwest::get(app.http("/health/ready")).await.map(|r| r.status() == 200).unwrap_or(false)
     })
     .await;
+}
+
+#[tokio::test]
+async fn a_v2_answer_finished_while_postgres_is_down_is_written_when_it_returns() {
+    use crate::common::v2::*;
+    let cluster = Cluster::create();
+    let (model, gate) = StreamingModel::gated(vec!["Stored ", "later"], "Stored later");
+    let overrides = pam_gateway::Overrides { llm: Some(model.clone()), ..Default::default() };
+    let app = spawn_app_with(|s| s.database_url = cluster.url(), overrides).await;
+    let (mut client, _) = connect_welcomed(&app, &token_for(USER)).await;
+
+    client.send_json(json!({"type":"chat","id":"outage-1","message":"tell me something"})).await;
+    frames_until(&mut client, "ack").await;
+    cluster.stop();
+    gate.add_permits(1);
+    let end = frames_until(&mut client, "chat_end").await.pop().unwrap();
+    assert_eq!(end["message"], "Stored later", "{end}");
+    wait_until("the answer waits in the outbox", || async { metric(&app.metrics().await, "pam_turns_pending").unwrap_or(0.0) >= 1.0 })
+        .await;
+
+    cluster.start();
+    let pool = sqlx::PgPool::connect(&cluster.url()).await.unwrap();
+    let answers = || async {
+        sqlx::query_scalar::<_, String>(
+            "SELECT m.content FROM pam_messages m JOIN pam_conversations c ON c.id = m.conversation_id
+             WHERE c.user_id = $1::uuid AND m.role = 'assistant' AND m.metadata->>'client_msg_id' = 'outage-1'",
+        )
+        .bind(USER)
+        .fetch_all(&pool)
+        .await
+        .unwrap_or_default()
+    };
+    wait_until("the waiting answer is written", || async { answers().await == ["Stored later"] }).await;
+
+    // Once written, a repeat of the id replays it without asking the model again.
+    client.send_json(json!({"type":"chat","id":"outage-1","message":"tell me something"})).await;
+    let replay = frames_until(&mut client, "chat_end").await.pop().unwrap();
+    assert_eq!(replay["message"], "Stored later", "{replay}");
+    assert_eq!(replay["cached"], true);
+    assert_eq!(model.calls(), 1);
 }
