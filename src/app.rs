@@ -134,7 +134,7 @@ impl Application {
                 crate::http::idempotency::IDEMPOTENCY_TTL,
                 crate::http::idempotency::IDEMPOTENCY_CAPACITY,
             ),
-            csrf: crate::auth::csrf::CsrfKeys::new(settings_csrf_secret.as_deref()),
+            csrf: crate::auth::csrf::CsrfKeys::new(settings_csrf_secret.as_ref().map(|s| s.expose())),
         });
         Ok(Self { listener, state, tls })
     }

@@ -8,6 +8,8 @@ use std::time::Duration;
 use clap::Parser;
 use pam_actors::ConnectionSettings;
 
+use crate::secret::Secret;
+
 /// pam-gateway: the realtime backend of PAM.
 #[derive(Debug, Clone, Parser)]
 #[command(name = "pam-gateway", version, about)]
@@ -26,7 +28,7 @@ pub struct Settings {
     pub cache_prefix: String,
     /// HS256 secret of the Supabase project.
     #[arg(long, env = "SUPABASE_JWT_SECRET", hide_env_values = true)]
-    pub supabase_jwt_secret: Option<String>,
+    pub supabase_jwt_secret: Option<Secret>,
     /// Supabase project URL (JWKS and issuer are derived from it).
     #[arg(long, env = "SUPABASE_URL")]
     pub supabase_url: Option<String>,
@@ -47,7 +49,7 @@ pub struct Settings {
     pub allowed_origins: Option<String>,
     /// HMAC key for CSRF tokens (random per start when unset).
     #[arg(long, env = "PAM_CSRF_SECRET", hide_env_values = true)]
-    pub csrf_secret: Option<String>,
+    pub csrf_secret: Option<Secret>,
     /// Bearer token for the monitoring endpoints.
     #[arg(long, env = "PAM_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
@@ -78,7 +80,7 @@ pub struct Settings {
     pub shutdown_grace_ms: u64,
     /// Anthropic API key; set = Anthropic is the primary model.
     #[arg(long, env = "ANTHROPIC_API_KEY", hide_env_values = true)]
-    pub anthropic_api_key: Option<String>,
+    pub anthropic_api_key: Option<Secret>,
     #[arg(long, env = "ANTHROPIC_BASE_URL", default_value = "https://api.anthropic.com")]
     pub anthropic_base_url: String,
     /// Model for ordinary turns.
@@ -89,7 +91,7 @@ pub struct Settings {
     pub anthropic_fast_model: String,
     /// OpenAI (or compatible) API key; set = used after Anthropic (or first without it).
     #[arg(long, env = "OPENAI_API_KEY", hide_env_values = true)]
-    pub openai_api_key: Option<String>,
+    pub openai_api_key: Option<Secret>,
     /// Base URL of an OpenAI-compatible API (with or without a trailing `/v1`).
     #[arg(long, env = "OPENAI_BASE_URL", default_value = "https://api.openai.com")]
     pub openai_base_url: String,
@@ -143,7 +145,7 @@ pub enum SettingsError {
 /// How tokens are checked.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuthSettings {
-    pub hs256_secret: Option<String>,
+    pub hs256_secret: Option<Secret>,
     pub jwks_url: Option<String>,
     pub audience: String,
     pub issuer: Option<String>,
@@ -183,7 +185,7 @@ impl Settings {
         let supabase = self.supabase_url.as_deref().map(|u| u.trim_end_matches('/').to_string());
         let jwks_url = self.jwks_url.clone().or_else(|| supabase.as_ref().map(|u| format!("{u}/auth/v1/.well-known/jwks.json")));
         let issuer = self.jwt_issuer.clone().or_else(|| supabase.as_ref().map(|u| format!("{u}/auth/v1")));
-        let has_jwt = self.supabase_jwt_secret.as_deref().is_some_and(|s| !s.is_empty()) || jwks_url.is_some();
+        let has_jwt = self.supabase_jwt_secret.as_ref().is_some_and(|s| !s.expose().is_empty()) || jwks_url.is_some();
         let loopback = self.listen.ip().is_loopback();
         let dev_auth = self.dev_auth.unwrap_or(!has_jwt && loopback);
         if dev_auth && !loopback {
@@ -196,7 +198,7 @@ impl Settings {
             ));
         }
         Ok(AuthSettings {
-            hs256_secret: self.supabase_jwt_secret.clone().filter(|s| !s.is_empty()),
+            hs256_secret: self.supabase_jwt_secret.clone().filter(|s| !s.expose().is_empty()),
             jwks_url,
             audience: self.jwt_audience.clone(),
             issuer,
@@ -232,12 +234,12 @@ impl Settings {
 
     /// `ANTHROPIC_API_KEY` when set and not empty.
     pub fn anthropic_key(&self) -> Option<&str> {
-        self.anthropic_api_key.as_deref().map(str::trim).filter(|k| !k.is_empty())
+        self.anthropic_api_key.as_ref().and_then(Secret::non_empty)
     }
 
     /// `OPENAI_API_KEY` when set and not empty.
     pub fn openai_key(&self) -> Option<&str> {
-        self.openai_api_key.as_deref().map(str::trim).filter(|k| !k.is_empty())
+        self.openai_api_key.as_ref().and_then(Secret::non_empty)
     }
 
     pub fn shutdown_grace(&self) -> Duration {
@@ -274,6 +276,21 @@ mod tests {
         assert!(!error.contains('\n'));
         settings.dev_auth = Some(true);
         assert!(settings.validate().unwrap_err().to_string().contains("only allowed on a loopback bind"));
+    }
+
+    #[test]
+    fn debug_output_holds_no_secret() {
+        let mut settings = Settings::defaults();
+        settings.supabase_jwt_secret = Some("jwt-secret-value".into());
+        settings.csrf_secret = Some("csrf-secret-value".into());
+        settings.anthropic_api_key = Some("sk-ant-value".into());
+        settings.openai_api_key = Some("sk-openai-value".into());
+        let auth = settings.validate().unwrap();
+        let printed = format!("{settings:?} {auth:?}");
+        for secret in ["jwt-secret-value", "csrf-secret-value", "sk-ant-value", "sk-openai-value"] {
+            assert!(!printed.contains(secret), "{secret} leaked into Debug output");
+        }
+        assert_eq!(settings.anthropic_key(), Some("sk-ant-value"));
     }
 
     #[test]

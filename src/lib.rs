@@ -8,6 +8,7 @@ pub mod config;
 pub mod context;
 pub mod http;
 pub mod monitor;
+pub mod secret;
 pub mod server;
 pub mod telemetry;
 pub mod tls;

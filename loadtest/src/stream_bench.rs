@@ -295,7 +295,7 @@ impl InProcessGateway {
         settings.listen = "127.0.0.1:0".parse().expect("a literal address");
         settings.database_url = format!("sqlite://{}", database.display());
         settings.redis_url = None;
-        settings.supabase_jwt_secret = Some(secret.clone());
+        settings.supabase_jwt_secret = Some(secret.clone().into());
         (settings.supabase_url, settings.jwks_url, settings.jwt_issuer, settings.dev_auth) = (None, None, None, Some(false));
         (settings.anthropic_api_key, settings.openai_api_key) = (None, None);
         settings.auth_failures_per_minute = 0;

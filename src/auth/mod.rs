@@ -41,7 +41,7 @@ pub struct JwtAuthenticator {
 impl JwtAuthenticator {
     /// `dev_secret` is accepted beside the project secret when dev auth is on.
     pub fn new(settings: &AuthSettings, dev_secret: Option<&[u8]>, jwks: Option<Arc<JwksCache>>) -> Self {
-        let mut hs_keys: Vec<DecodingKey> = settings.hs256_secret.iter().map(|s| DecodingKey::from_secret(s.as_bytes())).collect();
+        let mut hs_keys: Vec<DecodingKey> = settings.hs256_secret.iter().map(|s| DecodingKey::from_secret(s.expose().as_bytes())).collect();
         hs_keys.extend(dev_secret.map(DecodingKey::from_secret));
         Self { hs_keys, jwks, audience: settings.audience.clone(), issuer: settings.issuer.clone() }
     }

@@ -109,6 +109,7 @@ async fn openai_request_carries_system_prompt_history_and_bearer_key_which_no_lo
     assert_eq!(request.path, "/v1/chat/completions");
     assert_eq!(request.headers["authorization"], format!("Bearer {TEST_OPENAI_KEY}").as_str());
     assert_eq!(request.body["stream"], true);
+    assert_eq!(request.body["max_tokens"], 1024, "answers are capped like Anthropic's");
     let messages = roles_and_texts(&request.body["messages"]);
     assert_eq!(messages[0].0, "system");
     assert_loaded_context_in(&messages[0].1);

@@ -11,8 +11,6 @@ use super::{ProviderFailure, StreamingModel, prompt};
 
 /// The API version header every request carries.
 pub const ANTHROPIC_VERSION: &str = "2023-06-01";
-/// Longest answer we ask for (PAM answers briefly).
-const MAX_TOKENS: u32 = 1_024;
 
 /// Streams answers from Anthropic.
 pub struct AnthropicProvider {
@@ -47,7 +45,7 @@ impl AnthropicProvider {
         let prompt = prompt::build(request);
         json!({
             "model": model,
-            "max_tokens": MAX_TOKENS,
+            "max_tokens": prompt::MAX_ANSWER_TOKENS,
             "system": prompt.system,
             "messages": prompt.messages,
             "stream": true,

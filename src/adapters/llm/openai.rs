@@ -38,7 +38,7 @@ impl OpenAiProvider {
         let prompt = prompt::build(request);
         let mut messages = vec![json!({"role": "system", "content": prompt.system})];
         messages.extend(prompt.messages.iter().map(|m| json!({"role": m.role, "content": m.content})));
-        json!({"model": model, "messages": messages, "stream": true})
+        json!({"model": model, "messages": messages, "stream": true, "max_tokens": prompt::MAX_ANSWER_TOKENS})
     }
 }
 

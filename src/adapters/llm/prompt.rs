@@ -10,6 +10,9 @@ use serde_json::{Map, Value};
 
 /// History messages that reach the model.
 const HISTORY_LIMIT: usize = 20;
+/// Longest answer any provider is asked for (PAM answers briefly; it also caps the cost of a
+/// runaway generation).
+pub const MAX_ANSWER_TOKENS: u32 = 1_024;
 /// Client-sent context beyond the loaded keys is passed on as JSON up to this many characters.
 const EXTRA_CONTEXT_CHARS: usize = 1_500;
 /// Friends and events listed in the prompt (the loaders cap events at 25 already).
