@@ -1,7 +1,9 @@
 //! The edge middleware on every HTTP response: security headers (HSTS only with TLS on) and a
 //! request id — the client's `X-Request-Id` when it is sane, a fresh one otherwise — echoed in
 //! the response, recorded on the request's tracing span and put in JSON error bodies through a
-//! task-local that `error_response` reads.
+//! task-local that `error_response` reads. Plain-text rejections from axum's extractors (a GET
+//! without the upgrade headers on a socket route, a malformed path) become the same JSON error
+//! body as every other error.
 
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, header};
@@ -16,6 +18,8 @@ const MAX_REQUEST_ID_LEN: usize = 128;
 /// For JSON and other non-page responses: nothing may load, nobody may frame.
 const API_CSP: &str = "default-src 'none'; frame-ancestors 'none'";
 const HSTS: &str = "max-age=31536000; includeSubDomains";
+/// Longest rejection text carried into the JSON body.
+const MAX_REJECTION_TEXT: usize = 4 * 1024;
 
 tokio::task_local! {
     static CURRENT_REQUEST_ID: String;
@@ -41,7 +45,8 @@ pub async fn edge(State(policy): State<EdgePolicy>, mut request: Request, next: 
     }
     // The path only: query strings may carry tokens.
     let span = tracing::info_span!("request", request_id = %id, method = %request.method(), path = %request.uri().path());
-    let mut response = CURRENT_REQUEST_ID.scope(id.clone(), next.run(request)).instrument(span).await;
+    let handled = async { json_rejection(next.run(request).await).await };
+    let mut response = CURRENT_REQUEST_ID.scope(id.clone(), handled).instrument(span).await;
     let headers = response.headers_mut();
     if let Ok(value) = HeaderValue::from_str(&id) {
         headers.insert(REQUEST_ID, value);
@@ -57,6 +62,38 @@ fn request_id(headers: &HeaderMap) -> String {
         .and_then(|v| v.to_str().ok())
         .filter(|id| is_sane_request_id(id))
         .map_or_else(|| uuid::Uuid::new_v4().simple().to_string(), str::to_owned)
+}
+
+/// An error response with a plain-text body (axum's rejections) rewritten as the JSON error
+/// body, keeping status and headers (`Allow`, `Retry-After`, …); everything else untouched.
+async fn json_rejection(response: Response) -> Response {
+    let status = response.status();
+    let plain = response.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|t| t.starts_with("text/plain"));
+    if !plain || !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let text =
+        axum::body::to_bytes(body, MAX_REJECTION_TEXT).await.map(|b| String::from_utf8_lossy(&b).trim().to_string()).unwrap_or_default();
+    let message = if text.is_empty() { status.canonical_reason().unwrap_or("request failed").to_lowercase() } else { text };
+    let json = super::error_response(status, rejection_code(status), &message);
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts.headers.extend(json.headers().clone());
+    Response::from_parts(parts, json.into_body())
+}
+
+/// The `error` code for a rejection, by status (the REST handlers' own names where they exist).
+fn rejection_code(status: axum::http::StatusCode) -> &'static str {
+    match status.as_u16() {
+        400 => "BAD_REQUEST",
+        405 => "METHOD_NOT_ALLOWED",
+        413 => "MESSAGE_TOO_LARGE",
+        415 => "UNSUPPORTED_MEDIA_TYPE",
+        422 => "VALIDATION_ERROR",
+        426 => "UPGRADE_REQUIRED",
+        s if s >= 500 => "INTERNAL_ERROR",
+        _ => "REQUEST_REJECTED",
+    }
 }
 
 fn is_sane_request_id(id: &str) -> bool {

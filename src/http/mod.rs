@@ -85,7 +85,11 @@ pub fn router(state: SharedState) -> Router {
         router = router.route("/dev/token", post(dev::token)).route("/", get(dev::demo_page)).route("/favicon.ico", get(dev::favicon));
     }
     let policy = middleware::EdgePolicy { hsts: state.settings.tls_paths().is_some() };
-    router.fallback(not_found).with_state(state).layer(axum::middleware::from_fn_with_state(policy, middleware::edge))
+    router
+        .method_not_allowed_fallback(method_not_allowed)
+        .fallback(not_found)
+        .with_state(state)
+        .layer(axum::middleware::from_fn_with_state(policy, middleware::edge))
 }
 
 /// The routes browsers call across origins (CORS): REST chat, CSRF token, settings.

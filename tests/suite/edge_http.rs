@@ -114,6 +114,34 @@ async fn a_sane_request_id_is_echoed_and_lands_in_the_json_error_body() {
 }
 
 #[tokio::test]
+async fn a_wrong_method_on_any_route_gets_405_with_allow_and_a_json_body() {
+    let app = spawn_app().await;
+    for (method, path) in [("PUT", "/health"), ("POST", "/metrics"), ("DELETE", "/api/v1/monitoring/errors"), ("POST", "/health/ready")] {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let response = client().request(method.clone(), app.http(path)).send().await.unwrap();
+        assert_eq!(response.status(), 405, "{method} {path}");
+        assert!(response.headers()["allow"].to_str().unwrap().contains("GET"), "{method} {path}");
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["error"], "METHOD_NOT_ALLOWED", "{method} {path}: {body}");
+        assert!(body["request_id"].is_string(), "{body}");
+    }
+}
+
+#[tokio::test]
+async fn a_plain_http_get_on_a_socket_route_gets_a_json_error_body() {
+    let app = spawn_app().await;
+    for path in [format!("/api/v1/pam/ws/{USER}?token=x"), "/api/v2/pam/ws".to_string()] {
+        let response = client().get(app.http(&path)).send().await.unwrap();
+        assert_eq!(response.status(), 400, "{path}");
+        assert!(response.headers()["content-type"].to_str().unwrap().starts_with("application/json"), "{path}");
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["error"], "BAD_REQUEST", "{path}: {body}");
+        assert!(body["message"].as_str().unwrap().to_lowercase().contains("upgrade"), "{body}");
+        assert!(body["request_id"].is_string(), "{body}");
+    }
+}
+
+#[tokio::test]
 async fn a_missing_or_unsafe_request_id_is_replaced_by_a_fresh_one() {
     let app = spawn_app().await;
     let mut seen = Vec::new();
