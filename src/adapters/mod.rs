@@ -1,5 +1,6 @@
 //! Adapters: the real implementations of the actors' ports (models, storage, cache).
 
+pub mod breaker;
 pub mod builtin;
 pub mod builtin_context;
 pub mod context_store;

@@ -3,31 +3,25 @@
 //! Redis is skipped (context comes from the database). Failures count in `pam_cache_errors_total`
 //! and each breaker transition logs one line.
 
-use std::sync::Mutex;
 use std::time::Duration;
 
 use fred::prelude::{Builder, Client, ClientLike, Config, Expiration, KeysInterface, ReconnectPolicy};
 use pam_actors::{BoxFuture, ContextCache, ContextKind};
 use pam_protocol::UserId;
 use serde_json::Value;
-use tokio::time::Instant;
+
+use super::breaker::{CircuitBreaker, Transition};
 
 pub const CACHE_ERRORS_TOTAL: &str = "pam_cache_errors_total";
 const OP_TIMEOUT: Duration = Duration::from_millis(100);
 const FAILURES_TO_OPEN: u32 = 3;
 const OPEN_FOR: Duration = Duration::from_secs(5);
 
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum Breaker {
-    Closed { failures: u32 },
-    Open { until: Instant },
-}
-
 pub struct RedisCache {
     client: Client,
     prefix: String,
     ttls: [u64; 3],
-    breaker: Mutex<Breaker>,
+    breaker: CircuitBreaker,
 }
 
 impl RedisCache {
@@ -46,7 +40,7 @@ impl RedisCache {
         // The connection task (with its reconnect policy) runs on its own; dropping the handle
         // detaches it instead of waiting for a Redis that may be down.
         drop(client.connect());
-        Ok(Self { client, prefix: prefix.to_string(), ttls, breaker: Mutex::new(Breaker::Closed { failures: 0 }) })
+        Ok(Self { client, prefix: prefix.to_string(), ttls, breaker: CircuitBreaker::new(FAILURES_TO_OPEN, OPEN_FOR) })
     }
 
     fn key(&self, kind: ContextKind, user: &UserId) -> String {
@@ -64,53 +58,34 @@ impl RedisCache {
 
     /// Runs `op` unless the breaker is open; records the outcome.
     async fn guarded<T>(&self, op: &'static str, fut: impl Future<Output = Result<T, fred::error::Error>>) -> Option<T> {
-        if let Breaker::Open { until } = *self.lock() {
-            if Instant::now() < until {
-                return None;
-            }
+        if !self.breaker.allows() {
+            return None;
         }
         let result = match tokio::time::timeout(OP_TIMEOUT, fut).await {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(error)) => Err(error.to_string()),
             Err(_) => Err(format!("no answer within {} ms", OP_TIMEOUT.as_millis())),
         };
-        let mut breaker = self.lock();
         match result {
             Ok(value) => {
-                if !matches!(*breaker, Breaker::Closed { failures: 0 }) {
-                    if matches!(*breaker, Breaker::Open { .. }) {
-                        tracing::info!("Redis answers again; context cache back on");
-                    }
-                    *breaker = Breaker::Closed { failures: 0 };
+                if self.breaker.succeeded() == Some(Transition::Closed) {
+                    tracing::info!("Redis answers again; context cache back on");
                 }
                 Some(value)
             }
             Err(error) => {
                 metrics::counter!(CACHE_ERRORS_TOTAL, "op" => op).increment(1);
-                *breaker = match *breaker {
-                    Breaker::Closed { failures } if failures + 1 >= FAILURES_TO_OPEN => {
-                        tracing::warn!(%error, "Redis unavailable; serving context from the database for {} s", OPEN_FOR.as_secs());
-                        Breaker::Open { until: Instant::now() + OPEN_FOR }
-                    }
-                    Breaker::Closed { failures } => Breaker::Closed { failures: failures + 1 },
-                    Breaker::Open { .. } => Breaker::Open { until: Instant::now() + OPEN_FOR },
-                };
+                if self.breaker.failed() == Some(Transition::Opened) {
+                    tracing::warn!(%error, "Redis unavailable; serving context from the database for {} s", OPEN_FOR.as_secs());
+                }
                 None
             }
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Breaker> {
-        self.breaker.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
     /// `healthy`, `open` (breaker) or `degraded` (recent failures).
     pub fn status(&self) -> &'static str {
-        match *self.lock() {
-            Breaker::Closed { failures: 0 } => "healthy",
-            Breaker::Closed { .. } => "degraded",
-            Breaker::Open { .. } => "open",
-        }
+        self.breaker.status()
     }
 }
 

@@ -101,3 +101,22 @@ async fn openai_answers_when_anthropic_fails_and_health_names_the_primary() {
     assert_eq!(health["llm"]["model"], "fake-accurate", "{health}");
     assert_eq!(health["llm"]["fallbacks"], serde_json::json!(["openai", "builtin"]), "{health}");
 }
+
+#[tokio::test]
+async fn a_provider_failing_three_turns_in_a_row_is_skipped_and_shown_in_metrics() {
+    let fake = FakeLlm::start(Script::status(503)).await;
+    let app = spawn_app_with(|s| use_anthropic(s, &fake), Default::default()).await;
+    let mut client = app.connect_ready().await;
+    assert_eq!(metric(&app.metrics().await, "pam_llm_circuit_open{provider=\"anthropic\"}"), Some(0.0));
+    for _ in 0..3 {
+        legacy_chat(&mut client, "hello").await;
+    }
+    let answer = legacy_chat(&mut client, "hello").await;
+    assert_eq!(answer["source"], "builtin", "{answer}");
+    assert_eq!(fake.calls(), 3, "the fourth turn did not wait on the failing provider");
+    let metadata = assistant_metadata(&app).await.pop().unwrap();
+    assert_eq!(metadata["fallback_reason"], "anthropic: skipped, circuit open after repeated failures", "{metadata}");
+    let metrics = app.metrics().await;
+    assert_eq!(metric(&metrics, "pam_llm_circuit_open{provider=\"anthropic\"}"), Some(1.0));
+    assert_eq!(failed_attempts(&metrics, "circuit_open"), Some(1.0));
+}

@@ -13,6 +13,11 @@
 //! `pam_llm_requests_total{provider,model,outcome}` here; the attempt that answers is counted
 //! `ok` by the `TurnPipeline`, which sees the final reply.
 //!
+//! Each remote model has a circuit breaker: after 3 failed attempts in a row it is skipped for
+//! 30 s (outcome `circuit_open`, gauge `pam_llm_circuit_open{provider}`), so an outage of the
+//! primary costs each turn nothing instead of a first-token timeout; after the pause the next turn
+//! tries it again and its first success closes the breaker.
+//!
 //! Streaming consumers (protocol v2 `chat_delta`): deltas are forwarded live while nothing has
 //! failed. Once a provider that already streamed deltas fails, the chain forwards **no further
 //! deltas** for that turn; the fallback's full answer is only in the returned `LlmReply.text`,
@@ -30,6 +35,14 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::{ProviderFailure, StreamingModel};
+use crate::adapters::breaker::{CircuitBreaker, Transition};
+
+/// `1` while a provider's breaker is open.
+pub const LLM_CIRCUIT_OPEN: &str = "pam_llm_circuit_open";
+/// Failed attempts in a row that open a provider's breaker.
+const FAILURES_TO_OPEN: u32 = 3;
+/// How long an open breaker skips its provider.
+const OPEN_FOR: Duration = Duration::from_secs(30);
 
 /// Deltas buffered between a provider and the chain.
 const DELTA_BUFFER: usize = 64;
@@ -47,7 +60,7 @@ pub struct ChainDeadlines {
 
 /// Remote models in order, then the last resort.
 pub struct FallbackChain {
-    models: Vec<Arc<dyn StreamingModel>>,
+    models: Vec<(Arc<dyn StreamingModel>, CircuitBreaker)>,
     last_resort: Arc<dyn LlmProvider>,
     deadlines: ChainDeadlines,
 }
@@ -80,6 +93,10 @@ struct Route<'a> {
 impl FallbackChain {
     /// `models` are tried in order; `last_resort` (the builtin assistant) answers when all failed.
     pub fn new(models: Vec<Arc<dyn StreamingModel>>, last_resort: Arc<dyn LlmProvider>, deadlines: ChainDeadlines) -> Self {
+        for model in &models {
+            metrics::gauge!(LLM_CIRCUIT_OPEN, "provider" => model.name().to_string()).set(0.0);
+        }
+        let models = models.into_iter().map(|m| (m, CircuitBreaker::new(FAILURES_TO_OPEN, OPEN_FOR))).collect();
         FallbackChain { models, last_resort, deadlines }
     }
 
@@ -89,11 +106,17 @@ impl FallbackChain {
         let budget_end = started + self.deadlines.total.saturating_sub(reserve);
         let mut reasons: Vec<String> = Vec::new();
         let mut forward = true;
-        for model in &self.models {
+        for (model, breaker) in &self.models {
             let (provider, model_name) = (model.name(), model.model(request.fast));
             let now = Instant::now();
             if now >= budget_end {
                 reasons.push(format!("{provider}: skipped, no time left"));
+                continue;
+            }
+            if !breaker.allows() {
+                metrics::counter!(LLM_REQUESTS_TOTAL, "provider" => provider.to_string(), "model" => model_name.to_string(), "outcome" => "circuit_open")
+                    .increment(1);
+                reasons.push(format!("{provider}: skipped, circuit open after repeated failures"));
                 continue;
             }
             let (tx, rx) = mpsc::channel(DELTA_BUFFER);
@@ -107,6 +130,10 @@ impl FallbackChain {
             let attempt = drive(model.stream(request, model_name, tx), rx, route).await;
             let failure = match attempt.ended {
                 Ended::Done(Ok(text)) => {
+                    if breaker.succeeded() == Some(Transition::Closed) {
+                        metrics::gauge!(LLM_CIRCUIT_OPEN, "provider" => provider.to_string()).set(0.0);
+                        tracing::info!(provider, "model answers again; circuit closed");
+                    }
                     let mut reply = LlmReply::new(text, model_name, provider);
                     reply.first_token = attempt.first_token;
                     reply.fallback_reason = join(&reasons);
@@ -119,6 +146,14 @@ impl FallbackChain {
             metrics::counter!(LLM_REQUESTS_TOTAL, "provider" => provider.to_string(), "model" => model_name.to_string(), "outcome" => failure.outcome())
                 .increment(1);
             tracing::warn!(provider, model = model_name, outcome = failure.outcome(), reason = %failure, "model attempt failed; falling back");
+            if breaker.failed() == Some(Transition::Opened) {
+                metrics::gauge!(LLM_CIRCUIT_OPEN, "provider" => provider.to_string()).set(1.0);
+                tracing::warn!(
+                    provider,
+                    "model failed {FAILURES_TO_OPEN} times in a row; skipping it for {} s",
+                    breaker.open_for().as_secs()
+                );
+            }
             reasons.push(format!("{provider}: {failure}"));
             // A half-streamed answer was already sent: the rest of this turn is not streamed.
             forward &= attempt.first_token.is_none();
@@ -213,7 +248,7 @@ async fn sleep_until(deadline: Option<Instant>) {
 impl LlmProvider for FallbackChain {
     /// The primary provider (the first remote model, else the last resort).
     fn name(&self) -> &str {
-        self.models.first().map_or_else(|| self.last_resort.name(), |m| m.name())
+        self.models.first().map_or_else(|| self.last_resort.name(), |(m, _)| m.name())
     }
 
     fn generate<'a>(&'a self, request: &'a LlmRequest, deltas: mpsc::Sender<String>) -> BoxFuture<'a, Result<LlmReply, LlmError>> {

@@ -20,13 +20,21 @@ enum Behaviour {
 
 struct Scripted {
     name: &'static str,
-    behaviour: Behaviour,
+    behaviour: Mutex<Behaviour>,
     asked: Mutex<Vec<String>>,
 }
 
 impl Scripted {
     fn new(name: &'static str, behaviour: Behaviour) -> Arc<Self> {
-        Arc::new(Scripted { name, behaviour, asked: Mutex::new(Vec::new()) })
+        Arc::new(Scripted { name, behaviour: Mutex::new(behaviour), asked: Mutex::new(Vec::new()) })
+    }
+
+    fn set(&self, behaviour: Behaviour) {
+        *self.behaviour.lock().unwrap() = behaviour;
+    }
+
+    fn calls(&self) -> usize {
+        self.asked.lock().unwrap().len()
     }
 }
 
@@ -46,7 +54,7 @@ impl StreamingModel for Scripted {
         deltas: mpsc::Sender<String>,
     ) -> BoxFuture<'a, Result<String, ProviderFailure>> {
         self.asked.lock().unwrap().push(model.to_string());
-        let behaviour = self.behaviour.clone();
+        let behaviour = self.behaviour.lock().unwrap().clone();
         Box::pin(async move {
             match behaviour {
                 Behaviour::Stall => std::future::pending().await,
@@ -155,4 +163,26 @@ async fn the_next_remote_model_answers_when_the_first_is_refused() {
     let reply = chain(models).generate(&request("hello", false), mpsc::channel(1).0).await.unwrap();
     assert_eq!((reply.source.as_str(), reply.text.as_str()), ("openai", "From openai"));
     assert_eq!(reply.fallback_reason.as_deref(), Some("anthropic: HTTP 429"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_provider_failing_three_times_in_a_row_is_skipped_until_its_pause_is_over() {
+    let primary = Scripted::new("anthropic", Behaviour::Stall);
+    let chain = chain(vec![primary.clone()]);
+    for _ in 0..3 {
+        let reply = chain.generate(&request("hello", true), mpsc::channel(256).0).await.unwrap();
+        assert_eq!(reply.fallback_reason.as_deref(), Some("anthropic: no first token within 10000 ms"));
+    }
+    let started = Instant::now();
+    let reply = chain.generate(&request("hello", true), mpsc::channel(256).0).await.unwrap();
+    assert_eq!(started.elapsed(), Duration::ZERO, "an open circuit costs the turn no timeout");
+    assert_eq!(reply.source, "builtin");
+    assert_eq!(reply.fallback_reason.as_deref(), Some("anthropic: skipped, circuit open after repeated failures"));
+    assert_eq!(primary.calls(), 3);
+
+    primary.set(Behaviour::Answer(vec!["Back"], Duration::ZERO));
+    tokio::time::advance(OPEN_FOR).await;
+    let reply = chain.generate(&request("hello", true), mpsc::channel(256).0).await.unwrap();
+    assert_eq!((reply.source.as_str(), reply.text.as_str()), ("anthropic", "Back"));
+    assert_eq!(chain.models[0].1.status(), "healthy");
 }
