@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Headless-Chromium end-to-end check of the demo chat page (web/index.html) served at GET /.
+# Headless-Chromium end-to-end check of the demo chat page (web/index.html, demo.js, demo.css) served at GET /.
 # Builds nothing: uses an already-built gateway binary ($PAM_GATEWAY_BIN, default
 # target/release/pam-gateway, falling back to target/debug/pam-gateway), starts it on a free
 # loopback port with dev auth on and a throwaway SQLite database, and runs web/e2e/demo.spec.mjs.

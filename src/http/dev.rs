@@ -1,4 +1,5 @@
-//! Development routes (dev auth only): `POST /dev/token` and the demo chat page at `/`.
+//! Development routes (dev auth only): `POST /dev/token` and the demo chat page at `/` (its
+//! script and styles are files of their own, so its CSP allows nothing inline).
 
 use axum::Json;
 use axum::extract::State;
@@ -11,8 +12,10 @@ use super::{SharedState, error_response};
 use crate::auth::dev::DEMO_USER_ID;
 
 const DEMO_PAGE: &str = include_str!("../../web/index.html");
-const DEMO_CSP: &str =
-    "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; connect-src 'self'; frame-ancestors 'none'";
+const DEMO_SCRIPT: &str = include_str!("../../web/demo.js");
+const DEMO_STYLES: &str = include_str!("../../web/demo.css");
+const DEMO_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self'; \
+                        base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
 
 #[derive(Debug, Default, Deserialize)]
 pub struct TokenRequest {
@@ -53,14 +56,30 @@ pub async fn token(State(state): State<SharedState>, body: axum::body::Bytes) ->
 
 /// The demo chat page.
 pub async fn demo_page() -> Response {
+    demo_file("text/html; charset=utf-8", DEMO_PAGE)
+}
+
+/// `/demo.js`.
+pub async fn demo_script() -> Response {
+    demo_file("text/javascript; charset=utf-8", DEMO_SCRIPT)
+}
+
+/// `/demo.css`.
+pub async fn demo_styles() -> Response {
+    demo_file("text/css; charset=utf-8", DEMO_STYLES)
+}
+
+/// The three parts are built into the binary and change together: no caching across restarts.
+fn demo_file(content_type: &'static str, body: &'static str) -> Response {
     (
         [
-            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CONTENT_TYPE, content_type),
             (header::CONTENT_SECURITY_POLICY, DEMO_CSP),
+            (header::CACHE_CONTROL, "no-cache"),
             (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
             (header::X_FRAME_OPTIONS, "DENY"),
         ],
-        DEMO_PAGE,
+        body,
     )
         .into_response()
 }

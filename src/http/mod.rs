@@ -82,7 +82,12 @@ pub fn router(state: SharedState) -> Router {
         .route("/api/v1/monitoring/slow-queries", get(monitoring::slow_queries_report))
         .merge(browser_routes(&state));
     if state.dev.is_some() {
-        router = router.route("/dev/token", post(dev::token)).route("/", get(dev::demo_page)).route("/favicon.ico", get(dev::favicon));
+        router = router
+            .route("/dev/token", post(dev::token))
+            .route("/", get(dev::demo_page))
+            .route("/demo.js", get(dev::demo_script))
+            .route("/demo.css", get(dev::demo_styles))
+            .route("/favicon.ico", get(dev::favicon));
     }
     let policy = middleware::EdgePolicy { hsts: state.settings.tls_paths().is_some() };
     router

@@ -92,12 +92,13 @@ async fn every_response_carries_the_security_headers_and_no_hsts_without_tls() {
 }
 
 #[tokio::test]
-async fn the_demo_page_keeps_its_own_csp_that_allows_its_inline_code_and_same_origin_sockets() {
+async fn the_demo_page_keeps_its_own_csp_that_allows_same_origin_files_and_sockets_but_nothing_inline() {
     let app = spawn_app_with(|s| s.dev_auth = Some(true), Default::default()).await;
     let response = client().get(app.http("/")).send().await.unwrap();
     assert_eq!(response.status(), 200);
     let csp = response.headers()["content-security-policy"].to_str().unwrap().to_string();
     assert!(csp.contains("connect-src 'self'") && csp.contains("frame-ancestors 'none'"), "{csp}");
+    assert!(csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"), "{csp}");
     assert_eq!(response.headers()["x-frame-options"], "DENY");
     assert_eq!(response.headers()["referrer-policy"], "no-referrer");
 }
