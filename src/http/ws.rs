@@ -1,8 +1,8 @@
 //! The WebSocket edge: only cheap checks before the 101, then the socket is split into a reader
 //! task (feeding the `ConnectionActor` through a bounded permit pool) and a writer task owning
 //! the sink, fed by the bounded outbound queue. Both tasks box their busy and closing paths: a
-//! task's size is its largest state, and idle sockets hold it for their whole life. Every server-started close goes out with
-//! a code and a reason.
+//! task's size is its largest state, and idle sockets hold it for their whole life. Every
+//! server-started close goes out with a code and a reason.
 
 use std::sync::Arc;
 use std::time::Duration;
