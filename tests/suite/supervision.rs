@@ -106,3 +106,50 @@ async fn a_failing_connection_actor_closes_with_1011_and_a_reason() {
     let health = reqwest::get(app.http("/health/live")).await.unwrap();
     assert_eq!(health.status(), 200);
 }
+
+/// Accepts the first token as `USER`, panics on every later one (a v2 `auth_refresh`).
+struct PanicsOnRefresh(AtomicUsize);
+
+impl Authenticator for PanicsOnRefresh {
+    fn authenticate<'a>(&'a self, _token: &'a str) -> BoxFuture<'a, Result<Identity, AuthError>> {
+        Box::pin(async move {
+            assert_eq!(self.0.fetch_add(1, Ordering::SeqCst), 0, "authenticator bug on refresh");
+            Ok(Identity {
+                subject: Some(pam_protocol::UserId::parse(USER).unwrap()),
+                role: "authenticated".into(),
+                privileged: false,
+                expires_at: None,
+            })
+        })
+    }
+}
+
+#[tokio::test]
+async fn a_v2_connection_that_fails_before_its_welcome_gets_a_numbered_1011_error_frame() {
+    use crate::common::v2::*;
+    let overrides = Overrides { authenticator: Some(Arc::new(PanickingAuthenticator)), ..Default::default() };
+    let app = spawn_app_with(|_| {}, overrides).await;
+    let (mut client, _) = connect_v2(&v2_url(&app, Some(&token_for(USER)))).await;
+    let (closed, frames) = client.recv_close().await;
+    assert_eq!(closed.code, 1011);
+    let error = frames.last().expect("an error frame before the close");
+    assert_eq!((error["type"].as_str(), error["error_code"].as_str()), (Some("error"), Some("INTERNAL")), "{error}");
+    assert_eq!(error["seq"], 1, "{error}");
+    assert!(error["retryable"].is_boolean(), "{error}");
+}
+
+#[tokio::test]
+async fn a_v2_connection_that_fails_after_its_welcome_numbers_the_1011_error_frame_after_it() {
+    use crate::common::v2::*;
+    let overrides = Overrides { authenticator: Some(Arc::new(PanicsOnRefresh(AtomicUsize::new(0)))), ..Default::default() };
+    let app = spawn_app_with(|_| {}, overrides).await;
+    let (mut client, welcome) = connect_welcomed(&app, &token_for(USER)).await;
+    client.send_json(json!({"type":"auth_refresh","token":token_for(USER)})).await;
+    let (closed, frames) = client.recv_close().await;
+    assert_eq!(closed.code, 1011, "{closed:?} {frames:?}");
+    let error = frames.last().expect("an error frame before the close");
+    assert_eq!(error["error_code"], "INTERNAL", "{error}");
+    assert!(error["seq"].as_u64().unwrap() > welcome["seq"].as_u64().unwrap(), "{welcome} then {error}");
+    let metrics = app.metrics().await;
+    assert_eq!(metric(&metrics, "pam_ws_closed_total{code=\"1011\"}"), Some(1.0), "counted once");
+}

@@ -5,9 +5,11 @@
 //! dialect (ids, streaming, resume, token refresh) lives in `v2.rs`; authentication in `auth.rs`.
 
 use std::collections::{HashMap, VecDeque};
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::FutureExt;
 use pam_protocol::{ClientFrame, CloseCode, Dialect, ErrorCode, ServerFrame, SessionId, UserId, parse_client_frame};
 use ractor::{Actor, ActorProcessingErr, ActorRef, SupervisionEvent};
 use serde_json::{Map, Value};
@@ -164,38 +166,13 @@ impl Actor for ConnectionActor {
     }
 
     async fn post_start(&self, myself: ActorRef<Self::Msg>, state: &mut Self::State) -> Result<(), ActorProcessingErr> {
-        state.set_phase(ConnectionPhase::Authenticating);
-        match state.token.take() {
-            Some(token) => state.authenticate(&myself, &token).await,
-            None if state.dialect == Dialect::V2 => {
-                myself.send_after(state.deps.settings.auth_timeout, || ConnectionMsg::AuthDeadline);
-            }
-            None => state.refuse(&myself, AuthError::Missing),
-        }
-        Ok(())
+        let outcome = AssertUnwindSafe(state.start(&myself)).catch_unwind().await;
+        state.contain(&myself, outcome)
     }
 
     async fn handle(&self, myself: ActorRef<Self::Msg>, message: Self::Msg, state: &mut Self::State) -> Result<(), ActorProcessingErr> {
-        if state.phase.is_closed() {
-            return Ok(());
-        }
-        match message {
-            // Boxed: ractor keeps the largest handler future inline in every actor's task for its
-            // whole life; boxing this one (auth, chat start) keeps idle sockets small.
-            ConnectionMsg::Inbound(frame, _permit) => Box::pin(state.on_inbound(&myself, frame)).await,
-            ConnectionMsg::Tick => state.on_tick(&myself),
-            ConnectionMsg::ChatFinished(outcome) => state.on_chat_finished(&myself, outcome),
-            ConnectionMsg::Drain => state.on_drain(&myself),
-            ConnectionMsg::DrainDeadline => state.close(&myself, CloseCode::ServiceRestart, ""),
-            ConnectionMsg::AuthDeadline if state.user.is_none() => state.close(&myself, CloseCode::AuthTimeout, ""),
-            ConnectionMsg::AuthDeadline => {}
-            ConnectionMsg::StreamedFinished(turn) => state.on_streamed_finished(&myself, turn),
-            ConnectionMsg::SlowConsumer => state.close(&myself, CloseCode::SlowConsumer, ""),
-            ConnectionMsg::SessionTaken => state.close(&myself, CloseCode::Normal, "session resumed on another connection"),
-            ConnectionMsg::TokenExpiring(generation) => state.on_token_expiring(&myself, generation),
-            ConnectionMsg::TokenExpired(generation) => state.on_token_expired(&myself, generation),
-        }
-        Ok(())
+        let outcome = AssertUnwindSafe(state.on_message(&myself, message)).catch_unwind().await;
+        state.contain(&myself, outcome)
     }
 
     async fn handle_supervisor_evt(
@@ -232,6 +209,59 @@ impl Drop for ConnectionState {
 }
 
 impl ConnectionState {
+    /// What `post_start` does: authenticate the query token, or wait for a v2 `auth` frame.
+    async fn start(&mut self, myself: &ActorRef<ConnectionMsg>) -> Result<(), ActorProcessingErr> {
+        self.set_phase(ConnectionPhase::Authenticating);
+        match self.token.take() {
+            Some(token) => self.authenticate(myself, &token).await,
+            None if self.dialect == Dialect::V2 => {
+                myself.send_after(self.deps.settings.auth_timeout, || ConnectionMsg::AuthDeadline);
+            }
+            None => self.refuse(myself, AuthError::Missing),
+        }
+        Ok(())
+    }
+
+    async fn on_message(&mut self, myself: &ActorRef<ConnectionMsg>, message: ConnectionMsg) -> Result<(), ActorProcessingErr> {
+        if self.phase.is_closed() {
+            return Ok(());
+        }
+        match message {
+            // Boxed: ractor keeps the largest handler future inline in every actor's task for its
+            // whole life; boxing this one (auth, chat start) keeps idle sockets small.
+            ConnectionMsg::Inbound(frame, _permit) => Box::pin(self.on_inbound(myself, frame)).await,
+            ConnectionMsg::Tick => self.on_tick(myself),
+            ConnectionMsg::ChatFinished(outcome) => self.on_chat_finished(myself, outcome),
+            ConnectionMsg::Drain => self.on_drain(myself),
+            ConnectionMsg::DrainDeadline => self.close(myself, CloseCode::ServiceRestart, ""),
+            ConnectionMsg::AuthDeadline if self.user.is_none() => self.close(myself, CloseCode::AuthTimeout, ""),
+            ConnectionMsg::AuthDeadline => {}
+            ConnectionMsg::StreamedFinished(turn) => self.on_streamed_finished(myself, turn),
+            ConnectionMsg::SlowConsumer => self.close(myself, CloseCode::SlowConsumer, ""),
+            ConnectionMsg::SessionTaken => self.close(myself, CloseCode::Normal, "session resumed on another connection"),
+            ConnectionMsg::TokenExpiring(generation) => self.on_token_expiring(myself, generation),
+            ConnectionMsg::TokenExpired(generation) => self.on_token_expired(myself, generation),
+        }
+        Ok(())
+    }
+
+    /// A handler that failed or panicked closes its own socket with 1011 (on v2 the error frame is
+    /// numbered like every other frame) before the actor fails and the supervisor counts it; the
+    /// supervisor's own close stays the fallback for what cannot get this far.
+    fn contain(
+        &mut self,
+        myself: &ActorRef<ConnectionMsg>,
+        outcome: std::thread::Result<Result<(), ActorProcessingErr>>,
+    ) -> Result<(), ActorProcessingErr> {
+        let error: ActorProcessingErr = match outcome {
+            Ok(Ok(())) => return Ok(()),
+            Ok(Err(error)) => error,
+            Err(panic) => panic_text(panic.as_ref()).into(),
+        };
+        self.close(myself, CloseCode::InternalError, "internal error: connection handler failed");
+        Err(error)
+    }
+
     fn set_phase(&mut self, phase: ConnectionPhase) {
         crate::monitor::ws().moved(self.phase.label(), phase.label());
         if let Some(label) = self.phase.label() {
@@ -379,4 +409,13 @@ fn unix_millis() -> i64 {
 /// ISO-8601 UTC with milliseconds, as the legacy client expects.
 pub fn iso_now() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// A panic's message, when it has one.
+fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
+    match (panic.downcast_ref::<&str>(), panic.downcast_ref::<String>()) {
+        (Some(text), _) => format!("panicked: {text}"),
+        (_, Some(text)) => format!("panicked: {text}"),
+        _ => "panicked".to_string(),
+    }
 }
