@@ -166,12 +166,14 @@ impl Actor for ConnectionActor {
     }
 
     async fn post_start(&self, myself: ActorRef<Self::Msg>, state: &mut Self::State) -> Result<(), ActorProcessingErr> {
-        let outcome = AssertUnwindSafe(state.start(&myself)).catch_unwind().await;
+        let outcome = Box::pin(AssertUnwindSafe(state.start(&myself)).catch_unwind()).await;
         state.contain(&myself, outcome)
     }
 
     async fn handle(&self, myself: ActorRef<Self::Msg>, message: Self::Msg, state: &mut Self::State) -> Result<(), ActorProcessingErr> {
-        let outcome = AssertUnwindSafe(state.on_message(&myself, message)).catch_unwind().await;
+        // Boxed: ractor keeps the largest handler future inline in every actor's boxed loop for
+        // its whole life; a box per message keeps idle sockets small.
+        let outcome = Box::pin(AssertUnwindSafe(state.on_message(&myself, message)).catch_unwind()).await;
         state.contain(&myself, outcome)
     }
 
@@ -227,9 +229,7 @@ impl ConnectionState {
             return Ok(());
         }
         match message {
-            // Boxed: ractor keeps the largest handler future inline in every actor's task for its
-            // whole life; boxing this one (auth, chat start) keeps idle sockets small.
-            ConnectionMsg::Inbound(frame, _permit) => Box::pin(self.on_inbound(myself, frame)).await,
+            ConnectionMsg::Inbound(frame, _permit) => self.on_inbound(myself, frame).await,
             ConnectionMsg::Tick => self.on_tick(myself),
             ConnectionMsg::ChatFinished(outcome) => self.on_chat_finished(myself, outcome),
             ConnectionMsg::Drain => self.on_drain(myself),
