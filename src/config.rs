@@ -10,8 +10,9 @@ use pam_actors::ConnectionSettings;
 
 use crate::secret::Secret;
 
+// Deliberately not `Debug`: `DATABASE_URL` and `REDIS_URL` may carry passwords.
 /// pam-gateway: the realtime backend of PAM.
-#[derive(Debug, Clone, Parser)]
+#[derive(Clone, Parser)]
 #[command(name = "pam-gateway", version, about)]
 pub struct Settings {
     /// Bind address (port 0 picks a free port; the bound address is logged).
@@ -286,7 +287,12 @@ mod tests {
         settings.anthropic_api_key = Some("sk-ant-value".into());
         settings.openai_api_key = Some("sk-openai-value".into());
         let auth = settings.validate().unwrap();
-        let printed = format!("{settings:?} {auth:?}");
+        // `Settings` has no `Debug` at all (its URLs may carry passwords); its secret fields and
+        // the derived auth settings print redacted.
+        let printed = format!(
+            "{auth:?} {:?} {:?} {:?} {:?}",
+            settings.supabase_jwt_secret, settings.csrf_secret, settings.anthropic_api_key, settings.openai_api_key
+        );
         for secret in ["jwt-secret-value", "csrf-secret-value", "sk-ant-value", "sk-openai-value"] {
             assert!(!printed.contains(secret), "{secret} leaked into Debug output");
         }
