@@ -2,43 +2,24 @@
 //! `stream: true`): text from `content_block_delta` events, done at `message_stop`, an `error`
 //! event fails the attempt. Used by the fallback chain.
 
-use pam_actors::{BoxFuture, LlmRequest};
+use pam_actors::LlmRequest;
 use serde_json::json;
-use tokio::sync::mpsc;
 
-use super::sse::{Step, collect_text, json_data, secret_header};
-use super::{ProviderFailure, StreamingModel, prompt};
+use super::sse::{Endpoint, SseApi, Step, json_data, secret_header};
+use super::{ProviderFailure, prompt};
 
 /// The API version header every request carries.
 pub const ANTHROPIC_VERSION: &str = "2023-06-01";
 
 /// Streams answers from Anthropic.
-pub struct AnthropicProvider {
-    http: reqwest::Client,
-    url: String,
-    api_key: String,
-    accurate_model: String,
-    fast_model: String,
-}
-
-impl std::fmt::Debug for AnthropicProvider {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AnthropicProvider").field("url", &self.url).field("model", &self.accurate_model).finish_non_exhaustive()
-    }
-}
+#[derive(Debug)]
+pub struct AnthropicProvider(Endpoint);
 
 impl AnthropicProvider {
     /// `models` is (accurate, fast).
     pub fn new(http: reqwest::Client, base_url: &str, api_key: &str, models: (String, String)) -> anyhow::Result<Self> {
-        let base = base_url.trim_end_matches('/');
-        anyhow::ensure!(base.starts_with("http://") || base.starts_with("https://"), "ANTHROPIC_BASE_URL must be an http(s) URL");
-        Ok(AnthropicProvider {
-            http,
-            url: format!("{base}/v1/messages"),
-            api_key: api_key.to_string(),
-            accurate_model: models.0,
-            fast_model: models.1,
-        })
+        let path = |base: &str| format!("{base}/v1/messages");
+        Endpoint::new(http, "ANTHROPIC_BASE_URL", base_url, path, api_key, models).map(AnthropicProvider)
     }
 
     fn body(request: &LlmRequest, model: &str) -> serde_json::Value {
@@ -84,31 +65,20 @@ fn step(event: &eventsource_stream::Event) -> Result<Step, ProviderFailure> {
     }
 }
 
-impl StreamingModel for AnthropicProvider {
-    fn name(&self) -> &str {
-        "anthropic"
+impl SseApi for AnthropicProvider {
+    const NAME: &'static str = "anthropic";
+
+    fn endpoint(&self) -> &Endpoint {
+        &self.0
     }
 
-    fn model(&self, fast: bool) -> &str {
-        if fast { &self.fast_model } else { &self.accurate_model }
+    fn request(&self, request: &LlmRequest, model: &str) -> Result<reqwest::RequestBuilder, ProviderFailure> {
+        let key = secret_header(&self.0.api_key)?;
+        Ok(self.0.post().header("x-api-key", key).header("anthropic-version", ANTHROPIC_VERSION).json(&Self::body(request, model)))
     }
 
-    fn stream<'a>(
-        &'a self,
-        request: &'a LlmRequest,
-        model: &'a str,
-        deltas: mpsc::Sender<String>,
-    ) -> BoxFuture<'a, Result<String, ProviderFailure>> {
-        Box::pin(async move {
-            let http_request = self
-                .http
-                .post(&self.url)
-                .header("x-api-key", secret_header(&self.api_key)?)
-                .header("anthropic-version", ANTHROPIC_VERSION)
-                .header("accept", "text/event-stream")
-                .json(&Self::body(request, model));
-            collect_text(http_request, &deltas, step).await
-        })
+    fn step(event: &eventsource_stream::Event) -> Result<Step, ProviderFailure> {
+        step(event)
     }
 }
 

@@ -2,36 +2,23 @@
 //! (`POST {OPENAI_BASE_URL}/v1/chat/completions`, `stream: true`): text from
 //! `choices[0].delta.content`, done at `data: [DONE]`. Works with any server speaking that API.
 
-use pam_actors::{BoxFuture, LlmRequest};
+use pam_actors::LlmRequest;
 use serde_json::json;
-use tokio::sync::mpsc;
 
-use super::sse::{Step, collect_text, json_data, secret_header};
-use super::{ProviderFailure, StreamingModel, prompt};
+use super::sse::{Endpoint, SseApi, Step, json_data, secret_header};
+use super::{ProviderFailure, prompt};
 
 /// Streams answers from an OpenAI-compatible API.
-pub struct OpenAiProvider {
-    http: reqwest::Client,
-    url: String,
-    api_key: String,
-    accurate_model: String,
-    fast_model: String,
-}
-
-impl std::fmt::Debug for OpenAiProvider {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("OpenAiProvider").field("url", &self.url).field("model", &self.accurate_model).finish_non_exhaustive()
-    }
-}
+#[derive(Debug)]
+pub struct OpenAiProvider(Endpoint);
 
 impl OpenAiProvider {
     /// `models` is (accurate, fast). A base URL that already ends in `/v1` (the SDK convention)
     /// is accepted as well as the bare host.
     pub fn new(http: reqwest::Client, base_url: &str, api_key: &str, models: (String, String)) -> anyhow::Result<Self> {
-        let base = base_url.trim_end_matches('/');
-        anyhow::ensure!(base.starts_with("http://") || base.starts_with("https://"), "OPENAI_BASE_URL must be an http(s) URL");
-        let url = if base.ends_with("/v1") { format!("{base}/chat/completions") } else { format!("{base}/v1/chat/completions") };
-        Ok(OpenAiProvider { http, url, api_key: api_key.to_string(), accurate_model: models.0, fast_model: models.1 })
+        let path =
+            |base: &str| if base.ends_with("/v1") { format!("{base}/chat/completions") } else { format!("{base}/v1/chat/completions") };
+        Endpoint::new(http, "OPENAI_BASE_URL", base_url, path, api_key, models).map(OpenAiProvider)
     }
 
     fn body(request: &LlmRequest, model: &str) -> serde_json::Value {
@@ -63,30 +50,20 @@ fn step(event: &eventsource_stream::Event) -> Result<Step, ProviderFailure> {
     if choice["finish_reason"].is_string() { Ok(Step::Finished) } else { Ok(Step::Skip) }
 }
 
-impl StreamingModel for OpenAiProvider {
-    fn name(&self) -> &str {
-        "openai"
+impl SseApi for OpenAiProvider {
+    const NAME: &'static str = "openai";
+
+    fn endpoint(&self) -> &Endpoint {
+        &self.0
     }
 
-    fn model(&self, fast: bool) -> &str {
-        if fast { &self.fast_model } else { &self.accurate_model }
+    fn request(&self, request: &LlmRequest, model: &str) -> Result<reqwest::RequestBuilder, ProviderFailure> {
+        let bearer = secret_header(&format!("Bearer {}", self.0.api_key))?;
+        Ok(self.0.post().header("authorization", bearer).json(&Self::body(request, model)))
     }
 
-    fn stream<'a>(
-        &'a self,
-        request: &'a LlmRequest,
-        model: &'a str,
-        deltas: mpsc::Sender<String>,
-    ) -> BoxFuture<'a, Result<String, ProviderFailure>> {
-        Box::pin(async move {
-            let http_request = self
-                .http
-                .post(&self.url)
-                .header("authorization", secret_header(&format!("Bearer {}", self.api_key))?)
-                .header("accept", "text/event-stream")
-                .json(&Self::body(request, model));
-            collect_text(http_request, &deltas, step).await
-        })
+    fn step(event: &eventsource_stream::Event) -> Result<Step, ProviderFailure> {
+        step(event)
     }
 }
 
@@ -113,7 +90,7 @@ mod tests {
         let models = || ("a".to_string(), "b".to_string());
         let bare = OpenAiProvider::new(reqwest::Client::new(), "http://h:1/", "k", models()).unwrap();
         let sdk = OpenAiProvider::new(reqwest::Client::new(), "http://h:1/v1", "k", models()).unwrap();
-        assert_eq!(bare.url, "http://h:1/v1/chat/completions");
-        assert_eq!(sdk.url, bare.url);
+        assert_eq!(bare.0.url, "http://h:1/v1/chat/completions");
+        assert_eq!(sdk.0.url, bare.0.url);
     }
 }

@@ -1,13 +1,90 @@
-//! The part both streaming providers share: send the request, map a refused status, parse the
-//! body as server-sent events (eventsource-stream) and collect the text the provider's event
-//! handler finds, pushing each piece into the deltas channel as it arrives.
+//! The part both streaming providers share: each describes its API as an `SseApi` (request and
+//! event meaning) and gets `StreamingModel` from here — send the request, map a refused status,
+//! parse the body as server-sent events (eventsource-stream) and collect the text the provider's
+//! event handler finds, pushing each piece into the deltas channel as it arrives.
 
 use eventsource_stream::{Event, EventStreamError, Eventsource};
 use futures_util::StreamExt;
+use pam_actors::{BoxFuture, LlmRequest};
 use reqwest::header::HeaderValue;
 use tokio::sync::mpsc;
 
-use super::ProviderFailure;
+use super::{ProviderFailure, StreamingModel};
+
+/// One server-sent-events chat API: how to build its request and what its events mean. Every
+/// such API is a `StreamingModel` through the impl below.
+pub(super) trait SseApi: Send + Sync + 'static {
+    /// Provider name for metrics, logs and stored metadata.
+    const NAME: &'static str;
+    fn endpoint(&self) -> &Endpoint;
+    /// The HTTP request for `model` (URL, auth header, body).
+    fn request(&self, request: &LlmRequest, model: &str) -> Result<reqwest::RequestBuilder, ProviderFailure>;
+    /// What one event means.
+    fn step(event: &Event) -> Result<Step, ProviderFailure>;
+}
+
+/// Where and as whom a provider is called. `Debug` names the URL and model, never the key.
+pub(super) struct Endpoint {
+    pub(super) http: reqwest::Client,
+    pub(super) url: String,
+    pub(super) api_key: String,
+    pub(super) models: ModelPair,
+}
+
+impl Endpoint {
+    /// `base_url` must be http(s) (`setting` names it in the error); `path` turns the trimmed
+    /// base into the endpoint URL; `models` is (accurate, fast).
+    pub(super) fn new(
+        http: reqwest::Client,
+        setting: &str,
+        base_url: &str,
+        path: impl FnOnce(&str) -> String,
+        api_key: &str,
+        models: (String, String),
+    ) -> anyhow::Result<Self> {
+        let base = base_url.trim_end_matches('/');
+        anyhow::ensure!(base.starts_with("http://") || base.starts_with("https://"), "{setting} must be an http(s) URL");
+        Ok(Endpoint { http, url: path(base), api_key: api_key.to_string(), models: ModelPair { accurate: models.0, fast: models.1 } })
+    }
+
+    /// A streaming POST to the endpoint; the provider adds its auth header and body.
+    pub(super) fn post(&self) -> reqwest::RequestBuilder {
+        self.http.post(&self.url).header("accept", "text/event-stream")
+    }
+}
+
+impl std::fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Endpoint").field("url", &self.url).field("model", &self.models.accurate).finish_non_exhaustive()
+    }
+}
+
+/// A provider's two models: accurate, and fast for simple turns.
+#[derive(Debug, Clone)]
+pub(super) struct ModelPair {
+    pub(super) accurate: String,
+    pub(super) fast: String,
+}
+
+impl<T: SseApi> StreamingModel for T {
+    fn name(&self) -> &str {
+        T::NAME
+    }
+
+    fn model(&self, fast: bool) -> &str {
+        let models = &self.endpoint().models;
+        if fast { &models.fast } else { &models.accurate }
+    }
+
+    fn stream<'a>(
+        &'a self,
+        request: &'a LlmRequest,
+        model: &'a str,
+        deltas: mpsc::Sender<String>,
+    ) -> BoxFuture<'a, Result<String, ProviderFailure>> {
+        Box::pin(async move { collect_text(self.request(request, model)?, &deltas, T::step).await })
+    }
+}
 
 /// What one event means to the provider.
 pub(super) enum Step {
