@@ -49,29 +49,29 @@ impl TurnOutbox {
 
     /// Queues a write at the back; drops the oldest when full.
     pub fn push(&self, write: impl Into<PendingWrite>) {
-        let turn = write.into();
+        let write = write.into();
         let mut turns = self.lock();
         if turns.len() >= self.capacity {
             turns.pop_front();
             metrics::counter!(TURNS_DROPPED_TOTAL).increment(1);
             tracing::error!(capacity = self.capacity, "turn outbox full: dropped the oldest unsaved turn");
         }
-        turns.push_back(turn);
+        turns.push_back(write);
         metrics::gauge!(TURNS_PENDING).set(turns.len() as f64);
     }
 
     /// The oldest waiting write.
     pub fn pop(&self) -> Option<PendingWrite> {
         let mut turns = self.lock();
-        let turn = turns.pop_front();
+        let write = turns.pop_front();
         metrics::gauge!(TURNS_PENDING).set(turns.len() as f64);
-        turn
+        write
     }
 
     /// Puts a write that still could not be stored back at the front, keeping the order.
-    pub fn push_front(&self, turn: PendingWrite) {
+    pub fn push_front(&self, write: PendingWrite) {
         let mut turns = self.lock();
-        turns.push_front(turn);
+        turns.push_front(write);
         metrics::gauge!(TURNS_PENDING).set(turns.len() as f64);
     }
 
