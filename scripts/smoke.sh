@@ -27,47 +27,24 @@ if [[ "${SMOKE_SKIP_BUILD:-}" != 1 ]]; then
   say "release build took $((SECONDS - started)) s"
 fi
 
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()')
-workdir=$(mktemp -d)
+source scripts/lib/gateway.sh
 secret=$(python3 -c 'import secrets; print(secrets.token_hex(32))')
-gateway_pid=""
-cleanup() {
-  if [[ -n "$gateway_pid" ]] && kill -0 "$gateway_pid" 2>/dev/null; then
-    kill "$gateway_pid" 2>/dev/null || true
-    for _ in $(seq 1 100); do kill -0 "$gateway_pid" 2>/dev/null || break; sleep 0.1; done
-    kill -9 "$gateway_pid" 2>/dev/null || true
-    wait "$gateway_pid" 2>/dev/null || true
-  fi
-  rm -rf "$workdir"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-say "starting target/release/pam-gateway on 127.0.0.1:$port"
-env -u SUPABASE_URL -u PAM_JWKS_URL -u PAM_JWT_ISSUER -u PAM_JWT_AUDIENCE -u PAM_DEV_AUTH -u PAM_ALLOWED_ORIGINS -u REDIS_URL \
-  SUPABASE_JWT_SECRET="$secret" PAM_LISTEN="127.0.0.1:$port" DATABASE_URL="sqlite://$workdir/smoke.db" \
-  PAM_LOG_FORMAT=json RUST_LOG=warn target/release/pam-gateway >"$workdir/gateway.log" 2>&1 &
-gateway_pid=$!
-for _ in $(seq 1 100); do
-  curl -fsS -o /dev/null "http://127.0.0.1:$port/health/live" 2>/dev/null && break
-  kill -0 "$gateway_pid" 2>/dev/null || { say "the gateway exited:"; cat "$workdir/gateway.log"; exit 1; }
-  sleep 0.1
-done
+gateway_start target/release/pam-gateway SUPABASE_JWT_SECRET="$secret" PAM_LOG_FORMAT=json RUST_LOG=warn
 
 status=0
 say "legacy-chat: $users users, $duration s"
-SUPABASE_JWT_SECRET="$secret" target/release/pam-loadtest legacy-chat --url "ws://127.0.0.1:$port" \
+SUPABASE_JWT_SECRET="$secret" target/release/pam-loadtest legacy-chat --url "ws://127.0.0.1:$gateway_port" \
   --users "$users" --duration "$duration" || status=$?
 
 # One upgrade with a forged token: pam_auth_failures_total is only exported once recorded.
 curl -s -o /dev/null --max-time 2 --http1.1 -H 'Connection: Upgrade' -H 'Upgrade: websocket' -H 'Sec-WebSocket-Version: 13' \
-  -H 'Sec-WebSocket-Key: c21va2Utc21va2Utc21va2U=' "http://127.0.0.1:$port/api/v1/pam/ws/00000000-0000-4000-8000-000000000000?token=forged" || true
+  -H 'Sec-WebSocket-Key: c21va2Utc21va2Utc21va2U=' "http://127.0.0.1:$gateway_port/api/v1/pam/ws/00000000-0000-4000-8000-000000000000?token=forged" || true
 
 say "deploy/ against the live /metrics"
-bash scripts/check-deploy.sh --metrics-url "http://127.0.0.1:$port/metrics" || status=$?
+bash scripts/check-deploy.sh --metrics-url "http://127.0.0.1:$gateway_port/metrics" || status=$?
 
 if [[ $status -ne 0 ]]; then
   say "FAILED (exit $status); gateway log tail:"
-  tail -n 20 "$workdir/gateway.log"
+  tail -n 20 "$gateway_log"
 fi
 exit "$status"

@@ -52,16 +52,7 @@ pub async fn upgrade(
     Query(query): Query<WsQuery>,
     ws: WebSocketUpgrade,
 ) -> Response {
-    if let Some(refusal) = refusal(&state, peer, &headers) {
-        return refusal;
-    }
-    let ws = sized(ws.protocols([V2_SUBPROTOCOL]), state.settings.max_frame_bytes);
-    let dialect = if ws.selected_protocol().is_some() { Dialect::V2 } else { Dialect::Legacy };
-    ws.on_upgrade(move |socket| {
-        serve_socket(state, socket, Some(user_id), query.token, dialect, peer);
-        std::future::ready(())
-    })
-    .into_response()
+    accept(state, peer, &headers, ws, Some(user_id), query.token)
 }
 
 /// `GET /api/v2/pam/ws`: v2 only; the user comes from the token (`?token=` or an `auth` frame).
@@ -72,12 +63,26 @@ pub async fn upgrade_v2(
     Query(query): Query<WsQuery>,
     ws: WebSocketUpgrade,
 ) -> Response {
-    if let Some(refusal) = refusal(&state, peer, &headers) {
+    accept(state, peer, &headers, ws, None, query.token)
+}
+
+/// The cheap refusals, then the 101: v2 on `/api/v2/pam/ws` (no path user) or when `pam.v2` was
+/// offered, legacy otherwise.
+fn accept(
+    state: SharedState,
+    peer: SocketAddr,
+    headers: &HeaderMap,
+    ws: WebSocketUpgrade,
+    path_user: Option<String>,
+    token: Option<String>,
+) -> Response {
+    if let Some(refusal) = refusal(&state, peer, headers) {
         return refusal;
     }
     let ws = sized(ws.protocols([V2_SUBPROTOCOL]), state.settings.max_frame_bytes);
+    let dialect = if path_user.is_none() || ws.selected_protocol().is_some() { Dialect::V2 } else { Dialect::Legacy };
     ws.on_upgrade(move |socket| {
-        serve_socket(state, socket, None, query.token, Dialect::V2, peer);
+        serve_socket(state, socket, path_user, token, dialect, peer);
         std::future::ready(())
     })
     .into_response()
