@@ -3,34 +3,12 @@
 //! answers CORS preflights for allowed origins.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::common::rest::*;
+use crate::common::v2::StreamingModel;
 use crate::common::*;
-use pam_actors::{BoxFuture, LlmError, LlmProvider, LlmReply, LlmRequest};
 use pam_gateway::Overrides;
 use serde_json::json;
-use tokio::sync::{Semaphore, mpsc};
-
-/// A model that answers only when the test opens the gate.
-struct GatedLlm {
-    calls: AtomicUsize,
-    gate: Semaphore,
-}
-
-impl LlmProvider for GatedLlm {
-    fn name(&self) -> &str {
-        "gated"
-    }
-
-    fn generate<'a>(&'a self, _request: &'a LlmRequest, _deltas: mpsc::Sender<String>) -> BoxFuture<'a, Result<LlmReply, LlmError>> {
-        Box::pin(async move {
-            self.calls.fetch_add(1, Ordering::SeqCst);
-            let _permit = self.gate.acquire().await.map_err(|_| LlmError::Unavailable("gate closed".into()))?;
-            Ok(LlmReply::new("the gated answer", "gated-model", "gated"))
-        })
-    }
-}
 
 #[tokio::test]
 async fn a_rest_chat_is_answered_from_context_and_stored_with_its_ids() {
@@ -129,7 +107,7 @@ async fn the_same_key_with_another_body_is_422() {
 
 #[tokio::test]
 async fn the_same_key_while_the_first_request_runs_is_409() {
-    let llm = Arc::new(GatedLlm { calls: AtomicUsize::new(0), gate: Semaphore::new(0) });
+    let (llm, gate) = StreamingModel::gated(vec!["the gated answer"], "the gated answer");
     let app = spawn_app_with(|_| {}, Overrides { llm: Some(llm.clone()), ..Default::default() }).await;
     let app = Arc::new(app);
     let body = json!({"message": "plan my route to Broome"});
@@ -137,17 +115,17 @@ async fn the_same_key_while_the_first_request_runs_is_409() {
         let (app, body) = (app.clone(), body.clone());
         tokio::spawn(async move { post_chat(&app, &token_for(USER), &body, Some("key-3")).await })
     };
-    wait_until("the first request reaches the model", || async { llm.calls.load(Ordering::SeqCst) == 1 }).await;
+    wait_until("the first request reaches the model", || async { llm.calls() == 1 }).await;
     let (status, conflict) = post_chat(&app, &token_for(USER), &body, Some("key-3")).await;
     assert_eq!(status, 409, "{conflict}");
     assert_error_body(&conflict, "IDEMPOTENCY_IN_FLIGHT");
-    llm.gate.add_permits(10);
+    gate.add_permits(10);
     let (status, answer) = first.await.unwrap();
     assert_eq!(status, 200, "{answer}");
     assert_eq!(answer["response"], "the gated answer");
     let (status, replay) = post_chat(&app, &token_for(USER), &body, Some("key-3")).await;
     assert_eq!((status, &replay), (200, &answer));
-    assert_eq!(llm.calls.load(Ordering::SeqCst), 1, "the model ran once");
+    assert_eq!(llm.calls(), 1, "the model ran once");
 }
 
 #[tokio::test]
@@ -206,7 +184,7 @@ async fn cors_preflights_are_answered_for_allowed_origins_only() {
 
 #[tokio::test]
 async fn a_client_that_gives_up_mid_answer_gets_the_replay_on_retry() {
-    let llm = Arc::new(GatedLlm { calls: AtomicUsize::new(0), gate: Semaphore::new(0) });
+    let (llm, gate) = StreamingModel::gated(vec!["the gated answer"], "the gated answer");
     let app = spawn_app_with(|_| {}, Overrides { llm: Some(llm.clone()), ..Default::default() }).await;
     let body = json!({"message": "plan my route to Darwin"});
     let abandoned = client()
@@ -218,8 +196,8 @@ async fn a_client_that_gives_up_mid_answer_gets_the_replay_on_retry() {
         .send()
         .await;
     assert!(abandoned.is_err(), "the model is gated, so the client's timeout fires first");
-    assert_eq!(llm.calls.load(Ordering::SeqCst), 1);
-    llm.gate.add_permits(10);
+    assert_eq!(llm.calls(), 1);
+    gate.add_permits(10);
     wait_until("the retry gets the stored answer", || {
         let (app, body) = (&app, &body);
         async move { post_chat(app, &token_for(USER), body, Some("key-4")).await.0 == 200 }
@@ -228,6 +206,6 @@ async fn a_client_that_gives_up_mid_answer_gets_the_replay_on_retry() {
     let (status, replay) = post_chat(&app, &token_for(USER), &body, Some("key-4")).await;
     assert_eq!(status, 200);
     assert_eq!(replay["response"], "the gated answer");
-    assert_eq!(llm.calls.load(Ordering::SeqCst), 1, "the abandoned turn finished and was not run again");
+    assert_eq!(llm.calls(), 1, "the abandoned turn finished and was not run again");
     assert_eq!(stored_messages(&app, USER).await, 2);
 }
