@@ -28,8 +28,11 @@ use crate::server::ServeOptions;
 use crate::telemetry::metrics_handle;
 use crate::tls::TlsFiles;
 
-/// Answered turns kept while the database is down (about 10 MB at most).
+/// Writes kept in memory while the database is down (about 10 MB at most); beyond, they wait in
+/// the journal only.
 const TURN_OUTBOX_CAPACITY: usize = 10_000;
+/// The outbox's last flush at shutdown gets at least this long, even when the grace is spent.
+const MIN_FINAL_FLUSH: Duration = Duration::from_millis(500);
 /// Pending TCP connections the kernel may queue (a connect storm must not hit SYN retries).
 const LISTEN_BACKLOG: u32 = 4096;
 
@@ -100,8 +103,10 @@ impl Application {
             Database::Sqlite(_) => None,
         };
         let store: Arc<dyn ConversationStore> = Arc::new(db.clone());
-        let outbox = Arc::new(TurnOutbox::new(TURN_OUTBOX_CAPACITY));
+        let outbox = Arc::new(open_outbox(&settings.outbox_journal)?);
         let flusher = crate::adapters::outbox_flusher::spawn(store.clone(), outbox.clone());
+        let node: Arc<str> = settings.node_id().into();
+        tracing::info!(node = &*node, "node identity");
         let deps = Arc::new(ConnectionDeps {
             settings: settings.connection_settings(),
             authenticator,
@@ -113,6 +118,8 @@ impl Application {
             user_slots: UserSlots::new(settings.max_connections_per_user),
             auth_throttle: AuthFailureThrottle::new(settings.auth_failures_per_minute, Duration::from_secs(60)),
             resume: Arc::new(pam_actors::ResumeBuffer::default()),
+            running: pam_actors::RunningTurns::new(),
+            node,
         });
         let (supervisor, _) = Actor::spawn(None, ConnectionSupervisor, ()).await.context("could not start the connection supervisor")?;
         let listener = bind(settings.listen)?;
@@ -128,7 +135,8 @@ impl Application {
             draining: AtomicBool::new(false),
             live_sockets: AtomicUsize::new(0),
             allowed_origins,
-            background: invalidation.into_iter().chain([flusher]).collect(),
+            background: invalidation.into_iter().collect(),
+            flusher: std::sync::Mutex::new(Some(flusher)),
             redis,
             idempotency: crate::http::idempotency::IdempotencyKeys::new(
                 crate::http::idempotency::IDEMPOTENCY_TTL,
@@ -192,22 +200,49 @@ async fn seed_demo(db: &Database) {
     }
 }
 
+/// The drain: readiness 503, sockets told to finish (legacy after their running chat, v2 at
+/// once), then running turns get the rest of `PAM_SHUTDOWN_GRACE_MS`; whatever still runs is
+/// recorded as unanswered, and the outbox is flushed or left in its journal.
 async fn drain(state: &SharedState) {
     state.draining.store(true, Ordering::Release);
     let grace = state.settings.shutdown_grace();
+    let deadline = Instant::now() + grace;
     let told = ractor::call!(state.supervisor, SupervisorMsg::Drain).unwrap_or(0);
-    tracing::info!(connections = told, grace_ms = grace.as_millis() as u64, "draining");
+    tracing::info!(connections = told, turns = state.deps.running.len(), grace_ms = grace.as_millis() as u64, "draining");
     // Connections close themselves at the grace deadline; allow a little for the close frames.
-    let deadline = Instant::now() + grace + Duration::from_secs(1);
-    while Instant::now() < deadline {
-        let live = crate::http::health::stats(state).await.live;
-        if live == 0 {
+    while Instant::now() < deadline + Duration::from_secs(1) {
+        if crate::http::health::stats(state).await.live == 0 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    // Turns outlive their sockets: they get what is left of the grace to finish and be stored.
+    let left = deadline.saturating_duration_since(Instant::now());
+    if !state.deps.running.wait_idle(left).await {
+        let abandoned = state.deps.pipeline().abandon_running().await;
+        tracing::warn!(abandoned, "shutdown grace over with turns still running; they are recorded as unanswered");
+    }
+    // The flusher stops between writes (a write leaves the outbox only once stored), then
+    // the rest of the grace (at least a moment) goes to storing what waits.
+    if let Some(flusher) = state.flusher.lock().unwrap_or_else(|p| p.into_inner()).take() {
+        flusher.abort();
+    }
+    let flush_until = deadline.max(Instant::now() + MIN_FINAL_FLUSH);
+    let store: &dyn ConversationStore = &state.db;
+    crate::adapters::outbox_flusher::final_flush(store, &state.deps.outbox, flush_until).await;
     // Let writers put the last close frames on the wire.
     tokio::time::sleep(Duration::from_millis(100)).await;
+}
+
+/// The outbox, with its journal unless `PAM_OUTBOX_JOURNAL` is empty.
+fn open_outbox(path: &str) -> anyhow::Result<TurnOutbox> {
+    if path.trim().is_empty() {
+        tracing::warn!("PAM_OUTBOX_JOURNAL is empty: writes waiting for the database are kept in memory only and lost at shutdown");
+        return Ok(TurnOutbox::new(TURN_OUTBOX_CAPACITY));
+    }
+    let journal = crate::adapters::outbox_journal::FileJournal::new(path);
+    journal.check_writable().with_context(|| format!("PAM_OUTBOX_JOURNAL: cannot write {path}"))?;
+    Ok(TurnOutbox::with_journal(TURN_OUTBOX_CAPACITY, Arc::new(journal)))
 }
 
 fn bind(address: SocketAddr) -> anyhow::Result<TcpListener> {

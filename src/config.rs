@@ -128,6 +128,15 @@ pub struct Settings {
     /// `pretty` or `json` (default: pretty on a terminal, json otherwise).
     #[arg(long, env = "PAM_LOG_FORMAT")]
     pub log_format: Option<LogFormat>,
+    /// Conversation writes the database could not take are appended here (JSON lines, fsync) and
+    /// replayed at the next start; an empty value turns the journal off (writes then wait in
+    /// memory only and are lost at shutdown if the database is still down).
+    #[arg(long, env = "PAM_OUTBOX_JOURNAL", default_value = "pam-outbox.jsonl")]
+    pub outbox_journal: String,
+    /// This node's name in logs, stored turns and (with Redis) presence; default: the hostname
+    /// plus a random suffix.
+    #[arg(long, env = "PAM_NODE_ID")]
+    pub node_id: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -241,6 +250,21 @@ impl Settings {
     /// `OPENAI_API_KEY` when set and not empty.
     pub fn openai_key(&self) -> Option<&str> {
         self.openai_api_key.as_ref().and_then(Secret::non_empty)
+    }
+
+    /// `PAM_NODE_ID`, or the hostname plus a random suffix (so two processes on one host differ).
+    pub fn node_id(&self) -> String {
+        if let Some(id) = self.node_id.as_deref().map(str::trim).filter(|id| !id.is_empty()) {
+            return id.to_string();
+        }
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .ok()
+            .or_else(|| std::env::var("HOSTNAME").ok())
+            .map(|h| h.trim().to_string())
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "pam".into());
+        let suffix = uuid::Uuid::new_v4().simple().to_string();
+        format!("{host}-{}", &suffix[..6])
     }
 
     pub fn shutdown_grace(&self) -> Duration {

@@ -6,6 +6,7 @@ pub mod admission;
 pub mod connection;
 pub mod context;
 pub mod context_loader;
+pub mod log_limit;
 pub mod metrics_names;
 pub mod monitor;
 pub mod orchestrator;
@@ -14,6 +15,7 @@ pub mod outbox;
 pub mod ports;
 pub mod rate_limit;
 pub mod resume;
+pub mod running_turns;
 pub mod settings;
 pub mod state;
 pub mod supervisor;
@@ -27,11 +29,12 @@ pub use context::{
 };
 pub use outbound::{CloseRequest, OutFrame, Outbound, OutboundReceiver, SendError, WriterEvent};
 pub use ports::{
-    AuthError, Authenticator, BoxFuture, ConversationStore, HistoryMessage, Identity, LlmError, LlmProvider, LlmReply, LlmRequest,
-    StoreError, TurnRecord,
+    AnswerRecord, AuthError, Authenticator, BoxFuture, ConversationStore, HistoryMessage, Identity, LlmError, LlmProvider, LlmReply,
+    LlmRequest, StoreError, StoredAnswer, StoredTurn, TurnKey, UnansweredMark, UserMessage, UserSaved,
 };
 pub use rate_limit::RateLimiter;
 pub use resume::{ResumeBuffer, ResumeLimits, SessionStream};
+pub use running_turns::{RunningTurns, TurnOrigin};
 pub use settings::ConnectionSettings;
 pub use state::{ConnectionPhase, Keepalive};
 pub use supervisor::{ConnectionDeps, ConnectionSupervisor, SupervisorMsg, SupervisorStats};

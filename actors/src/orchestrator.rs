@@ -1,17 +1,22 @@
-//! `OrchestratorActor`: started lazily by a connection on its first chat. Runs each turn through
-//! the shared `TurnPipeline` and reports the outcome to its connection. One per chatting
-//! connection; it may crash without taking the connection down. v2 turns (`Streamed`) push
-//! their frames into the session's resume stream; when a v2 socket closes mid-turn the
-//! connection sends `Finish`, so queued turns still complete (into the resume buffer) first.
+//! `OrchestratorActor`: started lazily by a connection on its first chat; runs that
+//! connection's turns one after another through the shared `TurnPipeline` and reports each
+//! outcome to the connection. It is **not** linked to its connection: a socket that closes
+//! sends `Finish`, and the turns already queued still run (answered into the void, or into the
+//! v2 resume stream) and are stored. Each turn runs on a task of its own, registered as running
+//! by the connection when it read the chat, so even killing this actor cannot cancel a turn
+//! mid-write; a turn that panics is reported as an internal error and the next one runs.
 
-use pam_protocol::SessionId;
+use pam_protocol::{ErrorCode, V2Frame};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
-use tokio::sync::mpsc;
 
 use crate::connection::{ChatOutcome, ConnectionMsg};
 use crate::metrics_names::ORCHESTRATORS_ACTIVE;
-use crate::turn::{TurnInput, TurnPipeline};
+use crate::running_turns::TurnGuard;
+use crate::turn::{TurnFailure, TurnInput, TurnPipeline};
 use crate::turn_v2::StreamedJob;
+
+/// What a client is told when its turn failed inside the gateway.
+const INTERNAL_FAILURE: &str = "PAM hit an internal error answering this message; please try again";
 
 pub struct OrchestratorActor;
 
@@ -20,19 +25,19 @@ pub struct OrchestratorArgs {
     pub pipeline: TurnPipeline,
 }
 
-/// One chat turn to answer, numbered by its connection.
-#[derive(Debug, Clone)]
+/// One chat turn to answer, numbered by its connection, registered as running since it was read.
 pub struct ChatJob {
     pub turn: u64,
     pub input: TurnInput,
+    pub guard: TurnGuard,
 }
 
 pub enum OrchestratorMsg {
     /// A legacy turn: the outcome goes back to the connection, which sends `chat_response`.
     Chat(ChatJob),
-    /// A v2 turn (numbered by its connection): frames go to the session stream.
-    Streamed(u64, StreamedJob),
-    /// Stop after the turns already queued (the v2 socket is gone, its session is not).
+    /// A v2 turn (numbered by its connection): frames go to the stream.
+    Streamed(u64, StreamedJob, TurnGuard),
+    /// Stop after the turns already queued (the socket is gone, its turns are not).
     Finish,
 }
 
@@ -73,8 +78,12 @@ impl Actor for OrchestratorActor {
                 // The connection may already be gone; then nobody is waiting for the answer.
                 let _ = state.args.connection.cast(ConnectionMsg::ChatFinished(outcome));
             }
-            OrchestratorMsg::Streamed(turn, job) => {
-                state.args.pipeline.answer_streamed(job).await;
+            OrchestratorMsg::Streamed(turn, job, guard) => {
+                let (stream, id) = (job.stream.clone(), job.id.clone());
+                if let Err(error) = state.args.pipeline.start_streamed(job, guard).await {
+                    tracing::error!(%error, "a v2 turn failed");
+                    stream.push(V2Frame::error(Some(id), ErrorCode::Internal, INTERNAL_FAILURE));
+                }
                 let _ = state.args.connection.cast(ConnectionMsg::StreamedFinished(turn));
             }
             OrchestratorMsg::Finish => myself.stop(None),
@@ -85,11 +94,15 @@ impl Actor for OrchestratorActor {
 
 impl OrchestratorState {
     async fn answer(&mut self, job: ChatJob) -> ChatOutcome {
-        let session: SessionId = job.input.session.clone();
-        // Legacy answers are sent whole, so nobody reads deltas here: a closed channel makes
-        // providers skip them instead of waiting.
-        let (deltas, _) = mpsc::channel(1);
-        let answer = self.args.pipeline.answer(job.input, deltas).await;
-        ChatOutcome { turn: job.turn, session, latency: answer.latency, result: answer.result }
+        let session = job.input.session.clone();
+        let started = tokio::time::Instant::now();
+        match self.args.pipeline.spawn(job.input, job.guard).await {
+            Ok(answer) => ChatOutcome { turn: job.turn, session, latency: answer.latency, result: answer.result },
+            Err(error) => {
+                tracing::error!(%error, "a chat turn failed");
+                let failure = TurnFailure { code: ErrorCode::Internal, message: INTERNAL_FAILURE.into() };
+                ChatOutcome { turn: job.turn, session, latency: started.elapsed(), result: Err(failure) }
+            }
+        }
     }
 }

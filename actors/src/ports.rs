@@ -70,6 +70,8 @@ pub struct HistoryMessage {
 #[derive(Debug, Clone)]
 pub struct LlmRequest {
     pub user_id: UserId,
+    /// The conversation the turn belongs to (scopes the response cache).
+    pub session: pam_protocol::SessionId,
     pub message: String,
     /// Client context merged with loaded context.
     pub context: Map<String, Value>,
@@ -129,21 +131,6 @@ pub trait LlmProvider: Send + Sync + 'static {
     fn generate<'a>(&'a self, request: &'a LlmRequest, deltas: mpsc::Sender<String>) -> BoxFuture<'a, Result<LlmReply, LlmError>>;
 }
 
-/// One answered chat turn, stored as a user row and an assistant row in one transaction.
-#[derive(Debug, Clone)]
-pub struct TurnRecord {
-    pub user: UserId,
-    pub session: pam_protocol::SessionId,
-    pub user_text: String,
-    pub assistant_text: String,
-    /// v2 idempotency key; a repeated id stores nothing.
-    pub client_msg_id: Option<String>,
-    pub received_at: chrono::DateTime<chrono::Utc>,
-    pub answered_at: chrono::DateTime<chrono::Utc>,
-    /// Model, provider, latency, ui_actions.
-    pub metadata: Value,
-}
-
 /// Why storage failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StoreError {
@@ -156,6 +143,11 @@ pub enum StoreError {
 }
 
 /// Conversation persistence (Postgres or SQLite behind it).
+///
+/// Every write is idempotent by `(user, session, client_msg_id)` and runs in one transaction
+/// that rolls back if its future is dropped, so the outbox (and the journal replayed at the next
+/// start) may repeat any write after an ambiguous commit without storing anything twice. Each
+/// (user, session) has exactly one conversation, however many writers race for its first turn.
 pub trait ConversationStore: Send + Sync + 'static {
     /// The last `limit` messages of the user's newest conversation for `session`, oldest first.
     fn history<'a>(
@@ -164,31 +156,36 @@ pub trait ConversationStore: Send + Sync + 'static {
         session: &'a pam_protocol::SessionId,
         limit: usize,
     ) -> BoxFuture<'a, Result<Vec<HistoryMessage>, StoreError>>;
-    /// Stores both rows and bumps the conversation's counters; `Ok(false)` when the
-    /// `client_msg_id` was already stored.
-    fn save_turn<'a>(&'a self, turn: &'a TurnRecord) -> BoxFuture<'a, Result<bool, StoreError>>;
-    /// v2: stores the user's message alone (before any model work), keyed by its
-    /// `client_msg_id` in the user's newest conversation for the session. A repeated id stores
-    /// nothing and returns the answer stored for it, if there is one yet.
+    /// Stores the user's message alone (before any model work), keyed by its `client_msg_id`
+    /// in the (user, session) conversation. A repeated id stores nothing and reports what is
+    /// stored for it.
     fn save_user_message<'a>(&'a self, message: &'a UserMessage) -> BoxFuture<'a, Result<UserSaved, StoreError>>;
-    /// v2: stores the answer to a message `save_user_message` stored.
-    fn save_assistant_message<'a>(&'a self, message: &'a AssistantMessage) -> BoxFuture<'a, Result<(), StoreError>>;
+    /// Stores the answer to the message with `answer.client_msg_id`; `Ok(false)` when an answer
+    /// to that id is stored already (nothing is written then).
+    fn save_answer<'a>(&'a self, answer: &'a AnswerRecord) -> BoxFuture<'a, Result<bool, StoreError>>;
+    /// Marks a stored user message as never answered (the turn was abandoned), so a client that
+    /// repeats its id gets a fresh answer at once. A missing message is not an error.
+    fn mark_unanswered<'a>(&'a self, mark: &'a UnansweredMark) -> BoxFuture<'a, Result<(), StoreError>>;
 }
 
-/// A v2 user message, stored on its own so the `ack` can promise it is durable.
-#[derive(Debug, Clone)]
-pub struct UserMessage {
+/// Identifies one chat turn everywhere: storage, the outbox, the running-turn registry.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub struct TurnKey {
     pub user: UserId,
     pub session: pam_protocol::SessionId,
-    pub text: String,
-    /// The v2 chat `id`.
+    /// The v2 chat `id`, `rest:{Idempotency-Key}`, or a server-made `srv:{uuid}` (legacy).
     pub client_msg_id: String,
-    pub received_at: chrono::DateTime<chrono::Utc>,
 }
 
-/// The conversation a stored user message went into (opaque to the actors).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConversationRef(pub String);
+/// A user message, stored on its own before any model work so the turn is never lost.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct UserMessage {
+    pub key: TurnKey,
+    pub text: String,
+    pub received_at: chrono::DateTime<chrono::Utc>,
+    /// The node that accepted it (`PAM_NODE_ID`), stored in the row's `metadata.node`.
+    pub node: String,
+}
 
 /// An answer stored earlier (text plus the metadata of `turn::turn_metadata`).
 #[derive(Debug, Clone, PartialEq)]
@@ -200,18 +197,37 @@ pub struct StoredAnswer {
 /// What `save_user_message` did.
 #[derive(Debug, Clone, PartialEq)]
 pub enum UserSaved {
-    /// Stored now; the answer goes into this conversation.
-    New(ConversationRef),
-    /// The id was stored before; `Some` once its answer is stored too.
-    Repeat(Option<StoredAnswer>),
+    /// Stored now.
+    New,
+    /// The id was stored before.
+    Repeat(StoredTurn),
 }
 
-/// A v2 answer (possibly partial: `metadata.cancelled`), linked to its user message by
-/// `metadata.client_msg_id`.
-#[derive(Debug, Clone)]
-pub struct AssistantMessage {
-    pub conversation: ConversationRef,
+/// What is stored for an id that was seen before.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredTurn {
+    /// `Some` once its answer is stored.
+    pub answer: Option<StoredAnswer>,
+    /// When the user message was stored.
+    pub received_at: chrono::DateTime<chrono::Utc>,
+    /// The user row's metadata (`node`, `unanswered`).
+    pub metadata: Value,
+}
+
+/// An answer (possibly partial: `metadata.cancelled`) to the user message with the same key;
+/// `metadata.client_msg_id` links the two rows.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct AnswerRecord {
+    pub key: TurnKey,
     pub text: String,
     pub answered_at: chrono::DateTime<chrono::Utc>,
     pub metadata: Value,
+}
+
+/// A turn abandoned unanswered (still running when the shutdown grace ended).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct UnansweredMark {
+    pub key: TurnKey,
+    /// Why (`shutdown`), stored as the user row's `metadata.unanswered`.
+    pub reason: String,
 }

@@ -17,6 +17,7 @@ use crate::outbox::TurnOutbox;
 use crate::ports::{Authenticator, ConversationStore, LlmProvider};
 use crate::rate_limit::RateLimiter;
 use crate::resume::ResumeBuffer;
+use crate::running_turns::RunningTurns;
 use crate::settings::ConnectionSettings;
 use crate::turn::TurnPipeline;
 
@@ -34,6 +35,10 @@ pub struct ConnectionDeps {
     pub auth_throttle: AuthFailureThrottle,
     /// v2 sessions that outlive their sockets, for `resume`.
     pub resume: Arc<ResumeBuffer>,
+    /// Every turn this node has read and not finished (sockets and REST).
+    pub running: Arc<RunningTurns>,
+    /// This node's name (`PAM_NODE_ID`).
+    pub node: Arc<str>,
 }
 
 impl ConnectionDeps {
@@ -45,6 +50,10 @@ impl ConnectionDeps {
             outbox: self.outbox.clone(),
             loaders: self.loaders.clone(),
             llm_timeout: self.settings.llm_timeout,
+            running: self.running.clone(),
+            node: self.node.clone(),
+            // A turn runs at most its model deadline, plus the shutdown grace if it was draining.
+            turn_lifetime: self.settings.llm_timeout + self.settings.shutdown_grace + std::time::Duration::from_secs(5),
         }
     }
 }

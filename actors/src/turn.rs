@@ -1,7 +1,9 @@
-//! `TurnPipeline`: answers one chat turn end to end — loads history and context in parallel,
-//! asks the `LlmProvider`, stores the turn (or queues it in the outbox while storage is down).
-//! The `OrchestratorActor` runs it for sockets; the REST chat route runs it directly, so both
-//! paths share context, storage, models and fallback.
+//! `TurnPipeline`: answers one chat turn end to end. The user message is stored first (or
+//! journaled in the outbox while storage is down), then history and context load in parallel,
+//! the `LlmProvider` answers, and the answer is stored the same way. Turns run on tasks of their
+//! own ([`TurnPipeline::start`]), registered in [`RunningTurns`] from the moment the server read
+//! them: a socket that closes, an HTTP client that goes away or an actor that is killed never
+//! takes a turn down with it. Sockets (through the `OrchestratorActor`) and the REST route share it.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,12 +11,18 @@ use std::time::Duration;
 use pam_protocol::{ErrorCode, SessionId, UserId};
 use serde_json::{Map, Value};
 use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::context_loader::ContextLoaders;
+use crate::log_limit::LogLimit;
 use crate::metrics_names::{CHAT_FIRST_TOKEN_SECONDS, LLM_REQUESTS_TOTAL};
-use crate::outbox::{TURNS_DROPPED_TOTAL, TurnOutbox};
-use crate::ports::{ConversationStore, LlmError, LlmProvider, LlmReply, LlmRequest, StoreError, TurnRecord};
+use crate::outbox::{Durability, PendingWrite, TURNS_DROPPED_TOTAL, TurnOutbox};
+use crate::ports::{
+    AnswerRecord, ConversationStore, HistoryMessage, LlmError, LlmProvider, LlmReply, LlmRequest, StoreError, StoredAnswer, StoredTurn,
+    TurnKey, UnansweredMark, UserMessage, UserSaved,
+};
+use crate::running_turns::{RunningTurns, TURNS_ABANDONED_TOTAL, TurnGuard, TurnOrigin};
 
 /// Messages kept per session for the prompt.
 const HISTORY_LIMIT: usize = 20;
@@ -22,6 +30,13 @@ const HISTORY_LIMIT: usize = 20;
 const HISTORY_TIMEOUT: Duration = Duration::from_secs(2);
 /// A message this short, without a question, goes to the fast model.
 const FAST_MAX_CHARS: usize = 60;
+/// Context keys only the loaders may set: a client-sent `financial` must never reach the prompt
+/// as if it were loaded data (for instance when the financial loader failed).
+const LOADED_CONTEXT_KEYS: [&str; 4] = ["profile", "financial", "social", "context_degraded"];
+/// Storage warnings: one line per window, with the count of those suppressed.
+static STORAGE_WARNINGS: LogLimit = LogLimit::new(Duration::from_secs(10));
+/// Abandoned turns logged one by one at shutdown; the rest are counted in one line.
+const ABANDONED_LOGGED: usize = 20;
 
 /// What a turn needs; shared by every connection and the REST route.
 #[derive(Clone)]
@@ -32,6 +47,13 @@ pub struct TurnPipeline {
     pub loaders: ContextLoaders,
     /// Outer deadline for the whole answer.
     pub llm_timeout: Duration,
+    /// Every turn this node has read and not finished.
+    pub running: Arc<RunningTurns>,
+    /// This node's name (`PAM_NODE_ID`), stored with each user message.
+    pub node: Arc<str>,
+    /// How long a turn can possibly run on any node (model deadline plus shutdown grace): an
+    /// unanswered id older than this is answered again when the client repeats it.
+    pub turn_lifetime: Duration,
 }
 
 /// One chat turn to answer.
@@ -42,8 +64,22 @@ pub struct TurnInput {
     pub message: String,
     /// Client-sent context (loaded context wins on equal keys).
     pub context: Map<String, Value>,
-    /// Idempotency key (v2 `id`, REST `Idempotency-Key`); a repeated one stores nothing.
-    pub client_msg_id: Option<String>,
+    /// Idempotency key: the v2 `id`, `rest:{Idempotency-Key}`, or server-made for legacy turns
+    /// (`srv:{uuid}`), so a retried write never stores the turn twice.
+    pub client_msg_id: String,
+    /// Who carried the turn in (for logs).
+    pub origin: TurnOrigin,
+}
+
+impl TurnInput {
+    pub fn key(&self) -> TurnKey {
+        TurnKey { user: self.user.clone(), session: self.session.clone(), client_msg_id: self.client_msg_id.clone() }
+    }
+
+    /// A server-made idempotency id for a turn whose client sent none (legacy sockets).
+    pub fn server_msg_id() -> String {
+        format!("srv:{}", uuid::Uuid::new_v4())
+    }
 }
 
 /// Why a turn produced no model answer.
@@ -61,6 +97,20 @@ impl TurnFailure {
             message: format!("Sorry, I couldn't come up with an answer just now ({error}). Please try again in a moment."),
         }
     }
+
+    pub(crate) fn storage_unavailable() -> Self {
+        TurnFailure {
+            code: ErrorCode::StorageUnavailable,
+            message: "PAM could not store this message, so it was not answered; please send it again".into(),
+        }
+    }
+
+    pub(crate) fn still_running_elsewhere() -> Self {
+        TurnFailure {
+            code: ErrorCode::LlmUnavailable,
+            message: "this message is still being answered on another PAM node; send it again with the same id in a moment".into(),
+        }
+    }
 }
 
 /// The result of one turn.
@@ -70,19 +120,178 @@ pub struct TurnAnswer {
     pub result: Result<LlmReply, TurnFailure>,
 }
 
+/// Whether a turn goes on to the model after its user message was handled.
+pub(crate) enum Admission {
+    /// Stored (or journaled) now, or an earlier unanswered copy that nobody answers any more.
+    New {
+        durable: bool,
+    },
+    /// Answered before: replay the stored answer, ask no model.
+    Replay(StoredAnswer),
+    /// Being answered on another node right now.
+    Busy,
+    Failed(TurnFailure),
+}
+
 impl TurnPipeline {
-    /// Answers `input`; model deltas are pushed into `deltas` as they arrive (a closed channel
-    /// makes providers skip them).
-    pub async fn answer(&self, input: TurnInput, deltas: mpsc::Sender<String>) -> TurnAnswer {
+    /// Starts a legacy or REST turn on its own task, registered as running from now on. The
+    /// turn runs to its end (answered and stored) whatever happens to the caller; awaiting the
+    /// handle is optional and dropping it does not cancel the turn.
+    pub fn start(&self, input: TurnInput) -> JoinHandle<TurnAnswer> {
+        let guard = self.register(&input);
+        self.spawn(input, guard)
+    }
+
+    /// Registers a turn the server has just read (before it waits anywhere, e.g. in an actor's
+    /// mailbox), so the drain counts it from the first moment.
+    pub fn register(&self, input: &TurnInput) -> TurnGuard {
+        self.running.begin(input.key(), input.origin.clone())
+    }
+
+    /// [`TurnPipeline::start`] for a turn registered earlier.
+    pub fn spawn(&self, input: TurnInput, guard: TurnGuard) -> JoinHandle<TurnAnswer> {
+        let pipeline = self.clone();
+        tokio::spawn(async move { pipeline.answer(input, guard).await })
+    }
+
+    /// Answers `input` (the answer is sent whole, so model deltas are not streamed).
+    async fn answer(&self, input: TurnInput, guard: TurnGuard) -> TurnAnswer {
         let started = Instant::now();
-        let received_at = chrono::Utc::now();
+        match self.admit(&input, guard.id()).await {
+            Admission::New { .. } => {}
+            Admission::Replay(stored) => return TurnAnswer { latency: started.elapsed(), result: Ok(replayed_reply(stored)) },
+            Admission::Busy => return TurnAnswer { latency: started.elapsed(), result: Err(TurnFailure::still_running_elsewhere()) },
+            Admission::Failed(failure) => return TurnAnswer { latency: started.elapsed(), result: Err(failure) },
+        }
         let request = self.request(&input).await;
+        // A closed channel: providers skip the deltas instead of waiting for a reader.
+        let (deltas, _) = mpsc::channel(1);
         let result = self.generate(&request, deltas).await;
         self.record_outcome(&result, started.elapsed());
         if let Ok(reply) = &result {
-            self.store_turn(&input, reply, received_at, started.elapsed()).await;
+            let mut metadata = turn_metadata(reply, started.elapsed());
+            metadata["client_msg_id"] = Value::from(input.client_msg_id.clone());
+            let answer = AnswerRecord { key: input.key(), text: reply.text.clone(), answered_at: chrono::Utc::now(), metadata };
+            self.store_answer(answer, &input.origin).await;
         }
+        drop(guard);
         TurnAnswer { latency: started.elapsed(), result: result.map_err(TurnFailure::from_llm) }
+    }
+
+    /// Stores the user message before any model work and decides whether to answer: a new id
+    /// is answered; a repeat replays its stored answer, waits for the turn answering it here,
+    /// or is answered again when nobody anywhere can still be answering it.
+    pub(crate) async fn admit(&self, input: &TurnInput, turn: u64) -> Admission {
+        let key = input.key();
+        let message =
+            UserMessage { key: key.clone(), text: input.message.clone(), received_at: chrono::Utc::now(), node: self.node.to_string() };
+        // At most twice: a repeat that waited for the turn answering it here looks again.
+        for _ in 0..2 {
+            if !self.outbox.is_empty() {
+                // Storage is behind: writes wait their turn in the outbox, so this one does too.
+                if let Some(pending) = self.outbox.find(&key) {
+                    if let Some(answer) = pending.answer {
+                        return Admission::Replay(StoredAnswer { text: answer.text, metadata: answer.metadata });
+                    }
+                    if let Some(mut other) = self.running.other(&key, turn) {
+                        let _ = other.changed().await;
+                        continue;
+                    }
+                    return Admission::New { durable: true };
+                }
+                return self.accept_into_outbox(message, &input.origin).await;
+            }
+            match self.store.save_user_message(&message).await {
+                Ok(UserSaved::New) => {
+                    self.outbox.write_succeeded();
+                    return Admission::New { durable: true };
+                }
+                Ok(UserSaved::Repeat(stored)) => {
+                    self.outbox.write_succeeded();
+                    if let Some(mut other) = self.running.other(&key, turn).filter(|_| stored.answer.is_none()) {
+                        let _ = other.changed().await;
+                        continue;
+                    }
+                    return self.repeat(stored);
+                }
+                Err(error @ StoreError::Rejected(_)) => {
+                    metrics::counter!(TURNS_DROPPED_TOTAL).increment(1);
+                    tracing::error!(%error, origin = %input.origin, user = %input.user, client_msg_id = input.client_msg_id, "the database refused this message; not answering it");
+                    return Admission::Failed(TurnFailure::storage_unavailable());
+                }
+                Err(error) => {
+                    self.outbox.write_failed();
+                    storage_warning(&error, &input.origin, &key, "could not store the user message; it waits in the outbox");
+                    return self.accept_into_outbox(message, &input.origin).await;
+                }
+            }
+        }
+        Admission::Busy
+    }
+
+    /// A repeated id whose turn is not running here.
+    fn repeat(&self, stored: StoredTurn) -> Admission {
+        if let Some(answer) = stored.answer {
+            return Admission::Replay(answer);
+        }
+        let abandoned = stored.metadata.get("unanswered").is_some_and(|v| !v.is_null());
+        let accepted_here = stored.metadata.get("node").and_then(Value::as_str) == Some(&*self.node);
+        let age = chrono::Utc::now().signed_duration_since(stored.received_at).to_std().unwrap_or_default();
+        if abandoned || accepted_here || age >= self.turn_lifetime {
+            return Admission::New { durable: true };
+        }
+        Admission::Busy
+    }
+
+    async fn accept_into_outbox(&self, message: UserMessage, origin: &TurnOrigin) -> Admission {
+        match self.outbox.enqueue(PendingWrite::User(message)).await {
+            Durability::Journaled => Admission::New { durable: true },
+            Durability::MemoryOnly => Admission::New { durable: false },
+            Durability::Dropped => {
+                tracing::error!(origin = %origin, "the outbox is full and has no journal; this message is answered but not stored");
+                Admission::New { durable: false }
+            }
+        }
+    }
+
+    /// Stores an answer, or queues it behind earlier writes while storage is down.
+    pub(crate) async fn store_answer(&self, answer: AnswerRecord, origin: &TurnOrigin) {
+        if !self.outbox.is_empty() {
+            self.outbox.enqueue(PendingWrite::Answer(answer)).await;
+            return;
+        }
+        match self.store.save_answer(&answer).await {
+            Ok(_) => self.outbox.write_succeeded(),
+            Err(error @ StoreError::Rejected(_)) => {
+                metrics::counter!(TURNS_DROPPED_TOTAL).increment(1);
+                tracing::error!(%error, origin = %origin, user = %answer.key.user, client_msg_id = answer.key.client_msg_id, "the database refused this answer; it is not stored");
+            }
+            Err(error) => {
+                self.outbox.write_failed();
+                storage_warning(&error, origin, &answer.key, "could not store the answer; it waits in the outbox");
+                self.outbox.enqueue(PendingWrite::Answer(answer)).await;
+            }
+        }
+    }
+
+    /// At the end of the shutdown grace: every turn still running is counted, logged and marked
+    /// unanswered (through the outbox, so the mark is journaled if it cannot be stored now).
+    /// Returns how many there were.
+    pub async fn abandon_running(&self) -> usize {
+        let turns = self.running.snapshot();
+        for (index, turn) in turns.iter().enumerate() {
+            metrics::counter!(TURNS_ABANDONED_TOTAL).increment(1);
+            if index < ABANDONED_LOGGED {
+                tracing::warn!(origin = %turn.origin, user = %turn.key.user, session = %turn.key.session, client_msg_id = turn.key.client_msg_id,
+                    running_ms = turn.started.elapsed().as_millis() as u64, "turn still running at the end of the shutdown grace: recorded as unanswered");
+            }
+            let mark = UnansweredMark { key: turn.key.clone(), reason: "shutdown".into() };
+            self.outbox.enqueue(PendingWrite::Unanswered(mark)).await;
+        }
+        if turns.len() > ABANDONED_LOGGED {
+            tracing::warn!(more = turns.len() - ABANDONED_LOGGED, "more turns recorded as unanswered at shutdown");
+        }
+        turns.len()
     }
 
     /// Asks the model under the outer deadline.
@@ -116,50 +325,54 @@ impl TurnPipeline {
     pub(crate) async fn request(&self, input: &TurnInput) -> LlmRequest {
         let history = tokio::time::timeout(HISTORY_TIMEOUT, self.store.history(&input.user, &input.session, HISTORY_LIMIT));
         let (history, loaded) = tokio::join!(history, self.loaders.load_all(&input.user));
-        let history = match history {
+        let mut history = match history {
             Ok(Ok(history)) => history,
             Ok(Err(error)) => {
-                tracing::warn!(%error, "history unavailable; answering without it");
+                tracing::warn!(%error, origin = %input.origin, "history unavailable; answering without it");
                 Vec::new()
             }
             Err(_) => {
-                tracing::warn!("history took too long; answering without it");
+                tracing::warn!(origin = %input.origin, "history took too long; answering without it");
                 Vec::new()
             }
         };
+        drop_current_message(&mut history, &input.message);
         let mut context = input.context.clone();
+        context.retain(|key, _| !LOADED_CONTEXT_KEYS.contains(&key.as_str()));
         context.extend(loaded);
-        LlmRequest { user_id: input.user.clone(), message: input.message.clone(), context, history, fast: is_simple_turn(&input.message) }
-    }
-
-    async fn store_turn(&self, input: &TurnInput, reply: &LlmReply, received_at: chrono::DateTime<chrono::Utc>, latency: Duration) {
-        let answered_at = chrono::Utc::now().max(received_at + chrono::Duration::microseconds(1));
-        let turn = TurnRecord {
-            user: input.user.clone(),
+        LlmRequest {
+            user_id: input.user.clone(),
             session: input.session.clone(),
-            user_text: input.message.clone(),
-            assistant_text: reply.text.clone(),
-            client_msg_id: input.client_msg_id.clone(),
-            received_at,
-            answered_at,
-            metadata: turn_metadata(reply, latency),
-        };
-        // Behind earlier unsaved turns, a turn waits its place so the conversation stays in order.
-        if !self.outbox.is_empty() {
-            return self.outbox.push(turn);
-        }
-        match self.store.save_turn(&turn).await {
-            Ok(_) => {}
-            Err(error @ StoreError::Rejected(_)) => {
-                metrics::counter!(TURNS_DROPPED_TOTAL).increment(1);
-                tracing::error!(%error, session = %input.session, "the database refused this turn; it is not stored");
-            }
-            Err(error) => {
-                tracing::warn!(%error, session = %input.session, "could not store the turn; it waits in the outbox");
-                self.outbox.push(turn);
-            }
+            message: input.message.clone(),
+            context,
+            history,
+            fast: is_simple_turn(&input.message),
         }
     }
+}
+
+fn storage_warning(error: &StoreError, origin: &TurnOrigin, key: &TurnKey, what: &str) {
+    if let Some(suppressed) = STORAGE_WARNINGS.allow() {
+        tracing::warn!(%error, origin = %origin, user = %key.user, session = %key.session, client_msg_id = key.client_msg_id, suppressed, "{what}");
+    }
+}
+
+/// The user message is stored before the history is read; the prompt carries it as `message`.
+pub(crate) fn drop_current_message(history: &mut Vec<HistoryMessage>, message: &str) {
+    if history.last().is_some_and(|last| last.role == "user" && last.content == message) {
+        history.pop();
+    }
+}
+
+/// An answer stored earlier, as a reply (`cached`: no model was asked this time).
+pub(crate) fn replayed_reply(stored: StoredAnswer) -> LlmReply {
+    let meta = &stored.metadata;
+    let text = |key: &str| meta.get(key).and_then(Value::as_str).unwrap_or("unknown").to_string();
+    let mut reply = LlmReply::new(stored.text.clone(), text("model"), text("provider"));
+    reply.ui_actions = meta.get("ui_actions").cloned().and_then(|v| serde_json::from_value(v).ok()).unwrap_or_default();
+    reply.first_token = meta.get("first_token_ms").and_then(Value::as_u64).map(Duration::from_millis);
+    reply.cached = true;
+    reply
 }
 
 /// What is stored beside the assistant's text: who answered, how fast, and why it fell back.
@@ -191,5 +404,27 @@ mod tests {
         assert!(is_simple_turn("hi PAM"));
         assert!(!is_simple_turn("how much is left?"));
         assert!(!is_simple_turn(&"plan my trip ".repeat(10)));
+    }
+
+    #[test]
+    fn the_stored_user_message_is_not_sent_twice() {
+        let user = |c: &str| HistoryMessage { role: "user".into(), content: c.into() };
+        let mut history = vec![user("a"), user("b")];
+        drop_current_message(&mut history, "b");
+        assert_eq!(history, vec![user("a")]);
+        drop_current_message(&mut history, "b");
+        assert_eq!(history, vec![user("a")]);
+    }
+
+    #[test]
+    fn a_replayed_reply_comes_from_the_stored_metadata() {
+        let stored = StoredAnswer {
+            text: "hi".into(),
+            metadata: serde_json::json!({"model":"m1","provider":"p","latency_ms":12,"first_token_ms":3,"ui_actions":[{"type":"open_map"}]}),
+        };
+        let reply = replayed_reply(stored);
+        assert_eq!((reply.model.as_str(), reply.source.as_str(), reply.first_token), ("m1", "p", Some(Duration::from_millis(3))));
+        assert_eq!(reply.ui_actions[0].kind, "open_map");
+        assert!(reply.cached);
     }
 }

@@ -96,6 +96,7 @@ mod tests {
     fn request(message: &str) -> LlmRequest {
         LlmRequest {
             user_id: UserId::parse("5e1f0c3a-7d2b-4c8e-9a41-d3e0000000a1").unwrap(),
+            session: pam_protocol::SessionId::default_session(),
             message: message.into(),
             context: Default::default(),
             history: Vec::new(),

@@ -1,26 +1,45 @@
-//! The row-level statements both conversation write paths share (legacy whole turns and v2's
-//! user-then-assistant rows), once per backend. Callers own the transaction.
+//! The row-level statements of the conversation store, once per backend. Callers own the
+//! transaction and take the (user, session) lock first ([`pg_lock_session`]; on SQLite the
+//! `BEGIN IMMEDIATE` write lock), so finding-or-creating the one conversation of a session and
+//! the idempotency checks by `client_msg_id` are exact however many writers race.
 
 use chrono::{DateTime, Utc};
 use pam_protocol::{SessionId, UserId};
 use serde_json::Value;
-use sqlx::{PgConnection, SqliteConnection};
+use sqlx::{PgConnection, Row, SqliteConnection};
 use uuid::Uuid;
 
-/// The user's newest conversation for `session`, locked; created at `at` when there is none.
+/// A stored user row found by its `client_msg_id`.
+pub(super) struct UserRow<C> {
+    pub(super) conversation: C,
+    pub(super) created_at: DateTime<Utc>,
+    pub(super) metadata: Value,
+}
+
+/// Serialises every write of one (user, session) until the transaction ends. An advisory lock,
+/// not a unique constraint: a production table may already hold duplicate conversations.
+pub(super) async fn pg_lock_session(tx: &mut PgConnection, user: Uuid, session: &SessionId) -> Result<(), sqlx::Error> {
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1::text || '/' || $2, 0))")
+        .bind(user)
+        .bind(session.as_str())
+        .execute(&mut *tx)
+        .await?;
+    Ok(())
+}
+
+/// The user's newest conversation for `session`, created at `at` when there is none.
 pub(super) async fn pg_conversation(
     tx: &mut PgConnection,
     user: Uuid,
     session: &SessionId,
     at: DateTime<Utc>,
 ) -> Result<Uuid, sqlx::Error> {
-    let existing: Option<Uuid> = sqlx::query_scalar(
-        "SELECT id FROM pam_conversations WHERE user_id = $1 AND session_id = $2 ORDER BY last_activity DESC LIMIT 1 FOR UPDATE",
-    )
-    .bind(user)
-    .bind(session.as_str())
-    .fetch_optional(&mut *tx)
-    .await?;
+    let existing: Option<Uuid> =
+        sqlx::query_scalar("SELECT id FROM pam_conversations WHERE user_id = $1 AND session_id = $2 ORDER BY last_activity DESC LIMIT 1")
+            .bind(user)
+            .bind(session.as_str())
+            .fetch_optional(&mut *tx)
+            .await?;
     match existing {
         Some(id) => Ok(id),
         None => {
@@ -34,53 +53,79 @@ pub(super) async fn pg_conversation(
     }
 }
 
-/// Inserts the user row; `false` when its `client_msg_id` is already stored in the conversation.
-pub(super) async fn pg_insert_user(
+/// The user row stored with `client_msg_id` in any conversation of (user, session).
+pub(super) async fn pg_user_row(
     tx: &mut PgConnection,
-    conversation: Uuid,
-    text: &str,
-    at: DateTime<Utc>,
-    client_msg_id: Option<&str>,
-) -> Result<bool, sqlx::Error> {
-    let inserted = sqlx::query(
-        "INSERT INTO pam_messages (conversation_id, role, content, metadata, created_at, client_msg_id) VALUES ($1, 'user', $2, '{}'::jsonb, $3, $4)
-         ON CONFLICT (conversation_id, client_msg_id) WHERE client_msg_id IS NOT NULL DO NOTHING",
+    user: Uuid,
+    session: &SessionId,
+    client_msg_id: &str,
+) -> Result<Option<UserRow<Uuid>>, sqlx::Error> {
+    let row = sqlx::query(
+        "SELECT m.conversation_id, m.created_at, m.metadata FROM pam_messages m JOIN pam_conversations c ON c.id = m.conversation_id
+         WHERE c.user_id = $1 AND c.session_id = $2 AND m.client_msg_id = $3 AND m.role = 'user' LIMIT 1",
     )
-    .bind(conversation)
-    .bind(text)
-    .bind(at)
+    .bind(user)
+    .bind(session.as_str())
     .bind(client_msg_id)
-    .execute(&mut *tx)
-    .await?
-    .rows_affected();
-    Ok(inserted > 0)
+    .fetch_optional(&mut *tx)
+    .await?;
+    Ok(row.map(|r| UserRow {
+        conversation: r.get("conversation_id"),
+        created_at: r.get::<Option<DateTime<Utc>>, _>("created_at").unwrap_or_else(Utc::now),
+        metadata: r.get::<Option<Value>, _>("metadata").unwrap_or(Value::Null),
+    }))
 }
 
-pub(super) async fn pg_insert_assistant(
+/// The answer stored for `client_msg_id` in `conversation`: its text and metadata.
+pub(super) async fn pg_answer(
     tx: &mut PgConnection,
     conversation: Uuid,
+    client_msg_id: &str,
+) -> Result<Option<(String, Value)>, sqlx::Error> {
+    let row = sqlx::query(
+        "SELECT content, metadata FROM pam_messages WHERE conversation_id = $1 AND role = 'assistant'
+           AND metadata->>'client_msg_id' = $2 ORDER BY created_at DESC LIMIT 1",
+    )
+    .bind(conversation)
+    .bind(client_msg_id)
+    .fetch_optional(&mut *tx)
+    .await?;
+    Ok(row.map(|r| (r.get("content"), r.get::<Option<Value>, _>("metadata").unwrap_or(Value::Null))))
+}
+
+/// Inserts a message row (`client_msg_id` only on user rows).
+pub(super) async fn pg_insert(
+    tx: &mut PgConnection,
+    conversation: Uuid,
+    role: &str,
     text: &str,
     metadata: &Value,
     at: DateTime<Utc>,
+    client_msg_id: Option<&str>,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query("INSERT INTO pam_messages (conversation_id, role, content, metadata, created_at) VALUES ($1, 'assistant', $2, $3, $4)")
-        .bind(conversation)
-        .bind(text)
-        .bind(metadata)
-        .bind(at)
-        .execute(&mut *tx)
-        .await?;
+    sqlx::query(
+        "INSERT INTO pam_messages (conversation_id, role, content, metadata, created_at, client_msg_id) VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(conversation)
+    .bind(role)
+    .bind(text)
+    .bind(metadata)
+    .bind(at)
+    .bind(client_msg_id)
+    .execute(&mut *tx)
+    .await?;
     Ok(())
 }
 
-/// Adds `added` messages to the conversation's counter and moves its `last_activity` to `at`.
-pub(super) async fn pg_count(tx: &mut PgConnection, conversation: Uuid, added: i32, at: DateTime<Utc>) -> Result<(), sqlx::Error> {
+/// Adds one message to the conversation's counter; `last_activity` only moves forward (a write
+/// replayed from the outbox may be older than one stored since).
+pub(super) async fn pg_count(tx: &mut PgConnection, conversation: Uuid, at: DateTime<Utc>) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "UPDATE pam_conversations SET message_count = COALESCE(message_count, 0) + $3, last_activity = $2, updated_at = now() WHERE id = $1",
+        "UPDATE pam_conversations SET message_count = COALESCE(message_count, 0) + 1,
+           last_activity = GREATEST(COALESCE(last_activity, $2), $2), updated_at = now() WHERE id = $1",
     )
     .bind(conversation)
     .bind(at)
-    .bind(added)
     .execute(&mut *tx)
     .await?;
     Ok(())
@@ -113,58 +158,92 @@ pub(super) async fn sqlite_conversation(
     Ok(id)
 }
 
-/// SQLite twin of [`pg_insert_user`].
-pub(super) async fn sqlite_insert_user(
+/// SQLite twin of [`pg_user_row`].
+pub(super) async fn sqlite_user_row(
     conn: &mut SqliteConnection,
-    conversation: &str,
-    text: &str,
-    at: &str,
-    client_msg_id: Option<&str>,
-) -> Result<bool, sqlx::Error> {
-    let inserted = sqlx::query(
-        "INSERT INTO pam_messages (id, conversation_id, role, content, metadata, created_at, client_msg_id) VALUES (?1, ?2, 'user', ?3, '{}', ?4, ?5)
-         ON CONFLICT (conversation_id, client_msg_id) WHERE client_msg_id IS NOT NULL DO NOTHING",
+    user: &UserId,
+    session: &SessionId,
+    client_msg_id: &str,
+) -> Result<Option<UserRow<String>>, sqlx::Error> {
+    let row = sqlx::query(
+        "SELECT m.conversation_id, m.created_at, m.metadata FROM pam_messages m JOIN pam_conversations c ON c.id = m.conversation_id
+         WHERE c.user_id = ?1 AND c.session_id = ?2 AND m.client_msg_id = ?3 AND m.role = 'user' LIMIT 1",
     )
-    .bind(Uuid::new_v4().to_string())
-    .bind(conversation)
-    .bind(text)
-    .bind(at)
+    .bind(user.as_str())
+    .bind(session.as_str())
     .bind(client_msg_id)
-    .execute(&mut *conn)
-    .await?
-    .rows_affected();
-    Ok(inserted > 0)
+    .fetch_optional(&mut *conn)
+    .await?;
+    Ok(row.map(|r| UserRow {
+        conversation: r.get("conversation_id"),
+        created_at: r
+            .get::<Option<String>, _>("created_at")
+            .and_then(|t| DateTime::parse_from_rfc3339(&t).ok())
+            .map_or_else(Utc::now, |t| t.with_timezone(&Utc)),
+        metadata: sqlite_json(r.get("metadata")),
+    }))
 }
 
-pub(super) async fn sqlite_insert_assistant(
+/// SQLite twin of [`pg_answer`].
+pub(super) async fn sqlite_answer(
     conn: &mut SqliteConnection,
     conversation: &str,
+    client_msg_id: &str,
+) -> Result<Option<(String, Value)>, sqlx::Error> {
+    let row = sqlx::query(
+        "SELECT content, metadata FROM pam_messages WHERE conversation_id = ?1 AND role = 'assistant'
+           AND json_extract(metadata, '$.client_msg_id') = ?2 ORDER BY created_at DESC LIMIT 1",
+    )
+    .bind(conversation)
+    .bind(client_msg_id)
+    .fetch_optional(&mut *conn)
+    .await?;
+    Ok(row.map(|r| (r.get("content"), sqlite_json(r.get("metadata")))))
+}
+
+/// SQLite twin of [`pg_insert`].
+pub(super) async fn sqlite_insert(
+    conn: &mut SqliteConnection,
+    conversation: &str,
+    role: &str,
     text: &str,
     metadata: &Value,
     at: &str,
+    client_msg_id: Option<&str>,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "INSERT INTO pam_messages (id, conversation_id, role, content, metadata, created_at) VALUES (?1, ?2, 'assistant', ?3, ?4, ?5)",
+        "INSERT INTO pam_messages (id, conversation_id, role, content, metadata, created_at, client_msg_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     )
     .bind(Uuid::new_v4().to_string())
     .bind(conversation)
+    .bind(role)
     .bind(text)
     .bind(metadata.to_string())
+    .bind(at)
+    .bind(client_msg_id)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// SQLite twin of [`pg_count`] (ISO-8601 UTC text compares in time order).
+pub(super) async fn sqlite_count(conn: &mut SqliteConnection, conversation: &str, at: &str) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE pam_conversations SET message_count = COALESCE(message_count, 0) + 1,
+           last_activity = MAX(COALESCE(last_activity, ?2), ?2), updated_at = ?2 WHERE id = ?1",
+    )
+    .bind(conversation)
     .bind(at)
     .execute(&mut *conn)
     .await?;
     Ok(())
 }
 
-/// SQLite twin of [`pg_count`].
-pub(super) async fn sqlite_count(conn: &mut SqliteConnection, conversation: &str, added: i32, at: &str) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "UPDATE pam_conversations SET message_count = COALESCE(message_count, 0) + ?3, last_activity = ?2, updated_at = ?2 WHERE id = ?1",
-    )
-    .bind(conversation)
-    .bind(at)
-    .bind(added)
-    .execute(&mut *conn)
-    .await?;
-    Ok(())
+fn sqlite_json(text: Option<String>) -> Value {
+    text.and_then(|t| serde_json::from_str(&t).ok()).unwrap_or(Value::Null)
+}
+
+/// Timestamps as SQLite stores them: ISO-8601 UTC with microseconds.
+pub(super) fn iso(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
 }

@@ -1,10 +1,13 @@
-//! `ConversationStore` on the gateway's database. A turn finds the user's newest conversation for
-//! the session (or creates it), then in one transaction inserts the user and assistant rows
-//! (distinct, ordered `created_at`) and bumps `message_count`/`last_activity`. Session ids are
-//! bound as text, never cast to uuid.
+//! `ConversationStore` on the gateway's database. The user row of a turn is stored first, its
+//! answer later; each write is one transaction (rolled back if its future is dropped) under the
+//! (user, session) lock, finds the session's one conversation (or creates it), is idempotent by
+//! `client_msg_id` (a repeated write stores nothing) and bumps `message_count`/`last_activity`.
+//! Session ids are bound as text, never cast to uuid.
 
-use pam_actors::ports::{AssistantMessage, ConversationRef, StoredAnswer, UserMessage, UserSaved};
-use pam_actors::{BoxFuture, ConversationStore, HistoryMessage, StoreError, TurnRecord};
+use pam_actors::{
+    AnswerRecord, BoxFuture, ConversationStore, HistoryMessage, StoreError, StoredAnswer, StoredTurn, UnansweredMark, UserMessage,
+    UserSaved,
+};
 use pam_protocol::{SessionId, UserId};
 use sqlx::Row;
 use uuid::Uuid;
@@ -72,148 +75,159 @@ impl ConversationStore for Database {
         })
     }
 
-    fn save_turn<'a>(&'a self, turn: &'a TurnRecord) -> BoxFuture<'a, Result<bool, StoreError>> {
-        Box::pin(async move {
-            let _timer = crate::monitor::QueryTimer::start("save_turn");
-            match self {
-                Database::Postgres(pool) => save_postgres(pool, turn).await.map_err(unavailable),
-                Database::Sqlite(pool) => save_sqlite(pool, turn).await.map_err(unavailable),
-            }
-        })
-    }
-
     fn save_user_message<'a>(&'a self, message: &'a UserMessage) -> BoxFuture<'a, Result<UserSaved, StoreError>> {
         Box::pin(async move {
+            let _timer = crate::monitor::QueryTimer::start("save_user_message");
             match self {
-                Database::Postgres(pool) => v2::save_user_postgres(pool, message).await.map_err(unavailable),
-                Database::Sqlite(pool) => v2::save_user_sqlite(pool, message).await.map_err(unavailable),
+                Database::Postgres(pool) => postgres::save_user(pool, message).await.map_err(unavailable),
+                Database::Sqlite(pool) => sqlite::save_user(pool, message).await.map_err(unavailable),
             }
         })
     }
 
-    fn save_assistant_message<'a>(&'a self, message: &'a AssistantMessage) -> BoxFuture<'a, Result<(), StoreError>> {
+    fn save_answer<'a>(&'a self, answer: &'a AnswerRecord) -> BoxFuture<'a, Result<bool, StoreError>> {
         Box::pin(async move {
+            let _timer = crate::monitor::QueryTimer::start("save_answer");
             match self {
-                Database::Postgres(pool) => v2::save_assistant_postgres(pool, message).await.map_err(unavailable),
-                Database::Sqlite(pool) => v2::save_assistant_sqlite(pool, message).await.map_err(unavailable),
+                Database::Postgres(pool) => postgres::save_answer(pool, answer).await.map_err(unavailable),
+                Database::Sqlite(pool) => sqlite::save_answer(pool, answer).await.map_err(unavailable),
+            }
+        })
+    }
+
+    fn mark_unanswered<'a>(&'a self, mark: &'a UnansweredMark) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move {
+            let key = &mark.key;
+            match self {
+                Database::Postgres(pool) => sqlx::query(
+                    "UPDATE pam_messages SET metadata = COALESCE(metadata, '{}'::jsonb) || jsonb_build_object('unanswered', $4::text)
+                     WHERE role = 'user' AND client_msg_id = $3
+                       AND conversation_id IN (SELECT id FROM pam_conversations WHERE user_id = $1 AND session_id = $2)",
+                )
+                .bind(user_uuid(&key.user)?)
+                .bind(key.session.as_str())
+                .bind(&key.client_msg_id)
+                .bind(&mark.reason)
+                .execute(pool)
+                .await
+                .map(drop)
+                .map_err(unavailable),
+                Database::Sqlite(pool) => sqlx::query(
+                    "UPDATE pam_messages SET metadata = json_set(COALESCE(metadata, '{}'), '$.unanswered', ?4)
+                     WHERE role = 'user' AND client_msg_id = ?3
+                       AND conversation_id IN (SELECT id FROM pam_conversations WHERE user_id = ?1 AND session_id = ?2)",
+                )
+                .bind(key.user.as_str())
+                .bind(key.session.as_str())
+                .bind(&key.client_msg_id)
+                .bind(&mark.reason)
+                .execute(pool)
+                .await
+                .map(drop)
+                .map_err(unavailable),
             }
         })
     }
 }
 
-async fn save_postgres(pool: &sqlx::PgPool, turn: &TurnRecord) -> Result<bool, sqlx::Error> {
-    let user = Uuid::parse_str(turn.user.as_str()).map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
-    let mut tx = pool.begin().await?;
-    let conversation = rows::pg_conversation(&mut tx, user, &turn.session, turn.received_at).await?;
-    if !rows::pg_insert_user(&mut tx, conversation, &turn.user_text, turn.received_at, turn.client_msg_id.as_deref()).await? {
-        tx.rollback().await?;
-        return Ok(false);
-    }
-    rows::pg_insert_assistant(&mut tx, conversation, &turn.assistant_text, &turn.metadata, turn.answered_at).await?;
-    rows::pg_count(&mut tx, conversation, 2, turn.answered_at).await?;
-    tx.commit().await?;
-    Ok(true)
+fn user_metadata(message: &UserMessage) -> serde_json::Value {
+    serde_json::json!({ "node": message.node })
 }
 
-async fn save_sqlite(pool: &sqlx::SqlitePool, turn: &TurnRecord) -> Result<bool, sqlx::Error> {
-    let iso = |t: chrono::DateTime<chrono::Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
-    // BEGIN IMMEDIATE: take the write lock up front so two turns cannot both create the conversation.
-    let mut conn = pool.acquire().await?;
-    sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await?;
-    let result = async {
-        let received = iso(turn.received_at);
-        let conversation = rows::sqlite_conversation(&mut conn, &turn.user, &turn.session, &received).await?;
-        if !rows::sqlite_insert_user(&mut conn, &conversation, &turn.user_text, &received, turn.client_msg_id.as_deref()).await? {
-            return Ok(false);
-        }
-        rows::sqlite_insert_assistant(&mut conn, &conversation, &turn.assistant_text, &turn.metadata, &iso(turn.answered_at)).await?;
-        rows::sqlite_count(&mut conn, &conversation, 2, &iso(turn.answered_at)).await?;
-        Ok::<bool, sqlx::Error>(true)
-    }
-    .await;
-    let finish = if matches!(result, Ok(true)) { "COMMIT" } else { "ROLLBACK" };
-    sqlx::query(finish).execute(&mut *conn).await?;
-    result
+fn repeat(row: rows::UserRow<impl Sized>, answer: Option<(String, serde_json::Value)>) -> UserSaved {
+    UserSaved::Repeat(StoredTurn {
+        answer: answer.map(|(text, metadata)| StoredAnswer { text, metadata }),
+        received_at: row.created_at,
+        metadata: row.metadata,
+    })
 }
 
-/// v2 storage: the user row first (its own transaction, so the `ack` means durable), the
-/// assistant row later, linked by `metadata.client_msg_id`.
-mod v2 {
+/// Postgres: every write in one transaction under the (user, session) advisory lock.
+mod postgres {
     use super::*;
 
-    fn iso(t: chrono::DateTime<chrono::Utc>) -> String {
-        t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+    fn uuid_of(user: &UserId) -> Result<Uuid, sqlx::Error> {
+        Uuid::parse_str(user.as_str()).map_err(|e| sqlx::Error::Decode(Box::new(e)))
     }
 
-    pub(super) async fn save_user_postgres(pool: &sqlx::PgPool, message: &UserMessage) -> Result<UserSaved, sqlx::Error> {
-        let user = Uuid::parse_str(message.user.as_str()).map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
+    pub(super) async fn save_user(pool: &sqlx::PgPool, message: &UserMessage) -> Result<UserSaved, sqlx::Error> {
+        let key = &message.key;
+        let user = uuid_of(&key.user)?;
         let mut tx = pool.begin().await?;
-        let conversation = rows::pg_conversation(&mut tx, user, &message.session, message.received_at).await?;
-        if !rows::pg_insert_user(&mut tx, conversation, &message.text, message.received_at, Some(&message.client_msg_id)).await? {
+        rows::pg_lock_session(&mut tx, user, &key.session).await?;
+        if let Some(row) = rows::pg_user_row(&mut tx, user, &key.session, &key.client_msg_id).await? {
+            let answer = rows::pg_answer(&mut tx, row.conversation, &key.client_msg_id).await?;
             tx.rollback().await?;
-            let row = sqlx::query(
-                "SELECT content, metadata FROM pam_messages WHERE conversation_id = $1 AND role = 'assistant'
-                   AND metadata->>'client_msg_id' = $2 ORDER BY created_at DESC LIMIT 1",
-            )
-            .bind(conversation)
-            .bind(&message.client_msg_id)
-            .fetch_optional(pool)
-            .await?;
-            return Ok(UserSaved::Repeat(row.map(|r| StoredAnswer { text: r.get("content"), metadata: r.get("metadata") })));
+            return Ok(repeat(row, answer));
         }
-        rows::pg_count(&mut tx, conversation, 1, message.received_at).await?;
+        let conversation = rows::pg_conversation(&mut tx, user, &key.session, message.received_at).await?;
+        let metadata = user_metadata(message);
+        rows::pg_insert(&mut tx, conversation, "user", &message.text, &metadata, message.received_at, Some(&key.client_msg_id)).await?;
+        rows::pg_count(&mut tx, conversation, message.received_at).await?;
         tx.commit().await?;
-        Ok(UserSaved::New(ConversationRef(conversation.to_string())))
+        Ok(UserSaved::New)
     }
 
-    pub(super) async fn save_assistant_postgres(pool: &sqlx::PgPool, message: &AssistantMessage) -> Result<(), sqlx::Error> {
-        let conversation = Uuid::parse_str(&message.conversation.0).map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
+    pub(super) async fn save_answer(pool: &sqlx::PgPool, answer: &AnswerRecord) -> Result<bool, sqlx::Error> {
+        let key = &answer.key;
+        let user = uuid_of(&key.user)?;
         let mut tx = pool.begin().await?;
-        rows::pg_insert_assistant(&mut tx, conversation, &message.text, &message.metadata, message.answered_at).await?;
-        rows::pg_count(&mut tx, conversation, 1, message.answered_at).await?;
-        tx.commit().await
+        rows::pg_lock_session(&mut tx, user, &key.session).await?;
+        let conversation = match rows::pg_user_row(&mut tx, user, &key.session, &key.client_msg_id).await? {
+            Some(row) => row.conversation,
+            None => rows::pg_conversation(&mut tx, user, &key.session, answer.answered_at).await?,
+        };
+        if rows::pg_answer(&mut tx, conversation, &key.client_msg_id).await?.is_some() {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        rows::pg_insert(&mut tx, conversation, "assistant", &answer.text, &answer.metadata, answer.answered_at, None).await?;
+        rows::pg_count(&mut tx, conversation, answer.answered_at).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+}
+
+/// SQLite: every write in one `BEGIN IMMEDIATE` transaction (the database's write lock, taken
+/// up front), rolled back by sqlx if its future is dropped.
+mod sqlite {
+    use super::*;
+
+    const BEGIN_IMMEDIATE: &str = "BEGIN IMMEDIATE";
+
+    pub(super) async fn save_user(pool: &sqlx::SqlitePool, message: &UserMessage) -> Result<UserSaved, sqlx::Error> {
+        let key = &message.key;
+        let mut tx = pool.begin_with(BEGIN_IMMEDIATE).await?;
+        if let Some(row) = rows::sqlite_user_row(&mut tx, &key.user, &key.session, &key.client_msg_id).await? {
+            let answer = rows::sqlite_answer(&mut tx, &row.conversation, &key.client_msg_id).await?;
+            tx.rollback().await?;
+            return Ok(repeat(row, answer));
+        }
+        let at = rows::iso(message.received_at);
+        let conversation = rows::sqlite_conversation(&mut tx, &key.user, &key.session, &at).await?;
+        let metadata = user_metadata(message);
+        rows::sqlite_insert(&mut tx, &conversation, "user", &message.text, &metadata, &at, Some(&key.client_msg_id)).await?;
+        rows::sqlite_count(&mut tx, &conversation, &at).await?;
+        tx.commit().await?;
+        Ok(UserSaved::New)
     }
 
-    pub(super) async fn save_user_sqlite(pool: &sqlx::SqlitePool, message: &UserMessage) -> Result<UserSaved, sqlx::Error> {
-        let mut conn = pool.acquire().await?;
-        // BEGIN IMMEDIATE: take the write lock up front so two turns cannot both create the conversation.
-        sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await?;
-        let result = async {
-            let at = iso(message.received_at);
-            let conversation = rows::sqlite_conversation(&mut conn, &message.user, &message.session, &at).await?;
-            let inserted = rows::sqlite_insert_user(&mut conn, &conversation, &message.text, &at, Some(&message.client_msg_id)).await?;
-            if inserted {
-                rows::sqlite_count(&mut conn, &conversation, 1, &at).await?;
-            }
-            Ok::<(String, bool), sqlx::Error>((conversation, inserted))
+    pub(super) async fn save_answer(pool: &sqlx::SqlitePool, answer: &AnswerRecord) -> Result<bool, sqlx::Error> {
+        let key = &answer.key;
+        let at = rows::iso(answer.answered_at);
+        let mut tx = pool.begin_with(BEGIN_IMMEDIATE).await?;
+        let conversation = match rows::sqlite_user_row(&mut tx, &key.user, &key.session, &key.client_msg_id).await? {
+            Some(row) => row.conversation,
+            None => rows::sqlite_conversation(&mut tx, &key.user, &key.session, &at).await?,
+        };
+        if rows::sqlite_answer(&mut tx, &conversation, &key.client_msg_id).await?.is_some() {
+            tx.rollback().await?;
+            return Ok(false);
         }
-        .await;
-        let finish = if matches!(result, Ok((_, true))) { "COMMIT" } else { "ROLLBACK" };
-        sqlx::query(finish).execute(&mut *conn).await?;
-        let (conversation, inserted) = result?;
-        if inserted {
-            return Ok(UserSaved::New(ConversationRef(conversation)));
-        }
-        let row = sqlx::query(
-            "SELECT content, metadata FROM pam_messages WHERE conversation_id = ?1 AND role = 'assistant'
-               AND json_extract(metadata, '$.client_msg_id') = ?2 ORDER BY created_at DESC LIMIT 1",
-        )
-        .bind(&conversation)
-        .bind(&message.client_msg_id)
-        .fetch_optional(&mut *conn)
-        .await?;
-        Ok(UserSaved::Repeat(row.map(|r| {
-            let metadata: String = r.get("metadata");
-            StoredAnswer { text: r.get("content"), metadata: serde_json::from_str(&metadata).unwrap_or_default() }
-        })))
-    }
-
-    pub(super) async fn save_assistant_sqlite(pool: &sqlx::SqlitePool, message: &AssistantMessage) -> Result<(), sqlx::Error> {
-        let mut tx = pool.begin().await?;
-        let at = iso(message.answered_at);
-        rows::sqlite_insert_assistant(&mut tx, &message.conversation.0, &message.text, &message.metadata, &at).await?;
-        rows::sqlite_count(&mut tx, &message.conversation.0, 1, &at).await?;
-        tx.commit().await
+        rows::sqlite_insert(&mut tx, &conversation, "assistant", &answer.text, &answer.metadata, &at, None).await?;
+        rows::sqlite_count(&mut tx, &conversation, &at).await?;
+        tx.commit().await?;
+        Ok(true)
     }
 }
 

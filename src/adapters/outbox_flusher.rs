@@ -1,15 +1,18 @@
-//! Writes the turns (and v2 answers) waiting in the outbox once the database answers again,
-//! oldest first.
+//! Writes what waits in the outbox once the database answers again — the in-memory queue
+//! oldest first, then (once it has drained) whatever only the journal holds — and, at
+//! shutdown, flushes what it can within the grace and leaves the rest in the journal.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use pam_actors::outbox::{PendingWrite, TURNS_DROPPED_TOTAL, TurnOutbox};
+use pam_actors::outbox::{OUTBOX_REPLAYED_TOTAL, PendingWrite, TURNS_DROPPED_TOTAL, TurnOutbox};
 use pam_actors::{ConversationStore, StoreError};
+use tokio::time::Instant;
 
 const RETRY_EVERY: Duration = Duration::from_secs(1);
 
-/// Runs until aborted.
+/// Runs until aborted (aborting it mid-write loses nothing: a write leaves the queue only once
+/// stored, and the journal keeps it until everything is stored).
 pub fn spawn(store: Arc<dyn ConversationStore>, outbox: Arc<TurnOutbox>) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut interval = tokio::time::interval(RETRY_EVERY);
@@ -17,33 +20,97 @@ pub fn spawn(store: Arc<dyn ConversationStore>, outbox: Arc<TurnOutbox>) -> toki
         loop {
             interval.tick().await;
             flush(store.as_ref(), &outbox).await;
+            outbox.degraded_for();
         }
     })
 }
 
-/// Stores waiting writes in order until the database is unavailable (that write goes back to the
+/// How one flush ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flushed {
+    /// Nothing waits any more (and the journal is cleared).
+    Everything,
+    /// The database is still unavailable; the rest waits.
+    Stopped,
+}
+
+async fn store_write(store: &dyn ConversationStore, write: &PendingWrite) -> Result<(), StoreError> {
+    match write {
+        PendingWrite::User(message) => store.save_user_message(message).await.map(drop),
+        PendingWrite::Answer(answer) => store.save_answer(answer).await.map(drop),
+        PendingWrite::Unanswered(mark) => store.mark_unanswered(mark).await,
+    }
+}
+
+/// Stores waiting writes in order until the database is unavailable (that write stays at the
 /// front); a write the database refuses is dropped so it cannot block every later one.
-pub async fn flush(store: &dyn ConversationStore, outbox: &TurnOutbox) {
+pub async fn flush(store: &dyn ConversationStore, outbox: &TurnOutbox) -> Flushed {
     let mut written = 0usize;
-    while let Some(write) = outbox.pop() {
-        let stored = match &write {
-            PendingWrite::Turn(turn) => store.save_turn(turn).await.map(drop),
-            PendingWrite::Answer(answer) => store.save_assistant_message(answer).await,
-        };
-        match stored {
+    while let Some(write) = outbox.peek() {
+        match store_write(store, &write).await {
             Ok(()) => written += 1,
             Err(error @ StoreError::Rejected(_)) => {
                 metrics::counter!(TURNS_DROPPED_TOTAL).increment(1);
-                tracing::error!(%error, "the database refused a waiting turn; dropped it");
+                tracing::error!(%error, key = ?write.key(), "the database refused a waiting write; dropped it");
             }
             Err(error) => {
-                outbox.push_front(write);
-                tracing::debug!(%error, waiting = outbox.len(), "database still unavailable for waiting turns");
-                break;
+                outbox.write_failed();
+                tracing::debug!(%error, waiting = outbox.len(), "database still unavailable for waiting writes");
+                return Flushed::Stopped;
+            }
+        }
+        outbox.remove_front();
+    }
+    if written > 0 {
+        outbox.write_succeeded();
+        tracing::info!(written, "stored writes that waited for the database");
+    }
+    let Some((journaled, appends)) = outbox.journal_to_replay() else {
+        outbox.settle_journal(None);
+        return if outbox.is_empty() { Flushed::Everything } else { Flushed::Stopped };
+    };
+    let total = journaled.len();
+    for write in &journaled {
+        match store_write(store, write).await {
+            Ok(()) => metrics::counter!(OUTBOX_REPLAYED_TOTAL).increment(1),
+            Err(error @ StoreError::Rejected(_)) => {
+                metrics::counter!(TURNS_DROPPED_TOTAL).increment(1);
+                tracing::error!(%error, key = ?write.key(), "the database refused a journaled write; dropped it");
+            }
+            Err(error) => {
+                outbox.write_failed();
+                tracing::debug!(%error, "database still unavailable for journaled writes");
+                return Flushed::Stopped;
             }
         }
     }
-    if written > 0 {
-        tracing::info!(written, waiting = outbox.len(), "stored turns that waited for the database");
+    outbox.write_succeeded();
+    outbox.settle_journal(Some(appends));
+    tracing::info!(writes = total, "replayed the outbox journal into the database");
+    if outbox.is_empty() { Flushed::Everything } else { Flushed::Stopped }
+}
+
+/// At shutdown: flushes until everything is stored or `deadline`; says what is left and where.
+pub async fn final_flush(store: &dyn ConversationStore, outbox: &TurnOutbox, deadline: Instant) {
+    loop {
+        let attempt = tokio::time::timeout_at(deadline, flush(store, outbox)).await;
+        if attempt == Ok(Flushed::Everything) {
+            return;
+        }
+        if Instant::now() + Duration::from_millis(200) >= deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let waiting = outbox.len();
+    match outbox.journal_location() {
+        Some(journal) => tracing::warn!(
+            waiting,
+            journal,
+            "the database did not take every waiting write before shutdown; they stay in the journal and are replayed at the next start"
+        ),
+        None => {
+            tracing::error!(waiting, "the database did not take every waiting write before shutdown and there is no journal: they are lost")
+        }
     }
 }

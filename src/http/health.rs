@@ -14,34 +14,50 @@ use super::SharedState;
 /// How long health waits for the database before calling it down.
 const DB_PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// The PAM health document of protocol.md.
+/// The PAM health document of protocol.md: `degraded` (naming the problem) while the database
+/// does not answer, while conversation writes have been failing for 5 s or more (they wait in
+/// the outbox and its journal meanwhile), or while draining. Always 200: the gateway still
+/// answers chats through all of these.
 pub async fn pam_health(State(state): State<SharedState>) -> Response {
     let database = probe_database(&state).await;
     let connections = stats(&state).await.live;
-    let db_ok = database.is_ok();
-    let status = if !db_ok {
-        "unhealthy"
-    } else if state.is_draining() {
-        "degraded"
-    } else {
-        "healthy"
-    };
+    let outbox = &state.deps.outbox;
+    let writes_failing = outbox.degraded_for();
+    let mut problems = Vec::new();
+    if let Err(error) = &database {
+        problems.push(format!("database unreachable: {error}"));
+    }
+    if let Some(failing) = writes_failing {
+        problems.push(format!("conversation writes failing for {} s; {} waiting in the outbox", failing.as_secs(), outbox.len()));
+    }
+    if state.is_draining() {
+        problems.push("draining for shutdown".into());
+    }
+    let status = if problems.is_empty() { "healthy" } else { "degraded" };
     let body = json!({
         "status": status,
+        "problems": problems,
         "timestamp": pam_actors::connection::iso_now(),
         "service": "PAM",
         "version": env!("CARGO_PKG_VERSION"),
+        "node": &*state.deps.node,
         "llm": crate::adapters::llm::health_block(state.deps.llm.name(), &state.settings),
         "database": match &database {
             Ok(latency) => json!({"status": "healthy", "backend": state.db.backend(), "latency_ms": latency.as_secs_f64() * 1000.0}),
             Err(e) => json!({"status": "unhealthy", "backend": state.db.backend(), "latency_ms": null, "error": e}),
         },
+        "storage": {
+            "status": if writes_failing.is_some() { "degraded" } else { "healthy" },
+            "writes_failing_ms": writes_failing.map(|f| f.as_millis() as u64),
+            "pending_writes": outbox.len(),
+            "journal": outbox.journal_location(),
+        },
         "cache": {"status": state.redis.as_ref().map_or("in_process", |r| r.status()), "hit_rate": cache_hit_rate(&state)},
         "connections": connections,
+        "turns_running": state.deps.running.len(),
         "draining": state.is_draining(),
     });
-    let code = if db_ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    (code, Json(body)).into_response()
+    (StatusCode::OK, Json(body)).into_response()
 }
 
 /// Share of context lookups answered from a cache (L1 or Redis) since start; `null` before any.
@@ -62,15 +78,19 @@ pub async fn live() -> Response {
     Json(json!({"status": "alive"})).into_response()
 }
 
-/// 503 while draining or when the database is unreachable.
+/// 503 only for this node's own state: draining, or at its connection cap
+/// (`PAM_MAX_CONNECTIONS`). Never for a dependency every node shares: a database or Redis
+/// outage would otherwise take every node out of the load balancer while they still answer.
 pub async fn ready(State(state): State<SharedState>) -> Response {
     if state.is_draining() {
         return (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "draining"}))).into_response();
     }
-    match probe_database(&state).await {
-        Ok(_) => Json(json!({"status": "ready"})).into_response(),
-        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "unready", "database": e}))).into_response(),
+    let sockets = state.live_sockets.load(std::sync::atomic::Ordering::Acquire);
+    if sockets >= state.settings.max_connections {
+        let body = json!({"status": "full", "sockets": sockets, "max": state.settings.max_connections});
+        return (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response();
     }
+    Json(json!({"status": "ready"})).into_response()
 }
 
 /// Prometheus text exposition.

@@ -44,6 +44,8 @@ pub struct AppState {
     pub allowed_origins: Option<Vec<String>>,
     /// Tasks that live as long as the app (the invalidation listener); aborted at shutdown.
     pub background: Vec<tokio::task::JoinHandle<()>>,
+    /// The outbox flusher; stopped by the drain, which then flushes once more itself.
+    pub flusher: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
     /// The Redis context cache, when `REDIS_URL` is set.
     pub redis: Option<Arc<crate::adapters::redis_cache::RedisCache>>,
     /// `Idempotency-Key`s of REST chats (per node).

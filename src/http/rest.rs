@@ -12,11 +12,10 @@ use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use pam_actors::metrics_names::{CHAT_SECONDS, RATE_LIMITED_TOTAL};
-use pam_actors::{LlmReply, TurnInput};
+use pam_actors::{LlmReply, TurnInput, TurnOrigin};
 use pam_protocol::{SessionId, UserId};
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
-use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::idempotency::{Claim, StoredResponse, valid_key};
@@ -197,16 +196,24 @@ async fn run_turn(state: &SharedState, user: &UserId, body: &ChatBody, client_ms
         refusal.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
         return Err(refusal);
     }
-    // A closed channel: the REST answer is sent whole, so providers skip the deltas.
-    let (deltas, _) = mpsc::channel(1);
+    let request_id = super::middleware::current_request_id().unwrap_or_else(|| "unknown".into());
     let input = TurnInput {
         user: user.clone(),
         session: body.session.clone(),
         message: body.message.clone(),
         context: body.context.clone(),
-        client_msg_id: Some(client_msg_id.clone()),
+        client_msg_id: client_msg_id.clone(),
+        origin: TurnOrigin::Rest(request_id),
     };
-    let answer = state.deps.pipeline().answer(input, deltas).await;
+    // The turn runs on its own task: a client that disconnects mid-answer drops this handler,
+    // not the turn, which is still answered and stored.
+    let answer = match state.deps.pipeline().start(input).await {
+        Ok(answer) => answer,
+        Err(error) => {
+            tracing::error!(%error, "REST chat turn failed");
+            return Err(error_response(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL", "PAM hit an internal error; please retry"));
+        }
+    };
     metrics::histogram!(CHAT_SECONDS).record(started.elapsed().as_secs_f64());
     let reply =
         answer.result.map_err(|failure| error_response(StatusCode::SERVICE_UNAVAILABLE, failure.code.as_str(), &failure.message))?;

@@ -106,33 +106,56 @@ async fn turns_are_stored_in_postgres_with_text_session_ids() {
     );
 }
 
-fn turn_with_id(user: &str, client_msg_id: &str) -> pam_actors::TurnRecord {
-    pam_actors::TurnRecord {
+fn key(user: &str, client_msg_id: &str) -> pam_actors::TurnKey {
+    pam_actors::TurnKey {
         user: pam_protocol::UserId::parse(user).unwrap(),
         session: pam_protocol::SessionId::parse("v2-session").unwrap(),
-        user_text: "plan my route".into(),
-        assistant_text: "Here is a route".into(),
-        client_msg_id: Some(client_msg_id.into()),
-        received_at: chrono::Utc::now(),
-        answered_at: chrono::Utc::now() + chrono::Duration::milliseconds(5),
-        metadata: json!({"model": "m"}),
+        client_msg_id: client_msg_id.into(),
     }
 }
 
-/// A repeated `client_msg_id` stores nothing the second time, on both backends.
+fn user_message(user: &str, client_msg_id: &str) -> pam_actors::UserMessage {
+    pam_actors::UserMessage {
+        key: key(user, client_msg_id),
+        text: "plan my route".into(),
+        received_at: chrono::Utc::now(),
+        node: "n1".into(),
+    }
+}
+
+fn answer(user: &str, client_msg_id: &str) -> pam_actors::AnswerRecord {
+    pam_actors::AnswerRecord {
+        key: key(user, client_msg_id),
+        text: "Here is a route".into(),
+        answered_at: chrono::Utc::now() + chrono::Duration::milliseconds(5),
+        metadata: json!({"model": "m", "client_msg_id": client_msg_id}),
+    }
+}
+
+/// A repeated `client_msg_id` stores nothing the second time, for the user row and the answer
+/// alike (an outbox retry after an ambiguous commit), on both backends.
 #[tokio::test]
 async fn a_repeated_client_message_id_is_a_no_op() {
-    use pam_actors::ConversationStore;
+    use pam_actors::{ConversationStore, UserSaved};
     use pam_gateway::adapters::database::Database;
     let (settings, _file) = test_settings();
     let postgres_url = std::env::var("PAM_TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
     for url in [settings.database_url.clone(), postgres_url] {
         let db = Database::connect(&url, true).await.unwrap_or_else(|e| panic!("{url}: {e:#} (start services with ./scripts/test.sh)"));
         let user = uuid::Uuid::new_v4().to_string();
-        let turn = turn_with_id(&user, "msg-1");
-        assert!(db.save_turn(&turn).await.unwrap(), "{url}: first time stored");
-        assert!(!db.save_turn(&turn).await.unwrap(), "{url}: repeat is a no-op");
-        assert!(db.save_turn(&turn_with_id(&user, "msg-2")).await.unwrap(), "{url}: another id is stored");
+        assert_eq!(db.save_user_message(&user_message(&user, "msg-1")).await.unwrap(), UserSaved::New, "{url}: first time stored");
+        match db.save_user_message(&user_message(&user, "msg-1")).await.unwrap() {
+            UserSaved::Repeat(stored) => assert!(stored.answer.is_none(), "{url}: no answer yet"),
+            other => panic!("{url}: a repeat, got {other:?}"),
+        }
+        assert!(db.save_answer(&answer(&user, "msg-1")).await.unwrap(), "{url}: the answer is stored");
+        assert!(!db.save_answer(&answer(&user, "msg-1")).await.unwrap(), "{url}: a repeated answer is a no-op");
+        match db.save_user_message(&user_message(&user, "msg-1")).await.unwrap() {
+            UserSaved::Repeat(stored) => assert_eq!(stored.answer.map(|a| a.text).as_deref(), Some("Here is a route"), "{url}"),
+            other => panic!("{url}: a repeat, got {other:?}"),
+        }
+        assert_eq!(db.save_user_message(&user_message(&user, "msg-2")).await.unwrap(), UserSaved::New, "{url}: another id is stored");
+        assert!(db.save_answer(&answer(&user, "msg-2")).await.unwrap());
         let session = pam_protocol::SessionId::parse("v2-session").unwrap();
         let history = db.history(&pam_protocol::UserId::parse(&user).unwrap(), &session, 20).await.unwrap();
         assert_eq!(history.len(), 4, "{url}: two turns, not three");

@@ -13,6 +13,7 @@ use tokio::sync::mpsc;
 fn request() -> LlmRequest {
     LlmRequest {
         user_id: UserId::parse(USER).unwrap(),
+        session: pam_protocol::SessionId::default_session(),
         message: "hello".into(),
         context: Default::default(),
         history: Vec::new(),

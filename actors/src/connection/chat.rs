@@ -1,6 +1,8 @@
 //! The chat half of `ConnectionActor`: validation, the per-user rate limit, the lazily started
 //! orchestrator, and turning its outcome into the one terminal frame (legacy) or handing the
-//! turn to the orchestrator with the session stream (v2, which streams its own frames).
+//! turn to the orchestrator with the session stream (v2, which streams its own frames). A chat
+//! is registered as a running turn the moment it is read; from then on it is the orchestrator's
+//! and the pipeline's, not the socket's.
 
 use std::time::Duration;
 
@@ -12,6 +14,7 @@ use tokio::time::Instant;
 use super::{ChatOutcome, ConnectionMsg, ConnectionState, InFlight, MAX_VIOLATIONS, iso_now};
 use crate::metrics_names::{CHAT_SECONDS, RATE_LIMITED_TOTAL};
 use crate::orchestrator::{ChatJob, OrchestratorActor, OrchestratorArgs, OrchestratorMsg};
+use crate::running_turns::TurnOrigin;
 use crate::state::ConnectionPhase;
 use crate::turn::TurnInput;
 use crate::turn_v2::StreamedJob;
@@ -47,22 +50,31 @@ impl ConnectionState {
         context.extend(chat.context.unwrap_or_default());
         self.next_turn += 1;
         let turn = self.next_turn;
-        let input = TurnInput { user, session: session.clone(), message: chat.message, context, client_msg_id: chat.id.clone() };
-        let message = match (chat.id.clone(), self.v2_stream()) {
+        let v2_stream = self.v2_stream();
+        // Legacy chats carry no id: the server makes one, so a retried write never stores twice.
+        let client_msg_id = match (&chat.id, &v2_stream) {
+            (Some(id), Some(_)) => id.clone(),
+            _ => TurnInput::server_msg_id(),
+        };
+        let origin = TurnOrigin::Socket(self.conn_id.clone());
+        let input = TurnInput { user, session, message: chat.message, context, client_msg_id, origin };
+        // Registered as running from the moment it was read, before it waits in any mailbox.
+        let guard = self.deps.pipeline().register(&input);
+        let message = match (chat.id.clone(), v2_stream) {
             (Some(id), Some(stream)) => {
                 let (cancel, cancelled) = oneshot::channel();
                 if let Some(v2) = self.v2.as_mut() {
                     v2.turns.insert(id.clone(), super::v2::V2Turn { cancel: Some(cancel) });
                 }
-                OrchestratorMsg::Streamed(turn, StreamedJob { id, input, stream, cancel: cancelled })
+                OrchestratorMsg::Streamed(turn, StreamedJob { id, input, stream, cancel: cancelled }, guard)
             }
-            _ => OrchestratorMsg::Chat(ChatJob { turn, input: TurnInput { client_msg_id: None, ..input } }),
+            _ => OrchestratorMsg::Chat(ChatJob { turn, input, guard }),
         };
         if orchestrator.cast(message).is_err() {
             self.forget_v2_turn(chat.id.as_deref());
             return self.send(myself, chat_error(&chat.id, ErrorCode::Internal, "PAM could not take this message; please try again"));
         }
-        self.in_flight.insert(turn, InFlight { session, started: Instant::now(), client_id: chat.id });
+        self.in_flight.insert(turn, InFlight { started: Instant::now(), client_id: chat.id });
     }
 
     fn v2_stream(&self) -> Option<std::sync::Arc<crate::resume::SessionStream>> {
@@ -128,7 +140,8 @@ impl ConnectionState {
     async fn orchestrator(&mut self, myself: &ActorRef<ConnectionMsg>) -> Option<ActorRef<OrchestratorMsg>> {
         if self.orchestrator.is_none() {
             let args = OrchestratorArgs { connection: myself.clone(), pipeline: self.deps.pipeline() };
-            match Actor::spawn_linked(None, OrchestratorActor, args, myself.get_cell()).await {
+            // Not linked: a closing socket must not kill the turns it already handed over.
+            match Actor::spawn(None, OrchestratorActor, args).await {
                 Ok((actor, _)) => self.orchestrator = Some(actor),
                 Err(error) => tracing::error!(conn_id = %self.conn_id, %error, "could not start the orchestrator"),
             }
@@ -157,25 +170,6 @@ impl ConnectionState {
             timestamp: iso_now(),
         };
         self.send(myself, ServerFrame::ChatResponse(frame));
-        self.close_if_drained(myself);
-    }
-
-    pub(super) fn orchestrator_gone(&mut self, myself: &ActorRef<ConnectionMsg>, id: ractor::ActorId, failed: bool) {
-        if self.orchestrator.as_ref().is_none_or(|o| o.get_id() != id) {
-            return;
-        }
-        self.orchestrator = None;
-        let lost: Vec<_> = self.in_flight.drain().collect();
-        for (_, turn) in lost {
-            let message = if failed {
-                "PAM hit an internal error answering this message; please try again"
-            } else {
-                "PAM stopped before answering; please try again"
-            };
-            tracing::warn!(conn_id = %self.conn_id, session = %turn.session, "turn lost with its orchestrator");
-            self.forget_v2_turn(turn.client_id.as_deref());
-            self.send(myself, chat_error(&turn.client_id, ErrorCode::Internal, message));
-        }
         self.close_if_drained(myself);
     }
 }

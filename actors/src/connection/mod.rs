@@ -100,7 +100,6 @@ pub enum ConnectionMsg {
 }
 
 struct InFlight {
-    session: SessionId,
     started: Instant,
     /// The v2 chat `id`.
     client_id: Option<String>,
@@ -179,16 +178,15 @@ impl Actor for ConnectionActor {
 
     async fn handle_supervisor_evt(
         &self,
-        myself: ActorRef<Self::Msg>,
+        _myself: ActorRef<Self::Msg>,
         event: SupervisionEvent,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         match event {
+            // Orchestrators are not linked (their turns outlive the socket); nothing else is.
             SupervisionEvent::ActorFailed(cell, error) => {
-                tracing::error!(conn_id = %state.conn_id, %error, "orchestrator failed; the connection stays open");
-                state.orchestrator_gone(&myself, cell.get_id(), true);
+                tracing::error!(conn_id = %state.conn_id, actor = %cell.get_id(), %error, "a linked actor failed");
             }
-            SupervisionEvent::ActorTerminated(cell, _, _) => state.orchestrator_gone(&myself, cell.get_id(), false),
             _ => {}
         }
         Ok(())
@@ -202,7 +200,8 @@ impl Drop for ConnectionState {
             metrics::gauge!(WS_CONNECTIONS, "state" => label).decrement(1.0);
         }
         if let Some(orchestrator) = self.orchestrator.take() {
-            orchestrator.stop(None);
+            // Queued turns still run; the orchestrator stops after them.
+            let _ = orchestrator.cast(OrchestratorMsg::Finish);
         }
         if let Some(stream) = self.v2.as_ref().and_then(|v2| v2.stream.as_ref()) {
             stream.detach(&self.conn_id);
@@ -290,7 +289,7 @@ impl ConnectionState {
         metrics::counter!(WS_CLOSED_TOTAL, "code" => code.to_string()).increment(1);
         crate::monitor::ws().closed(code, Instant::now());
         self.set_phase(ConnectionPhase::Closed { code });
-        self.release_running_turns(myself);
+        self.release_running_turns();
         myself.stop(None);
     }
 

@@ -55,15 +55,10 @@ impl ConnectionState {
         }
     }
 
-    /// v2: turns still running when the socket goes keep streaming into their session (for a
-    /// `resume`): the orchestrator is unlinked (a stopping actor kills its linked children) and
-    /// told to stop once its queue is done.
-    pub(super) fn release_running_turns(&mut self, myself: &ActorRef<ConnectionMsg>) {
-        if self.v2.is_none() || self.in_flight.is_empty() {
-            return;
-        }
+    /// Turns still running when the socket goes run to their end (legacy answers into the void,
+    /// v2 into the stream for a `resume`): the orchestrator stops once its queue is done.
+    pub(super) fn release_running_turns(&mut self) {
         if let Some(orchestrator) = self.orchestrator.take() {
-            orchestrator.get_cell().unlink(myself.get_cell());
             let _ = orchestrator.cast(OrchestratorMsg::Finish);
         }
     }

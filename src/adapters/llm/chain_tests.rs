@@ -79,6 +79,7 @@ impl StreamingModel for Scripted {
 fn request(message: &str, fast: bool) -> LlmRequest {
     LlmRequest {
         user_id: UserId::parse("5e1f0c3a-7d2b-4c8e-9a41-d3e0000000a1").unwrap(),
+        session: pam_protocol::SessionId::default_session(),
         message: message.into(),
         context: Default::default(),
         history: Vec::new(),

@@ -1,15 +1,19 @@
-//! `ResponseCache`: an `LlmProvider` in front of the fallback chain. The same question (trimmed,
-//! lowercased, whitespace collapsed) from the same user with unchanged context (a hash of the
-//! context JSON) within 300 s is answered from memory with `cached: true`, without a model call.
-//! Only first-choice answers are kept: a fallback answer (after a provider failed) is not cached,
-//! so a recovered provider is asked again at once.
+//! `ResponseCache`: an `LlmProvider` in front of the fallback chain. Only a **true repeat** is
+//! answered from memory (`cached: true`, no model call): the same user, in the same conversation
+//! (`session_id`), asks the same question (trimmed, lowercased, whitespace collapsed) with the same
+//! loaded context (a hash of the context JSON) within 300 s, and nothing else was said in that
+//! conversation since the cached answer — its history ends with exactly that question and that
+//! answer. The same words in another conversation, or after other turns, go to the model: a short
+//! follow-up ("and the second one?") means something else there. Only first-choice answers are
+//! kept: a fallback answer (after a provider failed) is not cached, so a recovered provider is
+//! asked again at once.
 
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::time::Duration;
 
 use pam_actors::{BoxFuture, LlmError, LlmProvider, LlmReply, LlmRequest};
-use pam_protocol::UserId;
+use pam_protocol::{SessionId, UserId};
 use serde_json::{Map, Value};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -23,6 +27,7 @@ const CAPACITY: u64 = 10_000;
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct CacheKey {
     user: UserId,
+    session: SessionId,
     question: String,
     context: u64,
     fast: bool,
@@ -47,6 +52,7 @@ impl ResponseCache {
     fn key(request: &LlmRequest) -> CacheKey {
         CacheKey {
             user: request.user_id.clone(),
+            session: request.session.clone(),
             question: normalise(&request.message),
             context: context_hash(&request.context),
             fast: request.fast,
@@ -56,7 +62,7 @@ impl ResponseCache {
     async fn answer(&self, request: &LlmRequest, deltas: mpsc::Sender<String>) -> Result<LlmReply, LlmError> {
         let started = Instant::now();
         let key = Self::key(request);
-        if let Some(mut reply) = self.answers.get(&key) {
+        if let Some(mut reply) = self.answers.get(&key).filter(|cached| nothing_said_since(request, &cached.text)) {
             if !deltas.is_closed() {
                 let _ = deltas.send(reply.text.clone()).await;
             }
@@ -69,6 +75,20 @@ impl ResponseCache {
             self.answers.insert(key, reply.clone());
         }
         Ok(reply)
+    }
+}
+
+/// The conversation's history ends with this question and the cached answer to it: asking
+/// again right after that answer is a repeat; after any other turn it is a new question.
+fn nothing_said_since(request: &LlmRequest, answer: &str) -> bool {
+    match request.history.as_slice() {
+        [.., question, last] => {
+            question.role == "user"
+                && normalise(&question.content) == normalise(&request.message)
+                && last.role == "assistant"
+                && last.content == answer
+        }
+        _ => false,
     }
 }
 
@@ -98,6 +118,7 @@ impl LlmProvider for ResponseCache {
 mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
 
+    use pam_actors::HistoryMessage;
     use serde_json::json;
 
     use super::*;
@@ -120,11 +141,16 @@ mod tests {
     }
 
     fn request(user: &str, message: &str, context: Value) -> LlmRequest {
+        in_session(user, "trip-a", message, context, Vec::new())
+    }
+
+    fn in_session(user: &str, session: &str, message: &str, context: Value, history: Vec<(&str, &str)>) -> LlmRequest {
         LlmRequest {
             user_id: UserId::parse(user).unwrap(),
+            session: SessionId::parse(session).unwrap(),
             message: message.into(),
             context: context.as_object().unwrap().clone(),
-            history: Vec::new(),
+            history: history.into_iter().map(|(role, content)| HistoryMessage { role: role.into(), content: content.into() }).collect(),
             fast: false,
         }
     }
@@ -133,18 +159,37 @@ mod tests {
     const B: &str = "5e1f0c3a-7d2b-4c8e-9a41-d3e0000000b2";
 
     #[tokio::test]
-    async fn same_question_same_user_same_context_is_answered_from_cache() {
+    async fn a_true_repeat_right_after_its_answer_is_answered_from_cache() {
         let inner = Arc::new(Counting(AtomicUsize::new(0)));
         let cache = ResponseCache::new(inner.clone());
         let closed = || mpsc::channel(1).0;
         let first = cache.generate(&request(A, "How much is left?", json!({"x": 1})), closed()).await.unwrap();
-        let again = cache.generate(&request(A, "  how much   IS left? ", json!({"x": 1})), closed()).await.unwrap();
+        let history = vec![("user", "How much is left?"), ("assistant", first.text.as_str())];
+        let again = in_session(A, "trip-a", "  how much   IS left? ", json!({"x": 1}), history.clone());
+        let again = cache.generate(&again, closed()).await.unwrap();
         assert_eq!(inner.0.load(Ordering::SeqCst), 1);
         assert!(!first.cached && again.cached);
         assert_eq!(again.text, first.text);
-        cache.generate(&request(B, "How much is left?", json!({"x": 1})), closed()).await.unwrap();
-        cache.generate(&request(A, "How much is left?", json!({"x": 2})), closed()).await.unwrap();
+        cache.generate(&in_session(B, "trip-a", "How much is left?", json!({"x": 1}), history.clone()), closed()).await.unwrap();
+        cache.generate(&in_session(A, "trip-a", "How much is left?", json!({"x": 2}), history.clone()), closed()).await.unwrap();
         assert_eq!(inner.0.load(Ordering::SeqCst), 3, "another user or changed context asks the model");
+    }
+
+    #[tokio::test]
+    async fn the_same_words_in_another_conversation_or_after_other_turns_ask_the_model() {
+        let inner = Arc::new(Counting(AtomicUsize::new(0)));
+        let cache = ResponseCache::new(inner.clone());
+        let closed = || mpsc::channel(1).0;
+        let follow_up = "and the second one?";
+        let first = cache.generate(&in_session(A, "trip-a", follow_up, json!({}), vec![]), closed()).await.unwrap();
+        let answered = vec![("user", follow_up), ("assistant", first.text.as_str())];
+        let other = cache.generate(&in_session(A, "trip-b", follow_up, json!({}), answered.clone()), closed()).await.unwrap();
+        assert!(!other.cached, "another conversation");
+        let mut later = answered.clone();
+        later.extend([("user", "what about fuel?"), ("assistant", "fuel answer")]);
+        let after_other_turns = cache.generate(&in_session(A, "trip-a", follow_up, json!({}), later), closed()).await.unwrap();
+        assert!(!after_other_turns.cached, "other turns came in between");
+        assert_eq!(inner.0.load(Ordering::SeqCst), 3);
     }
 
     #[tokio::test]

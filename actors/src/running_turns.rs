@@ -1,0 +1,178 @@
+//! `RunningTurns`: every chat turn this node has read and not finished, from the moment the
+//! server read it until its answer is stored (or it is abandoned at shutdown). The drain waits
+//! on it, a repeated chat id finds the turn already answering it, and what is still here when
+//! the shutdown grace ends is recorded as unanswered. Bounded by the connections' own limits
+//! (`max_chats_in_flight` per socket, the REST rate limit): it only holds turns that run.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use crate::ports::TurnKey;
+
+/// Counter: turns still running when the shutdown grace ended (recorded as unanswered).
+pub const TURNS_ABANDONED_TOTAL: &str = "pam_turns_abandoned_total";
+/// Gauge: turns running on this node.
+pub const TURNS_RUNNING: &str = "pam_turns_running";
+
+/// Who carried a turn in, for logs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TurnOrigin {
+    /// A socket, by connection id.
+    Socket(String),
+    /// A REST request, by request id.
+    Rest(String),
+}
+
+impl std::fmt::Display for TurnOrigin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TurnOrigin::Socket(conn) => write!(f, "conn_id={conn}"),
+            TurnOrigin::Rest(request) => write!(f, "request_id={request}"),
+        }
+    }
+}
+
+/// A running turn as the registry reports it.
+#[derive(Debug, Clone)]
+pub struct RunningTurn {
+    pub key: TurnKey,
+    pub origin: TurnOrigin,
+    pub started: Instant,
+}
+
+struct Entry {
+    turn: RunningTurn,
+    /// Closed (sender dropped) when the turn ends.
+    done: watch::Receiver<()>,
+}
+
+#[derive(Default)]
+struct Inner {
+    turns: HashMap<u64, Entry>,
+    next: u64,
+}
+
+/// The registry of running turns (one per node, shared by sockets and REST).
+pub struct RunningTurns {
+    inner: Mutex<Inner>,
+    count: watch::Sender<usize>,
+}
+
+impl Default for RunningTurns {
+    fn default() -> Self {
+        RunningTurns { inner: Mutex::new(Inner::default()), count: watch::Sender::new(0) }
+    }
+}
+
+/// Held by a turn while it runs; dropping it (the turn ended, finished or panicked) removes the
+/// turn and wakes whoever waits for it.
+pub struct TurnGuard {
+    registry: Arc<RunningTurns>,
+    id: u64,
+    _done: watch::Sender<()>,
+}
+
+impl TurnGuard {
+    /// This turn's number in the registry.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+}
+
+impl Drop for TurnGuard {
+    fn drop(&mut self) {
+        let mut inner = self.registry.lock();
+        inner.turns.remove(&self.id);
+        self.registry.publish(inner.turns.len());
+    }
+}
+
+impl RunningTurns {
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self::default())
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn publish(&self, len: usize) {
+        metrics::gauge!(TURNS_RUNNING).set(len as f64);
+        self.count.send_replace(len);
+    }
+
+    /// Registers a turn the server has just read.
+    pub fn begin(self: &Arc<Self>, key: TurnKey, origin: TurnOrigin) -> TurnGuard {
+        let (done, waiter) = watch::channel(());
+        let mut inner = self.lock();
+        inner.next += 1;
+        let id = inner.next;
+        inner.turns.insert(id, Entry { turn: RunningTurn { key, origin, started: Instant::now() }, done: waiter });
+        self.publish(inner.turns.len());
+        TurnGuard { registry: self.clone(), id, _done: done }
+    }
+
+    /// Another running turn (not `except`) answering `key`: a receiver whose `changed()` errs
+    /// when that turn ends.
+    pub fn other(&self, key: &TurnKey, except: u64) -> Option<watch::Receiver<()>> {
+        let inner = self.lock();
+        inner.turns.iter().find(|(id, e)| **id != except && e.turn.key == *key).map(|(_, e)| e.done.clone())
+    }
+
+    /// How many turns run now.
+    pub fn len(&self) -> usize {
+        self.lock().turns.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The turns running now, oldest first.
+    pub fn snapshot(&self) -> Vec<RunningTurn> {
+        let mut turns: Vec<_> = self.lock().turns.values().map(|e| e.turn.clone()).collect();
+        turns.sort_by_key(|t| t.started);
+        turns
+    }
+
+    /// Waits until no turn runs or `timeout` passes; `true` when none runs.
+    pub async fn wait_idle(&self, timeout: Duration) -> bool {
+        let mut count = self.count.subscribe();
+        tokio::time::timeout(timeout, count.wait_for(|n| *n == 0)).await.is_ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pam_protocol::{SessionId, UserId};
+
+    fn key(id: &str) -> TurnKey {
+        TurnKey {
+            user: UserId::parse("11111111-1111-4111-8111-111111111111").unwrap(),
+            session: SessionId::default_session(),
+            client_msg_id: id.into(),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_turn_is_registered_until_its_guard_drops_and_waiters_wake() {
+        let turns = RunningTurns::new();
+        let first = turns.begin(key("a"), TurnOrigin::Socket("c1".into()));
+        let second = turns.begin(key("a"), TurnOrigin::Rest("r1".into()));
+        assert_eq!(turns.len(), 2);
+        let mut waiter = turns.other(&key("a"), second.id()).expect("the first turn answers the same key");
+        assert!(turns.other(&key("b"), second.id()).is_none());
+        assert!(!turns.wait_idle(Duration::from_secs(1)).await);
+        drop(first);
+        assert!(waiter.changed().await.is_err(), "the waiter learns the turn ended");
+        assert!(turns.other(&key("a"), second.id()).is_none(), "only itself is left");
+        drop(second);
+        assert!(turns.wait_idle(Duration::from_secs(1)).await);
+        assert!(turns.snapshot().is_empty());
+    }
+}
