@@ -93,7 +93,7 @@ async fn slow_queries_are_reported_by_name_with_duration_and_time() {
     assert_eq!(status, 200);
     let slow = report(&app, ENDPOINTS[2]).await;
     let names: Vec<&str> = slow["queries"].as_array().unwrap().iter().map(|q| q["name"].as_str().unwrap()).collect();
-    for name in ["history", "save_turn", "stored_turn_ids", "profile", "financial_spend"] {
+    for name in ["history", "save_user_message", "save_answer", "stored_turn_ids", "profile", "financial_spend"] {
         assert!(names.contains(&name), "{name} missing from {slow}");
     }
     let first = &slow["queries"][0];
@@ -178,5 +178,5 @@ async fn monitoring_answers_while_postgres_is_down() {
         assert!(report(&app, path).await.is_object());
     }
     let slow = report(&app, ENDPOINTS[2]).await;
-    assert!(slow["queries"].as_array().unwrap().iter().any(|q| q["name"] == "save_turn"), "{slow}");
+    assert!(slow["queries"].as_array().unwrap().iter().any(|q| q["name"] == "save_user_message"), "{slow}");
 }

@@ -87,6 +87,7 @@ async fn a_turn_postgres_refuses_is_dropped_and_later_turns_are_still_stored() {
     .fetch_all(&pool)
     .await
     .unwrap();
-    assert_eq!(stored, ["after the poison", "fine: after the poison"], "the turn after the refused one is stored");
+    // The user's message is stored before the model runs; only the refused answer is missing.
+    assert_eq!(stored, ["poison", "after the poison", "fine: after the poison"], "the turn after the refused one is stored");
     app.shutdown().await;
 }

@@ -1,10 +1,14 @@
 //! Postgres going away mid-session: chats still answer (saying the data is out of reach),
-//! readiness turns 503, and the turns (and v2 answers) finished meanwhile are written once
+//! health says `degraded` (readiness stays about this node), and the turns (and v2 answers) finished meanwhile are written once
 //! Postgres is back — nothing lost. Runs a throwaway cluster of its own (initdb as the `postgres` OS user).
 
 use crate::common::cluster::Cluster;
 use crate::common::*;
 use serde_json::json;
+
+async fn health(app: &TestApp) -> serde_json::Value {
+    reqwest::get(app.http("/api/v1/pam/health")).await.unwrap().json().await.unwrap()
+}
 
 async fn chat(client: &mut WsClient, message: &str) -> String {
     client.send_json(json!({"type":"chat","message":message})).await;
@@ -24,10 +28,14 @@ async fn turns_answered_while_postgres_is_down_are_written_when_it_returns() {
     assert!(chat(&mut client, "hi").await.starts_with("Hi there"));
     let budget = chat(&mut client, "how much budget is left?").await;
     assert!(budget.starts_with("I can't see your data right now"), "{budget}");
-    wait_until("readiness reports the database down", || async {
-        reqwest::get(app.http("/health/ready")).await.map(|r| r.status() == 503).unwrap_or(false)
-    })
-    .await;
+    wait_until("health reports storage degraded", || async { health(&app).await["status"] == "degraded" }).await;
+    let report = health(&app).await;
+    assert_eq!(report["storage"]["status"], "degraded", "{report}");
+    assert!(report["problems"].to_string().contains("conversation writes failing"), "{report}");
+    assert_eq!(metric(&app.metrics().await, "pam_storage_degraded"), Some(1.0));
+    // Readiness is about this node only: a database outage shared by every node must not take
+    // them all out of the load balancer while they still answer.
+    assert_eq!(reqwest::get(app.http("/health/ready")).await.unwrap().status(), 200);
     assert!(metric(&app.metrics().await, "pam_turns_pending").unwrap_or(0.0) >= 1.0);
 
     cluster.start();
@@ -44,10 +52,7 @@ async fn turns_answered_while_postgres_is_down_are_written_when_it_returns() {
     };
     wait_until("the waiting turns are written", || async { stored().await.len() == 2 }).await;
     assert_eq!(stored().await, ["hi", "how much budget is left?"], "written in order");
-    wait_until("readiness recovers", || async {
-        reqwest::get(app.http("/health/ready")).await.map(|r| r.status() == 200).unwrap_or(false)
-    })
-    .await;
+    wait_until("health recovers", || async { health(&app).await["status"] == "healthy" }).await;
 }
 
 #[tokio::test]

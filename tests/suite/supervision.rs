@@ -65,8 +65,9 @@ async fn a_crashing_orchestrator_yields_an_error_frame_and_the_next_chat_works()
     let app = spawn_app_with(|_| {}, scripted()).await;
     let mut client = app.connect_ready().await;
     client.send_json(json!({"type":"chat","message":"crash"})).await;
+    // A failed turn is answered by its one terminal frame: chat_response with error true.
     let error = client.recv_non_ping().await;
-    assert_eq!(error["type"], "error");
+    assert_eq!((error["type"].as_str(), error["error"].as_bool()), (Some("chat_response"), Some(true)), "{error}");
     assert_eq!(error["error_code"], "INTERNAL");
     client.send_json(json!({"type":"chat","message":"still there?"})).await;
     let answer = client.recv_non_ping().await;

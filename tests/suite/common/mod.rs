@@ -37,18 +37,23 @@ pub struct TempFile(pub std::path::PathBuf);
 
 impl Drop for TempFile {
     fn drop(&mut self) {
-        for suffix in ["", "-wal", "-shm"] {
+        for suffix in ["", "-wal", "-shm", OUTBOX_JOURNAL_SUFFIX] {
             let _ = std::fs::remove_file(format!("{}{suffix}", self.0.display()));
         }
     }
 }
 
-/// Settings for tests: port 0, a fresh SQLite file, HS256 test secret, no dev auth.
+/// The test's outbox journal sits beside its database file: `{db}{OUTBOX_JOURNAL_SUFFIX}`.
+pub const OUTBOX_JOURNAL_SUFFIX: &str = ".outbox.jsonl";
+
+/// Settings for tests: port 0, a fresh SQLite file (and outbox journal beside it), HS256 test
+/// secret, no dev auth.
 pub fn test_settings() -> (Settings, TempFile) {
     let path = std::env::temp_dir().join(format!("pam-test-{}.db", uuid::Uuid::new_v4().simple()));
     let mut settings = Settings::defaults();
     settings.listen = "127.0.0.1:0".parse().unwrap();
     settings.database_url = format!("sqlite://{}", path.display());
+    settings.outbox_journal = format!("{}{OUTBOX_JOURNAL_SUFFIX}", path.display());
     settings.redis_url = None;
     settings.supabase_jwt_secret = Some(TEST_SECRET.into());
     settings.supabase_url = None;
