@@ -75,12 +75,25 @@ fn describe_metrics() {
     metrics::describe_gauge!(crate::adapters::llm::chain::LLM_CIRCUIT_OPEN, "1 while a model provider is skipped after repeated failures");
     metrics::describe_counter!(RATE_LIMITED_TOTAL, "Chat frames refused by the rate limit");
     metrics::describe_gauge!(ORCHESTRATORS_ACTIVE, "Running orchestrator actors");
-    metrics::describe_gauge!(pam_actors::outbox::TURNS_PENDING, "Answered turns and v2 answers waiting for the database");
-    metrics::describe_counter!(
-        pam_actors::outbox::TURNS_DROPPED_TOTAL,
-        "Answered turns not stored: the outbox was full or the database refused them"
-    );
-    metrics::gauge!(pam_actors::outbox::TURNS_PENDING).set(0.0);
+    {
+        use pam_actors::outbox::*;
+        use pam_actors::running_turns::*;
+        metrics::describe_gauge!(TURNS_PENDING, "Conversation writes waiting in memory for the database");
+        metrics::describe_counter!(TURNS_DROPPED_TOTAL, "Conversation writes not stored: refused by the database, or the outbox was full without a journal");
+        metrics::describe_counter!(OUTBOX_JOURNALED_TOTAL, "Conversation writes appended (fsync) to the outbox journal while the database could not take them");
+        metrics::describe_counter!(OUTBOX_SPILLED_TOTAL, "Outbox writes kept in the journal only because the in-memory queue was full");
+        metrics::describe_counter!(OUTBOX_REPLAYED_TOTAL, "Journaled writes stored when the journal was replayed");
+        metrics::describe_gauge!(STORAGE_DEGRADED, "1 while conversation writes have been failing for 5 s or more");
+        metrics::describe_counter!(TURNS_ACCEPTED_TOTAL, "Chat turns the server has read (socket and REST)");
+        metrics::describe_counter!(TURNS_ABANDONED_TOTAL, "Turns still running when the shutdown grace ended, recorded as unanswered");
+        metrics::describe_gauge!(TURNS_RUNNING, "Chat turns running on this node");
+        for gauge in [TURNS_PENDING, STORAGE_DEGRADED, TURNS_RUNNING] {
+            metrics::gauge!(gauge).set(0.0);
+        }
+        for counter in [TURNS_DROPPED_TOTAL, OUTBOX_JOURNALED_TOTAL, TURNS_ACCEPTED_TOTAL, TURNS_ABANDONED_TOTAL] {
+            metrics::counter!(counter).absolute(0);
+        }
+    }
     metrics::describe_counter!(crate::adapters::redis_cache::CACHE_ERRORS_TOTAL, "Redis cache operations that failed or timed out");
     metrics::describe_histogram!(
         crate::adapters::context_store::DB_QUERY_SECONDS,

@@ -1,10 +1,11 @@
-//! `OrchestratorActor`: started lazily by a connection on its first chat; runs that
-//! connection's turns one after another through the shared `TurnPipeline` and reports each
-//! outcome to the connection. It is **not** linked to its connection: a socket that closes
-//! sends `Finish`, and the turns already queued still run (answered into the void, or into the
-//! v2 resume stream) and are stored. Each turn runs on a task of its own, registered as running
-//! by the connection when it read the chat, so even killing this actor cannot cancel a turn
-//! mid-write; a turn that panics is reported as an internal error and the next one runs.
+//! `OrchestratorActor`: started lazily by a connection on its first chat; starts that
+//! connection's turns through the shared `TurnPipeline` and reports each outcome to the
+//! connection. It is **not** linked to its connection: a socket that closes sends `Finish`, and
+//! the turns it handed over still run (answered into the void, or into the v2 resume stream) and
+//! are stored. Each turn runs on a task of its own, registered as running by the connection when
+//! it read the chat, and stores its user message at once; its model work waits for the previous
+//! turn of the connection, so a conversation's turns stay in order. Killing this actor cannot
+//! cancel a turn mid-write; a turn that panics is reported as an internal error.
 
 use pam_protocol::{ErrorCode, V2Frame};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
@@ -12,7 +13,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef};
 use crate::connection::{ChatOutcome, ConnectionMsg};
 use crate::metrics_names::ORCHESTRATORS_ACTIVE;
 use crate::running_turns::TurnGuard;
-use crate::turn::{TurnFailure, TurnInput, TurnPipeline};
+use crate::turn::{Previous, TurnFailure, TurnInput, TurnPipeline};
 use crate::turn_v2::StreamedJob;
 
 /// What a client is told when its turn failed inside the gateway.
@@ -30,13 +31,15 @@ pub struct ChatJob {
     pub turn: u64,
     pub input: TurnInput,
     pub guard: TurnGuard,
+    /// The connection's previous turn, whose end this one's model work waits for.
+    pub after: Option<Previous>,
 }
 
 pub enum OrchestratorMsg {
     /// A legacy turn: the outcome goes back to the connection, which sends `chat_response`.
     Chat(ChatJob),
     /// A v2 turn (numbered by its connection): frames go to the stream.
-    Streamed(u64, StreamedJob, TurnGuard),
+    Streamed(u64, StreamedJob, TurnGuard, Option<Previous>),
     /// Stop after the turns already queued (the socket is gone, its turns are not).
     Finish,
 }
@@ -73,19 +76,8 @@ impl Actor for OrchestratorActor {
 
     async fn handle(&self, myself: ActorRef<Self::Msg>, message: Self::Msg, state: &mut Self::State) -> Result<(), ActorProcessingErr> {
         match message {
-            OrchestratorMsg::Chat(job) => {
-                let outcome = state.answer(job).await;
-                // The connection may already be gone; then nobody is waiting for the answer.
-                let _ = state.args.connection.cast(ConnectionMsg::ChatFinished(outcome));
-            }
-            OrchestratorMsg::Streamed(turn, job, guard) => {
-                let (stream, id) = (job.stream.clone(), job.id.clone());
-                if let Err(error) = state.args.pipeline.start_streamed(job, guard).await {
-                    tracing::error!(%error, "a v2 turn failed");
-                    stream.push(V2Frame::error(Some(id), ErrorCode::Internal, INTERNAL_FAILURE));
-                }
-                let _ = state.args.connection.cast(ConnectionMsg::StreamedFinished(turn));
-            }
+            OrchestratorMsg::Chat(job) => state.start_chat(job),
+            OrchestratorMsg::Streamed(turn, job, guard, after) => state.start_streamed(turn, job, guard, after),
             OrchestratorMsg::Finish => myself.stop(None),
         }
         Ok(())
@@ -93,16 +85,39 @@ impl Actor for OrchestratorActor {
 }
 
 impl OrchestratorState {
-    async fn answer(&mut self, job: ChatJob) -> ChatOutcome {
+    /// Starts a legacy turn at once (its user message is stored now; its model work waits for
+    /// the connection's previous turn) and reports its outcome to the connection when it ends.
+    fn start_chat(&mut self, job: ChatJob) {
         let session = job.input.session.clone();
         let started = tokio::time::Instant::now();
-        match self.args.pipeline.spawn(job.input, job.guard).await {
-            Ok(answer) => ChatOutcome { turn: job.turn, session, latency: answer.latency, result: answer.result },
-            Err(error) => {
-                tracing::error!(%error, "a chat turn failed");
-                let failure = TurnFailure { code: ErrorCode::Internal, message: INTERNAL_FAILURE.into() };
-                ChatOutcome { turn: job.turn, session, latency: started.elapsed(), result: Err(failure) }
+        let turn = self.args.pipeline.spawn(job.input, job.guard, job.after);
+        let connection = self.args.connection.clone();
+        let number = job.turn;
+        tokio::spawn(async move {
+            let outcome = match turn.await {
+                Ok(answer) => ChatOutcome { turn: number, session, latency: answer.latency, result: answer.result },
+                Err(error) => {
+                    tracing::error!(%error, "a chat turn failed");
+                    let failure = TurnFailure { code: ErrorCode::Internal, message: INTERNAL_FAILURE.into() };
+                    ChatOutcome { turn: number, session, latency: started.elapsed(), result: Err(failure) }
+                }
+            };
+            // The connection may already be gone; then nobody is waiting for the answer.
+            let _ = connection.cast(ConnectionMsg::ChatFinished(outcome));
+        });
+    }
+
+    /// Starts a v2 turn at once; its frames go to the stream, a crash becomes its error frame.
+    fn start_streamed(&mut self, number: u64, job: StreamedJob, guard: TurnGuard, after: Option<Previous>) {
+        let (stream, id) = (job.stream.clone(), job.id.clone());
+        let turn = self.args.pipeline.start_streamed(job, guard, after);
+        let connection = self.args.connection.clone();
+        tokio::spawn(async move {
+            if let Err(error) = turn.await {
+                tracing::error!(%error, "a v2 turn failed");
+                stream.push(V2Frame::error(Some(id), ErrorCode::Internal, INTERNAL_FAILURE));
             }
-        }
+            let _ = connection.cast(ConnectionMsg::StreamedFinished(number));
+        });
     }
 }

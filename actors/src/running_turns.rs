@@ -15,6 +15,8 @@ use crate::ports::TurnKey;
 
 /// Counter: turns still running when the shutdown grace ended (recorded as unanswered).
 pub const TURNS_ABANDONED_TOTAL: &str = "pam_turns_abandoned_total";
+/// Counter: chat turns the server has read (each is then answered and stored, or recorded).
+pub const TURNS_ACCEPTED_TOTAL: &str = "pam_turns_accepted_total";
 /// Gauge: turns running on this node.
 pub const TURNS_RUNNING: &str = "pam_turns_running";
 
@@ -73,13 +75,19 @@ impl Default for RunningTurns {
 pub struct TurnGuard {
     registry: Arc<RunningTurns>,
     id: u64,
-    _done: watch::Sender<()>,
+    done: watch::Sender<()>,
 }
 
 impl TurnGuard {
     /// This turn's number in the registry.
     pub fn id(&self) -> u64 {
         self.id
+    }
+
+    /// A receiver whose `changed()` errs once this turn has ended (the next turn of the same
+    /// connection waits on it before its model work, so a conversation's turns stay in order).
+    pub fn finished(&self) -> watch::Receiver<()> {
+        self.done.subscribe()
     }
 }
 
@@ -107,13 +115,14 @@ impl RunningTurns {
 
     /// Registers a turn the server has just read.
     pub fn begin(self: &Arc<Self>, key: TurnKey, origin: TurnOrigin) -> TurnGuard {
+        metrics::counter!(TURNS_ACCEPTED_TOTAL).increment(1);
         let (done, waiter) = watch::channel(());
         let mut inner = self.lock();
         inner.next += 1;
         let id = inner.next;
         inner.turns.insert(id, Entry { turn: RunningTurn { key, origin, started: Instant::now() }, done: waiter });
         self.publish(inner.turns.len());
-        TurnGuard { registry: self.clone(), id, _done: done }
+        TurnGuard { registry: self.clone(), id, done }
     }
 
     /// Another running turn (not `except`) answering `key`: a receiver whose `changed()` errs

@@ -139,7 +139,7 @@ impl TurnPipeline {
     /// handle is optional and dropping it does not cancel the turn.
     pub fn start(&self, input: TurnInput) -> JoinHandle<TurnAnswer> {
         let guard = self.register(&input);
-        self.spawn(input, guard)
+        self.spawn(input, guard, None)
     }
 
     /// Registers a turn the server has just read (before it waits anywhere, e.g. in an actor's
@@ -148,16 +148,19 @@ impl TurnPipeline {
         self.running.begin(input.key(), input.origin.clone())
     }
 
-    /// [`TurnPipeline::start`] for a turn registered earlier.
-    pub fn spawn(&self, input: TurnInput, guard: TurnGuard) -> JoinHandle<TurnAnswer> {
+    /// [`TurnPipeline::start`] for a turn registered earlier; its model work waits until the
+    /// turn `after` (the previous one of the same connection) has ended.
+    pub fn spawn(&self, input: TurnInput, guard: TurnGuard, after: Option<Previous>) -> JoinHandle<TurnAnswer> {
         let pipeline = self.clone();
-        tokio::spawn(async move { pipeline.answer(input, guard).await })
+        tokio::spawn(async move { pipeline.answer(input, guard, after).await })
     }
 
     /// Answers `input` (the answer is sent whole, so model deltas are not streamed).
-    async fn answer(&self, input: TurnInput, guard: TurnGuard) -> TurnAnswer {
+    async fn answer(&self, input: TurnInput, guard: TurnGuard, after: Option<Previous>) -> TurnAnswer {
         let started = Instant::now();
-        match self.admit(&input, guard.id()).await {
+        let admission = self.admit(&input, guard.id()).await;
+        wait_for(after).await;
+        match admission {
             Admission::New { .. } => {}
             Admission::Replay(stored) => return TurnAnswer { latency: started.elapsed(), result: Ok(replayed_reply(stored)) },
             Admission::Busy => return TurnAnswer { latency: started.elapsed(), result: Err(TurnFailure::still_running_elsewhere()) },
@@ -348,6 +351,16 @@ impl TurnPipeline {
             history,
             fast: is_simple_turn(&input.message),
         }
+    }
+}
+
+/// The previous turn of the same connection: closed when it has ended.
+pub type Previous = tokio::sync::watch::Receiver<()>;
+
+/// Waits until the previous turn has ended (its guard dropped).
+pub(crate) async fn wait_for(previous: Option<Previous>) {
+    if let Some(mut previous) = previous {
+        while previous.changed().await.is_ok() {}
     }
 }
 

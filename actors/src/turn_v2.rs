@@ -16,7 +16,7 @@ use tokio::time::Instant;
 use crate::ports::{AnswerRecord, LlmReply, StoredAnswer};
 use crate::resume::SessionStream;
 use crate::running_turns::TurnGuard;
-use crate::turn::{Admission, TurnFailure, TurnInput, TurnPipeline, replayed_reply, turn_metadata};
+use crate::turn::{Admission, Previous, TurnFailure, TurnInput, TurnPipeline, replayed_reply, turn_metadata, wait_for};
 
 /// Deltas buffered between the provider and the stream.
 const DELTA_QUEUE: usize = 64;
@@ -43,13 +43,13 @@ pub enum StreamedEnd {
 impl TurnPipeline {
     /// Starts a v2 turn (registered with [`TurnPipeline::register`]) on its own task; its frames
     /// go into `job.stream` whatever happens to the socket that carried it.
-    pub fn start_streamed(&self, job: StreamedJob, guard: TurnGuard) -> JoinHandle<StreamedEnd> {
+    pub fn start_streamed(&self, job: StreamedJob, guard: TurnGuard, after: Option<Previous>) -> JoinHandle<StreamedEnd> {
         let pipeline = self.clone();
-        tokio::spawn(async move { pipeline.answer_streamed(job, guard).await })
+        tokio::spawn(async move { pipeline.answer_streamed(job, guard, after).await })
     }
 
     /// Answers one v2 chat, pushing every frame into `job.stream`.
-    async fn answer_streamed(&self, mut job: StreamedJob, guard: TurnGuard) -> StreamedEnd {
+    async fn answer_streamed(&self, mut job: StreamedJob, guard: TurnGuard, after: Option<Previous>) -> StreamedEnd {
         let started = Instant::now();
         let id = job.id.clone();
         match self.admit(&job.input, guard.id()).await {
@@ -60,6 +60,7 @@ impl TurnPipeline {
             Admission::Failed(failure) => return fail(&job.stream, id, failure),
         }
         job.stream.push(V2Frame::Ack { id: id.clone() });
+        wait_for(after).await;
         let request = self.request(&job.input).await;
         let (deltas, mut received) = mpsc::channel::<String>(DELTA_QUEUE);
         let generation = self.generate(&request, deltas);

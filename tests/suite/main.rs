@@ -21,6 +21,7 @@ mod llm_providers;
 mod llm_response_cache;
 mod llm_streaming;
 mod monitoring;
+mod nothing_lost;
 mod postgres_backend;
 mod postgres_outage;
 mod redis_cache;

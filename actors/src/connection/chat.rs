@@ -60,15 +60,16 @@ impl ConnectionState {
         let input = TurnInput { user, session, message: chat.message, context, client_msg_id, origin };
         // Registered as running from the moment it was read, before it waits in any mailbox.
         let guard = self.deps.pipeline().register(&input);
+        let after = self.last_turn.replace(guard.finished());
         let message = match (chat.id.clone(), v2_stream) {
             (Some(id), Some(stream)) => {
                 let (cancel, cancelled) = oneshot::channel();
                 if let Some(v2) = self.v2.as_mut() {
                     v2.turns.insert(id.clone(), super::v2::V2Turn { cancel: Some(cancel) });
                 }
-                OrchestratorMsg::Streamed(turn, StreamedJob { id, input, stream, cancel: cancelled }, guard)
+                OrchestratorMsg::Streamed(turn, StreamedJob { id, input, stream, cancel: cancelled }, guard, after)
             }
-            _ => OrchestratorMsg::Chat(ChatJob { turn, input, guard }),
+            _ => OrchestratorMsg::Chat(ChatJob { turn, input, guard, after }),
         };
         if orchestrator.cast(message).is_err() {
             self.forget_v2_turn(chat.id.as_deref());

@@ -123,6 +123,8 @@ pub struct ConnectionState {
     violations: VecDeque<Instant>,
     client_context: Map<String, Value>,
     orchestrator: Option<ActorRef<OrchestratorMsg>>,
+    /// Ends when the connection's latest turn ends; the next turn's model work waits for it.
+    last_turn: Option<crate::turn::Previous>,
     in_flight: HashMap<u64, InFlight>,
     next_turn: u64,
     /// v2 state; `None` on legacy sockets.
@@ -156,6 +158,7 @@ impl Actor for ConnectionActor {
             violations: VecDeque::new(),
             client_context: Map::new(),
             orchestrator: None,
+            last_turn: None,
             in_flight: HashMap::new(),
             next_turn: 0,
             v2: (args.dialect == Dialect::V2).then(Box::default),
