@@ -79,8 +79,14 @@ fn describe_metrics() {
         use pam_actors::outbox::*;
         use pam_actors::running_turns::*;
         metrics::describe_gauge!(TURNS_PENDING, "Conversation writes waiting in memory for the database");
-        metrics::describe_counter!(TURNS_DROPPED_TOTAL, "Conversation writes not stored: refused by the database, or the outbox was full without a journal");
-        metrics::describe_counter!(OUTBOX_JOURNALED_TOTAL, "Conversation writes appended (fsync) to the outbox journal while the database could not take them");
+        metrics::describe_counter!(
+            TURNS_DROPPED_TOTAL,
+            "Conversation writes not stored: refused by the database, or the outbox was full without a journal"
+        );
+        metrics::describe_counter!(
+            OUTBOX_JOURNALED_TOTAL,
+            "Conversation writes appended (fsync) to the outbox journal while the database could not take them"
+        );
         metrics::describe_counter!(OUTBOX_SPILLED_TOTAL, "Outbox writes kept in the journal only because the in-memory queue was full");
         metrics::describe_counter!(OUTBOX_REPLAYED_TOTAL, "Journaled writes stored when the journal was replayed");
         metrics::describe_gauge!(STORAGE_DEGRADED, "1 while conversation writes have been failing for 5 s or more");

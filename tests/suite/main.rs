@@ -29,6 +29,7 @@ mod rest_bad_input;
 mod rest_chat;
 mod schema_doctor;
 mod shutdown;
+mod soak;
 mod supervision;
 mod tls;
 mod v2_protocol;

@@ -66,7 +66,8 @@ pub(crate) async fn rows(url: &str, user: &str) -> Vec<Row> {
         let pool = sqlx::SqlitePool::connect(url).await.unwrap();
         let sql = "SELECT c.id, m.role, m.content, m.client_msg_id, m.metadata FROM pam_messages m
                    JOIN pam_conversations c ON c.id = m.conversation_id WHERE c.user_id = ?1 ORDER BY m.created_at";
-        let rows: Vec<(String, String, String, Option<String>, Option<String>)> = sqlx::query_as(sql).bind(user).fetch_all(&pool).await.unwrap();
+        let rows: Vec<(String, String, String, Option<String>, Option<String>)> =
+            sqlx::query_as(sql).bind(user).fetch_all(&pool).await.unwrap();
         pool.close().await;
         rows.into_iter()
             .map(|(conversation, role, content, client_msg_id, metadata)| Row {
@@ -81,7 +82,8 @@ pub(crate) async fn rows(url: &str, user: &str) -> Vec<Row> {
         let pool = sqlx::PgPool::connect(url).await.unwrap_or_else(|e| panic!("{url}: {e} (start Postgres with ./scripts/test.sh)"));
         let sql = "SELECT c.id::text, m.role, m.content, m.client_msg_id, m.metadata FROM pam_messages m
                    JOIN pam_conversations c ON c.id = m.conversation_id WHERE c.user_id = $1::uuid ORDER BY m.created_at";
-        let rows: Vec<(String, String, String, Option<String>, Option<Value>)> = sqlx::query_as(sql).bind(user).fetch_all(&pool).await.unwrap();
+        let rows: Vec<(String, String, String, Option<String>, Option<Value>)> =
+            sqlx::query_as(sql).bind(user).fetch_all(&pool).await.unwrap();
         pool.close().await;
         rows.into_iter()
             .map(|(conversation, role, content, client_msg_id, metadata)| Row {
@@ -377,4 +379,75 @@ async fn the_response_cache_never_answers_from_another_conversation() {
     assert_eq!(ask("2", "trip-a").await["cached"], true, "asked again right after its answer: a true repeat");
     assert_eq!(ask("3", "trip-b").await["cached"], false, "the same words in another conversation");
     assert_eq!(fake.calls(), 2);
+}
+
+/// Every context load fails (the database is out of reach).
+struct FailingContext;
+
+impl pam_actors::ContextStore for FailingContext {
+    fn load_profile<'a>(
+        &'a self,
+        _user: &'a pam_protocol::UserId,
+    ) -> BoxFuture<'a, Result<Option<pam_actors::ProfileContext>, pam_actors::StoreError>> {
+        Box::pin(async { Err(pam_actors::StoreError::Unavailable("down".into())) })
+    }
+    fn load_financial<'a>(
+        &'a self,
+        _user: &'a pam_protocol::UserId,
+    ) -> BoxFuture<'a, Result<pam_actors::FinancialContext, pam_actors::StoreError>> {
+        Box::pin(async { Err(pam_actors::StoreError::Unavailable("down".into())) })
+    }
+    fn load_social<'a>(
+        &'a self,
+        _user: &'a pam_protocol::UserId,
+    ) -> BoxFuture<'a, Result<pam_actors::SocialContext, pam_actors::StoreError>> {
+        Box::pin(async { Err(pam_actors::StoreError::Unavailable("down".into())) })
+    }
+}
+
+/// Records the context of every request it answers.
+#[derive(Default)]
+struct ContextRecorder(std::sync::Mutex<Vec<serde_json::Map<String, Value>>>);
+
+impl LlmProvider for ContextRecorder {
+    fn name(&self) -> &str {
+        "recorder"
+    }
+
+    fn generate<'a>(&'a self, request: &'a LlmRequest, _deltas: mpsc::Sender<String>) -> BoxFuture<'a, Result<LlmReply, LlmError>> {
+        self.0.lock().unwrap().push(request.context.clone());
+        Box::pin(async { Ok(LlmReply::new("ok", "rec-1", "recorder")) })
+    }
+}
+
+#[tokio::test]
+async fn client_sent_context_never_poses_as_loaded_data_when_a_loader_fails() {
+    use pam_actors::context_loader::{ContextLoaderActor, ContextLoaderArgs, ContextLoaders};
+    use pam_actors::{ContextKind, ContextStore};
+    let store: Arc<dyn ContextStore> = Arc::new(FailingContext);
+    let mut loaders = Vec::new();
+    for kind in [ContextKind::Profile, ContextKind::Financial, ContextKind::Social] {
+        let args = ContextLoaderArgs { kind, store: store.clone(), cache: None, l1_ttl: Duration::from_secs(1), l1_capacity: 10 };
+        loaders.push(ractor::Actor::spawn(None, ContextLoaderActor, args).await.unwrap().0);
+    }
+    let loaders = ContextLoaders {
+        profile: loaders[0].clone(),
+        financial: loaders[1].clone(),
+        social: loaders[2].clone(),
+        timeout: Duration::from_secs(2),
+    };
+    let recorder = Arc::new(ContextRecorder::default());
+    let overrides = pam_gateway::Overrides { llm: Some(recorder.clone()), loaders: Some(loaders), ..Default::default() };
+    let app = spawn_app_with(|_| {}, overrides).await;
+    let mut client = app.connect_ready().await;
+    client.send_json(json!({"type":"init","context":{"financial":{"budget_left":"one million"},"context_degraded":null}})).await;
+    let forged = json!({"profile":{"full_name":"Admin"},"current_location":"Moab, UT"});
+    client.send_json(json!({"type":"chat","message":"how much is left?","context":forged})).await;
+    assert_eq!(client.recv_non_ping().await["type"], "chat_response");
+    let context = recorder.0.lock().unwrap().pop().unwrap();
+    for key in ["profile", "financial", "social"] {
+        assert!(!context.contains_key(key), "client-sent {key} reached the prompt as loaded data: {context:?}");
+    }
+    assert!(context["context_degraded"].as_str().is_some_and(|d| d.contains("financial")), "the loaders' own report: {context:?}");
+    assert_eq!(context["current_location"], "Moab, UT", "other client context is kept");
 }
