@@ -30,5 +30,6 @@ mod schema_doctor;
 mod shutdown;
 mod supervision;
 mod tls;
+mod token_times;
 mod v2_protocol;
 mod v2_session;
