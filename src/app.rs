@@ -62,11 +62,7 @@ impl Application {
         let http = reqwest::Client::builder().build().context("could not build the HTTP client")?;
         let dev = auth_settings.dev_auth.then(|| Arc::new(DevAuth::new(&auth_settings.audience, auth_settings.issuer.as_deref())));
         let jwks = auth_settings.jwks_url.clone().map(|url| Arc::new(JwksCache::new(url, http.clone())));
-        if let Some(jwks) = jwks.clone() {
-            tokio::spawn(async move {
-                let _ = jwks.refresh().await;
-            });
-        }
+        let jwks_warmup = jwks.clone().map(JwksCache::spawn_warmup);
         if auth_settings.hs256_secret.is_none() && jwks.is_none() {
             tracing::warn!("no SUPABASE_JWT_SECRET or JWKS configured: only dev tokens are accepted");
         }
@@ -128,7 +124,7 @@ impl Application {
             draining: AtomicBool::new(false),
             live_sockets: AtomicUsize::new(0),
             allowed_origins,
-            background: invalidation.into_iter().chain([flusher]).collect(),
+            background: invalidation.into_iter().chain(jwks_warmup).chain([flusher]).collect(),
             redis,
             idempotency: crate::http::idempotency::IdempotencyKeys::new(
                 crate::http::idempotency::IDEMPOTENCY_TTL,

@@ -49,7 +49,7 @@ impl ConnectionState {
             AuthError::Missing | AuthError::Invalid(_) => CloseCode::AuthInvalid,
             AuthError::Expired => CloseCode::TokenExpired,
             AuthError::Forbidden => CloseCode::Forbidden,
-            AuthError::Unavailable(_) => CloseCode::TryAgainLater,
+            AuthError::Unavailable(_) => CloseCode::AuthUnavailable,
         };
         self.close(myself, code, &error.to_string());
     }
