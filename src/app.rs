@@ -113,6 +113,7 @@ impl Application {
         let (supervisor, _) = Actor::spawn(None, ConnectionSupervisor, ()).await.context("could not start the connection supervisor")?;
         let listener = bind(settings.listen)?;
         let allowed_origins = settings.allowed_origins_list();
+        let trusted_proxies = crate::http::client_ip::TrustedProxies::parse(settings.trusted_proxies.as_deref())?;
         let settings_csrf_secret = settings.csrf_secret.clone();
         let state = Arc::new(AppState {
             settings,
@@ -124,6 +125,7 @@ impl Application {
             draining: AtomicBool::new(false),
             live_sockets: AtomicUsize::new(0),
             allowed_origins,
+            trusted_proxies,
             background: invalidation.into_iter().chain(jwks_warmup).chain([flusher]).collect(),
             redis,
             idempotency: crate::http::idempotency::IdempotencyKeys::new(

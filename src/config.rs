@@ -48,6 +48,10 @@ pub struct Settings {
     /// Comma list of allowed Origins for WebSocket and CORS (unset = any).
     #[arg(long, env = "PAM_ALLOWED_ORIGINS")]
     pub allowed_origins: Option<String>,
+    /// Comma list of CIDRs (or addresses) of reverse proxies whose `X-Forwarded-For`/`Forwarded`
+    /// name the client (unset = the TCP peer is the client).
+    #[arg(long, env = "PAM_TRUSTED_PROXIES")]
+    pub trusted_proxies: Option<String>,
     /// HMAC key for CSRF tokens (random per start when unset).
     #[arg(long, env = "PAM_CSRF_SECRET", hide_env_values = true)]
     pub csrf_secret: Option<Secret>,
