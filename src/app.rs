@@ -80,7 +80,12 @@ impl Application {
         let redis = match settings.redis_url.as_deref() {
             Some(url) => {
                 let ttls = [settings.profile_ttl_s, settings.financial_ttl_s, settings.social_ttl_s];
-                Some(Arc::new(RedisCache::connect(url, &settings.cache_prefix, ttls)?))
+                let cache = Arc::new(RedisCache::connect(url, &settings.cache_prefix, ttls)?);
+                if let Err(error) = cache.probe().await {
+                    // Optional dependency: start anyway, but say so once and loudly (health shows it too).
+                    tracing::error!(%error, "REDIS_URL is unreachable at startup: context comes from the database and the in-process cache until Redis answers; /api/v1/pam/health shows cache status `unreachable`");
+                }
+                Some(cache)
             }
             None => {
                 tracing::info!("REDIS_URL is not set: context is cached in process only");

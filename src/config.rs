@@ -10,6 +10,8 @@ use pam_actors::ConnectionSettings;
 
 use crate::secret::Secret;
 
+mod checks;
+
 // Deliberately not `Debug`: `DATABASE_URL` and `REDIS_URL` may carry passwords.
 /// pam-gateway: the realtime backend of PAM.
 #[derive(Clone, Parser)]
@@ -166,6 +168,7 @@ impl Settings {
     /// Checks that the settings can work together and derives the auth setup.
     pub fn validate(&self) -> Result<AuthSettings, SettingsError> {
         let invalid = |m: String| Err(SettingsError::Invalid(m));
+        checks::check(self)?;
         if self.ping_interval_ms == 0 || self.pong_timeout_ms == 0 {
             return invalid("PAM_PING_INTERVAL_MS and PAM_PONG_TIMEOUT_MS must be above 0".into());
         }

@@ -19,13 +19,18 @@ pub async fn pam_health(State(state): State<SharedState>) -> Response {
     let database = probe_database(&state).await;
     let connections = stats(&state).await.live;
     let db_ok = database.is_ok();
+    let cache_status = state.redis.as_ref().map_or("in_process", |r| r.status());
     let status = if !db_ok {
         "unhealthy"
-    } else if state.is_draining() {
+    } else if state.is_draining() || matches!(cache_status, "open" | "unreachable") {
         "degraded"
     } else {
         "healthy"
     };
+    let mut cache = json!({"status": cache_status, "hit_rate": cache_hit_rate(&state)});
+    if let Some(error) = state.redis.as_ref().and_then(|r| r.startup_error()) {
+        cache["error"] = json!(format!("unreachable since startup: {error}"));
+    }
     let body = json!({
         "status": status,
         "timestamp": pam_actors::connection::iso_now(),
@@ -36,7 +41,7 @@ pub async fn pam_health(State(state): State<SharedState>) -> Response {
             Ok(latency) => json!({"status": "healthy", "backend": state.db.backend(), "latency_ms": latency.as_secs_f64() * 1000.0}),
             Err(e) => json!({"status": "unhealthy", "backend": state.db.backend(), "latency_ms": null, "error": e}),
         },
-        "cache": {"status": state.redis.as_ref().map_or("in_process", |r| r.status()), "hit_rate": cache_hit_rate(&state)},
+        "cache": cache,
         "connections": connections,
         "draining": state.is_draining(),
     });

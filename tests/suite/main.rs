@@ -29,6 +29,7 @@ mod redis_cache;
 mod rest_bad_input;
 mod rest_chat;
 mod schema_doctor;
+mod settings_refusals;
 mod shutdown;
 mod supervision;
 mod tls;
