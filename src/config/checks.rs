@@ -66,6 +66,8 @@ fn http_url(value: &str) -> Result<(), String> {
 mod tests {
     use super::*;
 
+    type Adjust = Box<dyn FnOnce(&mut Settings)>;
+
     fn refusal(adjust: impl FnOnce(&mut Settings)) -> String {
         let mut settings = Settings::defaults();
         adjust(&mut settings);
@@ -76,7 +78,7 @@ mod tests {
 
     #[test]
     fn each_unworkable_setting_is_refused_with_one_line_starting_with_its_name() {
-        let cases: [(&str, Box<dyn FnOnce(&mut Settings)>); 9] = [
+        let cases: [(&str, Adjust); 9] = [
             ("PAM_MAX_CONNECTIONS ", Box::new(|s| s.max_connections = 0)),
             ("PAM_MAX_CONNECTIONS_PER_USER ", Box::new(|s| s.max_connections_per_user = 0)),
             ("PAM_RATE_LIMIT_PER_MINUTE ", Box::new(|s| s.rate_limit_per_minute = 0)),

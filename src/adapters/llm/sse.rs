@@ -189,6 +189,8 @@ mod tests {
 
     /// One event's lines (without line endings).
     type Lines = Vec<String>;
+    /// A provider's `SseApi::step`.
+    type StepFn = fn(&Event) -> Result<Step, ProviderFailure>;
 
     fn openai_stream(tokens: &[String], ending: u8) -> Vec<Lines> {
         let chunk = |delta: serde_json::Value, finish: serde_json::Value| {
@@ -247,7 +249,7 @@ mod tests {
         wire.into_bytes()
     }
 
-    fn read_chunked(wire: &[u8], cuts: &[Index], on_event: fn(&Event) -> Result<Step, ProviderFailure>) -> Result<String, ProviderFailure> {
+    fn read_chunked(wire: &[u8], cuts: &[Index], on_event: StepFn) -> Result<String, ProviderFailure> {
         let mut cuts: Vec<usize> = cuts.iter().map(|c| c.index(wire.len() + 1)).collect();
         cuts.extend([0, wire.len()]);
         cuts.sort_unstable();
@@ -268,7 +270,7 @@ mod tests {
             cuts in prop::collection::vec(any::<Index>(), 0..16),
         ) {
             let expected: String = tokens.concat();
-            let (events, on_event): (_, fn(&Event) -> Result<Step, ProviderFailure>) = if anthropic {
+            let (events, on_event): (_, StepFn) = if anthropic {
                 (anthropic_stream(&tokens), <AnthropicProvider as SseApi>::step)
             } else {
                 (openai_stream(&tokens, openai_ending), <OpenAiProvider as SseApi>::step)
