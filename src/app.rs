@@ -65,11 +65,7 @@ impl Application {
         let http = reqwest::Client::builder().build().context("could not build the HTTP client")?;
         let dev = auth_settings.dev_auth.then(|| Arc::new(DevAuth::new(&auth_settings.audience, auth_settings.issuer.as_deref())));
         let jwks = auth_settings.jwks_url.clone().map(|url| Arc::new(JwksCache::new(url, http.clone())));
-        if let Some(jwks) = jwks.clone() {
-            tokio::spawn(async move {
-                let _ = jwks.refresh().await;
-            });
-        }
+        let jwks_warmup = jwks.clone().map(JwksCache::spawn_warmup);
         if auth_settings.hs256_secret.is_none() && jwks.is_none() {
             tracing::warn!("no SUPABASE_JWT_SECRET or JWKS configured: only dev tokens are accepted");
         }
@@ -87,7 +83,12 @@ impl Application {
         let redis = match settings.redis_url.as_deref() {
             Some(url) => {
                 let ttls = [settings.profile_ttl_s, settings.financial_ttl_s, settings.social_ttl_s];
-                Some(Arc::new(RedisCache::connect(url, &settings.cache_prefix, ttls)?))
+                let cache = Arc::new(RedisCache::connect(url, &settings.cache_prefix, ttls)?);
+                if let Err(error) = cache.probe().await {
+                    // Optional dependency: start anyway, but say so once and loudly (health shows it too).
+                    tracing::error!(%error, "REDIS_URL is unreachable at startup: context comes from the database and the in-process cache until Redis answers; /api/v1/pam/health shows cache status `unreachable`");
+                }
+                Some(cache)
             }
             None => {
                 tracing::info!("REDIS_URL is not set: context is cached in process only");
@@ -124,6 +125,7 @@ impl Application {
         let (supervisor, _) = Actor::spawn(None, ConnectionSupervisor, ()).await.context("could not start the connection supervisor")?;
         let listener = bind(settings.listen)?;
         let allowed_origins = settings.allowed_origins_list();
+        let trusted_proxies = crate::http::client_ip::TrustedProxies::parse(settings.trusted_proxies.as_deref())?;
         let settings_csrf_secret = settings.csrf_secret.clone();
         let state = Arc::new(AppState {
             settings,
@@ -135,7 +137,8 @@ impl Application {
             draining: AtomicBool::new(false),
             live_sockets: AtomicUsize::new(0),
             allowed_origins,
-            background: invalidation.into_iter().collect(),
+            trusted_proxies,
+            background: invalidation.into_iter().chain(jwks_warmup).collect(),
             flusher: std::sync::Mutex::new(Some(flusher)),
             redis,
             idempotency: crate::http::idempotency::IdempotencyKeys::new(

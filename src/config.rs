@@ -10,6 +10,8 @@ use pam_actors::ConnectionSettings;
 
 use crate::secret::Secret;
 
+mod checks;
+
 // Deliberately not `Debug`: `DATABASE_URL` and `REDIS_URL` may carry passwords.
 /// pam-gateway: the realtime backend of PAM.
 #[derive(Clone, Parser)]
@@ -48,6 +50,10 @@ pub struct Settings {
     /// Comma list of allowed Origins for WebSocket and CORS (unset = any).
     #[arg(long, env = "PAM_ALLOWED_ORIGINS")]
     pub allowed_origins: Option<String>,
+    /// Comma list of CIDRs (or addresses) of reverse proxies whose `X-Forwarded-For`/`Forwarded`
+    /// name the client (unset = the TCP peer is the client).
+    #[arg(long, env = "PAM_TRUSTED_PROXIES")]
+    pub trusted_proxies: Option<String>,
     /// HMAC key for CSRF tokens (random per start when unset).
     #[arg(long, env = "PAM_CSRF_SECRET", hide_env_values = true)]
     pub csrf_secret: Option<Secret>,
@@ -171,6 +177,7 @@ impl Settings {
     /// Checks that the settings can work together and derives the auth setup.
     pub fn validate(&self) -> Result<AuthSettings, SettingsError> {
         let invalid = |m: String| Err(SettingsError::Invalid(m));
+        checks::check(self)?;
         if self.ping_interval_ms == 0 || self.pong_timeout_ms == 0 {
             return invalid("PAM_PING_INTERVAL_MS and PAM_PONG_TIMEOUT_MS must be above 0".into());
         }

@@ -1,14 +1,19 @@
 //! Admission limits shared by all connections: per-user socket slots (`PAM_MAX_CONNECTIONS_PER_USER`
 //! → 4504) and the per-IP auth-failure throttle that turns a client looping on a bad token away
-//! with 429 before the upgrade.
+//! with 429 before the upgrade (unless the upgrade carries a token that verifies).
 
 use std::collections::{HashMap, VecDeque};
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv6Addr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use pam_protocol::UserId;
 use tokio::time::Instant;
+
+use crate::bounded_map::BoundedMap;
+
+/// Addresses the throttle tracks at most (each ≤ ~150 bytes with the default limit of 5).
+pub const THROTTLE_MAX_ADDRESSES: usize = 65_536;
 
 /// Sockets per user.
 #[derive(Debug)]
@@ -63,17 +68,24 @@ impl Drop for UserSlot {
     }
 }
 
-/// Counts auth failures per client IP over a sliding window; a limit of 0 turns it off.
+/// Counts auth failures per client IP over a sliding window; a limit of 0 turns it off. IPv6
+/// clients are counted per /64 (one subscriber's prefix: spraying addresses inside it changes
+/// nothing). At most `THROTTLE_MAX_ADDRESSES` are tracked, the least recently failing dropped first.
 #[derive(Debug)]
 pub struct AuthFailureThrottle {
     limit: usize,
     window: Duration,
-    failures: Mutex<HashMap<IpAddr, VecDeque<Instant>>>,
+    failures: Mutex<BoundedMap<IpAddr, VecDeque<Instant>>>,
 }
 
 impl AuthFailureThrottle {
     pub fn new(limit: usize, window: Duration) -> Self {
-        Self { limit, window, failures: Mutex::new(HashMap::new()) }
+        Self::with_capacity(limit, window, THROTTLE_MAX_ADDRESSES)
+    }
+
+    /// Like `new`, tracking at most `addresses` addresses.
+    pub fn with_capacity(limit: usize, window: Duration, addresses: usize) -> Self {
+        Self { limit, window, failures: Mutex::new(BoundedMap::new(addresses)) }
     }
 
     pub fn record_failure(&self, ip: IpAddr, now: Instant) {
@@ -81,11 +93,7 @@ impl AuthFailureThrottle {
             return;
         }
         let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        if failures.len() > 10_000 {
-            let window = self.window;
-            failures.retain(|_, times| times.back().is_some_and(|t| now.duration_since(*t) < window));
-        }
-        let times = failures.entry(ip).or_default();
+        let times = failures.get_or_insert_with(key(ip), VecDeque::new);
         times.push_back(now);
         while times.len() > self.limit {
             times.pop_front();
@@ -98,10 +106,23 @@ impl AuthFailureThrottle {
             return None;
         }
         let failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        let times = failures.get(&ip)?;
+        let times = failures.get(&key(ip))?;
         let oldest = *times.front()?;
         let age = now.duration_since(oldest);
         (times.len() >= self.limit && age < self.window).then(|| self.window - age)
+    }
+
+    /// Addresses tracked now.
+    pub fn tracked(&self) -> usize {
+        self.failures.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+}
+
+/// What the throttle counts under: the address, or an IPv6 address's /64.
+fn key(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V6(v6) => IpAddr::V6(Ipv6Addr::from(u128::from(v6) & !((1u128 << 64) - 1))),
+        v4 => v4,
     }
 }
 
@@ -133,6 +154,30 @@ mod tests {
         throttle.record_failure(ip, t0 + Duration::from_secs(5));
         assert_eq!(throttle.retry_after(ip, t0 + Duration::from_secs(10)), Some(Duration::from_secs(50)));
         assert_eq!(throttle.retry_after(ip, t0 + Duration::from_secs(61)), None);
+    }
+
+    #[test]
+    fn a_spray_of_a_million_distinct_ipv6_prefixes_stays_within_the_cap() {
+        let throttle = AuthFailureThrottle::with_capacity(5, Duration::from_secs(60), 4_096);
+        let now = Instant::now();
+        for n in 0..1_000_000u128 {
+            throttle.record_failure(IpAddr::V6(Ipv6Addr::from((0x2001_0db8u128 << 96) | (n << 64) | n)), now);
+        }
+        assert!(throttle.tracked() <= 4_096, "{} addresses tracked", throttle.tracked());
+    }
+
+    #[test]
+    fn ipv6_addresses_of_one_prefix_share_a_count_and_other_prefixes_do_not() {
+        let throttle = AuthFailureThrottle::new(5, Duration::from_secs(60));
+        let now = Instant::now();
+        for host in 1..=5u16 {
+            throttle.record_failure(IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 1, 0, 0, 0, host)), now);
+        }
+        assert!(throttle.retry_after("2001:db8:0:1::99".parse().unwrap(), now).is_some());
+        assert_eq!(throttle.retry_after("2001:db8:0:2::1".parse().unwrap(), now), None);
+        // An IPv4 client seen through a dual-stack socket is the same IPv4 client.
+        (0..5).for_each(|_| throttle.record_failure("::ffff:192.0.2.7".parse().unwrap(), now));
+        assert!(throttle.retry_after("192.0.2.7".parse().unwrap(), now).is_some());
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! need from the outside world. Knows nothing of axum, sqlx or fred.
 
 pub mod admission;
+mod bounded_map;
 pub mod connection;
 pub mod context;
 pub mod context_loader;

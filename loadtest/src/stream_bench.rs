@@ -301,6 +301,8 @@ impl InProcessGateway {
         settings.auth_failures_per_minute = 0;
         settings.rate_limit_per_minute = 1_000_000;
         settings.llm_timeout_ms = u64::try_from(llm_timeout.as_millis()).unwrap_or(u64::MAX);
+        // The first-token deadline may not be longer than the whole answer's (settings validation).
+        settings.llm_first_token_timeout_ms = settings.llm_first_token_timeout_ms.min(settings.llm_timeout_ms);
         settings.shutdown_grace_ms = 500;
         let overrides = Overrides { llm: Some(Arc::new(PacedModel)), ..Overrides::default() };
         let app = Application::build_with(settings, overrides).await.map_err(|e| format!("gateway: {e:#}"))?;

@@ -39,6 +39,7 @@ close_table! {
     InternalError = 1011, "internal_error", Some(ErrorCode::Internal), "internal error";
     ServiceRestart = 1012, "service_restart", Some(ErrorCode::ServiceRestart), "server restarting, please reconnect";
     TryAgainLater = 1013, "try_again_later", Some(ErrorCode::StorageUnavailable), "temporarily unavailable, try again later";
+    AuthUnavailable = 1013, "try_again_later", Some(ErrorCode::AuthUnavailable), "cannot verify tokens right now, try again later";
     TokenExpired = 4401, "token_expired", Some(ErrorCode::TokenExpired), "token expired";
     SlowConsumer = 4408, "slow_consumer", Some(ErrorCode::SlowConsumer), "client is not reading fast enough";
     RateLimited = 4429, "rate_limited", Some(ErrorCode::RateLimitExceeded), "too many rate-limit violations";
@@ -80,9 +81,13 @@ mod tests {
         for code in CloseCode::ALL {
             assert!(code.reason().len() <= MAX_CLOSE_REASON_BYTES, "{code:?}");
             assert!(!code.reason().is_empty(), "{code:?}");
-            assert!(seen.insert(code.code()), "duplicate {}", code.code());
-            assert_eq!(CloseCode::from_code(code.code()), Some(*code));
+            // 1013 is the one code with two rows (two error codes); the first row is its default.
+            assert!(seen.insert((code.code(), code.error_code())), "duplicate {}", code.code());
+            assert_eq!(CloseCode::from_code(code.code()).map(CloseCode::name), Some(code.name()));
         }
+        assert_eq!(CloseCode::from_code(1013), Some(CloseCode::TryAgainLater));
+        assert_eq!(CloseCode::AuthUnavailable.code(), 1013);
+        assert_eq!(CloseCode::AuthUnavailable.error_code(), Some(ErrorCode::AuthUnavailable));
     }
 
     #[test]

@@ -10,6 +10,8 @@ pub enum ErrorCode {
     TokenExpired,
     Forbidden,
     AuthTimeout,
+    /// Signing keys cannot be fetched right now (JWKS unreachable): retry later, not the token's fault.
+    AuthUnavailable,
     InvalidJson,
     UnknownType,
     ValidationError,
@@ -33,6 +35,7 @@ impl ErrorCode {
             ErrorCode::TokenExpired => "TOKEN_EXPIRED",
             ErrorCode::Forbidden => "FORBIDDEN",
             ErrorCode::AuthTimeout => "AUTH_TIMEOUT",
+            ErrorCode::AuthUnavailable => "AUTH_UNAVAILABLE",
             ErrorCode::InvalidJson => "INVALID_JSON",
             ErrorCode::UnknownType => "UNKNOWN_TYPE",
             ErrorCode::ValidationError => "VALIDATION_ERROR",
@@ -56,7 +59,13 @@ mod tests {
 
     #[test]
     fn as_str_matches_serde_spelling() {
-        for code in [ErrorCode::AuthInvalid, ErrorCode::InvalidJson, ErrorCode::MessageTooLarge, ErrorCode::TooManyConnections] {
+        for code in [
+            ErrorCode::AuthInvalid,
+            ErrorCode::AuthUnavailable,
+            ErrorCode::InvalidJson,
+            ErrorCode::MessageTooLarge,
+            ErrorCode::TooManyConnections,
+        ] {
             assert_eq!(serde_json::to_value(code).unwrap(), code.as_str());
         }
     }

@@ -60,6 +60,7 @@ impl V2Error {
                 | ErrorCode::RateLimitExceeded
                 | ErrorCode::ServiceRestart
                 | ErrorCode::TokenExpired
+                | ErrorCode::AuthUnavailable
         )
     }
 }

@@ -1,8 +1,10 @@
 //! `ContextCache` on Redis (fred): `{prefix}:{kind}:{uid}` JSON with per-kind TTLs. Every
 //! operation gives up within 100 ms; three failures in a row open a breaker for 5 s, during which
 //! Redis is skipped (context comes from the database). Failures count in `pam_cache_errors_total`
-//! and each breaker transition logs one line.
+//! and each breaker transition logs one line. A Redis unreachable at startup is logged once, at
+//! error level, by `app.rs` (`probe`), and health shows it (`unreachable`) until Redis answers.
 
+use std::sync::Mutex;
 use std::time::Duration;
 
 use fred::prelude::{Builder, Client, ClientLike, Config, Expiration, KeysInterface, ReconnectPolicy};
@@ -16,12 +18,16 @@ pub const CACHE_ERRORS_TOTAL: &str = "pam_cache_errors_total";
 const OP_TIMEOUT: Duration = Duration::from_millis(100);
 const FAILURES_TO_OPEN: u32 = 3;
 const OPEN_FOR: Duration = Duration::from_secs(5);
+/// How long the startup probe waits for a first PING answer (connection included).
+const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 
 pub struct RedisCache {
     client: Client,
     prefix: String,
     ttls: [u64; 3],
     breaker: CircuitBreaker,
+    /// Why the startup probe failed; cleared by the first successful operation.
+    unreachable_at_start: Mutex<Option<String>>,
 }
 
 impl RedisCache {
@@ -40,7 +46,25 @@ impl RedisCache {
         // The connection task (with its reconnect policy) runs on its own; dropping the handle
         // detaches it instead of waiting for a Redis that may be down.
         drop(client.connect());
-        Ok(Self { client, prefix: prefix.to_string(), ttls, breaker: CircuitBreaker::new(FAILURES_TO_OPEN, OPEN_FOR) })
+        let breaker = CircuitBreaker::new(FAILURES_TO_OPEN, OPEN_FOR);
+        Ok(Self { client, prefix: prefix.to_string(), ttls, breaker, unreachable_at_start: Mutex::new(None) })
+    }
+
+    /// One PING within `PROBE_TIMEOUT`; on failure remembers why (for health) and returns it.
+    pub async fn probe(&self) -> Result<(), String> {
+        let options = fred::types::config::Options { timeout: Some(PROBE_TIMEOUT), ..Default::default() };
+        let result = match tokio::time::timeout(PROBE_TIMEOUT * 2, self.client.with_options(&options).ping::<String>(None)).await {
+            Ok(Ok(_)) => return Ok(()),
+            Ok(Err(error)) => error.to_string(),
+            Err(_) => format!("no answer within {} ms", PROBE_TIMEOUT.as_millis()),
+        };
+        *self.unreachable_at_start.lock().unwrap_or_else(|p| p.into_inner()) = Some(result.clone());
+        Err(result)
+    }
+
+    /// Why Redis was unreachable at startup, while it has not answered since.
+    pub fn startup_error(&self) -> Option<String> {
+        self.unreachable_at_start.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     fn key(&self, kind: ContextKind, user: &UserId) -> String {
@@ -68,6 +92,9 @@ impl RedisCache {
         };
         match result {
             Ok(value) => {
+                if self.unreachable_at_start.lock().unwrap_or_else(|p| p.into_inner()).take().is_some() {
+                    tracing::info!("Redis answers now (it was unreachable at startup); context cache on");
+                }
                 if self.breaker.succeeded() == Some(Transition::Closed) {
                     tracing::info!("Redis answers again; context cache back on");
                 }
@@ -83,9 +110,13 @@ impl RedisCache {
         }
     }
 
-    /// `healthy`, `open` (breaker) or `degraded` (recent failures).
+    /// `healthy`, `open` (breaker), `degraded` (recent failures) or `unreachable` (since startup).
     pub fn status(&self) -> &'static str {
-        self.breaker.status()
+        match self.breaker.status() {
+            "open" => "open",
+            status if self.startup_error().is_none() => status,
+            _ => "unreachable",
+        }
     }
 }
 

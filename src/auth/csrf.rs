@@ -101,7 +101,8 @@ fn to_hex(bytes: &[u8]) -> String {
 
 /// Lowercase or uppercase hex to bytes; `None` for odd length or any other character.
 fn from_hex(text: &str) -> Option<Vec<u8>> {
-    if text.is_empty() || text.len() % 2 != 0 || !text.is_ascii() {
+    // Checked up front: `u8::from_str_radix` alone would take "+f" for 0x0f.
+    if text.is_empty() || text.len() % 2 != 0 || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
         return None;
     }
     (0..text.len()).step_by(2).map(|i| u8::from_str_radix(&text[i..i + 2], 16).ok()).collect()
@@ -148,6 +149,8 @@ mod tests {
             (Some(format!("{NOW}{tag}")), CsrfError::Malformed),
             (Some(format!("{NOW}.{}", "zz".repeat(32))), CsrfError::Malformed),
             (Some(format!("{NOW}.{}", &tag[..63])), CsrfError::Malformed),
+            // The real tag with its "04" byte written "+4": same value for `from_str_radix`.
+            (Some(format!("{NOW}.{}+{}", &tag[..42], &tag[43..])), CsrfError::Malformed),
             (Some(format!("{NOW}.é{}", &tag[2..])), CsrfError::Malformed),
             (Some("9".repeat(10_000)), CsrfError::Malformed),
             (Some(format!("-1.{tag}")), CsrfError::Malformed),

@@ -4,6 +4,8 @@
 pub mod csrf;
 pub mod dev;
 pub mod jwks;
+#[cfg(test)]
+mod proptests;
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -18,7 +20,8 @@ use serde_json::Value;
 use crate::config::AuthSettings;
 use jwks::JwksCache;
 
-/// `exp` leeway for clock skew between Supabase and us.
+/// Leeway for clock skew between Supabase and us, for `exp`, `nbf` and `iat` alike
+/// (protocol.md, "Malformed input at the edge").
 const LEEWAY_SECS: u64 = 60;
 
 #[derive(Debug, Deserialize)]
@@ -26,6 +29,9 @@ struct Claims {
     sub: Option<String>,
     role: Option<String>,
     exp: Option<u64>,
+    /// Read as any JSON number: it must not be after now + leeway (a non-number is ignored).
+    #[serde(default)]
+    iat: Option<Value>,
     #[serde(default)]
     app_metadata: Option<Value>,
 }
@@ -91,6 +97,7 @@ impl JwtAuthenticator {
     fn validation(&self, alg: Algorithm, strict: bool) -> Validation {
         let mut validation = Validation::new(alg);
         validation.leeway = LEEWAY_SECS;
+        validation.validate_nbf = true;
         validation.required_spec_claims = HashSet::from(["exp".to_string()]);
         if strict {
             validation.set_audience(&[&self.audience]);
@@ -115,6 +122,7 @@ impl Authenticator for JwtAuthenticator {
 fn map_error(error: jsonwebtoken::errors::Error) -> AuthError {
     match error.kind() {
         ErrorKind::ExpiredSignature => AuthError::Expired,
+        ErrorKind::ImmatureSignature => AuthError::Invalid("token is not valid yet (nbf)".into()),
         ErrorKind::InvalidAudience => AuthError::Invalid("wrong audience".into()),
         ErrorKind::InvalidIssuer => AuthError::Invalid("wrong issuer".into()),
         ErrorKind::InvalidSignature => AuthError::Invalid("bad signature".into()),
@@ -124,7 +132,15 @@ fn map_error(error: jsonwebtoken::errors::Error) -> AuthError {
     }
 }
 
+/// A token whose `iat` is later than now plus the leeway was not issued by a sane clock.
+fn issued_in_the_future(iat: Option<&Value>, now: u64) -> bool {
+    iat.and_then(Value::as_f64).is_some_and(|iat| iat > (now + LEEWAY_SECS) as f64)
+}
+
 fn identity(claims: Claims) -> Result<Identity, AuthError> {
+    if issued_in_the_future(claims.iat.as_ref(), jsonwebtoken::get_current_timestamp()) {
+        return Err(AuthError::Invalid("token is issued in the future (iat)".into()));
+    }
     let role = claims.role.unwrap_or_default();
     let admin_metadata = claims.app_metadata.as_ref().and_then(|m| m.get("role")).and_then(Value::as_str) == Some("admin");
     let privileged = role == "service_role" || role == "admin" || admin_metadata;

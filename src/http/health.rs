@@ -23,6 +23,7 @@ pub async fn pam_health(State(state): State<SharedState>) -> Response {
     let connections = stats(&state).await.live;
     let outbox = &state.deps.outbox;
     let writes_failing = outbox.degraded_for();
+    let cache_status = state.redis.as_ref().map_or("in_process", |r| r.status());
     let mut problems = Vec::new();
     if let Err(error) = &database {
         problems.push(format!("database unreachable: {error}"));
@@ -30,10 +31,17 @@ pub async fn pam_health(State(state): State<SharedState>) -> Response {
     if let Some(failing) = writes_failing {
         problems.push(format!("conversation writes failing for {} s; {} waiting in the outbox", failing.as_secs(), outbox.len()));
     }
+    if matches!(cache_status, "open" | "unreachable") {
+        problems.push(format!("redis cache {cache_status}: context comes from the database"));
+    }
     if state.is_draining() {
         problems.push("draining for shutdown".into());
     }
     let status = if problems.is_empty() { "healthy" } else { "degraded" };
+    let mut cache = json!({"status": cache_status, "hit_rate": cache_hit_rate(&state)});
+    if let Some(error) = state.redis.as_ref().and_then(|r| r.startup_error()) {
+        cache["error"] = json!(format!("unreachable since startup: {error}"));
+    }
     let body = json!({
         "status": status,
         "problems": problems,
@@ -52,7 +60,7 @@ pub async fn pam_health(State(state): State<SharedState>) -> Response {
             "pending_writes": outbox.len(),
             "journal": outbox.journal_location(),
         },
-        "cache": {"status": state.redis.as_ref().map_or("in_process", |r| r.status()), "hit_rate": cache_hit_rate(&state)},
+        "cache": cache,
         "connections": connections,
         "turns_running": state.deps.running.len(),
         "draining": state.is_draining(),

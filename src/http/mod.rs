@@ -1,6 +1,7 @@
 //! HTTP surface: the router, shared state and the small handlers (health, metrics, dev).
 
 pub mod bearer;
+pub mod client_ip;
 pub mod cors;
 pub mod dev;
 pub mod health;
@@ -42,6 +43,8 @@ pub struct AppState {
     pub live_sockets: AtomicUsize,
     /// `PAM_ALLOWED_ORIGINS`, parsed; `None` = any origin.
     pub allowed_origins: Option<Vec<String>>,
+    /// `PAM_TRUSTED_PROXIES`, parsed: who may name the client address.
+    pub trusted_proxies: client_ip::TrustedProxies,
     /// Tasks that live as long as the app (the invalidation listener); aborted at shutdown.
     pub background: Vec<tokio::task::JoinHandle<()>>,
     /// The outbox flusher; stopped by the drain, which then flushes once more itself.

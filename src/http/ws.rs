@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::Ordering;
 
 use axum::extract::{ConnectInfo, Path, Query, State};
@@ -52,7 +52,7 @@ pub async fn upgrade(
     Query(query): Query<WsQuery>,
     ws: WebSocketUpgrade,
 ) -> Response {
-    accept(state, peer, &headers, ws, Some(user_id), query.token)
+    accept(state, peer, &headers, ws, Some(user_id), query.token).await
 }
 
 /// `GET /api/v2/pam/ws`: v2 only; the user comes from the token (`?token=` or an `auth` frame).
@@ -63,12 +63,13 @@ pub async fn upgrade_v2(
     Query(query): Query<WsQuery>,
     ws: WebSocketUpgrade,
 ) -> Response {
-    accept(state, peer, &headers, ws, None, query.token)
+    accept(state, peer, &headers, ws, None, query.token).await
 }
 
 /// The cheap refusals, then the 101: v2 on `/api/v2/pam/ws` (no path user) or when `pam.v2` was
-/// offered, legacy otherwise.
-fn accept(
+/// offered, legacy otherwise. `peer` is the TCP peer; the client is who `PAM_TRUSTED_PROXIES`
+/// says it is.
+async fn accept(
     state: SharedState,
     peer: SocketAddr,
     headers: &HeaderMap,
@@ -76,13 +77,17 @@ fn accept(
     path_user: Option<String>,
     token: Option<String>,
 ) -> Response {
-    if let Some(refusal) = refusal(&state, peer, headers) {
+    let client = state.trusted_proxies.client_ip(peer, headers);
+    if let Some(refusal) = refusal(&state, headers) {
+        return refusal;
+    }
+    if let Some(refusal) = throttled(&state, client, token.as_deref()).await {
         return refusal;
     }
     let ws = sized(ws.protocols([V2_SUBPROTOCOL]), state.settings.max_frame_bytes);
     let dialect = if path_user.is_none() || ws.selected_protocol().is_some() { Dialect::V2 } else { Dialect::Legacy };
     ws.on_upgrade(move |socket| {
-        serve_socket(state, socket, path_user, token, dialect, peer);
+        serve_socket(state, socket, path_user, token, dialect, client);
         std::future::ready(())
     })
     .into_response()
@@ -93,17 +98,19 @@ fn sized(ws: WebSocketUpgrade, max: usize) -> WebSocketUpgrade {
     ws.read_buffer_size(READ_BUFFER_BYTES).write_buffer_size(0).max_write_buffer_size(max * 2).max_message_size(max).max_frame_size(max)
 }
 
-/// The cheap checks allowed before the 101 (draining, Origin, global cap, auth-failure throttle):
-/// the response that turns this upgrade away, if any.
-fn refusal(state: &SharedState, peer: SocketAddr, headers: &HeaderMap) -> Option<Response> {
-    let refuse = |reason: &'static str, status: StatusCode, code: &str, message: &str, retry_after: Option<u64>| {
-        metrics::counter!(WS_REJECTED_TOTAL, "reason" => reason).increment(1);
-        let mut response = error_response(status, code, message);
-        if let Some(secs) = retry_after {
-            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
-        }
-        response
-    };
+/// A refusal before the upgrade, counted in `pam_ws_rejected_total{reason}`.
+fn refuse(reason: &'static str, status: StatusCode, code: &str, message: &str, retry_after: Option<u64>) -> Response {
+    metrics::counter!(WS_REJECTED_TOTAL, "reason" => reason).increment(1);
+    let mut response = error_response(status, code, message);
+    if let Some(secs) = retry_after {
+        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
+    }
+    response
+}
+
+/// The cheap checks allowed before the 101 (draining, Origin, global cap): the response that
+/// turns this upgrade away, if any.
+fn refusal(state: &SharedState, headers: &HeaderMap) -> Option<Response> {
     if state.is_draining() {
         return Some(refuse(
             "draining",
@@ -127,11 +134,24 @@ fn refusal(state: &SharedState, peer: SocketAddr, headers: &HeaderMap) -> Option
             Some(5),
         ));
     }
-    if let Some(wait) = state.deps.auth_throttle.retry_after(peer.ip(), Instant::now()) {
-        let message = "too many failed authentications from this address; check the token and retry later";
-        return Some(refuse("auth_throttle", StatusCode::TOO_MANY_REQUESTS, "RATE_LIMIT_EXCEEDED", message, Some(wait.as_secs() + 1)));
-    }
     None
+}
+
+/// The per-IP auth-failure throttle: 429 for a client address with too many recent failures —
+/// unless this upgrade's `?token=` verifies (verifying is cheap), so a valid user is never turned
+/// away because others at the same address failed. A v2 client that authenticates by frame has
+/// no token yet and waits out the throttle.
+async fn throttled(state: &SharedState, client: IpAddr, token: Option<&str>) -> Option<Response> {
+    let wait = state.deps.auth_throttle.retry_after(client, Instant::now())?;
+    if let Some(token) = token.filter(|t| !t.is_empty()) {
+        if state.deps.authenticator.authenticate(token).await.is_ok() {
+            tracing::debug!(%client, "throttled address, but the token verifies: upgrading");
+            return None;
+        }
+    }
+    tracing::info!(%client, "upgrade refused: too many failed authentications from this address");
+    let message = "too many failed authentications from this address; check the token and retry later";
+    Some(refuse("auth_throttle", StatusCode::TOO_MANY_REQUESTS, "RATE_LIMIT_EXCEEDED", message, Some(wait.as_secs() + 1)))
 }
 
 /// Counts a socket in `live_sockets` for as long as it is served.
@@ -154,14 +174,7 @@ impl Drop for LiveSocket {
 /// (the unsplit socket alone is 368 bytes) would stay in the future's state for the socket's
 /// whole life, and axum's upgrade task wraps more around it; this way an idle socket's reader
 /// task holds only what reading needs (~1.1 KiB less per socket).
-fn serve_socket(
-    state: SharedState,
-    socket: WebSocket,
-    path_user: Option<String>,
-    token: Option<String>,
-    dialect: Dialect,
-    peer: SocketAddr,
-) {
+fn serve_socket(state: SharedState, socket: WebSocket, path_user: Option<String>, token: Option<String>, dialect: Dialect, client: IpAddr) {
     let live = LiveSocket::new(&state);
     let (outbound, out_rx) = channel(state.deps.settings.outbound_queue);
     let (sink, stream) = socket.split();
@@ -171,7 +184,7 @@ fn serve_socket(
         dialect,
         path_user,
         token,
-        peer_ip: Some(peer.ip()),
+        peer_ip: Some(client),
         outbound: outbound.clone(),
         deps: state.deps.clone(),
     };

@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 const ES_PRIVATE_PEM: &[u8] = include_bytes!("fixtures/es256-private.pem");
 const RS_PRIVATE_PEM: &[u8] = include_bytes!("fixtures/rs256-private.pem");
 const RS_PUBLIC_PEM: &[u8] = include_bytes!("fixtures/rs256-public.pem");
-const JWKS_JSON: &str = include_str!("fixtures/jwks.json");
+pub(crate) const JWKS_JSON: &str = include_str!("fixtures/jwks.json");
 const ISSUER: &str = "https://test.supabase.co/auth/v1";
 
 // ---------------------------------------------------------------------------------------------
@@ -26,7 +26,7 @@ const ISSUER: &str = "https://test.supabase.co/auth/v1";
 
 /// Connects and expects the server to refuse: exactly one `error` frame with `error_code`, then a
 /// close with `code` and a non-empty reason of at most 123 bytes.
-async fn expect_refused(url: &str, code: u16, error_code: &str) -> Closed {
+pub(crate) async fn expect_refused(url: &str, code: u16, error_code: &str) -> Closed {
     let mut client = WsClient::connect(url).await;
     let (closed, frames) = client.recv_close().await;
     assert_eq!(closed.code, code, "close code for {url}: {closed:?}, frames {frames:?}");
@@ -41,7 +41,7 @@ async fn expect_refused(url: &str, code: u16, error_code: &str) -> Closed {
 }
 
 /// Connects and expects the legacy welcome (`type: connection`).
-async fn expect_welcome(url: &str) -> WsClient {
+pub(crate) async fn expect_welcome(url: &str) -> WsClient {
     let mut client = WsClient::connect(url).await;
     let welcome = client.recv_json().await;
     assert_eq!(welcome["type"], "connection", "{welcome}");
@@ -62,7 +62,7 @@ fn base64url(bytes: &[u8]) -> String {
     out
 }
 
-fn sign_with(alg: Algorithm, kid: &str, claims: &Value) -> String {
+pub(crate) fn sign_with(alg: Algorithm, kid: &str, claims: &Value) -> String {
     let key = match alg {
         Algorithm::ES256 => EncodingKey::from_ec_pem(ES_PRIVATE_PEM).unwrap(),
         Algorithm::RS256 => EncodingKey::from_rsa_pem(RS_PRIVATE_PEM).unwrap(),

@@ -1,6 +1,6 @@
 //! Limits at the edge: Origin allow-list and global cap answer before the upgrade (403 / 503 with
 //! Retry-After), the per-user cap closes with 4504 after auth, and an address that keeps failing
-//! authentication is turned away with 429 before the upgrade.
+//! authentication is turned away with 429 before the upgrade — unless its token verifies.
 
 use crate::common::*;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -81,15 +81,20 @@ async fn a_user_over_the_per_user_cap_is_closed_with_4504_and_others_are_not() {
 }
 
 #[tokio::test]
-async fn an_address_failing_auth_five_times_a_minute_gets_429_before_the_upgrade() {
+async fn an_address_failing_auth_five_times_a_minute_gets_429_for_bad_tokens_but_a_valid_token_connects() {
     let app = spawn_app_with(|s| s.auth_failures_per_minute = 5, Default::default()).await;
     let bad = app.ws_url(USER, Some("not-a-token"));
     for _ in 0..5 {
         let mut client = WsClient::connect(&bad).await;
         assert_eq!(client.recv_close().await.0.code, 4501);
     }
-    let (status, retry_after) = refused(&app.ws_url(USER, Some(&token_for(USER))), None).await;
-    assert_eq!(status, 429, "even a good token waits out the throttle");
+    let (status, retry_after) = refused(&bad, None).await;
+    assert_eq!(status, 429, "a sixth bad token waits out the throttle");
     assert!(retry_after.is_some_and(|s| (1..=61).contains(&s.parse::<u64>().unwrap())));
-    assert_eq!(metric(&app.metrics().await, "pam_ws_rejected_total{reason=\"auth_throttle\"}"), Some(1.0));
+    let forged = sign_hs256(&user_claims(USER), "another-secret-that-is-long-enough-for-hs256-9876543210");
+    assert_eq!(refused(&app.ws_url(USER, Some(&forged)), None).await.0, 429, "a well-formed but forged token too");
+    // The next user at this address has a real token: other clients' failures are not theirs.
+    let mut valid = WsClient::connect(&app.ws_url(OTHER_USER, Some(&token_for(OTHER_USER)))).await;
+    assert_eq!(valid.recv_json().await["type"], "connection");
+    assert_eq!(metric(&app.metrics().await, "pam_ws_rejected_total{reason=\"auth_throttle\"}"), Some(2.0));
 }

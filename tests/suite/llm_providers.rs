@@ -166,3 +166,44 @@ async fn first_token_time_is_stored_and_measured() {
     assert_eq!(metric(&metrics, "pam_chat_first_token_seconds_count"), Some(1.0));
     assert_eq!(metric(&metrics, "pam_chat_first_token_seconds_bucket{le=\"0.1\"}"), Some(0.0), "200 ms is not under 100 ms");
 }
+
+/// Three chats (the breaker opens after three failures in a row) against `fake` via `configure`:
+/// each is the provider's whole answer, never the builtin's, and no attempt counted as failed.
+async fn answers_complete_streams(fake: &FakeLlm, provider: &str, configure: fn(&mut pam_gateway::Settings, &FakeLlm)) {
+    let app = spawn_app_with(|s| configure(s, fake), Default::default()).await;
+    let mut client = app.connect_ready().await;
+    for question in ["Where can I camp near Moab tonight?", "Is the road to Arches open?", "Any dump stations on the way?"] {
+        let answer = legacy_chat(&mut client, question).await;
+        assert_eq!((answer["message"].as_str(), answer["source"].as_str()), (Some("All good on the road."), Some(provider)), "{answer}");
+    }
+    assert_eq!(fake.calls(), 3, "every chat reached the provider: its breaker stayed closed");
+    let stored: Vec<Value> = assistant_metadata(&app).await.iter().map(|m| m["fallback_reason"].clone()).collect();
+    assert_eq!(stored, [Value::Null, Value::Null, Value::Null]);
+    let metrics = app.metrics().await;
+    let failed: Vec<&str> = metrics
+        .lines()
+        .filter(|l| l.starts_with(&format!("pam_llm_requests_total{{provider=\"{provider}\"")) && !l.contains("outcome=\"ok\""))
+        .collect();
+    assert!(failed.is_empty(), "no attempt counted as failed: {failed:?}");
+    assert_eq!(metric(&metrics, &format!("pam_llm_circuit_open{{provider=\"{provider}\"}}")), Some(0.0));
+}
+
+#[tokio::test]
+async fn openai_stream_whose_last_chunk_carries_content_and_finish_reason_then_eof_is_a_complete_answer() {
+    let fake = FakeLlm::start(Script::answer("All good on the road.").ending(Ending::StopInLastChunk)).await;
+    answers_complete_streams(&fake, "openai", use_openai).await;
+}
+
+#[tokio::test]
+async fn anthropic_pings_with_an_empty_data_line_are_skipped() {
+    let fake = FakeLlm::start(Script::answer("All good on the road.").with_empty_pings()).await;
+    answers_complete_streams(&fake, "anthropic", use_anthropic).await;
+}
+
+#[tokio::test]
+async fn streams_with_bare_cr_line_endings_are_complete_answers_for_both_providers() {
+    let fake = FakeLlm::start(Script::answer("All good on the road.").with_bare_cr()).await;
+    answers_complete_streams(&fake, "anthropic", use_anthropic).await;
+    let fake = FakeLlm::start(Script::answer("All good on the road.").with_bare_cr().ending(Ending::StopInLastChunk)).await;
+    answers_complete_streams(&fake, "openai", use_openai).await;
+}

@@ -44,12 +44,13 @@ impl ConnectionState {
         if let (Some(ip), false) = (self.peer_ip, matches!(error, AuthError::Unavailable(_))) {
             self.deps.auth_throttle.record_failure(ip, Instant::now());
         }
-        tracing::info!(conn_id = %self.conn_id, reason = error.metric_reason(), "authentication refused");
+        let client_ip = self.peer_ip.map(|ip| ip.to_string());
+        tracing::info!(conn_id = %self.conn_id, reason = error.metric_reason(), client_ip, "authentication refused");
         let code = match error {
             AuthError::Missing | AuthError::Invalid(_) => CloseCode::AuthInvalid,
             AuthError::Expired => CloseCode::TokenExpired,
             AuthError::Forbidden => CloseCode::Forbidden,
-            AuthError::Unavailable(_) => CloseCode::TryAgainLater,
+            AuthError::Unavailable(_) => CloseCode::AuthUnavailable,
         };
         self.close(myself, code, &error.to_string());
     }

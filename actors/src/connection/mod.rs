@@ -46,7 +46,8 @@ pub struct ConnectionArgs {
     /// `None` on `/api/v2/pam/ws`.
     pub path_user: Option<String>,
     pub token: Option<String>,
-    /// The client's address, for the auth-failure throttle.
+    /// The client's address (behind `PAM_TRUSTED_PROXIES`, the forwarded one), for the auth-failure
+    /// throttle and the connection's logs.
     pub peer_ip: Option<std::net::IpAddr>,
     pub outbound: Outbound,
     pub deps: Arc<ConnectionDeps>,

@@ -1,6 +1,7 @@
 //! Anthropic Messages API over server-sent events (`POST {ANTHROPIC_BASE_URL}/v1/messages`,
 //! `stream: true`): text from `content_block_delta` events, done at `message_stop`, an `error`
-//! event fails the attempt. Used by the fallback chain.
+//! event fails the attempt; `ping` and event types we do not know are skipped whatever their data
+//! (a `ping` may come with an empty `data:` line). Used by the fallback chain.
 
 use pam_actors::LlmRequest;
 use serde_json::json;
@@ -56,11 +57,12 @@ fn step(event: &eventsource_stream::Event) -> Result<Step, ProviderFailure> {
             let message = data["error"]["message"].as_str().unwrap_or("");
             Err(ProviderFailure::Api(format!("{kind}: {message}")))
         }
-        "message_start" | "content_block_start" | "content_block_stop" | "message_delta" | "ping" => {
+        "message_start" | "content_block_start" | "content_block_stop" | "message_delta" => {
             json_data(event)?;
             Ok(Step::Skip)
         }
-        // New event types may be added (the API says to handle unknown ones gracefully).
+        // Keep-alives, and new event types (the API says to handle unknown ones gracefully): their
+        // data is none of our business, so it is not parsed.
         _ => Ok(Step::Skip),
     }
 }
@@ -98,5 +100,12 @@ mod tests {
         let error = event("error", r#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#);
         assert_eq!(step(&error).err(), Some(ProviderFailure::Api("overloaded_error: Overloaded".into())));
         assert!(matches!(step(&event("content_block_delta", "{oops")), Err(ProviderFailure::Malformed(_))));
+    }
+
+    #[test]
+    fn pings_and_unknown_events_are_skipped_whatever_their_data() {
+        for (kind, data) in [("ping", ""), ("ping", "{}"), ("ping", "not json"), ("future_event", ""), ("future_event", "{oops")] {
+            assert_eq!(step(&event(kind, data)), Ok(Step::Skip), "{kind} {data:?}");
+        }
     }
 }

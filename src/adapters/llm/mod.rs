@@ -4,6 +4,7 @@
 
 pub mod anthropic;
 pub mod chain;
+mod line_ends;
 pub mod openai;
 pub mod prompt;
 pub mod response_cache;

@@ -1,6 +1,8 @@
 //! OpenAI-compatible chat completions over server-sent events
 //! (`POST {OPENAI_BASE_URL}/v1/chat/completions`, `stream: true`): text from
-//! `choices[0].delta.content`, done at `data: [DONE]`. Works with any server speaking that API.
+//! `choices[0].delta.content`, done at the first non-null `finish_reason` (even on a chunk that
+//! also carries content, and whether or not `data: [DONE]` follows) or at `data: [DONE]`. Works
+//! with any server speaking that API.
 
 use pam_actors::LlmRequest;
 use serde_json::json;
@@ -44,10 +46,13 @@ fn step(event: &eventsource_stream::Event) -> Result<Step, ProviderFailure> {
     };
     // Usage-only chunks have no choices.
     let Some(choice) = choices.first() else { return Ok(Step::Skip) };
-    if let Some(text) = choice["delta"]["content"].as_str() {
-        return Ok(Step::Text(text.to_string()));
+    let finished = !choice["finish_reason"].is_null();
+    match (choice["delta"]["content"].as_str(), finished) {
+        (Some(text), false) => Ok(Step::Text(text.to_string())),
+        (Some(text), true) => Ok(Step::LastText(text.to_string())),
+        (None, true) => Ok(Step::End),
+        (None, false) => Ok(Step::Skip),
     }
-    if choice["finish_reason"].is_string() { Ok(Step::Finished) } else { Ok(Step::Skip) }
 }
 
 impl SseApi for OpenAiProvider {
@@ -78,10 +83,20 @@ mod tests {
     #[test]
     fn content_done_and_errors_are_understood() {
         assert!(matches!(step(&data(r#"{"choices":[{"index":0,"delta":{"content":"Hi"}}]}"#)), Ok(Step::Text(t)) if t == "Hi"));
-        assert!(matches!(step(&data(r#"{"choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}"#)), Ok(Step::Finished)));
+        assert!(matches!(step(&data(r#"{"choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}"#)), Ok(Step::End)));
         assert!(matches!(step(&data("[DONE]")), Ok(Step::End)));
         assert!(matches!(step(&data(r#"{"error":{"message":"rate limited"}}"#)), Err(ProviderFailure::Api(_))));
         assert!(matches!(step(&data("{nope")), Err(ProviderFailure::Malformed(_))));
+    }
+
+    #[test]
+    fn any_non_null_finish_reason_ends_the_answer_even_on_a_chunk_with_content() {
+        let last = data(r#"{"choices":[{"index":0,"delta":{"content":"bye"},"finish_reason":"stop"}]}"#);
+        assert_eq!(step(&last), Ok(Step::LastText("bye".into())));
+        let length = data(r#"{"choices":[{"index":0,"delta":{},"finish_reason":"length"}]}"#);
+        assert_eq!(step(&length), Ok(Step::End));
+        let still_going = data(r#"{"choices":[{"index":0,"delta":{"content":"a"},"finish_reason":null}]}"#);
+        assert_eq!(step(&still_going), Ok(Step::Text("a".into())));
     }
 
     #[test]

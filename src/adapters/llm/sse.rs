@@ -1,7 +1,8 @@
 //! The part both streaming providers share: each describes its API as an `SseApi` (request and
 //! event meaning) and gets `StreamingModel` from here — send the request, map a refused status,
-//! parse the body as server-sent events (eventsource-stream) and collect the text the provider's
-//! event handler finds, pushing each piece into the deltas channel as it arrives.
+//! parse the body as server-sent events (eventsource-stream, behind `line_ends`, which makes its
+//! line endings unambiguous) and collect the text the provider's event handler finds, pushing
+//! each piece into the deltas channel as it arrives.
 
 use eventsource_stream::{Event, EventStreamError, Eventsource};
 use futures_util::StreamExt;
@@ -9,7 +10,7 @@ use pam_actors::{BoxFuture, LlmRequest};
 use reqwest::header::HeaderValue;
 use tokio::sync::mpsc;
 
-use super::{ProviderFailure, StreamingModel};
+use super::{ProviderFailure, StreamingModel, line_ends};
 
 /// One server-sent-events chat API: how to build its request and what its events mean. Every
 /// such API is a `StreamingModel` through the impl below.
@@ -87,13 +88,15 @@ impl<T: SseApi> StreamingModel for T {
 }
 
 /// What one event means to the provider.
+#[derive(Debug, PartialEq, Eq)]
 pub(super) enum Step {
     /// A piece of the answer.
     Text(String),
+    /// The last piece of the answer: the event that carries it also ends it (an OpenAI chunk
+    /// with content and a `finish_reason`).
+    LastText(String),
     /// The provider's end event: the answer is complete.
     End,
-    /// The answer is finished but an end marker may still follow; a clean EOF is fine now.
-    Finished,
     /// Nothing for us (pings, bookkeeping events).
     Skip,
 }
@@ -110,36 +113,49 @@ pub(super) fn secret_header(value: &str) -> Result<HeaderValue, ProviderFailure>
 pub(super) async fn collect_text(
     request: reqwest::RequestBuilder,
     deltas: &mpsc::Sender<String>,
-    mut on_event: impl FnMut(&Event) -> Result<Step, ProviderFailure> + Send,
+    on_event: impl FnMut(&Event) -> Result<Step, ProviderFailure> + Send,
 ) -> Result<String, ProviderFailure> {
     let response = request.send().await.map_err(|e| ProviderFailure::Transport(without_url(&e)))?;
     let status = response.status();
     if !status.is_success() {
         return Err(ProviderFailure::Status(status.as_u16()));
     }
-    let mut events = response.bytes_stream().eventsource();
+    read_text(Box::pin(response.bytes_stream()), deltas, on_event).await
+}
+
+/// Reads a response body as server-sent events until `on_event` says the answer ended; EOF
+/// before that is `CutOff`.
+pub(super) async fn read_text<B: AsRef<[u8]>, E>(
+    body: impl futures_util::Stream<Item = Result<B, E>> + Send + Unpin,
+    deltas: &mpsc::Sender<String>,
+    mut on_event: impl FnMut(&Event) -> Result<Step, ProviderFailure> + Send,
+) -> Result<String, ProviderFailure> {
+    let mut events = std::pin::pin!(line_ends::normalized(body).eventsource());
     let mut text = String::new();
-    let mut finished = false;
     while let Some(event) = events.next().await {
         let event = match event {
             Ok(event) => event,
             Err(EventStreamError::Transport(_)) => return Err(ProviderFailure::CutOff),
-            Err(other) => return Err(ProviderFailure::Malformed(other.to_string())),
+            Err(EventStreamError::Utf8(_)) => return Err(ProviderFailure::Malformed("the stream is not UTF-8".into())),
+            Err(EventStreamError::Parser(_)) => return Err(ProviderFailure::Malformed("not a server-sent event stream".into())),
         };
-        match on_event(&event)? {
-            Step::Text(piece) if piece.is_empty() => {}
-            Step::Text(piece) => {
-                text.push_str(&piece);
-                if !deltas.is_closed() {
-                    let _ = deltas.send(piece).await;
-                }
-            }
+        let (piece, last) = match on_event(&event)? {
+            Step::Text(piece) => (piece, false),
+            Step::LastText(piece) => (piece, true),
             Step::End => return Ok(text),
-            Step::Finished => finished = true,
-            Step::Skip => {}
+            Step::Skip => continue,
+        };
+        if !piece.is_empty() {
+            text.push_str(&piece);
+            if !deltas.is_closed() {
+                let _ = deltas.send(piece).await;
+            }
+        }
+        if last {
+            return Ok(text);
         }
     }
-    if finished { Ok(text) } else { Err(ProviderFailure::CutOff) }
+    Err(ProviderFailure::CutOff)
 }
 
 /// Parses an event's JSON data, or says the stream is malformed.
@@ -160,4 +176,113 @@ fn without_url(error: &reqwest::Error) -> String {
         "request failed"
     };
     kind.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+    use proptest::sample::Index;
+    use serde_json::json;
+
+    use super::*;
+    use crate::adapters::llm::{AnthropicProvider, OpenAiProvider};
+
+    /// One event's lines (without line endings).
+    type Lines = Vec<String>;
+    /// A provider's `SseApi::step`.
+    type StepFn = fn(&Event) -> Result<Step, ProviderFailure>;
+
+    fn openai_stream(tokens: &[String], ending: u8) -> Vec<Lines> {
+        let chunk = |delta: serde_json::Value, finish: serde_json::Value| {
+            vec![format!("data: {}", json!({"choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}))]
+        };
+        let mut events = vec![chunk(json!({"role": "assistant", "content": ""}), json!(null))];
+        let (body, last) = tokens.split_at(tokens.len() - 1);
+        events.extend(body.iter().map(|t| chunk(json!({"content": t}), json!(null))));
+        match ending {
+            // Content and `finish_reason` in one chunk, then EOF without `[DONE]`.
+            0 => events.push(chunk(json!({"content": last[0]}), json!("stop"))),
+            1 => {
+                events.push(chunk(json!({"content": last[0]}), json!(null)));
+                events.push(chunk(json!({}), json!("stop")));
+                events.push(vec!["data: [DONE]".into()]);
+            }
+            _ => {
+                events.push(chunk(json!({"content": last[0]}), json!(null)));
+                events.push(vec![": keep-alive".into(), "data: [DONE]".into()]);
+            }
+        }
+        events
+    }
+
+    fn anthropic_stream(tokens: &[String]) -> Vec<Lines> {
+        let event = |name: &str, data: serde_json::Value| vec![format!("event: {name}"), format!("data: {data}")];
+        let mut events = vec![event("message_start", json!({"type": "message_start", "message": {}}))];
+        for token in tokens {
+            events.push(vec!["event: ping".into(), "data:".into()]);
+            events
+                .push(event("content_block_delta", json!({"type": "content_block_delta", "delta": {"type": "text_delta", "text": token}})));
+        }
+        events.push(event("message_stop", json!({"type": "message_stop"})));
+        events
+    }
+
+    /// The wire bytes: each line ends with the next of `endings` (LF, CR, CRLF), each event with an
+    /// empty line — except, when `no_final_blank`, the last one (EOF follows its last line). An LF
+    /// right after a CR would merge with it into one CRLF, so there a CRLF is written instead.
+    fn render(events: &[Lines], endings: &[u8], no_final_blank: bool) -> Vec<u8> {
+        let mut endings = endings.iter().cycle().map(|e| ["\n", "\r", "\r\n"][usize::from(*e)]);
+        let mut wire = String::new();
+        let mut end_line = |wire: &mut String| {
+            let ending = endings.next().unwrap();
+            wire.push_str(if ending == "\n" && wire.ends_with('\r') { "\r\n" } else { ending });
+        };
+        for (i, lines) in events.iter().enumerate() {
+            for line in lines {
+                wire.push_str(line);
+                end_line(&mut wire);
+            }
+            if !(no_final_blank && i == events.len() - 1) {
+                end_line(&mut wire);
+            }
+        }
+        wire.into_bytes()
+    }
+
+    fn read_chunked(wire: &[u8], cuts: &[Index], on_event: StepFn) -> Result<String, ProviderFailure> {
+        let mut cuts: Vec<usize> = cuts.iter().map(|c| c.index(wire.len() + 1)).collect();
+        cuts.extend([0, wire.len()]);
+        cuts.sort_unstable();
+        let chunks: Vec<Result<Vec<u8>, std::io::Error>> = cuts.windows(2).map(|w| Ok(wire[w[0]..w[1]].to_vec())).collect();
+        let (deltas, _) = mpsc::channel(1);
+        let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        runtime.block_on(read_text(futures_util::stream::iter(chunks), &deltas, on_event))
+    }
+
+    proptest! {
+        #[test]
+        fn any_chunking_and_any_line_endings_of_a_valid_stream_yield_the_same_text(
+            tokens in prop::collection::vec(any::<String>(), 1..6),
+            anthropic in any::<bool>(),
+            openai_ending in 0u8..3,
+            endings in prop::collection::vec(0u8..3, 1..4),
+            no_final_blank in any::<bool>(),
+            cuts in prop::collection::vec(any::<Index>(), 0..16),
+        ) {
+            let expected: String = tokens.concat();
+            let (events, on_event): (_, StepFn) = if anthropic {
+                (anthropic_stream(&tokens), <AnthropicProvider as SseApi>::step)
+            } else {
+                (openai_stream(&tokens, openai_ending), <OpenAiProvider as SseApi>::step)
+            };
+            let wire = render(&events, &endings, no_final_blank);
+            prop_assert_eq!(read_chunked(&wire, &cuts, on_event), Ok(expected));
+        }
+    }
+
+    #[test]
+    fn a_stream_that_stops_mid_line_is_cut_off_not_answered() {
+        let wire = b"data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hi\"},\"finish_reason\":null}]}\n\ndata: {\"choi";
+        assert_eq!(read_chunked(wire, &[], <OpenAiProvider as SseApi>::step), Err(ProviderFailure::CutOff));
+    }
 }

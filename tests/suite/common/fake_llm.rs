@@ -27,6 +27,9 @@ pub enum Ending {
     Malformed,
     /// After the tokens the connection stays open and silent.
     Hang,
+    /// OpenAI format: the last token's chunk also carries `finish_reason: "stop"`, then EOF without
+    /// `data: [DONE]` (what some compatible servers send). The Anthropic format ends as `Complete`.
+    StopInLastChunk,
 }
 
 /// What the fake answers to every request.
@@ -40,6 +43,10 @@ pub struct Script {
     /// `None` = all tokens at once.
     pub tokens_per_second: Option<f64>,
     pub ending: Ending,
+    /// Anthropic format: an `event: ping` with an empty `data:` line before every token.
+    pub empty_pings: bool,
+    /// Every line ends with a bare CR instead of LF (legal SSE).
+    pub bare_cr: bool,
 }
 
 impl Script {
@@ -51,6 +58,8 @@ impl Script {
             tokens: text.split_inclusive(' ').map(str::to_string).collect(),
             tokens_per_second: None,
             ending: Ending::Complete,
+            empty_pings: false,
+            bare_cr: false,
         }
     }
 
@@ -66,6 +75,14 @@ impl Script {
 
     pub fn ending(self, ending: Ending) -> Self {
         Script { ending, ..self }
+    }
+
+    pub fn with_empty_pings(self) -> Self {
+        Script { empty_pings: true, ..self }
+    }
+
+    pub fn with_bare_cr(self) -> Self {
+        Script { bare_cr: true, ..self }
     }
 }
 
@@ -182,8 +199,9 @@ impl Wire {
         }
     }
 
-    fn token(self, model: &str, text: &str) -> String {
+    fn token(self, model: &str, text: &str, last_with_stop: bool) -> String {
         match self {
+            Wire::OpenAi if last_with_stop => data(&chunk(model, json!({"content": text}), json!("stop"))),
             Wire::Anthropic => event(
                 "content_block_delta",
                 &json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": text}}),
@@ -232,6 +250,7 @@ fn chunk(model: &str, delta: Value, finish: Value) -> Value {
 async fn play(wire: Wire, model: String, script: Script, tx: mpsc::Sender<Result<String, std::io::Error>>) -> Result<(), Infallible> {
     let send = |text: String| {
         let tx = tx.clone();
+        let text = if script.bare_cr { text.replace('\n', "\r") } else { text };
         async move { tx.send(Ok(text)).await.is_ok() }
     };
     if !send(wire.opening(&model)).await {
@@ -243,12 +262,17 @@ async fn play(wire: Wire, model: String, script: Script, tx: mpsc::Sender<Result
         if let (Some(gap), true) = (gap, i > 0) {
             tokio::time::sleep(gap).await;
         }
-        if !send(wire.token(&model, token)).await {
+        if matches!(wire, Wire::Anthropic) && script.empty_pings && !send("event: ping\ndata:\n\n".into()).await {
+            return Ok(());
+        }
+        let last_with_stop = script.ending == Ending::StopInLastChunk && i + 1 == script.tokens.len();
+        if !send(wire.token(&model, token, last_with_stop)).await {
             return Ok(());
         }
     }
     match script.ending {
-        Ending::Complete => {
+        Ending::StopInLastChunk if matches!(wire, Wire::OpenAi) => {}
+        Ending::Complete | Ending::StopInLastChunk => {
             send(wire.closing(&model)).await;
         }
         Ending::Malformed => {
