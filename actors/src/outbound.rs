@@ -56,6 +56,8 @@ struct Shared {
     receiver_alive: AtomicBool,
     /// Wakes the writer: a frame, a close request or the last sender gone.
     notify: Notify,
+    /// Wakes senders waiting for room (a paced resume replay).
+    room: Notify,
 }
 
 /// The actor's side: cheap to clone, never blocks.
@@ -89,6 +91,7 @@ pub fn channel(capacity: usize) -> (Outbound, OutboundReceiver) {
         senders: AtomicUsize::new(1),
         receiver_alive: AtomicBool::new(true),
         notify: Notify::new(),
+        room: Notify::new(),
     });
     (Outbound { shared: shared.clone() }, OutboundReceiver { shared })
 }
@@ -132,6 +135,21 @@ impl Outbound {
         drop(queue);
         self.shared.notify.notify_one();
         Ok(())
+    }
+
+    /// Queues a frame, waiting while the queue is full (for a resume replay, which must neither
+    /// overflow a small queue nor skip a frame). Fails only when the socket is closing or gone.
+    pub async fn send_when_room(&self, frame: OutFrame) -> Result<(), SendError> {
+        loop {
+            let room = self.shared.room.notified();
+            tokio::pin!(room);
+            // Registered before the attempt, so a frame taken in between still wakes us.
+            room.as_mut().enable();
+            match self.send(frame.clone()) {
+                Err(SendError::Full) => room.await,
+                other => return other,
+            }
+        }
     }
 
     /// Asks the writer to close; the first request wins. Returns whether this one won.
@@ -183,7 +201,11 @@ impl OutboundReceiver {
 
     /// A frame already queued, for flushing before a close.
     pub fn try_next_frame(&mut self) -> Option<OutFrame> {
-        self.shared.queue().pop_front()
+        let frame = self.shared.queue().pop_front();
+        if frame.is_some() {
+            self.shared.room.notify_waiters();
+        }
+        frame
     }
 }
 
@@ -240,6 +262,24 @@ mod tests {
         drop(second);
         drop(out);
         assert_eq!(writer.await.unwrap(), (WriterEvent::Frame(OutFrame::Text("late".into())), WriterEvent::Ended));
+    }
+
+    #[tokio::test]
+    async fn send_when_room_waits_for_the_writer_instead_of_failing() {
+        let (out, mut rx) = channel(1);
+        let sender = tokio::spawn(async move {
+            for n in 0..5 {
+                out.send_when_room(OutFrame::Text(n.to_string())).await.unwrap();
+            }
+        });
+        let mut seen = Vec::new();
+        while seen.len() < 5 {
+            if let WriterEvent::Frame(OutFrame::Text(text)) = rx.next().await {
+                seen.push(text);
+            }
+        }
+        sender.await.unwrap();
+        assert_eq!(seen, ["0", "1", "2", "3", "4"]);
     }
 
     #[tokio::test]

@@ -40,6 +40,25 @@ struct Attached {
     conn_id: String,
     outbound: Outbound,
     actor: ActorRef<ConnectionMsg>,
+    /// `Some` while a resume replay runs: live frames wait here, in order, behind it.
+    backlog: Option<VecDeque<Arc<str>>>,
+}
+
+/// The frames a resume must replay, in order, before live frames flow again.
+#[derive(Debug, Default)]
+pub struct Replay {
+    frames: Vec<Arc<str>>,
+}
+
+impl Replay {
+    /// How many frames it replays.
+    pub fn len(&self) -> usize {
+        self.frames.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.frames.is_empty()
+    }
 }
 
 struct StreamInner {
@@ -106,8 +125,15 @@ impl SessionStream {
             let seq = inner.last_seq;
             self.keep(&mut inner, seq, text.clone());
         }
-        if let Some(attached) = &inner.attached {
-            deliver(attached, kind, &text);
+        let max_frames = self.limits.max_frames;
+        if let Some(attached) = inner.attached.as_mut() {
+            match attached.backlog.as_mut() {
+                Some(backlog) if backlog.len() >= max_frames => {
+                    let _ = attached.actor.cast(ConnectionMsg::SlowConsumer);
+                }
+                Some(backlog) => backlog.push_back(text),
+                None => deliver(attached, kind, &text),
+            }
         }
     }
 
@@ -130,18 +156,19 @@ impl SessionStream {
         }
     }
 
-    /// Attaches a socket, first replaying every buffered frame after `last_seq` (in order, under
-    /// the lock, so no live frame overtakes the replay). Another socket attached to the session is
-    /// told it was taken over.
+    /// Attaches a socket. With `last_seq`, the buffered frames after it are returned as a
+    /// [`Replay`] that [`SessionStream::replay`] sends at the socket's pace; live frames wait
+    /// behind it, so none overtakes the replay and none is skipped. Another socket attached to
+    /// the session is told it was taken over.
     pub fn attach(
         &self,
         conn_id: &str,
         outbound: Outbound,
         actor: ActorRef<ConnectionMsg>,
         last_seq: Option<u64>,
-    ) -> Result<usize, ResumeError> {
+    ) -> Result<Replay, ResumeError> {
         let mut inner = self.lock();
-        let mut replayed = 0;
+        let mut replay = Replay::default();
         if let Some(last_seq) = last_seq {
             if last_seq > inner.last_seq {
                 return Err(ResumeError::Ahead);
@@ -149,34 +176,59 @@ impl SessionStream {
             if last_seq < inner.evicted_up_to {
                 return Err(ResumeError::TooOld);
             }
+            replay.frames = inner.frames.iter().filter(|(seq, _)| *seq > last_seq).map(|(_, text)| text.clone()).collect();
         }
-        let attached = Attached { conn_id: conn_id.to_string(), outbound, actor };
-        if let Some(last_seq) = last_seq {
-            for (_, text) in inner.frames.iter().filter(|(seq, _)| *seq > last_seq) {
-                deliver(&attached, "replay", text);
-                replayed += 1;
-            }
-        }
+        let backlog = (!replay.is_empty()).then(VecDeque::new);
+        let attached = Attached { conn_id: conn_id.to_string(), outbound, actor, backlog };
         if let Some(previous) = inner.attached.replace(attached) {
             if previous.conn_id != conn_id {
                 let _ = previous.actor.cast(ConnectionMsg::SessionTaken);
             }
         }
         inner.detached_at = None;
-        Ok(replayed)
+        Ok(replay)
     }
 
-    /// Detaches `conn_id`'s socket (if it is still the attached one); the TTL starts.
-    pub fn detach(&self, conn_id: &str) {
-        let mut inner = self.lock();
-        if inner.attached.as_ref().is_some_and(|a| a.conn_id == conn_id) {
-            inner.attached = None;
-            inner.detached_at = Some(Instant::now());
+    /// Sends a replay to `conn_id`'s socket, waiting for room in its queue (any
+    /// `PAM_OUTBOUND_QUEUE` works), then the live frames that waited behind it; from then on
+    /// frames flow live again. Stops when the socket closes or another one takes the session.
+    pub async fn replay(&self, conn_id: &str, outbound: &Outbound, replay: Replay) {
+        for text in replay.frames {
+            if outbound.send_when_room(OutFrame::Text(text.to_string())).await.is_err() {
+                return;
+            }
+            count_frame("out", "replay");
+        }
+        loop {
+            let next = {
+                let mut inner = self.lock();
+                let Some(attached) = inner.attached.as_mut().filter(|a| a.conn_id == conn_id) else { return };
+                match attached.backlog.as_mut().and_then(VecDeque::pop_front) {
+                    Some(text) => text,
+                    None => {
+                        attached.backlog = None;
+                        return;
+                    }
+                }
+            };
+            if outbound.send_when_room(OutFrame::Text(next.to_string())).await.is_err() {
+                return;
+            }
+            count_frame("out", "live");
         }
     }
 
-    fn expired(&self, now: Instant) -> bool {
-        self.lock().detached_at.is_some_and(|at| now.duration_since(at) >= self.limits.ttl)
+    /// Detaches `conn_id`'s socket (if it is still the attached one); the TTL starts. Returns
+    /// when it was detached (use [`ResumeBuffer::detach`], which also schedules its expiry).
+    pub fn detach(&self, conn_id: &str) -> Option<Instant> {
+        let mut inner = self.lock();
+        if inner.attached.as_ref().is_some_and(|a| a.conn_id == conn_id) {
+            let now = Instant::now();
+            inner.attached = None;
+            inner.detached_at = Some(now);
+            return Some(now);
+        }
+        None
     }
 
     fn detached_since(&self) -> Option<Instant> {
@@ -194,19 +246,48 @@ fn deliver(attached: &Attached, kind: &'static str, text: &Arc<str>) {
     }
 }
 
-/// The shared registry of v2 sessions.
+/// The shared registry of v2 sessions: bounded in sessions, and a detached session is forgotten
+/// once its TTL has passed (oldest first, from a queue in detach order: no scan of every session,
+/// whether the registry is full or not).
 pub struct ResumeBuffer {
     limits: ResumeLimits,
-    sessions: Mutex<HashMap<String, Arc<SessionStream>>>,
+    registry: Mutex<Registry>,
+}
+
+#[derive(Default)]
+struct Registry {
+    sessions: HashMap<String, Arc<SessionStream>>,
+    /// (detached at, session id), oldest first; an entry whose session was attached again (or
+    /// detached later) since is stale and skipped.
+    detached: VecDeque<(Instant, String)>,
+}
+
+impl Registry {
+    /// Drops the entry at the front; forgets its session if it is still detached since then.
+    fn pop_oldest(&mut self) -> bool {
+        let Some((at, id)) = self.detached.pop_front() else { return false };
+        if self.sessions.get(&id).is_some_and(|s| s.detached_since() == Some(at)) {
+            self.sessions.remove(&id);
+            return true;
+        }
+        false
+    }
+
+    /// Forgets every session detached for `ttl` or longer.
+    fn sweep(&mut self, now: Instant, ttl: Duration) {
+        while self.detached.front().is_some_and(|(at, _)| now.duration_since(*at) >= ttl) {
+            self.pop_oldest();
+        }
+    }
 }
 
 impl ResumeBuffer {
     pub fn new(limits: ResumeLimits) -> Self {
-        ResumeBuffer { limits, sessions: Mutex::new(HashMap::new()) }
+        ResumeBuffer { limits, registry: Mutex::new(Registry::default()) }
     }
 
-    fn lock(&self) -> MutexGuard<'_, HashMap<String, Arc<SessionStream>>> {
-        self.sessions.lock().unwrap_or_else(|p| p.into_inner())
+    fn lock(&self) -> MutexGuard<'_, Registry> {
+        self.registry.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// A fresh session for `user` whose first frame gets `first_seq`. It is registered for
@@ -215,43 +296,49 @@ impl ResumeBuffer {
     pub fn open(&self, user: UserId, first_seq: u64) -> Arc<SessionStream> {
         let id = uuid::Uuid::new_v4().simple().to_string();
         let stream = Arc::new(SessionStream::new(id.clone(), user, first_seq, self.limits));
-        let mut sessions = self.lock();
-        if sessions.len() >= self.limits.max_sessions {
-            let now = Instant::now();
-            sessions.retain(|_, s| !s.expired(now));
+        let mut registry = self.lock();
+        registry.sweep(Instant::now(), self.limits.ttl);
+        while registry.sessions.len() >= self.limits.max_sessions && !registry.detached.is_empty() {
+            registry.pop_oldest();
         }
-        if sessions.len() >= self.limits.max_sessions {
-            let oldest = sessions.iter().filter_map(|(k, s)| s.detached_since().map(|at| (at, k.clone()))).min();
-            if let Some((_, key)) = oldest {
-                sessions.remove(&key);
+        if registry.sessions.len() < self.limits.max_sessions {
+            if let Some(at) = stream.detached_since() {
+                registry.detached.push_back((at, id.clone()));
             }
-        }
-        if sessions.len() < self.limits.max_sessions {
-            sessions.insert(id, stream.clone());
+            registry.sessions.insert(id, stream.clone());
         }
         stream
+    }
+
+    /// Detaches `conn_id`'s socket from `stream`; the session is forgotten after the TTL.
+    pub fn detach(&self, stream: &SessionStream, conn_id: &str) {
+        if let Some(at) = stream.detach(conn_id) {
+            let mut registry = self.lock();
+            registry.detached.push_back((at, stream.id().to_string()));
+            // Stale entries are bounded too: a session attached and detached again and again.
+            while registry.detached.len() > 2 * self.limits.max_sessions.max(1) {
+                registry.pop_oldest();
+            }
+        }
     }
 
     /// `user`'s session `id`, unless it is unknown, expired or someone else's (all look alike,
     /// so nothing is learned about other users' sessions).
     pub fn find(&self, id: &str, user: &UserId) -> Option<Arc<SessionStream>> {
-        let mut sessions = self.lock();
-        let stream = sessions.get(id)?.clone();
-        if stream.expired(Instant::now()) {
-            sessions.remove(id);
-            return None;
-        }
+        let mut registry = self.lock();
+        registry.sweep(Instant::now(), self.limits.ttl);
+        let stream = registry.sessions.get(id)?.clone();
         (stream.user == *user).then_some(stream)
     }
 
     /// Forgets a session (one that a resume replaced).
     pub fn forget(&self, id: &str) {
-        self.lock().remove(id);
+        self.lock().sessions.remove(id);
     }
 
     /// Sessions held right now.
     pub fn len(&self) -> usize {
-        self.lock().len()
+        self.lock().sessions.len()
     }
 
     pub fn is_empty(&self) -> bool {

@@ -50,11 +50,11 @@ async fn frames_are_numbered_and_replayed_after_last_seq() {
     stream.push(V2Frame::Ping { timestamp: 1 });
     let (out, mut rx) = channel(16);
     let found = buffer.find(stream.id(), &user(1)).expect("own session is found");
-    assert_eq!(found.attach("c2", out.clone(), actor.clone(), Some(2)), Ok(2));
+    assert_eq!(attach_and_replay(&found, "c2", &out, &actor, Some(2)).await, Ok(2));
     assert_eq!(seqs(&mut rx).await, vec![3, 4], "acks b and c; welcome and ping are not replayed");
     stream.push(ack("d"));
     assert_eq!(seqs(&mut rx).await, vec![6], "live frames follow the replay");
-    assert_eq!(found.attach("c3", out, actor.clone(), Some(7)), Err(ResumeError::Ahead));
+    assert_eq!(found.attach("c3", out, actor.clone(), Some(7)).map(|r| r.len()), Err(ResumeError::Ahead));
     actor.stop(None);
 }
 
@@ -67,8 +67,8 @@ async fn a_resume_from_before_the_ring_fails_as_too_old() {
         stream.push(ack(id));
     }
     let (out, mut rx) = channel(16);
-    assert_eq!(stream.attach("c2", out.clone(), actor.clone(), Some(1)), Err(ResumeError::TooOld));
-    assert_eq!(stream.attach("c2", out, actor.clone(), Some(2)), Ok(2));
+    assert_eq!(stream.attach("c2", out.clone(), actor.clone(), Some(1)).map(|r| r.len()), Err(ResumeError::TooOld));
+    assert_eq!(attach_and_replay(&stream, "c2", &out, &actor, Some(2)).await, Ok(2));
     assert_eq!(seqs(&mut rx).await, vec![3, 4]);
     actor.stop(None);
 }
@@ -98,8 +98,67 @@ async fn detached_sessions_expire_and_the_registry_stays_bounded() {
     assert_eq!(buffer.len(), 2, "bounded in sessions");
     assert!(buffer.find(a.id(), &user(1)).is_none(), "the oldest detached session made room");
     assert!(buffer.find(b.id(), &user(1)).is_some());
-    attached.detach("c1");
+    buffer.detach(&attached, "c1");
     actor.stop(None);
+}
+
+#[tokio::test(start_paused = true)]
+async fn detached_sessions_are_forgotten_by_age_while_the_registry_is_not_full() {
+    let (actor, _) = Actor::spawn(None, Sink, ()).await.unwrap();
+    let buffer = ResumeBuffer::new(ResumeLimits { max_sessions: 1_000, ..limits(4) });
+    let (out, _rx) = channel(4);
+    for _ in 0..10 {
+        let stream = buffer.open(user(1), 1);
+        stream.attach("c", out.clone(), actor.clone(), None).unwrap();
+        buffer.detach(&stream, "c");
+    }
+    assert_eq!(buffer.len(), 10);
+    tokio::time::advance(Duration::from_secs(61)).await;
+    let fresh = buffer.open(user(1), 1);
+    assert_eq!(buffer.len(), 1, "the expired ones are gone, only the fresh one is left");
+    assert!(buffer.find(fresh.id(), &user(1)).is_some());
+    actor.stop(None);
+}
+
+#[tokio::test]
+async fn a_replay_larger_than_the_socket_queue_arrives_whole_and_live_frames_follow_it() {
+    let (actor, _) = Actor::spawn(None, Sink, ()).await.unwrap();
+    let buffer = ResumeBuffer::new(ResumeLimits { max_frames: 256, ..limits(256) });
+    let stream = buffer.open(user(1), 1);
+    for n in 0..200 {
+        stream.push(ack(&n.to_string()));
+    }
+    let (out, mut rx) = channel(16);
+    let replay = stream.attach("c2", out.clone(), actor.clone(), Some(0)).unwrap();
+    assert_eq!(replay.len(), 200);
+    let replaying = {
+        let stream = stream.clone();
+        tokio::spawn(async move { stream.replay("c2", &out, replay).await })
+    };
+    stream.push(ack("live"));
+    let mut seen = Vec::new();
+    while seen.len() < 201 {
+        if let WriterEvent::Frame(OutFrame::Text(text)) = rx.next().await {
+            seen.push(serde_json::from_str::<SeqFrame>(&text).unwrap().seq);
+        }
+    }
+    replaying.await.unwrap();
+    assert_eq!(seen, (1..=201).collect::<Vec<_>>(), "every frame once, in order, the live one last");
+    actor.stop(None);
+}
+
+/// Attaches and runs the replay to its end (the queue must hold it).
+async fn attach_and_replay(
+    stream: &SessionStream,
+    conn: &str,
+    out: &crate::outbound::Outbound,
+    actor: &ActorRef<ConnectionMsg>,
+    last_seq: Option<u64>,
+) -> Result<usize, ResumeError> {
+    let replay = stream.attach(conn, out.clone(), actor.clone(), last_seq)?;
+    let len = replay.len();
+    stream.replay(conn, out, replay).await;
+    Ok(len)
 }
 
 #[tokio::test]
@@ -112,9 +171,9 @@ async fn a_full_socket_queue_keeps_the_frame_for_resume() {
     stream.push(ack("a"));
     stream.push(ack("b"));
     assert!(matches!(rx.next().await, WriterEvent::Frame(_)));
-    stream.detach("c1");
+    buffer.detach(&stream, "c1");
     let (out, mut rx) = channel(4);
-    assert_eq!(stream.attach("c2", out, actor.clone(), Some(1)), Ok(1));
+    assert_eq!(attach_and_replay(&stream, "c2", &out, &actor, Some(1)).await, Ok(1));
     assert_eq!(seqs(&mut rx).await, vec![2]);
     actor.stop(None);
 }

@@ -208,7 +208,7 @@ impl Drop for ConnectionState {
             let _ = orchestrator.cast(OrchestratorMsg::Finish);
         }
         if let Some(stream) = self.v2.as_ref().and_then(|v2| v2.stream.as_ref()) {
-            stream.detach(&self.conn_id);
+            self.deps.resume.detach(stream, &self.conn_id);
         }
     }
 }

@@ -151,8 +151,13 @@ impl ConnectionState {
             return self.resume_failed(myself, &current, "unknown or expired session");
         };
         match old.attach(&self.conn_id, self.outbound.clone(), myself.clone(), Some(last_seq)) {
-            Ok(replayed) => {
-                tracing::debug!(conn_id = %self.conn_id, replayed, "session resumed");
+            Ok(replay) => {
+                tracing::debug!(conn_id = %self.conn_id, replayed = replay.len(), "session resumed");
+                if !replay.is_empty() {
+                    // Paced by the socket's queue: a full ring resumes with any PAM_OUTBOUND_QUEUE.
+                    let (stream, conn_id, outbound) = (old.clone(), self.conn_id.clone(), self.outbound.clone());
+                    tokio::spawn(async move { stream.replay(&conn_id, &outbound, replay).await });
+                }
                 if old.id() != current.id() {
                     current.detach(&self.conn_id);
                     self.deps.resume.forget(current.id());
