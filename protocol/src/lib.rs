@@ -9,7 +9,7 @@ mod inbound;
 mod outbound;
 mod v2;
 
-pub use close::{CloseCode, MAX_CLOSE_REASON_BYTES};
+pub use close::{CloseCode, MAX_CLOSE_REASON_BYTES, OTHER_CLOSE_LABEL};
 pub use error_code::ErrorCode;
 pub use ids::{IdError, SessionId, UserId};
 pub use inbound::{ChatRequest, ClientFrame, FrameError, parse_client_frame};
