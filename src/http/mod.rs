@@ -1,6 +1,7 @@
 //! HTTP surface: the router, shared state and the small handlers (health, metrics, dev).
 
 pub mod bearer;
+pub mod conformance;
 pub mod cors;
 pub mod dev;
 pub mod health;
@@ -10,6 +11,7 @@ pub mod monitoring;
 pub mod rest;
 pub mod settings;
 pub mod ws;
+pub mod ws_failure;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -88,6 +90,9 @@ pub fn router(state: SharedState) -> Router {
             .route("/demo.js", get(dev::demo_script))
             .route("/demo.css", get(dev::demo_styles))
             .route("/favicon.ico", get(dev::favicon));
+    }
+    if state.settings.conformance_echo {
+        router = router.route("/conformance/echo", get(conformance::echo));
     }
     let policy = middleware::EdgePolicy { hsts: state.settings.tls_paths().is_some() };
     router
