@@ -311,10 +311,13 @@ async fn send_frame(sink: &mut SplitSink<WebSocket, Message>, queue: &mut Outbou
     }
 }
 
-/// Flushes what is queued, then the error frame and the close frame, within one budget.
+/// Flushes what is queued, then the error frame and the close frame, within one budget. When the
+/// peer closed first, the flush sends tungstenite's queued echo of its close frame (RFC 6455
+/// §5.5.1) and the sends after it fail: nothing may follow a close.
 async fn close_socket(sink: &mut SplitSink<WebSocket, Message>, queue: &mut OutboundReceiver, request: CloseRequest) {
     let deadline = Instant::now() + CLOSE_BUDGET;
     let _ = tokio::time::timeout_at(deadline, async {
+        sink.flush().await?;
         while let Some(frame) = queue.try_next_frame() {
             sink.send(to_message(frame)).await?;
         }

@@ -26,6 +26,7 @@ mod postgres_outage;
 mod redis_cache;
 mod rest_bad_input;
 mod rest_chat;
+mod rfc6455;
 mod schema_doctor;
 mod shutdown;
 mod supervision;
