@@ -13,6 +13,7 @@ mod csrf_settings;
 mod edge_http;
 mod edge_limits;
 mod health_and_dev;
+mod hostile_edge;
 mod keepalive;
 mod legacy_protocol;
 mod limits;
