@@ -6,6 +6,8 @@ mod close;
 mod error_code;
 mod ids;
 mod inbound;
+#[cfg(test)]
+mod inbound_props;
 mod outbound;
 mod v2;
 
