@@ -63,9 +63,9 @@ for _ in $(seq 1 100); do
 done
 [ -n "$echo_addr" ] || { say "the bare echo server did not start"; cat "$echo_log" >&2; exit 1; }
 
-# Cases 9.1.x/9.2.x (one message of 64 KiB … 16 MiB) and 9.3–9.6 (4 MiB / 1 MiB in fragments or
-# chunks) dominate the run: wstest masks and checks them in pure Python. They all run; the whole
-# script stays within a few minutes on a 2-core machine (README, "Tests").
+# Every case runs, the slow 9.x (messages of up to 16 MiB, 4 MiB in fragments or chunks) too: on
+# this 2-core machine 9.* takes about 25 s per server and the whole run about 40 s per server
+# (debug build; less in release), well inside CI's budget, so nothing is excluded.
 cases=${AUTOBAHN_CASES:-'["1.*", "2.*", "3.*", "4.*", "5.*", "6.*", "7.*", "9.*", "10.*"]'}
 
 run_suite() { # agent url
