@@ -167,7 +167,11 @@ impl Application {
         let scheme = if tls.is_some() { "https" } else { "http" };
         tracing::info!(address = %listener.local_addr()?, scheme, database = state.db.backend(), dev_auth = state.dev.is_some(), "pam-gateway listening");
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let options = ServeOptions { header_read_timeout: state.settings.header_read_timeout(), tls };
+        let options = ServeOptions {
+            header_read_timeout: state.settings.header_read_timeout(),
+            max_header_bytes: state.settings.max_header_bytes,
+            tls,
+        };
         let server = tokio::spawn(crate::server::serve(listener, router(state.clone()), options, async move {
             let _ = stop_rx.await;
         }));

@@ -143,7 +143,19 @@ pub struct Settings {
     /// plus a random suffix.
     #[arg(long, env = "PAM_NODE_ID")]
     pub node_id: Option<String>,
+
+    // Edge limits and conformance.
+    /// Largest request head (request line and headers) in bytes; a longer one, even half-sent,
+    /// gets 431 and the connection is closed at once (at least 8192, hyper's smallest read buffer).
+    #[arg(long, env = "PAM_MAX_HEADER_BYTES", default_value_t = 16_384)]
+    pub max_header_bytes: usize,
+    /// Mount `GET /conformance/echo`, a raw WebSocket echo for the Autobahn testsuite (loopback binds only).
+    #[arg(long, env = "PAM_CONFORMANCE_ECHO", default_value_t = false, action = clap::ArgAction::Set)]
+    pub conformance_echo: bool,
 }
+
+/// hyper's smallest read buffer (`http1::Builder::max_buf_size` panics below it).
+pub const MIN_HEADER_BYTES: usize = 8192;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum LogFormat {
@@ -176,6 +188,7 @@ impl Settings {
 
     /// Checks that the settings can work together and derives the auth setup.
     pub fn validate(&self) -> Result<AuthSettings, SettingsError> {
+        self.validate_edge()?;
         let invalid = |m: String| Err(SettingsError::Invalid(m));
         checks::check(self)?;
         if self.ping_interval_ms == 0 || self.pong_timeout_ms == 0 {
@@ -221,6 +234,20 @@ impl Settings {
             issuer,
             dev_auth,
         })
+    }
+
+    /// The edge settings: a header cap hyper can apply, the conformance echo only on loopback.
+    fn validate_edge(&self) -> Result<(), SettingsError> {
+        if self.max_header_bytes < MIN_HEADER_BYTES {
+            return Err(SettingsError::Invalid(format!("PAM_MAX_HEADER_BYTES must be at least {MIN_HEADER_BYTES}")));
+        }
+        if self.conformance_echo && !self.listen.ip().is_loopback() {
+            return Err(SettingsError::Invalid(format!(
+                "refusing to start: PAM_CONFORMANCE_ECHO is only allowed on a loopback bind, not {}",
+                self.listen
+            )));
+        }
+        Ok(())
     }
 
     pub fn connection_settings(&self) -> ConnectionSettings {
@@ -349,6 +376,27 @@ mod tests {
         settings.tls_key = Some("key.pem".into());
         assert!(settings.validate().is_ok());
         assert_eq!(settings.tls_paths(), Some(("cert.pem".into(), "key.pem".into())));
+    }
+
+    #[test]
+    fn the_conformance_echo_refuses_a_non_loopback_bind_with_one_line_naming_the_setting() {
+        let mut settings = Settings::defaults();
+        settings.conformance_echo = true;
+        assert!(settings.validate().is_ok(), "loopback is fine");
+        settings.listen = "0.0.0.0:8080".parse().unwrap();
+        settings.supabase_jwt_secret = Some("jwt-secret-value".into());
+        let error = settings.validate().unwrap_err().to_string();
+        assert!(error.starts_with("refusing to start: PAM_CONFORMANCE_ECHO"), "{error}");
+        assert!(!error.contains('\n'));
+    }
+
+    #[test]
+    fn a_header_cap_below_hypers_minimum_is_refused() {
+        let mut settings = Settings::defaults();
+        settings.max_header_bytes = MIN_HEADER_BYTES - 1;
+        assert!(settings.validate().unwrap_err().to_string().contains("PAM_MAX_HEADER_BYTES"));
+        settings.max_header_bytes = MIN_HEADER_BYTES;
+        assert!(settings.validate().is_ok());
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! The accept loop: one task per TCP connection serving the router over hyper's HTTP/1 with
 //! upgrades, optional TLS, and a header-read deadline that also bounds the TLS handshake, so a
-//! half-open or silent client costs a socket for `PAM_HEADER_READ_TIMEOUT_MS` at most.
+//! half-open or silent client costs a socket for `PAM_HEADER_READ_TIMEOUT_MS` at most, and a
+//! request head is capped at `PAM_MAX_HEADER_BYTES`: hyper answers a longer one, complete or
+//! half-sent, with 431 as soon as that much is buffered and closes the connection.
 //!
 //! After a WebSocket upgrade the connection task ends and frees hyper's buffers; the upgraded
 //! socket lives on in the WebSocket tasks (src/http/ws.rs), which the drain closes with 1012.
@@ -30,6 +32,9 @@ const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(50);
 pub struct ServeOptions {
     /// Deadline for the TLS handshake and for each request head.
     pub header_read_timeout: Duration,
+    /// Largest request head in bytes (at least 8192); also the cap of each connection's read
+    /// buffer, so no connection holds more than this before its head is complete.
+    pub max_header_bytes: usize,
     /// Serve TLS with these files; `None` = plain HTTP (a proxy in front terminates TLS).
     pub tls: Option<TlsFiles>,
 }
@@ -45,7 +50,10 @@ struct Shared {
 /// their current request and returns once every connection task has ended.
 pub async fn serve(listener: TcpListener, router: Router, options: ServeOptions, stop: impl Future<Output = ()>) {
     let mut http = http1::Builder::new();
-    http.timer(TokioTimer::new()).header_read_timeout(options.header_read_timeout);
+    http.timer(TokioTimer::new())
+        .header_read_timeout(options.header_read_timeout)
+        .max_header_size(options.max_header_bytes)
+        .max_buf_size(options.max_header_bytes.max(crate::config::MIN_HEADER_BYTES));
     let shared = Arc::new(Shared { router, http, options });
     let (stopping, stop_seen) = watch::channel(false);
     tokio::pin!(stop);

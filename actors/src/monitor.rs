@@ -1,13 +1,15 @@
 //! `WsMonitor`: what `GET /api/v1/monitoring/websockets` reports, kept apart from the metrics
 //! recorder — connections by state now, and opened/closed, closes by code and per-user cap hits
 //! over the last five minutes in ten-second buckets. Bounded (at most 31 buckets, each with a
-//! map of close codes seen) and fed by one-line calls where the connection metrics are counted.
+//! map keyed by the closed set of `CloseCode::label_for`, never by the raw code a client chose)
+//! and fed by one-line calls where the connection metrics are counted.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
+use pam_protocol::CloseCode;
 use tokio::time::Instant;
 
 /// The reporting window.
@@ -20,7 +22,7 @@ const STATES: [&str; 4] = ["accepted", "authenticating", "ready", "draining"];
 struct Bucket {
     index: u64,
     opened: u64,
-    closes: BTreeMap<u16, u64>,
+    closes: BTreeMap<&'static str, u64>,
     user_cap_hits: u64,
 }
 
@@ -30,7 +32,8 @@ pub struct WsSnapshot {
     pub by_state: BTreeMap<&'static str, i64>,
     pub opened: u64,
     pub closed: u64,
-    pub closes_by_code: BTreeMap<u16, u64>,
+    /// Keyed by `CloseCode::label_for` (`"1000"`, `"4501"`, …, `"other"`).
+    pub closes_by_code: BTreeMap<&'static str, u64>,
     pub user_cap_hits: u64,
 }
 
@@ -68,9 +71,10 @@ impl WsMonitor {
         self.with_bucket(now, |b| b.opened += 1);
     }
 
-    /// A socket closed with `code`.
+    /// A socket closed with `code` (counted under its label: unknown codes share `other`).
     pub fn closed(&self, code: u16, now: Instant) {
-        self.with_bucket(now, |b| *b.closes.entry(code).or_default() += 1);
+        let label = CloseCode::label_for(code);
+        self.with_bucket(now, |b| *b.closes.entry(label).or_default() += 1);
     }
 
     /// A user hit `PAM_MAX_CONNECTIONS_PER_USER`.
@@ -101,7 +105,7 @@ impl WsMonitor {
             snapshot.user_cap_hits += bucket.user_cap_hits;
             for (code, n) in &bucket.closes {
                 snapshot.closed += n;
-                *snapshot.closes_by_code.entry(*code).or_default() += n;
+                *snapshot.closes_by_code.entry(code).or_default() += n;
             }
         }
         snapshot
@@ -129,11 +133,25 @@ mod tests {
         monitor.closed(1000, t0 + Duration::from_secs(200));
         let at_250 = monitor.snapshot(t0 + Duration::from_secs(250));
         assert_eq!((at_250.opened, at_250.closed, at_250.user_cap_hits), (2, 2, 1));
-        assert_eq!(at_250.closes_by_code, BTreeMap::from([(1000, 1), (4501, 1)]));
+        assert_eq!(at_250.closes_by_code, BTreeMap::from([("1000", 1), ("4501", 1)]));
         let at_330 = monitor.snapshot(t0 + Duration::from_secs(330));
         assert_eq!((at_330.opened, at_330.closed, at_330.user_cap_hits), (1, 1, 1), "the first ten seconds fell out");
         let at_600 = monitor.snapshot(t0 + Duration::from_secs(600));
         assert_eq!((at_600.opened, at_600.closed), (0, 0));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn client_chosen_close_codes_share_one_key_outside_the_closed_set() {
+        let monitor = WsMonitor::new(Instant::now());
+        let t0 = Instant::now();
+        for code in 3000..=4999 {
+            monitor.closed(code, t0);
+        }
+        let snapshot = monitor.snapshot(t0);
+        assert_eq!(snapshot.closed, 2000);
+        let table_codes_hit = CloseCode::ALL.iter().filter(|c| (3000..=4999).contains(&c.code())).count() as u64;
+        assert_eq!(snapshot.closes_by_code.len() as u64, table_codes_hit + 1, "{:?}", snapshot.closes_by_code);
+        assert_eq!(snapshot.closes_by_code["other"], 2000 - table_codes_hit);
     }
 
     #[tokio::test(start_paused = true)]

@@ -144,6 +144,10 @@ enum Scenario {
     EchoServer {
         #[arg(long, default_value = "127.0.0.1:0")]
         listen: String,
+        /// Echo text and binary messages as they come, without the `connection` frame: the bare
+        /// tokio-tungstenite side of scripts/autobahn.sh.
+        #[arg(long)]
+        raw: bool,
     },
 }
 
@@ -244,7 +248,7 @@ async fn run(scenario: Scenario) -> Result<bool, String> {
             context_bench::run(&plan).await?
         }
         Scenario::Stream(args) => return stream_bench::run(&args).await,
-        Scenario::EchoServer { listen } => return echo_server::serve(&listen).await.map(|()| true),
+        Scenario::EchoServer { listen, raw } => return echo_server::serve(&listen, raw).await.map(|()| true),
     };
     println!("{}", report.render());
     Ok(report.passed())

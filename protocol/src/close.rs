@@ -1,5 +1,7 @@
 //! The close-code table: every code the server sends, its name, its reason and the error code
-//! of the `error` frame that precedes it. The gateway and the actors take codes only from here.
+//! of the `error` frame that precedes it. The gateway and the actors take codes only from here,
+//! and so do metric labels and monitor keys: [`CloseCode::label_for`] maps any code a peer may
+//! send onto a closed set.
 
 use crate::ErrorCode;
 
@@ -27,6 +29,9 @@ macro_rules! close_table {
 
             /// The `error_code` of the `error` frame sent before this close, if any.
             pub const fn error_code(self) -> Option<ErrorCode> { match self { $( CloseCode::$variant => $error, )* } }
+
+            /// The numeric code as a static string (`"4408"`): a metric label that costs no allocation.
+            pub const fn label(self) -> &'static str { match self { $( CloseCode::$variant => stringify!($code), )* } }
         }
     };
 }
@@ -34,6 +39,8 @@ macro_rules! close_table {
 close_table! {
     Normal = 1000, "normal", None, "session ended";
     GoingAway = 1001, "going_away", Some(ErrorCode::Timeout), "no pong or frame received in time";
+    ProtocolError = 1002, "protocol_error", Some(ErrorCode::ProtocolError), "protocol error";
+    InvalidPayload = 1007, "invalid_payload", Some(ErrorCode::ProtocolError), "invalid UTF-8 in a text frame or close reason";
     PolicyViolation = 1008, "policy_violation", Some(ErrorCode::ValidationError), "too many invalid frames in a row";
     MessageTooBig = 1009, "message_too_big", Some(ErrorCode::MessageTooLarge), "frame exceeds the size limit";
     InternalError = 1011, "internal_error", Some(ErrorCode::Internal), "internal error";
@@ -49,7 +56,26 @@ close_table! {
     AuthTimeout = 4508, "auth_timeout", Some(ErrorCode::AuthTimeout), "no auth frame received in time";
 }
 
+/// The label of every close code outside the table and [`RFC_EXTRA_LABELS`].
+pub const OTHER_CLOSE_LABEL: &str = "other";
+
+/// Codes registered by RFC 6455 §7.4.1 that are not in the table but are worth telling apart:
+/// 1003 and 1010 are the ones a client may send, 1005 (no status code) and 1006 (no close frame)
+/// are recorded for peers that ended that way, and 1014/1015 complete the registry.
+const RFC_EXTRA_LABELS: [(u16, &str); 6] = [(1003, "1003"), (1005, "1005"), (1006, "1006"), (1010, "1010"), (1014, "1014"), (1015, "1015")];
+
 impl CloseCode {
+    /// The metric label and monitor key for any close code, sent or received: the code itself
+    /// (as a static string) when it is in the table or among the RFC 6455 codes above,
+    /// [`OTHER_CLOSE_LABEL`] for everything else. A client picks its own close code (3000–4999
+    /// are all valid on the wire), so its codes must never become labels one for one.
+    pub fn label_for(code: u16) -> &'static str {
+        if let Some(known) = Self::from_code(code) {
+            return known.label();
+        }
+        RFC_EXTRA_LABELS.iter().find(|(extra, _)| *extra == code).map_or(OTHER_CLOSE_LABEL, |(_, label)| label)
+    }
+
     /// 4000–4499 (and the 1xxx codes other than policy ones) invite a reconnect; 4500–4999 do not.
     pub const fn may_reconnect(self) -> bool {
         !matches!(self.code(), 4500..=4999)
@@ -95,6 +121,27 @@ mod tests {
         for code in CloseCode::ALL {
             assert_eq!(code.error_code().is_none(), *code == CloseCode::Normal, "{code:?}");
         }
+    }
+
+    #[test]
+    fn every_possible_code_maps_onto_a_small_closed_set_of_labels() {
+        let labels: std::collections::HashSet<&str> = (0..=u16::MAX).map(CloseCode::label_for).collect();
+        assert_eq!(labels.len(), CloseCode::ALL.len() + RFC_EXTRA_LABELS.len() + 1, "{labels:?}");
+        for code in CloseCode::ALL {
+            assert_eq!(code.label(), code.code().to_string());
+            assert_eq!(CloseCode::label_for(code.code()), code.label());
+        }
+        assert_eq!(CloseCode::label_for(1006), "1006");
+        assert_eq!(CloseCode::label_for(3000), OTHER_CLOSE_LABEL);
+        assert_eq!(CloseCode::label_for(4999), OTHER_CLOSE_LABEL);
+    }
+
+    #[test]
+    fn protocol_violations_close_with_an_error_frame_naming_protocol_error() {
+        assert_eq!(CloseCode::ProtocolError.code(), 1002);
+        assert_eq!(CloseCode::InvalidPayload.code(), 1007);
+        assert_eq!(CloseCode::ProtocolError.error_code(), Some(ErrorCode::ProtocolError));
+        assert_eq!(CloseCode::InvalidPayload.error_code(), Some(ErrorCode::ProtocolError));
     }
 
     #[test]

@@ -25,6 +25,8 @@ pub enum ErrorCode {
     SlowConsumer,
     ServiceRestart,
     TooManyConnections,
+    /// An RFC 6455 violation by the client (sent with close 1002, or 1007 for invalid UTF-8).
+    ProtocolError,
 }
 
 impl ErrorCode {
@@ -49,6 +51,7 @@ impl ErrorCode {
             ErrorCode::SlowConsumer => "SLOW_CONSUMER",
             ErrorCode::ServiceRestart => "SERVICE_RESTART",
             ErrorCode::TooManyConnections => "TOO_MANY_CONNECTIONS",
+            ErrorCode::ProtocolError => "PROTOCOL_ERROR",
         }
     }
 }
@@ -65,6 +68,7 @@ mod tests {
             ErrorCode::InvalidJson,
             ErrorCode::MessageTooLarge,
             ErrorCode::TooManyConnections,
+            ErrorCode::ProtocolError,
         ] {
             assert_eq!(serde_json::to_value(code).unwrap(), code.as_str());
         }

@@ -6,10 +6,12 @@ mod close;
 mod error_code;
 mod ids;
 mod inbound;
+#[cfg(test)]
+mod inbound_props;
 mod outbound;
 mod v2;
 
-pub use close::{CloseCode, MAX_CLOSE_REASON_BYTES};
+pub use close::{CloseCode, MAX_CLOSE_REASON_BYTES, OTHER_CLOSE_LABEL};
 pub use error_code::ErrorCode;
 pub use ids::{IdError, SessionId, UserId};
 pub use inbound::{ChatRequest, ClientFrame, FrameError, parse_client_frame};

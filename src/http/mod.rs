@@ -2,6 +2,7 @@
 
 pub mod bearer;
 pub mod client_ip;
+pub mod conformance;
 pub mod cors;
 pub mod dev;
 pub mod health;
@@ -11,6 +12,7 @@ pub mod monitoring;
 pub mod rest;
 pub mod settings;
 pub mod ws;
+pub mod ws_failure;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -93,6 +95,9 @@ pub fn router(state: SharedState) -> Router {
             .route("/demo.js", get(dev::demo_script))
             .route("/demo.css", get(dev::demo_styles))
             .route("/favicon.ico", get(dev::favicon));
+    }
+    if state.settings.conformance_echo {
+        router = router.route("/conformance/echo", get(conformance::echo));
     }
     let policy = middleware::EdgePolicy { hsts: state.settings.tls_paths().is_some() };
     router

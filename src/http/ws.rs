@@ -2,11 +2,13 @@
 //! task (feeding the `ConnectionActor` through a bounded permit pool) and a writer task owning
 //! the sink, fed by the bounded outbound queue. Both tasks box their busy and closing paths: a
 //! task's size is its largest state, and idle sockets hold it for their whole life. Every
-//! server-started close goes out with a code and a reason.
+//! server-started close goes out with a code and a reason; a client's RFC 6455 violations close
+//! with 1002/1007 after a `PROTOCOL_ERROR` error frame (see `ws_failure.rs`).
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::Ordering;
@@ -25,6 +27,7 @@ use serde::Deserialize;
 use tokio::sync::Semaphore;
 use tokio::time::{Instant, timeout};
 
+use super::ws_failure::{ReadFailure, classify};
 use super::{SharedState, error_response};
 
 /// tungstenite reads in chunks of this size and keeps the buffer for the socket's life; a chat
@@ -50,9 +53,12 @@ pub async fn upgrade(
     headers: HeaderMap,
     Path(user_id): Path<String>,
     Query(query): Query<WsQuery>,
-    ws: WebSocketUpgrade,
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
-    accept(state, peer, &headers, ws, Some(user_id), query.token).await
+    match ws {
+        Ok(ws) => accept(state, peer, &headers, ws, Some(user_id), query.token).await,
+        Err(rejection) => upgrade_rejected(rejection),
+    }
 }
 
 /// `GET /api/v2/pam/ws`: v2 only; the user comes from the token (`?token=` or an `auth` frame).
@@ -61,9 +67,27 @@ pub async fn upgrade_v2(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     Query(query): Query<WsQuery>,
-    ws: WebSocketUpgrade,
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
-    accept(state, peer, &headers, ws, None, query.token).await
+    match ws {
+        Ok(ws) => accept(state, peer, &headers, ws, None, query.token).await,
+        Err(rejection) => upgrade_rejected(rejection),
+    }
+}
+
+/// An upgrade request axum's extractor refused. Another `Sec-WebSocket-Version` than 13 gets 426
+/// with `Sec-WebSocket-Version: 13` (RFC 6455 §4.4; RFC 9110 §15.5.22 adds `Upgrade`); the rest
+/// keep axum's status, and the edge middleware makes their body the JSON error body.
+pub fn upgrade_rejected(rejection: WebSocketUpgradeRejection) -> Response {
+    if !matches!(rejection, WebSocketUpgradeRejection::InvalidWebSocketVersionHeader(_)) {
+        return rejection.into_response();
+    }
+    metrics::counter!(WS_REJECTED_TOTAL, "reason" => "version").increment(1);
+    let message = "only WebSocket version 13 (RFC 6455) is supported";
+    let mut response = error_response(StatusCode::UPGRADE_REQUIRED, "UNSUPPORTED_WEBSOCKET_VERSION", message);
+    response.headers_mut().insert(header::SEC_WEBSOCKET_VERSION, HeaderValue::from_static("13"));
+    response.headers_mut().insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    response
 }
 
 /// The cheap refusals, then the 101: v2 on `/api/v2/pam/ws` (no path user) or when `pam.v2` was
@@ -94,7 +118,7 @@ async fn accept(
 }
 
 /// Buffers sized for idle sockets and the frame-size limit.
-fn sized(ws: WebSocketUpgrade, max: usize) -> WebSocketUpgrade {
+pub(super) fn sized(ws: WebSocketUpgrade, max: usize) -> WebSocketUpgrade {
     ws.read_buffer_size(READ_BUFFER_BYTES).write_buffer_size(0).max_write_buffer_size(max * 2).max_message_size(max).max_frame_size(max)
 }
 
@@ -110,7 +134,7 @@ fn refuse(reason: &'static str, status: StatusCode, code: &str, message: &str, r
 
 /// The cheap checks allowed before the 101 (draining, Origin, global cap): the response that
 /// turns this upgrade away, if any.
-fn refusal(state: &SharedState, headers: &HeaderMap) -> Option<Response> {
+pub(super) fn refusal(state: &SharedState, headers: &HeaderMap) -> Option<Response> {
     if state.is_draining() {
         return Some(refuse(
             "draining",
@@ -155,10 +179,10 @@ async fn throttled(state: &SharedState, client: IpAddr, token: Option<&str>) -> 
 }
 
 /// Counts a socket in `live_sockets` for as long as it is served.
-struct LiveSocket(SharedState);
+pub(super) struct LiveSocket(SharedState);
 
 impl LiveSocket {
-    fn new(state: &SharedState) -> Self {
+    pub(super) fn new(state: &SharedState) -> Self {
         state.live_sockets.fetch_add(1, Ordering::AcqRel);
         LiveSocket(state.clone())
     }
@@ -228,8 +252,11 @@ async fn read_loop(
             Some(Ok(Message::Binary(_))) => (Inbound::Binary, false),
             Some(Ok(Message::Ping(_) | Message::Pong(_))) => (Inbound::Control, false),
             Some(Ok(Message::Close(frame))) => (Inbound::Closed(frame.map(|f| f.code)), true),
-            Some(Err(error)) if is_too_big(&error) => (Inbound::TooBig, true),
-            Some(Err(error)) => (Inbound::Broken(error.to_string()), true),
+            Some(Err(error)) => match classify(&error) {
+                ReadFailure::TooBig => (Inbound::TooBig, true),
+                ReadFailure::Violation(code, reason) => (Inbound::Violation(code, reason), true),
+                ReadFailure::Transport => (Inbound::Broken(error.to_string()), true),
+            },
             None => (Inbound::Broken("stream ended".into()), true),
         };
         // The waiting path is boxed so the task stays small while the actor keeps up.
@@ -258,11 +285,6 @@ async fn linger(mut stream: SplitStream<WebSocket>) {
         }
     })
     .await;
-}
-
-fn is_too_big(error: &axum::Error) -> bool {
-    let text = error.to_string();
-    text.contains("Space limit exceeded") || text.contains("too long") || text.contains("Message too long") || text.contains("capacity")
 }
 
 async fn write_loop(mut sink: SplitSink<WebSocket, Message>, mut queue: OutboundReceiver) {
@@ -302,10 +324,13 @@ async fn send_frame(sink: &mut SplitSink<WebSocket, Message>, queue: &mut Outbou
     }
 }
 
-/// Flushes what is queued, then the error frame and the close frame, within one budget.
+/// Flushes what is queued, then the error frame and the close frame, within one budget. When the
+/// peer closed first, the flush sends tungstenite's queued echo of its close frame (RFC 6455
+/// §5.5.1) and the sends after it fail: nothing may follow a close.
 async fn close_socket(sink: &mut SplitSink<WebSocket, Message>, queue: &mut OutboundReceiver, request: CloseRequest) {
     let deadline = Instant::now() + CLOSE_BUDGET;
     let _ = tokio::time::timeout_at(deadline, async {
+        sink.flush().await?;
         while let Some(frame) = queue.try_next_frame() {
             sink.send(to_message(frame)).await?;
         }

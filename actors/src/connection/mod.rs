@@ -64,6 +64,9 @@ pub enum Inbound {
     Closed(Option<u16>),
     /// A frame over `PAM_MAX_FRAME_BYTES`.
     TooBig,
+    /// An RFC 6455 violation by the client: close with this code (1002, or 1007 for invalid
+    /// UTF-8) after a `PROTOCOL_ERROR` error frame whose message is the detail.
+    Violation(CloseCode, &'static str),
     /// The transport failed or ended without a close frame.
     Broken(String),
 }
@@ -290,7 +293,7 @@ impl ConnectionState {
 
     /// Ends the actor after the peer (or the transport) ended the socket.
     fn finish(&mut self, myself: &ActorRef<ConnectionMsg>, code: u16) {
-        metrics::counter!(WS_CLOSED_TOTAL, "code" => code.to_string()).increment(1);
+        metrics::counter!(WS_CLOSED_TOTAL, "code" => CloseCode::label_for(code)).increment(1);
         crate::monitor::ws().closed(code, Instant::now());
         self.set_phase(ConnectionPhase::Closed { code });
         self.release_running_turns();
@@ -325,6 +328,7 @@ impl ConnectionState {
             Inbound::Control => {}
             Inbound::Closed(code) => self.finish(myself, code.unwrap_or(1005)),
             Inbound::TooBig => self.close(myself, CloseCode::MessageTooBig, ""),
+            Inbound::Violation(code, detail) => self.close(myself, code, detail),
             Inbound::Broken(why) => {
                 tracing::debug!(conn_id = %self.conn_id, why, "transport ended");
                 self.finish(myself, 1006);

@@ -4,6 +4,7 @@
 
 pub mod cluster;
 pub mod fake_llm;
+pub mod raw_ws;
 pub mod rest;
 pub mod v2;
 
