@@ -58,9 +58,7 @@ impl RedisCache {
 
     /// Runs `op` unless the breaker is open; records the outcome.
     async fn guarded<T>(&self, op: &'static str, fut: impl Future<Output = Result<T, fred::error::Error>>) -> Option<T> {
-        if !self.breaker.allows() {
-            return None;
-        }
+        let permit = self.breaker.admit()?;
         let result = match tokio::time::timeout(OP_TIMEOUT, fut).await {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(error)) => Err(error.to_string()),
@@ -68,14 +66,14 @@ impl RedisCache {
         };
         match result {
             Ok(value) => {
-                if self.breaker.succeeded() == Some(Transition::Closed) {
+                if permit.succeeded() == Some(Transition::Closed) {
                     tracing::info!("Redis answers again; context cache back on");
                 }
                 Some(value)
             }
             Err(error) => {
                 metrics::counter!(CACHE_ERRORS_TOTAL, "op" => op).increment(1);
-                if self.breaker.failed() == Some(Transition::Opened) {
+                if permit.failed() == Some(Transition::Opened) {
                     tracing::warn!(%error, "Redis unavailable; serving context from the database for {} s", OPEN_FOR.as_secs());
                 }
                 None
