@@ -6,6 +6,7 @@ mod common;
 mod auth;
 mod browser_client_replay;
 mod context_answers;
+mod context_freshness;
 mod context_invalidation;
 mod context_store;
 mod conversation_storage;
