@@ -15,10 +15,16 @@ use tokio::time::Instant;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
-    Closed { failures: u32 },
-    Open { until: Instant },
+    Closed {
+        failures: u32,
+    },
+    Open {
+        until: Instant,
+    },
     /// The open period is over and trial number `trial` is running; everyone else is refused.
-    HalfOpen { trial: u64 },
+    HalfOpen {
+        trial: u64,
+    },
 }
 
 /// A change worth one log line.
