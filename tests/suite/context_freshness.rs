@@ -189,7 +189,12 @@ async fn a_listener_that_reconnects_evicts_the_changes_it_may_have_missed() {
             .unwrap()
     };
     wait_until("the gateway listens for context changes", || async { listeners().await.len() == 1 }).await;
+    // The first expense's own NOTIFY must be handled before anything is cached, or its eviction
+    // could land after the first chat: a marker under the user's profile key goes with it.
+    let marker = format!("{prefix}:profile:{user}");
+    let _: () = redis.set(&marker, "{}", None, None, false).await.unwrap();
     insert_fuel("40.00").execute(&admin).await.unwrap();
+    wait_until("the first expense is evicted", || async { !redis.exists::<bool, _>(&marker).await.unwrap() }).await;
     let mut client = WsClient::connect(&app.ws_url(&user.to_string(), Some(&token_for(&user.to_string())))).await;
     client.recv_json().await;
     let before = fuel_answer(&mut client).await;
