@@ -70,14 +70,20 @@ HELPER="$WORK/check_deploy.py"
 cat > "$HELPER" <<'PY'
 import json, os, re, sys
 
-# design.md "Metrics" plus pam_orchestrators_active: the names the gateway exports.
+# design.md "Metrics" plus pam_orchestrators_active, the Redis and model-breaker metrics and the
+# "nothing lost" storage metrics: the names the gateway exports.
 KNOWN_METRICS = {
     "pam_ws_connections", "pam_ws_connections_opened_total", "pam_ws_closed_total",
     "pam_ws_frames_total", "pam_auth_failures_total", "pam_chat_seconds",
     "pam_chat_first_token_seconds", "pam_llm_requests_total", "pam_context_load_seconds",
     "pam_cache_requests_total", "pam_db_query_seconds", "pam_rate_limited_total",
-    "pam_orchestrators_active",
+    "pam_orchestrators_active", "pam_cache_errors_total", "pam_llm_circuit_open",
+    "pam_storage_degraded", "pam_turns_pending", "pam_turns_dropped_total",
+    "pam_turns_abandoned_total", "pam_outbox_journaled_total", "pam_outbox_replayed_total",
 }
+# The gateway's defaults (src/config.rs) for the shutdown budget, in ms.
+DEFAULT_SHUTDOWN_GRACE_MS = 10000
+DEFAULT_LLM_TIMEOUT_MS = 30000
 SUFFIXES = ("_bucket", "_sum", "_count")
 NAME_RE = re.compile(r"(?<![A-Za-z0-9_:])pam_[A-Za-z0-9_:]*")
 
@@ -261,6 +267,43 @@ def env_map(container):
     return {e["name"]: e for e in container.get("env", [])}
 
 
+def budget_problems(env, where):
+    """PAM_SHUTDOWN_GRACE_MS must exceed PAM_LLM_TIMEOUT_MS, or a turn that started just before
+    the stop is cut off by the drain instead of by its own model deadline."""
+    grace_ms = int(env.get("PAM_SHUTDOWN_GRACE_MS") or DEFAULT_SHUTDOWN_GRACE_MS)
+    llm_ms = int(env.get("PAM_LLM_TIMEOUT_MS") or DEFAULT_LLM_TIMEOUT_MS)
+    problems = []
+    if not grace_ms > llm_ms:
+        problems.append(f"{where}: PAM_SHUTDOWN_GRACE_MS {grace_ms} <= PAM_LLM_TIMEOUT_MS {llm_ms}: "
+                        "turns still waiting for the model when the grace ends are abandoned")
+    return grace_ms, problems
+
+
+def journal_problems(path, mounts, where):
+    """PAM_OUTBOX_JOURNAL must be set and lie on a writable mounted volume."""
+    if not path:
+        return [f"{where}: PAM_OUTBOX_JOURNAL is not set"]
+    if not path.startswith("/"):
+        return [f"{where}: PAM_OUTBOX_JOURNAL {path!r} is not an absolute path"]
+    parent = os.path.dirname(path)
+    for mount, read_only in mounts:
+        if (parent + "/").startswith(mount.rstrip("/") + "/"):
+            return [f"{where}: PAM_OUTBOX_JOURNAL {path} is on the read-only mount {mount}"] if read_only else []
+    return [f"{where}: PAM_OUTBOX_JOURNAL {path} is not on a mounted volume "
+            f"(mounts: {sorted(m for m, _ in mounts)})"]
+
+
+def duration_s(text):
+    """Seconds in a compose duration such as 45s, 1m30s or 1m."""
+    total, matched = 0.0, False
+    for value, unit in re.findall(r"(\d+(?:\.\d+)?)(ms|us|h|m|s)", str(text)):
+        matched = True
+        total += float(value) * {"h": 3600, "m": 60, "s": 1, "ms": 0.001, "us": 0.000001}[unit]
+    if not matched:
+        raise ValueError(f"not a duration: {text!r}")
+    return total
+
+
 def cmd_k8s(k8s_dir):
     problems = []
     by_kind = {}
@@ -323,8 +366,13 @@ def cmd_k8s(k8s_dir):
         ref = env.get(name, {}).get("valueFrom", {}).get("secretKeyRef", {})
         if ref.get("name") != "pam-gateway" or ref.get("key") != name:
             problems.append(f"env {name} is not taken from Secret pam-gateway key {name}")
-    # shutdown budget: preStop sleep + drain grace must fit in terminationGracePeriodSeconds
-    grace_ms = int(env.get("PAM_SHUTDOWN_GRACE_MS", {}).get("value", "10000"))
+    # shutdown budget: model timeout < drain grace; preStop sleep + drain grace must fit in
+    # terminationGracePeriodSeconds
+    values = {k: e.get("value") for k, e in env.items()}
+    grace_ms, budget = budget_problems(values, "k8s")
+    problems += budget
+    mounts = [(m["mountPath"], m.get("readOnly", False)) for m in c.get("volumeMounts", [])]
+    problems += journal_problems(values.get("PAM_OUTBOX_JOURNAL"), mounts, "k8s")
     cmdline = c.get("lifecycle", {}).get("preStop", {}).get("exec", {}).get("command", [])
     sleep_s = 0
     if cmdline[:1] == ["sleep"] and len(cmdline) == 2:
@@ -393,6 +441,18 @@ def cmd_compose(path):
     for k in ("DATABASE_URL", "REDIS_URL", "SUPABASE_JWT_SECRET", "PAM_ALLOWED_ORIGINS"):
         if k not in env:
             problems.append(f"gateway env {k} missing")
+    grace_ms, budget = budget_problems(env, "compose gateway")
+    problems += budget
+    stop_s = duration_s(gw.get("stop_grace_period", "10s"))
+    if not stop_s > grace_ms / 1000:
+        problems.append(f"compose gateway: stop_grace_period {stop_s:g}s <= PAM_SHUTDOWN_GRACE_MS "
+                        f"{grace_ms}ms: Docker would SIGKILL the drain")
+    mounts = []
+    for v in gw.get("volumes", []):
+        parts = v.split(":") if isinstance(v, str) else [v.get("source", ""), v.get("target", "")]
+        if len(parts) >= 2:
+            mounts.append((parts[1], len(parts) > 2 and "ro" in parts[2].split(",")))
+    problems += journal_problems(env.get("PAM_OUTBOX_JOURNAL"), mounts, "compose gateway")
     if "${SUPABASE_JWT_SECRET:?" not in raw:
         problems.append("SUPABASE_JWT_SECRET must be required with ${SUPABASE_JWT_SECRET:?...}")
     for dep, cond in (gw.get("depends_on") or {}).items():
@@ -440,6 +500,8 @@ def cmd_dockerfile(path):
         "EXPOSE 8080": r"(?m)^EXPOSE\s+8080",
         "HEALTHCHECK /health/live": r"HEALTHCHECK[\s\S]*curl -fsS http://127\.0\.0\.1:8080/health/live",
         "STOPSIGNAL SIGTERM": r"(?m)^STOPSIGNAL\s+SIGTERM",
+        "ENV PAM_OUTBOX_JOURNAL under /var/lib/pam": r"PAM_OUTBOX_JOURNAL=/var/lib/pam/",
+        "/var/lib/pam created for user pam": r"install -d -o pam -g pam[^\n]*/var/lib/pam",
         "ENTRYPOINT the binary": r'(?m)^ENTRYPOINT\s+\["/usr/local/bin/pam-gateway"\]',
     }
     missing = [k for k, rx in need.items() if not re.search(rx, text)]
@@ -550,9 +612,9 @@ check "dashboard: schemaVersion 39, datasource uid matches provisioning, every m
   helper dashboard "$DASHBOARD" "$DEPLOY/grafana/provisioning/datasources/prometheus.yml"
 check "grafana: dashboard provider path is mounted and holds the dashboard" \
   helper grafana "$DEPLOY/grafana/provisioning/dashboards/pam.yml" "$COMPOSE" "$DASHBOARD"
-check "k8s: replicas, securityContext, probes, secrets, shutdown budget, service/pdb/hpa/kustomization" \
+check "k8s: replicas, securityContext, probes, secrets, shutdown budget, outbox journal, service/pdb/hpa/kustomization" \
   helper k8s "$K8S_DIR"
-check "compose: services, required secret, healthy depends_on, mounted paths exist" \
+check "compose: services, required secret, healthy depends_on, mounted paths, shutdown budget, outbox journal" \
   helper compose "$COMPOSE"
 check "Dockerfile: stages, user 10001, port, healthcheck, stop signal, entrypoint, dockerignore" \
   helper dockerfile "$DEPLOY/Dockerfile"

@@ -111,10 +111,34 @@ pub trait ContextStore: Send + Sync + 'static {
     fn load_social<'a>(&'a self, user: &'a UserId) -> BoxFuture<'a, Result<SocialContext, StoreError>>;
 }
 
+/// What the shared cache answered for one user's context of one kind.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CacheLookup {
+    /// The cached context.
+    Hit(serde_json::Value),
+    /// Nothing cached. `Some(token)`: hand the token to [`ContextCache::fill`] with what the store
+    /// returned. `None`: the cache is unavailable, so there is nothing to fill.
+    Miss(Option<FillToken>),
+}
+
+/// What a lookup saw of the evictions of its key (opaque to the loaders): a fill with it is
+/// refused once the key (or its whole kind) has been evicted since.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FillToken(pub String);
+
 /// The shared cache between the in-process L1 and the database (Redis in production). Failures
 /// are the adapter's business (breaker, metrics, logs): a miss and an outage look the same here.
+///
+/// A loader looks up *before* it reads the store, and fills with the lookup's token. Data changes
+/// are evicted *after* they commit (the NOTIFY follows the commit), so a read that may have seen
+/// the old data always started before the eviction, and its fill is refused: an eviction is never
+/// undone by a fetch that was already running.
 pub trait ContextCache: Send + Sync + 'static {
-    fn get<'a>(&'a self, kind: ContextKind, user: &'a UserId) -> BoxFuture<'a, Option<serde_json::Value>>;
-    fn put<'a>(&'a self, kind: ContextKind, user: &'a UserId, value: &'a serde_json::Value) -> BoxFuture<'a, ()>;
+    fn get<'a>(&'a self, kind: ContextKind, user: &'a UserId) -> BoxFuture<'a, CacheLookup>;
+    /// Stores `value` unless `user`'s `kind` was evicted since the lookup that gave `token`.
+    fn fill<'a>(&'a self, kind: ContextKind, user: &'a UserId, value: &'a serde_json::Value, token: &'a FillToken) -> BoxFuture<'a, ()>;
+    /// Drops the cached value and refuses every fill whose lookup came before.
     fn evict<'a>(&'a self, kind: ContextKind, user: &'a UserId) -> BoxFuture<'a, ()>;
+    /// [`ContextCache::evict`] for every user of `kind` (after changes may have gone unnoticed).
+    fn evict_all(&self, kind: ContextKind) -> BoxFuture<'_, ()>;
 }

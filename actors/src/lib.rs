@@ -26,7 +26,8 @@ pub mod turn_v2;
 pub use admission::{AuthFailureThrottle, UserSlot, UserSlots};
 pub use connection::{ConnectionActor, ConnectionArgs, ConnectionMsg, Inbound};
 pub use context::{
-    CategorySpend, ContextCache, ContextKind, ContextStore, EventSummary, FinancialContext, Friend, ProfileContext, SocialContext,
+    CacheLookup, CategorySpend, ContextCache, ContextKind, ContextStore, EventSummary, FillToken, FinancialContext, Friend, ProfileContext,
+    SocialContext,
 };
 pub use outbound::{CloseRequest, OutFrame, Outbound, OutboundReceiver, SendError, WriterEvent};
 pub use ports::{

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use fred::prelude::{Builder, ClientLike, Config, KeysInterface};
 use pam_actors::context_loader::{ContextLoaderMsg, ContextLoaders};
-use pam_actors::{ContextCache, ContextKind};
+use pam_actors::{CacheLookup, ContextCache, ContextKind};
 use pam_gateway::Settings;
 use pam_gateway::adapters::database::Database;
 use pam_gateway::adapters::demo_seed::seed_demo_traveller;
@@ -242,8 +242,10 @@ async fn raw_redis(url: &str) -> Result<fred::prelude::Client, String> {
 async fn wait_for_cache(cache: &dyn ContextCache) -> Result<(), String> {
     let probe = bench_user(999_999_999_999);
     for _ in 0..50 {
-        cache.put(ContextKind::Profile, &probe, &serde_json::json!({"probe": true})).await;
-        if cache.get(ContextKind::Profile, &probe).await.is_some() {
+        if let CacheLookup::Miss(Some(token)) = cache.get(ContextKind::Profile, &probe).await {
+            cache.fill(ContextKind::Profile, &probe, &serde_json::json!({"probe": true}), &token).await;
+        }
+        if let CacheLookup::Hit(_) = cache.get(ContextKind::Profile, &probe).await {
             cache.evict(ContextKind::Profile, &probe).await;
             return Ok(());
         }

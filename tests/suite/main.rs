@@ -7,6 +7,7 @@ mod auth;
 mod browser_client_replay;
 mod client_address;
 mod context_answers;
+mod context_freshness;
 mod context_invalidation;
 mod context_store;
 mod conversation_storage;

@@ -15,8 +15,9 @@
 //!
 //! Each remote model has a circuit breaker: after 3 failed attempts in a row it is skipped for
 //! 30 s (outcome `circuit_open`, gauge `pam_llm_circuit_open{provider}`), so an outage of the
-//! primary costs each turn nothing instead of a first-token timeout; after the pause the next turn
-//! tries it again and its first success closes the breaker.
+//! primary costs each turn nothing instead of a first-token timeout; after the pause exactly one
+//! turn tries it again (concurrent turns still skip it until that trial ends) and its success
+//! closes the breaker.
 //!
 //! Streaming consumers (protocol v2 `chat_delta`): deltas are forwarded live while nothing has
 //! failed. Once a provider that already streamed deltas fails, the chain forwards **no further
@@ -113,12 +114,12 @@ impl FallbackChain {
                 reasons.push(format!("{provider}: skipped, no time left"));
                 continue;
             }
-            if !breaker.allows() {
+            let Some(permit) = breaker.admit() else {
                 metrics::counter!(LLM_REQUESTS_TOTAL, "provider" => provider.to_string(), "model" => model_name.to_string(), "outcome" => "circuit_open")
                     .increment(1);
                 reasons.push(format!("{provider}: skipped, circuit open after repeated failures"));
                 continue;
-            }
+            };
             let (tx, rx) = mpsc::channel(DELTA_BUFFER);
             let route = Route {
                 out: &deltas,
@@ -130,7 +131,7 @@ impl FallbackChain {
             let attempt = drive(model.stream(request, model_name, tx), rx, route).await;
             let failure = match attempt.ended {
                 Ended::Done(Ok(text)) => {
-                    if breaker.succeeded() == Some(Transition::Closed) {
+                    if permit.succeeded() == Some(Transition::Closed) {
                         metrics::gauge!(LLM_CIRCUIT_OPEN, "provider" => provider.to_string()).set(0.0);
                         tracing::info!(provider, "model answers again; circuit closed");
                     }
@@ -146,7 +147,7 @@ impl FallbackChain {
             metrics::counter!(LLM_REQUESTS_TOTAL, "provider" => provider.to_string(), "model" => model_name.to_string(), "outcome" => failure.outcome())
                 .increment(1);
             tracing::warn!(provider, model = model_name, outcome = failure.outcome(), reason = %failure, "model attempt failed; falling back");
-            if breaker.failed() == Some(Transition::Opened) {
+            if permit.failed() == Some(Transition::Opened) {
                 metrics::gauge!(LLM_CIRCUIT_OPEN, "provider" => provider.to_string()).set(1.0);
                 tracing::warn!(
                     provider,
