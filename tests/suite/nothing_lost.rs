@@ -60,14 +60,16 @@ pub(crate) struct Row {
     pub(crate) metadata: Value,
 }
 
+/// conversation, role, content, client_msg_id, metadata (text on SQLite, JSON on Postgres).
+type RawRow<M> = (String, String, String, Option<String>, Option<M>);
+
 /// Every message row of `user`, oldest first, on the backend at `url`.
 pub(crate) async fn rows(url: &str, user: &str) -> Vec<Row> {
     if url.starts_with("sqlite:") {
         let pool = sqlx::SqlitePool::connect(url).await.unwrap();
         let sql = "SELECT c.id, m.role, m.content, m.client_msg_id, m.metadata FROM pam_messages m
                    JOIN pam_conversations c ON c.id = m.conversation_id WHERE c.user_id = ?1 ORDER BY m.created_at";
-        let rows: Vec<(String, String, String, Option<String>, Option<String>)> =
-            sqlx::query_as(sql).bind(user).fetch_all(&pool).await.unwrap();
+        let rows: Vec<RawRow<String>> = sqlx::query_as(sql).bind(user).fetch_all(&pool).await.unwrap();
         pool.close().await;
         rows.into_iter()
             .map(|(conversation, role, content, client_msg_id, metadata)| Row {
@@ -82,8 +84,7 @@ pub(crate) async fn rows(url: &str, user: &str) -> Vec<Row> {
         let pool = sqlx::PgPool::connect(url).await.unwrap_or_else(|e| panic!("{url}: {e} (start Postgres with ./scripts/test.sh)"));
         let sql = "SELECT c.id::text, m.role, m.content, m.client_msg_id, m.metadata FROM pam_messages m
                    JOIN pam_conversations c ON c.id = m.conversation_id WHERE c.user_id = $1::uuid ORDER BY m.created_at";
-        let rows: Vec<(String, String, String, Option<String>, Option<Value>)> =
-            sqlx::query_as(sql).bind(user).fetch_all(&pool).await.unwrap();
+        let rows: Vec<RawRow<Value>> = sqlx::query_as(sql).bind(user).fetch_all(&pool).await.unwrap();
         pool.close().await;
         rows.into_iter()
             .map(|(conversation, role, content, client_msg_id, metadata)| Row {

@@ -189,12 +189,9 @@ impl Actor for ConnectionActor {
         event: SupervisionEvent,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
-        match event {
-            // Orchestrators are not linked (their turns outlive the socket); nothing else is.
-            SupervisionEvent::ActorFailed(cell, error) => {
-                tracing::error!(conn_id = %state.conn_id, actor = %cell.get_id(), %error, "a linked actor failed");
-            }
-            _ => {}
+        // Orchestrators are not linked (their turns outlive the socket); nothing else is either.
+        if let SupervisionEvent::ActorFailed(cell, error) = event {
+            tracing::error!(conn_id = %state.conn_id, actor = %cell.get_id(), %error, "a linked actor failed");
         }
         Ok(())
     }
