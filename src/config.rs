@@ -80,6 +80,10 @@ pub struct Settings {
     pub max_message_chars: usize,
     #[arg(long, env = "PAM_MAX_FRAME_BYTES", default_value_t = 65_536)]
     pub max_frame_bytes: usize,
+    /// Bytes (as JSON) a client's context may hold (`init`/`context_update` merged, or a chat's
+    /// `context`); more is refused with `MESSAGE_TOO_LARGE` and the context stays as it was.
+    #[arg(long, env = "PAM_MAX_CONTEXT_BYTES", default_value_t = 16_384)]
+    pub max_context_bytes: usize,
     /// Frames queued per connection before it is closed with 4408.
     #[arg(long, env = "PAM_OUTBOUND_QUEUE", default_value_t = 256)]
     pub outbound_queue: usize,
@@ -256,6 +260,7 @@ impl Settings {
             pong_timeout: Duration::from_millis(self.pong_timeout_ms),
             auth_timeout: Duration::from_millis(self.auth_timeout_ms),
             max_message_chars: self.max_message_chars,
+            max_context_bytes: self.max_context_bytes,
             rate_limit_per_minute: self.rate_limit_per_minute,
             outbound_queue: self.outbound_queue,
             llm_timeout: Duration::from_millis(self.llm_timeout_ms),

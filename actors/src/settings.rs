@@ -9,6 +9,8 @@ pub struct ConnectionSettings {
     pub pong_timeout: Duration,
     pub auth_timeout: Duration,
     pub max_message_chars: usize,
+    /// Bytes (as JSON) a client's context may hold: `init`/`context_update` merged, or a chat's own.
+    pub max_context_bytes: usize,
     pub rate_limit_per_minute: u32,
     pub outbound_queue: usize,
     /// Inbound frames read ahead of the actor before the reader waits.
@@ -26,6 +28,7 @@ impl Default for ConnectionSettings {
             pong_timeout: Duration::from_millis(70_000),
             auth_timeout: Duration::from_millis(5_000),
             max_message_chars: 2_000,
+            max_context_bytes: 16 * 1024,
             rate_limit_per_minute: 60,
             outbound_queue: 256,
             inbound_queue: 32,

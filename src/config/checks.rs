@@ -9,7 +9,7 @@ use crate::http::client_ip::TrustedProxies;
 /// The first setting that cannot work, as a one-line error naming it.
 pub(super) fn check(settings: &Settings) -> Result<(), SettingsError> {
     let refuse = |message: String| Err(SettingsError::Invalid(message));
-    let at_least_one: [(&str, u64); 7] = [
+    let at_least_one: [(&str, u64); 8] = [
         ("PAM_MAX_CONNECTIONS", settings.max_connections as u64),
         ("PAM_MAX_CONNECTIONS_PER_USER", settings.max_connections_per_user as u64),
         ("PAM_RATE_LIMIT_PER_MINUTE", u64::from(settings.rate_limit_per_minute)),
@@ -17,6 +17,7 @@ pub(super) fn check(settings: &Settings) -> Result<(), SettingsError> {
         ("PAM_PROFILE_TTL_S", settings.profile_ttl_s),
         ("PAM_FINANCIAL_TTL_S", settings.financial_ttl_s),
         ("PAM_SOCIAL_TTL_S", settings.social_ttl_s),
+        ("PAM_MAX_CONTEXT_BYTES", settings.max_context_bytes as u64),
     ];
     if let Some((name, _)) = at_least_one.iter().find(|(_, value)| *value == 0) {
         return refuse(format!("{name} must be at least 1 (got 0)"));

@@ -408,7 +408,7 @@ impl pam_actors::ContextStore for FailingContext {
 
 /// Records the context of every request it answers.
 #[derive(Default)]
-struct ContextRecorder(std::sync::Mutex<Vec<serde_json::Map<String, Value>>>);
+pub(crate) struct ContextRecorder(pub(crate) std::sync::Mutex<Vec<serde_json::Map<String, Value>>>);
 
 impl LlmProvider for ContextRecorder {
     fn name(&self) -> &str {

@@ -118,13 +118,17 @@ impl ConnectionState {
         if chat.message.chars().count() > max {
             return Err((ErrorCode::MessageTooLarge, format!("message is longer than {max} characters")));
         }
+        let max_context = self.deps.settings.max_context_bytes;
+        if chat.context.as_ref().is_some_and(|context| super::json_len(context) > max_context) {
+            return Err((ErrorCode::MessageTooLarge, format!("a chat's context holds at most {max_context} bytes of JSON")));
+        }
         if self.in_flight.len() >= self.deps.settings.max_chats_in_flight {
             return Err((ErrorCode::RateLimitExceeded, "too many messages waiting for an answer; wait for one to finish".into()));
         }
         Ok(())
     }
 
-    fn rate_limited(&mut self, myself: &ActorRef<ConnectionMsg>, message: String) {
+    pub(super) fn rate_limited(&mut self, myself: &ActorRef<ConnectionMsg>, message: String) {
         metrics::counter!(RATE_LIMITED_TOTAL).increment(1);
         let now = Instant::now();
         self.violations.push_back(now);

@@ -220,7 +220,10 @@ impl ConnectionState {
         match self.token.take() {
             Some(token) => self.authenticate(myself, &token).await,
             None if self.dialect == Dialect::V2 => {
-                myself.send_after(self.deps.settings.auth_timeout, || ConnectionMsg::AuthDeadline);
+                let timer = myself.send_after(self.deps.settings.auth_timeout, || ConnectionMsg::AuthDeadline);
+                if let Some(v2) = self.v2.as_mut() {
+                    v2.auth_timer = Some(timer);
+                }
             }
             None => self.refuse(myself, AuthError::Missing),
         }
@@ -379,17 +382,28 @@ impl ConnectionState {
         self.send(myself, ServerFrame::Pong { timestamp });
     }
 
+    /// `init` / `context_update`: merged into the connection's context, all or nothing, within
+    /// `MAX_CONTEXT_KEYS` keys and `PAM_MAX_CONTEXT_BYTES` bytes of JSON (per-socket state is
+    /// bounded by bytes: 64 keys of 60 KiB would otherwise hold ~4 MiB).
     fn merge_context(&mut self, myself: &ActorRef<ConnectionMsg>, context: Map<String, Value>) {
-        for (key, value) in context {
-            if self.client_context.len() >= MAX_CONTEXT_KEYS && !self.client_context.contains_key(&key) {
-                return self.send(
-                    myself,
-                    ServerFrame::error(ErrorCode::ValidationError, format!("context holds at most {MAX_CONTEXT_KEYS} keys")),
-                );
-            }
-            self.client_context.insert(key, value);
+        let mut merged = self.client_context.clone();
+        merged.extend(context);
+        let max = self.deps.settings.max_context_bytes;
+        if json_len(&merged) > max {
+            let message = format!("context holds at most {max} bytes of JSON; it is unchanged");
+            return self.send(myself, ServerFrame::error(ErrorCode::MessageTooLarge, message));
         }
+        if merged.len() > MAX_CONTEXT_KEYS {
+            let message = format!("context holds at most {MAX_CONTEXT_KEYS} keys; it is unchanged");
+            return self.send(myself, ServerFrame::error(ErrorCode::ValidationError, message));
+        }
+        self.client_context = merged;
     }
+}
+
+/// The size of a context as JSON, in bytes.
+pub(crate) fn json_len(context: &Map<String, Value>) -> usize {
+    serde_json::to_vec(context).map_or(usize::MAX, |json| json.len())
 }
 
 fn client_kind(frame: &ClientFrame) -> &'static str {

@@ -20,6 +20,13 @@ use crate::resume::SessionStream;
 
 /// `auth_expiring` goes out this long before `exp`.
 const EXPIRY_WARNING: Duration = Duration::from_secs(60);
+/// `auth_refresh` frames closer together than this are refused (each verifies a token and
+/// re-arms the expiry timers; a client refreshes once per token lifetime).
+const AUTH_REFRESH_MIN_INTERVAL: Duration = Duration::from_secs(5);
+
+/// A timer task of this connection; aborted when replaced and when the connection ends, so
+/// nothing of a closed socket stays pinned until a far-off deadline.
+type Timer = tokio::task::JoinHandle<Result<(), ractor::MessagingErr<ConnectionMsg>>>;
 
 /// A v2 chat still being answered on this connection.
 pub(super) struct V2Turn {
@@ -37,6 +44,29 @@ pub(super) struct V2State {
     pub(super) turns: HashMap<String, V2Turn>,
     /// Bumped by every token; timers of an older token are ignored.
     auth_generation: u64,
+    /// `auth_expiring` and the 4401 close of the current token.
+    expiry_timers: Vec<Timer>,
+    /// The `auth` frame deadline, until the socket authenticates.
+    pub(super) auth_timer: Option<Timer>,
+    /// When the last `auth_refresh` was taken.
+    last_refresh: Option<Instant>,
+}
+
+impl V2State {
+    fn cancel_expiry_timers(&mut self) {
+        for timer in self.expiry_timers.drain(..) {
+            timer.abort();
+        }
+    }
+}
+
+impl Drop for V2State {
+    fn drop(&mut self) {
+        self.cancel_expiry_timers();
+        if let Some(timer) = self.auth_timer.take() {
+            timer.abort();
+        }
+    }
 }
 
 impl ConnectionState {
@@ -92,8 +122,10 @@ impl ConnectionState {
         v2.auth_generation += 1;
         let generation = v2.auth_generation;
         let left = expires_at.saturating_duration_since(Instant::now());
-        myself.send_after(left.saturating_sub(EXPIRY_WARNING), move || ConnectionMsg::TokenExpiring(generation));
-        myself.send_after(left, move || ConnectionMsg::TokenExpired(generation));
+        // Replaced, not added: a refreshed token's old timers end here.
+        v2.cancel_expiry_timers();
+        v2.expiry_timers.push(myself.send_after(left.saturating_sub(EXPIRY_WARNING), move || ConnectionMsg::TokenExpiring(generation)));
+        v2.expiry_timers.push(myself.send_after(left, move || ConnectionMsg::TokenExpired(generation)));
     }
 
     pub(super) fn on_token_expiring(&mut self, myself: &ActorRef<ConnectionMsg>, generation: u64) {
@@ -115,6 +147,13 @@ impl ConnectionState {
 
     /// `auth_refresh`: a valid token for the same user replaces the current one in place.
     pub(super) async fn on_auth_refresh(&mut self, myself: &ActorRef<ConnectionMsg>, token: &str) {
+        let now = Instant::now();
+        let Some(v2) = self.v2.as_mut() else { return };
+        if v2.last_refresh.is_some_and(|last| now.duration_since(last) < AUTH_REFRESH_MIN_INTERVAL) {
+            let every = AUTH_REFRESH_MIN_INTERVAL.as_secs();
+            return self.rate_limited(myself, format!("auth_refresh at most once every {every} s; refresh once per token"));
+        }
+        v2.last_refresh = Some(now);
         match self.verify(token).await {
             Ok((user, expires_at)) if Some(&user) == self.user.as_ref() => {
                 self.expires_at = expires_at.map(instant_of_exp);
