@@ -96,7 +96,14 @@ fn describe_metrics() {
         for gauge in [TURNS_PENDING, STORAGE_DEGRADED, TURNS_RUNNING] {
             metrics::gauge!(gauge).set(0.0);
         }
-        for counter in [TURNS_DROPPED_TOTAL, OUTBOX_JOURNALED_TOTAL, TURNS_ACCEPTED_TOTAL, TURNS_ABANDONED_TOTAL] {
+        for counter in [
+            TURNS_DROPPED_TOTAL,
+            OUTBOX_JOURNALED_TOTAL,
+            OUTBOX_SPILLED_TOTAL,
+            OUTBOX_REPLAYED_TOTAL,
+            TURNS_ACCEPTED_TOTAL,
+            TURNS_ABANDONED_TOTAL,
+        ] {
             metrics::counter!(counter).absolute(0);
         }
     }

@@ -25,6 +25,8 @@ pub(crate) struct IdlePlan {
     pub(crate) hold: Duration,
     /// Fail when the growth per socket is above this many KiB.
     pub(crate) max_kib_per_connection: Option<f64>,
+    /// Each socket sends an `init` with a context of this many JSON bytes first (0 = none).
+    pub(crate) context_bytes: usize,
 }
 
 pub(crate) async fn run(url: &str, pid: Option<u32>, tokens: &Tokens, plan: &IdlePlan) -> Result<IdleOutcome, String> {
@@ -32,8 +34,16 @@ pub(crate) async fn run(url: &str, pid: Option<u32>, tokens: &Tokens, plan: &Idl
     let burst = connect_many(url, tokens, plan.connections, plan.concurrency, "idle").await;
     let ok = burst.sessions.len();
     let failures = burst.errors.len();
+    let mut sessions = burst.sessions;
+    if plan.context_bytes > 0 {
+        // {"notes":"…"} is the blob plus 12 bytes of JSON.
+        let init = serde_json::json!({"type": "init", "context": {"notes": "x".repeat(plan.context_bytes.saturating_sub(12))}});
+        for session in &mut sessions {
+            client::send_json(&mut session.socket, &init).await?;
+        }
+    }
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let holders: Vec<_> = burst.sessions.into_iter().map(|s| tokio::spawn(client::hold(s.socket, stop_rx.clone()))).collect();
+    let holders: Vec<_> = sessions.into_iter().map(|s| tokio::spawn(client::hold(s.socket, stop_rx.clone()))).collect();
     eprintln!("idle: {ok} sockets open, {failures} failed; holding {} s", plan.hold.as_secs());
     tokio::time::sleep(plan.hold).await;
     let after = pid.map(rss_kib).transpose()?;
@@ -43,7 +53,8 @@ pub(crate) async fn run(url: &str, pid: Option<u32>, tokens: &Tokens, plan: &Idl
         survived += u64::from(holder.await.unwrap_or(false));
     }
     let per_connection = before.zip(after).map(|(b, a)| a.saturating_sub(b) as f64 / ok.max(1) as f64);
-    let mut report = Report::new(format!("idle {} sockets held {} s", plan.connections, plan.hold.as_secs()), burst.elapsed + plan.hold);
+    let title = format!("idle {} sockets held {} s, context {} bytes each", plan.connections, plan.hold.as_secs(), plan.context_bytes);
+    let mut report = Report::new(title, burst.elapsed + plan.hold);
     report
         .count("ws_sessions", ok as u64)
         .rate("connect_success", Rate { passes: ok as u64, fails: failures as u64 })

@@ -11,6 +11,7 @@ mod idle;
 mod legacy_chat;
 mod ping;
 mod progress;
+mod refresh_flood;
 mod storm;
 mod stream_bench;
 mod stream_feed;
@@ -84,6 +85,17 @@ enum Scenario {
         /// Threshold: RSS growth per socket at most this many KiB.
         #[arg(long)]
         max_kib_per_connection: Option<f64>,
+        /// Each socket first sends an `init` whose context is this many bytes of JSON (e.g. the
+        /// server's `PAM_MAX_CONTEXT_BYTES`, 16384): memory with the largest allowed context.
+        #[arg(long, default_value_t = 0)]
+        context_bytes: usize,
+    },
+    /// One v2 socket sending N `auth_refresh` frames as fast as it can; server RSS before and after.
+    RefreshFlood {
+        #[command(flatten)]
+        target: TargetArgs,
+        #[arg(long, default_value_t = 100_000)]
+        frames: usize,
     },
     /// N connect + auth in one burst; connects/s, failures, SYN-retry stalls.
     Storm {
@@ -204,12 +216,19 @@ async fn run(scenario: Scenario) -> Result<bool, String> {
             finish(t).await;
             report
         }
-        Scenario::Idle { target, connections, hold_secs, concurrency, max_kib_per_connection } => {
+        Scenario::Idle { target, connections, hold_secs, concurrency, max_kib_per_connection, context_bytes } => {
             let t = target.resolve().await?;
-            let plan = idle::IdlePlan { connections, concurrency, hold: Duration::from_secs(hold_secs), max_kib_per_connection };
+            let hold = Duration::from_secs(hold_secs);
+            let plan = idle::IdlePlan { connections, concurrency, hold, max_kib_per_connection, context_bytes };
             let outcome = idle::run(&t.url, t.pid, &t.tokens, &plan).await;
             finish(t).await;
             outcome?.report
+        }
+        Scenario::RefreshFlood { target, frames } => {
+            let t = target.resolve().await?;
+            let report = refresh_flood::run(&t.url, t.pid, &t.tokens, frames).await;
+            finish(t).await;
+            report?
         }
         Scenario::Storm { target, connections, concurrency } => {
             let t = target.resolve().await?;
