@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use crate::common::cluster::Cluster;
 use crate::common::*;
-use fred::prelude::{Builder, ClientLike, Config, KeysInterface};
+use crate::redis_cache::{redis, redis_url};
+use fred::prelude::{ClientLike, KeysInterface};
 use pam_actors::context_loader::{ContextLoaderActor, ContextLoaderArgs, ContextLoaderMsg};
 use pam_actors::{
     BoxFuture, CacheLookup, ContextCache, ContextKind, ContextStore, FillToken, FinancialContext, ProfileContext, SocialContext, StoreError,
@@ -18,20 +19,6 @@ use pam_gateway::adapters::redis_cache::RedisCache;
 use pam_protocol::UserId;
 use ractor::{Actor, ActorRef};
 use serde_json::{Value, json};
-
-fn redis_url() -> String {
-    std::env::var("PAM_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
-}
-
-async fn redis() -> fred::prelude::Client {
-    let url = redis_url();
-    let client = Builder::from_config(Config::from_url(&url).unwrap()).build().unwrap();
-    client
-        .init()
-        .await
-        .unwrap_or_else(|e| panic!("Redis is required at {url} ({e}); start it with ./scripts/test.sh or set PAM_TEST_REDIS_URL"));
-    client
-}
 
 fn prefix() -> String {
     format!("pamtest{}", uuid::Uuid::new_v4().simple())

@@ -63,6 +63,12 @@ pub(crate) struct Row {
 /// conversation, role, content, client_msg_id, metadata (text on SQLite, JSON on Postgres).
 type RawRow<M> = (String, String, String, Option<String>, Option<M>);
 
+impl Row {
+    fn from_raw<M>((conversation, role, content, client_msg_id, metadata): RawRow<M>, json: impl Fn(M) -> Option<Value>) -> Self {
+        Row { conversation, role, content, client_msg_id, metadata: metadata.and_then(json).unwrap_or(Value::Null) }
+    }
+}
+
 /// Every message row of `user`, oldest first, on the backend at `url`.
 pub(crate) async fn rows(url: &str, user: &str) -> Vec<Row> {
     if url.starts_with("sqlite:") {
@@ -71,30 +77,14 @@ pub(crate) async fn rows(url: &str, user: &str) -> Vec<Row> {
                    JOIN pam_conversations c ON c.id = m.conversation_id WHERE c.user_id = ?1 ORDER BY m.created_at";
         let rows: Vec<RawRow<String>> = sqlx::query_as(sql).bind(user).fetch_all(&pool).await.unwrap();
         pool.close().await;
-        rows.into_iter()
-            .map(|(conversation, role, content, client_msg_id, metadata)| Row {
-                conversation,
-                role,
-                content,
-                client_msg_id,
-                metadata: metadata.and_then(|m| serde_json::from_str(&m).ok()).unwrap_or(Value::Null),
-            })
-            .collect()
+        rows.into_iter().map(|raw| Row::from_raw(raw, |text| serde_json::from_str(&text).ok())).collect()
     } else {
         let pool = sqlx::PgPool::connect(url).await.unwrap_or_else(|e| panic!("{url}: {e} (start Postgres with ./scripts/test.sh)"));
         let sql = "SELECT c.id::text, m.role, m.content, m.client_msg_id, m.metadata FROM pam_messages m
                    JOIN pam_conversations c ON c.id = m.conversation_id WHERE c.user_id = $1::uuid ORDER BY m.created_at";
         let rows: Vec<RawRow<Value>> = sqlx::query_as(sql).bind(user).fetch_all(&pool).await.unwrap();
         pool.close().await;
-        rows.into_iter()
-            .map(|(conversation, role, content, client_msg_id, metadata)| Row {
-                conversation,
-                role,
-                content,
-                client_msg_id,
-                metadata: metadata.unwrap_or(Value::Null),
-            })
-            .collect()
+        rows.into_iter().map(|raw| Row::from_raw(raw, Some)).collect()
     }
 }
 

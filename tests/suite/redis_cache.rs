@@ -9,11 +9,11 @@ use serde_json::{Value, json};
 
 const DEMO: &str = "5e1f0c3a-7d2b-4c8e-9a41-d3e0000000a1";
 
-fn redis_url() -> String {
+pub(crate) fn redis_url() -> String {
     std::env::var("PAM_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
 }
 
-async fn redis() -> fred::prelude::Client {
+pub(crate) async fn redis() -> fred::prelude::Client {
     let url = redis_url();
     let client = Builder::from_config(Config::from_url(&url).unwrap()).build().unwrap();
     client
