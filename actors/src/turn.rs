@@ -158,15 +158,31 @@ impl TurnPipeline {
     /// Answers `input` (the answer is sent whole, so model deltas are not streamed).
     async fn answer(&self, input: TurnInput, guard: TurnGuard, after: Option<Previous>) -> TurnAnswer {
         let started = Instant::now();
-        let admission = self.admit(&input, guard.id()).await;
-        wait_for(after).await;
+        // With no earlier turn of the connection still running, history and context load while
+        // the user message is stored (the history may or may not hold it yet: the prompt drops
+        // it either way); behind an earlier turn they load after it, so its answer is in them.
+        let after = after.filter(|previous| previous.has_changed().is_ok());
+        let (admission, request) = match after {
+            None => {
+                let (admission, request) = tokio::join!(self.admit(&input, guard.id()), self.request(&input));
+                (admission, Some(request))
+            }
+            Some(previous) => {
+                let admission = self.admit(&input, guard.id()).await;
+                wait_for(Some(previous)).await;
+                (admission, None)
+            }
+        };
         match admission {
             Admission::New { .. } => {}
             Admission::Replay(stored) => return TurnAnswer { latency: started.elapsed(), result: Ok(replayed_reply(stored)) },
             Admission::Busy => return TurnAnswer { latency: started.elapsed(), result: Err(TurnFailure::still_running_elsewhere()) },
             Admission::Failed(failure) => return TurnAnswer { latency: started.elapsed(), result: Err(failure) },
         }
-        let request = self.request(&input).await;
+        let request = match request {
+            Some(request) => request,
+            None => self.request(&input).await,
+        };
         // A closed channel: providers skip the deltas instead of waiting for a reader.
         let (deltas, _) = mpsc::channel(1);
         let result = self.generate(&request, deltas).await;

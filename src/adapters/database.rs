@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use sqlx::postgres::{PgPool, PgPoolOptions};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 use tokio::time::Instant;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -34,6 +34,9 @@ impl Database {
                 .context("DATABASE_URL is not a valid sqlite URL")?
                 .create_if_missing(true)
                 .journal_mode(SqliteJournalMode::Wal)
+                // SQLite's recommendation for WAL: a commit survives a crash of the process (not
+                // of the machine, until the next checkpoint) without an fsync per transaction.
+                .synchronous(SqliteSynchronous::Normal)
                 .busy_timeout(CONNECT_TIMEOUT);
             let pool =
                 SqlitePoolOptions::new().max_connections(4).connect_with(options).await.context("could not open the SQLite database")?;
