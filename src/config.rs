@@ -147,6 +147,11 @@ pub struct Settings {
     /// plus a random suffix.
     #[arg(long, env = "PAM_NODE_ID")]
     pub node_id: Option<String>,
+    /// With Redis: how long this node's registration (and with it its share of every user's
+    /// presence) outlives its last heartbeat; heartbeats come every third of it. A killed node
+    /// is gone from `/api/v1/monitoring/nodes` and from the per-user cap within this time.
+    #[arg(long, env = "PAM_NODE_TTL_MS", default_value_t = 15_000)]
+    pub node_ttl_ms: u64,
 
     // Edge limits and conformance.
     /// Largest request head (request line and headers) in bytes; a longer one, even half-sent,
@@ -302,8 +307,16 @@ impl Settings {
             .map(|h| h.trim().to_string())
             .filter(|h| !h.is_empty())
             .unwrap_or_else(|| "pam".into());
+        // Node ids name Redis keys: keep them to the characters `PAM_NODE_ID` allows.
+        let host: String =
+            host.chars().take(48).map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') { c } else { '-' }).collect();
         let suffix = uuid::Uuid::new_v4().simple().to_string();
         format!("{host}-{}", &suffix[..6])
+    }
+
+    /// `PAM_NODE_TTL_MS`.
+    pub fn node_ttl(&self) -> Duration {
+        Duration::from_millis(self.node_ttl_ms)
     }
 
     pub fn shutdown_grace(&self) -> Duration {
