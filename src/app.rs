@@ -9,9 +9,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use pam_actors::outbox::TurnOutbox;
-use pam_actors::{
-    AuthFailureThrottle, Authenticator, ConnectionDeps, ConnectionSupervisor, ConversationStore, LlmProvider, SupervisorMsg,
-};
+use pam_actors::{AuthFailureThrottle, Authenticator, ConnectionDeps, ConnectionSupervisor, ConversationStore, LlmProvider, SupervisorMsg};
 use ractor::Actor;
 use tokio::net::{TcpListener, TcpSocket};
 use tokio::time::Instant;

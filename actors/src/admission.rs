@@ -117,10 +117,7 @@ impl UserSlots {
 
     /// Every user's count on this node (for a shared store that lost them).
     pub fn snapshot(&self) -> Vec<(UserId, SocketCount)> {
-        self.lock()
-            .iter()
-            .map(|(user, local)| (user.clone(), SocketCount { count: local.sockets.len(), version: local.version }))
-            .collect()
+        self.lock().iter().map(|(user, local)| (user.clone(), SocketCount { count: local.sockets.len(), version: local.version })).collect()
     }
 
     /// Hands `payload` (a frame's JSON text) to every socket of `user` on this node; how many took it.

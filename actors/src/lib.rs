@@ -25,6 +25,7 @@ pub mod turn;
 pub mod turn_v2;
 
 pub use admission::{AuthFailureThrottle, UserSlot, UserSlots};
+pub use cluster::{LocalPushBus, PushBus, PushOutcome, PushStats, SharedPresence, SharedRateLimit, SharedUnavailable, SocketCount};
 pub use connection::{ConnectionActor, ConnectionArgs, ConnectionMsg, Inbound};
 pub use context::{
     CacheLookup, CategorySpend, ContextCache, ContextKind, ContextStore, EventSummary, FillToken, FinancialContext, Friend, ProfileContext,
@@ -35,7 +36,6 @@ pub use ports::{
     AnswerRecord, AuthError, Authenticator, BoxFuture, ConversationStore, HistoryMessage, Identity, LlmError, LlmProvider, LlmReply,
     LlmRequest, StoreError, StoredAnswer, StoredTurn, TurnKey, UnansweredMark, UserMessage, UserSaved,
 };
-pub use cluster::{LocalPushBus, PushBus, PushOutcome, PushStats, SharedPresence, SharedRateLimit, SharedUnavailable, SocketCount};
 pub use rate_limit::{ChatRateLimit, Gcra, RateLimiter};
 pub use resume::{ResumeBuffer, ResumeLimits, SessionStream};
 pub use running_turns::{RunningTurns, TurnOrigin};

@@ -9,13 +9,13 @@ use pam_protocol::CloseCode;
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
 
 use crate::admission::{AuthFailureThrottle, UserSlots};
+use crate::cluster::PushBus;
 use crate::connection::{ConnectionActor, ConnectionArgs, ConnectionMsg};
 use crate::context_loader::ContextLoaders;
 use crate::metrics_names::WS_CLOSED_TOTAL;
 use crate::outbound::{CloseRequest, Outbound};
 use crate::outbox::TurnOutbox;
 use crate::ports::{Authenticator, ConversationStore, LlmProvider};
-use crate::cluster::PushBus;
 use crate::rate_limit::ChatRateLimit;
 use crate::resume::ResumeBuffer;
 use crate::running_turns::RunningTurns;

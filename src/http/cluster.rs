@@ -58,5 +58,6 @@ pub async fn presence(State(state): State<SharedState>, headers: HeaderMap, Path
         },
     };
     let nodes: Vec<_> = nodes.into_iter().map(|(id, sockets)| json!({"id": id, "sockets": sockets})).collect();
-    Json(json!({"user_id": user.to_string(), "online": sockets > 0, "sockets": sockets, "nodes": nodes, "degraded": degraded})).into_response()
+    Json(json!({"user_id": user.to_string(), "online": sockets > 0, "sockets": sockets, "nodes": nodes, "degraded": degraded}))
+        .into_response()
 }

@@ -163,7 +163,9 @@ pub trait SharedIdempotency: Send + Sync + 'static {
 #[derive(Debug, Clone, PartialEq)]
 pub enum SharedClaim {
     /// Claimed: run the turn, then settle with this marker.
-    Run { marker: String },
+    Run {
+        marker: String,
+    },
     Replay(StoredResponse),
     InFlight,
     Mismatch,

@@ -19,8 +19,14 @@ use crate::http::idempotency::{SharedClaim, SharedIdempotency, StoredResponse};
 #[serde(tag = "state", rename_all = "snake_case")]
 enum Entry {
     /// A request is being answered; `owner` tells this claim from a later one.
-    Running { fingerprint: String, owner: String },
-    Done { fingerprint: String, body: serde_json::Value },
+    Running {
+        fingerprint: String,
+        owner: String,
+    },
+    Done {
+        fingerprint: String,
+        body: serde_json::Value,
+    },
 }
 
 impl RedisShared {

@@ -57,13 +57,15 @@ impl RedisShared {
         };
         let json = serde_json::to_string(&info).expect("node info serialises");
         let args = vec![json, info.incarnation, self.node_ttl.as_millis().to_string(), self.node.clone()];
-        let ours: i64 = self.guarded(Op::Heartbeat, self.client.eval(scripts::HEARTBEAT, vec![self.node_key(), self.index_key()], args)).await?;
+        let ours: i64 =
+            self.guarded(Op::Heartbeat, self.client.eval(scripts::HEARTBEAT, vec![self.node_key(), self.index_key()], args)).await?;
         Ok(ours == 1)
     }
 
     /// Every live node, by id.
     pub async fn nodes(&self) -> Result<Vec<NodeInfo>, SharedUnavailable> {
-        let found: Vec<String> = self.guarded(Op::Nodes, self.client.eval(scripts::NODES, vec![self.index_key()], vec![self.prefix.clone()])).await?;
+        let found: Vec<String> =
+            self.guarded(Op::Nodes, self.client.eval(scripts::NODES, vec![self.index_key()], vec![self.prefix.clone()])).await?;
         let mut nodes: Vec<NodeInfo> = found.iter().filter_map(|json| serde_json::from_str(json).ok()).collect();
         nodes.sort_by(|a, b| a.id.cmp(&b.id));
         Ok(nodes)
@@ -74,7 +76,10 @@ impl RedisShared {
         let args = vec![self.incarnation(), self.node.clone()];
         let removed = tokio::time::timeout(
             DEREGISTER_TIMEOUT,
-            self.guarded(Op::Heartbeat, self.client.eval::<i64, _, _, _>(scripts::DEREGISTER, vec![self.node_key(), self.index_key()], args)),
+            self.guarded(
+                Op::Heartbeat,
+                self.client.eval::<i64, _, _, _>(scripts::DEREGISTER, vec![self.node_key(), self.index_key()], args),
+            ),
         )
         .await;
         match removed {

@@ -47,8 +47,9 @@ impl RedisShared {
 
     /// The user's sockets on every live node.
     pub async fn presence(&self, user: &UserId) -> Result<UserPresence, SharedUnavailable> {
-        let flat: Vec<String> =
-            self.guarded(Op::Presence, self.client.eval(scripts::PRESENCE, vec![self.presence_key(user)], vec![self.prefix.clone()])).await?;
+        let flat: Vec<String> = self
+            .guarded(Op::Presence, self.client.eval(scripts::PRESENCE, vec![self.presence_key(user)], vec![self.prefix.clone()]))
+            .await?;
         let mut nodes: Vec<(String, usize)> =
             flat.chunks_exact(2).map(|pair| (pair[0].clone(), pair[1].parse().unwrap_or(0))).filter(|(_, n)| *n > 0).collect();
         nodes.sort();
@@ -88,14 +89,8 @@ impl RedisShared {
 impl SharedPresence for RedisShared {
     fn acquire<'a>(&'a self, user: &'a UserId, now: SocketCount, cap: usize) -> BoxFuture<'a, Result<bool, SharedUnavailable>> {
         Box::pin(async move {
-            let args = vec![
-                self.prefix.clone(),
-                self.field(),
-                now.count.to_string(),
-                now.version.to_string(),
-                cap.to_string(),
-                Self::ttl_ms(),
-            ];
+            let args =
+                vec![self.prefix.clone(), self.field(), now.count.to_string(), now.version.to_string(), cap.to_string(), Self::ttl_ms()];
             let answer: Result<Vec<i64>, _> =
                 self.guarded(Op::Presence, self.client.eval(scripts::ACQUIRE, vec![self.presence_key(user)], args)).await;
             match answer.as_deref() {
@@ -112,7 +107,8 @@ impl SharedPresence for RedisShared {
     fn put<'a>(&'a self, user: &'a UserId, now: SocketCount) -> BoxFuture<'a, Result<(), SharedUnavailable>> {
         Box::pin(async move {
             let args = vec![self.field(), Self::ttl_ms(), now.count.to_string(), now.version.to_string()];
-            let stored: Result<i64, _> = self.guarded(Op::Presence, self.client.eval(scripts::PUT, vec![self.presence_key(user)], args)).await;
+            let stored: Result<i64, _> =
+                self.guarded(Op::Presence, self.client.eval(scripts::PUT, vec![self.presence_key(user)], args)).await;
             stored.map(drop).map_err(|unavailable| {
                 self.needs_resync();
                 unavailable

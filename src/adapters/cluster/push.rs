@@ -39,9 +39,8 @@ pub struct RedisPushBus {
 impl RedisPushBus {
     /// The bus, and the task that listens on this node's channel (abort it at shutdown).
     pub fn start(url: &str, shared: Arc<RedisShared>, slots: Arc<UserSlots>) -> anyhow::Result<(Arc<Self>, tokio::task::JoinHandle<()>)> {
-        let subscriber = super::builder(url)?
-            .build_subscriber_client()
-            .map_err(|e| anyhow::anyhow!("could not set up the Redis subscriber: {e}"))?;
+        let subscriber =
+            super::builder(url)?.build_subscriber_client().map_err(|e| anyhow::anyhow!("could not set up the Redis subscriber: {e}"))?;
         drop(subscriber.connect());
         let channel = shared.key(&format!("node:{}:push", shared.node));
         let counters = Arc::new(PushCounters::default());
@@ -97,7 +96,8 @@ impl PushBus for RedisPushBus {
             let message = serde_json::to_string(&envelope).expect("an envelope serialises");
             let shared = &self.shared;
             let args = vec![shared.prefix.clone(), shared.field(), message];
-            let sent: Result<i64, _> = shared.guarded(Op::Push, shared.client.eval(scripts::PUSH, vec![shared.presence_key(user)], args)).await;
+            let sent: Result<i64, _> =
+                shared.guarded(Op::Push, shared.client.eval(scripts::PUSH, vec![shared.presence_key(user)], args)).await;
             match sent {
                 Ok(nodes) => PushOutcome { local_sockets, remote_nodes: usize::try_from(nodes).unwrap_or(0), degraded: false },
                 Err(_) => PushOutcome { local_sockets, remote_nodes: 0, degraded: true },
