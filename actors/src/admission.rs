@@ -229,6 +229,87 @@ mod tests {
         assert!(slots.acquire(&user, None).await.is_some());
     }
 
+    /// A shared store that answers `answer` to every acquire and records every count it is given.
+    struct Recording {
+        answer: Result<bool, crate::cluster::SharedUnavailable>,
+        puts: Mutex<Vec<SocketCount>>,
+    }
+
+    impl SharedPresence for Recording {
+        fn acquire<'a>(
+            &'a self,
+            _user: &'a UserId,
+            now: SocketCount,
+            _cap: usize,
+        ) -> crate::ports::BoxFuture<'a, Result<bool, crate::cluster::SharedUnavailable>> {
+            Box::pin(async move {
+                if self.answer == Ok(true) {
+                    self.puts.lock().unwrap().push(now);
+                }
+                self.answer
+            })
+        }
+
+        fn put<'a>(
+            &'a self,
+            _user: &'a UserId,
+            now: SocketCount,
+        ) -> crate::ports::BoxFuture<'a, Result<(), crate::cluster::SharedUnavailable>> {
+            Box::pin(async move {
+                self.puts.lock().unwrap().push(now);
+                Ok(())
+            })
+        }
+    }
+
+    fn recording(answer: Result<bool, crate::cluster::SharedUnavailable>) -> Arc<Recording> {
+        Arc::new(Recording { answer, puts: Mutex::new(Vec::new()) })
+    }
+
+    async fn settled() {
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+    }
+
+    #[tokio::test]
+    async fn a_slot_the_shared_count_refuses_is_not_taken_and_the_count_is_written_back_with_a_newer_version() {
+        let shared = recording(Ok(false));
+        let slots = UserSlots::with_shared(3, shared.clone());
+        let user = UserId::parse("11111111-1111-4111-8111-111111111111").unwrap();
+        assert!(slots.acquire(&user, None).await.is_none());
+        assert_eq!(slots.held(&user), 0);
+        settled().await;
+        let puts = shared.puts.lock().unwrap().clone();
+        assert_eq!(puts.len(), 1, "{puts:?}");
+        assert_eq!(puts[0].count, 0);
+    }
+
+    #[tokio::test]
+    async fn while_the_shared_count_is_unavailable_this_nodes_cap_still_holds() {
+        let slots = UserSlots::with_shared(2, recording(Err(crate::cluster::SharedUnavailable)));
+        let user = UserId::parse("11111111-1111-4111-8111-111111111111").unwrap();
+        let _a = slots.acquire(&user, None).await.expect("admitted on this node's count");
+        let _b = slots.acquire(&user, None).await.expect("admitted on this node's count");
+        assert!(slots.acquire(&user, None).await.is_none());
+    }
+
+    #[tokio::test]
+    async fn every_change_is_written_with_a_growing_version_so_a_late_write_cannot_undo_a_newer_one() {
+        let shared = recording(Ok(true));
+        let slots = UserSlots::with_shared(3, shared.clone());
+        let user = UserId::parse("11111111-1111-4111-8111-111111111111").unwrap();
+        let a = slots.acquire(&user, None).await.unwrap();
+        let b = slots.acquire(&user, None).await.unwrap();
+        drop(a);
+        drop(b);
+        settled().await;
+        let puts = shared.puts.lock().unwrap().clone();
+        assert_eq!(puts.iter().map(|p| p.count).collect::<Vec<_>>(), [1, 2, 1, 0]);
+        assert!(puts.windows(2).all(|w| w[0].version < w[1].version), "{puts:?}");
+        assert!(slots.snapshot().is_empty(), "a user with no socket leaves no entry");
+    }
+
     #[test]
     fn five_failures_within_a_minute_throttle_an_ip_until_the_oldest_ages_out() {
         let throttle = AuthFailureThrottle::new(5, Duration::from_secs(60));

@@ -109,10 +109,7 @@ impl SharedPresence for RedisShared {
             let args = vec![self.field(), Self::ttl_ms(), now.count.to_string(), now.version.to_string()];
             let stored: Result<i64, _> =
                 self.guarded(Op::Presence, self.client.eval(scripts::PUT, vec![self.presence_key(user)], args)).await;
-            stored.map(drop).map_err(|unavailable| {
-                self.needs_resync();
-                unavailable
-            })
+            stored.map(drop).inspect_err(|_| self.needs_resync())
         })
     }
 }
