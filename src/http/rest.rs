@@ -145,8 +145,22 @@ pub async fn chat(State(state): State<SharedState>, headers: HeaderMap, body: Re
     answer_with_key(&state, &user, &body, &key, started).await
 }
 
-/// The `Idempotency-Key` paths: replay, 409 while in flight, 422 for another body, or run once.
+/// The `Idempotency-Key` paths, on a task of their own: a client that disconnects between the
+/// claim (a Redis round trip) and the answer must not leave the key claimed and unanswered.
 async fn answer_with_key(state: &SharedState, user: &UserId, body: &ChatBody, key: &str, started: Instant) -> Response {
+    let task = (state.clone(), user.clone(), body.clone(), key.to_string());
+    let answer = tokio::spawn(super::middleware::in_request_scope(async move {
+        let (state, user, body, key) = task;
+        claim_and_answer(&state, &user, &body, &key, started).await
+    }));
+    answer.await.unwrap_or_else(|error| {
+        tracing::error!(%error, "REST chat task failed");
+        error_response(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL", "PAM hit an internal error; please retry")
+    })
+}
+
+/// Replay, 409 while in flight (on any node), 422 for another body, or run once.
+async fn claim_and_answer(state: &SharedState, user: &UserId, body: &ChatBody, key: &str, started: Instant) -> Response {
     match state.idempotency.claim(user, key, body.fingerprint()).await {
         Decision::Replay(stored) => {
             let mut response = Json(stored.body).into_response();
@@ -165,7 +179,7 @@ async fn answer_with_key(state: &SharedState, user: &UserId, body: &ChatBody, ke
             // The turn runs in its own task: a client that disconnects mid-answer leaves the key
             // completed (its retry gets the replay), never stuck in flight.
             let task = (state.clone(), user.clone(), body.clone(), key.to_string(), ticket.clone());
-            let turn = tokio::spawn(async move {
+            let turn = tokio::spawn(super::middleware::in_request_scope(async move {
                 let (state, user, body, key, ticket) = task;
                 let outcome = run_turn(&state, &user, &body, format!("rest:{key}"), started).await;
                 match &outcome {
@@ -173,7 +187,7 @@ async fn answer_with_key(state: &SharedState, user: &UserId, body: &ChatBody, ke
                     Err(_) => state.idempotency.release(&user, &key, &ticket).await,
                 }
                 outcome
-            });
+            }));
             match turn.await {
                 Ok(Ok(response)) => Json(response).into_response(),
                 Ok(Err(refusal)) => refusal,

@@ -1,21 +1,17 @@
 //! Liveness: a killed node (the real binary, SIGKILL) disappears from `/api/v1/monitoring/nodes`
-//! and from every user's presence within `PAM_NODE_TTL_MS`; a drained one at once. Redis stopped
-//! and restarted under two nodes: chats keep answering, the shared cap, presence and node list
-//! come back by themselves (presence re-synced from what each node holds).
+//! and from every user's presence within `PAM_NODE_TTL_MS`; a drained one at once.
 
 use std::fs::File;
 use std::process::{Command, Stdio};
 
 use super::*;
-use crate::common::rest::post_chat;
 use crate::redis_cache::{redis, redis_url};
 use pam_gateway::Overrides;
-use serde_json::json;
 use tokio::time::Instant;
 
-const TTL_MS: u64 = 1_500;
+pub(super) const TTL_MS: u64 = 1_500;
 
-fn short_ttl(settings: &mut Settings) {
+pub(super) fn short_ttl(settings: &mut Settings) {
     settings.node_ttl_ms = TTL_MS;
     settings.max_connections_per_user = 2;
 }
@@ -82,7 +78,8 @@ async fn a_killed_node_disappears_from_the_node_list_and_from_presence_within_it
         listed_nodes(&a.app).await == ["node-a"]
     })
     .await;
-    assert!(killed.elapsed() <= Duration::from_millis(TTL_MS + 500), "gone within the TTL: {:?}", killed.elapsed());
+    // The registration expires at most TTL after the last heartbeat; the rest is polling and a loaded machine.
+    assert!(killed.elapsed() <= Duration::from_millis(TTL_MS + 1_000), "gone within the TTL: {:?}", killed.elapsed());
     assert_eq!(presence(&a.app, USER).await["sockets"], 0, "its sockets no longer count");
     let _both_on_a = [connect_user(&a.app, USER).await, connect_user(&a.app, USER).await];
 
@@ -91,50 +88,4 @@ async fn a_killed_node_disappears_from_the_node_list_and_from_presence_within_it
     wait_until("C is listed", || async { listed_nodes(&a.app).await == ["node-a", "node-c"] }).await;
     c.app.shutdown().await;
     assert_eq!(listed_nodes(&a.app).await, ["node-a"]);
-}
-
-#[tokio::test]
-async fn redis_stopped_and_restarted_under_two_nodes_keeps_chats_answering_and_the_shared_state_comes_back() {
-    let mut server = RedisServer::start().await;
-    let prefix = fresh_prefix();
-    let a = spawn_node("node-a", &server.url(), &prefix, short_ttl, Overrides::default()).await;
-    let b = spawn_node("node-b", &server.url(), &prefix, short_ttl, Overrides::default()).await;
-    wait_until("both nodes are listed", || async { listed_nodes(&a.app).await == ["node-a", "node-b"] }).await;
-    let mut on_a = connect_user(&a.app, USER).await;
-    let _on_b = connect_user(&b.app, USER).await;
-    let mut over = WsClient::connect(&a.app.ws_url(USER, Some(&token_for(USER)))).await;
-    assert_eq!(over.recv_close().await.0.code, 4504, "the cap is shared while Redis is up");
-
-    server.stop();
-    on_a.send_json(json!({"type": "chat", "message": "is Redis needed to answer?"})).await;
-    assert_eq!(on_a.recv_non_ping().await["type"], "chat_response");
-    let (status, body) = post_chat(&b.app, &token_for(OTHER_USER), &json!({"message": "hello"}), Some("outage-key")).await;
-    assert_eq!(status, 200, "REST with a key answers from this node's own keys: {body}");
-    wait_until("the shared state is marked degraded", || async {
-        metric(&a.app.metrics().await, "pam_redis_shared_state_degraded") == Some(1.0)
-    })
-    .await;
-    let local = presence(&a.app, USER).await;
-    assert_eq!((local["degraded"].as_bool(), local["sockets"].as_u64()), (Some(true), Some(1)), "{local}");
-    let nodes = admin_get(&a.app, "/api/v1/monitoring/nodes").await;
-    assert_eq!((nodes["degraded"].as_bool(), nodes["source"].as_str()), (Some(true), Some("local")), "{nodes}");
-
-    server.restart().await;
-    wait_within(Duration::from_secs(30), "both nodes are registered again in the empty Redis", || async {
-        listed_nodes(&a.app).await == ["node-a", "node-b"]
-    })
-    .await;
-    wait_within(Duration::from_secs(30), "presence is re-synced from what each node holds", || async {
-        let seen = presence(&a.app, USER).await;
-        seen["degraded"] == false && seen["sockets"] == 2
-    })
-    .await;
-    let mut over = WsClient::connect(&a.app.ws_url(USER, Some(&token_for(USER)))).await;
-    assert_eq!(over.recv_close().await.0.code, 4504, "the cap is shared again");
-    wait_within(Duration::from_secs(10), "the degraded gauge is back to 0", || async {
-        metric(&a.app.metrics().await, "pam_redis_shared_state_degraded") == Some(0.0)
-    })
-    .await;
-    on_a.send_json(json!({"type": "chat", "message": "and now?"})).await;
-    assert_eq!(on_a.recv_non_ping().await["type"], "chat_response");
 }

@@ -4,6 +4,7 @@
 
 mod liveness;
 mod push;
+mod redis_outage;
 mod shared_limits;
 
 use std::process::{Child, Command, Stdio};
@@ -111,6 +112,11 @@ impl RedisServer {
         let mut server = RedisServer { child: None, port };
         server.restart().await;
         server
+    }
+
+    /// The server's process id (to stop it with SIGSTOP: a hanging Redis).
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.as_ref().expect("the server runs").id()
     }
 
     pub(crate) fn url(&self) -> String {
