@@ -418,6 +418,22 @@ mod tests {
     }
 
     #[test]
+    fn a_node_id_that_cannot_name_redis_keys_or_a_node_ttl_too_short_for_a_heartbeat_is_refused() {
+        let mut settings = Settings::defaults();
+        settings.node_id = Some("pod-7.eu_west-1".into());
+        assert!(settings.validate().is_ok());
+        for bad in ["has space", "a/b", "a:b", &"n".repeat(65)] {
+            settings.node_id = Some(bad.into());
+            assert!(settings.validate().unwrap_err().to_string().starts_with("PAM_NODE_ID"), "{bad}");
+        }
+        settings.node_id = None;
+        settings.node_ttl_ms = 299;
+        assert!(settings.validate().unwrap_err().to_string().starts_with("PAM_NODE_TTL_MS"));
+        let generated = Settings::defaults().node_id();
+        assert!(generated.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-')), "{generated}");
+    }
+
+    #[test]
     fn pong_timeout_must_exceed_ping_interval() {
         let mut settings = Settings::defaults();
         settings.pong_timeout_ms = settings.ping_interval_ms;

@@ -127,9 +127,9 @@ impl RedisShared {
         format!("{}:{rest}", self.prefix)
     }
 
-    /// `true` while the breaker keeps Redis out of the way.
-    pub fn degraded(&self) -> bool {
-        self.breaker.status() == "open"
+    /// Marks this node's presence for a re-sync (a write did not land).
+    fn needs_resync(&self) {
+        self.resync.store(true, Ordering::Release);
     }
 
     /// Runs `op` unless the breaker is open; records the outcome and logs each transition once.
@@ -176,11 +176,4 @@ fn builder(url: &str) -> anyhow::Result<Builder> {
 
 fn new_incarnation() -> String {
     uuid::Uuid::new_v4().simple().to_string()[..12].to_string()
-}
-
-impl RedisShared {
-    /// Marks this node's presence for a re-sync (a write did not land).
-    fn needs_resync(&self) {
-        self.resync.store(true, Ordering::Release);
-    }
 }
