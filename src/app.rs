@@ -9,10 +9,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use pam_actors::outbox::TurnOutbox;
-use pam_actors::{
-    AuthFailureThrottle, Authenticator, ConnectionDeps, ConnectionSupervisor, ConversationStore, LlmProvider, RateLimiter, SupervisorMsg,
-    UserSlots,
-};
+use pam_actors::{AuthFailureThrottle, Authenticator, ConnectionDeps, ConnectionSupervisor, ConversationStore, LlmProvider, SupervisorMsg};
 use ractor::Actor;
 use tokio::net::{TcpListener, TcpSocket};
 use tokio::time::Instant;
@@ -108,6 +105,10 @@ impl Application {
         let flusher = crate::adapters::outbox_flusher::spawn(store.clone(), outbox.clone());
         let node: Arc<str> = settings.node_id().into();
         tracing::info!(node = &*node, "node identity");
+        metrics::gauge!(crate::adapters::cluster::NODE_UP, "node" => node.to_string()).set(1.0);
+        let listener = bind(settings.listen)?;
+        let address = listener.local_addr().context("the bound listener has no address")?;
+        let cluster = crate::cluster::build(&settings, node.clone(), address)?;
         let deps = Arc::new(ConnectionDeps {
             settings: settings.connection_settings(),
             authenticator,
@@ -115,15 +116,15 @@ impl Application {
             store,
             outbox,
             loaders,
-            rate_limiter: RateLimiter::new(settings.rate_limit_per_minute),
-            user_slots: UserSlots::new(settings.max_connections_per_user),
+            rate_limiter: cluster.rate_limiter,
+            user_slots: cluster.view.slots.clone(),
+            push: cluster.view.push.clone(),
             auth_throttle: AuthFailureThrottle::new(settings.auth_failures_per_minute, Duration::from_secs(60)),
             resume: Arc::new(pam_actors::ResumeBuffer::default()),
             running: pam_actors::RunningTurns::new(),
             node,
         });
         let (supervisor, _) = Actor::spawn(None, ConnectionSupervisor, ()).await.context("could not start the connection supervisor")?;
-        let listener = bind(settings.listen)?;
         let allowed_origins = settings.allowed_origins_list();
         let trusted_proxies = crate::http::client_ip::TrustedProxies::parse(settings.trusted_proxies.as_deref())?;
         let settings_csrf_secret = settings.csrf_secret.clone();
@@ -138,13 +139,11 @@ impl Application {
             live_sockets: AtomicUsize::new(0),
             allowed_origins,
             trusted_proxies,
-            background: invalidation.into_iter().chain(jwks_warmup).collect(),
+            background: invalidation.into_iter().chain(jwks_warmup).chain(cluster.background).collect(),
             flusher: std::sync::Mutex::new(Some(flusher)),
             redis,
-            idempotency: crate::http::idempotency::IdempotencyKeys::new(
-                crate::http::idempotency::IDEMPOTENCY_TTL,
-                crate::http::idempotency::IDEMPOTENCY_CAPACITY,
-            ),
+            idempotency: cluster.idempotency,
+            cluster: cluster.view,
             csrf: crate::auth::csrf::CsrfKeys::new(settings_csrf_secret.as_ref().map(|s| s.expose())),
         });
         Ok(Self { listener, state, tls })
@@ -153,6 +152,11 @@ impl Application {
     /// The TLS files when `PAM_TLS_CERT`/`PAM_TLS_KEY` are set; `reload()` on it is what SIGHUP does.
     pub fn tls(&self) -> Option<TlsFiles> {
         self.tls.clone()
+    }
+
+    /// This node's push bus (publishing reaches the user's sockets on every node).
+    pub fn push_bus(&self) -> Arc<dyn pam_actors::PushBus> {
+        self.state.deps.push.clone()
     }
 
     /// The bound address (the real port when the settings said 0).
@@ -165,7 +169,7 @@ impl Application {
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         let Application { listener, state, tls } = self;
         let scheme = if tls.is_some() { "https" } else { "http" };
-        tracing::info!(address = %listener.local_addr()?, scheme, database = state.db.backend(), dev_auth = state.dev.is_some(), "pam-gateway listening");
+        tracing::info!(address = %listener.local_addr()?, scheme, node = &*state.cluster.node, database = state.db.backend(), dev_auth = state.dev.is_some(), "pam-gateway listening");
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let options = ServeOptions {
             header_read_timeout: state.settings.header_read_timeout(),
@@ -186,6 +190,10 @@ impl Application {
         state.supervisor.stop(None);
         for task in &state.background {
             task.abort();
+        }
+        // Gone from the registry at once; its sockets stop counting in every user's presence.
+        if let Some(redis) = &state.cluster.redis {
+            redis.deregister().await;
         }
         state.db.close().await;
         tracing::info!("pam-gateway stopped");

@@ -147,6 +147,11 @@ pub struct Settings {
     /// plus a random suffix.
     #[arg(long, env = "PAM_NODE_ID")]
     pub node_id: Option<String>,
+    /// With Redis: how long this node's registration (and with it its share of every user's
+    /// presence) outlives its last heartbeat; heartbeats come every third of it. A killed node
+    /// is gone from `/api/v1/monitoring/nodes` and from the per-user cap within this time.
+    #[arg(long, env = "PAM_NODE_TTL_MS", default_value_t = 15_000)]
+    pub node_ttl_ms: u64,
 
     // Edge limits and conformance.
     /// Largest request head (request line and headers) in bytes; a longer one, even half-sent,
@@ -302,8 +307,16 @@ impl Settings {
             .map(|h| h.trim().to_string())
             .filter(|h| !h.is_empty())
             .unwrap_or_else(|| "pam".into());
+        // Node ids name Redis keys: keep them to the characters `PAM_NODE_ID` allows.
+        let host: String =
+            host.chars().take(48).map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') { c } else { '-' }).collect();
         let suffix = uuid::Uuid::new_v4().simple().to_string();
         format!("{host}-{}", &suffix[..6])
+    }
+
+    /// `PAM_NODE_TTL_MS`.
+    pub fn node_ttl(&self) -> Duration {
+        Duration::from_millis(self.node_ttl_ms)
     }
 
     pub fn shutdown_grace(&self) -> Duration {
@@ -402,6 +415,22 @@ mod tests {
         assert!(settings.validate().unwrap_err().to_string().contains("PAM_MAX_HEADER_BYTES"));
         settings.max_header_bytes = MIN_HEADER_BYTES;
         assert!(settings.validate().is_ok());
+    }
+
+    #[test]
+    fn a_node_id_that_cannot_name_redis_keys_or_a_node_ttl_too_short_for_a_heartbeat_is_refused() {
+        let mut settings = Settings::defaults();
+        settings.node_id = Some("pod-7.eu_west-1".into());
+        assert!(settings.validate().is_ok());
+        for bad in ["has space", "a/b", "a:b", &"n".repeat(65)] {
+            settings.node_id = Some(bad.into());
+            assert!(settings.validate().unwrap_err().to_string().starts_with("PAM_NODE_ID"), "{bad}");
+        }
+        settings.node_id = None;
+        settings.node_ttl_ms = 299;
+        assert!(settings.validate().unwrap_err().to_string().starts_with("PAM_NODE_TTL_MS"));
+        let generated = Settings::defaults().node_id();
+        assert!(generated.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-')), "{generated}");
     }
 
     #[test]

@@ -4,6 +4,7 @@
 pub mod adapters;
 pub mod app;
 pub mod auth;
+pub mod cluster;
 pub mod config;
 pub mod context;
 pub mod http;

@@ -108,6 +108,23 @@ fn describe_metrics() {
         }
     }
     metrics::describe_counter!(crate::adapters::redis_cache::CACHE_ERRORS_TOTAL, "Redis cache operations that failed or timed out");
+    {
+        use crate::adapters::cluster::{NODE_UP, SHARED_ERRORS_TOTAL, SHARED_STATE_DEGRADED};
+        use pam_actors::cluster::{PUSH_DELIVERED_TOTAL, PUSH_PUBLISHED_TOTAL, PUSH_RECEIVED_TOTAL};
+        metrics::describe_gauge!(NODE_UP, "1 on a running node, labelled with its PAM_NODE_ID");
+        metrics::describe_gauge!(
+            SHARED_STATE_DEGRADED,
+            "1 while Redis is unavailable and the per-user cap, rate limit and idempotency run per node"
+        );
+        metrics::describe_counter!(SHARED_ERRORS_TOTAL, "Shared cluster-state operations on Redis that failed or timed out, by op");
+        metrics::describe_counter!(PUSH_PUBLISHED_TOTAL, "Pushes published on this node's push bus");
+        metrics::describe_counter!(PUSH_RECEIVED_TOTAL, "Pushes that arrived from other nodes over the bus");
+        metrics::describe_counter!(PUSH_DELIVERED_TOTAL, "Pushes handed to a socket on this node");
+        metrics::gauge!(SHARED_STATE_DEGRADED).set(0.0);
+        for counter in [PUSH_PUBLISHED_TOTAL, PUSH_RECEIVED_TOTAL, PUSH_DELIVERED_TOTAL] {
+            metrics::counter!(counter).absolute(0);
+        }
+    }
     metrics::describe_histogram!(
         crate::adapters::context_store::DB_QUERY_SECONDS,
         metrics::Unit::Seconds,

@@ -4,6 +4,7 @@
 
 pub mod admission;
 mod bounded_map;
+pub mod cluster;
 pub mod connection;
 pub mod context;
 pub mod context_loader;
@@ -24,6 +25,7 @@ pub mod turn;
 pub mod turn_v2;
 
 pub use admission::{AuthFailureThrottle, UserSlot, UserSlots};
+pub use cluster::{LocalPushBus, PushBus, PushOutcome, PushStats, SharedPresence, SharedRateLimit, SharedUnavailable, SocketCount};
 pub use connection::{ConnectionActor, ConnectionArgs, ConnectionMsg, Inbound};
 pub use context::{
     CacheLookup, CategorySpend, ContextCache, ContextKind, ContextStore, EventSummary, FillToken, FinancialContext, Friend, ProfileContext,
@@ -34,7 +36,7 @@ pub use ports::{
     AnswerRecord, AuthError, Authenticator, BoxFuture, ConversationStore, HistoryMessage, Identity, LlmError, LlmProvider, LlmReply,
     LlmRequest, StoreError, StoredAnswer, StoredTurn, TurnKey, UnansweredMark, UserMessage, UserSaved,
 };
-pub use rate_limit::RateLimiter;
+pub use rate_limit::{ChatRateLimit, Gcra, RateLimiter};
 pub use resume::{ResumeBuffer, ResumeLimits, SessionStream};
 pub use running_turns::{RunningTurns, TurnOrigin};
 pub use settings::ConnectionSettings;

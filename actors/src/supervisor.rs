@@ -9,13 +9,14 @@ use pam_protocol::CloseCode;
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
 
 use crate::admission::{AuthFailureThrottle, UserSlots};
+use crate::cluster::PushBus;
 use crate::connection::{ConnectionActor, ConnectionArgs, ConnectionMsg};
 use crate::context_loader::ContextLoaders;
 use crate::metrics_names::WS_CLOSED_TOTAL;
 use crate::outbound::{CloseRequest, Outbound};
 use crate::outbox::TurnOutbox;
 use crate::ports::{Authenticator, ConversationStore, LlmProvider};
-use crate::rate_limit::RateLimiter;
+use crate::rate_limit::ChatRateLimit;
 use crate::resume::ResumeBuffer;
 use crate::running_turns::RunningTurns;
 use crate::settings::ConnectionSettings;
@@ -30,8 +31,12 @@ pub struct ConnectionDeps {
     /// Turns whose storage failed, waiting for the database.
     pub outbox: Arc<TurnOutbox>,
     pub loaders: ContextLoaders,
-    pub rate_limiter: RateLimiter,
+    /// The per-user chat rate limit (socket and REST), across nodes when Redis is set.
+    pub rate_limiter: ChatRateLimit,
+    /// Per-user socket slots (across nodes when Redis is set) and this node's user → sockets registry.
     pub user_slots: Arc<UserSlots>,
+    /// Reaches every socket of a user on every node that holds one.
+    pub push: Arc<dyn PushBus>,
     pub auth_throttle: AuthFailureThrottle,
     /// v2 sessions that outlive their sockets, for `resume`.
     pub resume: Arc<ResumeBuffer>,

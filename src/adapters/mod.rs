@@ -3,6 +3,7 @@
 pub mod breaker;
 pub mod builtin;
 pub mod builtin_context;
+pub mod cluster;
 pub mod context_store;
 mod conversation_rows;
 pub mod conversations;

@@ -48,8 +48,19 @@ pub(super) fn check(settings: &Settings) -> Result<(), SettingsError> {
         }
     }
     TrustedProxies::parse(settings.trusted_proxies.as_deref()).map_err(|e| SettingsError::Invalid(e.to_string()))?;
+    if settings.node_ttl_ms < MIN_NODE_TTL_MS {
+        return refuse(format!("PAM_NODE_TTL_MS must be at least {MIN_NODE_TTL_MS} (got {})", settings.node_ttl_ms));
+    }
+    if let Some(id) = settings.node_id.as_deref().map(str::trim).filter(|id| !id.is_empty()) {
+        if id.len() > 64 || !id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-')) {
+            return refuse("PAM_NODE_ID must be 1-64 characters of A-Z, a-z, 0-9, '.', '_' and '-' (it names Redis keys)".into());
+        }
+    }
     Ok(())
 }
+
+/// The shortest `PAM_NODE_TTL_MS`: heartbeats every third of it must still fit a Redis round trip.
+const MIN_NODE_TTL_MS: u64 = 300;
 
 /// An absolute http(s) URL with a host (the reason when not; never echoes the value).
 fn http_url(value: &str) -> Result<(), String> {

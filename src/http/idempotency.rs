@@ -1,14 +1,18 @@
-//! `Idempotency-Key` bookkeeping for `POST /api/v1/pam/chat`: a bounded in-memory map from
-//! (user, key) to the request's fingerprint and, once answered, the stored response.
+//! `Idempotency-Key` bookkeeping for `POST /api/v1/pam/chat`: (user, key) → the request's
+//! fingerprint and, once answered, the stored response. `RestIdempotency` asks the shared store
+//! (Redis, with `REDIS_URL`) so a retry that lands on another node replays the stored response or
+//! gets 409 while the first is still running there; without Redis, or while Redis is unavailable,
+//! it uses this node's bounded in-memory map (`IdempotencyKeys`).
 //!
-//! Per node: a retry that lands on another node (or after a restart, or after the entry expired)
+//! A retry the shared store did not see (Redis down when the first ran, a restart without Redis)
 //! runs the turn again, and the conversation store's `client_msg_id` dedupe keeps that to one
 //! stored turn; only the replayed response text can differ then.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use pam_actors::{BoxFuture, SharedUnavailable};
 use pam_protocol::UserId;
 use serde_json::Value;
 use tokio::time::Instant;
@@ -131,6 +135,113 @@ impl IdempotencyKeys {
         ages.sort_unstable();
         let cutoff = ages[(ages.len() / 10).min(ages.len() - 1)];
         inner.entries.retain(|_, e| e.created > cutoff);
+    }
+}
+
+/// REST idempotency keys shared by every node (the port; Redis implements it).
+pub trait SharedIdempotency: Send + Sync + 'static {
+    /// Claims `key` for `user` with the request's `fingerprint`; a claim left running expires after `running_for`.
+    fn claim<'a>(
+        &'a self,
+        user: &'a UserId,
+        key: &'a str,
+        fingerprint: [u8; 32],
+        running_for: Duration,
+    ) -> BoxFuture<'a, Result<SharedClaim, SharedUnavailable>>;
+    /// Stores `response` for `ttl` (or, with `None`, forgets the claim) if `marker` still holds the key.
+    fn settle<'a>(
+        &'a self,
+        user: &'a UserId,
+        key: &'a str,
+        marker: &'a str,
+        response: Option<&'a StoredResponse>,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<(), SharedUnavailable>>;
+}
+
+/// What a shared claim found.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SharedClaim {
+    /// Claimed: run the turn, then settle with this marker.
+    Run {
+        marker: String,
+    },
+    Replay(StoredResponse),
+    InFlight,
+    Mismatch,
+}
+
+/// Where a claim was made, so it is settled in the same place.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ticket {
+    Local(u64),
+    Shared(String),
+}
+
+/// What to do with a request carrying a key, across nodes.
+#[derive(Debug, PartialEq)]
+pub enum Decision {
+    /// First time: run the turn, then `complete` or `release` with this ticket.
+    Run(Ticket),
+    Replay(StoredResponse),
+    InFlight,
+    Mismatch,
+}
+
+/// The keys every REST chat asks: shared when set and reachable, else this node's own.
+pub struct RestIdempotency {
+    local: IdempotencyKeys,
+    shared: Option<Arc<dyn SharedIdempotency>>,
+    /// How long a shared claim may stay running (a turn's longest life); then a retry runs again.
+    running_for: Duration,
+}
+
+impl RestIdempotency {
+    pub fn new(local: IdempotencyKeys, shared: Option<Arc<dyn SharedIdempotency>>, running_for: Duration) -> Self {
+        Self { local, shared, running_for }
+    }
+
+    pub async fn claim(&self, user: &UserId, key: &str, fingerprint: [u8; 32]) -> Decision {
+        if let Some(shared) = &self.shared {
+            match shared.claim(user, key, fingerprint, self.running_for).await {
+                Ok(SharedClaim::Run { marker }) => return Decision::Run(Ticket::Shared(marker)),
+                Ok(SharedClaim::Replay(stored)) => return Decision::Replay(stored),
+                Ok(SharedClaim::InFlight) => return Decision::InFlight,
+                Ok(SharedClaim::Mismatch) => return Decision::Mismatch,
+                Err(SharedUnavailable) => {}
+            }
+        }
+        match self.local.claim(user, key, fingerprint, Instant::now()) {
+            Claim::Run { ticket } => Decision::Run(Ticket::Local(ticket)),
+            Claim::Replay(stored) => Decision::Replay(stored),
+            Claim::InFlight => Decision::InFlight,
+            Claim::Mismatch => Decision::Mismatch,
+        }
+    }
+
+    /// Stores the answer for a claimed key (a shared one for `IDEMPOTENCY_TTL`).
+    pub async fn complete(&self, user: &UserId, key: &str, ticket: &Ticket, response: StoredResponse) {
+        match (ticket, &self.shared) {
+            (Ticket::Local(ticket), _) => self.local.complete(user, key, *ticket, response),
+            (Ticket::Shared(marker), Some(shared)) => {
+                if shared.settle(user, key, marker, Some(&response), self.local.ttl).await.is_err() {
+                    tracing::warn!("could not store a REST answer under its Idempotency-Key in Redis; a retry runs the turn again");
+                }
+            }
+            (Ticket::Shared(_), None) => {}
+        }
+    }
+
+    /// Forgets a claimed key whose request failed, so a retry runs again.
+    pub async fn release(&self, user: &UserId, key: &str, ticket: &Ticket) {
+        match (ticket, &self.shared) {
+            (Ticket::Local(ticket), _) => self.local.release(user, key, *ticket),
+            // If this fails the claim expires by itself after `running_for`.
+            (Ticket::Shared(marker), Some(shared)) => {
+                let _ = shared.settle(user, key, marker, None, self.local.ttl).await;
+            }
+            (Ticket::Shared(_), None) => {}
+        }
     }
 }
 

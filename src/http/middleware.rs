@@ -30,6 +30,17 @@ pub fn current_request_id() -> Option<String> {
     CURRENT_REQUEST_ID.try_with(Clone::clone).ok()
 }
 
+/// `work` with this request's id as its current one (for work spawned off the request's task).
+pub fn in_request_scope<F: std::future::Future>(work: F) -> impl std::future::Future<Output = F::Output> {
+    let id = current_request_id();
+    async move {
+        match id {
+            Some(id) => CURRENT_REQUEST_ID.scope(id, work).await,
+            None => work.await,
+        }
+    }
+}
+
 /// What the middleware needs to know about the deployment.
 #[derive(Debug, Clone, Copy)]
 pub struct EdgePolicy {

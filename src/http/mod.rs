@@ -2,6 +2,7 @@
 
 pub mod bearer;
 pub mod client_ip;
+pub mod cluster;
 pub mod conformance;
 pub mod cors;
 pub mod dev;
@@ -53,8 +54,10 @@ pub struct AppState {
     pub flusher: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
     /// The Redis context cache, when `REDIS_URL` is set.
     pub redis: Option<Arc<crate::adapters::redis_cache::RedisCache>>,
-    /// `Idempotency-Key`s of REST chats (per node).
-    pub idempotency: idempotency::IdempotencyKeys,
+    /// `Idempotency-Key`s of REST chats (across nodes with Redis).
+    pub idempotency: idempotency::RestIdempotency,
+    /// This node's id (`PAM_NODE_ID`) and, with Redis, its handle on the shared cluster state.
+    pub cluster: crate::cluster::ClusterView,
     /// Issues and checks CSRF tokens for the settings routes.
     pub csrf: crate::auth::csrf::CsrfKeys,
 }
@@ -87,6 +90,8 @@ pub fn router(state: SharedState) -> Router {
         .route("/api/v1/monitoring/errors", get(monitoring::errors))
         .route("/api/v1/monitoring/websockets", get(monitoring::websockets))
         .route("/api/v1/monitoring/slow-queries", get(monitoring::slow_queries_report))
+        .route("/api/v1/monitoring/nodes", get(cluster::nodes))
+        .route("/api/v1/pam/presence/{user_id}", get(cluster::presence))
         .merge(browser_routes(&state));
     if state.dev.is_some() {
         router = router

@@ -14,7 +14,7 @@ use tokio::time::Instant;
 use super::{SharedState, bearer, error_response};
 use crate::monitor::{error_log, slow_queries};
 
-fn iso(at: chrono::DateTime<chrono::Utc>) -> String {
+pub(super) fn iso(at: chrono::DateTime<chrono::Utc>) -> String {
     at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
@@ -25,7 +25,7 @@ fn same_secret(given: &str, expected: &str) -> bool {
 }
 
 /// `None` when the caller is an admin; else the 401.
-async fn refuse_non_admin(state: &SharedState, headers: &HeaderMap) -> Option<Response> {
+pub(super) async fn refuse_non_admin(state: &SharedState, headers: &HeaderMap) -> Option<Response> {
     let unauthorized = || error_response(StatusCode::UNAUTHORIZED, "AUTH_INVALID", "monitoring needs PAM_ADMIN_TOKEN or an admin token");
     let Some(token) = bearer::bearer_token(headers) else {
         return Some(unauthorized());

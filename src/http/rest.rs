@@ -1,7 +1,7 @@
 //! REST chat, `POST /api/v1/pam/chat` (alias `/api/v1/pam-simple/chat`): the browser client's
 //! fallback when its socket gives no answer. Runs the same `TurnPipeline` as the socket (context,
 //! models, fallback, storage), honours `Idempotency-Key`, shares the per-user rate limit with the
-//! socket, and answers bad input with a JSON `{"error","message"}` and a 4xx, never a 500.
+//! socket (across nodes with Redis), and answers bad input with a JSON `{"error","message"}` and a 4xx, never a 500.
 
 use std::time::Duration;
 
@@ -18,7 +18,7 @@ use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 use tokio::time::Instant;
 
-use super::idempotency::{Claim, StoredResponse, valid_key};
+use super::idempotency::{Decision, StoredResponse, valid_key};
 use super::{SharedState, bearer, error_response};
 
 /// How long the response waits for the stored turn's ids before answering without them.
@@ -145,40 +145,54 @@ pub async fn chat(State(state): State<SharedState>, headers: HeaderMap, body: Re
     answer_with_key(&state, &user, &body, &key, started).await
 }
 
-/// The `Idempotency-Key` paths: replay, 409 while in flight, 422 for another body, or run once.
+/// The `Idempotency-Key` paths, on a task of their own: a client that disconnects between the
+/// claim (a Redis round trip) and the answer must not leave the key claimed and unanswered.
 async fn answer_with_key(state: &SharedState, user: &UserId, body: &ChatBody, key: &str, started: Instant) -> Response {
-    match state.idempotency.claim(user, key, body.fingerprint(), Instant::now()) {
-        Claim::Replay(stored) => {
+    let task = (state.clone(), user.clone(), body.clone(), key.to_string());
+    let answer = tokio::spawn(super::middleware::in_request_scope(async move {
+        let (state, user, body, key) = task;
+        claim_and_answer(&state, &user, &body, &key, started).await
+    }));
+    answer.await.unwrap_or_else(|error| {
+        tracing::error!(%error, "REST chat task failed");
+        error_response(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL", "PAM hit an internal error; please retry")
+    })
+}
+
+/// Replay, 409 while in flight (on any node), 422 for another body, or run once.
+async fn claim_and_answer(state: &SharedState, user: &UserId, body: &ChatBody, key: &str, started: Instant) -> Response {
+    match state.idempotency.claim(user, key, body.fingerprint()).await {
+        Decision::Replay(stored) => {
             let mut response = Json(stored.body).into_response();
             response.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
             response
         }
-        Claim::InFlight => {
+        Decision::InFlight => {
             error_response(StatusCode::CONFLICT, "IDEMPOTENCY_IN_FLIGHT", "a request with this Idempotency-Key is still being answered")
         }
-        Claim::Mismatch => error_response(
+        Decision::Mismatch => error_response(
             StatusCode::UNPROCESSABLE_ENTITY,
             "IDEMPOTENCY_KEY_REUSED",
             "this Idempotency-Key was used with a different request body",
         ),
-        Claim::Run { ticket } => {
+        Decision::Run(ticket) => {
             // The turn runs in its own task: a client that disconnects mid-answer leaves the key
             // completed (its retry gets the replay), never stuck in flight.
-            let task = (state.clone(), user.clone(), body.clone(), key.to_string());
-            let turn = tokio::spawn(async move {
-                let (state, user, body, key) = task;
+            let task = (state.clone(), user.clone(), body.clone(), key.to_string(), ticket.clone());
+            let turn = tokio::spawn(super::middleware::in_request_scope(async move {
+                let (state, user, body, key, ticket) = task;
                 let outcome = run_turn(&state, &user, &body, format!("rest:{key}"), started).await;
                 match &outcome {
-                    Ok(response) => state.idempotency.complete(&user, &key, ticket, StoredResponse { body: response.clone() }),
-                    Err(_) => state.idempotency.release(&user, &key, ticket),
+                    Ok(response) => state.idempotency.complete(&user, &key, &ticket, StoredResponse { body: response.clone() }).await,
+                    Err(_) => state.idempotency.release(&user, &key, &ticket).await,
                 }
                 outcome
-            });
+            }));
             match turn.await {
                 Ok(Ok(response)) => Json(response).into_response(),
                 Ok(Err(refusal)) => refusal,
                 Err(error) => {
-                    state.idempotency.release(user, key, ticket);
+                    state.idempotency.release(user, key, &ticket).await;
                     tracing::error!(%error, "REST chat turn task failed");
                     error_response(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL", "PAM hit an internal error; please retry")
                 }
@@ -189,7 +203,7 @@ async fn answer_with_key(state: &SharedState, user: &UserId, body: &ChatBody, ke
 
 /// Rate limit, then the shared pipeline; the 200 body or the error response.
 async fn run_turn(state: &SharedState, user: &UserId, body: &ChatBody, client_msg_id: String, started: Instant) -> Result<Value, Response> {
-    if !state.deps.rate_limiter.check(user, Instant::now()) {
+    if !state.deps.rate_limiter.check(user).await {
         metrics::counter!(RATE_LIMITED_TOTAL).increment(1);
         let message = format!("more than {} messages a minute; slow down", state.settings.rate_limit_per_minute);
         let mut refusal = error_response(StatusCode::TOO_MANY_REQUESTS, "RATE_LIMIT_EXCEEDED", &message);

@@ -33,6 +33,7 @@ mod redis_cache;
 mod rest_bad_input;
 mod rest_chat;
 mod rfc6455;
+mod scale_out;
 mod schema_doctor;
 mod settings_refusals;
 mod shutdown;

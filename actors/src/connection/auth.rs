@@ -15,7 +15,7 @@ use crate::state::{ConnectionPhase, Keepalive};
 impl ConnectionState {
     pub(super) async fn authenticate(&mut self, myself: &ActorRef<ConnectionMsg>, token: &str) {
         match self.verify(token).await {
-            Ok((user, expires_at)) => self.ready(myself, user, expires_at),
+            Ok((user, expires_at)) => self.ready(myself, user, expires_at).await,
             Err(error) => self.refuse(myself, error),
         }
     }
@@ -55,8 +55,8 @@ impl ConnectionState {
         self.close(myself, code, &error.to_string());
     }
 
-    fn ready(&mut self, myself: &ActorRef<ConnectionMsg>, user: UserId, expires_at: Option<u64>) {
-        let Some(slot) = self.deps.user_slots.acquire(&user) else {
+    async fn ready(&mut self, myself: &ActorRef<ConnectionMsg>, user: UserId, expires_at: Option<u64>) {
+        let Some(slot) = self.deps.user_slots.acquire(&user, Some(myself.clone())).await else {
             metrics::counter!(USER_CAP_HITS_TOTAL).increment(1);
             crate::monitor::ws().user_cap_hit(Instant::now());
             let detail = format!("more than {} connections for this user", self.deps.user_slots.cap());

@@ -39,7 +39,7 @@ impl ConnectionState {
             Some(Ok(session)) => session,
             Some(Err(error)) => return self.send(myself, chat_error(&chat.id, ErrorCode::ValidationError, error.to_string())),
         };
-        if !self.deps.rate_limiter.check(&user, Instant::now()) {
+        if !self.deps.rate_limiter.check(&user).await {
             return self
                 .rate_limited(myself, format!("more than {} messages a minute; slow down", self.deps.settings.rate_limit_per_minute));
         }

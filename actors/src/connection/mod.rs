@@ -101,6 +101,8 @@ pub enum ConnectionMsg {
     TokenExpiring(u64),
     /// v2: the token of this generation expired without an `auth_refresh`.
     TokenExpired(u64),
+    /// A server push for this socket's user (one frame's JSON text, from the push bus).
+    Push(String),
 }
 
 struct InFlight {
@@ -247,6 +249,7 @@ impl ConnectionState {
             ConnectionMsg::SessionTaken => self.close(myself, CloseCode::Normal, "session resumed on another connection"),
             ConnectionMsg::TokenExpiring(generation) => self.on_token_expiring(myself, generation),
             ConnectionMsg::TokenExpired(generation) => self.on_token_expired(myself, generation),
+            ConnectionMsg::Push(text) => self.on_push(myself, text),
         }
         Ok(())
     }
@@ -365,6 +368,18 @@ impl ConnectionState {
             ClientFrame::AuthRefresh { .. } | ClientFrame::Cancel { .. } | ClientFrame::Resume { .. } => {
                 self.invalid(myself, ErrorCode::UnknownType, format!("'{}' is not supported on this socket", client_kind(&frame)));
             }
+        }
+    }
+
+    /// A push goes out as is (legacy and, unnumbered for now, v2), behind what is queued.
+    fn on_push(&mut self, myself: &ActorRef<ConnectionMsg>, text: String) {
+        if self.user.is_none() {
+            return;
+        }
+        match self.outbound.send(OutFrame::Text(text)) {
+            Ok(()) => count_frame("out", "push"),
+            Err(SendError::Full) => self.close(myself, CloseCode::SlowConsumer, ""),
+            Err(SendError::Closed) => {}
         }
     }
 

@@ -1,0 +1,142 @@
+//! Cluster ports: what lets N gateway nodes behave as one — a user's socket count across nodes
+//! (presence, for `PAM_MAX_CONNECTIONS_PER_USER`), the chat rate limit across nodes, and the push
+//! bus that reaches a user's sockets on whichever nodes hold them. The gateway implements them
+//! on Redis when `REDIS_URL` is set; without it none is set and everything runs in process
+//! (`UserSlots`, `RateLimiter`, `LocalPushBus`): one node is then the whole cluster.
+//!
+//! Every shared operation may answer `SharedUnavailable` (Redis refused, hung past its 100 ms
+//! budget, or its breaker is open); callers then use this node's own in-process state, so Redis
+//! trouble never becomes the user's trouble (design.md, "Scale-out").
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use pam_protocol::UserId;
+
+use crate::admission::UserSlots;
+use crate::ports::BoxFuture;
+
+/// Messages published on the push bus (`publish` calls, on the node that published).
+pub const PUSH_PUBLISHED_TOTAL: &str = "pam_push_bus_published_total";
+/// Pushes handed to a local socket (on the node that holds the socket).
+pub const PUSH_DELIVERED_TOTAL: &str = "pam_push_bus_delivered_total";
+/// Pushes that arrived from another node over the bus (on the receiving node).
+pub const PUSH_RECEIVED_TOTAL: &str = "pam_push_bus_received_total";
+
+/// The shared state could not be reached in time: use this node's own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("shared state unavailable")]
+pub struct SharedUnavailable;
+
+/// This node's socket count for one user after a local change. `version` grows with every
+/// change on this node, so a write that lands late (writes race) never undoes a newer one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SocketCount {
+    pub count: usize,
+    pub version: u64,
+}
+
+/// Per-user socket counts of every live node (presence), with an atomic check-and-set for the cap.
+pub trait SharedPresence: Send + Sync + 'static {
+    /// Sets this node's count for `user` to `now`, if the user's sockets on every other live
+    /// node plus `now.count` stay within `cap`; `Ok(false)` (nothing written) when they would not.
+    fn acquire<'a>(&'a self, user: &'a UserId, now: SocketCount, cap: usize) -> BoxFuture<'a, Result<bool, SharedUnavailable>>;
+    /// Sets this node's count for `user` to `now` (unless a newer version is stored).
+    fn put<'a>(&'a self, user: &'a UserId, now: SocketCount) -> BoxFuture<'a, Result<(), SharedUnavailable>>;
+}
+
+/// The per-user chat rate limit counted across nodes (GCRA, the same rule as `RateLimiter`).
+pub trait SharedRateLimit: Send + Sync + 'static {
+    /// Takes one chat of `per_minute` for `user`; `Ok(false)` when the budget is spent.
+    fn admit<'a>(&'a self, user: &'a UserId, per_minute: u32) -> BoxFuture<'a, Result<bool, SharedUnavailable>>;
+}
+
+/// What one `publish` did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PushOutcome {
+    /// Sockets of this node the payload was handed to.
+    pub local_sockets: usize,
+    /// Other nodes it was sent to (those holding sockets of the user).
+    pub remote_nodes: usize,
+    /// The bus could not reach other nodes: only this node's sockets got it.
+    pub degraded: bool,
+}
+
+/// Counts of one bus instance (the Prometheus counters add up every node of a process).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PushStats {
+    pub published: u64,
+    pub received: u64,
+    pub delivered: u64,
+}
+
+/// Delivers server frames to every socket of a user on every node — and only to the nodes that
+/// hold a socket of that user, never a broadcast every node must filter. Each node subscribes to
+/// its own channel when the bus is built.
+pub trait PushBus: Send + Sync + 'static {
+    /// Sends `payload` (one server frame's JSON text, sent as is) to every socket of `user`.
+    fn publish<'a>(&'a self, user: &'a UserId, payload: &'a str) -> BoxFuture<'a, PushOutcome>;
+    /// This instance's counts.
+    fn stats(&self) -> PushStats;
+}
+
+/// The counters every bus keeps, per instance and in Prometheus.
+#[derive(Debug, Default)]
+pub struct PushCounters {
+    published: AtomicU64,
+    received: AtomicU64,
+    delivered: AtomicU64,
+}
+
+impl PushCounters {
+    pub fn published(&self) {
+        self.published.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!(PUSH_PUBLISHED_TOTAL).increment(1);
+    }
+
+    pub fn received(&self) {
+        self.received.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!(PUSH_RECEIVED_TOTAL).increment(1);
+    }
+
+    pub fn delivered(&self, sockets: usize) {
+        let sockets = sockets as u64;
+        self.delivered.fetch_add(sockets, Ordering::Relaxed);
+        metrics::counter!(PUSH_DELIVERED_TOTAL).increment(sockets);
+    }
+
+    pub fn stats(&self) -> PushStats {
+        PushStats {
+            published: self.published.load(Ordering::Relaxed),
+            received: self.received.load(Ordering::Relaxed),
+            delivered: self.delivered.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// The single-node bus: a push reaches this node's sockets of the user.
+pub struct LocalPushBus {
+    slots: Arc<UserSlots>,
+    counters: PushCounters,
+}
+
+impl LocalPushBus {
+    pub fn new(slots: Arc<UserSlots>) -> Self {
+        Self { slots, counters: PushCounters::default() }
+    }
+}
+
+impl PushBus for LocalPushBus {
+    fn publish<'a>(&'a self, user: &'a UserId, payload: &'a str) -> BoxFuture<'a, PushOutcome> {
+        Box::pin(async move {
+            self.counters.published();
+            let local_sockets = self.slots.deliver(user, payload);
+            self.counters.delivered(local_sockets);
+            PushOutcome { local_sockets, remote_nodes: 0, degraded: false }
+        })
+    }
+
+    fn stats(&self) -> PushStats {
+        self.counters.stats()
+    }
+}

@@ -1,0 +1,111 @@
+//! The push bus on Redis: a push for a user goes to this node's sockets of the user directly, and
+//! to the channel `{p}:node:{id}:push` of every other live node that holds a socket of the user
+//! (chosen from presence in the same script) — never a broadcast every node must filter. Each node
+//! subscribes to its own channel only, on a connection of its own, re-subscribed after reconnects.
+//!
+//! Redis pub/sub is at most once: a push published while the receiving node's subscription is
+//! down is lost for that node (durable pushes store first; see protocol.md, "Server push").
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use fred::clients::SubscriberClient;
+use fred::prelude::{ClientLike, EventInterface, LuaInterface, PubsubInterface};
+use pam_actors::cluster::PushCounters;
+use pam_actors::{BoxFuture, PushBus, PushOutcome, PushStats, UserSlots};
+use pam_protocol::UserId;
+use serde::{Deserialize, Serialize};
+
+use super::{Op, RedisShared, scripts};
+
+/// How often a subscription Redis refused is tried again.
+const SUBSCRIBE_RETRY: Duration = Duration::from_secs(1);
+
+/// One push on the wire between nodes.
+#[derive(Debug, Serialize, Deserialize)]
+struct Envelope {
+    user: UserId,
+    /// The frame's JSON text, sent to the sockets as is.
+    payload: String,
+}
+
+/// The bus of one node.
+pub struct RedisPushBus {
+    shared: Arc<RedisShared>,
+    slots: Arc<UserSlots>,
+    counters: Arc<PushCounters>,
+}
+
+impl RedisPushBus {
+    /// The bus, and the task that listens on this node's channel (abort it at shutdown).
+    pub fn start(url: &str, shared: Arc<RedisShared>, slots: Arc<UserSlots>) -> anyhow::Result<(Arc<Self>, tokio::task::JoinHandle<()>)> {
+        let subscriber =
+            super::builder(url)?.build_subscriber_client().map_err(|e| anyhow::anyhow!("could not set up the Redis subscriber: {e}"))?;
+        drop(subscriber.connect());
+        let channel = shared.key(&format!("node:{}:push", shared.node));
+        let counters = Arc::new(PushCounters::default());
+        let listener = tokio::spawn(listen(subscriber, channel, slots.clone(), counters.clone()));
+        Ok((Arc::new(Self { shared, slots, counters }), listener))
+    }
+}
+
+/// Subscribes (retrying while Redis refuses) and hands every push to this node's sockets.
+async fn listen(subscriber: SubscriberClient, channel: String, slots: Arc<UserSlots>, counters: Arc<PushCounters>) {
+    let mut messages = subscriber.message_rx();
+    let resubscriber = subscriber.manage_subscriptions();
+    let _stop_resubscribing = AbortOnDrop(resubscriber);
+    while let Err(error) = subscriber.subscribe(channel.clone()).await {
+        tracing::debug!(%error, channel, "could not subscribe to this node's push channel yet");
+        tokio::time::sleep(SUBSCRIBE_RETRY).await;
+    }
+    tracing::info!(channel, "listening for pushes from other nodes");
+    loop {
+        match messages.recv().await {
+            Ok(message) => {
+                let Some(text) = message.value.as_str() else { continue };
+                let Ok(envelope) = serde_json::from_str::<Envelope>(&text) else {
+                    tracing::warn!(channel, "ignored an unreadable message on this node's push channel");
+                    continue;
+                };
+                counters.received();
+                counters.delivered(slots.deliver(&envelope.user, &envelope.payload));
+            }
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(missed)) => {
+                tracing::warn!(missed, "pushes from other nodes arrived faster than they were handed out; some were dropped");
+            }
+            Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+        }
+    }
+}
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+impl PushBus for RedisPushBus {
+    fn publish<'a>(&'a self, user: &'a UserId, payload: &'a str) -> BoxFuture<'a, PushOutcome> {
+        Box::pin(async move {
+            self.counters.published();
+            let local_sockets = self.slots.deliver(user, payload);
+            self.counters.delivered(local_sockets);
+            let envelope = Envelope { user: user.clone(), payload: payload.to_string() };
+            let message = serde_json::to_string(&envelope).expect("an envelope serialises");
+            let shared = &self.shared;
+            let args = vec![shared.prefix.clone(), shared.field(), message];
+            let sent: Result<i64, _> =
+                shared.guarded(Op::Push, shared.client.eval(scripts::PUSH, vec![shared.presence_key(user)], args)).await;
+            match sent {
+                Ok(nodes) => PushOutcome { local_sockets, remote_nodes: usize::try_from(nodes).unwrap_or(0), degraded: false },
+                Err(_) => PushOutcome { local_sockets, remote_nodes: 0, degraded: true },
+            }
+        })
+    }
+
+    fn stats(&self) -> PushStats {
+        self.counters.stats()
+    }
+}

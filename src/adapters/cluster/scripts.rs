@@ -1,0 +1,176 @@
+//! The Lua scripts of the shared cluster state (one `EVAL` each, so every check-and-write is
+//! atomic). Key layout in `mod.rs`. Numbers are formatted with `%d`: Lua would print large ones
+//! in exponent notation.
+
+/// Shared helpers: `live` lists a presence hash's live fields as `{field, node, count}` and deletes
+/// the dead ones (a node with no registration, or registered under another incarnation; and any
+/// field of this node other than its current one); `put` stores `"count:version"` unless the
+/// stored version is newer, and keeps the hash alive for `ttl` ms.
+macro_rules! presence_helpers {
+    () => {
+        r#"
+local function live(hash, prefix, mine)
+  local mine_node = string.match(mine, '^(.+)/[^/]+$')
+  local all = redis.call('HGETALL', hash)
+  local out, incarnations = {}, {}
+  for i = 1, #all, 2 do
+    local field, value = all[i], all[i + 1]
+    local node, incarnation = string.match(field, '^(.+)/([^/]+)$')
+    local alive = field == mine
+    if not alive and node and node ~= mine_node then
+      if incarnations[node] == nil then
+        incarnations[node] = false
+        local info = redis.call('GET', prefix .. ':node:' .. node)
+        if info then
+          local ok, decoded = pcall(cjson.decode, info)
+          if ok and type(decoded) == 'table' and type(decoded.incarnation) == 'string' then
+            incarnations[node] = decoded.incarnation
+          end
+        end
+      end
+      alive = incarnations[node] == incarnation
+    end
+    if alive then
+      table.insert(out, {field, node, tonumber(string.match(value, '^(%d+):') or '0')})
+    else
+      redis.call('HDEL', hash, field)
+    end
+  end
+  return out
+end
+local function put(hash, field, count, version, ttl)
+  local old = redis.call('HGET', hash, field)
+  if old and tonumber(string.match(old, ':(%d+)$') or '0') > version then return 0 end
+  redis.call('HSET', hash, field, string.format('%d:%d', count, version))
+  redis.call('PEXPIRE', hash, ttl)
+  return 1
+end
+"#
+    };
+}
+
+/// KEYS presence hash; ARGV prefix, this node's field, count, version, cap, hash TTL (ms).
+/// Returns `{1, others}` when stored within the cap, `{0, others}` (nothing written) when not.
+pub(super) const ACQUIRE: &str = concat!(
+    presence_helpers!(),
+    r#"
+local mine = ARGV[2]
+local others = 0
+for _, entry in ipairs(live(KEYS[1], ARGV[1], mine)) do
+  if entry[1] ~= mine then others = others + entry[3] end
+end
+if others + tonumber(ARGV[3]) > tonumber(ARGV[5]) then return {0, others} end
+put(KEYS[1], mine, tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[6])
+return {1, others}
+"#
+);
+
+/// KEYS presence hashes; ARGV this node's field, hash TTL (ms), then count and version for each
+/// key in order. Returns how many were stored.
+pub(super) const PUT: &str = concat!(
+    presence_helpers!(),
+    r#"
+local stored = 0
+for i, hash in ipairs(KEYS) do
+  stored = stored + put(hash, ARGV[1], tonumber(ARGV[1 + 2 * i]), tonumber(ARGV[2 + 2 * i]), ARGV[2])
+end
+return stored
+"#
+);
+
+/// KEYS presence hash; ARGV prefix. Returns `{node, count, …}` for live nodes holding sockets.
+pub(super) const PRESENCE: &str = concat!(
+    presence_helpers!(),
+    r#"
+local out = {}
+for _, entry in ipairs(live(KEYS[1], ARGV[1], '')) do
+  if entry[3] > 0 then
+    table.insert(out, entry[2])
+    table.insert(out, tostring(entry[3]))
+  end
+end
+return out
+"#
+);
+
+/// KEYS presence hash; ARGV prefix, this node's field, message. Publishes the message on the
+/// channel of every other live node holding sockets of the user; returns how many.
+pub(super) const PUSH: &str = concat!(
+    presence_helpers!(),
+    r#"
+local sent = 0
+for _, entry in ipairs(live(KEYS[1], ARGV[1], ARGV[2])) do
+  if entry[1] ~= ARGV[2] and entry[3] > 0 then
+    redis.call('PUBLISH', ARGV[1] .. ':node:' .. entry[2] .. ':push', ARGV[3])
+    sent = sent + 1
+  end
+end
+return sent
+"#
+);
+
+/// KEYS node key, node index; ARGV node JSON, incarnation, TTL (ms), node id. Registers the node
+/// until now + TTL; returns 1 when the key held this incarnation already (nothing was lost).
+pub(super) const HEARTBEAT: &str = r#"
+local old = redis.call('GET', KEYS[1])
+local ours = 0
+if old then
+  local ok, decoded = pcall(cjson.decode, old)
+  if ok and type(decoded) == 'table' and decoded.incarnation == ARGV[2] then ours = 1 end
+end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[3])
+local now = redis.call('TIME')
+local ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+redis.call('ZADD', KEYS[2], string.format('%d', ms + tonumber(ARGV[3])), ARGV[4])
+return ours
+"#;
+
+/// KEYS node key, node index; ARGV incarnation, node id. Removes the registration if it is still
+/// this incarnation's (a restarted node with the same id keeps its own).
+pub(super) const DEREGISTER: &str = r#"
+local old = redis.call('GET', KEYS[1])
+if not old then return 0 end
+local ok, decoded = pcall(cjson.decode, old)
+if not (ok and type(decoded) == 'table' and decoded.incarnation == ARGV[1]) then return 0 end
+redis.call('DEL', KEYS[1])
+redis.call('ZREM', KEYS[2], ARGV[2])
+return 1
+"#;
+
+/// KEYS node index; ARGV prefix. Forgets expired entries; returns the JSON of every live node.
+pub(super) const NODES: &str = r#"
+local now = redis.call('TIME')
+local ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', string.format('%d', ms))
+local out = {}
+for _, id in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+  local info = redis.call('GET', ARGV[1] .. ':node:' .. id)
+  if info then table.insert(out, info) end
+end
+return out
+"#;
+
+/// GCRA (see `pam_actors::rate_limit`). KEYS the user's arrival-time key; ARGV interval and
+/// tolerance in µs. Returns 1 when the chat is allowed (and takes it), 0 when not.
+pub(super) const RATE: &str = r#"
+local now = redis.call('TIME')
+local us = tonumber(now[1]) * 1000000 + tonumber(now[2])
+local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
+if tat < us then tat = us end
+if tat - us > tonumber(ARGV[2]) then return 0 end
+local next = tat + tonumber(ARGV[1])
+redis.call('SET', KEYS[1], string.format('%d', next), 'PX', string.format('%d', math.ceil((next - us) / 1000) + 1))
+return 1
+"#;
+
+/// KEYS an idempotency key; ARGV the running marker this request set, the value to store, TTL
+/// (ms; 0 deletes). Replaces (or deletes) the value only while it is still that marker.
+pub(super) const SETTLE: &str = r#"
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+if ARGV[3] == '0' then
+  redis.call('DEL', KEYS[1])
+else
+  redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+end
+return 1
+"#;

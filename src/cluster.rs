@@ -1,0 +1,91 @@
+//! "N gateway nodes behave as one": builds this node's cluster parts from the settings — the
+//! shared per-user cap (presence), chat rate limit, REST idempotency and push bus on Redis when
+//! `REDIS_URL` is set (each falling back to this node's own while Redis is unavailable), or the
+//! in-process versions of the same when it is not (one node is then the whole cluster).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use pam_actors::{ChatRateLimit, LocalPushBus, PushBus, SharedPresence, SharedRateLimit, UserSlots};
+
+use crate::adapters::cluster::{NodeInfo, RedisPushBus, RedisShared, spawn_heartbeat};
+use crate::config::Settings;
+use crate::http::idempotency::{IDEMPOTENCY_CAPACITY, IDEMPOTENCY_TTL, IdempotencyKeys, RestIdempotency, SharedIdempotency};
+
+/// What the HTTP routes see of the cluster.
+#[derive(Clone)]
+pub struct ClusterView {
+    /// This node's id (`PAM_NODE_ID`).
+    pub node: Arc<str>,
+    pub started_at: String,
+    pub address: SocketAddr,
+    /// The shared state, when `REDIS_URL` is set.
+    pub redis: Option<Arc<RedisShared>>,
+    pub slots: Arc<UserSlots>,
+    pub push: Arc<dyn PushBus>,
+}
+
+impl ClusterView {
+    /// This node as `/api/v1/monitoring/nodes` shows it when Redis cannot be asked.
+    pub fn local_node(&self) -> NodeInfo {
+        let (sockets, users) = self.slots.totals();
+        NodeInfo {
+            id: self.node.to_string(),
+            incarnation: String::new(),
+            started_at: self.started_at.clone(),
+            address: self.address.to_string(),
+            sockets,
+            users,
+            heartbeat_at: pam_actors::connection::iso_now(),
+        }
+    }
+}
+
+/// Everything `Application::build` wires in.
+pub struct ClusterParts {
+    pub view: ClusterView,
+    pub rate_limiter: ChatRateLimit,
+    pub idempotency: RestIdempotency,
+    /// The heartbeat and the push listener; aborted at shutdown.
+    pub background: Vec<tokio::task::JoinHandle<()>>,
+}
+
+/// This node's cluster parts; with Redis they register the node and start its heartbeat.
+pub fn build(settings: &Settings, node: Arc<str>, address: SocketAddr) -> anyhow::Result<ClusterParts> {
+    let started_at = pam_actors::connection::iso_now();
+    let running_for = settings_turn_lifetime(settings);
+    let local_keys = IdempotencyKeys::new(IDEMPOTENCY_TTL, IDEMPOTENCY_CAPACITY);
+    let cap = settings.max_connections_per_user;
+    let Some(url) = settings.redis_url.as_deref() else {
+        tracing::info!(node = &*node, "REDIS_URL is not set: per-user cap, rate limit, idempotency and pushes are this node's alone");
+        let slots = UserSlots::new(cap);
+        let push: Arc<dyn PushBus> = Arc::new(LocalPushBus::new(slots.clone()));
+        return Ok(ClusterParts {
+            view: ClusterView { node, started_at, address, redis: None, slots, push },
+            rate_limiter: ChatRateLimit::new(settings.rate_limit_per_minute, None),
+            idempotency: RestIdempotency::new(local_keys, None, running_for),
+            background: Vec::new(),
+        });
+    };
+    let redis = Arc::new(RedisShared::connect(url, &settings.cache_prefix, &node, settings.node_ttl())?);
+    let slots = UserSlots::with_shared(cap, redis.clone() as Arc<dyn SharedPresence>);
+    let (push, listener) = RedisPushBus::start(url, redis.clone(), slots.clone())?;
+    let heartbeat = spawn_heartbeat(redis.clone(), slots.clone(), address.to_string());
+    tracing::info!(
+        node = &*node,
+        ttl_ms = settings.node_ttl_ms,
+        "REDIS_URL is set: per-user cap, rate limit, idempotency and pushes are shared across nodes"
+    );
+    Ok(ClusterParts {
+        view: ClusterView { node, started_at, address, redis: Some(redis.clone()), slots, push },
+        rate_limiter: ChatRateLimit::new(settings.rate_limit_per_minute, Some(redis.clone() as Arc<dyn SharedRateLimit>)),
+        idempotency: RestIdempotency::new(local_keys, Some(redis as Arc<dyn SharedIdempotency>), running_for),
+        background: vec![heartbeat, listener],
+    })
+}
+
+/// The longest a turn runs: its model deadline, plus the shutdown grace if it was draining (as
+/// `ConnectionDeps::pipeline` says); a shared idempotency claim stays running at most this long.
+fn settings_turn_lifetime(settings: &Settings) -> std::time::Duration {
+    settings.connection_settings().llm_timeout + settings.shutdown_grace() + std::time::Duration::from_secs(5)
+}

@@ -1,0 +1,93 @@
+//! Redis trouble is not the user's trouble: with Redis stopped (and restarted, empty) under two
+//! nodes, or hanging, chats keep answering on the node the client is on and the shared cap,
+//! presence and node list fall back to each node's own, then come back by themselves (presence
+//! re-synced from what each node holds).
+
+use std::process::Command;
+
+use super::liveness::short_ttl;
+use super::*;
+use crate::common::rest::post_chat;
+use pam_gateway::Overrides;
+use serde_json::json;
+use tokio::time::Instant;
+
+#[tokio::test]
+async fn redis_stopped_and_restarted_under_two_nodes_keeps_chats_answering_and_the_shared_state_comes_back() {
+    let mut server = RedisServer::start().await;
+    let prefix = fresh_prefix();
+    let a = spawn_node("node-a", &server.url(), &prefix, short_ttl, Overrides::default()).await;
+    let b = spawn_node("node-b", &server.url(), &prefix, short_ttl, Overrides::default()).await;
+    wait_until("both nodes are listed", || async { listed_nodes(&a.app).await == ["node-a", "node-b"] }).await;
+    let mut on_a = connect_user(&a.app, USER).await;
+    let _on_b = connect_user(&b.app, USER).await;
+    let mut over = WsClient::connect(&a.app.ws_url(USER, Some(&token_for(USER)))).await;
+    assert_eq!(over.recv_close().await.0.code, 4504, "the cap is shared while Redis is up");
+
+    server.stop();
+    on_a.send_json(json!({"type": "chat", "message": "is Redis needed to answer?"})).await;
+    assert_eq!(on_a.recv_non_ping().await["type"], "chat_response");
+    let (status, body) = post_chat(&b.app, &token_for(OTHER_USER), &json!({"message": "hello"}), Some("outage-key")).await;
+    assert_eq!(status, 200, "REST with a key answers from this node's own keys: {body}");
+    wait_until("the shared state is marked degraded", || async {
+        metric(&a.app.metrics().await, "pam_redis_shared_state_degraded") == Some(1.0)
+    })
+    .await;
+    let local = presence(&a.app, USER).await;
+    assert_eq!((local["degraded"].as_bool(), local["sockets"].as_u64()), (Some(true), Some(1)), "{local}");
+    let nodes = admin_get(&a.app, "/api/v1/monitoring/nodes").await;
+    assert_eq!((nodes["degraded"].as_bool(), nodes["source"].as_str()), (Some(true), Some("local")), "{nodes}");
+
+    server.restart().await;
+    wait_within(Duration::from_secs(30), "both nodes are registered again in the empty Redis", || async {
+        listed_nodes(&a.app).await == ["node-a", "node-b"]
+    })
+    .await;
+    wait_within(Duration::from_secs(30), "presence is re-synced from what each node holds", || async {
+        let seen = presence(&a.app, USER).await;
+        seen["degraded"] == false && seen["sockets"] == 2
+    })
+    .await;
+    let mut over = WsClient::connect(&a.app.ws_url(USER, Some(&token_for(USER)))).await;
+    assert_eq!(over.recv_close().await.0.code, 4504, "the cap is shared again");
+    wait_within(Duration::from_secs(10), "the degraded gauge is back to 0", || async {
+        metric(&a.app.metrics().await, "pam_redis_shared_state_degraded") == Some(0.0)
+    })
+    .await;
+    on_a.send_json(json!({"type": "chat", "message": "and now?"})).await;
+    assert_eq!(on_a.recv_non_ping().await["type"], "chat_response");
+}
+
+#[tokio::test]
+async fn a_hanging_redis_costs_a_chat_its_short_budgets_and_the_shared_state_returns_when_it_answers() {
+    let server = RedisServer::start().await;
+    let prefix = fresh_prefix();
+    let node = spawn_node("node-a", &server.url(), &prefix, short_ttl, Overrides::default()).await;
+    wait_until("the node is listed", || async { listed_nodes(&node.app).await == ["node-a"] }).await;
+    let mut socket = connect_user(&node.app, USER).await;
+    let signal = |name: &str| {
+        let status = Command::new("kill").args([name, &server.pid().to_string()]).status().unwrap();
+        assert!(status.success(), "kill {name}");
+    };
+    signal("-STOP");
+    let asked = Instant::now();
+    socket.send_json(json!({"type": "chat", "message": "still there?"})).await;
+    assert_eq!(socket.recv_non_ping().await["type"], "chat_response");
+    assert!(asked.elapsed() < Duration::from_secs(3), "answered in {:?}", asked.elapsed());
+    let asked = Instant::now();
+    let (status, body) = post_chat(&node.app, &token_for(USER), &json!({"message": "and over REST?"}), Some("hang-key")).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(asked.elapsed() < Duration::from_secs(3), "answered in {:?}", asked.elapsed());
+    let _second = connect_user(&node.app, USER).await;
+    wait_until("the shared state is marked degraded", || async {
+        metric(&node.app.metrics().await, "pam_redis_shared_state_degraded") == Some(1.0)
+    })
+    .await;
+
+    signal("-CONT");
+    wait_within(Duration::from_secs(30), "presence counts both sockets in Redis again", || async {
+        let seen = presence(&node.app, USER).await;
+        seen["degraded"] == false && seen["sockets"] == 2
+    })
+    .await;
+}
