@@ -9,6 +9,7 @@ pub mod health;
 pub mod idempotency;
 pub mod middleware;
 pub mod monitoring;
+pub mod protocol_docs;
 pub mod rest;
 pub mod settings;
 pub mod ws;
@@ -87,6 +88,8 @@ pub fn router(state: SharedState) -> Router {
         .route("/api/v1/monitoring/errors", get(monitoring::errors))
         .route("/api/v1/monitoring/websockets", get(monitoring::websockets))
         .route("/api/v1/monitoring/slow-queries", get(monitoring::slow_queries_report))
+        .route("/asyncapi.json", get(protocol_docs::asyncapi))
+        .route("/schema/{file}", get(protocol_docs::schema_file))
         .merge(browser_routes(&state));
     if state.dev.is_some() {
         router = router
