@@ -258,7 +258,10 @@ mod tests {
     #[test]
     fn the_legacy_content_alias_and_minimal_frames_decode_into_the_typed_shapes() {
         let chat: LegacyClientFrame = serde_json::from_str(r#"{"type":"chat","content":"hi","user_id":"x","extra":1}"#).unwrap();
-        assert_eq!(chat, LegacyClientFrame::Chat(LegacyChat { content: Some("hi".into()), user_id: Some("x".into()), ..LegacyChat::default() }));
+        assert_eq!(
+            chat,
+            LegacyClientFrame::Chat(LegacyChat { content: Some("hi".into()), user_id: Some("x".into()), ..LegacyChat::default() })
+        );
         for text in [r#"{"type":"ping"}"#, r#"{"type":"init"}"#, r#"{"type":"heartbeat"}"#] {
             let typed: LegacyClientFrame = serde_json::from_str(text).unwrap();
             assert!(parse_client_frame(&serde_json::to_string(&typed).unwrap()).is_ok(), "{text}");

@@ -12,9 +12,9 @@ use serde::Serialize;
 use serde_json::{Map, Value, json};
 
 use crate::{
-    AlertContent, AlertPriority, ChatEnd, ChatResponse, CloseCode, ConnectionFrame, ErrorCode, LegacyClientFrame,
-    ProactiveAlert, PushFrame, SeqFrame, SeqPushFrame, ServerFrame, TimerExpired, TimerNotification, TimerType, UiAction,
-    V2ClientFrame, V2Frame, V2_SUBPROTOCOL, Welcome, legacy_client_examples, v2_client_examples,
+    AlertContent, AlertPriority, ChatEnd, ChatResponse, CloseCode, ConnectionFrame, ErrorCode, LegacyClientFrame, ProactiveAlert,
+    PushFrame, SeqFrame, SeqPushFrame, ServerFrame, TimerExpired, TimerNotification, TimerType, UiAction, V2_SUBPROTOCOL, V2ClientFrame,
+    V2Frame, Welcome, legacy_client_examples, v2_client_examples,
 };
 
 /// Every name `GET /schema/{name}.json` serves, in document order.
