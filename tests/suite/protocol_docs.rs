@@ -72,8 +72,7 @@ fn the_readme_lists_every_setting_of_the_help_text() {
     assert!(output.status.success());
     let help = String::from_utf8(output.stdout).unwrap();
     let readme = repo_file("README.md");
-    let settings: Vec<&str> =
-        help.split("[env: ").skip(1).map(|rest| rest.split(|c| c == '=' || c == ']').next().unwrap_or_default()).collect();
+    let settings: Vec<&str> = help.split("[env: ").skip(1).map(|rest| rest.split(['=', ']']).next().unwrap_or_default()).collect();
     assert!(settings.len() > 40, "{settings:?}");
     let missing: Vec<&&str> = settings.iter().filter(|name| !readme.contains(&format!("`{name}`"))).collect();
     assert!(missing.is_empty(), "settings of --help missing from the README's tables: {missing:?}");
