@@ -1,6 +1,7 @@
 //! The PAM wire contract: frames of the legacy and v2 dialects, validated ids and the one
 //! close-code table. Used by the actors (to build frames) and the gateway (to parse them).
-//! Knows nothing of tokio or sockets: serde only.
+//! Knows nothing of tokio or sockets: serde only. With the `schema` feature the frame types also
+//! derive JSON Schema, and [`schema`] builds the JSON Schemas and the AsyncAPI document from them.
 
 mod client_wire;
 mod close;
