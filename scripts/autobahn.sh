@@ -8,8 +8,8 @@
 # when the gateway has any FAILED case (behaviour or close behaviour) or more NON-STRICT cases
 # than scripts/autobahn-baseline.json allows. The bare server's figures are informational only.
 #
-# Needs shared/tools/autobahn-setup.sh beside the repository (../shared/tools/ from the repo root):
-# it installs wstest (Python 2 + autobahntestsuite, no Docker) into ~/.cache/wstest once.
+# scripts/lib/autobahn-setup.sh installs wstest (Python 2 + autobahntestsuite, no Docker) into
+# ~/.cache/wstest once.
 #
 # usage: scripts/autobahn.sh      env: AUTOBAHN_PROFILE=release|debug (default release),
 #                                      AUTOBAHN_SKIP_BUILD=1 (use the binaries already built),
@@ -20,11 +20,7 @@ repo=$(pwd)
 
 say() { printf '[autobahn.sh] %s\n' "$*"; }
 
-setup="$(dirname "$repo")/shared/tools/autobahn-setup.sh"
-if [ ! -f "$setup" ]; then
-  say "missing $setup: the Autobahn installer is expected in shared/tools/ beside the repository"
-  exit 1
-fi
+setup="$repo/scripts/lib/autobahn-setup.sh"
 say "installing wstest (first run only)"
 wstest=$(bash "$setup" | tail -n 1)
 wstest_home=$(dirname "$(dirname "$(dirname "$wstest")")")

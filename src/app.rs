@@ -170,6 +170,9 @@ impl Application {
         let Application { listener, state, tls } = self;
         let scheme = if tls.is_some() { "https" } else { "http" };
         tracing::info!(address = %listener.local_addr()?, scheme, node = &*state.cluster.node, database = state.db.backend(), dev_auth = state.dev.is_some(), "pam-gateway listening");
+        if state.dev.is_some() {
+            tracing::info!("demo chat page: {scheme}://{}/", listener.local_addr()?);
+        }
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let options = ServeOptions {
             header_read_timeout: state.settings.header_read_timeout(),

@@ -1,6 +1,6 @@
 //! `echo-baseline`: the same `idle`, `storm` and `ping` runs against this crate's bare
 //! tokio-tungstenite server and against the gateway, each on a fresh server process when the
-//! runner starts them, printed side by side with the ratio and the issue-7 target.
+//! runner starts them, printed side by side with the ratio and the target.
 
 use std::path::PathBuf;
 use std::time::Duration;

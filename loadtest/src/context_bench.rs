@@ -1,4 +1,4 @@
-//! `context` (issue 4 benchmark): the gateway's real context loaders, built in-process from the
+//! `context` (benchmark): the gateway's real context loaders, built in-process from the
 //! pam-gateway library (`spawn_loaders` on the real Postgres store and Redis cache), timed at a
 //! fixed concurrency on a miss (Redis miss → Postgres → Redis put), a Redis hit (fresh loaders, empty
 //! L1) and an L1 hit — beside raw Redis `GET`s of the same keys and raw Postgres primary-key lookups

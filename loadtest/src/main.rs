@@ -37,8 +37,8 @@ struct Cli {
 /// Which server to load: one already running, or a gateway binary the runner starts.
 #[derive(Args, Clone)]
 struct TargetArgs {
-    /// Base URL of a running gateway, e.g. ws://127.0.0.1:8080.
-    #[arg(long, required_unless_present = "gateway_bin")]
+    /// Base URL of a running gateway, e.g. ws://127.0.0.1:8080 (ws:// only).
+    #[arg(long, required_unless_present = "gateway_bin", value_parser = target::parse_ws_url)]
     url: Option<String>,
     /// Its process id (for memory figures).
     #[arg(long)]

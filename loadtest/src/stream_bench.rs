@@ -1,4 +1,4 @@
-//! `stream` (issue 5, item 9): N concurrent protocol-v2 streams fed by a paced fake model, timed
+//! `stream` (benchmark): N concurrent protocol-v2 streams fed by a paced fake model, timed
 //! per token from emit to receive, through the gateway and through a bare tokio-tungstenite push
 //! server fed by the same generator in the same run; then first-token latency (client `chat` →
 //! first `chat_delta`) at a fixed provider first-token delay. The gateway runs in this process

@@ -7,6 +7,29 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+/// `--url`: the gateway's WebSocket base URL. Only `ws://` works (the runner speaks plain
+/// WebSocket); an `http://`, `https://` or `wss://` URL, or one without a scheme, is refused with
+/// a message naming `ws://` (clap then exits with 2, a usage error). A trailing `/` is dropped.
+pub(crate) fn parse_ws_url(raw: &str) -> Result<String, String> {
+    let raw = raw.trim();
+    let Some((scheme, rest)) = raw.split_once("://") else {
+        return Err(format!("'{raw}' has no scheme; give the gateway's WebSocket URL, e.g. ws://127.0.0.1:8080"));
+    };
+    if !scheme.eq_ignore_ascii_case("ws") {
+        let hint = match scheme.to_ascii_lowercase().as_str() {
+            "http" => format!("use ws://{rest} — the runner connects over WebSocket, not HTTP"),
+            "https" | "wss" => "the runner has no TLS; point it at a plain ws:// listener (e.g. ws://127.0.0.1:8080)".to_string(),
+            _ => "e.g. ws://127.0.0.1:8080".to_string(),
+        };
+        return Err(format!("--url must start with ws://, not {scheme}://; {hint}"));
+    }
+    let rest = rest.trim_end_matches('/');
+    if rest.is_empty() {
+        return Err("--url needs a host after ws://, e.g. ws://127.0.0.1:8080".into());
+    }
+    Ok(format!("ws://{rest}"))
+}
+
 /// A started server: its ws base URL and pid.
 pub(crate) struct Server {
     pub(crate) url: String,
@@ -126,6 +149,17 @@ pub(crate) fn random_secret() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_ws_urls_are_taken_and_every_refusal_names_ws() {
+        assert_eq!(parse_ws_url("ws://127.0.0.1:8080").unwrap(), "ws://127.0.0.1:8080");
+        assert_eq!(parse_ws_url("WS://gateway:80/").unwrap(), "ws://gateway:80");
+        for bad in ["http://127.0.0.1:8080", "HTTPS://pam.example.com", "wss://pam.example.com", "127.0.0.1:8080", "ftp://x", "ws://"] {
+            let refusal = parse_ws_url(bad).unwrap_err();
+            assert!(refusal.contains("ws://"), "{bad}: {refusal}");
+        }
+        assert!(parse_ws_url("http://127.0.0.1:8080").unwrap_err().contains("use ws://127.0.0.1:8080"));
+    }
 
     #[test]
     fn the_address_is_read_from_a_json_log_line() {

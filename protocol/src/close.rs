@@ -76,7 +76,8 @@ impl CloseCode {
         RFC_EXTRA_LABELS.iter().find(|(extra, _)| *extra == code).map_or(OTHER_CLOSE_LABEL, |(_, label)| label)
     }
 
-    /// 4000–4499 (and the 1xxx codes other than policy ones) invite a reconnect; 4500–4999 do not.
+    /// 4500–4999 ask the client not to reconnect (without user action); every other code, 4000–4499
+    /// and the 1xxx ones, allows a reconnect with backoff (1000 needs none: the session ended).
     pub const fn may_reconnect(self) -> bool {
         !matches!(self.code(), 4500..=4999)
     }

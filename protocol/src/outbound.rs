@@ -9,66 +9,105 @@ use crate::ErrorCode;
 
 /// A client-side action the answer asks for (reload a list, open the map).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct UiAction {
     /// `reload_calendar` | `reload_expenses` | `reload_trips` | `open_map`.
     #[serde(rename = "type")]
     pub kind: String,
+    /// The entity the action is about (e.g. the event just created).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub entity_id: Option<String>,
+    /// Its kind, e.g. `calendar_event`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub entity_type: Option<String>,
+    /// Its title, for display.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub entity_title: Option<String>,
+    /// Anything else the action carries.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub metadata: Option<Map<String, Value>>,
 }
 
 /// The legacy welcome frame, sent once after authentication.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct ConnectionFrame {
+    /// Always `connected`.
     pub status: String,
+    /// A greeting.
     pub message: String,
+    /// Server time (RFC 3339).
     pub timestamp: String,
+    /// This socket's id (also in the server's logs).
     pub connection_id: String,
+    /// Always `enabled`.
     pub profile_integration: String,
 }
 
 /// The one terminal frame of a legacy chat.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct ChatResponse {
+    /// The whole answer (an apology when `error` is true).
     pub message: String,
+    /// The same text as `message`.
     pub content: String,
+    /// Actions the client should take (reload a list, open the map).
     pub ui_actions: Vec<UiAction>,
+    /// The conversation the chat belongs to.
     pub session_id: String,
+    /// True when the turn failed; `error_code` says why.
     pub error: bool,
+    /// Why the turn failed (only with `error: true`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error_code: Option<ErrorCode>,
+    /// Who answered: `anthropic`, `openai`, `builtin` or `cache`.
     pub source: String,
+    /// The model that answered.
     pub model: String,
+    /// Time from reading the chat to this frame.
     pub latency_ms: u64,
+    /// Server time (RFC 3339).
     pub timestamp: String,
 }
 
 /// A protocol error; precedes every close the server starts (except 1000).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct ErrorFrame {
+    /// What went wrong.
     pub error_code: ErrorCode,
+    /// A message fit for a person.
     pub message: String,
+    /// The chat the error is about, when it is about one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
+    /// Whether sending the same thing again may work.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub retryable: Option<bool>,
 }
 
 /// Every frame the server sends, tagged by `type`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ServerFrame {
+    /// The first frame after authentication.
     Connection(ConnectionFrame),
+    /// The one terminal frame of a chat.
     ChatResponse(ChatResponse),
+    /// A protocol error; the socket stays open unless a close follows.
     Error(ErrorFrame),
-    Ping { timestamp: i64 },
-    Pong { timestamp: Value },
+    /// Keepalive every `PAM_PING_INTERVAL_MS`; answer with a `pong` echoing `timestamp`.
+    Ping {
+        /// Server time in Unix milliseconds.
+        timestamp: i64,
+    },
+    /// The answer to a client `ping`.
+    Pong {
+        /// The client ping's `timestamp`, verbatim (server time in ms when it sent none).
+        timestamp: Value,
+    },
 }
 
 impl ServerFrame {

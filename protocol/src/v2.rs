@@ -8,9 +8,11 @@ use crate::{ErrorCode, UiAction, V2_SUBPROTOCOL};
 
 /// The v2 welcome, sent once after authentication.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Welcome {
     /// Always `pam.v2`.
     pub protocol: String,
+    /// This socket's id (also in the server's logs).
     pub connection_id: String,
     /// The resumable stream session (server-chosen); `resume` names it after a reconnect.
     pub session_id: String,
@@ -27,24 +29,38 @@ impl Welcome {
 
 /// The terminal frame of a v2 chat: the full text, which replaces any streamed deltas.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct ChatEnd {
+    /// The chat's `id`.
     pub id: String,
+    /// The whole answer; replaces whatever the deltas said.
     pub message: String,
+    /// Actions the client should take (reload a list, open the map).
     pub ui_actions: Vec<UiAction>,
+    /// The model that answered (`unknown` after a cancel).
     pub model: String,
+    /// Who answered: `anthropic`, `openai`, `builtin` or `cache`.
     pub source: String,
+    /// True when a repeated `id` was answered from storage (no deltas, no model call).
     pub cached: bool,
+    /// Time to the model's first token, when a model streamed.
     pub first_token_ms: Option<u64>,
+    /// Time from reading the chat to this frame.
     pub latency_ms: u64,
 }
 
 /// A v2 error; `retryable` tells the client whether sending the same thing again may work.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct V2Error {
+    /// The chat the error is about, when it is about one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
+    /// What went wrong.
     pub error_code: ErrorCode,
+    /// A message fit for a person.
     pub message: String,
+    /// Whether sending the same thing again may work.
     pub retryable: bool,
 }
 
@@ -67,33 +83,48 @@ impl V2Error {
 
 /// Every v2 server frame, tagged by `type` (without its `seq`, see `SeqFrame`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum V2Frame {
+    /// The first frame after authentication; names the stream session to `resume` later.
     Welcome(Welcome),
     /// The chat `id` is durably stored; model work starts after this.
     Ack {
+        /// The chat's `id`.
         id: String,
     },
+    /// A piece of the answer, streamed as the model writes it.
     ChatDelta {
+        /// The chat's `id`.
         id: String,
+        /// Text to append.
         delta: String,
     },
+    /// The terminal frame of a chat.
     ChatEnd(ChatEnd),
+    /// An error, about one chat when `id` is set.
     Error(V2Error),
     /// The token expires in `expires_in_ms`; send `auth_refresh` before then.
     AuthExpiring {
+        /// Milliseconds until the token's `exp` (then close 4401).
         expires_in_ms: u64,
     },
     /// `resume` could not replay (unknown, another user's, or too old): the connection goes on
     /// with the fresh session named here.
     ResumeFailed {
+        /// The fresh stream session the connection goes on with.
         session_id: String,
+        /// Why nothing was replayed.
         reason: String,
     },
+    /// Keepalive every `heartbeat_ms`; answer with a `pong` echoing `timestamp`.
     Ping {
+        /// Server time in Unix milliseconds.
         timestamp: i64,
     },
+    /// The answer to a client `ping`.
     Pong {
+        /// The client ping's `timestamp`, verbatim (server time in ms when it sent none).
         timestamp: Value,
     },
 }
@@ -128,7 +159,9 @@ impl V2Frame {
 
 /// A v2 frame with its `seq`, as sent on the wire.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct SeqFrame {
+    /// Strictly increasing per stream session; `resume` names the last one seen.
     pub seq: u64,
     #[serde(flatten)]
     pub frame: V2Frame,

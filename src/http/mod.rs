@@ -10,6 +10,7 @@ pub mod health;
 pub mod idempotency;
 pub mod middleware;
 pub mod monitoring;
+pub mod protocol_docs;
 pub mod rest;
 pub mod settings;
 pub mod ws;
@@ -92,6 +93,8 @@ pub fn router(state: SharedState) -> Router {
         .route("/api/v1/monitoring/slow-queries", get(monitoring::slow_queries_report))
         .route("/api/v1/monitoring/nodes", get(cluster::nodes))
         .route("/api/v1/pam/presence/{user_id}", get(cluster::presence))
+        .route("/asyncapi.json", get(protocol_docs::asyncapi))
+        .route("/schema/{file}", get(protocol_docs::schema_file))
         .merge(browser_routes(&state));
     if state.dev.is_some() {
         router = router

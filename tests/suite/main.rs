@@ -29,6 +29,7 @@ mod monitoring;
 mod nothing_lost;
 mod postgres_backend;
 mod postgres_outage;
+mod protocol_docs;
 mod redis_cache;
 mod rest_bad_input;
 mod rest_chat;
