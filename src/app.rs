@@ -242,8 +242,11 @@ async fn drain(state: &SharedState) {
     }
     // The flusher stops between writes (a write leaves the outbox only once stored), then
     // the rest of the grace (at least a moment) goes to storing what waits.
-    if let Some(flusher) = state.flusher.lock().unwrap_or_else(|p| p.into_inner()).take() {
+    let flusher = state.flusher.lock().unwrap_or_else(|p| p.into_inner()).take();
+    if let Some(flusher) = flusher {
+        // Awaited: a flusher still mid-write on another worker would race the final flush.
         flusher.abort();
+        let _ = flusher.await;
     }
     let flush_until = deadline.max(Instant::now() + MIN_FINAL_FLUSH);
     let store: &dyn ConversationStore = &state.db;

@@ -53,7 +53,8 @@ pub struct ClusterParts {
 /// This node's cluster parts; with Redis they register the node and start its heartbeat.
 pub fn build(settings: &Settings, node: Arc<str>, address: SocketAddr) -> anyhow::Result<ClusterParts> {
     let started_at = pam_actors::connection::iso_now();
-    let running_for = settings_turn_lifetime(settings);
+    // A shared idempotency claim stays "running" at most as long as a turn can run.
+    let running_for = settings.connection_settings().turn_lifetime();
     let local_keys = IdempotencyKeys::new(IDEMPOTENCY_TTL, IDEMPOTENCY_CAPACITY);
     let cap = settings.max_connections_per_user;
     let Some(url) = settings.redis_url.as_deref() else {
@@ -82,10 +83,4 @@ pub fn build(settings: &Settings, node: Arc<str>, address: SocketAddr) -> anyhow
         idempotency: RestIdempotency::new(local_keys, Some(redis as Arc<dyn SharedIdempotency>), running_for),
         background: vec![heartbeat, listener],
     })
-}
-
-/// The longest a turn runs: its model deadline, plus the shutdown grace if it was draining (as
-/// `ConnectionDeps::pipeline` says); a shared idempotency claim stays running at most this long.
-fn settings_turn_lifetime(settings: &Settings) -> std::time::Duration {
-    settings.connection_settings().llm_timeout + settings.shutdown_grace() + std::time::Duration::from_secs(5)
 }

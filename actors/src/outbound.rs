@@ -159,6 +159,8 @@ impl Outbound {
         }
         *self.shared.request.lock().unwrap_or_else(|p| p.into_inner()) = Some(request);
         self.shared.notify.notify_one();
+        // Senders waiting for room stop now: the socket is closing.
+        self.shared.room.notify_waiters();
         true
     }
 
@@ -212,6 +214,8 @@ impl OutboundReceiver {
 impl Drop for OutboundReceiver {
     fn drop(&mut self) {
         self.shared.receiver_alive.store(false, Ordering::Release);
+        // A writer gone with a full queue must not leave a paced replay waiting forever.
+        self.shared.room.notify_waiters();
     }
 }
 
@@ -280,6 +284,16 @@ mod tests {
         }
         sender.await.unwrap();
         assert_eq!(seen, ["0", "1", "2", "3", "4"]);
+    }
+
+    #[tokio::test]
+    async fn a_sender_waiting_for_room_stops_when_the_writer_goes_away() {
+        let (out, rx) = channel(1);
+        out.send(OutFrame::Ping).unwrap();
+        let waiting = tokio::spawn(async move { out.send_when_room(OutFrame::Ping).await });
+        tokio::task::yield_now().await;
+        drop(rx);
+        assert_eq!(waiting.await.unwrap(), Err(SendError::Closed));
     }
 
     #[tokio::test]

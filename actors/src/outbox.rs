@@ -5,11 +5,13 @@
 //! instead of dropping anything, and the journal is replayed (idempotently: every write is keyed
 //! by its turn) at the next start or once the queue has drained, then cleared.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::time::Instant;
+
+use pam_protocol::{SessionId, UserId};
 
 use crate::ports::{AnswerRecord, TurnKey, UnansweredMark, UserMessage};
 
@@ -23,6 +25,8 @@ pub const OUTBOX_SPILLED_TOTAL: &str = "pam_outbox_spilled_total";
 pub const OUTBOX_REPLAYED_TOTAL: &str = "pam_outbox_replayed_total";
 /// Gauge: 1 while conversation writes have been failing for at least [`DEGRADED_AFTER`].
 pub const STORAGE_DEGRADED: &str = "pam_storage_degraded";
+/// A conversation write that takes longer counts as failed (a hung connection is unavailable).
+pub const STORE_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long writes must fail before health says `degraded`.
 pub const DEGRADED_AFTER: Duration = Duration::from_secs(5);
 
@@ -80,27 +84,62 @@ pub struct PendingTurn {
 
 #[derive(Default)]
 struct State {
-    queue: VecDeque<PendingWrite>,
+    /// Waiting writes, oldest first, each with its number (so the flusher removes exactly the
+    /// write it stored, whatever happened to the queue meanwhile).
+    queue: VecDeque<(u64, PendingWrite)>,
+    next_seq: u64,
+    /// Writes waiting in `queue` per (user, session): a turn of a pair with none goes straight
+    /// to the database; one with some waits its place behind them.
+    per_pair: HashMap<(UserId, SessionId), usize>,
     /// The journal holds writes that are not in `queue` (spilled, or left by an earlier run).
     spilled: bool,
+    /// Bumped by every spill, so a replay clears `spilled` only if nothing spilled meanwhile.
+    spills: u64,
     /// The journal holds anything at all.
     journal_dirty: bool,
-    /// Bumped by every append, so a replay only clears what it read.
-    appends: u64,
     failing_since: Option<Instant>,
+}
+
+impl State {
+    fn enqueue(&mut self, write: PendingWrite) {
+        self.next_seq += 1;
+        *self.per_pair.entry(pair(write.key())).or_default() += 1;
+        self.queue.push_back((self.next_seq, write));
+        metrics::gauge!(TURNS_PENDING).set(self.queue.len() as f64);
+    }
+
+    fn pop_front(&mut self) -> Option<PendingWrite> {
+        let (_, write) = self.queue.pop_front()?;
+        let key = pair(write.key());
+        if let Some(count) = self.per_pair.get_mut(&key) {
+            *count -= 1;
+            if *count == 0 {
+                self.per_pair.remove(&key);
+            }
+        }
+        metrics::gauge!(TURNS_PENDING).set(self.queue.len() as f64);
+        Some(write)
+    }
+}
+
+fn pair(key: &TurnKey) -> (UserId, SessionId) {
+    (key.user.clone(), key.session.clone())
 }
 
 /// A bounded FIFO of writes waiting to be stored, backed by an optional journal.
 pub struct TurnOutbox {
     capacity: usize,
     state: Mutex<State>,
+    /// Serialises journal I/O (append + fsync, clear) without holding `state`, which every turn
+    /// reads: an fsync must never stall the runtime's workers. Lock order: `journal_io`, then `state`.
+    journal_io: Mutex<()>,
     journal: Option<Arc<dyn OutboxJournal>>,
 }
 
 impl TurnOutbox {
     /// An outbox without a journal: a full queue drops its oldest write.
     pub fn new(capacity: usize) -> Self {
-        Self { capacity: capacity.max(1), state: Mutex::new(State::default()), journal: None }
+        Self { capacity: capacity.max(1), state: Mutex::new(State::default()), journal_io: Mutex::new(()), journal: None }
     }
 
     /// An outbox backed by `journal`; what an earlier run left there is replayed by the flusher.
@@ -120,75 +159,108 @@ impl TurnOutbox {
             );
         }
         let state = State { spilled: left > 0, journal_dirty: left > 0, ..State::default() };
-        Self { capacity: capacity.max(1), state: Mutex::new(state), journal: Some(journal) }
+        Self { capacity: capacity.max(1), state: Mutex::new(state), journal_io: Mutex::new(()), journal: Some(journal) }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    fn lock_io(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.journal_io.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// Queues a write at the back (journaled first when there is a journal). Blocking: it may
     /// fsync; async callers use [`TurnOutbox::enqueue`].
     pub fn push(&self, write: impl Into<PendingWrite>) -> Durability {
-        let write = write.into();
-        let mut state = self.lock();
+        self.push_all(vec![write.into()])
+    }
+
+    /// Queues writes in order with one journal append (one fsync) for all of them.
+    pub fn push_all(&self, writes: Vec<PendingWrite>) -> Durability {
+        let _io = self.lock_io();
         let mut durability = Durability::MemoryOnly;
         if let Some(journal) = &self.journal {
-            match journal.append(std::slice::from_ref(&write)) {
+            match journal.append(&writes) {
                 Ok(()) => {
-                    metrics::counter!(OUTBOX_JOURNALED_TOTAL).increment(1);
-                    state.appends += 1;
-                    state.journal_dirty = true;
+                    metrics::counter!(OUTBOX_JOURNALED_TOTAL).increment(writes.len() as u64);
                     durability = Durability::Journaled;
                 }
                 Err(error) => tracing::error!(journal = journal.location(), %error, "could not append to the outbox journal"),
             }
         }
-        if state.queue.len() >= self.capacity {
-            if durability == Durability::Journaled {
-                // Kept in the journal only; replayed once the queue has drained.
-                state.spilled = true;
-                metrics::counter!(OUTBOX_SPILLED_TOTAL).increment(1);
-                return durability;
-            }
-            state.queue.pop_front();
-            metrics::counter!(TURNS_DROPPED_TOTAL).increment(1);
-            tracing::error!(capacity = self.capacity, "turn outbox full and no journal: dropped the oldest unsaved write");
-            durability = Durability::Dropped;
+        let mut state = self.lock();
+        if durability == Durability::Journaled {
+            state.journal_dirty = true;
         }
-        state.queue.push_back(write);
-        metrics::gauge!(TURNS_PENDING).set(state.queue.len() as f64);
+        for write in writes {
+            if state.queue.len() >= self.capacity {
+                if durability == Durability::Journaled {
+                    // Kept in the journal only; replayed once the queue has drained.
+                    state.spilled = true;
+                    state.spills += 1;
+                    metrics::counter!(OUTBOX_SPILLED_TOTAL).increment(1);
+                    continue;
+                }
+                state.pop_front();
+                metrics::counter!(TURNS_DROPPED_TOTAL).increment(1);
+                if state.journal_dirty {
+                    // The dropped write may be in the journal from an earlier append: replay it.
+                    state.spilled = true;
+                    state.spills += 1;
+                } else {
+                    tracing::error!(capacity = self.capacity, "turn outbox full and no journal: dropped the oldest unsaved write");
+                    durability = Durability::Dropped;
+                }
+            }
+            state.enqueue(write);
+        }
         durability
     }
 
     /// [`TurnOutbox::push`] off the async runtime's threads (the journal fsyncs).
     pub async fn enqueue(self: &Arc<Self>, write: impl Into<PendingWrite>) -> Durability {
-        let write = write.into();
-        if self.journal.is_none() {
-            return self.push(write);
-        }
-        let outbox = self.clone();
-        tokio::task::spawn_blocking(move || outbox.push(write)).await.unwrap_or(Durability::MemoryOnly)
+        self.enqueue_all(vec![write.into()]).await
     }
 
-    /// The oldest waiting write, left in place until [`TurnOutbox::remove_front`] (so a flush
-    /// cancelled mid-write loses nothing).
-    pub fn peek(&self) -> Option<PendingWrite> {
+    /// [`TurnOutbox::push_all`] off the async runtime's threads.
+    pub async fn enqueue_all(self: &Arc<Self>, writes: Vec<PendingWrite>) -> Durability {
+        if self.journal.is_none() {
+            return self.push_all(writes);
+        }
+        let outbox = self.clone();
+        match tokio::task::spawn_blocking(move || outbox.push_all(writes)).await {
+            Ok(durability) => durability,
+            Err(error) => {
+                tracing::error!(%error, "queueing writes in the outbox failed");
+                Durability::Dropped
+            }
+        }
+    }
+
+    /// The oldest waiting write and its number, left in place until [`TurnOutbox::remove`] (so a
+    /// flush cancelled mid-write loses nothing).
+    pub fn peek(&self) -> Option<(u64, PendingWrite)> {
         self.lock().queue.front().cloned()
     }
 
-    /// Removes the oldest write once it is stored (or refused for good).
-    pub fn remove_front(&self) {
+    /// Removes write `seq` once it is stored (or refused for good) — only if it is still the
+    /// oldest (a full queue without a journal may have dropped it meanwhile).
+    pub fn remove(&self, seq: u64) {
         let mut state = self.lock();
-        state.queue.pop_front();
-        metrics::gauge!(TURNS_PENDING).set(state.queue.len() as f64);
+        if state.queue.front().is_some_and(|(front, _)| *front == seq) {
+            state.pop_front();
+        }
     }
 
     /// What waits here for `key` (the queue only; spilled writes are found after their replay).
     pub fn find(&self, key: &TurnKey) -> Option<PendingTurn> {
         let state = self.lock();
+        if !state.per_pair.contains_key(&pair(key)) {
+            return None;
+        }
         let mut found: Option<PendingTurn> = None;
-        for write in state.queue.iter().filter(|w| w.key() == key) {
+        for (_, write) in state.queue.iter().filter(|(_, w)| w.key() == key) {
             let turn = found.get_or_insert_with(PendingTurn::default);
             match write {
                 PendingWrite::User(_) => turn.user_message = true,
@@ -199,9 +271,22 @@ impl TurnOutbox {
         found
     }
 
+    /// Whether a write for `key`'s (user, session) must wait its place here rather than go
+    /// straight to the database: writes of that pair wait already, writes are failing, or some
+    /// spilled to the journal (their pairs are unknown until the replay).
+    pub fn must_queue(&self, key: &TurnKey) -> bool {
+        let state = self.lock();
+        state.spilled || state.failing_since.is_some() || state.per_pair.contains_key(&pair(key))
+    }
+
     /// Writes waiting in memory.
     pub fn len(&self) -> usize {
         self.lock().queue.len()
+    }
+
+    /// Whether writes wait in the journal only (the queue was full).
+    pub fn spilled(&self) -> bool {
+        self.lock().spilled
     }
 
     /// Nothing waits: neither in memory nor spilled to the journal.
@@ -210,18 +295,19 @@ impl TurnOutbox {
         state.queue.is_empty() && !state.spilled
     }
 
-    /// With the queue drained: the journal's writes to replay and the append count they cover.
+    /// With the queue drained and writes spilled: the journal's writes to replay and the spill
+    /// count they cover.
     pub fn journal_to_replay(&self) -> Option<(Vec<PendingWrite>, u64)> {
         let journal = self.journal.as_ref()?;
-        let appends = {
+        let spills = {
             let state = self.lock();
             if !state.queue.is_empty() || !state.spilled {
                 return None;
             }
-            state.appends
+            state.spills
         };
         match journal.read_all() {
-            Ok(writes) => Some((writes, appends)),
+            Ok(writes) => Some((writes, spills)),
             Err(error) => {
                 tracing::error!(journal = journal.location(), %error, "could not read the outbox journal");
                 None
@@ -229,24 +315,21 @@ impl TurnOutbox {
         }
     }
 
-    /// Clears the journal when everything in it is stored: the queue is empty and nothing was
-    /// appended since `replayed_through` (the appends count [`TurnOutbox::journal_to_replay`]
-    /// gave, or `None` when no replay was needed).
-    pub fn settle_journal(&self, replayed_through: Option<u64>) {
+    /// After a replay that covered spill count `replayed` (from [`TurnOutbox::journal_to_replay`];
+    /// `None` when none was needed): nothing spilled since means every journal-only write is
+    /// stored, so the journal is only a copy of the queue; once the queue is empty too it is cleared.
+    pub fn settle_journal(&self, replayed: Option<u64>) {
         let Some(journal) = &self.journal else { return };
+        let _io = self.lock_io();
         let mut state = self.lock();
-        let replay_done = match replayed_through {
-            Some(appends) => state.appends == appends,
-            None => !state.spilled,
-        };
-        if !state.queue.is_empty() || !state.journal_dirty || !replay_done {
+        if replayed.is_some_and(|spills| spills == state.spills) {
+            state.spilled = false;
+        }
+        if !state.queue.is_empty() || state.spilled || !state.journal_dirty {
             return;
         }
         match journal.clear() {
-            Ok(()) => {
-                state.spilled = false;
-                state.journal_dirty = false;
-            }
+            Ok(()) => state.journal_dirty = false,
             Err(error) => tracing::error!(journal = journal.location(), %error, "could not clear the outbox journal"),
         }
     }
@@ -282,7 +365,6 @@ impl TurnOutbox {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use pam_protocol::{SessionId, UserId};
 
     pub(crate) fn user_write(id: &str) -> PendingWrite {
         PendingWrite::User(UserMessage {
@@ -320,9 +402,9 @@ mod tests {
 
     fn ids(outbox: &TurnOutbox) -> Vec<String> {
         let mut ids = Vec::new();
-        while let Some(write) = outbox.peek() {
+        while let Some((seq, write)) = outbox.peek() {
             ids.push(write.key().client_msg_id.clone());
-            outbox.remove_front();
+            outbox.remove(seq);
         }
         ids
     }
@@ -346,16 +428,44 @@ mod tests {
         }
         assert_eq!(ids(&outbox), ["1", "2"], "the third waits in the journal only");
         assert!(!outbox.is_empty(), "a spilled write still waits");
-        let (writes, appends) = outbox.journal_to_replay().expect("a replay is due");
+        let (writes, spills) = outbox.journal_to_replay().expect("a replay is due");
         assert_eq!(writes.len(), 3);
         outbox.push(user_write("4"));
-        outbox.settle_journal(Some(appends));
-        assert_eq!(journal.read_all().unwrap().len(), 4, "a write appended during the replay keeps the journal");
+        outbox.settle_journal(Some(spills));
+        assert!(!outbox.spilled(), "nothing spilled during the replay: the journal only copies the queue now");
+        assert_eq!(journal.read_all().unwrap().len(), 4, "kept while the queue still holds a write");
         assert_eq!(ids(&outbox), ["4"]);
-        let (_, appends) = outbox.journal_to_replay().expect("replayed again");
-        outbox.settle_journal(Some(appends));
+        assert!(outbox.journal_to_replay().is_none(), "no second replay is needed");
+        outbox.settle_journal(None);
         assert!(journal.read_all().unwrap().is_empty());
         assert!(outbox.is_empty());
+    }
+
+    #[test]
+    fn a_write_dropped_meanwhile_is_not_taken_for_the_one_the_flusher_stored() {
+        let outbox = TurnOutbox::new(1);
+        outbox.push(user_write("1"));
+        let (stored, _) = outbox.peek().unwrap();
+        outbox.push(user_write("2"));
+        outbox.remove(stored);
+        assert_eq!(ids(&outbox), ["2"], "write 2 waits on, unstored");
+    }
+
+    #[test]
+    fn writes_of_a_pair_with_nothing_waiting_go_straight_to_the_database() {
+        let outbox = TurnOutbox::new(10);
+        let key = user_write("1").key().clone();
+        assert!(!outbox.must_queue(&key));
+        outbox.push(user_write("1"));
+        assert!(outbox.must_queue(&key), "behind the waiting write of the same pair");
+        let mut other = key.clone();
+        other.session = SessionId::parse("trip-b").unwrap();
+        assert!(!outbox.must_queue(&other), "another conversation is not held up");
+        outbox.write_failed();
+        assert!(outbox.must_queue(&other), "while writes fail, everything queues");
+        outbox.write_succeeded();
+        ids(&outbox);
+        assert!(!outbox.must_queue(&key));
     }
 
     #[test]

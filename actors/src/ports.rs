@@ -149,13 +149,9 @@ pub enum StoreError {
 /// start) may repeat any write after an ambiguous commit without storing anything twice. Each
 /// (user, session) has exactly one conversation, however many writers race for its first turn.
 pub trait ConversationStore: Send + Sync + 'static {
-    /// The last `limit` messages of the user's newest conversation for `session`, oldest first.
-    fn history<'a>(
-        &'a self,
-        user: &'a UserId,
-        session: &'a pam_protocol::SessionId,
-        limit: usize,
-    ) -> BoxFuture<'a, Result<Vec<HistoryMessage>, StoreError>>;
+    /// The last `limit` messages of the user's newest conversation for `turn.session`, oldest
+    /// first, without the user message of `turn` itself (the prompt carries it as `message`).
+    fn history<'a>(&'a self, turn: &'a TurnKey, limit: usize) -> BoxFuture<'a, Result<Vec<HistoryMessage>, StoreError>>;
     /// Stores the user's message alone (before any model work), keyed by its `client_msg_id`
     /// in the (user, session) conversation. A repeated id stores nothing and reports what is
     /// stored for it.

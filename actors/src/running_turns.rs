@@ -1,8 +1,8 @@
 //! `RunningTurns`: every chat turn this node has read and not finished, from the moment the
 //! server read it until its answer is stored (or it is abandoned at shutdown). The drain waits
 //! on it, a repeated chat id finds the turn already answering it, and what is still here when
-//! the shutdown grace ends is recorded as unanswered. Bounded by the connections' own limits
-//! (`max_chats_in_flight` per socket, the REST rate limit): it only holds turns that run.
+//! the shutdown grace ends is recorded as unanswered. It only holds turns that run, each for at
+//! most its turn lifetime, so it is bounded by the per-user chat rate limit times that lifetime.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -50,6 +50,8 @@ struct Entry {
     turn: RunningTurn,
     /// Closed (sender dropped) when the turn ends.
     done: watch::Receiver<()>,
+    /// Stops the turn's task (at the end of the shutdown grace, once it is recorded as unanswered).
+    abort: Option<tokio::task::AbortHandle>,
 }
 
 #[derive(Default)]
@@ -120,16 +122,37 @@ impl RunningTurns {
         let mut inner = self.lock();
         inner.next += 1;
         let id = inner.next;
-        inner.turns.insert(id, Entry { turn: RunningTurn { key, origin, started: Instant::now() }, done: waiter });
+        inner.turns.insert(id, Entry { turn: RunningTurn { key, origin, started: Instant::now() }, done: waiter, abort: None });
         self.publish(inner.turns.len());
         TurnGuard { registry: self.clone(), id, done }
     }
 
-    /// Another running turn (not `except`) answering `key`: a receiver whose `changed()` errs
-    /// when that turn ends.
-    pub fn other(&self, key: &TurnKey, except: u64) -> Option<watch::Receiver<()>> {
+    /// An earlier running turn than `turn` answering `key`: a receiver whose `changed()` errs
+    /// when that turn ends. Only earlier ones, so two repeats never wait for each other.
+    pub fn other(&self, key: &TurnKey, turn: u64) -> Option<watch::Receiver<()>> {
         let inner = self.lock();
-        inner.turns.iter().find(|(id, e)| **id != except && e.turn.key == *key).map(|(_, e)| e.done.clone())
+        inner.turns.iter().filter(|(id, e)| **id < turn && e.turn.key == *key).min_by_key(|(id, _)| **id).map(|(_, e)| e.done.clone())
+    }
+
+    /// The task running turn `id`, so it can be stopped once recorded as unanswered.
+    pub fn set_abort(&self, id: u64, abort: tokio::task::AbortHandle) {
+        if let Some(entry) = self.lock().turns.get_mut(&id) {
+            entry.abort = Some(abort);
+        }
+    }
+
+    /// At the end of the shutdown grace: every running turn, oldest first, each stopped so that
+    /// it cannot store an answer after being recorded as unanswered.
+    pub fn abandon_all(&self) -> Vec<RunningTurn> {
+        let inner = self.lock();
+        let mut turns: Vec<_> = inner.turns.values().collect();
+        turns.sort_by_key(|e| e.turn.started);
+        for entry in &turns {
+            if let Some(abort) = &entry.abort {
+                abort.abort();
+            }
+        }
+        turns.into_iter().map(|e| e.turn.clone()).collect()
     }
 
     /// How many turns run now.
@@ -175,6 +198,7 @@ mod tests {
         let second = turns.begin(key("a"), TurnOrigin::Rest("r1".into()));
         assert_eq!(turns.len(), 2);
         let mut waiter = turns.other(&key("a"), second.id()).expect("the first turn answers the same key");
+        assert!(turns.other(&key("a"), first.id()).is_none(), "the first never waits for a later repeat");
         assert!(turns.other(&key("b"), second.id()).is_none());
         assert!(!turns.wait_idle(Duration::from_secs(1)).await);
         drop(first);

@@ -40,6 +40,14 @@ impl Default for ConnectionSettings {
 }
 
 impl ConnectionSettings {
+    /// How long a turn can possibly run on any node: behind up to `max_chats_in_flight` earlier
+    /// turns of its socket, each within the model deadline, plus its own, the shutdown grace and
+    /// a margin for storage. An unanswered id older than this is answered again on a repeat.
+    pub fn turn_lifetime(&self) -> Duration {
+        let turns = u32::try_from(self.max_chats_in_flight).unwrap_or(u32::MAX).saturating_add(1);
+        self.llm_timeout.saturating_mul(turns) + self.shutdown_grace + Duration::from_secs(10)
+    }
+
     /// How often the keepalive timer wakes: often enough to close within half a ping interval
     /// (or half the pong timeout) of the deadline.
     pub fn tick_period(&self) -> Duration {

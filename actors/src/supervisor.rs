@@ -57,8 +57,7 @@ impl ConnectionDeps {
             llm_timeout: self.settings.llm_timeout,
             running: self.running.clone(),
             node: self.node.clone(),
-            // A turn runs at most its model deadline, plus the shutdown grace if it was draining.
-            turn_lifetime: self.settings.llm_timeout + self.settings.shutdown_grace + std::time::Duration::from_secs(5),
+            turn_lifetime: self.settings.turn_lifetime(),
         }
     }
 }

@@ -17,7 +17,7 @@ use tokio::time::Instant;
 use crate::context_loader::ContextLoaders;
 use crate::log_limit::LogLimit;
 use crate::metrics_names::{CHAT_FIRST_TOKEN_SECONDS, LLM_REQUESTS_TOTAL};
-use crate::outbox::{Durability, PendingWrite, TURNS_DROPPED_TOTAL, TurnOutbox};
+use crate::outbox::{Durability, PendingWrite, STORE_TIMEOUT, TURNS_DROPPED_TOTAL, TurnOutbox};
 use crate::ports::{
     AnswerRecord, ConversationStore, HistoryMessage, LlmError, LlmProvider, LlmReply, LlmRequest, StoreError, StoredAnswer, StoredTurn,
     TurnKey, UnansweredMark, UserMessage, UserSaved,
@@ -152,7 +152,10 @@ impl TurnPipeline {
     /// turn `after` (the previous one of the same connection) has ended.
     pub fn spawn(&self, input: TurnInput, guard: TurnGuard, after: Option<Previous>) -> JoinHandle<TurnAnswer> {
         let pipeline = self.clone();
-        tokio::spawn(async move { pipeline.answer(input, guard, after).await })
+        let id = guard.id();
+        let task = tokio::spawn(async move { pipeline.answer(input, guard, after).await });
+        self.running.set_abort(id, task.abort_handle());
+        task
     }
 
     /// Answers `input` (the answer is sent whole, so model deltas are not streamed).
@@ -206,8 +209,8 @@ impl TurnPipeline {
             UserMessage { key: key.clone(), text: input.message.clone(), received_at: chrono::Utc::now(), node: self.node.to_string() };
         // At most twice: a repeat that waited for the turn answering it here looks again.
         for _ in 0..2 {
-            if !self.outbox.is_empty() {
-                // Storage is behind: writes wait their turn in the outbox, so this one does too.
+            if self.outbox.must_queue(&key) {
+                // Storage is behind for this conversation: its writes wait their turn, so this one does too.
                 if let Some(pending) = self.outbox.find(&key) {
                     if let Some(answer) = pending.answer {
                         return Admission::Replay(StoredAnswer { text: answer.text, metadata: answer.metadata });
@@ -220,7 +223,7 @@ impl TurnPipeline {
                 }
                 return self.accept_into_outbox(message, &input.origin).await;
             }
-            match self.store.save_user_message(&message).await {
+            match bounded(self.store.save_user_message(&message)).await {
                 Ok(UserSaved::New) => {
                     self.outbox.write_succeeded();
                     return Admission::New { durable: true };
@@ -275,12 +278,17 @@ impl TurnPipeline {
 
     /// Stores an answer, or queues it behind earlier writes while storage is down.
     pub(crate) async fn store_answer(&self, answer: AnswerRecord, origin: &TurnOrigin) {
-        if !self.outbox.is_empty() {
+        if self.outbox.must_queue(&answer.key) {
             self.outbox.enqueue(PendingWrite::Answer(answer)).await;
             return;
         }
-        match self.store.save_answer(&answer).await {
-            Ok(_) => self.outbox.write_succeeded(),
+        match bounded(self.store.save_answer(&answer)).await {
+            Ok(true) => self.outbox.write_succeeded(),
+            Ok(false) => {
+                self.outbox.write_succeeded();
+                tracing::warn!(origin = %origin, user = %answer.key.user, client_msg_id = answer.key.client_msg_id,
+                    "an answer to this message was stored already (answered twice); the first one is kept");
+            }
             Err(error @ StoreError::Rejected(_)) => {
                 metrics::counter!(TURNS_DROPPED_TOTAL).increment(1);
                 tracing::error!(%error, origin = %origin, user = %answer.key.user, client_msg_id = answer.key.client_msg_id, "the database refused this answer; it is not stored");
@@ -297,18 +305,22 @@ impl TurnPipeline {
     /// unanswered (through the outbox, so the mark is journaled if it cannot be stored now).
     /// Returns how many there were.
     pub async fn abandon_running(&self) -> usize {
-        let turns = self.running.snapshot();
+        let turns = self.running.abandon_all();
+        let mut marks = Vec::with_capacity(turns.len());
         for (index, turn) in turns.iter().enumerate() {
             metrics::counter!(TURNS_ABANDONED_TOTAL).increment(1);
             if index < ABANDONED_LOGGED {
                 tracing::warn!(origin = %turn.origin, user = %turn.key.user, session = %turn.key.session, client_msg_id = turn.key.client_msg_id,
                     running_ms = turn.started.elapsed().as_millis() as u64, "turn still running at the end of the shutdown grace: recorded as unanswered");
             }
-            let mark = UnansweredMark { key: turn.key.clone(), reason: "shutdown".into() };
-            self.outbox.enqueue(PendingWrite::Unanswered(mark)).await;
+            marks.push(PendingWrite::Unanswered(UnansweredMark { key: turn.key.clone(), reason: "shutdown".into() }));
         }
         if turns.len() > ABANDONED_LOGGED {
             tracing::warn!(more = turns.len() - ABANDONED_LOGGED, "more turns recorded as unanswered at shutdown");
+        }
+        if !marks.is_empty() {
+            // One journal append (one fsync) for all of them: the grace is spent already.
+            self.outbox.enqueue_all(marks).await;
         }
         turns.len()
     }
@@ -342,7 +354,8 @@ impl TurnPipeline {
 
     /// The model request: message, merged context and stored history, loaded in parallel.
     pub(crate) async fn request(&self, input: &TurnInput) -> LlmRequest {
-        let history = tokio::time::timeout(HISTORY_TIMEOUT, self.store.history(&input.user, &input.session, HISTORY_LIMIT));
+        let key = input.key();
+        let history = tokio::time::timeout(HISTORY_TIMEOUT, self.store.history(&key, HISTORY_LIMIT));
         let (history, loaded) = tokio::join!(history, self.loaders.load_all(&input.user));
         let mut history = match history {
             Ok(Ok(history)) => history,
@@ -378,6 +391,14 @@ pub(crate) async fn wait_for(previous: Option<Previous>) {
     if let Some(mut previous) = previous {
         while previous.changed().await.is_ok() {}
     }
+}
+
+/// A store call under [`STORE_TIMEOUT`]: a hung connection counts as unavailable (every write
+/// is idempotent and rolls back when dropped, so giving up on it is safe).
+async fn bounded<T>(call: impl std::future::Future<Output = Result<T, StoreError>>) -> Result<T, StoreError> {
+    tokio::time::timeout(STORE_TIMEOUT, call)
+        .await
+        .unwrap_or_else(|_| Err(StoreError::Unavailable(format!("no answer within {} ms", STORE_TIMEOUT.as_millis()))))
 }
 
 fn storage_warning(error: &StoreError, origin: &TurnOrigin, key: &TurnKey, what: &str) {

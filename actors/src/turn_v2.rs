@@ -45,19 +45,27 @@ impl TurnPipeline {
     /// go into `job.stream` whatever happens to the socket that carried it.
     pub fn start_streamed(&self, job: StreamedJob, guard: TurnGuard, after: Option<Previous>) -> JoinHandle<StreamedEnd> {
         let pipeline = self.clone();
-        tokio::spawn(async move { pipeline.answer_streamed(job, guard, after).await })
+        let id = guard.id();
+        let task = tokio::spawn(async move { pipeline.answer_streamed(job, guard, after).await });
+        self.running.set_abort(id, task.abort_handle());
+        task
     }
 
     /// Answers one v2 chat, pushing every frame into `job.stream`.
     async fn answer_streamed(&self, mut job: StreamedJob, guard: TurnGuard, after: Option<Previous>) -> StreamedEnd {
         let started = Instant::now();
         let id = job.id.clone();
-        match self.admit(&job.input, guard.id()).await {
-            Admission::New { durable: true } => {}
-            Admission::New { durable: false } => return fail(&job.stream, id, TurnFailure::storage_unavailable()),
-            Admission::Replay(stored) => return replay(&job.stream, id, stored),
-            Admission::Busy => return fail(&job.stream, id, TurnFailure::still_running_elsewhere()),
-            Admission::Failed(failure) => return fail(&job.stream, id, failure),
+        let early = match self.admit(&job.input, guard.id()).await {
+            Admission::New { durable: true } => None,
+            Admission::New { durable: false } => Some(fail(&job.stream, id.clone(), TurnFailure::storage_unavailable())),
+            Admission::Replay(stored) => Some(replay(&job.stream, id.clone(), stored)),
+            Admission::Busy => Some(fail(&job.stream, id.clone(), TurnFailure::still_running_elsewhere())),
+            Admission::Failed(failure) => Some(fail(&job.stream, id.clone(), failure)),
+        };
+        if let Some(end) = early {
+            // Still in line: the connection's next turn waits for this one, and so for the one before.
+            wait_for(after).await;
+            return end;
         }
         job.stream.push(V2Frame::Ack { id: id.clone() });
         wait_for(after).await;

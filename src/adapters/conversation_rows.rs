@@ -71,7 +71,8 @@ pub(super) async fn pg_user_row(
     .await?;
     Ok(row.map(|r| UserRow {
         conversation: r.get("conversation_id"),
-        created_at: r.get::<Option<DateTime<Utc>>, _>("created_at").unwrap_or_else(Utc::now),
+        // Unknown age reads as old, so a repeat of it is answered rather than refused as busy.
+        created_at: r.get::<Option<DateTime<Utc>>, _>("created_at").unwrap_or(DateTime::UNIX_EPOCH),
         metadata: r.get::<Option<Value>, _>("metadata").unwrap_or(Value::Null),
     }))
 }
@@ -179,7 +180,7 @@ pub(super) async fn sqlite_user_row(
         created_at: r
             .get::<Option<String>, _>("created_at")
             .and_then(|t| DateTime::parse_from_rfc3339(&t).ok())
-            .map_or_else(Utc::now, |t| t.with_timezone(&Utc)),
+            .map_or(DateTime::UNIX_EPOCH, |t| t.with_timezone(&Utc)),
         metadata: sqlite_json(r.get("metadata")),
     }))
 }
@@ -230,7 +231,7 @@ pub(super) async fn sqlite_insert(
 pub(super) async fn sqlite_count(conn: &mut SqliteConnection, conversation: &str, at: &str) -> Result<(), sqlx::Error> {
     sqlx::query(
         "UPDATE pam_conversations SET message_count = COALESCE(message_count, 0) + 1,
-           last_activity = MAX(COALESCE(last_activity, ?2), ?2), updated_at = ?2 WHERE id = ?1",
+           last_activity = MAX(COALESCE(last_activity, ?2), ?2), updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE id = ?1",
     )
     .bind(conversation)
     .bind(at)

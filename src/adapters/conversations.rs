@@ -5,7 +5,7 @@
 //! Session ids are bound as text, never cast to uuid.
 
 use pam_actors::{
-    AnswerRecord, BoxFuture, ConversationStore, HistoryMessage, StoreError, StoredAnswer, StoredTurn, UnansweredMark, UserMessage,
+    AnswerRecord, BoxFuture, ConversationStore, HistoryMessage, StoreError, StoredAnswer, StoredTurn, TurnKey, UnansweredMark, UserMessage,
     UserSaved,
 };
 use pam_protocol::{SessionId, UserId};
@@ -32,12 +32,7 @@ fn user_uuid(user: &UserId) -> Result<Uuid, StoreError> {
 }
 
 impl ConversationStore for Database {
-    fn history<'a>(
-        &'a self,
-        user: &'a UserId,
-        session: &'a SessionId,
-        limit: usize,
-    ) -> BoxFuture<'a, Result<Vec<HistoryMessage>, StoreError>> {
+    fn history<'a>(&'a self, turn: &'a TurnKey, limit: usize) -> BoxFuture<'a, Result<Vec<HistoryMessage>, StoreError>> {
         Box::pin(async move {
             let _timer = crate::monitor::QueryTimer::start("history");
             let limit = i64::try_from(limit).unwrap_or(i64::MAX);
@@ -45,11 +40,13 @@ impl ConversationStore for Database {
                 Database::Postgres(pool) => sqlx::query(
                     "SELECT m.role, m.content FROM pam_messages m WHERE m.conversation_id = (
                            SELECT id FROM pam_conversations WHERE user_id = $1 AND session_id = $2 ORDER BY last_activity DESC LIMIT 1)
+                         AND m.client_msg_id IS DISTINCT FROM $4
                          ORDER BY m.created_at DESC LIMIT $3",
                 )
-                .bind(user_uuid(user)?)
-                .bind(session.as_str())
+                .bind(user_uuid(&turn.user)?)
+                .bind(turn.session.as_str())
                 .bind(limit)
+                .bind(&turn.client_msg_id)
                 .fetch_all(pool)
                 .await
                 .map_err(unavailable)?
@@ -59,11 +56,13 @@ impl ConversationStore for Database {
                 Database::Sqlite(pool) => sqlx::query(
                     "SELECT m.role, m.content FROM pam_messages m WHERE m.conversation_id = (
                        SELECT id FROM pam_conversations WHERE user_id = ?1 AND session_id = ?2 ORDER BY last_activity DESC LIMIT 1)
+                     AND m.client_msg_id IS NOT ?4
                      ORDER BY m.created_at DESC LIMIT ?3",
                 )
-                .bind(user.as_str())
-                .bind(session.as_str())
+                .bind(turn.user.as_str())
+                .bind(turn.session.as_str())
                 .bind(limit)
+                .bind(&turn.client_msg_id)
                 .fetch_all(pool)
                 .await
                 .map_err(unavailable)?

@@ -35,20 +35,32 @@ pub enum Flushed {
 }
 
 async fn store_write(store: &dyn ConversationStore, write: &PendingWrite) -> Result<(), StoreError> {
-    match write {
-        PendingWrite::User(message) => store.save_user_message(message).await.map(drop),
-        PendingWrite::Answer(answer) => store.save_answer(answer).await.map(drop),
-        PendingWrite::Unanswered(mark) => store.mark_unanswered(mark).await,
-    }
+    let stored = async {
+        match write {
+            PendingWrite::User(message) => store.save_user_message(message).await.map(drop),
+            PendingWrite::Answer(answer) => store.save_answer(answer).await.map(drop),
+            PendingWrite::Unanswered(mark) => store.mark_unanswered(mark).await,
+        }
+    };
+    // A hung connection counts as unavailable; the write is idempotent and rolls back if dropped.
+    tokio::time::timeout(pam_actors::outbox::STORE_TIMEOUT, stored)
+        .await
+        .unwrap_or_else(|_| Err(StoreError::Unavailable(format!("no answer within {} ms", pam_actors::outbox::STORE_TIMEOUT.as_millis()))))
 }
 
 /// Stores waiting writes in order until the database is unavailable (that write stays at the
 /// front); a write the database refuses is dropped so it cannot block every later one.
 pub async fn flush(store: &dyn ConversationStore, outbox: &TurnOutbox) -> Flushed {
     let mut written = 0usize;
-    while let Some(write) = outbox.peek() {
+    while let Some((seq, write)) = outbox.peek() {
         match store_write(store, &write).await {
-            Ok(()) => written += 1,
+            Ok(()) => {
+                if written == 0 {
+                    // The database takes writes again: new turns of other pairs go to it directly.
+                    outbox.write_succeeded();
+                }
+                written += 1;
+            }
             Err(error @ StoreError::Rejected(_)) => {
                 metrics::counter!(TURNS_DROPPED_TOTAL).increment(1);
                 tracing::error!(%error, key = ?write.key(), "the database refused a waiting write; dropped it");
@@ -59,13 +71,12 @@ pub async fn flush(store: &dyn ConversationStore, outbox: &TurnOutbox) -> Flushe
                 return Flushed::Stopped;
             }
         }
-        outbox.remove_front();
+        outbox.remove(seq);
     }
     if written > 0 {
-        outbox.write_succeeded();
         tracing::info!(written, "stored writes that waited for the database");
     }
-    let Some((journaled, appends)) = outbox.journal_to_replay() else {
+    let Some((journaled, spills)) = outbox.journal_to_replay() else {
         outbox.settle_journal(None);
         return if outbox.is_empty() { Flushed::Everything } else { Flushed::Stopped };
     };
@@ -85,7 +96,7 @@ pub async fn flush(store: &dyn ConversationStore, outbox: &TurnOutbox) -> Flushe
         }
     }
     outbox.write_succeeded();
-    outbox.settle_journal(Some(appends));
+    outbox.settle_journal(Some(spills));
     tracing::info!(writes = total, "replayed the outbox journal into the database");
     if outbox.is_empty() { Flushed::Everything } else { Flushed::Stopped }
 }

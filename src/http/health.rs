@@ -58,6 +58,7 @@ pub async fn pam_health(State(state): State<SharedState>) -> Response {
             "status": if writes_failing.is_some() { "degraded" } else { "healthy" },
             "writes_failing_ms": writes_failing.map(|f| f.as_millis() as u64),
             "pending_writes": outbox.len(),
+            "spilled_to_journal": outbox.spilled(),
             "journal": outbox.journal_location(),
         },
         "cache": cache,

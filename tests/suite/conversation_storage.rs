@@ -156,8 +156,9 @@ async fn a_repeated_client_message_id_is_a_no_op() {
         }
         assert_eq!(db.save_user_message(&user_message(&user, "msg-2")).await.unwrap(), UserSaved::New, "{url}: another id is stored");
         assert!(db.save_answer(&answer(&user, "msg-2")).await.unwrap());
-        let session = pam_protocol::SessionId::parse("v2-session").unwrap();
-        let history = db.history(&pam_protocol::UserId::parse(&user).unwrap(), &session, 20).await.unwrap();
+        let history = db.history(&key(&user, "next"), 20).await.unwrap();
         assert_eq!(history.len(), 4, "{url}: two turns, not three");
+        let without_msg_2 = db.history(&key(&user, "msg-2"), 20).await.unwrap();
+        assert_eq!(without_msg_2.len(), 3, "{url}: a turn's own user message is left out of its history");
     }
 }

@@ -442,3 +442,45 @@ async fn client_sent_context_never_poses_as_loaded_data_when_a_loader_fails() {
     assert!(context["context_degraded"].as_str().is_some_and(|d| d.contains("financial")), "the loaders' own report: {context:?}");
     assert_eq!(context["current_location"], "Moab, UT", "other client context is kept");
 }
+
+/// Fails its first answer, then answers (slowly enough for two repeats to overlap).
+struct FailsFirst(AtomicUsize);
+
+impl LlmProvider for FailsFirst {
+    fn name(&self) -> &str {
+        "fails-first"
+    }
+
+    fn generate<'a>(&'a self, request: &'a LlmRequest, _deltas: mpsc::Sender<String>) -> BoxFuture<'a, Result<LlmReply, LlmError>> {
+        let call = self.0.fetch_add(1, Ordering::SeqCst);
+        Box::pin(async move {
+            if call == 0 {
+                return Err(LlmError::Unavailable("first call fails".into()));
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            Ok(LlmReply::new(format!("answer {call} to {}", request.message), "ff-1", "fails-first"))
+        })
+    }
+}
+
+#[tokio::test]
+async fn two_repeats_of_an_unanswered_id_get_one_answer_and_never_wait_for_each_other() {
+    let model = Arc::new(FailsFirst(AtomicUsize::new(0)));
+    let overrides = pam_gateway::Overrides { llm: Some(model.clone()), ..Default::default() };
+    let app = spawn_app_with(|_| {}, overrides).await;
+    let token = token_for(USER);
+    let (mut first, _) = connect_welcomed(&app, &token).await;
+    first.send_json(json!({"type":"chat","id":"x","message":"plan the route"})).await;
+    let failed = frames_until(&mut first, "error").await.pop().unwrap();
+    assert_eq!(failed["error_code"], "LLM_UNAVAILABLE", "{failed}");
+    let (mut a, _) = connect_welcomed(&app, &token).await;
+    let (mut b, _) = connect_welcomed(&app, &token).await;
+    let chat = json!({"type":"chat","id":"x","message":"plan the route"});
+    tokio::join!(a.send_json(chat.clone()), b.send_json(chat));
+    let (end_a, end_b) = tokio::join!(frames_until(&mut a, "chat_end"), frames_until(&mut b, "chat_end"));
+    let (end_a, end_b) = (end_a.last().unwrap().clone(), end_b.last().unwrap().clone());
+    assert_eq!(end_a["message"], end_b["message"], "one answer for both: {end_a} {end_b}");
+    assert_eq!(model.0.load(Ordering::SeqCst), 2, "the model answered the repeat once");
+    let db = format!("sqlite://{}", app.db.0.display());
+    assert_eq!(assert_each_turn_stored_once(&rows(&db, USER).await, "sqlite"), 1);
+}
