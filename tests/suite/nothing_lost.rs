@@ -484,3 +484,44 @@ async fn two_repeats_of_an_unanswered_id_get_one_answer_and_never_wait_for_each_
     let db = format!("sqlite://{}", app.db.0.display());
     assert_eq!(assert_each_turn_stored_once(&rows(&db, USER).await, "sqlite"), 1);
 }
+
+#[tokio::test]
+async fn on_postgres_writes_waiting_at_shutdown_are_journaled_and_stored_at_the_next_start() {
+    let cluster = crate::common::cluster::Cluster::create();
+    let url = cluster.url();
+    let journal = std::env::temp_dir().join(format!("pam-journal-{}.jsonl", uuid::Uuid::new_v4().simple()));
+    let journal = journal.display().to_string();
+    let (db_url, journal_path) = (url.clone(), journal.clone());
+    let app = spawn_app_with(
+        move |s| {
+            s.database_url = db_url;
+            s.outbox_journal = journal_path;
+        },
+        Default::default(),
+    )
+    .await;
+    let user = uuid::Uuid::new_v4().to_string();
+    let mut client = WsClient::connect(&app.ws_url(&user, Some(&token_for(&user)))).await;
+    client.recv_json().await;
+    cluster.stop();
+    for n in 0..3 {
+        client.send_json(json!({"type":"chat","message":format!("quick question {n}")})).await;
+        assert_eq!(client.recv_non_ping().await["type"], "chat_response", "answered while Postgres is down");
+    }
+    app.shutdown().await;
+    assert!(std::path::Path::new(&journal).exists(), "the journal outlives the process");
+    cluster.start();
+    let (db_url, journal_path) = (url.clone(), journal.clone());
+    let app = spawn_app_with(
+        move |s| {
+            s.database_url = db_url;
+            s.outbox_journal = journal_path;
+        },
+        Default::default(),
+    )
+    .await;
+    wait_until("the journal is replayed into Postgres", || async { rows(&url, &user).await.len() == 6 }).await;
+    assert_eq!(assert_each_turn_stored_once(&rows(&url, &user).await, "postgres"), 3);
+    wait_until("the journal is removed once stored", || async { !std::path::Path::new(&journal).exists() }).await;
+    app.shutdown().await;
+}
