@@ -38,6 +38,7 @@ mod scale_out;
 mod schema_doctor;
 mod settings_refusals;
 mod shutdown;
+mod shutdown_storage;
 mod soak;
 mod supervision;
 mod tls;

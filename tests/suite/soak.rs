@@ -5,9 +5,9 @@
 
 use std::time::Duration;
 
+use crate::common::turns::*;
 use crate::common::v2::*;
 use crate::common::*;
-use crate::nothing_lost::*;
 use futures_util::StreamExt;
 use serde_json::json;
 use tokio::time::Instant;

@@ -6,6 +6,7 @@ pub mod cluster;
 pub mod fake_llm;
 pub mod raw_ws;
 pub mod rest;
+pub mod turns;
 pub mod v2;
 
 use std::future::Future;

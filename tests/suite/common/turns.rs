@@ -1,0 +1,125 @@
+//! Helpers for the "nothing lost" tests: a slow model, the stored rows of a user on either
+//! backend, and the exactly-once check.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use pam_actors::{BoxFuture, LlmError, LlmProvider, LlmReply, LlmRequest};
+use serde_json::Value;
+use tokio::sync::mpsc;
+
+use super::{TestApp, metric, wait_until};
+
+/// Sleeps `delay` before answering, unless the message starts with "quick".
+pub(crate) struct SlowModel {
+    pub(crate) delay: Duration,
+    pub(crate) calls: AtomicUsize,
+}
+
+impl SlowModel {
+    pub(crate) fn new(delay: Duration) -> Arc<Self> {
+        Arc::new(SlowModel { delay, calls: AtomicUsize::new(0) })
+    }
+}
+
+impl LlmProvider for SlowModel {
+    fn name(&self) -> &str {
+        "slow-fake"
+    }
+
+    fn generate<'a>(&'a self, request: &'a LlmRequest, _deltas: mpsc::Sender<String>) -> BoxFuture<'a, Result<LlmReply, LlmError>> {
+        Box::pin(async move {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            if !request.message.starts_with("quick") {
+                tokio::time::sleep(self.delay).await;
+            }
+            Ok(LlmReply::new(format!("answer to {}", request.message), "slow-1", "slow-fake"))
+        })
+    }
+}
+
+pub(crate) fn postgres_url() -> String {
+    std::env::var("PAM_TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
+/// The app's SQLite URL, then the test Postgres (which must answer: start it with ./scripts/test.sh).
+pub(crate) fn both_backends() -> [Option<String>; 2] {
+    [None, Some(postgres_url())]
+}
+
+/// One stored message row of a user.
+#[derive(Debug, Clone)]
+pub(crate) struct Row {
+    pub(crate) conversation: String,
+    pub(crate) role: String,
+    pub(crate) content: String,
+    pub(crate) client_msg_id: Option<String>,
+    pub(crate) metadata: Value,
+}
+
+/// conversation, role, content, client_msg_id, metadata (text on SQLite, JSON on Postgres).
+type RawRow<M> = (String, String, String, Option<String>, Option<M>);
+
+impl Row {
+    fn from_raw<M>((conversation, role, content, client_msg_id, metadata): RawRow<M>, json: impl Fn(M) -> Option<Value>) -> Self {
+        Row { conversation, role, content, client_msg_id, metadata: metadata.and_then(json).unwrap_or(Value::Null) }
+    }
+}
+
+/// Every message row of `user`, oldest first, on the backend at `url`.
+pub(crate) async fn rows(url: &str, user: &str) -> Vec<Row> {
+    if url.starts_with("sqlite:") {
+        let pool = sqlx::SqlitePool::connect(url).await.unwrap();
+        let sql = "SELECT c.id, m.role, m.content, m.client_msg_id, m.metadata FROM pam_messages m
+                   JOIN pam_conversations c ON c.id = m.conversation_id WHERE c.user_id = ?1 ORDER BY m.created_at";
+        let rows: Vec<RawRow<String>> = sqlx::query_as(sql).bind(user).fetch_all(&pool).await.unwrap();
+        pool.close().await;
+        rows.into_iter().map(|raw| Row::from_raw(raw, |text| serde_json::from_str(&text).ok())).collect()
+    } else {
+        let pool = sqlx::PgPool::connect(url).await.unwrap_or_else(|e| panic!("{url}: {e} (start Postgres with ./scripts/test.sh)"));
+        let sql = "SELECT c.id::text, m.role, m.content, m.client_msg_id, m.metadata FROM pam_messages m
+                   JOIN pam_conversations c ON c.id = m.conversation_id WHERE c.user_id = $1::uuid ORDER BY m.created_at";
+        let rows: Vec<RawRow<Value>> = sqlx::query_as(sql).bind(user).fetch_all(&pool).await.unwrap();
+        pool.close().await;
+        rows.into_iter().map(|raw| Row::from_raw(raw, Some)).collect()
+    }
+}
+
+/// Asserts every user row has exactly one answer and no id is stored twice; returns the count.
+pub(crate) fn assert_each_turn_stored_once(rows: &[Row], context: &str) -> usize {
+    let users: Vec<&Row> = rows.iter().filter(|r| r.role == "user").collect();
+    let mut ids: Vec<&str> = users.iter().map(|r| r.client_msg_id.as_deref().expect("every user row has an id")).collect();
+    ids.sort_unstable();
+    let before = ids.len();
+    ids.dedup();
+    assert_eq!(ids.len(), before, "{context}: a user message is stored twice");
+    for id in &ids {
+        let answers = rows.iter().filter(|r| r.role == "assistant" && r.metadata["client_msg_id"] == *id).count();
+        assert_eq!(answers, 1, "{context}: {id} has {answers} answers");
+    }
+    assert_eq!(rows.len(), 2 * users.len(), "{context}: only user rows and their answers");
+    users.len()
+}
+
+pub(crate) fn database_url(app: &TestApp, postgres: &Option<String>) -> String {
+    postgres.clone().unwrap_or_else(|| format!("sqlite://{}", app.db.0.display()))
+}
+
+pub(crate) async fn metric_value(app: &TestApp, series: &str) -> f64 {
+    metric(&app.metrics().await, series).unwrap_or(0.0)
+}
+
+/// Waits until no turn runs and nothing waits in the outbox.
+pub(crate) async fn settled(app: &TestApp) {
+    wait_until("every turn finished and was stored", || async {
+        let text = app.metrics().await;
+        metric(&text, "pam_turns_running").unwrap_or(0.0) == 0.0 && metric(&text, "pam_turns_pending").unwrap_or(0.0) == 0.0
+    })
+    .await;
+}
+
+/// A small random delay (no extra crate: the low bits of a v4 uuid).
+pub(crate) fn jitter(max_ms: u64) -> Duration {
+    Duration::from_millis((uuid::Uuid::new_v4().as_u128() % u128::from(max_ms + 1)) as u64)
+}
