@@ -192,3 +192,23 @@ async fn on_postgres_writes_waiting_at_shutdown_are_journaled_and_stored_at_the_
     wait_until("the journal is removed once stored", || async { !std::path::Path::new(&journal).exists() }).await;
     app.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_draining_v2_socket_gets_1012_at_once_and_its_running_turn_still_finishes_into_the_stream() {
+    let model = SlowModel::new(Duration::from_millis(1_500));
+    let overrides = pam_gateway::Overrides { llm: Some(model), ..Default::default() };
+    let mut app = spawn_app_with(|s| s.shutdown_grace_ms = 5_000, overrides).await;
+    let path = app.db.0.clone();
+    let (mut client, _) = connect_welcomed(&app, &token_for(USER)).await;
+    client.send_json(json!({"type":"chat","id":"mid","message":"a slow answer"})).await;
+    frames_until(&mut client, "ack").await;
+    let db_file = std::mem::replace(&mut app.db, TempFile(std::path::PathBuf::new()));
+    let _ = app.stop.take().unwrap().send(());
+    let (closed, frames) = client.recv_close().await;
+    assert_eq!(closed.code, 1012, "{closed:?}");
+    assert!(!frames.iter().any(|f| f["type"] == "chat_end"), "at once, before the answer: {frames:?}");
+    tokio::time::timeout(Duration::from_secs(15), &mut app.server).await.expect("stops in time").unwrap().unwrap();
+    let stored = rows(&format!("sqlite://{}", path.display()), USER).await;
+    assert_eq!(assert_each_turn_stored_once(&stored, "sqlite"), 1, "the turn finished and was stored within the grace");
+    drop(db_file);
+}

@@ -1,5 +1,6 @@
 //! Keepalive and drain of `ConnectionActor`: server pings, the pong deadline (1001), token
-//! expiry on the tick, and the graceful drain (1012 once running chats are done).
+//! expiry on the tick, and the graceful drain (1012 at once on v2; on legacy once running chats
+//! are answered).
 
 use pam_protocol::{CloseCode, ServerFrame};
 use ractor::ActorRef;
@@ -35,8 +36,11 @@ impl ConnectionState {
         }
     }
 
+    /// Graceful shutdown. A v2 socket gets 1012 at once, even mid-answer: its running turns
+    /// finish into the stream (they belong to the pipeline, not the socket) and the client resumes
+    /// elsewhere. A legacy socket cannot resume: it gets its running chats' `chat_response` first.
     pub(super) fn on_drain(&mut self, myself: &ActorRef<ConnectionMsg>) {
-        if self.in_flight.is_empty() || self.user.is_none() {
+        if self.in_flight.is_empty() || self.user.is_none() || self.v2.is_some() {
             return self.close(myself, CloseCode::ServiceRestart, "");
         }
         self.set_phase(ConnectionPhase::Draining);
