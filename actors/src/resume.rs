@@ -193,26 +193,34 @@ impl SessionStream {
     /// `PAM_OUTBOUND_QUEUE` works), then the live frames that waited behind it; from then on
     /// frames flow live again. Stops when the socket closes or another one takes the session.
     pub async fn replay(&self, conn_id: &str, outbound: &Outbound, replay: Replay) {
+        let replayed = replay.frames.len() as u64;
+        if self.send_replay(conn_id, outbound, replay).await {
+            self.push(V2Frame::Resumed { stream_id: self.id.clone(), replayed });
+        }
+    }
+
+    /// The replay, then the backlog; `true` when it ended with frames flowing live to `conn_id`.
+    async fn send_replay(&self, conn_id: &str, outbound: &Outbound, replay: Replay) -> bool {
         for text in replay.frames {
             if outbound.send_when_room(OutFrame::Text(text.to_string())).await.is_err() {
-                return;
+                return false;
             }
             count_frame("out", "replay");
         }
         loop {
             let next = {
                 let mut inner = self.lock();
-                let Some(attached) = inner.attached.as_mut().filter(|a| a.conn_id == conn_id) else { return };
+                let Some(attached) = inner.attached.as_mut().filter(|a| a.conn_id == conn_id) else { return false };
                 match attached.backlog.as_mut().and_then(VecDeque::pop_front) {
                     Some(text) => text,
                     None => {
                         attached.backlog = None;
-                        return;
+                        return true;
                     }
                 }
             };
             if outbound.send_when_room(OutFrame::Text(next.to_string())).await.is_err() {
-                return;
+                return false;
             }
             count_frame("out", "live");
         }
@@ -252,6 +260,9 @@ fn deliver(attached: &Attached, kind: &'static str, text: &Arc<str>) {
 pub struct ResumeBuffer {
     limits: ResumeLimits,
     registry: Mutex<Registry>,
+    /// Names this buffer's life: its frames live in this process, so a restart loses them and
+    /// starts a new epoch (`welcome.epoch`; a resume naming another gets `epoch_changed`).
+    epoch: String,
 }
 
 #[derive(Default)]
@@ -283,7 +294,18 @@ impl Registry {
 
 impl ResumeBuffer {
     pub fn new(limits: ResumeLimits) -> Self {
-        ResumeBuffer { limits, registry: Mutex::new(Registry::default()) }
+        let epoch = uuid::Uuid::new_v4().simple().to_string()[..12].to_string();
+        ResumeBuffer { limits, registry: Mutex::new(Registry::default()), epoch }
+    }
+
+    /// The epoch of the frames kept here (changes when they were lost, i.e. at a restart).
+    pub fn epoch(&self) -> &str {
+        &self.epoch
+    }
+
+    /// How long a stream stays resumable after its socket went away.
+    pub fn window(&self) -> Duration {
+        self.limits.ttl
     }
 
     fn lock(&self) -> MutexGuard<'_, Registry> {

@@ -25,11 +25,14 @@ fn limits(max_frames: usize) -> ResumeLimits {
     ResumeLimits { max_sessions: 2, max_frames, max_bytes: 1 << 20, ttl: Duration::from_secs(60) }
 }
 
+/// The seqs waiting in the socket's queue, leaving out the `resumed` that ends a replay.
 async fn seqs(rx: &mut OutboundReceiver) -> Vec<u64> {
     let mut seen = Vec::new();
     while let Some(OutFrame::Text(text)) = rx.try_next_frame() {
         let frame: SeqFrame = serde_json::from_str(&text).unwrap();
-        seen.push(frame.seq);
+        if !matches!(frame.frame, V2Frame::Resumed { .. }) {
+            seen.push(frame.seq);
+        }
     }
     seen
 }
@@ -43,7 +46,7 @@ async fn frames_are_numbered_and_replayed_after_last_seq() {
     let (actor, _) = Actor::spawn(None, Sink, ()).await.unwrap();
     let buffer = ResumeBuffer::new(limits(10));
     let stream = buffer.open(user(1), 1);
-    stream.push(V2Frame::Welcome(pam_protocol::Welcome::new("c", stream.id(), 1)));
+    stream.push(V2Frame::Welcome(pam_protocol::Welcome::new("c", stream.id(), buffer.epoch(), 1, 1)));
     for id in ["a", "b", "c"] {
         stream.push(ack(id));
     }
@@ -53,8 +56,8 @@ async fn frames_are_numbered_and_replayed_after_last_seq() {
     assert_eq!(attach_and_replay(&found, "c2", &out, &actor, Some(2)).await, Ok(2));
     assert_eq!(seqs(&mut rx).await, vec![3, 4], "acks b and c; welcome and ping are not replayed");
     stream.push(ack("d"));
-    assert_eq!(seqs(&mut rx).await, vec![6], "live frames follow the replay");
-    assert_eq!(found.attach("c3", out, actor.clone(), Some(7)).map(|r| r.len()), Err(ResumeError::Ahead));
+    assert_eq!(seqs(&mut rx).await, vec![7], "live frames follow the replay and its `resumed` (6)");
+    assert_eq!(found.attach("c3", out, actor.clone(), Some(8)).map(|r| r.len()), Err(ResumeError::Ahead));
     actor.stop(None);
 }
 
@@ -137,13 +140,15 @@ async fn a_replay_larger_than_the_socket_queue_arrives_whole_and_live_frames_fol
     };
     stream.push(ack("live"));
     let mut seen = Vec::new();
-    while seen.len() < 201 {
+    while seen.len() < 202 {
         if let WriterEvent::Frame(OutFrame::Text(text)) = rx.next().await {
-            seen.push(serde_json::from_str::<SeqFrame>(&text).unwrap().seq);
+            seen.push(serde_json::from_str::<SeqFrame>(&text).unwrap());
         }
     }
     replaying.await.unwrap();
-    assert_eq!(seen, (1..=201).collect::<Vec<_>>(), "every frame once, in order, the live one last");
+    let seqs: Vec<u64> = seen.iter().map(|f| f.seq).collect();
+    assert_eq!(seqs, (1..=202).collect::<Vec<_>>(), "every frame once, in order, the live one after the replay");
+    assert_eq!(seen[201].frame, V2Frame::Resumed { stream_id: stream.id().to_string(), replayed: 200 }, "resumed ends the replay");
     actor.stop(None);
 }
 

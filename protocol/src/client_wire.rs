@@ -114,8 +114,11 @@ pub enum V2ClientFrame {
     /// Sent after the new socket's `welcome`: replays the frames after `last_seq` of a stream
     /// session, or answers `resume_failed`.
     Resume {
-        /// The `welcome.session_id` of the earlier socket (the stream session).
-        session_id: String,
+        /// The `welcome.stream_id` of the earlier socket.
+        stream_id: String,
+        /// The `welcome.epoch` that socket saw; another epoch fails with `epoch_changed`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        epoch: Option<String>,
         /// The last `seq` the client saw.
         last_seq: u64,
     },
@@ -181,7 +184,7 @@ pub fn v2_client_examples() -> Vec<V2ClientFrame> {
         V2ClientFrame::Auth { token: "<jwt>".into() },
         V2ClientFrame::Chat(V2Chat { id: "m-1".into(), message: "Any events coming up?".into(), session_id: None, context: None }),
         V2ClientFrame::Cancel { id: "m-1".into() },
-        V2ClientFrame::Resume { session_id: "s-3f2504e0".into(), last_seq: 41 },
+        V2ClientFrame::Resume { stream_id: "s-3f2504e0".into(), epoch: Some("e-9b1d".into()), last_seq: 41 },
         V2ClientFrame::AuthRefresh { token: "<jwt>".into() },
         V2ClientFrame::Ping { timestamp: Some(Value::from(1_700_000_000_123_u64)) },
         V2ClientFrame::Pong { timestamp: Some(Value::from(1_700_000_000_000_u64)) },
@@ -239,8 +242,8 @@ mod tests {
                         }
                 }
                 (V2ClientFrame::Cancel { id }, ClientFrame::Cancel { id: parsed }) => id == parsed,
-                (V2ClientFrame::Resume { session_id, last_seq }, ClientFrame::Resume { session_id: s, last_seq: l }) => {
-                    session_id == s && last_seq == l
+                (V2ClientFrame::Resume { stream_id, epoch, last_seq }, ClientFrame::Resume { stream_id: s, epoch: e, last_seq: l }) => {
+                    stream_id == s && epoch == e && last_seq == l
                 }
                 (V2ClientFrame::AuthRefresh { token }, ClientFrame::AuthRefresh { token: parsed }) => token == parsed,
                 (V2ClientFrame::Ping { timestamp }, ClientFrame::Ping { timestamp: parsed }) => timestamp == parsed,

@@ -44,7 +44,10 @@ pub enum ClientFrame {
     },
     /// v2 resume after reconnect.
     Resume {
-        session_id: String,
+        /// The `welcome.stream_id` of the earlier socket.
+        stream_id: String,
+        /// The `welcome.epoch` it saw, when the client sends it.
+        epoch: Option<String>,
         last_seq: u64,
     },
     /// Known-harmless types (`heartbeat`, `typing_indicator`) that need no answer.
@@ -98,7 +101,12 @@ pub fn parse_client_frame(text: &str) -> Result<ClientFrame, FrameError> {
         "auth_refresh" => Ok(ClientFrame::AuthRefresh { token: required_string(&mut obj, "token")? }),
         "cancel" => Ok(ClientFrame::Cancel { id: required_string(&mut obj, "id")? }),
         "resume" => Ok(ClientFrame::Resume {
-            session_id: required_string(&mut obj, "session_id")?,
+            // `session_id` was this field's name before it became `stream_id`; still accepted.
+            stream_id: match optional_string(&mut obj, "stream_id")? {
+                Some(stream_id) => stream_id,
+                None => required_string(&mut obj, "session_id")?,
+            },
+            epoch: optional_string(&mut obj, "epoch")?,
             last_seq: obj
                 .get("last_seq")
                 .and_then(Value::as_u64)
@@ -204,7 +212,11 @@ mod v2_tests {
         assert_eq!(parse_client_frame(r#"{"type":"cancel","id":"m-1"}"#).unwrap(), ClientFrame::Cancel { id: "m-1".into() });
         assert_eq!(
             parse_client_frame(r#"{"type":"resume","session_id":"s","last_seq":4}"#).unwrap(),
-            ClientFrame::Resume { session_id: "s".into(), last_seq: 4 }
+            ClientFrame::Resume { stream_id: "s".into(), epoch: None, last_seq: 4 }
+        );
+        assert_eq!(
+            parse_client_frame(r#"{"type":"resume","stream_id":"s","epoch":"e","last_seq":4}"#).unwrap(),
+            ClientFrame::Resume { stream_id: "s".into(), epoch: Some("e".into()), last_seq: 4 }
         );
         assert!(matches!(parse_client_frame(r#"{"type":"cancel"}"#), Err(FrameError::Validation(_))));
         assert!(matches!(parse_client_frame(r#"{"type":"chat","id":{},"message":"x"}"#), Err(FrameError::Validation(_))));

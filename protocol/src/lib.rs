@@ -23,7 +23,7 @@ pub use ids::{IdError, SessionId, UserId};
 pub use inbound::{ChatRequest, ClientFrame, FrameError, parse_client_frame};
 pub use outbound::{ChatResponse, ConnectionFrame, ErrorFrame, ServerFrame, UiAction};
 pub use push::{AlertContent, AlertPriority, ProactiveAlert, PushFrame, SeqPushFrame, TimerExpired, TimerNotification, TimerType};
-pub use v2::{ChatEnd, SeqFrame, V2Error, V2Frame, Welcome};
+pub use v2::{ChatEnd, ResumeFailure, SeqFrame, V2Error, V2Frame, Welcome};
 
 /// The `Sec-WebSocket-Protocol` value that opts a socket into the v2 dialect.
 pub const V2_SUBPROTOCOL: &str = "pam.v2";

@@ -385,7 +385,7 @@ fn legacy_server_examples() -> Vec<Value> {
 
 fn v2_server_examples() -> Vec<Value> {
     let frames = [
-        V2Frame::Welcome(Welcome::new("c-5f0e", "s-3f2504e0", 25_000)),
+        V2Frame::Welcome(Welcome::new("c-5f0e", "s-3f2504e0", "e-9b1d", 25_000, 300_000)),
         V2Frame::Ack { id: "m-1".into() },
         V2Frame::ChatDelta { id: "m-1".into(), delta: "You have ".into() },
         V2Frame::ChatEnd(ChatEnd {
@@ -400,7 +400,8 @@ fn v2_server_examples() -> Vec<Value> {
         }),
         V2Frame::error(Some("m-2".into()), ErrorCode::LlmUnavailable, "PAM could not answer right now; please try again"),
         V2Frame::AuthExpiring { expires_in_ms: 60_000 },
-        V2Frame::ResumeFailed { session_id: "s-77aa01".into(), reason: "unknown session".into() },
+        V2Frame::Resumed { stream_id: "s-3f2504e0".into(), replayed: 2 },
+        V2Frame::ResumeFailed { stream_id: "s-77aa01".into(), reason: crate::ResumeFailure::TooOld },
         V2Frame::Ping { timestamp: 1_777_622_400_000 },
         V2Frame::Pong { timestamp: Value::from(1_700_000_000_123_u64) },
     ];
@@ -495,6 +496,7 @@ mod tests {
                 "chat_end",
                 "error",
                 "auth_expiring",
+                "resumed",
                 "resume_failed",
                 "ping",
                 "pong",

@@ -14,17 +14,53 @@ pub struct Welcome {
     pub protocol: String,
     /// This socket's id (also in the server's logs).
     pub connection_id: String,
-    /// The resumable stream session (server-chosen); `resume` names it after a reconnect.
-    pub session_id: String,
+    /// The resumable stream of server frames (server-chosen); `resume` names it after a
+    /// reconnect. Not the conversation: that is a chat's `session_id`.
+    pub stream_id: String,
+    /// Changes whenever the stored frames of streams were lost (e.g. the store restarted): a
+    /// `resume` naming another epoch fails with `epoch_changed`.
+    pub epoch: String,
     /// How often the server pings (`PAM_PING_INTERVAL_MS`).
     pub heartbeat_ms: u64,
+    /// How long a stream stays resumable after its socket went away, in milliseconds.
+    pub resume_window_ms: u64,
 }
 
 impl Welcome {
     /// A welcome for `pam.v2`.
-    pub fn new(connection_id: impl Into<String>, session_id: impl Into<String>, heartbeat_ms: u64) -> Self {
-        Welcome { protocol: V2_SUBPROTOCOL.into(), connection_id: connection_id.into(), session_id: session_id.into(), heartbeat_ms }
+    pub fn new(
+        connection_id: impl Into<String>,
+        stream_id: impl Into<String>,
+        epoch: impl Into<String>,
+        heartbeat_ms: u64,
+        resume_window_ms: u64,
+    ) -> Self {
+        Welcome {
+            protocol: V2_SUBPROTOCOL.into(),
+            connection_id: connection_id.into(),
+            stream_id: stream_id.into(),
+            epoch: epoch.into(),
+            heartbeat_ms,
+            resume_window_ms,
+        }
     }
+}
+
+/// Why a `resume` replayed nothing (`resume_failed.reason`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum ResumeFailure {
+    /// No such stream for this user: never existed, expired, or another user's (indistinguishable).
+    UnknownStream,
+    /// The frames after `last_seq` are no longer kept.
+    TooOld,
+    /// `last_seq` is ahead of the stream.
+    Ahead,
+    /// The stream's stored frames were lost since (another `epoch`).
+    EpochChanged,
+    /// Chats are already running on this connection; resume right after connecting.
+    Busy,
 }
 
 /// The terminal frame of a v2 chat: the full text, which replaces any streamed deltas.
@@ -109,13 +145,20 @@ pub enum V2Frame {
         /// Milliseconds until the token's `exp` (then close 4401).
         expires_in_ms: u64,
     },
-    /// `resume` could not replay (unknown, another user's, or too old): the connection goes on
-    /// with the fresh session named here.
+    /// A `resume` replayed `replayed` frames (each with its original `seq`) and the connection
+    /// goes on with that stream. Not itself replayed.
+    Resumed {
+        /// The resumed stream.
+        stream_id: String,
+        /// How many frames were replayed.
+        replayed: u64,
+    },
+    /// `resume` could not replay: the connection goes on with the fresh stream named here.
     ResumeFailed {
-        /// The fresh stream session the connection goes on with.
-        session_id: String,
+        /// The fresh stream the connection goes on with.
+        stream_id: String,
         /// Why nothing was replayed.
-        reason: String,
+        reason: ResumeFailure,
     },
     /// Keepalive every `heartbeat_ms`; answer with a `pong` echoing `timestamp`.
     Ping {
@@ -144,6 +187,7 @@ impl V2Frame {
             V2Frame::ChatEnd(_) => "chat_end",
             V2Frame::Error(_) => "error",
             V2Frame::AuthExpiring { .. } => "auth_expiring",
+            V2Frame::Resumed { .. } => "resumed",
             V2Frame::ResumeFailed { .. } => "resume_failed",
             V2Frame::Ping { .. } => "ping",
             V2Frame::Pong { .. } => "pong",
@@ -153,7 +197,10 @@ impl V2Frame {
     /// Whether a `resume` should replay this frame. Welcome, keepalive and resume outcomes are
     /// about one socket, not the conversation.
     pub fn is_replayable(&self) -> bool {
-        !matches!(self, V2Frame::Welcome(_) | V2Frame::Ping { .. } | V2Frame::Pong { .. } | V2Frame::ResumeFailed { .. })
+        !matches!(
+            self,
+            V2Frame::Welcome(_) | V2Frame::Ping { .. } | V2Frame::Pong { .. } | V2Frame::Resumed { .. } | V2Frame::ResumeFailed { .. }
+        )
     }
 }
 
@@ -192,9 +239,11 @@ mod tests {
     }
 
     #[test]
-    fn welcome_names_the_protocol_and_session() {
-        let v = round_trip(1, V2Frame::Welcome(Welcome::new("c1", "s1", 25_000)));
-        assert_eq!(v, json!({"type":"welcome","protocol":"pam.v2","connection_id":"c1","session_id":"s1","heartbeat_ms":25000,"seq":1}));
+    fn welcome_names_the_protocol_stream_and_epoch() {
+        let v = round_trip(1, V2Frame::Welcome(Welcome::new("c1", "s1", "e1", 25_000, 300_000)));
+        let expected = json!({"type":"welcome","protocol":"pam.v2","connection_id":"c1","stream_id":"s1","epoch":"e1",
+            "heartbeat_ms":25000,"resume_window_ms":300000,"seq":1});
+        assert_eq!(v, expected);
     }
 
     #[test]
@@ -242,8 +291,11 @@ mod tests {
             round_trip(7, V2Frame::AuthExpiring { expires_in_ms: 60_000 }),
             json!({"type":"auth_expiring","expires_in_ms":60000,"seq":7})
         );
-        let v = round_trip(8, V2Frame::ResumeFailed { session_id: "s2".into(), reason: "unknown session".into() });
+        let v = round_trip(8, V2Frame::ResumeFailed { stream_id: "s2".into(), reason: ResumeFailure::EpochChanged });
         assert_eq!(v["type"], "resume_failed");
+        assert_eq!(v["reason"], "epoch_changed");
+        let v = round_trip(9, V2Frame::Resumed { stream_id: "s2".into(), replayed: 3 });
+        assert_eq!(v, serde_json::json!({"type":"resumed","stream_id":"s2","replayed":3,"seq":9}));
         assert_eq!(round_trip(9, V2Frame::Ping { timestamp: 5 }), json!({"type":"ping","timestamp":5,"seq":9}));
         assert_eq!(round_trip(10, V2Frame::Pong { timestamp: json!(1) }), json!({"type":"pong","timestamp":1,"seq":10}));
     }
@@ -252,6 +304,7 @@ mod tests {
     fn only_conversation_frames_are_replayable() {
         assert!(V2Frame::Ack { id: "a".into() }.is_replayable());
         assert!(!V2Frame::Ping { timestamp: 1 }.is_replayable());
-        assert!(!V2Frame::Welcome(Welcome::new("c", "s", 1)).is_replayable());
+        assert!(!V2Frame::Welcome(Welcome::new("c", "s", "e", 1, 1)).is_replayable());
+        assert!(!V2Frame::Resumed { stream_id: "s".into(), replayed: 0 }.is_replayable());
     }
 }

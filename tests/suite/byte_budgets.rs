@@ -68,7 +68,7 @@ async fn a_resume_replay_larger_than_the_outbound_queue_arrives_whole() {
     let overrides = pam_gateway::Overrides { llm: Some(model), ..Default::default() };
     let app = spawn_app_with(|s| s.outbound_queue = 16, overrides).await;
     let (mut client, welcome) = connect_welcomed(&app, &token_for(USER)).await;
-    let stream_id = welcome["session_id"].as_str().or(welcome["stream_id"].as_str()).unwrap().to_string();
+    let stream_id = welcome["stream_id"].as_str().unwrap().to_string();
     client.send_json(json!({"type":"chat","id":"long","message":"tell me everything"})).await;
     let ack = frames_until(&mut client, "ack").await.pop().unwrap();
     let last_seq = ack["seq"].as_u64().unwrap();
@@ -76,7 +76,7 @@ async fn a_resume_replay_larger_than_the_outbound_queue_arrives_whole() {
     gate.add_permits(1);
     tokio::time::sleep(Duration::from_millis(500)).await;
     let (mut client, _) = connect_welcomed(&app, &token_for(USER)).await;
-    client.send_json(json!({"type":"resume","session_id":stream_id,"stream_id":stream_id,"last_seq":last_seq})).await;
+    client.send_json(json!({"type":"resume","stream_id":stream_id,"last_seq":last_seq})).await;
     let frames = frames_until(&mut client, "chat_end").await;
     let replayed: Vec<&Value> = frames.iter().filter(|f| f["id"] == "long").collect();
     assert_eq!(replayed.len(), 251, "250 deltas and the end, none lost: {}", frames.len());

@@ -27,7 +27,9 @@ async fn the_v2_subprotocol_on_the_legacy_path_is_echoed_and_welcomed() {
     assert_eq!(welcome["protocol"], "pam.v2");
     assert_eq!(welcome["seq"], 1);
     assert!(welcome["connection_id"].as_str().is_some_and(|c| !c.is_empty()), "{welcome}");
-    assert!(welcome["session_id"].as_str().is_some_and(|s| !s.is_empty()), "{welcome}");
+    assert!(welcome["stream_id"].as_str().is_some_and(|s| !s.is_empty()), "{welcome}");
+    assert!(welcome["epoch"].as_str().is_some_and(|s| !s.is_empty()), "{welcome}");
+    assert_eq!(welcome["resume_window_ms"], 300_000, "{welcome}");
     assert_eq!(welcome["heartbeat_ms"], 25_000);
 }
 

@@ -97,9 +97,21 @@ async fn a_chat_end_produced_while_away_is_replayed_on_resume() {
     drop(client);
     gate.add_permits(1);
     let (mut back, fresh) = connect_welcomed(&app, &token_for(USER)).await;
-    assert_ne!(fresh["session_id"], welcome["session_id"]);
-    back.send_json(json!({"type":"resume","session_id":welcome["session_id"],"last_seq":last_seq})).await;
-    let replayed: Vec<Value> = frames_until(&mut back, "chat_end").await.into_iter().filter(|f| f["type"] != "ping").collect();
+    assert_ne!(fresh["stream_id"], welcome["stream_id"]);
+    assert_eq!(fresh["epoch"], welcome["epoch"], "the frames were kept: same epoch");
+    let resume = json!({"type":"resume","stream_id":welcome["stream_id"],"epoch":welcome["epoch"],"last_seq":last_seq});
+    back.send_json(resume).await;
+    // The answer may be replayed (then `resumed` follows it) or still streaming (then it follows
+    // `resumed` live): read until both have come.
+    let mut frames: Vec<Value> = Vec::new();
+    while !(frames.iter().any(|f| f["type"] == "resumed") && frames.iter().any(|f| f["type"] == "chat_end")) {
+        frames.push(back.recv_non_ping().await);
+    }
+    let at = frames.iter().position(|f| f["type"] == "resumed").unwrap();
+    let resumed = frames.remove(at);
+    assert_eq!(resumed["stream_id"], welcome["stream_id"], "{resumed}");
+    assert_eq!(resumed["replayed"].as_u64(), Some(at as u64), "it counts the frames replayed before it: {resumed}");
+    let replayed = frames;
     let seqs = assert_increasing_seq(&replayed);
     assert!(seqs[0] > last_seq, "only frames after last_seq: {replayed:?}");
     assert_eq!(joined_deltas(&replayed), "While you were away");
@@ -108,7 +120,7 @@ async fn a_chat_end_produced_while_away_is_replayed_on_resume() {
     // The connection now continues the resumed session's sequence.
     back.send_json(json!({"type":"ping","timestamp":1})).await;
     let pong = back.recv_non_ping().await;
-    assert!(pong["seq"].as_u64().unwrap() > *seqs.last().unwrap(), "{pong}");
+    assert!(pong["seq"].as_u64().unwrap() > resumed["seq"].as_u64().unwrap().max(*seqs.last().unwrap()), "{pong}");
 }
 
 #[tokio::test]
@@ -119,10 +131,10 @@ async fn resuming_another_users_session_fails_and_replays_nothing() {
     owner.send_json(json!({"type":"chat","id":"p-1","message":"my secrets"})).await;
     frames_until(&mut owner, "chat_end").await;
     let (mut intruder, own) = connect_welcomed(&app, &token_for(OTHER_USER)).await;
-    intruder.send_json(json!({"type":"resume","session_id":welcome["session_id"],"last_seq":0})).await;
+    intruder.send_json(json!({"type":"resume","stream_id":welcome["stream_id"],"last_seq":0})).await;
     let failed = intruder.recv_non_ping().await;
-    assert_eq!(failed["type"], "resume_failed", "{failed}");
-    assert_eq!(failed["session_id"], own["session_id"], "the intruder goes on with its own fresh session");
+    assert_eq!((failed["type"].as_str(), failed["reason"].as_str()), (Some("resume_failed"), Some("unknown_stream")), "{failed}");
+    assert_eq!(failed["stream_id"], own["stream_id"], "the intruder goes on with its own fresh stream");
     intruder.send_json(json!({"type":"ping","timestamp":2})).await;
     assert_eq!(intruder.recv_non_ping().await["type"], "pong", "no frame of the other user's session came");
 }
@@ -132,10 +144,15 @@ async fn resuming_an_unknown_or_future_position_fails_and_the_fresh_session_work
     let model = StreamingModel::new(vec![], "fresh answer");
     let app = spawn_app_with(|_| {}, Overrides { llm: Some(model), ..Default::default() }).await;
     let (mut client, welcome) = connect_welcomed(&app, &token_for(USER)).await;
-    client.send_json(json!({"type":"resume","session_id":"no-such-session","last_seq":3})).await;
-    assert_eq!(client.recv_non_ping().await["type"], "resume_failed");
-    client.send_json(json!({"type":"resume","session_id":welcome["session_id"],"last_seq":999})).await;
-    assert_eq!(client.recv_non_ping().await["type"], "resume_failed");
+    client.send_json(json!({"type":"resume","stream_id":"no-such-stream","last_seq":3})).await;
+    assert_eq!(client.recv_non_ping().await["reason"], "unknown_stream");
+    client.send_json(json!({"type":"resume","stream_id":welcome["stream_id"],"last_seq":999})).await;
+    assert_eq!(client.recv_non_ping().await["reason"], "ahead");
+    client.send_json(json!({"type":"resume","stream_id":welcome["stream_id"],"epoch":"another-epoch","last_seq":1})).await;
+    assert_eq!(client.recv_non_ping().await["reason"], "epoch_changed", "the frames of another epoch are gone");
+    // The old name of the field is still understood.
+    client.send_json(json!({"type":"resume","session_id":"no-such-stream","last_seq":3})).await;
+    assert_eq!(client.recv_non_ping().await["reason"], "unknown_stream");
     client.send_json(json!({"type":"chat","id":"f-1","message":"hello"})).await;
     let end = frames_until(&mut client, "chat_end").await.pop().unwrap();
     assert_eq!(end["message"], "fresh answer");

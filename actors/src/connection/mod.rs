@@ -364,7 +364,9 @@ impl ConnectionState {
             ClientFrame::Pong | ClientFrame::Ignored | ClientFrame::Auth { .. } => {}
             ClientFrame::AuthRefresh { token } if self.v2.is_some() => self.on_auth_refresh(myself, &token).await,
             ClientFrame::Cancel { id } if self.v2.is_some() => self.on_cancel(myself, id),
-            ClientFrame::Resume { session_id, last_seq } if self.v2.is_some() => self.on_resume(myself, &session_id, last_seq),
+            ClientFrame::Resume { stream_id, epoch, last_seq } if self.v2.is_some() => {
+                self.on_resume(myself, &stream_id, epoch.as_deref(), last_seq)
+            }
             ClientFrame::AuthRefresh { .. } | ClientFrame::Cancel { .. } | ClientFrame::Resume { .. } => {
                 self.invalid(myself, ErrorCode::UnknownType, format!("'{}' is not supported on this socket", client_kind(&frame)));
             }

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use pam_protocol::{CloseCode, ErrorCode, ErrorFrame, SeqFrame, ServerFrame, UserId, V2Error, V2Frame, Welcome};
+use pam_protocol::{CloseCode, ErrorCode, ErrorFrame, ResumeFailure, SeqFrame, ServerFrame, UserId, V2Error, V2Frame, Welcome};
 use ractor::ActorRef;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
@@ -16,7 +16,7 @@ use crate::metrics_names::{AUTH_FAILURES_TOTAL, count_frame};
 use crate::orchestrator::OrchestratorMsg;
 use crate::outbound::{CloseRequest, OutFrame, SendError};
 use crate::ports::AuthError;
-use crate::resume::SessionStream;
+use crate::resume::{ResumeError, SessionStream};
 
 /// `auth_expiring` goes out this long before `exp`.
 const EXPIRY_WARNING: Duration = Duration::from_secs(60);
@@ -110,8 +110,11 @@ impl ConnectionState {
         let Some(v2) = self.v2.as_mut() else { return };
         let stream = self.deps.resume.open(user, v2.pre_seq + 1);
         let _ = stream.attach(&self.conn_id, self.outbound.clone(), myself.clone(), None);
-        let heartbeat_ms = u64::try_from(self.deps.settings.ping_interval.as_millis()).unwrap_or(u64::MAX);
-        stream.push(V2Frame::Welcome(Welcome::new(self.conn_id.clone(), stream.id(), heartbeat_ms)));
+        let millis = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        let heartbeat_ms = millis(self.deps.settings.ping_interval);
+        let window_ms = millis(self.deps.resume.window());
+        let welcome = Welcome::new(self.conn_id.clone(), stream.id(), self.deps.resume.epoch(), heartbeat_ms, window_ms);
+        stream.push(V2Frame::Welcome(welcome));
         v2.stream = Some(stream);
         self.schedule_expiry(myself);
     }
@@ -179,24 +182,26 @@ impl ConnectionState {
         }
     }
 
-    /// `resume`: replays the named session after `last_seq` and continues on it, or answers
-    /// `resume_failed` and goes on with the fresh session.
-    pub(super) fn on_resume(&mut self, myself: &ActorRef<ConnectionMsg>, session_id: &str, last_seq: u64) {
+    /// `resume`: replays the named stream after `last_seq`, ends the replay with `resumed` and
+    /// continues on that stream, or answers `resume_failed` and goes on with the fresh stream.
+    pub(super) fn on_resume(&mut self, myself: &ActorRef<ConnectionMsg>, stream_id: &str, epoch: Option<&str>, last_seq: u64) {
         let (Some(user), Some(current)) = (self.user.clone(), self.v2.as_ref().and_then(|v2| v2.stream.clone())) else { return };
         if !self.in_flight.is_empty() {
-            return self.resume_failed(myself, &current, "chats are running on this connection; resume right after connecting");
+            return self.resume_failed(myself, &current, ResumeFailure::Busy);
         }
-        let Some(old) = self.deps.resume.find(session_id, &user) else {
-            return self.resume_failed(myself, &current, "unknown or expired session");
+        if epoch.is_some_and(|epoch| epoch != self.deps.resume.epoch()) {
+            return self.resume_failed(myself, &current, ResumeFailure::EpochChanged);
+        }
+        let Some(old) = self.deps.resume.find(stream_id, &user) else {
+            return self.resume_failed(myself, &current, ResumeFailure::UnknownStream);
         };
         match old.attach(&self.conn_id, self.outbound.clone(), myself.clone(), Some(last_seq)) {
             Ok(replay) => {
-                tracing::debug!(conn_id = %self.conn_id, replayed = replay.len(), "session resumed");
-                if !replay.is_empty() {
-                    // Paced by the socket's queue: a full ring resumes with any PAM_OUTBOUND_QUEUE.
-                    let (stream, conn_id, outbound) = (old.clone(), self.conn_id.clone(), self.outbound.clone());
-                    tokio::spawn(async move { stream.replay(&conn_id, &outbound, replay).await });
-                }
+                tracing::debug!(conn_id = %self.conn_id, replayed = replay.len(), "stream resumed");
+                // Paced by the socket's queue (a full ring resumes with any PAM_OUTBOUND_QUEUE),
+                // then `resumed` as the first live frame.
+                let (stream, conn_id, outbound) = (old.clone(), self.conn_id.clone(), self.outbound.clone());
+                tokio::spawn(async move { stream.replay(&conn_id, &outbound, replay).await });
                 if old.id() != current.id() {
                     current.detach(&self.conn_id);
                     self.deps.resume.forget(current.id());
@@ -205,12 +210,14 @@ impl ConnectionState {
                     v2.stream = Some(old);
                 }
             }
-            Err(error) => self.resume_failed(myself, &current, &error.to_string()),
+            Err(ResumeError::Unknown) => self.resume_failed(myself, &current, ResumeFailure::UnknownStream),
+            Err(ResumeError::TooOld) => self.resume_failed(myself, &current, ResumeFailure::TooOld),
+            Err(ResumeError::Ahead) => self.resume_failed(myself, &current, ResumeFailure::Ahead),
         }
     }
 
-    fn resume_failed(&mut self, myself: &ActorRef<ConnectionMsg>, current: &SessionStream, reason: &str) {
-        let frame = V2Frame::ResumeFailed { session_id: current.id().to_string(), reason: reason.to_string() };
+    fn resume_failed(&mut self, myself: &ActorRef<ConnectionMsg>, current: &SessionStream, reason: ResumeFailure) {
+        let frame = V2Frame::ResumeFailed { stream_id: current.id().to_string(), reason };
         self.send_v2(myself, frame);
     }
 }
