@@ -373,7 +373,17 @@ def cmd_k8s(k8s_dir):
             annotations.get("prometheus.io/port") != port or \
             annotations.get("prometheus.io/path") != "/metrics":
         problems.append(f"prometheus.io annotations wrong: {annotations}")
-    for name in ("DATABASE_URL", "REDIS_URL", "SUPABASE_JWT_SECRET", "SUPABASE_URL",
+    # Scale-out: every pod shares one Redis (a Secret or ConfigMap reference, never a literal
+    # that could differ between rollouts) and is its own node, named after the pod.
+    redis = env.get("REDIS_URL", {}).get("valueFrom", {})
+    if not (redis.get("secretKeyRef") or redis.get("configMapKeyRef")):
+        problems.append("env REDIS_URL is not taken from a Secret or ConfigMap")
+    elif (redis.get("secretKeyRef") or redis.get("configMapKeyRef")).get("optional"):
+        problems.append("env REDIS_URL is optional: a pod without it would run as a lone node")
+    node = env.get("PAM_NODE_ID", {}).get("valueFrom", {}).get("fieldRef", {})
+    if node.get("fieldPath") != "metadata.name":
+        problems.append("env PAM_NODE_ID is not the pod name (valueFrom.fieldRef.fieldPath: metadata.name)")
+    for name in ("DATABASE_URL", "SUPABASE_JWT_SECRET", "SUPABASE_URL",
                  "ANTHROPIC_API_KEY", "PAM_ADMIN_TOKEN"):
         ref = env.get(name, {}).get("valueFrom", {}).get("secretKeyRef", {})
         if ref.get("name") != "pam-gateway" or ref.get("key") != name:
@@ -757,7 +767,7 @@ check "dashboard: schemaVersion 39, datasource uid matches provisioning, every m
   helper dashboard "$DASHBOARD" "$DEPLOY/grafana/provisioning/datasources/prometheus.yml"
 check "grafana: dashboard provider path is mounted and holds the dashboard" \
   helper grafana "$DEPLOY/grafana/provisioning/dashboards/pam.yml" "$COMPOSE" "$DASHBOARD"
-check "k8s: replicas, securityContext, probes, secrets, shutdown budget, outbox journal, service/pdb/hpa/kustomization" \
+check "k8s: replicas, securityContext, probes, secrets, REDIS_URL from a Secret/ConfigMap, PAM_NODE_ID from the pod name, shutdown budget, outbox journal, service/pdb/hpa/kustomization" \
   helper k8s "$K8S_DIR"
 check "compose: >= 2 gateways (distinct PAM_NODE_ID, shared REDIS_URL/DATABASE_URL, own journal volume), WebSocket proxy, trusted proxies, services, required secret, healthy depends_on, mounted paths, shutdown budget, scrape targets" \
   helper compose "$COMPOSE"
