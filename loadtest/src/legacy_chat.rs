@@ -1,7 +1,9 @@
 //! `legacy-chat`: U users on the legacy protocol, each sending one chat every interval (at most
 //! one outstanding) and answering the server's JSON pings, for a fixed duration. Thresholds:
 //! `chat_latency` p95 under the limit, connect success at or above the minimum, and at least as
-//! many chat answers without `error:true`.
+//! many chat answers without `error:true`. A user whose socket the server ends the way a rollout
+//! does (1012/1001/1013/1006) reconnects with backoff (see `reconnect`) and resends the chat that
+//! got no answer; `ws_reconnects` and `chat_resent` count that.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -9,8 +11,9 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use crate::auth::Tokens;
-use crate::client::{self, Session};
+use crate::client::{self, Session, WsError};
 use crate::progress::{Progress, Ticker};
+use crate::reconnect::{self, Backoff, SplitMix64};
 use crate::summary::{Rate, Report, Rule, Trend};
 
 /// What the browser's users ask (answered by the builtin assistant from their context).
@@ -42,6 +45,10 @@ struct UserTally {
     answers: Rate,
     sent: u64,
     received: u64,
+    /// Sockets the server ended with 1012/1001/1013/1006 that this user connected again.
+    reconnects: u64,
+    /// Chats sent again on the new socket because the old one ended before their answer.
+    resent: u64,
     error: Option<String>,
 }
 
@@ -63,6 +70,7 @@ pub(crate) async fn run(url: &str, tokens: &Tokens, plan: &ChatPlan) -> Report {
         .collect();
     let (mut connecting, mut latency) = (Trend::default(), Trend::default());
     let (mut connects, mut answers, mut sent, mut received, mut first_error) = (Rate::default(), Rate::default(), 0, 0, None);
+    let (mut reconnects, mut resent) = (0, 0);
     for task in tasks {
         let tally = task.await.unwrap_or_default();
         connecting.merge(tally.connecting);
@@ -72,6 +80,8 @@ pub(crate) async fn run(url: &str, tokens: &Tokens, plan: &ChatPlan) -> Report {
         answers.fails += tally.answers.fails;
         sent += tally.sent;
         received += tally.received;
+        reconnects += tally.reconnects;
+        resent += tally.resent;
         first_error = first_error.or(tally.error);
     }
     let mut report =
@@ -81,6 +91,8 @@ pub(crate) async fn run(url: &str, tokens: &Tokens, plan: &ChatPlan) -> Report {
         .count("ws_sessions", connects.passes)
         .count("ws_msgs_sent", sent)
         .count("ws_msgs_received", received)
+        .count("ws_reconnects", reconnects)
+        .count("chat_resent", resent)
         .trend("chat_latency", latency)
         .rate("connect_success", connects)
         .rate("chat_success", answers);
@@ -107,35 +119,66 @@ async fn user(url: &str, tokens: &Tokens, n: usize, interval: Duration, deadline
     Progress::bump(&progress.connected);
     tally.connected = true;
     tally.connecting.record(connecting);
+    let (mut backoff, mut rng) = (Backoff::standard(), SplitMix64::from_clock(n as u64));
     let mut tick = tokio::time::interval(interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let session_id = format!("loadtest-{n}");
     let mut turn = 0usize;
+    // A chat the socket ended under: resent right after the reconnect, before the next tick.
+    let mut unanswered: Option<serde_json::Value> = None;
     while Instant::now() < deadline {
-        tick.tick().await;
-        if Instant::now() >= deadline {
-            break;
-        }
-        let chat = json!({"type": "chat", "message": QUESTIONS[(n + turn) % QUESTIONS.len()], "session_id": session_id});
-        turn += 1;
+        let chat = match unanswered.take() {
+            Some(chat) => {
+                tally.resent += 1;
+                chat
+            }
+            None => {
+                tick.tick().await;
+                if Instant::now() >= deadline {
+                    break;
+                }
+                turn += 1;
+                json!({"type": "chat", "message": QUESTIONS[(n + turn - 1) % QUESTIONS.len()], "session_id": session_id})
+            }
+        };
         let sent = Instant::now();
-        if let Err(error) = client::send_json(&mut socket, &chat).await {
-            tally.answers.add(false);
-            tally.error = Some(error);
-            return tally;
-        }
-        tally.sent += 1;
-        Progress::bump(&progress.sent);
-        let answer = tokio::time::timeout(CHAT_DEADLINE, chat_response(&mut socket, &mut tally)).await;
-        match answer.unwrap_or_else(|_| Err(format!("no chat_response within {} s", CHAT_DEADLINE.as_secs()))) {
+        let outcome = match client::send_json(&mut socket, &chat).await {
+            // A failed send is a socket the server already dropped.
+            Err(error) => Err(WsError::Ended { code: None, detail: error }),
+            Ok(()) => {
+                tally.sent += 1;
+                Progress::bump(&progress.sent);
+                match tokio::time::timeout(CHAT_DEADLINE, chat_response(&mut socket, &mut tally)).await {
+                    Ok(answer) => answer,
+                    Err(_) => Err(WsError::Other(format!("no chat_response within {} s", CHAT_DEADLINE.as_secs()))),
+                }
+            }
+        };
+        match outcome {
             Ok(ok) => {
                 tally.latency.record(sent.elapsed());
                 tally.answers.add(ok);
                 Progress::bump(&progress.received);
             }
+            Err(error) if reconnect::should_reconnect_on(&error) => {
+                match reconnect::reconnect(url, tokens, n, deadline, &mut backoff, &mut rng).await {
+                    Ok((session, _tries)) => {
+                        socket = session.socket;
+                        tally.reconnects += 1;
+                        tally.connecting.record(session.connecting);
+                        unanswered = Some(chat);
+                    }
+                    Err(gave_up) => {
+                        // The run ended while the server was away: the chat never got its answer.
+                        tally.answers.add(false);
+                        tally.error = Some(format!("{} ({gave_up})", String::from(error)));
+                        return tally;
+                    }
+                }
+            }
             Err(error) => {
                 tally.answers.add(false);
-                tally.error = Some(error);
+                tally.error = Some(String::from(error));
                 return tally;
             }
         }
@@ -145,13 +188,13 @@ async fn user(url: &str, tokens: &Tokens, n: usize, interval: Duration, deadline
 }
 
 /// Waits for the turn's `chat_response`; `Ok(false)` when it carried `error: true`.
-async fn chat_response(socket: &mut client::Socket, tally: &mut UserTally) -> Result<bool, String> {
+async fn chat_response(socket: &mut client::Socket, tally: &mut UserTally) -> Result<bool, WsError> {
     loop {
-        let frame = client::next_json(socket).await?;
+        let frame = client::next_frame(socket).await?;
         tally.received += 1;
         match frame["type"].as_str() {
             Some("chat_response") => return Ok(frame["error"] != true),
-            Some("error") => return Err(format!("error frame: {}", frame["error_code"])),
+            Some("error") => return Err(WsError::Other(format!("error frame: {}", frame["error_code"]))),
             _ => {}
         }
     }
