@@ -80,6 +80,9 @@ KNOWN_METRICS = {
     "pam_orchestrators_active", "pam_cache_errors_total", "pam_llm_circuit_open",
     "pam_storage_degraded", "pam_turns_pending", "pam_turns_dropped_total",
     "pam_turns_abandoned_total", "pam_outbox_journaled_total", "pam_outbox_replayed_total",
+    # scale-out (README "Running several nodes")
+    "pam_node_up", "pam_redis_shared_state_degraded", "pam_redis_shared_errors_total",
+    "pam_push_bus_published_total", "pam_push_bus_received_total", "pam_push_bus_delivered_total",
 }
 # The gateway's defaults (src/config.rs) for the shutdown budget, in ms.
 DEFAULT_SHUTDOWN_GRACE_MS = 10000
@@ -223,6 +226,8 @@ def cmd_dashboard(path, ds_file):
 NEEDS_OPTIONAL_DEPENDENCY = {
     "pam_cache_errors_total": "REDIS_URL",
     "pam_llm_circuit_open": "a model provider key",
+    # Counted only on a node with REDIS_URL, and only once a shared-state operation failed.
+    "pam_redis_shared_errors_total": "REDIS_URL (and a failed shared-state operation)",
 }
 
 
