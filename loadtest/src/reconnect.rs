@@ -89,8 +89,7 @@ impl Backoff {
     }
 }
 
-/// Reconnects virtual user `n`, retrying failed connects with `backoff`, until it is connected or
-/// the next wait would pass `deadline`. Returns the session and how many connects were tried.
+/// Reconnects virtual user `n` of the legacy protocol: [`retry_connect`] with `client::connect`.
 pub(crate) async fn reconnect(
     url: &str,
     tokens: &Tokens,
@@ -99,19 +98,35 @@ pub(crate) async fn reconnect(
     backoff: &mut Backoff,
     rng: &mut SplitMix64,
 ) -> Result<(Session, u64), String> {
+    retry_connect(deadline, backoff, rng, || client::connect(url, tokens, n)).await
+}
+
+/// Waits the next backoff delay and calls `connect`, again after each failure, until it succeeds
+/// or the next wait would pass `deadline`. Returns what `connect` gave and how many calls it took;
+/// the backoff starts over after a success.
+pub(crate) async fn retry_connect<T, F, Fut>(
+    deadline: Instant,
+    backoff: &mut Backoff,
+    rng: &mut SplitMix64,
+    mut connect: F,
+) -> Result<(T, u64), String>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, String>>,
+{
     let mut tries = 0;
-    let mut last = String::from("the run ended before a reconnect was tried");
+    let mut last = String::from("no connect tried");
     loop {
         let delay = backoff.next_delay(rng);
         if Instant::now() + delay >= deadline {
-            return Err(format!("reconnect gave up at the end of the run after {tries} tries: {last}"));
+            return Err(format!("reconnect gave up after {tries} tries (deadline): {last}"));
         }
         tokio::time::sleep(delay).await;
         tries += 1;
-        match client::connect(url, tokens, n).await {
-            Ok(session) => {
+        match connect().await {
+            Ok(connected) => {
                 backoff.reset();
-                return Ok((session, tries));
+                return Ok((connected, tries));
             }
             Err(error) => last = error,
         }
@@ -185,6 +200,27 @@ mod tests {
         assert!(!should_reconnect_on(&ended(Some(1008))));
         assert!(!should_reconnect_on(&ended(Some(1005))));
         assert!(!should_reconnect_on(&WsError::Other("invalid JSON".into())));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn retry_connect_backs_off_between_failures_and_gives_up_at_the_deadline() {
+        let mut rng = SplitMix64::new(3);
+        let mut backoff = Backoff::standard();
+        let mut calls = 0;
+        let deadline = Instant::now() + Duration::from_secs(3600);
+        let (value, tries) = retry_connect(deadline, &mut backoff, &mut rng, || {
+            calls += 1;
+            let ok = calls == 3;
+            async move { if ok { Ok("connected") } else { Err(String::from("refused")) } }
+        })
+        .await
+        .unwrap();
+        assert_eq!((value, tries), ("connected", 3));
+        assert_eq!(backoff.ceiling(), Duration::from_millis(200), "reset after the success");
+
+        let soon = Instant::now() + Duration::from_millis(100);
+        let error = retry_connect(soon, &mut backoff, &mut rng, || async { Ok::<_, String>(()) }).await.unwrap_err();
+        assert!(error.contains("0 tries"), "{error}");
     }
 
     #[test]
