@@ -194,7 +194,7 @@ async fn chat_response(socket: &mut client::Socket, tally: &mut UserTally) -> Re
         tally.received += 1;
         match frame["type"].as_str() {
             Some("chat_response") => return Ok(frame["error"] != true),
-            Some("error") => return Err(WsError::Other(format!("error frame: {}", frame["error_code"]))),
+            Some("error") => return Err(reconnect::after_error_frame(socket, format!("error frame: {}", frame["error_code"])).await),
             _ => {}
         }
     }

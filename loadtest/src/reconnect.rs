@@ -22,6 +22,20 @@ pub(crate) fn should_reconnect_on(error: &WsError) -> bool {
     error.close_code().is_some_and(|code| should_reconnect(Some(code)))
 }
 
+/// How long an `error` frame's close may take to follow it.
+const CLOSE_AFTER_ERROR: Duration = Duration::from_secs(2);
+
+/// The server sends an `error` frame before every close it starts (SERVICE_RESTART before 1012,
+/// AUTH_UNAVAILABLE or STORAGE_UNAVAILABLE before 1013): after one, reads on briefly for that
+/// close so the caller sees how the socket ended. An error frame with no close after it (a turn
+/// that failed on an open socket) stays `WsError::Other(described)`.
+pub(crate) async fn after_error_frame(socket: &mut client::Socket, described: String) -> WsError {
+    match tokio::time::timeout(CLOSE_AFTER_ERROR, client::next_frame(socket)).await {
+        Ok(Err(WsError::Ended { code, detail })) => WsError::Ended { code, detail: format!("{described}, then {detail}") },
+        _ => WsError::Other(described),
+    }
+}
+
 /// A small seedable PRNG (SplitMix64): the runner needs jitter, not cryptography, and tests need
 /// a fixed sequence.
 pub(crate) struct SplitMix64(u64);

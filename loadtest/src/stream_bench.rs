@@ -300,7 +300,10 @@ async fn chat(socket: &mut Socket, id: &str, script: &Script, tally: &mut Tally)
                 }
             }
             Some("chat_end") => return Ok(()),
-            Some("error") => return Err(WsError::Other(format!("chat {id}: error {} {}", frame["error_code"], frame["message"]))),
+            Some("error") => {
+                let described = format!("chat {id}: error {} {}", frame["error_code"], frame["message"]);
+                return Err(reconnect::after_error_frame(socket, described).await);
+            }
             _ => {}
         }
     }
