@@ -199,3 +199,88 @@ async fn chat_response(socket: &mut client::Socket, tally: &mut UserTally) -> Re
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use futures_util::{SinkExt, StreamExt};
+    use tokio::net::TcpListener;
+    use tokio_tungstenite::accept_async;
+    use tokio_tungstenite::tungstenite::Message;
+    use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+
+    use super::*;
+
+    /// A legacy-protocol stand-in: the first socket answers two chats, then ends on the third
+    /// the way a draining gateway does (an `error` frame, then a close with `close_code`, the chat
+    /// unanswered); every later socket answers everything. Returns its URL and the socket count.
+    async fn flaky_server(error_code: &'static str, close_code: u16) -> (String, Arc<AtomicUsize>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("ws://{}", listener.local_addr().unwrap());
+        let sockets = Arc::new(AtomicUsize::new(0));
+        let count = sockets.clone();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let first = count.fetch_add(1, Ordering::SeqCst) == 0;
+                tokio::spawn(async move {
+                    let Ok(mut socket) = accept_async(stream).await else { return };
+                    let welcome = json!({"type": "connection", "status": "connected"}).to_string();
+                    socket.send(Message::Text(welcome.into())).await.unwrap();
+                    let mut chats = 0;
+                    while let Some(Ok(Message::Text(text))) = socket.next().await {
+                        let frame: serde_json::Value = serde_json::from_str(&text).unwrap();
+                        if frame["type"] != "chat" {
+                            continue;
+                        }
+                        chats += 1;
+                        if first && chats == 3 {
+                            let error = json!({"type": "error", "error_code": error_code, "message": "bye"}).to_string();
+                            let _ = socket.send(Message::Text(error.into())).await;
+                            let close = CloseFrame { code: CloseCode::from(close_code), reason: "".into() };
+                            let _ = socket.close(Some(close)).await;
+                            return;
+                        }
+                        let answer = json!({"type": "chat_response", "message": "ok", "error": false}).to_string();
+                        if socket.send(Message::Text(answer.into())).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        (url, sockets)
+    }
+
+    async fn run_user(url: &str) -> UserTally {
+        let tokens = Tokens::new(Some("test-secret".into()), url);
+        // Long enough for the backoff's first 0.2 s wait and a few chats after the reconnect; the
+        // assertions are on counts only.
+        let deadline = Instant::now() + Duration::from_millis(2500);
+        user(url, &tokens, 0, Duration::from_millis(50), deadline, &Progress::default()).await
+    }
+
+    #[tokio::test]
+    async fn a_user_reconnects_after_a_restart_close_and_resends_the_unanswered_chat() {
+        let (url, sockets) = flaky_server("SERVICE_RESTART", 1012).await;
+        let tally = run_user(&url).await;
+        assert_eq!(tally.error, None);
+        assert_eq!(tally.reconnects, 1);
+        assert_eq!(tally.resent, 1);
+        assert_eq!(sockets.load(Ordering::SeqCst), 2);
+        assert_eq!(tally.answers.fails, 0, "the chat cut off by the restart was answered after the resend");
+        assert!(tally.answers.passes >= 3, "{} answers", tally.answers.passes);
+        assert_eq!(tally.sent, tally.answers.passes + 1, "every chat answered once; one of them sent twice");
+    }
+
+    #[tokio::test]
+    async fn a_policy_close_still_ends_the_user() {
+        let (url, sockets) = flaky_server("RATE_LIMIT_EXCEEDED", 4429).await;
+        let tally = run_user(&url).await;
+        assert_eq!(tally.reconnects, 0);
+        assert_eq!(sockets.load(Ordering::SeqCst), 1);
+        assert_eq!((tally.answers.passes, tally.answers.fails), (2, 1));
+        assert!(tally.error.as_deref().unwrap_or_default().contains("RATE_LIMIT_EXCEEDED"), "{:?}", tally.error);
+    }
+}
