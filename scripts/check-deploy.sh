@@ -80,6 +80,9 @@ KNOWN_METRICS = {
     "pam_orchestrators_active", "pam_cache_errors_total", "pam_llm_circuit_open",
     "pam_storage_degraded", "pam_turns_pending", "pam_turns_dropped_total",
     "pam_turns_abandoned_total", "pam_outbox_journaled_total", "pam_outbox_replayed_total",
+    # scale-out (README "Running several nodes")
+    "pam_node_up", "pam_redis_shared_state_degraded", "pam_redis_shared_errors_total",
+    "pam_push_bus_published_total", "pam_push_bus_received_total", "pam_push_bus_delivered_total",
 }
 # The gateway's defaults (src/config.rs) for the shutdown budget, in ms.
 DEFAULT_SHUTDOWN_GRACE_MS = 10000
@@ -223,6 +226,8 @@ def cmd_dashboard(path, ds_file):
 NEEDS_OPTIONAL_DEPENDENCY = {
     "pam_cache_errors_total": "REDIS_URL",
     "pam_llm_circuit_open": "a model provider key",
+    # Counted only on a node with REDIS_URL, and only once a shared-state operation failed.
+    "pam_redis_shared_errors_total": "REDIS_URL (and a failed shared-state operation)",
 }
 
 
@@ -373,7 +378,17 @@ def cmd_k8s(k8s_dir):
             annotations.get("prometheus.io/port") != port or \
             annotations.get("prometheus.io/path") != "/metrics":
         problems.append(f"prometheus.io annotations wrong: {annotations}")
-    for name in ("DATABASE_URL", "REDIS_URL", "SUPABASE_JWT_SECRET", "SUPABASE_URL",
+    # Scale-out: every pod shares one Redis (a Secret or ConfigMap reference, never a literal
+    # that could differ between rollouts) and is its own node, named after the pod.
+    redis = env.get("REDIS_URL", {}).get("valueFrom", {})
+    if not (redis.get("secretKeyRef") or redis.get("configMapKeyRef")):
+        problems.append("env REDIS_URL is not taken from a Secret or ConfigMap")
+    elif (redis.get("secretKeyRef") or redis.get("configMapKeyRef")).get("optional"):
+        problems.append("env REDIS_URL is optional: a pod without it would run as a lone node")
+    node = env.get("PAM_NODE_ID", {}).get("valueFrom", {}).get("fieldRef", {})
+    if node.get("fieldPath") != "metadata.name":
+        problems.append("env PAM_NODE_ID is not the pod name (valueFrom.fieldRef.fieldPath: metadata.name)")
+    for name in ("DATABASE_URL", "SUPABASE_JWT_SECRET", "SUPABASE_URL",
                  "ANTHROPIC_API_KEY", "PAM_ADMIN_TOKEN"):
         ref = env.get(name, {}).get("valueFrom", {}).get("secretKeyRef", {})
         if ref.get("name") != "pam-gateway" or ref.get("key") != name:
@@ -431,54 +446,187 @@ def cmd_k8s(k8s_dir):
     problems_exit(problems)
 
 
+def gateway_services(services):
+    """The services running the gateway: built from deploy/Dockerfile or from its image."""
+    return {name: svc for name, svc in services.items()
+            if "Dockerfile" in str((svc.get("build") or {}).get("dockerfile", ""))
+            or str(svc.get("image", "")).startswith("pam-gateway")}
+
+
+def compose_env(svc):
+    env = svc.get("environment", {}) or {}
+    if isinstance(env, list):
+        env = dict(e.split("=", 1) if "=" in e else (e, None) for e in env)
+    return env
+
+
+def compose_volumes(svc):
+    """(source, target, read_only) of each volume entry."""
+    out = []
+    for v in svc.get("volumes", []):
+        if isinstance(v, str):
+            parts = v.split(":")
+            if len(parts) >= 2:
+                out.append((parts[0], parts[1], len(parts) > 2 and "ro" in parts[2].split(",")))
+        else:
+            out.append((v.get("source", ""), v.get("target", ""), bool(v.get("read_only"))))
+    return out
+
+
+def proxy_problems(base, services, gateways, networks):
+    """An nginx or HAProxy service in front of the gateways, configured for WebSockets."""
+    import ipaddress
+    problems = []
+    proxies = {n: s for n, s in services.items()
+               if re.match(r"(docker\.io/)?(library/)?(nginx|haproxy)(:|$)", str(s.get("image", "")))}
+    if not proxies:
+        return ["no proxy service (official nginx or haproxy image) in front of the gateways"]
+    for name, svc in proxies.items():
+        kind = "nginx" if "nginx" in svc["image"] else "haproxy"
+        confs = [os.path.join(base, src) for src, _, _ in compose_volumes(svc)
+                 if src.startswith(".") and os.path.isfile(os.path.join(base, src))]
+        if not confs:
+            problems.append(f"{name}: no config file mounted from deploy/")
+            continue
+        text = "\n".join(open(c).read() for c in confs)
+        for g in gateways:
+            if not re.search(rf"(?m)^\s*server\s+\S*\b{re.escape(g)}:8080\b", text):
+                problems.append(f"{name}: gateway {g}:8080 is not a backend server in {confs}")
+        if kind == "nginx":
+            need = {
+                "Upgrade header": r"proxy_set_header\s+Upgrade\s+\$http_upgrade",
+                "Connection header": r"proxy_set_header\s+Connection\s+\S+",
+                "HTTP/1.1 upstream": r"proxy_http_version\s+1\.1",
+                "X-Forwarded-For": r"proxy_set_header\s+X-Forwarded-For\s+\$proxy_add_x_forwarded_for",
+            }
+            timeouts = re.findall(r"proxy_read_timeout\s+(\d+)(s|m|h)?", text)
+        else:
+            need = {"X-Forwarded-For": r"option\s+forwardfor", "HTTP mode": r"mode\s+http"}
+            timeouts = re.findall(r"timeout\s+tunnel\s+(\d+)(s|m|h)?", text)
+        for what, rx in need.items():
+            if not re.search(rx, text):
+                problems.append(f"{name}: {what} not set in {confs}")
+        secs = [int(v) * {"": 1, "s": 1, "m": 60, "h": 3600}[u] for v, u in timeouts]
+        if not secs or min(secs) < 600:
+            problems.append(f"{name}: WebSocket read/tunnel timeout missing or under 10 min: {timeouts}")
+        deps = svc.get("depends_on") or {}
+        for g in gateways:
+            if g not in deps:
+                problems.append(f"{name}: does not depend on {g}")
+    # PAM_TRUSTED_PROXIES must cover the network the proxy reaches the gateways from.
+    subnets = []
+    for net in (networks or {}).values():
+        for cfg in ((net or {}).get("ipam") or {}).get("config", []) or []:
+            if cfg.get("subnet"):
+                subnets.append(ipaddress.ip_network(cfg["subnet"]))
+    if not subnets:
+        problems.append("no compose network with a fixed ipam subnet for PAM_TRUSTED_PROXIES to name")
+    for g, svc in gateways.items():
+        trusted = compose_env(svc).get("PAM_TRUSTED_PROXIES") or ""
+        cidrs = []
+        for part in re.split(r"[,\s]+", str(trusted).strip()):
+            if part:
+                try:
+                    cidrs.append(ipaddress.ip_network(part, strict=False))
+                except ValueError:
+                    problems.append(f"{g}: PAM_TRUSTED_PROXIES entry {part!r} is not a CIDR")
+        for net in subnets:
+            if not any(net.version == c.version and net.subnet_of(c) for c in cidrs):
+                problems.append(f"{g}: PAM_TRUSTED_PROXIES {trusted!r} does not cover the compose network {net}")
+    return problems
+
+
 def cmd_compose(path):
     problems = []
     base = os.path.dirname(path)
     raw = open(path).read()
     doc = load_yaml_docs(path)[0]
     services = doc.get("services", {})
-    for s in ("gateway", "postgres", "redis", "prometheus", "grafana"):
+    for s in ("postgres", "redis", "prometheus", "grafana"):
         if s not in services:
             problems.append(f"service {s} missing")
-    gw = services.get("gateway", {})
-    build = gw.get("build", {})
-    ctx = os.path.normpath(os.path.join(base, build.get("context", ".")))
-    if not os.path.isfile(os.path.join(ctx, build.get("dockerfile", "Dockerfile"))):
-        problems.append(f"gateway build: {build.get('dockerfile')} not found in context {ctx}")
-    if not os.path.isfile(os.path.join(ctx, "Cargo.toml")) and os.path.isdir(os.path.join(ctx, "src")):
-        problems.append(f"gateway build context {ctx} has src/ but no Cargo.toml")
-    env = gw.get("environment", {})
-    if isinstance(env, list):
-        env = dict(e.split("=", 1) if "=" in e else (e, None) for e in env)
-    for k in ("DATABASE_URL", "REDIS_URL", "SUPABASE_JWT_SECRET", "PAM_ALLOWED_ORIGINS"):
-        if k not in env:
-            problems.append(f"gateway env {k} missing")
-    grace_ms, budget = budget_problems(env, "compose gateway")
-    problems += budget
-    stop_s = duration_s(gw.get("stop_grace_period", "10s"))
-    if not stop_s > grace_ms / 1000:
-        problems.append(f"compose gateway: stop_grace_period {stop_s:g}s <= PAM_SHUTDOWN_GRACE_MS "
-                        f"{grace_ms}ms: Docker would SIGKILL the drain")
-    mounts = []
-    for v in gw.get("volumes", []):
-        parts = v.split(":") if isinstance(v, str) else [v.get("source", ""), v.get("target", "")]
-        if len(parts) >= 2:
-            mounts.append((parts[1], len(parts) > 2 and "ro" in parts[2].split(",")))
-    problems += journal_problems(env.get("PAM_OUTBOX_JOURNAL"), mounts, "compose gateway")
+    gateways = gateway_services(services)
+    if len(gateways) < 2:
+        problems.append(f"{len(gateways)} gateway service(s) ({sorted(gateways)}): scale-out needs at least 2")
+    node_ids, journals = {}, {}
+    for name, gw in gateways.items():
+        where = f"compose {name}"
+        build = gw.get("build", {})
+        ctx = os.path.normpath(os.path.join(base, build.get("context", ".")))
+        if build and not os.path.isfile(os.path.join(ctx, build.get("dockerfile", "Dockerfile"))):
+            problems.append(f"{name} build: {build.get('dockerfile')} not found in context {ctx}")
+        if build and not os.path.isfile(os.path.join(ctx, "Cargo.toml")) and os.path.isdir(os.path.join(ctx, "src")):
+            problems.append(f"{name} build context {ctx} has src/ but no Cargo.toml")
+        env = compose_env(gw)
+        for k in ("DATABASE_URL", "REDIS_URL", "SUPABASE_JWT_SECRET", "PAM_ALLOWED_ORIGINS", "PAM_NODE_ID"):
+            if k not in env:
+                problems.append(f"{name} env {k} missing")
+        if "REDIS_URL" in env and not env["REDIS_URL"]:
+            problems.append(f"{name}: REDIS_URL is empty (the replicas must share one Redis)")
+        if env.get("PAM_NODE_ID"):
+            node_ids.setdefault(env["PAM_NODE_ID"], []).append(name)
+        grace_ms, budget = budget_problems(env, where)
+        problems += budget
+        stop_s = duration_s(gw.get("stop_grace_period", "10s"))
+        if not stop_s > grace_ms / 1000:
+            problems.append(f"{where}: stop_grace_period {stop_s:g}s <= PAM_SHUTDOWN_GRACE_MS "
+                            f"{grace_ms}ms: Docker would SIGKILL the drain")
+        vols = compose_volumes(gw)
+        mounts = [(t, ro) for _, t, ro in vols]
+        journal = env.get("PAM_OUTBOX_JOURNAL")
+        problems += journal_problems(journal, mounts, where)
+        if journal:
+            # The volume holding the journal: it must be a named volume of this replica alone.
+            parent = os.path.dirname(journal)
+            for src, target, _ in vols:
+                if (parent + "/").startswith(target.rstrip("/") + "/"):
+                    if src.startswith((".", "/")):
+                        problems.append(f"{where}: outbox journal on a bind mount {src}, not a named volume")
+                    elif src not in (doc.get("volumes") or {}):
+                        problems.append(f"{where}: volume {src} is not declared under volumes:")
+                    journals.setdefault(src, []).append(name)
+        for dep, cond in (gw.get("depends_on") or {}).items():
+            if cond.get("condition") == "service_healthy" and "healthcheck" not in services.get(dep, {}):
+                problems.append(f"{name} waits for {dep} healthy but {dep} has no healthcheck")
+        for s in ("postgres", "redis"):
+            if (gw.get("depends_on") or {}).get(s, {}).get("condition") != "service_healthy":
+                problems.append(f"{name} does not wait for {s} to be healthy")
+    for node, names in node_ids.items():
+        if len(names) > 1:
+            problems.append(f"PAM_NODE_ID {node!r} is shared by {names}: every replica needs its own")
+    for vol, names in journals.items():
+        if len(names) > 1:
+            problems.append(f"outbox journal volume {vol} is shared by {names}: each replica needs its own")
+    redis_urls = {compose_env(g).get("REDIS_URL") for g in gateways.values()}
+    db_urls = {compose_env(g).get("DATABASE_URL") for g in gateways.values()}
+    if len(redis_urls) > 1 or len(db_urls) > 1:
+        problems.append(f"the replicas do not share one REDIS_URL and DATABASE_URL: {redis_urls} {db_urls}")
     if "${SUPABASE_JWT_SECRET:?" not in raw:
         problems.append("SUPABASE_JWT_SECRET must be required with ${SUPABASE_JWT_SECRET:?...}")
-    for dep, cond in (gw.get("depends_on") or {}).items():
-        if cond.get("condition") == "service_healthy" and "healthcheck" not in services.get(dep, {}):
-            problems.append(f"gateway waits for {dep} healthy but {dep} has no healthcheck")
-    for s in ("postgres", "redis"):
-        if (gw.get("depends_on") or {}).get(s, {}).get("condition") != "service_healthy":
-            problems.append(f"gateway does not wait for {s} to be healthy")
+    problems += proxy_problems(base, services, gateways, doc.get("networks"))
+    # A service waiting for another to be healthy: that one needs a healthcheck (the gateway
+    # image has its own HEALTHCHECK, checked with the Dockerfile).
+    for name, svc in services.items():
+        deps = svc.get("depends_on") or {}
+        if isinstance(deps, dict):
+            for dep, cond in deps.items():
+                if ((cond or {}).get("condition") == "service_healthy" and dep not in gateways
+                        and "healthcheck" not in services.get(dep, {})):
+                    problems.append(f"{name} waits for {dep} healthy but {dep} has no healthcheck")
     for name, svc in services.items():
         for v in svc.get("volumes", []):
             src = v.split(":", 1)[0] if isinstance(v, str) else v.get("source", "")
             if src.startswith("."):
                 if not os.path.exists(os.path.join(base, src)):
                     problems.append(f"{name}: mounted path {src} does not exist")
+    # Prometheus scrapes every replica.
+    prom = os.path.join(base, "prometheus", "prometheus.yml")
+    if os.path.isfile(prom):
+        targets = {t for d in load_yaml_docs(prom) for job in d.get("scrape_configs", [])
+                   for sc in job.get("static_configs", []) for t in sc.get("targets", [])}
+        for g in gateways:
+            if f"{g}:8080" not in targets:
+                problems.append(f"{prom}: gateway {g}:8080 is not scraped")
     problems_exit(problems)
 
 
@@ -624,9 +772,9 @@ check "dashboard: schemaVersion 39, datasource uid matches provisioning, every m
   helper dashboard "$DASHBOARD" "$DEPLOY/grafana/provisioning/datasources/prometheus.yml"
 check "grafana: dashboard provider path is mounted and holds the dashboard" \
   helper grafana "$DEPLOY/grafana/provisioning/dashboards/pam.yml" "$COMPOSE" "$DASHBOARD"
-check "k8s: replicas, securityContext, probes, secrets, shutdown budget, outbox journal, service/pdb/hpa/kustomization" \
+check "k8s: replicas, securityContext, probes, secrets, REDIS_URL from a Secret/ConfigMap, PAM_NODE_ID from the pod name, shutdown budget, outbox journal, service/pdb/hpa/kustomization" \
   helper k8s "$K8S_DIR"
-check "compose: services, required secret, healthy depends_on, mounted paths, shutdown budget, outbox journal" \
+check "compose: >= 2 gateways (distinct PAM_NODE_ID, shared REDIS_URL/DATABASE_URL, own journal volume), WebSocket proxy, trusted proxies, services, required secret, healthy depends_on, mounted paths, shutdown budget, scrape targets" \
   helper compose "$COMPOSE"
 check "Dockerfile: stages, user 10001, port, healthcheck, stop signal, entrypoint, dockerignore" \
   helper dockerfile "$DEPLOY/Dockerfile"

@@ -52,23 +52,61 @@ async fn connect_url(url: &str) -> Result<Session, String> {
     Ok(Session { socket, tcp, connecting: started.elapsed() })
 }
 
+/// How reading the next frame failed.
+#[derive(Debug)]
+pub(crate) enum WsError {
+    /// The socket ended: a close frame's code, or `None` when the connection dropped without one
+    /// (1006 to a browser).
+    Ended { code: Option<u16>, detail: String },
+    /// Anything else (invalid JSON, a failed pong).
+    Other(String),
+}
+
+impl WsError {
+    /// The close code, 1006 for a dropped connection; `None` for a failure that is no ending.
+    pub(crate) fn close_code(&self) -> Option<u16> {
+        match self {
+            WsError::Ended { code, .. } => Some(code.unwrap_or(1006)),
+            WsError::Other(_) => None,
+        }
+    }
+}
+
+impl From<WsError> for String {
+    fn from(error: WsError) -> String {
+        match error {
+            WsError::Ended { detail, .. } | WsError::Other(detail) => detail,
+        }
+    }
+}
+
 /// The next text frame as JSON; server JSON pings are answered here and never returned.
 pub(crate) async fn next_json(socket: &mut Socket) -> Result<Value, String> {
+    next_frame(socket).await.map_err(String::from)
+}
+
+/// [`next_json`] with the way the socket ended kept apart.
+pub(crate) async fn next_frame(socket: &mut Socket) -> Result<Value, WsError> {
     loop {
         match socket.next().await {
             Some(Ok(Message::Text(text))) => {
-                let frame: Value = serde_json::from_str(&text).map_err(|e| format!("server sent invalid JSON: {e}"))?;
+                let frame: Value = serde_json::from_str(&text).map_err(|e| WsError::Other(format!("server sent invalid JSON: {e}")))?;
                 if frame["type"] == "ping" {
                     let pong = json!({"type": "pong", "timestamp": frame["timestamp"]});
-                    socket.send(Message::Text(pong.to_string().into())).await.map_err(|e| format!("send pong: {e}"))?;
+                    if let Err(e) = socket.send(Message::Text(pong.to_string().into())).await {
+                        return Err(WsError::Ended { code: None, detail: format!("send pong: {e}") });
+                    }
                     continue;
                 }
                 return Ok(frame);
             }
-            Some(Ok(Message::Close(close))) => return Err(format!("closed by server: {close:?}")),
+            Some(Ok(Message::Close(close))) => {
+                let code = close.as_ref().map(|c| u16::from(c.code));
+                return Err(WsError::Ended { code: code.or(Some(1005)), detail: format!("closed by server: {close:?}") });
+            }
             Some(Ok(_)) => {}
-            Some(Err(error)) => return Err(format!("read: {error}")),
-            None => return Err("connection ended".into()),
+            Some(Err(error)) => return Err(WsError::Ended { code: None, detail: format!("read: {error}") }),
+            None => return Err(WsError::Ended { code: None, detail: "connection ended".into() }),
         }
     }
 }

@@ -11,6 +11,7 @@ mod idle;
 mod legacy_chat;
 mod ping;
 mod progress;
+mod reconnect;
 mod refresh_flood;
 mod storm;
 mod stream_bench;

@@ -17,8 +17,9 @@ use tokio::sync::Semaphore;
 use tokio_tungstenite::{MaybeTlsStream, client_async};
 
 use crate::auth::{mint, user_id};
-use crate::client::{self, Socket};
+use crate::client::{self, Socket, WsError};
 use crate::progress::{Progress, Ticker};
+use crate::reconnect::{self, Backoff, SplitMix64, retry_connect};
 use crate::stream_feed::{PacedModel, Script, now_micros, spawn_push_server, stamps};
 use crate::summary::{Report, Rule, Trend, fmt_ms};
 use crate::target::random_secret;
@@ -102,6 +103,8 @@ struct Tally {
     first_token: Trend,
     tokens: u64,
     chats: u64,
+    /// Sockets the server ended with 1012/1001/1013/1006 that were connected again.
+    reconnects: u64,
     errors: u64,
     first_error: Option<String>,
 }
@@ -112,6 +115,7 @@ impl Tally {
         self.first_token.merge(other.first_token);
         self.tokens += other.tokens;
         self.chats += other.chats;
+        self.reconnects += other.reconnects;
         self.errors += other.errors;
         self.first_error = self.first_error.take().or(other.first_error);
     }
@@ -182,10 +186,10 @@ async fn run_phase(target: &Target, phase: &Phase) -> Tally {
         .into_iter()
         .map(|(n, socket)| {
             let offset = phase.ramp.mul_f64(n as f64 / phase.sockets.max(1) as f64);
-            let (script, chats, progress, label) = (phase.script, phase.chats, progress.clone(), phase.name);
+            let (script, chats, progress, label, url) = (phase.script, phase.chats, progress.clone(), phase.name, target.url(n));
             tokio::spawn(async move {
                 tokio::time::sleep_until(start + offset).await;
-                user(socket, n, label, chats, script, &progress).await
+                user(&url, socket, n, label, chats, script, &progress).await
             })
         })
         .collect();
@@ -230,20 +234,43 @@ async fn connect(url: &str) -> Result<Socket, String> {
     }
 }
 
-/// One socket's chats, one after another; then closes it.
-async fn user(mut socket: Socket, n: usize, label: &str, chats: usize, script: Script, progress: &Progress) -> Tally {
+/// One socket's chats, one after another; then closes it. A socket the server ends the way a
+/// restart does (1012/1001/1013/1006) is connected again to `url` with backoff and the chat is
+/// sent again with the same id; only the attempt that reached `chat_end` counts its tokens.
+async fn user(url: &str, mut socket: Socket, n: usize, label: &str, chats: usize, script: Script, progress: &Progress) -> Tally {
     let mut tally = Tally::default();
-    for turn in 0..chats {
+    let (mut backoff, mut rng) = (Backoff::standard(), SplitMix64::from_clock(n as u64));
+    let mut turn = 0;
+    while turn < chats {
         let id = format!("{label}-{n}-{turn}");
         Progress::bump(&progress.sent);
-        let outcome = tokio::time::timeout(script.duration() + CHAT_SLACK, chat(&mut socket, &id, &script, &mut tally)).await;
-        match outcome.unwrap_or_else(|_| Err(format!("chat {id} not ended in time"))) {
+        let mut attempt = Tally::default();
+        let outcome = tokio::time::timeout(script.duration() + CHAT_SLACK, chat(&mut socket, &id, &script, &mut attempt)).await;
+        match outcome.unwrap_or_else(|_| Err(WsError::Other(format!("chat {id} not ended in time")))) {
             Ok(()) => {
-                tally.chats += 1;
+                attempt.chats += 1;
+                tally.merge(attempt);
                 Progress::bump(&progress.received);
+                turn += 1;
+            }
+            Err(error) if reconnect::should_reconnect_on(&error) => {
+                let deadline = Instant::now() + CHAT_SLACK;
+                let again = retry_connect(deadline, &mut backoff, &mut rng, || async {
+                    tokio::time::timeout(CHAT_SLACK, connect(url)).await.unwrap_or_else(|_| Err("connect timed out".into()))
+                });
+                match again.await {
+                    Ok((fresh, _)) => {
+                        socket = fresh;
+                        tally.reconnects += 1;
+                    }
+                    Err(gave_up) => {
+                        tally.fail(format!("{} ({gave_up})", String::from(error)));
+                        return tally;
+                    }
+                }
             }
             Err(error) => {
-                tally.fail(error);
+                tally.fail(String::from(error));
                 break;
             }
         }
@@ -253,12 +280,14 @@ async fn user(mut socket: Socket, n: usize, label: &str, chats: usize, script: S
 }
 
 /// Sends one chat and reads its frames up to `chat_end`, timing the first delta and every token.
-async fn chat(socket: &mut Socket, id: &str, script: &Script, tally: &mut Tally) -> Result<(), String> {
+async fn chat(socket: &mut Socket, id: &str, script: &Script, tally: &mut Tally) -> Result<(), WsError> {
     let sent = Instant::now();
-    client::send_json(socket, &json!({"type": "chat", "id": id, "message": script.message()})).await?;
+    let request = json!({"type": "chat", "id": id, "message": script.message()});
+    // A failed send is a socket the server already dropped.
+    client::send_json(socket, &request).await.map_err(|detail| WsError::Ended { code: None, detail })?;
     let mut first = true;
     loop {
-        let frame = client::next_json(socket).await?;
+        let frame = client::next_frame(socket).await?;
         let now = now_micros();
         match frame["type"].as_str() {
             Some("chat_delta") => {
@@ -271,7 +300,10 @@ async fn chat(socket: &mut Socket, id: &str, script: &Script, tally: &mut Tally)
                 }
             }
             Some("chat_end") => return Ok(()),
-            Some("error") => return Err(format!("chat {id}: error {} {}", frame["error_code"], frame["message"])),
+            Some("error") => {
+                let described = format!("chat {id}: error {} {}", frame["error_code"], frame["message"]);
+                return Err(reconnect::after_error_frame(socket, described).await);
+            }
             _ => {}
         }
     }
@@ -381,6 +413,10 @@ impl Summary<'_> {
             .count("bare_tokens", self.bare_stream.tokens + self.bare_first.tokens)
             .count("chats_ended", self.gateway_stream.chats + self.bare_stream.chats + self.gateway_first.chats + self.bare_first.chats)
             .count("tokens_lost", lost_tokens)
+            .count(
+                "reconnects",
+                self.gateway_stream.reconnects + self.bare_stream.reconnects + self.gateway_first.reconnects + self.bare_first.reconnects,
+            )
             .count("errors", errors);
         if let Some(error) = first_error {
             report.text("first_error", error);
