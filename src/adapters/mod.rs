@@ -11,6 +11,7 @@ pub mod database;
 pub mod demo_seed;
 pub mod invalidation;
 pub mod llm;
+pub mod notifications;
 pub mod outbox_flusher;
 pub mod outbox_journal;
 pub mod redis_cache;

@@ -36,8 +36,8 @@ async fn require_postgres(url: &str) -> sqlx::PgPool {
 }
 
 /// A migrated database plus whatever must be removed when the test ends.
-struct Backend {
-    db: Database,
+pub(crate) struct Backend {
+    pub(crate) db: Database,
     _cleanup: Cleanup,
 }
 
@@ -89,7 +89,7 @@ async fn shared_postgres() -> Backend {
 }
 
 /// A fresh Postgres database of its own, migrated, dropped at the end of the test.
-async fn private_postgres() -> Backend {
+pub(crate) async fn private_postgres() -> Backend {
     let admin_url = postgres_url();
     let admin = require_postgres(&admin_url).await;
     let name = format!("pam_ctx_test_{}", Uuid::new_v4().simple());
@@ -123,7 +123,7 @@ fn with_database(url: &str, name: &str) -> String {
     }
 }
 
-async fn sqlite() -> Backend {
+pub(crate) async fn sqlite() -> Backend {
     let path = std::env::temp_dir().join(format!("pam-context-store-{}.db", Uuid::new_v4().simple()));
     let cleanup = Cleanup::File(path.clone());
     let db = Database::connect(&format!("sqlite://{}", path.display()), true).await.expect("open + migrate SQLite");

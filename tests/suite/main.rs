@@ -27,6 +27,7 @@ mod llm_response_cache;
 mod llm_streaming;
 mod monitoring;
 mod nothing_lost;
+mod notification_store;
 mod postgres_backend;
 mod postgres_outage;
 mod protocol_docs;
