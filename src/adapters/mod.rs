@@ -17,3 +17,4 @@ pub mod outbox_journal;
 pub mod redis_cache;
 pub mod schema_doctor;
 pub mod settings_store;
+pub mod timer_scheduler;

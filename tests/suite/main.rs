@@ -31,6 +31,7 @@ mod notification_store;
 mod postgres_backend;
 mod postgres_outage;
 mod protocol_docs;
+mod push_and_timers;
 mod redis_cache;
 mod rest_bad_input;
 mod rest_chat;

@@ -27,6 +27,7 @@ use crate::turn::TurnFailure;
 mod auth;
 mod chat;
 mod keepalive;
+mod push;
 mod v2;
 use crate::supervisor::ConnectionDeps;
 
@@ -135,6 +136,8 @@ pub struct ConnectionState {
     next_turn: u64,
     /// v2 state; `None` on legacy sockets.
     v2: Option<Box<v2::V2State>>,
+    /// Held-back and already-sent server pushes.
+    pushes: push::PushState,
 }
 
 impl Actor for ConnectionActor {
@@ -168,6 +171,7 @@ impl Actor for ConnectionActor {
             in_flight: HashMap::new(),
             next_turn: 0,
             v2: (args.dialect == Dialect::V2).then(Box::default),
+            pushes: push::PushState::default(),
         };
         metrics::gauge!(WS_CONNECTIONS, "state" => "accepted").increment(1.0);
         Ok(state)
@@ -368,18 +372,6 @@ impl ConnectionState {
             ClientFrame::AuthRefresh { .. } | ClientFrame::Cancel { .. } | ClientFrame::Resume { .. } => {
                 self.invalid(myself, ErrorCode::UnknownType, format!("'{}' is not supported on this socket", client_kind(&frame)));
             }
-        }
-    }
-
-    /// A push goes out as is (legacy and, unnumbered for now, v2), behind what is queued.
-    fn on_push(&mut self, myself: &ActorRef<ConnectionMsg>, text: String) {
-        if self.user.is_none() {
-            return;
-        }
-        match self.outbound.send(OutFrame::Text(text)) {
-            Ok(()) => count_frame("out", "push"),
-            Err(SendError::Full) => self.close(myself, CloseCode::SlowConsumer, ""),
-            Err(SendError::Closed) => {}
         }
     }
 
