@@ -353,3 +353,151 @@ async fn bad_timer_and_push_bodies_get_4xx_and_store_nothing_on_sqlite() {
 async fn bad_timer_and_push_bodies_get_4xx_and_store_nothing_on_postgres() {
     bad_input_is_refused_and_nothing_is_stored(Backend::Postgres).await;
 }
+
+async fn a_v2_dismiss_stops_redelivery(backend: Backend) {
+    let db = test_db(backend).await;
+    let app = start(&db, |_| {}).await;
+    let user = fresh_user();
+    let (status, body) =
+        push(&app, json!({"user_id": user, "type": "timer_expired", "label": "Alarm", "timer_type": "alarm", "message": "Wake up"})).await;
+    assert_eq!((status, body["online"].clone()), (StatusCode::ACCEPTED, json!(false)), "{body}");
+    let id = body["id"].as_str().unwrap().to_string();
+
+    let (mut socket, _) = connect_welcomed(&app, &token_for(&user)).await;
+    let frames = frames_before_pong(&mut socket).await;
+    assert_eq!(frames.len(), 1, "{frames:?}");
+    assert_eq!((frames[0]["type"].clone(), frames[0]["id"].clone()), (json!("timer_expired"), json!(id)));
+    assert_eq!(frames[0]["notification"]["title"], "Alarm");
+
+    socket.send_json(json!({"type": "dismiss", "id": uuid::Uuid::new_v4().to_string()})).await;
+    let error = next_frame(&mut socket).await;
+    assert_eq!((error["type"].clone(), error["error_code"].clone()), (json!("error"), json!("VALIDATION_ERROR")), "{error}");
+    socket.send_json(json!({"type": "dismiss", "id": id})).await;
+    assert_eq!(frames_before_pong(&mut socket).await, Vec::<Value>::new(), "a dismiss has no reply");
+    drop(socket);
+    let (mut again, _) = connect_welcomed(&app, &token_for(&user)).await;
+    assert_eq!(frames_before_pong(&mut again).await, Vec::<Value>::new(), "a dismissed timer is not re-sent");
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_v2_dismiss_stops_a_fired_timer_from_being_resent_on_sqlite() {
+    a_v2_dismiss_stops_redelivery(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn a_v2_dismiss_stops_a_fired_timer_from_being_resent_on_postgres() {
+    a_v2_dismiss_stops_redelivery(Backend::Postgres).await;
+}
+
+/// A model that answers only when the test lets it.
+struct GatedLlm(std::sync::Arc<tokio::sync::Semaphore>);
+
+impl pam_actors::LlmProvider for GatedLlm {
+    fn name(&self) -> &str {
+        "gated"
+    }
+
+    fn generate<'a>(
+        &'a self,
+        _request: &'a pam_actors::LlmRequest,
+        _deltas: tokio::sync::mpsc::Sender<String>,
+    ) -> pam_actors::BoxFuture<'a, Result<pam_actors::LlmReply, pam_actors::LlmError>> {
+        Box::pin(async move {
+            let _permit = self.0.acquire().await.expect("the gate stays open");
+            Ok(pam_actors::LlmReply::new("Here is your answer", "gated", "test"))
+        })
+    }
+}
+
+#[tokio::test]
+async fn a_legacy_socket_gets_pushes_only_after_the_answer_to_its_unanswered_chat() {
+    let gate = std::sync::Arc::new(tokio::sync::Semaphore::new(0));
+    let (mut settings, file) = test_settings();
+    settings.admin_token = Some(ADMIN.into());
+    let overrides = Overrides { llm: Some(std::sync::Arc::new(GatedLlm(gate.clone()))), ..Default::default() };
+    let app = Application::build_with(settings, overrides).await.expect("the gateway builds");
+    let addr = app.local_addr();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(app.run_until_stopped(async move {
+        let _ = stopped.await;
+    }));
+    let app = TestApp { addr, stop: Some(stop), server, db: file };
+    let user = fresh_user();
+    let mut socket = legacy(&app, &user).await;
+    socket.send_json(json!({"type": "chat", "message": "What is on today?"})).await;
+    assert_eq!(frames_before_pong(&mut socket).await, Vec::<Value>::new(), "the chat is running");
+
+    let (status, body) = push(&app, alert(&user, "Rain from 3 pm")).await;
+    assert_eq!((status, body["online"].clone()), (StatusCode::ACCEPTED, json!(true)), "{body}");
+    assert_eq!(frames_before_pong(&mut socket).await, Vec::<Value>::new(), "the push waits behind the unanswered chat");
+
+    gate.add_permits(1);
+    let answer = next_frame(&mut socket).await;
+    assert_eq!(answer["type"], "chat_response", "{answer}");
+    assert_eq!(answer["message"], "Here is your answer");
+    let pushed = next_frame(&mut socket).await;
+    assert_eq!((pushed["type"].clone(), pushed["id"].clone()), (json!("proactive_alert"), body["id"].clone()), "{pushed}");
+
+    // With no chat running, a push goes out at once.
+    let (_, body) = push(&app, alert(&user, "Road works ahead")).await;
+    let pushed = next_frame(&mut socket).await;
+    assert_eq!(pushed["id"], body["id"]);
+    app.shutdown().await;
+}
+
+/// Every `pam_push_total` sample of `kind`, summed (both nodes of a test share one recorder).
+fn pushes_of(metrics: &str, kind: &str) -> f64 {
+    metrics
+        .lines()
+        .filter(|line| line.starts_with("pam_push_total{") && line.contains(&format!("kind=\"{kind}\"")))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[tokio::test]
+async fn two_nodes_on_one_postgres_and_redis_fire_a_timer_exactly_once() {
+    let db = test_db(Backend::Postgres).await;
+    let redis = std::env::var("PAM_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    let prefix = format!("pamtest{}", uuid::Uuid::new_v4().simple());
+    let node = |id: &'static str| {
+        let (redis, prefix) = (redis.clone(), prefix.clone());
+        move |s: &mut Settings| {
+            s.node_id = Some(id.into());
+            s.redis_url = Some(redis);
+            s.cache_prefix = prefix;
+        }
+    };
+    let a = start(&db, node("timer-a")).await;
+    let b = start(&db, node("timer-b")).await;
+    let user = fresh_user();
+    let mut on_a = legacy(&a, &user).await;
+    let mut on_b = legacy(&b, &user).await;
+    let mut timers = Vec::new();
+    for i in 0..5 {
+        let (status, body) =
+            create_timer(if i % 2 == 0 { &a } else { &b }, &user, json!({"label": format!("t{i}"), "duration_s": 1})).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        timers.push(body["timer_id"].clone());
+    }
+    for socket in [&mut on_a, &mut on_b] {
+        let mut fired = Vec::new();
+        for _ in 0..timers.len() {
+            let frame = next_frame(socket).await;
+            assert_eq!(frame["type"], "timer_expired", "{frame}");
+            fired.push(frame["timer_id"].clone());
+        }
+        fired.sort_by_key(|id| id.to_string());
+        let mut expected = timers.clone();
+        expected.sort_by_key(|id| id.to_string());
+        assert_eq!(fired, expected, "each timer reaches the sockets on both nodes");
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    for socket in [&mut on_a, &mut on_b] {
+        assert_eq!(frames_before_pong(socket).await, Vec::<Value>::new());
+    }
+    // Published once per timer in all (a second claim would publish again).
+    assert_eq!(pushes_of(&a.metrics().await, "timer_expired"), timers.len() as f64);
+    a.shutdown().await;
+    b.shutdown().await;
+}

@@ -368,8 +368,9 @@ impl ConnectionState {
             ClientFrame::Pong | ClientFrame::Ignored | ClientFrame::Auth { .. } => {}
             ClientFrame::AuthRefresh { token } if self.v2.is_some() => self.on_auth_refresh(myself, &token).await,
             ClientFrame::Cancel { id } if self.v2.is_some() => self.on_cancel(myself, id),
+            ClientFrame::Dismiss { id } if self.v2.is_some() => self.on_dismiss(myself, id).await,
             ClientFrame::Resume { session_id, last_seq } if self.v2.is_some() => self.on_resume(myself, &session_id, last_seq),
-            ClientFrame::AuthRefresh { .. } | ClientFrame::Cancel { .. } | ClientFrame::Resume { .. } => {
+            ClientFrame::AuthRefresh { .. } | ClientFrame::Cancel { .. } | ClientFrame::Dismiss { .. } | ClientFrame::Resume { .. } => {
                 self.invalid(myself, ErrorCode::UnknownType, format!("'{}' is not supported on this socket", client_kind(&frame)));
             }
         }
@@ -422,6 +423,7 @@ fn client_kind(frame: &ClientFrame) -> &'static str {
         ClientFrame::Auth { .. } => "auth",
         ClientFrame::AuthRefresh { .. } => "auth_refresh",
         ClientFrame::Cancel { .. } => "cancel",
+        ClientFrame::Dismiss { .. } => "dismiss",
         ClientFrame::Resume { .. } => "resume",
         ClientFrame::Ignored => "ignored",
     }

@@ -7,7 +7,7 @@
 
 use std::collections::VecDeque;
 
-use pam_protocol::{CloseCode, PushFrame, V2Frame};
+use pam_protocol::{CloseCode, ErrorCode, PushFrame, V2Frame};
 use ractor::ActorRef;
 
 use super::{ConnectionMsg, ConnectionState};
@@ -78,6 +78,23 @@ impl ConnectionState {
             Ok(()) => count_frame("out", "push"),
             Err(SendError::Full) => self.close(myself, CloseCode::SlowConsumer, ""),
             Err(SendError::Closed) => {}
+        }
+    }
+
+    /// v2 `dismiss`: the user's push `id` is dismissed (a fired timer stops being re-sent). No
+    /// reply when it was; an error frame with the id when the user has no such push.
+    pub(super) async fn on_dismiss(&mut self, myself: &ActorRef<ConnectionMsg>, id: String) {
+        let Some(user) = self.user.clone() else { return };
+        if id.len() > 64 {
+            return self.send_v2(myself, V2Frame::error(None, ErrorCode::ValidationError, "'id' is at most 64 characters"));
+        }
+        match self.deps.notifications.dismiss(&user, &id).await {
+            Ok(true) => {}
+            Ok(false) => self.send_v2(myself, V2Frame::error(Some(id), ErrorCode::ValidationError, "no such push to dismiss")),
+            Err(error) => {
+                tracing::warn!(conn_id = %self.conn_id, %error, "dismiss failed");
+                self.send_v2(myself, V2Frame::error(Some(id), ErrorCode::StorageUnavailable, "the dismissal could not be stored; retry"));
+            }
         }
     }
 
