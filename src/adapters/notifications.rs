@@ -35,10 +35,10 @@ macro_rules! sqlite_now {
 }
 
 fn unavailable(error: sqlx::Error) -> StoreError {
-    if let sqlx::Error::Database(db) = &error
-        && (db.code().is_some_and(|code| code.starts_with("22")) || !matches!(db.kind(), sqlx::error::ErrorKind::Other))
-    {
-        return StoreError::Rejected(error.to_string());
+    if let sqlx::Error::Database(db) = &error {
+        if db.code().is_some_and(|code| code.starts_with("22")) || !matches!(db.kind(), sqlx::error::ErrorKind::Other) {
+            return StoreError::Rejected(error.to_string());
+        }
     }
     StoreError::Unavailable(error.to_string())
 }

@@ -30,10 +30,10 @@ pub fn spawn(store: Arc<dyn NotificationStore>, push: Arc<dyn PushBus>) -> tokio
         let mut ticks = 0u32;
         loop {
             ticker.tick().await;
-            if ticks.is_multiple_of(GAUGE_EVERY)
-                && let Ok(pending) = store.count_pending().await
-            {
-                metrics::gauge!(TIMERS_PENDING).set(pending as f64);
+            if ticks % GAUGE_EVERY == 0 {
+                if let Ok(pending) = store.count_pending().await {
+                    metrics::gauge!(TIMERS_PENDING).set(pending as f64);
+                }
             }
             ticks = ticks.wrapping_add(1);
             match store.claim_due(BATCH).await {

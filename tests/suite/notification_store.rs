@@ -92,7 +92,7 @@ async fn a_due_timer_is_claimed_once_and_redelivered_until_dismissed(db: &Databa
     for _ in 0..2 {
         let waiting = db.undelivered(&alice).await.expect("undelivered");
         assert_eq!(waiting.iter().map(|n| n.id.clone()).collect::<Vec<_>>(), vec![due.clone()]);
-        db.mark_delivered(&alice, &[due.clone()]).await.expect("mark");
+        db.mark_delivered(&alice, std::slice::from_ref(&due)).await.expect("mark");
     }
     assert!(!db.dismiss(&bob, &due).await.expect("dismiss"), "bob cannot dismiss alice's timer");
     assert!(!db.dismiss(&alice, "not-a-uuid").await.expect("dismiss"));
