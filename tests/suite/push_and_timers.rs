@@ -321,6 +321,7 @@ async fn bad_input_is_refused_and_nothing_is_stored(backend: Backend) {
     assert_eq!(status, StatusCode::CONFLICT, "{body}");
     rest::assert_error_body(&body, "TOO_MANY_TIMERS");
     assert_eq!(list_timers(&app, &user).await.len(), 50);
+    wait_until("the pending-timers gauge counts them", || async { metric(&app.metrics().await, "pam_timers_pending") == Some(50.0) }).await;
 
     // Pushes: admin only, a known type, valid fields.
     let (status, _) = send(rest::client().post(app.http("/api/v1/pam/push")).bearer_auth(token_for(&user)).json(&alert(&user, "hi"))).await;
