@@ -164,9 +164,15 @@ async fn push_reaches_online_sockets_and_waits_for_offline_users(backend: Backen
     assert_eq!(frames_before_pong(&mut again).await, Vec::<Value>::new());
     drop(again);
 
-    // Offline: stored, delivered on the next connect, once.
+    // Offline (pushed with a service-role key): stored, delivered on the next connect, once.
     let offline = fresh_user();
-    let (status, body) = push(&app, alert(&offline, "Wild camping spot ahead")).await;
+    let mut service_claims = user_claims(&fresh_user());
+    service_claims.as_object_mut().unwrap().remove("sub");
+    service_claims["role"] = json!("service_role");
+    let service_key = sign_hs256(&service_claims, TEST_SECRET);
+    let request =
+        rest::client().post(app.http("/api/v1/pam/push")).bearer_auth(service_key).json(&alert(&offline, "Wild camping spot ahead"));
+    let (status, body) = send(request).await;
     assert_eq!((status, body["online"].clone()), (StatusCode::ACCEPTED, json!(false)), "{body}");
     let mut first = legacy(&app, &offline).await;
     let frames = frames_before_pong(&mut first).await;
