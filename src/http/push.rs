@@ -198,13 +198,8 @@ pub async fn push(State(state): State<SharedState>, headers: HeaderMap, body: Re
         expires_at: row.expires_at,
         created_at: now,
     };
+    // The sockets mark an alert delivered as they send it.
     let online = publish(&*state.deps.push, &stored).await;
-    if online && row.kind == NotificationKind::ProactiveAlert {
-        // A failure only means the alert comes once more on the next connect.
-        if let Err(error) = store.mark_delivered(&row.user, std::slice::from_ref(&id)).await {
-            tracing::warn!(%error, "a delivered push could not be marked delivered");
-        }
-    }
     (StatusCode::ACCEPTED, Json(json!({"id": id, "online": online}))).into_response()
 }
 

@@ -3,7 +3,9 @@
 //! (replayable); legacy sockets get them as they are, but never while a chat is unanswered —
 //! today's client would take the first frame with a truthy `message`/`content` for its answer —
 //! so they wait and follow its `chat_response`. A push id is sent at most once per socket (the
-//! bus and the stored copy may both bring it).
+//! bus and the stored copy may both bring it). A `proactive_alert` is marked delivered once a
+//! socket has actually sent it (not when it was only held), so an alert held behind a chat on a
+//! socket that then closes comes again on the next connect.
 
 use std::collections::VecDeque;
 
@@ -23,8 +25,8 @@ const MAX_SEEN: usize = 256;
 /// Per-socket push state.
 #[derive(Default)]
 pub(super) struct PushState {
-    /// Legacy: pushes waiting for the running chat's `chat_response`.
-    held: VecDeque<String>,
+    /// Legacy: pushes waiting for the running chat's `chat_response`, with the id of an alert.
+    held: VecDeque<(String, Option<String>)>,
     /// Ids sent on this socket, newest last.
     seen: VecDeque<String>,
 }
@@ -36,6 +38,10 @@ impl ConnectionState {
             return;
         }
         let parsed = serde_json::from_str::<PushFrame>(&text).ok();
+        let alert = match &parsed {
+            Some(PushFrame::ProactiveAlert(alert)) => Some(alert.id.clone()),
+            _ => None,
+        };
         if let Some(id) = parsed.as_ref().map(push_id) {
             if self.pushes.seen.iter().any(|seen| seen == id) {
                 return;
@@ -47,7 +53,11 @@ impl ConnectionState {
         }
         if self.v2.is_some() {
             match parsed {
-                Some(frame) => self.send_v2(myself, V2Frame::from(frame)),
+                Some(frame) => {
+                    // Into the session stream: sent now, or replayed on `resume`.
+                    self.send_v2(myself, V2Frame::from(frame));
+                    self.mark_delivered(alert);
+                }
                 None => tracing::warn!(conn_id = %self.conn_id, "a push that is no push frame was not sent to a v2 socket"),
             }
             return;
@@ -57,10 +67,10 @@ impl ConnectionState {
                 tracing::warn!(conn_id = %self.conn_id, "too many pushes held behind a chat; the oldest is dropped");
                 self.pushes.held.pop_front();
             }
-            self.pushes.held.push_back(text);
+            self.pushes.held.push_back((text, alert));
             return;
         }
-        self.send_push_text(myself, text);
+        self.send_push_text(myself, text, alert);
     }
 
     /// Legacy: sends what waited for the chat that just got its answer.
@@ -68,17 +78,32 @@ impl ConnectionState {
         if !self.in_flight.is_empty() {
             return;
         }
-        while let Some(text) = self.pushes.held.pop_front() {
-            self.send_push_text(myself, text);
+        while let Some((text, alert)) = self.pushes.held.pop_front() {
+            self.send_push_text(myself, text, alert);
         }
     }
 
-    fn send_push_text(&mut self, myself: &ActorRef<ConnectionMsg>, text: String) {
+    fn send_push_text(&mut self, myself: &ActorRef<ConnectionMsg>, text: String, alert: Option<String>) {
         match self.outbound.send(OutFrame::Text(text)) {
-            Ok(()) => count_frame("out", "push"),
+            Ok(()) => {
+                count_frame("out", "push");
+                self.mark_delivered(alert);
+            }
             Err(SendError::Full) => self.close(myself, CloseCode::SlowConsumer, ""),
             Err(SendError::Closed) => {}
         }
+    }
+
+    /// Records that the alert `id` went out (a failure only means it comes once more on the next
+    /// connect).
+    fn mark_delivered(&self, alert: Option<String>) {
+        let (Some(id), Some(user)) = (alert, self.user.clone()) else { return };
+        let (store, conn_id) = (self.deps.notifications.clone(), self.conn_id.clone());
+        tokio::spawn(async move {
+            if let Err(error) = store.mark_delivered(&user, &[id]).await {
+                tracing::warn!(%conn_id, %error, "a sent alert could not be marked delivered");
+            }
+        });
     }
 
     /// v2 `dismiss`: the user's push `id` is dismissed (a fired timer stops being re-sent). No
@@ -99,8 +124,8 @@ impl ConnectionState {
     }
 
     /// After authentication: what is stored for the user (undelivered alerts, fired timers not
-    /// dismissed) comes as pushes; alerts are then marked delivered. A failing database only
-    /// delays them to the next connect.
+    /// dismissed) comes as pushes (alerts are marked delivered as they go out). A failing
+    /// database only delays them to the next connect.
     pub(super) fn deliver_stored(&self, myself: &ActorRef<ConnectionMsg>) {
         let Some(user) = self.user.clone() else { return };
         let (store, myself, conn_id) = (self.deps.notifications.clone(), myself.clone(), self.conn_id.clone());
@@ -109,7 +134,6 @@ impl ConnectionState {
                 Ok(rows) => rows,
                 Err(error) => return tracing::warn!(%conn_id, %error, "stored pushes could not be read"),
             };
-            let mut sent = Vec::new();
             for row in rows {
                 match push_frame(&row) {
                     Ok(frame) => {
@@ -117,13 +141,9 @@ impl ConnectionState {
                         if myself.cast(ConnectionMsg::Push(text)).is_err() {
                             return;
                         }
-                        sent.push(row.id);
                     }
                     Err(error) => tracing::warn!(%conn_id, id = row.id, %error, "a stored push could not be built"),
                 }
-            }
-            if let Err(error) = store.mark_delivered(&user, &sent).await {
-                tracing::warn!(%conn_id, %error, "stored pushes could not be marked delivered");
             }
         });
     }
