@@ -212,6 +212,19 @@ impl NotificationStore for Database {
                 .map(pg_row)
                 .collect::<Result<Vec<_>, _>>()?,
                 Database::Sqlite(pool) => {
+                    // Every node asks 4 times a second: a plain read first (WAL readers take no
+                    // lock), so the write lock is taken only when something is due.
+                    let due: Option<i64> = sqlx::query_scalar(concat!(
+                        "SELECT 1 FROM pam_notifications WHERE fired_at IS NULL AND dismissed_at IS NULL AND fire_at <= ",
+                        sqlite_now!(),
+                        " LIMIT 1"
+                    ))
+                    .fetch_optional(pool)
+                    .await
+                    .map_err(unavailable)?;
+                    if due.is_none() {
+                        return Ok(Vec::new());
+                    }
                     // One write transaction: the select and the update see the same rows.
                     let mut tx = pool.begin_with("BEGIN IMMEDIATE").await.map_err(unavailable)?;
                     let rows = sqlx::query(concat!(
