@@ -119,11 +119,13 @@ impl Application {
             rate_limiter: cluster.rate_limiter,
             user_slots: cluster.view.slots.clone(),
             push: cluster.view.push.clone(),
+            notifications: Arc::new(db.clone()),
             auth_throttle: AuthFailureThrottle::new(settings.auth_failures_per_minute, Duration::from_secs(60)),
             resume: Arc::new(pam_actors::ResumeBuffer::default()),
             running: pam_actors::RunningTurns::new(),
             node,
         });
+        let scheduler = crate::adapters::timer_scheduler::spawn(deps.notifications.clone(), deps.push.clone());
         let (supervisor, _) = Actor::spawn(None, ConnectionSupervisor, ()).await.context("could not start the connection supervisor")?;
         let allowed_origins = settings.allowed_origins_list();
         let trusted_proxies = crate::http::client_ip::TrustedProxies::parse(settings.trusted_proxies.as_deref())?;
@@ -139,7 +141,7 @@ impl Application {
             live_sockets: AtomicUsize::new(0),
             allowed_origins,
             trusted_proxies,
-            background: invalidation.into_iter().chain(jwks_warmup).chain(cluster.background).collect(),
+            background: invalidation.into_iter().chain(jwks_warmup).chain(cluster.background).chain([scheduler]).collect(),
             flusher: std::sync::Mutex::new(Some(flusher)),
             redis,
             idempotency: cluster.idempotency,

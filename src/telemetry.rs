@@ -117,6 +117,11 @@ fn describe_metrics() {
             "1 while Redis is unavailable and the per-user cap, rate limit and idempotency run per node"
         );
         metrics::describe_counter!(SHARED_ERRORS_TOTAL, "Shared cluster-state operations on Redis that failed or timed out, by op");
+        metrics::describe_counter!(
+            crate::adapters::timer_scheduler::PUSH_TOTAL,
+            "Server pushes (timer_expired, proactive_alert) by kind and outcome (online, stored, failed)"
+        );
+        metrics::describe_gauge!(crate::adapters::timer_scheduler::TIMERS_PENDING, "Timers of all users not yet fired nor dismissed");
         metrics::describe_counter!(PUSH_PUBLISHED_TOTAL, "Pushes published on this node's push bus");
         metrics::describe_counter!(PUSH_RECEIVED_TOTAL, "Pushes that arrived from other nodes over the bus");
         metrics::describe_counter!(PUSH_DELIVERED_TOTAL, "Pushes handed to a socket on this node");

@@ -11,6 +11,7 @@ pub mod context_loader;
 pub mod log_limit;
 pub mod metrics_names;
 pub mod monitor;
+pub mod notifications;
 pub mod orchestrator;
 pub mod outbound;
 pub mod outbox;
@@ -31,6 +32,7 @@ pub use context::{
     CacheLookup, CategorySpend, ContextCache, ContextKind, ContextStore, EventSummary, FillToken, FinancialContext, Friend, ProfileContext,
     SocialContext,
 };
+pub use notifications::{Inserted, NewNotification, Notification, NotificationKind, NotificationStore, TIMER_REDELIVERY};
 pub use outbound::{CloseRequest, OutFrame, Outbound, OutboundReceiver, SendError, WriterEvent};
 pub use ports::{
     AnswerRecord, AuthError, Authenticator, BoxFuture, ConversationStore, HistoryMessage, Identity, LlmError, LlmProvider, LlmReply,

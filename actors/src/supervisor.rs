@@ -37,6 +37,8 @@ pub struct ConnectionDeps {
     pub user_slots: Arc<UserSlots>,
     /// Reaches every socket of a user on every node that holds one.
     pub push: Arc<dyn PushBus>,
+    /// Stored pushes and timers, delivered on connect.
+    pub notifications: Arc<dyn crate::notifications::NotificationStore>,
     pub auth_throttle: AuthFailureThrottle,
     /// v2 sessions that outlive their sockets, for `resume`.
     pub resume: Arc<ResumeBuffer>,

@@ -111,6 +111,12 @@ pub enum V2ClientFrame {
         /// The chat's `id`.
         id: String,
     },
+    /// Dismisses a server push: a fired timer (`timer_expired`) is no longer re-sent on connect.
+    /// No reply; an `error` with the `id` when the user has no such push.
+    Dismiss {
+        /// The push's `id` (a timer's `timer_id`).
+        id: String,
+    },
     /// Sent after the new socket's `welcome`: replays the frames after `last_seq` of a stream
     /// session, or answers `resume_failed`.
     Resume {
@@ -184,6 +190,7 @@ pub fn v2_client_examples() -> Vec<V2ClientFrame> {
         V2ClientFrame::Auth { token: "<jwt>".into() },
         V2ClientFrame::Chat(V2Chat { id: "m-1".into(), message: "Any events coming up?".into(), session_id: None, context: None }),
         V2ClientFrame::Cancel { id: "m-1".into() },
+        V2ClientFrame::Dismiss { id: "5f0c1a8e-2b7d-4c3e-9a41-6d2f8b7e9c10".into() },
         V2ClientFrame::Resume { stream_id: "s-3f2504e0".into(), epoch: Some("e-9b1d".into()), last_seq: 41 },
         V2ClientFrame::AuthRefresh { token: "<jwt>".into() },
         V2ClientFrame::Ping { timestamp: Some(Value::from(1_700_000_000_123_u64)) },
@@ -242,6 +249,7 @@ mod tests {
                         }
                 }
                 (V2ClientFrame::Cancel { id }, ClientFrame::Cancel { id: parsed }) => id == parsed,
+                (V2ClientFrame::Dismiss { id }, ClientFrame::Dismiss { id: parsed }) => id == parsed,
                 (V2ClientFrame::Resume { stream_id, epoch, last_seq }, ClientFrame::Resume { stream_id: s, epoch: e, last_seq: l }) => {
                     stream_id == s && epoch == e && last_seq == l
                 }

@@ -42,6 +42,10 @@ pub enum ClientFrame {
     Cancel {
         id: String,
     },
+    /// v2 dismissal of a server push (a fired timer stops being re-sent).
+    Dismiss {
+        id: String,
+    },
     /// v2 resume after reconnect.
     Resume {
         /// The `welcome.stream_id` of the earlier socket.
@@ -100,6 +104,7 @@ pub fn parse_client_frame(text: &str) -> Result<ClientFrame, FrameError> {
         "auth" => Ok(ClientFrame::Auth { token: required_string(&mut obj, "token")? }),
         "auth_refresh" => Ok(ClientFrame::AuthRefresh { token: required_string(&mut obj, "token")? }),
         "cancel" => Ok(ClientFrame::Cancel { id: required_string(&mut obj, "id")? }),
+        "dismiss" => Ok(ClientFrame::Dismiss { id: required_string(&mut obj, "id")? }),
         "resume" => Ok(ClientFrame::Resume {
             // `session_id` was this field's name before it became `stream_id`; still accepted.
             stream_id: match optional_string(&mut obj, "stream_id")? {

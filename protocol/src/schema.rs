@@ -48,7 +48,7 @@ pub fn schema(name: &str) -> Option<Value> {
         "v2-server" => (
             "V2ServerFrame",
             "Every frame the server sends on a v2 socket, each with its seq (strictly increasing per stream session).",
-            union::<SeqFrame, SeqPushFrame>(),
+            single::<SeqFrame>(true),
         ),
         "error-codes" => ("ErrorCode", "The error_code of error frames and failed chat_response frames.", single::<ErrorCode>(true)),
         "close-codes" => ("CloseCode", CLOSE_CODES_DESCRIPTION, close_codes()),

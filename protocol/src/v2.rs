@@ -170,6 +170,19 @@ pub enum V2Frame {
         /// The client ping's `timestamp`, verbatim (server time in ms when it sent none).
         timestamp: Value,
     },
+    /// A server push: a timer or alarm fired (the legacy `timer_expired` fields, numbered).
+    TimerExpired(crate::push::TimerExpired),
+    /// A server push: an alert the server raised on its own (the legacy fields, numbered).
+    ProactiveAlert(crate::push::ProactiveAlert),
+}
+
+impl From<crate::push::PushFrame> for V2Frame {
+    fn from(push: crate::push::PushFrame) -> Self {
+        match push {
+            crate::push::PushFrame::TimerExpired(timer) => V2Frame::TimerExpired(timer),
+            crate::push::PushFrame::ProactiveAlert(alert) => V2Frame::ProactiveAlert(alert),
+        }
+    }
 }
 
 impl V2Frame {
@@ -191,6 +204,8 @@ impl V2Frame {
             V2Frame::ResumeFailed { .. } => "resume_failed",
             V2Frame::Ping { .. } => "ping",
             V2Frame::Pong { .. } => "pong",
+            V2Frame::TimerExpired(_) => "timer_expired",
+            V2Frame::ProactiveAlert(_) => "proactive_alert",
         }
     }
 

@@ -56,6 +56,17 @@ const EXPECTED: &[Expectation] = &[
     ("pam_messages", "metadata", JSON, "conversation storage"),
     ("pam_messages", "created_at", TIMESTAMP, "conversation storage and history order"),
     ("pam_messages", "client_msg_id", TEXT, "idempotent chats"),
+    ("pam_notifications", "id", UUID, "pushes and timers (the timer_id)"),
+    ("pam_notifications", "user_id", UUID, "pushes and timers"),
+    ("pam_notifications", "kind", TEXT, "pushes and timers"),
+    ("pam_notifications", "payload", JSON, "pushes and timers (the frame's fields)"),
+    ("pam_notifications", "fire_at", TIMESTAMP, "timers (claiming due rows)"),
+    ("pam_notifications", "fired_at", TIMESTAMP, "timers (claiming due rows)"),
+    ("pam_notifications", "delivered_at", TIMESTAMP, "delivery of pushes on connect"),
+    ("pam_notifications", "dismissed_at", TIMESTAMP, "dismissing timers"),
+    ("pam_notifications", "expires_at", TIMESTAMP, "push time-to-live"),
+    ("pam_notifications", "dedupe_key", TEXT, "deduplicated pushes"),
+    ("pam_notifications", "created_at", TIMESTAMP, "pushes and timers"),
 ];
 
 /// Every problem found, one line each; empty when the schema fits.

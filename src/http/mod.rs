@@ -11,6 +11,7 @@ pub mod idempotency;
 pub mod middleware;
 pub mod monitoring;
 pub mod protocol_docs;
+pub mod push;
 pub mod rest;
 pub mod settings;
 pub mod ws;
@@ -93,6 +94,10 @@ pub fn router(state: SharedState) -> Router {
         .route("/api/v1/monitoring/slow-queries", get(monitoring::slow_queries_report))
         .route("/api/v1/monitoring/nodes", get(cluster::nodes))
         .route("/api/v1/pam/presence/{user_id}", get(cluster::presence))
+        .route("/api/v1/pam/push", post(push::push))
+        .route("/api/v1/pam/timers", post(push::create_timer).get(push::list_timers))
+        .route("/api/v1/pam/timers/{timer_id}", axum::routing::delete(push::delete_timer))
+        .route("/api/v1/pam/internal/dismiss-timer", post(push::dismiss_timer))
         .route("/asyncapi.json", get(protocol_docs::asyncapi))
         .route("/schema/{file}", get(protocol_docs::schema_file))
         .merge(browser_routes(&state));

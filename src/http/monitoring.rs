@@ -25,8 +25,10 @@ fn same_secret(given: &str, expected: &str) -> bool {
 }
 
 /// `None` when the caller is an admin; else the 401.
+/// Used by the monitoring, cluster and push routes.
 pub(super) async fn refuse_non_admin(state: &SharedState, headers: &HeaderMap) -> Option<Response> {
-    let unauthorized = || error_response(StatusCode::UNAUTHORIZED, "AUTH_INVALID", "monitoring needs PAM_ADMIN_TOKEN or an admin token");
+    let unauthorized =
+        || error_response(StatusCode::UNAUTHORIZED, "AUTH_INVALID", "this route needs PAM_ADMIN_TOKEN or an admin or service-role token");
     let Some(token) = bearer::bearer_token(headers) else {
         return Some(unauthorized());
     };

@@ -21,11 +21,11 @@ use uuid::Uuid;
 // ---------------------------------------------------------------------------------------------
 // Backends
 
-fn postgres_url() -> String {
+pub(crate) fn postgres_url() -> String {
     std::env::var("PAM_TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
 }
 
-async fn require_postgres(url: &str) -> sqlx::PgPool {
+pub(crate) async fn require_postgres(url: &str) -> sqlx::PgPool {
     match sqlx::PgPool::connect(url).await {
         Ok(pool) => pool,
         Err(error) => panic!(
@@ -36,12 +36,12 @@ async fn require_postgres(url: &str) -> sqlx::PgPool {
 }
 
 /// A migrated database plus whatever must be removed when the test ends.
-struct Backend {
-    db: Database,
+pub(crate) struct Backend {
+    pub(crate) db: Database,
     _cleanup: Cleanup,
 }
 
-enum Cleanup {
+pub(crate) enum Cleanup {
     None,
     /// A SQLite file (and its -wal/-shm siblings).
     File(std::path::PathBuf),
@@ -89,7 +89,14 @@ async fn shared_postgres() -> Backend {
 }
 
 /// A fresh Postgres database of its own, migrated, dropped at the end of the test.
-async fn private_postgres() -> Backend {
+pub(crate) async fn private_postgres() -> Backend {
+    let (url, cleanup) = private_postgres_url().await;
+    let db = Database::connect(&url, true).await.expect("connect + migrate private Postgres");
+    Backend { db, _cleanup: cleanup }
+}
+
+/// The URL of a fresh, empty Postgres database of its own, dropped when the cleanup drops.
+pub(crate) async fn private_postgres_url() -> (String, Cleanup) {
     let admin_url = postgres_url();
     let admin = require_postgres(&admin_url).await;
     let name = format!("pam_ctx_test_{}", Uuid::new_v4().simple());
@@ -107,13 +114,12 @@ async fn private_postgres() -> Backend {
         }
     }
     admin.close().await;
-    let cleanup = Cleanup::PgDatabase { admin_url: admin_url.clone(), name: name.clone() };
-    let db = Database::connect(&with_database(&admin_url, &name), true).await.expect("connect + migrate private Postgres");
-    Backend { db, _cleanup: cleanup }
+    let url = with_database(&admin_url, &name);
+    (url, Cleanup::PgDatabase { admin_url, name })
 }
 
 /// `url` naming database `name` instead (query string kept).
-fn with_database(url: &str, name: &str) -> String {
+pub(crate) fn with_database(url: &str, name: &str) -> String {
     let (base, query) = url.split_once('?').map_or((url, None), |(b, q)| (b, Some(q)));
     let authority = base.find("://").map_or(0, |i| i + 3);
     let base = base[authority..].find('/').map_or(base, |slash| &base[..authority + slash]);
@@ -123,7 +129,7 @@ fn with_database(url: &str, name: &str) -> String {
     }
 }
 
-async fn sqlite() -> Backend {
+pub(crate) async fn sqlite() -> Backend {
     let path = std::env::temp_dir().join(format!("pam-context-store-{}.db", Uuid::new_v4().simple()));
     let cleanup = Cleanup::File(path.clone());
     let db = Database::connect(&format!("sqlite://{}", path.display()), true).await.expect("open + migrate SQLite");

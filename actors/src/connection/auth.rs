@@ -69,7 +69,8 @@ impl ConnectionState {
         self.last_seen = Instant::now();
         self.set_phase(ConnectionPhase::Ready { keepalive: Keepalive::Alive });
         if self.dialect == Dialect::V2 {
-            return self.welcome_v2(myself, user);
+            self.welcome_v2(myself, user);
+            return self.deliver_stored(myself);
         }
         self.send(
             myself,
@@ -81,6 +82,7 @@ impl ConnectionState {
                 profile_integration: "enabled".into(),
             }),
         );
+        self.deliver_stored(myself);
     }
 }
 

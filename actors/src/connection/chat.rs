@@ -175,6 +175,7 @@ impl ConnectionState {
             timestamp: iso_now(),
         };
         self.send(myself, ServerFrame::ChatResponse(frame));
+        self.release_held_pushes(myself);
         self.close_if_drained(myself);
     }
 }

@@ -27,6 +27,7 @@ use crate::turn::TurnFailure;
 mod auth;
 mod chat;
 mod keepalive;
+mod push;
 mod v2;
 use crate::supervisor::ConnectionDeps;
 
@@ -135,6 +136,8 @@ pub struct ConnectionState {
     next_turn: u64,
     /// v2 state; `None` on legacy sockets.
     v2: Option<Box<v2::V2State>>,
+    /// Held-back and already-sent server pushes.
+    pushes: push::PushState,
 }
 
 impl Actor for ConnectionActor {
@@ -168,6 +171,7 @@ impl Actor for ConnectionActor {
             in_flight: HashMap::new(),
             next_turn: 0,
             v2: (args.dialect == Dialect::V2).then(Box::default),
+            pushes: push::PushState::default(),
         };
         metrics::gauge!(WS_CONNECTIONS, "state" => "accepted").increment(1.0);
         Ok(state)
@@ -364,24 +368,13 @@ impl ConnectionState {
             ClientFrame::Pong | ClientFrame::Ignored | ClientFrame::Auth { .. } => {}
             ClientFrame::AuthRefresh { token } if self.v2.is_some() => self.on_auth_refresh(myself, &token).await,
             ClientFrame::Cancel { id } if self.v2.is_some() => self.on_cancel(myself, id),
+            ClientFrame::Dismiss { id } if self.v2.is_some() => self.on_dismiss(myself, id).await,
             ClientFrame::Resume { stream_id, epoch, last_seq } if self.v2.is_some() => {
                 self.on_resume(myself, &stream_id, epoch.as_deref(), last_seq)
             }
-            ClientFrame::AuthRefresh { .. } | ClientFrame::Cancel { .. } | ClientFrame::Resume { .. } => {
+            ClientFrame::AuthRefresh { .. } | ClientFrame::Cancel { .. } | ClientFrame::Dismiss { .. } | ClientFrame::Resume { .. } => {
                 self.invalid(myself, ErrorCode::UnknownType, format!("'{}' is not supported on this socket", client_kind(&frame)));
             }
-        }
-    }
-
-    /// A push goes out as is (legacy and, unnumbered for now, v2), behind what is queued.
-    fn on_push(&mut self, myself: &ActorRef<ConnectionMsg>, text: String) {
-        if self.user.is_none() {
-            return;
-        }
-        match self.outbound.send(OutFrame::Text(text)) {
-            Ok(()) => count_frame("out", "push"),
-            Err(SendError::Full) => self.close(myself, CloseCode::SlowConsumer, ""),
-            Err(SendError::Closed) => {}
         }
     }
 
@@ -432,6 +425,7 @@ fn client_kind(frame: &ClientFrame) -> &'static str {
         ClientFrame::Auth { .. } => "auth",
         ClientFrame::AuthRefresh { .. } => "auth_refresh",
         ClientFrame::Cancel { .. } => "cancel",
+        ClientFrame::Dismiss { .. } => "dismiss",
         ClientFrame::Resume { .. } => "resume",
         ClientFrame::Ignored => "ignored",
     }

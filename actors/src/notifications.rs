@@ -1,0 +1,147 @@
+//! The `NotificationStore` port: server pushes (`proactive_alert`) and timers (`timer_expired`)
+//! kept in `pam_notifications`, so a push outlives an offline user and a timer outlives a restart.
+//!
+//! A push is stored already fired (`fired_at` = now) and delivered afterwards; a timer is stored
+//! unfired and claimed by exactly one node when due. What a user gets on connect is
+//! [`NotificationStore::undelivered`].
+
+use chrono::{DateTime, Utc};
+use pam_protocol::UserId;
+use serde_json::Value;
+
+use crate::ports::{BoxFuture, StoreError};
+
+/// How long a fired timer is re-sent on every connect until it is dismissed.
+pub const TIMER_REDELIVERY: chrono::Duration = chrono::Duration::hours(24);
+
+/// Which frame a row becomes; stored as `kind` (`timer_expired` | `proactive_alert`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum NotificationKind {
+    TimerExpired,
+    ProactiveAlert,
+}
+
+impl NotificationKind {
+    /// The `kind` column value, which is also the frame's `type`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NotificationKind::TimerExpired => "timer_expired",
+            NotificationKind::ProactiveAlert => "proactive_alert",
+        }
+    }
+
+    /// The inverse of [`NotificationKind::as_str`]; `None` for anything else.
+    pub fn parse(kind: &str) -> Option<Self> {
+        match kind {
+            "timer_expired" => Some(NotificationKind::TimerExpired),
+            "proactive_alert" => Some(NotificationKind::ProactiveAlert),
+            _ => None,
+        }
+    }
+}
+
+/// A row to store.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewNotification {
+    pub user: UserId,
+    pub kind: NotificationKind,
+    /// The frame's own fields (`label`, `timer_type`, `message` / `content`), a JSON object.
+    pub payload: Value,
+    /// Timers: when to fire. Pushes: now.
+    pub fire_at: DateTime<Utc>,
+    /// `true` for a push (stored fired, delivered next); `false` for a timer (claimed when due).
+    pub fired: bool,
+    /// After this the row is never delivered (pushes: now + `ttl_s`); `None` = no limit.
+    pub expires_at: Option<DateTime<Utc>>,
+    /// Unique per user when set: a second row with the same key stores nothing.
+    pub dedupe_key: Option<String>,
+    /// Refuse the row when the user already has this many unfired rows (timers: 50).
+    pub max_pending: Option<usize>,
+}
+
+/// What `insert` did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Inserted {
+    /// Stored under this id (a uuid; a timer's `timer_id`).
+    New(String),
+    /// A row with the same (user, `dedupe_key`) exists: nothing stored.
+    Duplicate,
+    /// The user has `max_pending` unfired rows already: nothing stored.
+    TooManyPending,
+}
+
+/// A stored row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Notification {
+    /// uuid text.
+    pub id: String,
+    pub user: UserId,
+    pub kind: NotificationKind,
+    pub payload: Value,
+    pub fire_at: DateTime<Utc>,
+    pub fired_at: Option<DateTime<Utc>>,
+    pub delivered_at: Option<DateTime<Utc>>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// Pushes and timers on the gateway's database (Postgres or SQLite behind it).
+///
+/// Every write is a single statement or one transaction, so a dropped future leaves either the
+/// whole change or none of it.
+pub trait NotificationStore: Send + Sync + 'static {
+    /// Stores one row (see [`Inserted`]); the pending limit and the dedupe key are checked in
+    /// the same transaction as the insert.
+    fn insert<'a>(&'a self, row: &'a NewNotification) -> BoxFuture<'a, Result<Inserted, StoreError>>;
+    /// Marks up to `limit` due rows (`fired_at` unset, `fire_at` ≤ now) fired and returns them,
+    /// oldest `fire_at` first. Concurrent callers (other nodes) never get the same row.
+    fn claim_due<'a>(&'a self, limit: usize) -> BoxFuture<'a, Result<Vec<Notification>, StoreError>>;
+    /// What a connecting user should get, oldest first: fired, not dismissed, not expired, and
+    /// either an undelivered push or a timer fired less than [`TIMER_REDELIVERY`] ago.
+    fn undelivered<'a>(&'a self, user: &'a UserId) -> BoxFuture<'a, Result<Vec<Notification>, StoreError>>;
+    /// The user's timers that have not fired yet (and are not dismissed), soonest first.
+    fn pending_timers<'a>(&'a self, user: &'a UserId) -> BoxFuture<'a, Result<Vec<Notification>, StoreError>>;
+    /// Sets `delivered_at` (once) on these rows of `user`.
+    fn mark_delivered<'a>(&'a self, user: &'a UserId, ids: &'a [String]) -> BoxFuture<'a, Result<(), StoreError>>;
+    /// Dismisses the user's own row `id`; `Ok(false)` when it does not exist, is another
+    /// user's, or was dismissed before. A dismissed row is never delivered nor fired.
+    fn dismiss<'a>(&'a self, user: &'a UserId, id: &'a str) -> BoxFuture<'a, Result<bool, StoreError>>;
+    /// Unfired, undismissed timers of all users (the pending-timers gauge).
+    fn count_pending<'a>(&'a self) -> BoxFuture<'a, Result<u64, StoreError>>;
+}
+
+/// The push frame a stored row becomes (the legacy shape; v2 adds `seq`), or why it cannot be
+/// built (a payload this gateway did not write).
+///
+/// `timer_expired`: `id` and `timer_id` are the row id, `fire_at` the row's `fire_at` (RFC 3339,
+/// milliseconds, UTC), the notification titled by the label and tagged `timer-{id}`.
+/// `proactive_alert`: `timestamp` is the row's `fire_at`, `content` the payload's `content`.
+pub fn push_frame(row: &Notification) -> Result<pam_protocol::PushFrame, String> {
+    use pam_protocol::{AlertContent, ProactiveAlert, PushFrame, TimerExpired, TimerNotification, TimerType};
+    let at = row.fire_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    match row.kind {
+        NotificationKind::TimerExpired => {
+            let text = |key: &str| row.payload.get(key).and_then(Value::as_str).unwrap_or_default().to_string();
+            let timer_type: TimerType = serde_json::from_value(row.payload.get("timer_type").cloned().unwrap_or(Value::Null))
+                .map_err(|e| format!("timer_type: {e}"))?;
+            let (label, message) = (text("label"), text("message"));
+            let title =
+                if label.is_empty() { if timer_type == TimerType::Alarm { "Alarm" } else { "Timer" }.to_string() } else { label.clone() };
+            let body = if message.is_empty() { label.clone() } else { message.clone() };
+            Ok(PushFrame::TimerExpired(TimerExpired {
+                id: row.id.clone(),
+                timer_id: row.id.clone(),
+                label,
+                timer_type,
+                message,
+                fire_at: at,
+                notification: TimerNotification { title, body, require_interaction: true, tag: format!("timer-{}", row.id) },
+            }))
+        }
+        NotificationKind::ProactiveAlert => {
+            let content: AlertContent =
+                serde_json::from_value(row.payload.get("content").cloned().unwrap_or(Value::Null)).map_err(|e| format!("content: {e}"))?;
+            Ok(PushFrame::ProactiveAlert(ProactiveAlert { id: row.id.clone(), timestamp: at, content }))
+        }
+    }
+}

@@ -1,0 +1,525 @@
+//! Server pushes and timers over real sockets and HTTP, on SQLite and on Postgres (a private
+//! database per test: the scheduler claims due timers of every user on its database).
+//!
+//! `POST /api/v1/pam/push` reaches an online user's legacy and v2 sockets (v2 numbered) and waits
+//! for an offline user's next connect (once); timers fire once and reach the socket, survive a
+//! restart, are re-sent on connect until dismissed; bad input stores nothing; two nodes on one
+//! Postgres + Redis fire a timer exactly once.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use pam_gateway::{Application, Overrides, Settings};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::common::v2::connect_welcomed;
+use crate::common::*;
+use crate::context_store::{Cleanup, private_postgres_url};
+
+const ADMIN: &str = "admin-token-for-the-push-tests";
+
+#[derive(Clone, Copy, Debug)]
+enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// A database for one test: its URL and what removes it.
+struct TestDb {
+    url: String,
+    _cleanup: DbCleanup,
+}
+
+enum DbCleanup {
+    File(#[allow(dead_code)] TempFile),
+    Postgres(#[allow(dead_code)] Cleanup),
+}
+
+async fn test_db(backend: Backend) -> TestDb {
+    match backend {
+        Backend::Sqlite => {
+            let path = std::env::temp_dir().join(format!("pam-push-{}.db", uuid::Uuid::new_v4().simple()));
+            TestDb { url: format!("sqlite://{}", path.display()), _cleanup: DbCleanup::File(TempFile(path)) }
+        }
+        Backend::Postgres => {
+            let (url, cleanup) = private_postgres_url().await;
+            TestDb { url, _cleanup: DbCleanup::Postgres(cleanup) }
+        }
+    }
+}
+
+/// Starts a gateway on `db` (admin token set).
+async fn start(db: &TestDb, adjust: impl FnOnce(&mut Settings)) -> TestApp {
+    let (mut settings, file) = test_settings();
+    settings.database_url = db.url.clone();
+    settings.admin_token = Some(ADMIN.into());
+    adjust(&mut settings);
+    let app = Application::build_with(settings, Overrides::default()).await.expect("the gateway builds");
+    let addr = app.local_addr();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(app.run_until_stopped(async move {
+        let _ = stopped.await;
+    }));
+    TestApp { addr, stop: Some(stop), server, db: file }
+}
+
+fn fresh_user() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+async fn send(request: reqwest::RequestBuilder) -> (StatusCode, Value) {
+    let response = request.send().await.expect("the gateway answers");
+    let status = response.status();
+    let text = response.text().await.unwrap();
+    (
+        status,
+        if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or_else(|_| panic!("JSON, got {status}: {text}")) },
+    )
+}
+
+async fn push(app: &TestApp, body: Value) -> (StatusCode, Value) {
+    send(rest::client().post(app.http("/api/v1/pam/push")).bearer_auth(ADMIN).json(&body)).await
+}
+
+fn alert(user: &str, message: &str) -> Value {
+    json!({"user_id": user, "type": "proactive_alert", "content": {
+        "type": "proactive_alert", "category": "financial_guidance", "alert_type": "budget_alert",
+        "message": message, "priority": "high", "actions": ["analyze_expenses"]}})
+}
+
+async fn create_timer(app: &TestApp, user: &str, body: Value) -> (StatusCode, Value) {
+    send(rest::client().post(app.http("/api/v1/pam/timers")).bearer_auth(token_for(user)).json(&body)).await
+}
+
+async fn list_timers(app: &TestApp, user: &str) -> Vec<Value> {
+    let (status, body) = send(rest::client().get(app.http("/api/v1/pam/timers")).bearer_auth(token_for(user))).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body["timers"].as_array().unwrap().clone()
+}
+
+async fn legacy(app: &TestApp, user: &str) -> WsClient {
+    let mut client = WsClient::connect(&app.ws_url(user, Some(&token_for(user)))).await;
+    assert_eq!(client.recv_json().await["type"], "connection");
+    client
+}
+
+/// The next frame that is neither a keepalive ping nor a pong.
+async fn next_frame(client: &mut WsClient) -> Value {
+    loop {
+        let frame = client.recv_json().await;
+        if frame["type"] != "ping" && frame["type"] != "pong" {
+            return frame;
+        }
+    }
+}
+
+/// Sends a ping and reads up to its pong: every frame in between (what was queued before it).
+async fn frames_before_pong(client: &mut WsClient) -> Vec<Value> {
+    // Stored pushes are read on connect by a task: give it a moment to queue them.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    client.send_json(json!({"type": "ping", "timestamp": 4242})).await;
+    let mut frames = Vec::new();
+    loop {
+        let frame = client.recv_json().await;
+        if frame["type"] == "pong" && frame["timestamp"] == 4242 {
+            return frames;
+        }
+        if frame["type"] != "ping" {
+            frames.push(frame);
+        }
+    }
+}
+
+async fn push_reaches_online_sockets_and_waits_for_offline_users(backend: Backend) {
+    let db = test_db(backend).await;
+    let app = start(&db, |_| {}).await;
+    let user = fresh_user();
+    let mut old = legacy(&app, &user).await;
+    let (mut v2, _) = connect_welcomed(&app, &token_for(&user)).await;
+
+    let (status, body) = push(&app, alert(&user, "Fuel: 100 % of the budget")).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    assert_eq!(body["online"], true);
+    let id = body["id"].as_str().unwrap().to_string();
+
+    let frame = next_frame(&mut old).await;
+    assert_eq!(frame["type"], "proactive_alert", "{frame}");
+    assert_eq!(frame["id"], id.as_str());
+    assert!(frame["timestamp"].as_str().is_some());
+    assert_eq!(
+        frame["content"],
+        json!({"type": "proactive_alert", "category": "financial_guidance", "alert_type": "budget_alert",
+               "message": "Fuel: 100 % of the budget", "priority": "high", "actions": ["analyze_expenses"]})
+    );
+    assert!(frame.get("seq").is_none() && frame.get("message").is_none());
+    let numbered = next_frame(&mut v2).await;
+    assert_eq!(numbered["type"], "proactive_alert", "{numbered}");
+    assert_eq!(numbered["id"], id.as_str());
+    assert!(numbered["seq"].as_u64().is_some_and(|seq| seq > 1), "{numbered}");
+    drop((old, v2));
+
+    // Delivered online: a new socket does not get it again (the sockets record the delivery
+    // right after sending, in the background: give that a moment).
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut again = legacy(&app, &user).await;
+    assert_eq!(frames_before_pong(&mut again).await, Vec::<Value>::new());
+    drop(again);
+
+    // Offline (pushed with a service-role key): stored, delivered on the next connect, once.
+    let offline = fresh_user();
+    let mut service_claims = user_claims(&fresh_user());
+    service_claims.as_object_mut().unwrap().remove("sub");
+    service_claims["role"] = json!("service_role");
+    let service_key = sign_hs256(&service_claims, TEST_SECRET);
+    let request =
+        rest::client().post(app.http("/api/v1/pam/push")).bearer_auth(service_key).json(&alert(&offline, "Wild camping spot ahead"));
+    let (status, body) = send(request).await;
+    assert_eq!((status, body["online"].clone()), (StatusCode::ACCEPTED, json!(false)), "{body}");
+    let mut first = legacy(&app, &offline).await;
+    let frames = frames_before_pong(&mut first).await;
+    assert_eq!(frames.len(), 1, "{frames:?}");
+    assert_eq!(frames[0]["id"], body["id"]);
+    assert_eq!(frames[0]["content"]["message"], "Wild camping spot ahead");
+    drop(first);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (mut second, _) = connect_welcomed(&app, &token_for(&offline)).await;
+    assert_eq!(frames_before_pong(&mut second).await, Vec::<Value>::new(), "delivered once");
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_push_reaches_online_legacy_and_v2_sockets_and_an_offline_user_once_on_sqlite() {
+    push_reaches_online_sockets_and_waits_for_offline_users(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn a_push_reaches_online_legacy_and_v2_sockets_and_an_offline_user_once_on_postgres() {
+    push_reaches_online_sockets_and_waits_for_offline_users(Backend::Postgres).await;
+}
+
+async fn a_timer_fires_once_and_is_resent_until_dismissed(backend: Backend) {
+    let db = test_db(backend).await;
+    let app = start(&db, |_| {}).await;
+    let user = fresh_user();
+    let (mut v2, _) = connect_welcomed(&app, &token_for(&user)).await;
+    let (status, body) =
+        create_timer(&app, &user, json!({"label": "Tea", "timer_type": "timer", "duration_s": 1, "message": "Tea is ready"})).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let timer_id = body["timer_id"].as_str().unwrap().to_string();
+    let fire_at: DateTime<Utc> = body["fire_at"].as_str().unwrap().parse().unwrap();
+    assert_eq!(list_timers(&app, &user).await[0]["timer_id"], timer_id.as_str());
+
+    let frame = next_frame(&mut v2).await;
+    let arrived = Utc::now();
+    assert_eq!(frame["type"], "timer_expired", "{frame}");
+    assert_eq!(frame["timer_id"], timer_id.as_str());
+    assert_eq!(
+        (frame["label"].clone(), frame["timer_type"].clone(), frame["message"].clone()),
+        (json!("Tea"), json!("timer"), json!("Tea is ready"))
+    );
+    assert_eq!(frame["notification"]["requireInteraction"], true);
+    assert_eq!(frame["notification"]["body"], "Tea is ready");
+    assert!(frame["seq"].as_u64().is_some());
+    assert!((arrived - fire_at).num_milliseconds().abs() < 1000, "fired at {arrived}, due {fire_at}");
+    // Once: nothing more on this socket.
+    assert_eq!(frames_before_pong(&mut v2).await, Vec::<Value>::new());
+    assert!(list_timers(&app, &user).await.is_empty(), "a fired timer is no longer pending");
+    drop(v2);
+
+    // Re-sent on every connect until dismissed.
+    for _ in 0..2 {
+        let mut socket = legacy(&app, &user).await;
+        let frames = frames_before_pong(&mut socket).await;
+        assert_eq!(frames.len(), 1, "{frames:?}");
+        assert_eq!(frames[0]["timer_id"], timer_id.as_str());
+    }
+    let other = fresh_user();
+    let dismiss = |who: &str, named: &str| {
+        rest::client()
+            .post(app.http("/api/v1/pam/internal/dismiss-timer"))
+            .bearer_auth(token_for(who))
+            .json(&json!({"timer_id": timer_id, "user_id": named}))
+    };
+    assert_eq!(send(dismiss(&other, &user)).await.0, StatusCode::FORBIDDEN, "user_id must be the bearer's");
+    assert_eq!(send(dismiss(&other, &other)).await.0, StatusCode::NOT_FOUND, "another user's timer");
+    assert_eq!(send(dismiss(&user, &user)).await, (StatusCode::OK, json!({"dismissed": true})));
+    let mut socket = legacy(&app, &user).await;
+    assert_eq!(frames_before_pong(&mut socket).await, Vec::<Value>::new(), "a dismissed timer is not re-sent");
+
+    // DELETE: a pending timer never fires; another user's is 404.
+    let (_, body) = create_timer(&app, &user, json!({"label": "Later", "duration_s": 1})).await;
+    let later = body["timer_id"].as_str().unwrap().to_string();
+    let delete = |who: &str| rest::client().delete(app.http(&format!("/api/v1/pam/timers/{later}"))).bearer_auth(token_for(who));
+    assert_eq!(send(delete(&other)).await.0, StatusCode::NOT_FOUND);
+    assert_eq!(send(delete(&user)).await.0, StatusCode::NO_CONTENT);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(frames_before_pong(&mut socket).await, Vec::<Value>::new(), "a deleted timer never fires");
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_timer_fires_once_reaches_the_socket_and_is_resent_until_dismissed_on_sqlite() {
+    a_timer_fires_once_and_is_resent_until_dismissed(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn a_timer_fires_once_reaches_the_socket_and_is_resent_until_dismissed_on_postgres() {
+    a_timer_fires_once_and_is_resent_until_dismissed(Backend::Postgres).await;
+}
+
+async fn a_timer_survives_a_restart(backend: Backend) {
+    let db = test_db(backend).await;
+    let user = fresh_user();
+    let first = start(&db, |_| {}).await;
+    let (status, body) = create_timer(&first, &user, json!({"label": "Check tyres", "timer_type": "alarm", "duration_s": 2})).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    first.shutdown().await;
+
+    let second = start(&db, |_| {}).await;
+    let mut socket = legacy(&second, &user).await;
+    let frame = next_frame(&mut socket).await;
+    assert_eq!(frame["type"], "timer_expired", "{frame}");
+    assert_eq!(frame["timer_id"], body["timer_id"]);
+    assert_eq!(frame["timer_type"], "alarm");
+    second.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_timer_set_before_a_restart_fires_after_it_on_sqlite() {
+    a_timer_survives_a_restart(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn a_timer_set_before_a_restart_fires_after_it_on_postgres() {
+    a_timer_survives_a_restart(Backend::Postgres).await;
+}
+
+async fn bad_input_is_refused_and_nothing_is_stored(backend: Backend) {
+    let db = test_db(backend).await;
+    let app = start(&db, |_| {}).await;
+    let user = fresh_user();
+    let in_31_days = (Utc::now() + chrono::Duration::days(31)).to_rfc3339();
+    let an_hour_ago = (Utc::now() - chrono::Duration::hours(1)).to_rfc3339();
+    for (body, expected) in [
+        (json!({"timer_type": "timer", "duration_s": 60}), 422),
+        (json!({"label": "x", "timer_type": "egg", "duration_s": 60}), 422),
+        (json!({"label": "x"}), 422),
+        (json!({"label": "x", "duration_s": -5}), 422),
+        (json!({"label": "x", "duration_s": 60, "fire_at": in_31_days}), 422),
+        (json!({"label": "x", "fire_at": in_31_days}), 422),
+        (json!({"label": "x", "fire_at": an_hour_ago}), 422),
+        (json!({"label": "x", "fire_at": "tomorrow"}), 422),
+        (json!({"label": "x".repeat(201), "duration_s": 60}), 422),
+        (json!(["not", "an", "object"]), 400),
+    ] {
+        let (status, answer) = create_timer(&app, &user, body.clone()).await;
+        assert_eq!(status.as_u16(), expected, "{body} → {answer}");
+        rest::assert_error_body(&answer, "VALIDATION_ERROR");
+    }
+    let (status, _) = send(rest::client().post(app.http("/api/v1/pam/timers")).bearer_auth(token_for(&user)).body("{not json")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(list_timers(&app, &user).await.is_empty(), "nothing stored");
+
+    // The per-user limit: 50 pending, the 51st refused.
+    for i in 0..50 {
+        let (status, body) = create_timer(&app, &user, json!({"label": format!("t{i}"), "duration_s": 3600})).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+    }
+    let (status, body) = create_timer(&app, &user, json!({"label": "one too many", "duration_s": 3600})).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    rest::assert_error_body(&body, "TOO_MANY_TIMERS");
+    assert_eq!(list_timers(&app, &user).await.len(), 50);
+    wait_until("the pending-timers gauge counts them", || async { metric(&app.metrics().await, "pam_timers_pending") == Some(50.0) }).await;
+
+    // Pushes: admin only, a known type, valid fields.
+    let (status, _) = send(rest::client().post(app.http("/api/v1/pam/push")).bearer_auth(token_for(&user)).json(&alert(&user, "hi"))).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "a user token cannot push");
+    let other = fresh_user();
+    for (body, expected, code) in [
+        (json!({"user_id": other, "type": "weather_alert", "content": {"message": "x"}}), 400, "UNKNOWN_TYPE"),
+        (json!({"user_id": other, "content": {"message": "x"}}), 400, "VALIDATION_ERROR"),
+        (json!({"user_id": "not-a-uuid", "type": "proactive_alert", "content": {"message": "x"}}), 422, "VALIDATION_ERROR"),
+        (json!({"user_id": other, "type": "proactive_alert", "content": {"priority": "high"}}), 422, "VALIDATION_ERROR"),
+        (json!({"user_id": other, "type": "proactive_alert", "content": {"message": "x", "priority": "meh"}}), 422, "VALIDATION_ERROR"),
+        (json!({"user_id": other, "type": "proactive_alert", "content": {"message": "x"}, "ttl_s": 0}), 422, "VALIDATION_ERROR"),
+        (json!({"user_id": other, "type": "timer_expired", "timer_type": "timer", "message": "x"}), 422, "VALIDATION_ERROR"),
+    ] {
+        let (status, answer) = push(&app, body.clone()).await;
+        assert_eq!(status.as_u16(), expected, "{body} → {answer}");
+        rest::assert_error_body(&answer, code);
+    }
+    let mut socket = legacy(&app, &other).await;
+    assert_eq!(frames_before_pong(&mut socket).await, Vec::<Value>::new(), "no refused push was stored");
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn bad_timer_and_push_bodies_get_4xx_and_store_nothing_on_sqlite() {
+    bad_input_is_refused_and_nothing_is_stored(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn bad_timer_and_push_bodies_get_4xx_and_store_nothing_on_postgres() {
+    bad_input_is_refused_and_nothing_is_stored(Backend::Postgres).await;
+}
+
+async fn a_v2_dismiss_stops_redelivery(backend: Backend) {
+    let db = test_db(backend).await;
+    let app = start(&db, |_| {}).await;
+    let user = fresh_user();
+    let (status, body) =
+        push(&app, json!({"user_id": user, "type": "timer_expired", "label": "Alarm", "timer_type": "alarm", "message": "Wake up"})).await;
+    assert_eq!((status, body["online"].clone()), (StatusCode::ACCEPTED, json!(false)), "{body}");
+    let id = body["id"].as_str().unwrap().to_string();
+
+    let (mut socket, _) = connect_welcomed(&app, &token_for(&user)).await;
+    let frames = frames_before_pong(&mut socket).await;
+    assert_eq!(frames.len(), 1, "{frames:?}");
+    assert_eq!((frames[0]["type"].clone(), frames[0]["id"].clone()), (json!("timer_expired"), json!(id)));
+    assert_eq!(frames[0]["notification"]["title"], "Alarm");
+
+    socket.send_json(json!({"type": "dismiss", "id": uuid::Uuid::new_v4().to_string()})).await;
+    let error = next_frame(&mut socket).await;
+    assert_eq!((error["type"].clone(), error["error_code"].clone()), (json!("error"), json!("VALIDATION_ERROR")), "{error}");
+    socket.send_json(json!({"type": "dismiss", "id": id})).await;
+    assert_eq!(frames_before_pong(&mut socket).await, Vec::<Value>::new(), "a dismiss has no reply");
+    drop(socket);
+    let (mut again, _) = connect_welcomed(&app, &token_for(&user)).await;
+    assert_eq!(frames_before_pong(&mut again).await, Vec::<Value>::new(), "a dismissed timer is not re-sent");
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_v2_dismiss_stops_a_fired_timer_from_being_resent_on_sqlite() {
+    a_v2_dismiss_stops_redelivery(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn a_v2_dismiss_stops_a_fired_timer_from_being_resent_on_postgres() {
+    a_v2_dismiss_stops_redelivery(Backend::Postgres).await;
+}
+
+/// A model that answers only when the test lets it.
+struct GatedLlm(std::sync::Arc<tokio::sync::Semaphore>);
+
+impl pam_actors::LlmProvider for GatedLlm {
+    fn name(&self) -> &str {
+        "gated"
+    }
+
+    fn generate<'a>(
+        &'a self,
+        _request: &'a pam_actors::LlmRequest,
+        _deltas: tokio::sync::mpsc::Sender<String>,
+    ) -> pam_actors::BoxFuture<'a, Result<pam_actors::LlmReply, pam_actors::LlmError>> {
+        Box::pin(async move {
+            self.0.acquire().await.expect("the gate stays open").forget();
+            Ok(pam_actors::LlmReply::new("Here is your answer", "gated", "test"))
+        })
+    }
+}
+
+#[tokio::test]
+async fn a_legacy_socket_gets_pushes_only_after_the_answer_to_its_unanswered_chat() {
+    let gate = std::sync::Arc::new(tokio::sync::Semaphore::new(0));
+    let (mut settings, file) = test_settings();
+    settings.admin_token = Some(ADMIN.into());
+    let overrides = Overrides { llm: Some(std::sync::Arc::new(GatedLlm(gate.clone()))), ..Default::default() };
+    let app = Application::build_with(settings, overrides).await.expect("the gateway builds");
+    let addr = app.local_addr();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(app.run_until_stopped(async move {
+        let _ = stopped.await;
+    }));
+    let app = TestApp { addr, stop: Some(stop), server, db: file };
+    let user = fresh_user();
+    let mut socket = legacy(&app, &user).await;
+    socket.send_json(json!({"type": "chat", "message": "What is on today?"})).await;
+    assert_eq!(frames_before_pong(&mut socket).await, Vec::<Value>::new(), "the chat is running");
+
+    let (status, body) = push(&app, alert(&user, "Rain from 3 pm")).await;
+    assert_eq!((status, body["online"].clone()), (StatusCode::ACCEPTED, json!(true)), "{body}");
+    assert_eq!(frames_before_pong(&mut socket).await, Vec::<Value>::new(), "the push waits behind the unanswered chat");
+
+    gate.add_permits(1);
+    let answer = next_frame(&mut socket).await;
+    assert_eq!(answer["type"], "chat_response", "{answer}");
+    assert_eq!(answer["message"], "Here is your answer");
+    let pushed = next_frame(&mut socket).await;
+    assert_eq!((pushed["type"].clone(), pushed["id"].clone()), (json!("proactive_alert"), body["id"].clone()), "{pushed}");
+
+    // With no chat running, a push goes out at once.
+    let (_, body) = push(&app, alert(&user, "Road works ahead")).await;
+    let pushed = next_frame(&mut socket).await;
+    assert_eq!(pushed["id"], body["id"]);
+
+    // A push held behind a chat on a socket that then closes was never sent: it comes on the
+    // next connect.
+    socket.send_json(json!({"type": "chat", "message": "And tomorrow?"})).await;
+    assert_eq!(frames_before_pong(&mut socket).await, Vec::<Value>::new(), "the chat is running");
+    let (_, held) = push(&app, alert(&user, "Storm warning")).await;
+    assert_eq!(frames_before_pong(&mut socket).await, Vec::<Value>::new());
+    drop(socket);
+    gate.add_permits(1);
+    let mut next = legacy(&app, &user).await;
+    let frames = frames_before_pong(&mut next).await;
+    assert_eq!(frames.iter().map(|f| f["id"].clone()).collect::<Vec<_>>(), vec![held["id"].clone()], "{frames:?}");
+    app.shutdown().await;
+}
+
+/// Every `pam_push_total` sample of `kind`, summed (both nodes of a test share one recorder).
+fn pushes_of(metrics: &str, kind: &str) -> f64 {
+    metrics
+        .lines()
+        .filter(|line| line.starts_with("pam_push_total{") && line.contains(&format!("kind=\"{kind}\"")))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[tokio::test]
+async fn two_nodes_on_one_postgres_and_redis_fire_a_timer_exactly_once() {
+    let db = test_db(Backend::Postgres).await;
+    let redis = std::env::var("PAM_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    let prefix = format!("pamtest{}", uuid::Uuid::new_v4().simple());
+    let node = |id: &'static str| {
+        let (redis, prefix) = (redis.clone(), prefix.clone());
+        move |s: &mut Settings| {
+            s.node_id = Some(id.into());
+            s.redis_url = Some(redis);
+            s.cache_prefix = prefix;
+        }
+    };
+    let a = start(&db, node("timer-a")).await;
+    let b = start(&db, node("timer-b")).await;
+    let user = fresh_user();
+    let mut on_a = legacy(&a, &user).await;
+    let mut on_b = legacy(&b, &user).await;
+    let mut timers = Vec::new();
+    for i in 0..5 {
+        let (status, body) =
+            create_timer(if i % 2 == 0 { &a } else { &b }, &user, json!({"label": format!("t{i}"), "duration_s": 1})).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        timers.push(body["timer_id"].clone());
+    }
+    for socket in [&mut on_a, &mut on_b] {
+        let mut fired = Vec::new();
+        for _ in 0..timers.len() {
+            let frame = next_frame(socket).await;
+            assert_eq!(frame["type"], "timer_expired", "{frame}");
+            fired.push(frame["timer_id"].clone());
+        }
+        fired.sort_by_key(|id| id.to_string());
+        let mut expected = timers.clone();
+        expected.sort_by_key(|id| id.to_string());
+        assert_eq!(fired, expected, "each timer reaches the sockets on both nodes");
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    for socket in [&mut on_a, &mut on_b] {
+        assert_eq!(frames_before_pong(socket).await, Vec::<Value>::new());
+    }
+    // Published once per timer in all (a second claim would publish again).
+    assert_eq!(pushes_of(&a.metrics().await, "timer_expired"), timers.len() as f64);
+    a.shutdown().await;
+    b.shutdown().await;
+}
