@@ -120,6 +120,7 @@ impl Application {
             user_slots: cluster.view.slots.clone(),
             push: cluster.view.push.clone(),
             notifications: Arc::new(db.clone()),
+            stored_pushes: pam_actors::connection::StoredPushDelivery::spawn(Arc::new(db.clone())),
             auth_throttle: AuthFailureThrottle::new(settings.auth_failures_per_minute, Duration::from_secs(60)),
             resume: Arc::new(pam_actors::ResumeBuffer::default()),
             running: pam_actors::RunningTurns::new(),

@@ -39,6 +39,8 @@ pub struct ConnectionDeps {
     pub push: Arc<dyn PushBus>,
     /// Stored pushes and timers, delivered on connect.
     pub notifications: Arc<dyn crate::notifications::NotificationStore>,
+    /// Sends a connecting user's stored pushes, one user at a time.
+    pub stored_pushes: crate::connection::StoredPushDelivery,
     pub auth_throttle: AuthFailureThrottle,
     /// v2 sessions that outlive their sockets, for `resume`.
     pub resume: Arc<ResumeBuffer>,

@@ -28,6 +28,7 @@ mod auth;
 mod chat;
 mod keepalive;
 mod push;
+pub use push::StoredPushDelivery;
 mod v2;
 use crate::supervisor::ConnectionDeps;
 

@@ -128,24 +128,55 @@ impl ConnectionState {
     /// database only delays them to the next connect.
     pub(super) fn deliver_stored(&self, myself: &ActorRef<ConnectionMsg>) {
         let Some(user) = self.user.clone() else { return };
-        let (store, myself, conn_id) = (self.deps.notifications.clone(), myself.clone(), self.conn_id.clone());
+        self.deps.stored_pushes.request(user, myself.clone(), self.conn_id.clone());
+    }
+}
+
+/// A connected socket whose user's stored pushes are to be sent.
+type DeliveryRequest = (pam_protocol::UserId, ActorRef<ConnectionMsg>, String);
+
+/// Reads the stored pushes of users who just connected on one task, a user at a time, and casts
+/// them to their sockets. A connect storm queues small requests (~100 bytes each) instead of a
+/// task and a database query per socket at once, which would pin memory in every idle socket's share.
+#[derive(Clone)]
+pub struct StoredPushDelivery {
+    requests: tokio::sync::mpsc::UnboundedSender<DeliveryRequest>,
+}
+
+impl StoredPushDelivery {
+    /// Starts the delivery task on `store`; it ends when every handle is dropped.
+    pub fn spawn(store: std::sync::Arc<dyn crate::notifications::NotificationStore>) -> Self {
+        let (requests, mut queue) = tokio::sync::mpsc::unbounded_channel::<DeliveryRequest>();
         tokio::spawn(async move {
-            let rows = match store.undelivered(&user).await {
-                Ok(rows) => rows,
-                Err(error) => return tracing::warn!(%conn_id, %error, "stored pushes could not be read"),
-            };
-            for row in rows {
-                match push_frame(&row) {
-                    Ok(frame) => {
-                        let text = serde_json::to_string(&frame).unwrap_or_default();
-                        if myself.cast(ConnectionMsg::Push(text)).is_err() {
-                            return;
-                        }
+            while let Some((user, socket, conn_id)) = queue.recv().await {
+                let rows = match store.undelivered(&user).await {
+                    Ok(rows) => rows,
+                    Err(error) => {
+                        tracing::warn!(%conn_id, %error, "stored pushes could not be read");
+                        continue;
                     }
-                    Err(error) => tracing::warn!(%conn_id, id = row.id, %error, "a stored push could not be built"),
+                };
+                for row in rows {
+                    match push_frame(&row) {
+                        Ok(frame) => {
+                            let text = serde_json::to_string(&frame).unwrap_or_default();
+                            if socket.cast(ConnectionMsg::Push(text)).is_err() {
+                                break;
+                            }
+                        }
+                        Err(error) => tracing::warn!(%conn_id, id = row.id, %error, "a stored push could not be built"),
+                    }
                 }
             }
         });
+        StoredPushDelivery { requests }
+    }
+
+    /// Queues `user`'s stored pushes for the socket `socket`.
+    pub fn request(&self, user: pam_protocol::UserId, socket: ActorRef<ConnectionMsg>, conn_id: String) {
+        if self.requests.send((user, socket, conn_id)).is_err() {
+            tracing::warn!("the stored-push delivery task is gone; stored pushes wait for the next connect");
+        }
     }
 }
 
