@@ -149,10 +149,18 @@ impl StoredPushDelivery {
         let (requests, mut queue) = tokio::sync::mpsc::unbounded_channel::<DeliveryRequest>();
         tokio::spawn(async move {
             while let Some((user, socket, conn_id)) = queue.recv().await {
-                let rows = match store.undelivered(&user).await {
-                    Ok(rows) => rows,
-                    Err(error) => {
+                // A socket already gone needs nothing; a hung database must not stall the queue.
+                if !matches!(socket.get_status(), ractor::ActorStatus::Running) {
+                    continue;
+                }
+                let rows = match tokio::time::timeout(crate::outbox::STORE_TIMEOUT, store.undelivered(&user)).await {
+                    Ok(Ok(rows)) => rows,
+                    Ok(Err(error)) => {
                         tracing::warn!(%conn_id, %error, "stored pushes could not be read");
+                        continue;
+                    }
+                    Err(_) => {
+                        tracing::warn!(%conn_id, "stored pushes took too long to read; they come on the next connect");
                         continue;
                     }
                 };
