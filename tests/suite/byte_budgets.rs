@@ -77,10 +77,16 @@ async fn a_resume_replay_larger_than_the_outbound_queue_arrives_whole() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     let (mut client, _) = connect_welcomed(&app, &token_for(USER)).await;
     client.send_json(json!({"type":"resume","stream_id":stream_id,"last_seq":last_seq})).await;
-    let frames = frames_until(&mut client, "chat_end").await;
-    let replayed: Vec<&Value> = frames.iter().filter(|f| f["id"] == "long").collect();
-    assert_eq!(replayed.len(), 251, "250 deltas and the end, none lost: {}", frames.len());
+    // Until the answer's end and the replay's `resumed` (which follows the replayed frames, and
+    // comes before the rest when the turn was still streaming at the resume).
+    let mut frames: Vec<Value> = Vec::new();
+    while !(frames.iter().any(|f| f["type"] == "resumed") && frames.iter().any(|f| f["type"] == "chat_end")) {
+        frames.push(client.recv_non_ping().await);
+    }
+    let answer: Vec<&Value> = frames.iter().filter(|f| f["id"] == "long").collect();
+    assert_eq!(answer.len(), 251, "250 deltas and the end, none lost: {}", frames.len());
     assert_eq!(joined_deltas(&frames), full);
-    let seqs: Vec<u64> = replayed.iter().map(|f| f["seq"].as_u64().unwrap()).collect();
-    assert_eq!(seqs, (last_seq + 1..=last_seq + 251).collect::<Vec<_>>(), "in order, no gap, no repeat");
+    let seqs: Vec<u64> =
+        frames.iter().filter(|f| f["id"] == "long" || f["type"] == "resumed").map(|f| f["seq"].as_u64().unwrap()).collect();
+    assert_eq!(seqs, (last_seq + 1..=last_seq + 252).collect::<Vec<_>>(), "in order, no gap, no repeat");
 }
