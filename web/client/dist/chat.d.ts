@@ -1,0 +1,63 @@
+import { PamError } from './errors.js';
+import type { ChatResult } from './types.js';
+/** Where a chat is: waiting to be sent, sent, stored by the server, streaming, or finished. */
+export type ChatStatus = 'queued' | 'sent' | 'acked' | 'streaming' | 'done' | 'failed';
+/**
+ * A chat in flight. Deltas are for showing progress; {@link ChatHandle.result} (and `onEnd`)
+ * carries the whole answer, which replaces whatever the deltas said — after a failed resume the
+ * chat is re-sent and deltas may repeat, and a repeated id is answered from storage without any.
+ */
+export declare class ChatHandle implements AsyncIterable<string> {
+    /** The client message id (the server's idempotency key). */
+    readonly id: string;
+    /** Resolves with the answer; rejects with a {@link PamError}. */
+    readonly result: Promise<ChatResult>;
+    private statusValue;
+    private textValue;
+    private final?;
+    private failure?;
+    private resolveResult;
+    private rejectResult;
+    private readonly ackCbs;
+    private readonly deltaCbs;
+    private readonly endCbs;
+    private readonly errorCbs;
+    private readonly buffered;
+    private readonly waiters;
+    /** Set by the client: asks the server to stop this chat. */
+    private readonly cancelFn;
+    /** @internal Made by {@link PamClient.chat}. */
+    constructor(id: string, cancel: (id: string) => void);
+    /** Where the chat is. */
+    get status(): ChatStatus;
+    /** The text so far: the deltas while streaming, the final answer once done. */
+    get text(): string;
+    /** Calls `cb` once the server has stored the chat (v2 `ack`). */
+    onAck(cb: () => void): this;
+    /** Calls `cb(delta, textSoFar)` for each streamed piece (v2 only). */
+    onDelta(cb: (delta: string, text: string) => void): this;
+    /** Calls `cb(result)` with the whole answer (at once if it already came). */
+    onEnd(cb: (result: ChatResult) => void): this;
+    /** Calls `cb(error)` when the chat fails (at once if it already did). */
+    onError(cb: (error: PamError) => void): this;
+    /** Asks the server to stop; the chat still ends with the partial text (or fails if never sent). */
+    cancel(): void;
+    /** The deltas as they stream; ends after the last one, throws the chat's error. */
+    [Symbol.asyncIterator](): AsyncIterator<string>;
+    /** @internal True once ended or failed. */
+    get finished(): boolean;
+    /** @internal The frame went out on a socket (or REST). */
+    markSent(): void;
+    /** @internal Back to the queue: the socket closed before the server stored it. */
+    markQueued(): void;
+    /** @internal The server stored it. */
+    ack(): void;
+    /** @internal A streamed piece. */
+    delta(delta: string): void;
+    /** @internal Re-sent after a failed resume: the text starts over (the iterator keeps what it gave). */
+    restart(): void;
+    /** @internal The whole answer; replaces the deltas. */
+    end(result: ChatResult): void;
+    /** @internal The chat failed. */
+    fail(error: PamError): void;
+}

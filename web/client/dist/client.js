@@ -1,0 +1,526 @@
+//! `PamClient`: one logical connection to the gateway that survives sockets. It owns the state
+//! machine (connecting → live → reconnecting/offline → stopped), the backoff, the queue of chats
+//! by client message id, the REST fallback and the browser's online/visibility signals; the
+//! dialects' frame handling lives in v2.ts and legacy.ts.
+import { backoff, delayMs } from './backoff.js';
+import { ChatHandle } from './chat.js';
+import { systemClock } from './clock.js';
+import { classifyClose, closeCodeRow, describeClose } from './close-codes.js';
+import { Emitter } from './emitter.js';
+import { PamError } from './errors.js';
+import { onLegacyFrame, startLegacyHeartbeat } from './legacy.js';
+import { restChat, restDismissTimer } from './rest.js';
+import { onV2Frame } from './v2.js';
+/**
+ * A PAM gateway client. Create it, subscribe with `on(…)`, call `connect()`, then `chat(…)`.
+ * Chats made while disconnected are queued and sent once the socket is live (or over REST).
+ */
+export class PamClient extends Emitter {
+    /** @internal */ clock;
+    /** @internal */ dialectValue;
+    /** @internal */ pending = new Map();
+    /** @internal */ stream;
+    /** @internal Awaiting `resumed`/`resume_failed` on the live socket: chats wait. */ resuming = false;
+    /** @internal Generation of the current socket (bumped per socket and by `close()`). */ gen = 0;
+    /** @internal Generation of the socket that reached `welcome`/`connection`. */ liveGen = -1;
+    /** @internal */ heartbeat;
+    /** @internal */ lastRefreshAt = -Infinity;
+    /** @internal v2: `welcome.heartbeat_ms` of the live socket. */ heartbeatMs = 0;
+    /** @internal v2: the epoch of the live socket's welcome (the fresh stream's, should a resume fail). */ pendingEpoch;
+    /** @internal Legacy: pings sent since the last frame. */ missedPongs = 0;
+    /** @internal Consecutive closes for the client's own frames (1008/1009…) without a completed chat. */ policyStrikes = 0;
+    options;
+    httpBase;
+    wsBase;
+    backoffBounds;
+    WebSocketCtor;
+    fetchFn;
+    environment;
+    random;
+    newId;
+    stateValue = 'idle';
+    ws = null;
+    wantOpen = false;
+    attempt = 0;
+    failedWithoutWelcome = 0;
+    everLive = false;
+    restMode = false;
+    tokenReason = 'connect';
+    reconnectTimer;
+    connectTimer;
+    pendingDismiss = [];
+    envHandlers = [];
+    constructor(options) {
+        super();
+        if (!options || typeof options.url !== 'string' || !/^(https?|wss?):\/\//.test(options.url)) {
+            throw new TypeError('PamClient: `url` must be an http(s):// or ws(s):// URL');
+        }
+        if (typeof options.getToken !== 'function')
+            throw new TypeError('PamClient: `getToken` is required');
+        this.options = options;
+        this.dialectValue = options.dialect ?? 'v2';
+        if (this.dialectValue === 'legacy' && !options.userId)
+            throw new TypeError('PamClient: the legacy dialect needs `userId`');
+        const base = options.url.replace(/\/+$/, '');
+        this.httpBase = base.replace(/^ws(s?):/, 'http$1:');
+        this.wsBase = this.httpBase.replace(/^http(s?):/, 'ws$1:');
+        this.backoffBounds = backoff(options.backoff);
+        this.clock = options.clock ?? systemClock;
+        this.random = options.random ?? Math.random;
+        const g = globalThis;
+        this.WebSocketCtor = options.WebSocket ?? g.WebSocket;
+        this.fetchFn = options.fetch ?? (g.fetch ? g.fetch.bind(globalThis) : undefined);
+        this.newId = options.newId ?? (() => g.crypto?.randomUUID?.() ?? fallbackId(this.random));
+        const env = globalThis;
+        this.environment = options.environment !== undefined ? options.environment : typeof env.addEventListener === 'function' ? env : null;
+        // No WebSocket at all (an old runtime): REST from the start.
+        if (!this.WebSocketCtor)
+            this.restMode = true;
+    }
+    /** The connection state. */
+    get state() {
+        return this.stateValue;
+    }
+    /** The dialect spoken. */
+    get dialect() {
+        return this.dialectValue;
+    }
+    /** `socket`, or `rest` while chats go over `POST /api/v1/pam/chat`. */
+    get transport() {
+        return this.restMode ? 'rest' : 'socket';
+    }
+    /** The v2 stream id (what a reconnect resumes), once known. */
+    get streamId() {
+        return this.stream?.id;
+    }
+    /** Opens the connection (idempotent); it then reconnects by itself until `close()` or a stop. */
+    connect() {
+        if (this.wantOpen)
+            return this;
+        this.wantOpen = true;
+        this.attempt = 0;
+        this.policyStrikes = 0;
+        this.listenToEnvironment();
+        if (this.environment?.navigator?.onLine === false)
+            this.setState('offline');
+        else if (this.WebSocketCtor)
+            void this.open();
+        else
+            this.flush();
+        return this;
+    }
+    /** Closes for good: the socket closes with 1000, queued and running chats fail with `CLOSED`. */
+    close() {
+        if (!this.wantOpen && this.stateValue === 'stopped')
+            return;
+        const ws = this.ws;
+        this.ws = null;
+        this.gen++;
+        if (ws) {
+            detach(ws);
+            try {
+                ws.close(1000, 'client closed');
+            }
+            catch {
+                // Already closing.
+            }
+        }
+        this.stop(1000, 'closed by the app');
+    }
+    /**
+     * Sends a chat (queued while disconnected). The handle streams deltas (v2), and ends with the
+     * whole answer, which replaces the deltas; the chat's `id` is its idempotency key.
+     */
+    chat(text, options = {}) {
+        const id = options.id ?? this.newId();
+        const existing = this.pending.get(id);
+        if (existing)
+            return existing.handle;
+        const handle = new ChatHandle(id, (chatId) => this.cancel(chatId));
+        const chat = { handle, message: text, sessionId: options.sessionId, context: options.context, sentOn: 0, acked: false, dropAnswer: false };
+        this.pending.set(id, chat);
+        if (!this.wantOpen && this.stateValue === 'stopped') {
+            handle.fail(new PamError('CLOSED', 'the client is closed; call connect() first'));
+            this.pending.delete(id);
+        }
+        else {
+            this.flush();
+        }
+        return handle;
+    }
+    /** Dismisses a pushed timer or alert by its `id` (v2 `dismiss`; legacy: the REST route for timers). */
+    dismiss(id) {
+        if (this.dialectValue === 'legacy') {
+            void this.dismissOverRest(id);
+            return;
+        }
+        if (this.isLive())
+            this.send({ type: 'dismiss', id });
+        else
+            this.pendingDismiss.push(id);
+    }
+    async dismissOverRest(id) {
+        if (!this.fetchFn)
+            return;
+        try {
+            const token = await this.options.getToken('connect');
+            await restDismissTimer(this.fetchFn, this.httpBase, token, id, this.options.userId ?? '');
+        }
+        catch (error) {
+            const e = error instanceof PamError ? error : new PamError('NETWORK', String(error), true);
+            this.emit('server_error', { code: e.code, message: e.message, retryable: e.retryable });
+        }
+    }
+    cancel(id) {
+        const chat = this.pending.get(id);
+        if (!chat)
+            return;
+        const cancelled = new PamError('CANCELLED', 'the chat was cancelled');
+        if (chat.sentOn === 0) {
+            this.pending.delete(id);
+            chat.handle.fail(cancelled);
+        }
+        else if (this.dialectValue === 'v2' && chat.sentOn === this.gen && this.isLive()) {
+            // The server stops it and ends it with the partial text.
+            this.send({ type: 'cancel', id });
+        }
+        else if (this.dialectValue === 'legacy' && chat.sentOn === this.gen) {
+            chat.dropAnswer = true;
+            chat.handle.fail(cancelled);
+        }
+        else {
+            this.pending.delete(id);
+            chat.handle.fail(cancelled);
+        }
+    }
+    // ---- internals used by v2.ts and legacy.ts ----
+    /** @internal The current socket is live and not waiting for a resume outcome. */
+    isLive() {
+        return this.ws !== null && this.liveGen === this.gen && !this.resuming;
+    }
+    /** @internal Sends one frame on the current socket (dropped when there is none). */
+    send(frame) {
+        try {
+            this.ws?.send(JSON.stringify(frame));
+        }
+        catch {
+            // The socket is closing; its close handler re-queues what is unanswered.
+        }
+    }
+    /** @internal Emits an event (the dialect handlers' way out). */
+    fire(event, payload) {
+        this.emit(event, payload);
+    }
+    /** @internal The server said `welcome`/`connection`: the attempt counts as a success. */
+    markLive(gen, payload) {
+        if (gen !== this.gen)
+            return;
+        this.clock.clearTimeout(this.connectTimer);
+        this.liveGen = gen;
+        this.attempt = 0;
+        this.failedWithoutWelcome = 0;
+        this.everLive = true;
+        this.restMode = false;
+        this.setState('live');
+        this.emit('live', payload);
+    }
+    /** @internal Asks `getToken('expiring')` and sends `auth_refresh` (at most once per 5 s). */
+    async refreshToken(gen) {
+        const wait = this.lastRefreshAt + 5_000 - this.clock.now();
+        if (wait > 0) {
+            this.clock.setTimeout(() => void this.refreshToken(gen), wait);
+            return;
+        }
+        this.lastRefreshAt = this.clock.now();
+        try {
+            const token = await this.options.getToken('expiring');
+            if (gen === this.gen && this.ws)
+                this.send({ type: 'auth_refresh', token });
+        }
+        catch {
+            // No fresh token: the server closes with 4401 at `exp` and the reconnect asks again.
+        }
+    }
+    /** @internal Sends what is queued: dismissals, then chats in order (legacy: one at a time). */
+    flush() {
+        if (this.restMode) {
+            for (const chat of this.pending.values())
+                if (chat.sentOn === 0)
+                    void this.sendOverRest(chat);
+            return;
+        }
+        if (!this.isLive())
+            return;
+        for (const id of this.pendingDismiss.splice(0))
+            this.send({ type: 'dismiss', id });
+        for (const chat of this.pending.values()) {
+            if (chat.sentOn === this.gen || chat.sentOn === -1 || chat.acked)
+                continue;
+            if (this.dialectValue === 'legacy') {
+                if ([...this.pending.values()].some((c) => c.sentOn === this.gen))
+                    return;
+                const frame = { type: 'chat', message: chat.message };
+                if (chat.sessionId !== undefined)
+                    frame.session_id = chat.sessionId;
+                if (chat.context !== undefined)
+                    frame.context = chat.context;
+                this.send(frame);
+            }
+            else {
+                const frame = { type: 'chat', id: chat.handle.id, message: chat.message };
+                if (chat.sessionId !== undefined)
+                    frame.session_id = chat.sessionId;
+                if (chat.context !== undefined)
+                    frame.context = chat.context;
+                this.send(frame);
+            }
+            chat.sentOn = this.gen;
+            chat.handle.markSent();
+        }
+    }
+    /** @internal A chat finished (answered or failed): forget it and send the next (legacy). */
+    settle(id) {
+        this.pending.delete(id);
+        if (this.dialectValue === 'legacy')
+            this.flush();
+    }
+    /** @internal Drops the current socket as if it closed with `code` (no welcome, dead heartbeat). */
+    drop(gen, code, reason) {
+        if (gen !== this.gen || !this.ws)
+            return;
+        const ws = this.ws;
+        detach(ws);
+        try {
+            ws.close(1000, reason.slice(0, 100));
+        }
+        catch {
+            // Never opened.
+        }
+        this.onClosed(gen, code, reason);
+    }
+    // ---- socket lifecycle ----
+    async open() {
+        const gen = ++this.gen;
+        this.setState('connecting');
+        this.emit('connecting', { attempt: this.attempt });
+        let token;
+        try {
+            token = await this.options.getToken(this.tokenReason);
+        }
+        catch (error) {
+            if (gen !== this.gen || !this.wantOpen)
+                return;
+            this.ws = { readyState: 3, send() { }, close() { }, onopen: null, onmessage: null, onclose: null, onerror: null };
+            return this.onClosed(gen, 1006, `could not get a token: ${String(error)}`);
+        }
+        if (gen !== this.gen || !this.wantOpen || !this.WebSocketCtor)
+            return;
+        this.tokenReason = 'connect';
+        const url = this.dialectValue === 'v2'
+            ? `${this.wsBase}/api/v2/pam/ws`
+            : `${this.wsBase}/api/v1/pam/ws/${encodeURIComponent(this.options.userId ?? '')}?token=${encodeURIComponent(token)}`;
+        let ws;
+        try {
+            ws = new this.WebSocketCtor(url);
+        }
+        catch (error) {
+            this.ws = { readyState: 3, send() { }, close() { }, onopen: null, onmessage: null, onclose: null, onerror: null };
+            return this.onClosed(gen, 1006, `could not open a socket: ${String(error)}`);
+        }
+        this.ws = ws;
+        this.connectTimer = this.clock.setTimeout(() => this.drop(gen, 1006, 'the server did not welcome the socket in time'), this.options.connectTimeoutMs ?? 10_000);
+        ws.onopen = () => {
+            if (gen !== this.gen)
+                return;
+            // v2 sends the token in the first frame, never in the URL (proxies log URLs).
+            if (this.dialectValue === 'v2')
+                this.send({ type: 'auth', token });
+            else
+                startLegacyHeartbeat(this, gen, this.options.legacyPingMs ?? 15_000);
+        };
+        ws.onmessage = (event) => this.onMessage(gen, event.data);
+        ws.onclose = (event) => this.onClosed(gen, event.code, event.reason);
+        ws.onerror = () => undefined; // `onclose` follows with the code.
+    }
+    onMessage(gen, data) {
+        if (gen !== this.gen)
+            return;
+        let frame;
+        try {
+            const text = typeof data === 'string' ? data : new TextDecoder().decode(data);
+            frame = JSON.parse(text);
+        }
+        catch {
+            return; // The server sends only JSON text; anything else is not ours to act on.
+        }
+        if (!frame || typeof frame !== 'object' || typeof frame.type !== 'string')
+            return;
+        if (this.dialectValue === 'v2')
+            onV2Frame(this, gen, frame);
+        else
+            onLegacyFrame(this, gen, frame);
+    }
+    onClosed(gen, code, reason) {
+        if (gen !== this.gen || !this.ws)
+            return;
+        this.ws = null;
+        this.clock.clearTimeout(this.connectTimer);
+        this.clock.clearTimeout(this.heartbeat);
+        const wasLive = this.liveGen === gen;
+        this.resuming = false;
+        if (!this.wantOpen)
+            return;
+        const why = describeClose(code, reason);
+        const kind = classifyClose(code);
+        if (kind === 'stop')
+            return this.stop(code, why);
+        if (kind === 'no_loop') {
+            // Our own frame broke a rule: fail what this socket carried unacked, so it is not replayed.
+            const error = new PamError(closeCodeRow(code)?.errorCode ?? 'PROTOCOL_ERROR', why);
+            for (const chat of [...this.pending.values()]) {
+                if (chat.sentOn === gen && !chat.acked) {
+                    this.pending.delete(chat.handle.id);
+                    chat.handle.fail(error);
+                }
+            }
+            if (++this.policyStrikes > 1)
+                return this.stop(code, why);
+        }
+        if (kind === 'refresh')
+            this.tokenReason = 'expired';
+        for (const chat of this.pending.values()) {
+            // Unacked chats go back to the queue (v2 re-sends them with the same id; legacy has no ids).
+            if (chat.sentOn === gen && (!chat.acked || this.dialectValue === 'legacy')) {
+                if (chat.dropAnswer)
+                    this.pending.delete(chat.handle.id);
+                chat.sentOn = 0;
+                chat.handle.markQueued();
+            }
+        }
+        if (!wasLive) {
+            this.failedWithoutWelcome++;
+            const after = this.options.restFallbackAfter ?? 3;
+            if (!this.everLive && !this.restMode && after > 0 && this.failedWithoutWelcome >= after && this.fetchFn) {
+                this.restMode = true;
+                this.emit('rest_fallback', { failedAttempts: this.failedWithoutWelcome });
+                this.flush();
+            }
+        }
+        if (this.environment?.navigator?.onLine === false)
+            return this.setState('offline');
+        this.scheduleReconnect(code, why);
+    }
+    scheduleReconnect(code, reason) {
+        const delay = delayMs(this.backoffBounds, this.attempt, this.random);
+        this.attempt++;
+        this.setState('reconnecting');
+        this.emit('reconnecting', { delayMs: delay, attempt: this.attempt, code, reason });
+        this.clock.clearTimeout(this.reconnectTimer);
+        this.reconnectTimer = this.clock.setTimeout(() => void this.open(), delay);
+    }
+    stop(code, reason) {
+        this.wantOpen = false;
+        this.clock.clearTimeout(this.reconnectTimer);
+        this.clock.clearTimeout(this.connectTimer);
+        this.clock.clearTimeout(this.heartbeat);
+        this.forgetEnvironment();
+        const error = new PamError(code === 1000 ? 'CLOSED' : (closeCodeRow(code)?.errorCode ?? 'CLOSED'), reason);
+        for (const chat of [...this.pending.values()]) {
+            if (chat.sentOn === -1)
+                continue; // A REST request in flight still answers.
+            this.pending.delete(chat.handle.id);
+            chat.handle.fail(error);
+        }
+        this.setState('stopped');
+        this.emit('stopped', { code, reason });
+    }
+    async sendOverRest(chat) {
+        if (!this.fetchFn)
+            return;
+        chat.sentOn = -1;
+        chat.handle.markSent();
+        let reason = 'connect';
+        for (let attempt = 0;; attempt++) {
+            try {
+                const token = await this.options.getToken(reason);
+                const request = { id: chat.handle.id, message: chat.message, sessionId: chat.sessionId, context: chat.context };
+                const result = await restChat(this.fetchFn, this.httpBase, token, request);
+                this.pending.delete(chat.handle.id);
+                chat.handle.end(result);
+                return;
+            }
+            catch (thrown) {
+                const error = thrown instanceof PamError ? thrown : new PamError('NETWORK', String(thrown), true);
+                const expired = error.status === 401 && reason !== 'expired';
+                if (expired)
+                    reason = 'expired';
+                if (!expired && (!error.retryable || attempt >= 4 || chat.handle.finished)) {
+                    this.pending.delete(chat.handle.id);
+                    chat.handle.fail(error);
+                    return;
+                }
+                // Same Idempotency-Key on every retry: the server answers it once.
+                const wait = expired ? 0 : delayMs(this.backoffBounds, attempt, this.random);
+                await new Promise((resolve) => this.clock.setTimeout(resolve, wait));
+            }
+        }
+    }
+    setState(state) {
+        if (state === this.stateValue)
+            return;
+        this.stateValue = state;
+        this.emit('state', { state });
+    }
+    // ---- browser signals ----
+    listenToEnvironment() {
+        const env = this.environment;
+        if (!env || this.envHandlers.length)
+            return;
+        const online = () => {
+            this.emit('online', {});
+            if (this.wantOpen && (this.stateValue === 'offline' || this.stateValue === 'reconnecting'))
+                this.reconnectNow(true);
+        };
+        const offline = () => {
+            this.emit('offline', {});
+            if (this.stateValue === 'reconnecting') {
+                this.clock.clearTimeout(this.reconnectTimer);
+                this.setState('offline');
+            }
+        };
+        const visible = () => {
+            if (env.document?.visibilityState === 'visible' && this.wantOpen && this.stateValue === 'reconnecting')
+                this.reconnectNow(false);
+        };
+        this.envHandlers.push(['online', online, 'window'], ['offline', offline, 'window'], ['visibilitychange', visible, 'document']);
+        for (const [type, fn, on] of this.envHandlers) {
+            if (on === 'window')
+                env.addEventListener(type, fn);
+            else
+                env.document?.addEventListener?.(type, fn);
+        }
+    }
+    forgetEnvironment() {
+        const env = this.environment;
+        for (const [type, fn, on] of this.envHandlers.splice(0)) {
+            if (on === 'window')
+                env?.removeEventListener(type, fn);
+            else
+                env?.document?.removeEventListener?.(type, fn);
+        }
+    }
+    reconnectNow(resetBackoff) {
+        this.clock.clearTimeout(this.reconnectTimer);
+        if (resetBackoff)
+            this.attempt = 0;
+        void this.open();
+    }
+}
+function detach(ws) {
+    ws.onopen = ws.onmessage = ws.onerror = null;
+    ws.onclose = null;
+}
+function fallbackId(random) {
+    const hex = (n) => Math.floor(random() * 16 ** n).toString(16).padStart(n, '0');
+    return `${hex(8)}-${hex(4)}-4${hex(3)}-${(8 + Math.floor(random() * 4)).toString(16)}${hex(3)}-${hex(12)}`;
+}

@@ -1,0 +1,12 @@
+/** SDK-side codes next to the server's `ErrorCode`s. */
+export type ClientErrorCode = 'CANCELLED' | 'CLOSED' | 'NETWORK' | 'NOT_CONNECTED' | 'REST_FAILED';
+/** A failed chat or request. `code` is a server `error_code` or a {@link ClientErrorCode}. */
+export declare class PamError extends Error {
+    /** The server's `error_code` (`RATE_LIMIT_EXCEEDED`, …) or an SDK code (`CANCELLED`, …). */
+    readonly code: string;
+    /** True when sending the same message again later may work. */
+    readonly retryable: boolean;
+    /** The HTTP status, for REST failures. */
+    readonly status?: number;
+    constructor(code: string, message: string, retryable?: boolean, status?: number);
+}

@@ -1,0 +1,87 @@
+//! The legacy dialect (today's app): `connection` → chats one at a time, each answered by one
+//! `chat_response`; client pings every 15 s and 3 missed pongs drop the socket. No ids, no
+//! resume, no streaming: a chat in flight when a socket drops is sent again (and may be answered
+//! twice — use v2 for exactly-once answers).
+import { PamError } from './errors.js';
+/** @internal Handles one parsed legacy server frame from socket generation `gen`. */
+export function onLegacyFrame(client, gen, frame) {
+    client.missedPongs = 0;
+    switch (frame.type) {
+        case 'connection': {
+            const hello = frame;
+            client.markLive(gen, { connectionId: hello.connection_id, dialect: 'legacy' });
+            return client.flush();
+        }
+        case 'chat_response':
+            return onAnswer(client, frame);
+        case 'error': {
+            const code = String(frame.error_code ?? 'INTERNAL');
+            const message = String(frame.message ?? '');
+            const chat = inFlight(client);
+            // Today's client resolves its pending chat with an error frame too.
+            if (chat && code !== 'INVALID_JSON' && code !== 'UNKNOWN_TYPE') {
+                client.settle(chat.handle.id);
+                chat.handle.fail(new PamError(code, message, code === 'RATE_LIMIT_EXCEEDED'));
+            }
+            else {
+                client.fire('server_error', { code, message, retryable: false });
+            }
+            return;
+        }
+        case 'ping':
+            return client.send({ type: 'pong', timestamp: frame.timestamp });
+        case 'timer_expired': {
+            const { type: _t, ...push } = frame;
+            return client.fire('timer_expired', push);
+        }
+        case 'proactive_alert': {
+            const { type: _t, ...push } = frame;
+            return client.fire('proactive_alert', push);
+        }
+    }
+}
+function inFlight(client) {
+    for (const chat of client.pending.values())
+        if (chat.sentOn === client.gen)
+            return chat;
+    return undefined;
+}
+function onAnswer(client, answer) {
+    const chat = inFlight(client);
+    if (!chat)
+        return;
+    client.policyStrikes = 0;
+    client.settle(chat.handle.id);
+    if (chat.dropAnswer)
+        return;
+    if (answer.error) {
+        chat.handle.fail(new PamError(answer.error_code ?? 'INTERNAL', answer.message, true));
+        return;
+    }
+    const result = {
+        id: chat.handle.id,
+        text: answer.message || answer.content,
+        uiActions: answer.ui_actions ?? [],
+        via: 'legacy',
+        cached: false,
+        model: answer.model,
+        source: answer.source,
+        latencyMs: answer.latency_ms,
+        sessionId: answer.session_id,
+    };
+    chat.handle.end(result);
+}
+/** @internal Pings every `everyMs`; the third unanswered ping drops the socket (as today's app). */
+export function startLegacyHeartbeat(client, gen, everyMs) {
+    client.missedPongs = 0;
+    const tick = () => {
+        if (gen !== client.gen)
+            return;
+        if (client.missedPongs >= 3)
+            return client.drop(gen, 1006, 'three pings went unanswered');
+        client.missedPongs++;
+        client.send({ type: 'ping', timestamp: client.clock.now() });
+        client.heartbeat = client.clock.setTimeout(tick, everyMs);
+    };
+    client.heartbeat = client.clock.setTimeout(tick, everyMs);
+}

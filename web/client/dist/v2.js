@@ -1,0 +1,130 @@
+//! The v2 dialect: `welcome` → `resume` (when there is a stream to continue) → chats; `seq`
+//! bookkeeping, per-chat `ack`/`chat_delta`/`chat_end`/`error`, in-band token refresh and pushes.
+import { PamError } from './errors.js';
+/** @internal Handles one parsed v2 server frame from socket generation `gen`. */
+export function onV2Frame(client, gen, raw) {
+    const frame = raw;
+    if (frame.type !== 'welcome' && frame.type !== 'resume_failed' && typeof frame.seq === 'number' && client.stream) {
+        // Replayed and live frames of the stream being continued; max() so a fresh stream's
+        // low-numbered frames before the resume outcome cannot move the position back.
+        client.stream.lastSeq = Math.max(client.stream.lastSeq, frame.seq);
+    }
+    armWatchdog(client, gen);
+    switch (frame.type) {
+        case 'welcome':
+            return onWelcome(client, gen, frame);
+        case 'resumed':
+            client.stream = { id: frame.stream_id, epoch: client.stream?.epoch ?? '', lastSeq: frame.seq };
+            client.resuming = false;
+            client.fire('resumed', { streamId: frame.stream_id, replayed: frame.replayed });
+            return client.flush();
+        case 'resume_failed':
+            return onResumeFailed(client, frame.stream_id, frame.reason, frame.seq);
+        case 'ack': {
+            const chat = client.pending.get(frame.id);
+            if (chat) {
+                chat.acked = true;
+                chat.handle.ack();
+            }
+            return;
+        }
+        case 'chat_delta':
+            client.pending.get(frame.id)?.handle.delta(frame.delta);
+            return;
+        case 'chat_end':
+            return onChatEnd(client, frame);
+        case 'error':
+            return onError(client, frame);
+        case 'auth_expiring':
+            void client.refreshToken(gen);
+            return;
+        case 'ping':
+            return client.send({ type: 'pong', timestamp: frame.timestamp });
+        case 'pong':
+            return;
+        case 'timer_expired': {
+            const { type: _t, seq: _s, ...push } = frame;
+            return client.fire('timer_expired', push);
+        }
+        case 'proactive_alert': {
+            const { type: _t, seq: _s, ...push } = frame;
+            return client.fire('proactive_alert', push);
+        }
+    }
+}
+function onWelcome(client, gen, welcome) {
+    const previous = client.stream;
+    if (previous) {
+        // Continue the earlier stream on whichever node this is; chats wait for the outcome
+        // (the server refuses a resume once this socket runs a chat).
+        client.resuming = true;
+        client.send({ type: 'resume', stream_id: previous.id, epoch: previous.epoch, last_seq: previous.lastSeq });
+    }
+    else {
+        client.stream = { id: welcome.stream_id, epoch: welcome.epoch, lastSeq: welcome.seq };
+    }
+    client.heartbeatMs = welcome.heartbeat_ms;
+    armWatchdog(client, gen);
+    client.markLive(gen, { connectionId: welcome.connection_id, streamId: welcome.stream_id, epoch: welcome.epoch, dialect: 'v2' });
+    client.pendingEpoch = welcome.epoch;
+    if (!previous)
+        client.flush();
+}
+function onResumeFailed(client, streamId, reason, seq) {
+    client.stream = { id: streamId, epoch: client.pendingEpoch ?? client.stream?.epoch ?? '', lastSeq: seq };
+    client.resuming = false;
+    // Everything unanswered is sent again with the same id: the server answers a stored one from
+    // storage and runs the rest, so each is answered once.
+    let resent = 0;
+    for (const chat of client.pending.values()) {
+        if (chat.sentOn === -1 || chat.handle.finished)
+            continue;
+        chat.acked = false;
+        chat.sentOn = 0;
+        chat.handle.restart();
+        resent++;
+    }
+    client.fire('resume_failed', { streamId, reason, resent });
+    client.flush();
+}
+function onChatEnd(client, end) {
+    const chat = client.pending.get(end.id);
+    if (!chat)
+        return; // Already answered (a replay after a re-send): answered exactly once.
+    client.policyStrikes = 0;
+    client.settle(end.id);
+    chat.handle.end({
+        id: end.id,
+        text: end.message,
+        uiActions: end.ui_actions,
+        via: 'v2',
+        cached: end.cached,
+        model: end.model,
+        source: end.source,
+        latencyMs: end.latency_ms,
+        firstTokenMs: end.first_token_ms,
+    });
+}
+function onError(client, frame) {
+    const chat = frame.id ? client.pending.get(frame.id) : undefined;
+    if (!chat) {
+        client.fire('server_error', { code: frame.error_code, message: frame.message, retryable: frame.retryable });
+        return;
+    }
+    if (frame.error_code === 'SERVICE_RESTART') {
+        // This node is draining and closes with 1012: the chat goes to the next one.
+        chat.sentOn = 0;
+        chat.handle.markQueued();
+        return;
+    }
+    client.settle(chat.handle.id);
+    chat.handle.fail(new PamError(frame.error_code, frame.message, frame.retryable));
+}
+/** A silent socket (no frame for two heartbeats and a margin) is dropped and reconnected. */
+function armWatchdog(client, gen) {
+    const every = client.heartbeatMs;
+    if (!every || gen !== client.gen)
+        return;
+    client.clock.clearTimeout(client.heartbeat);
+    client.heartbeat = client.clock.setTimeout(() => client.drop(gen, 1006, 'no frame from the server in time'), every * 2 + 5_000);
+}

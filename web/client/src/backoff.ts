@@ -1,0 +1,43 @@
+//! Full-jitter exponential backoff: attempt n waits a uniformly random time between the floor
+//! and min(cap, base·2ⁿ), so a fleet of clients dropped by one restart does not come back in step.
+
+/** Backoff bounds in milliseconds. */
+export interface BackoffOptions {
+  /** Shortest wait (default 500 ms). */
+  minMs?: number;
+  /** Longest wait (default 20 000 ms). */
+  maxMs?: number;
+  /** The ceiling of attempt 0 (default 1 000 ms); it doubles per attempt up to `maxMs`. */
+  baseMs?: number;
+}
+
+/** Resolved bounds. */
+export interface Backoff {
+  readonly minMs: number;
+  readonly maxMs: number;
+  readonly baseMs: number;
+}
+
+/** Fills in the defaults (0.5–20 s, base 1 s) and keeps min ≤ base ≤ max. */
+export function backoff(options: BackoffOptions = {}): Backoff {
+  const minMs = Math.max(0, options.minMs ?? 500);
+  const maxMs = Math.max(minMs, options.maxMs ?? 20_000);
+  const baseMs = Math.min(maxMs, Math.max(minMs, options.baseMs ?? 1_000));
+  return { minMs, maxMs, baseMs };
+}
+
+/** The largest wait attempt `attempt` (0-based) may draw: min(max, base·2^attempt). */
+export function ceilingMs(b: Backoff, attempt: number): number {
+  // 2^31 is far past any cap; clamping the exponent keeps the arithmetic finite.
+  return Math.min(b.maxMs, b.baseMs * 2 ** Math.min(Math.max(0, attempt), 31));
+}
+
+/**
+ * The wait before reconnect attempt `attempt` (0-based), in whole milliseconds, within
+ * [minMs, ceilingMs(attempt)]. `random` returns a number in [0, 1) (default `Math.random`).
+ */
+export function delayMs(b: Backoff, attempt: number, random: () => number = Math.random): number {
+  const ceiling = ceilingMs(b, attempt);
+  const r = Math.min(Math.max(random(), 0), 1);
+  return Math.round(b.minMs + r * (ceiling - b.minMs));
+}

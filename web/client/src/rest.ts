@@ -1,0 +1,76 @@
+//! The REST fallback: `POST /api/v1/pam/chat` with the client message id as `Idempotency-Key`
+//! (a retry returns the stored answer), and legacy `dismiss` over REST.
+
+import { PamError } from './errors.js';
+import type { ChatResult, FetchLike, UiAction } from './types.js';
+
+/** The 200 body of `POST /api/v1/pam/chat`. */
+export interface RestChatResponse {
+  response: string;
+  actions?: UiAction[];
+  session_id?: string;
+  conversation_id?: string;
+  message_id?: string;
+  processing_time_ms?: number;
+  timestamp?: string;
+}
+
+/** One chat to send over REST. */
+export interface RestChatRequest {
+  id: string;
+  message: string;
+  sessionId?: string | undefined;
+  context?: Record<string, unknown> | undefined;
+}
+
+/**
+ * Sends one chat. Resolves with the answer; throws {@link PamError} with the server's `error`
+ * code and HTTP status (`retryable` for 408/429/5xx and network failures).
+ */
+export async function restChat(fetchFn: FetchLike, httpBase: string, token: string, chat: RestChatRequest): Promise<ChatResult> {
+  const body: Record<string, unknown> = { message: chat.message };
+  if (chat.sessionId !== undefined) body.session_id = chat.sessionId;
+  if (chat.context !== undefined) body.context = chat.context;
+  const response = await post(fetchFn, `${httpBase}/api/v1/pam/chat`, token, body, { 'Idempotency-Key': chat.id });
+  const answer = (await response.json()) as RestChatResponse;
+  const result: ChatResult = {
+    id: chat.id,
+    text: answer.response,
+    uiActions: answer.actions ?? [],
+    via: 'rest',
+    cached: false,
+  };
+  if (answer.session_id !== undefined) result.sessionId = answer.session_id;
+  if (answer.processing_time_ms !== undefined) result.latencyMs = answer.processing_time_ms;
+  return result;
+}
+
+/** Legacy `dismiss`: `POST /api/v1/pam/internal/dismiss-timer` (the route today's app calls). */
+export async function restDismissTimer(fetchFn: FetchLike, httpBase: string, token: string, timerId: string, userId: string): Promise<void> {
+  await post(fetchFn, `${httpBase}/api/v1/pam/internal/dismiss-timer`, token, { timer_id: timerId, user_id: userId }, {});
+}
+
+async function post(fetchFn: FetchLike, url: string, token: string, body: unknown, extra: Record<string, string>) {
+  let response;
+  try {
+    response = await fetchFn(url, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json', Authorization: `Bearer ${token}`, ...extra },
+      body: JSON.stringify(body),
+    });
+  } catch (error) {
+    throw new PamError('NETWORK', `could not reach the server: ${String(error)}`, true);
+  }
+  if (response.ok) return response;
+  let code = 'REST_FAILED';
+  let message = `the server answered ${response.status}`;
+  try {
+    const parsed = JSON.parse(await response.text()) as { error?: string; message?: string };
+    if (typeof parsed.error === 'string') code = parsed.error;
+    if (typeof parsed.message === 'string') message = parsed.message;
+  } catch {
+    // Not JSON (a proxy's page): keep the status as the message.
+  }
+  const retryable = response.status === 408 || response.status === 429 || response.status >= 500;
+  throw new PamError(code, message, retryable, response.status);
+}
