@@ -55,3 +55,5 @@ ensure_redis
 ensure_nextest
 say "running the suite"
 cargo nextest run --workspace --all-targets --no-fail-fast "$@"
+say "running the pam-client SDK tests (web/client: unit, then against the gateway binary)"
+bash web/client/scripts/test.sh
