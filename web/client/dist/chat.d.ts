@@ -26,8 +26,6 @@ export declare class ChatHandle implements AsyncIterable<string> {
     private readonly waiters;
     /** Set by the client: asks the server to stop this chat. */
     private readonly cancelFn;
-    /** @internal Made by {@link PamClient.chat}. */
-    constructor(id: string, cancel: (id: string) => void);
     /** Where the chat is. */
     get status(): ChatStatus;
     /** The text so far: the deltas while streaming, the final answer once done. */
@@ -44,20 +42,4 @@ export declare class ChatHandle implements AsyncIterable<string> {
     cancel(): void;
     /** The deltas as they stream; ends after the last one, throws the chat's error. */
     [Symbol.asyncIterator](): AsyncIterator<string>;
-    /** @internal True once ended or failed. */
-    get finished(): boolean;
-    /** @internal The frame went out on a socket (or REST). */
-    markSent(): void;
-    /** @internal Back to the queue: the socket closed before the server stored it. */
-    markQueued(): void;
-    /** @internal The server stored it. */
-    ack(): void;
-    /** @internal A streamed piece. */
-    delta(delta: string): void;
-    /** @internal Re-sent after a failed resume: the text starts over (the iterator keeps what it gave). */
-    restart(): void;
-    /** @internal The whole answer; replaces the deltas. */
-    end(result: ChatResult): void;
-    /** @internal The chat failed. */
-    fail(error: PamError): void;
 }

@@ -1,43 +1,11 @@
 import { ChatHandle } from './chat.js';
-import { type Clock, type TimerHandle } from './clock.js';
 import { Emitter } from './emitter.js';
 import type { ChatOptions, ConnectionState, Dialect, PamClientOptions, PamEvents } from './types.js';
-/** @internal A chat the client still owes an answer for. `sentOn`: socket generation, 0 = unsent, -1 = REST. */
-export interface PendingChat {
-    handle: ChatHandle;
-    message: string;
-    sessionId: string | undefined;
-    context: Record<string, unknown> | undefined;
-    sentOn: number;
-    acked: boolean;
-    /** Legacy: cancelled locally; its answer is still awaited (to keep answers in order) and dropped. */
-    dropAnswer: boolean;
-}
-/** @internal The v2 stream this client resumes after a reconnect. */
-export interface StreamPosition {
-    id: string;
-    epoch: string;
-    lastSeq: number;
-}
 /**
  * A PAM gateway client. Create it, subscribe with `on(…)`, call `connect()`, then `chat(…)`.
  * Chats made while disconnected are queued and sent once the socket is live (or over REST).
  */
 export declare class PamClient extends Emitter<PamEvents> {
-    /** @internal */ readonly clock: Clock;
-    /** @internal */ readonly dialectValue: Dialect;
-    /** @internal */ readonly pending: Map<string, PendingChat>;
-    /** @internal */ stream: StreamPosition | undefined;
-    /** @internal Awaiting `resumed`/`resume_failed` on the live socket: chats wait. */ resuming: boolean;
-    /** @internal Generation of the current socket (bumped per socket and by `close()`). */ gen: number;
-    /** @internal Generation of the socket that reached `welcome`/`connection`. */ liveGen: number;
-    /** @internal */ heartbeat: TimerHandle | undefined;
-    /** @internal */ lastRefreshAt: number;
-    /** @internal v2: `welcome.heartbeat_ms` of the live socket. */ heartbeatMs: number;
-    /** @internal v2: the epoch of the live socket's welcome (the fresh stream's, should a resume fail). */ pendingEpoch: string | undefined;
-    /** @internal Legacy: pings sent since the last frame. */ missedPongs: number;
-    /** @internal Consecutive closes for the client's own frames (1008/1009…) without a completed chat. */ policyStrikes: number;
-    private readonly options;
     private readonly httpBase;
     private readonly wsBase;
     private readonly backoffBounds;
@@ -47,7 +15,6 @@ export declare class PamClient extends Emitter<PamEvents> {
     private readonly random;
     private readonly newId;
     private stateValue;
-    private ws;
     private wantOpen;
     private attempt;
     private failedWithoutWelcome;
@@ -57,7 +24,7 @@ export declare class PamClient extends Emitter<PamEvents> {
     private reconnectTimer;
     private connectTimer;
     private readonly pendingDismiss;
-    private readonly envHandlers;
+    private unwatch;
     constructor(options: PamClientOptions);
     /** The connection state. */
     get state(): ConnectionState;
@@ -79,31 +46,14 @@ export declare class PamClient extends Emitter<PamEvents> {
     /** Dismisses a pushed timer or alert by its `id` (v2 `dismiss`; legacy: the REST route for timers). */
     dismiss(id: string): void;
     private dismissOverRest;
+    private restContext;
     private cancel;
-    /** @internal The current socket is live and not waiting for a resume outcome. */
-    isLive(): boolean;
-    /** @internal Sends one frame on the current socket (dropped when there is none). */
-    send(frame: Record<string, unknown>): void;
-    /** @internal Emits an event (the dialect handlers' way out). */
-    fire<K extends keyof PamEvents>(event: K, payload: PamEvents[K]): void;
-    /** @internal The server said `welcome`/`connection`: the attempt counts as a success. */
-    markLive(gen: number, payload: PamEvents['live']): void;
-    /** @internal Asks `getToken('expiring')` and sends `auth_refresh` (at most once per 5 s). */
-    refreshToken(gen: number): Promise<void>;
-    /** @internal Sends what is queued: dismissals, then chats in order (legacy: one at a time). */
-    flush(): void;
-    /** @internal A chat finished (answered or failed): forget it and send the next (legacy). */
-    settle(id: string): void;
-    /** @internal Drops the current socket as if it closed with `code` (no welcome, dead heartbeat). */
-    drop(gen: number, code: number, reason: string): void;
     private open;
     private onMessage;
     private onClosed;
     private scheduleReconnect;
     private stop;
-    private sendOverRest;
     private setState;
     private listenToEnvironment;
-    private forgetEnvironment;
     private reconnectNow;
 }

@@ -9,7 +9,8 @@ import { classifyClose, closeCodeRow, describeClose } from './close-codes.js';
 import { Emitter } from './emitter.js';
 import { PamError } from './errors.js';
 import { onLegacyFrame, startLegacyHeartbeat } from './legacy.js';
-import { restChat, restDismissTimer } from './rest.js';
+import { dismissTimerOverRest, sendChatOverRest } from './rest.js';
+import { pickEnvironment, watchEnvironment } from './environment.js';
 import { onV2Frame } from './v2.js';
 /**
  * A PAM gateway client. Create it, subscribe with `on(…)`, call `connect()`, then `chat(…)`.
@@ -29,7 +30,7 @@ export class PamClient extends Emitter {
     /** @internal v2: the epoch of the live socket's welcome (the fresh stream's, should a resume fail). */ pendingEpoch;
     /** @internal Legacy: pings sent since the last frame. */ missedPongs = 0;
     /** @internal Consecutive closes for the client's own frames (1008/1009…) without a completed chat. */ policyStrikes = 0;
-    options;
+    /** @internal */ options;
     httpBase;
     wsBase;
     backoffBounds;
@@ -39,7 +40,7 @@ export class PamClient extends Emitter {
     random;
     newId;
     stateValue = 'idle';
-    ws = null;
+    /** @internal The current socket. */ ws = null;
     wantOpen = false;
     attempt = 0;
     failedWithoutWelcome = 0;
@@ -49,7 +50,7 @@ export class PamClient extends Emitter {
     reconnectTimer;
     connectTimer;
     pendingDismiss = [];
-    envHandlers = [];
+    unwatch;
     constructor(options) {
         super();
         if (!options || typeof options.url !== 'string' || !/^(https?|wss?):\/\//.test(options.url)) {
@@ -71,8 +72,7 @@ export class PamClient extends Emitter {
         this.WebSocketCtor = options.WebSocket ?? g.WebSocket;
         this.fetchFn = options.fetch ?? (g.fetch ? g.fetch.bind(globalThis) : undefined);
         this.newId = options.newId ?? (() => g.crypto?.randomUUID?.() ?? fallbackId(this.random));
-        const env = globalThis;
-        this.environment = options.environment !== undefined ? options.environment : typeof env.addEventListener === 'function' ? env : null;
+        this.environment = pickEnvironment(options.environment);
         // No WebSocket at all (an old runtime): REST from the start.
         if (!this.WebSocketCtor)
             this.restMode = true;
@@ -160,16 +160,17 @@ export class PamClient extends Emitter {
             this.pendingDismiss.push(id);
     }
     async dismissOverRest(id) {
-        if (!this.fetchFn)
-            return;
         try {
-            const token = await this.options.getToken('connect');
-            await restDismissTimer(this.fetchFn, this.httpBase, token, id, this.options.userId ?? '');
+            await dismissTimerOverRest(this.restContext(), id, this.options.userId ?? '');
         }
         catch (error) {
             const e = error instanceof PamError ? error : new PamError('NETWORK', String(error), true);
             this.emit('server_error', { code: e.code, message: e.message, retryable: e.retryable });
         }
+    }
+    restContext() {
+        const { fetchFn, httpBase, clock, backoffBounds, random } = this;
+        return { fetch: fetchFn, httpBase, clock, backoff: backoffBounds, random, getToken: this.options.getToken };
     }
     cancel(id) {
         const chat = this.pending.get(id);
@@ -224,29 +225,12 @@ export class PamClient extends Emitter {
         this.setState('live');
         this.emit('live', payload);
     }
-    /** @internal Asks `getToken('expiring')` and sends `auth_refresh` (at most once per 5 s). */
-    async refreshToken(gen) {
-        const wait = this.lastRefreshAt + 5_000 - this.clock.now();
-        if (wait > 0) {
-            this.clock.setTimeout(() => void this.refreshToken(gen), wait);
-            return;
-        }
-        this.lastRefreshAt = this.clock.now();
-        try {
-            const token = await this.options.getToken('expiring');
-            if (gen === this.gen && this.ws)
-                this.send({ type: 'auth_refresh', token });
-        }
-        catch {
-            // No fresh token: the server closes with 4401 at `exp` and the reconnect asks again.
-        }
-    }
     /** @internal Sends what is queued: dismissals, then chats in order (legacy: one at a time). */
     flush() {
         if (this.restMode) {
             for (const chat of this.pending.values())
                 if (chat.sentOn === 0)
-                    void this.sendOverRest(chat);
+                    void sendChatOverRest(this.restContext(), chat, () => this.pending.delete(chat.handle.id));
             return;
         }
         if (!this.isLive())
@@ -256,24 +240,17 @@ export class PamClient extends Emitter {
         for (const chat of this.pending.values()) {
             if (chat.sentOn === this.gen || chat.sentOn === -1 || chat.acked)
                 continue;
-            if (this.dialectValue === 'legacy') {
-                if ([...this.pending.values()].some((c) => c.sentOn === this.gen))
-                    return;
-                const frame = { type: 'chat', message: chat.message };
-                if (chat.sessionId !== undefined)
-                    frame.session_id = chat.sessionId;
-                if (chat.context !== undefined)
-                    frame.context = chat.context;
-                this.send(frame);
-            }
-            else {
-                const frame = { type: 'chat', id: chat.handle.id, message: chat.message };
-                if (chat.sessionId !== undefined)
-                    frame.session_id = chat.sessionId;
-                if (chat.context !== undefined)
-                    frame.context = chat.context;
-                this.send(frame);
-            }
+            // Legacy answers carry no id: one chat at a time keeps answers matched to questions.
+            if (this.dialectValue === 'legacy' && [...this.pending.values()].some((c) => c.sentOn === this.gen))
+                return;
+            const frame = { type: 'chat', message: chat.message };
+            if (this.dialectValue === 'v2')
+                frame.id = chat.handle.id;
+            if (chat.sessionId !== undefined)
+                frame.session_id = chat.sessionId;
+            if (chat.context !== undefined)
+                frame.context = chat.context;
+            this.send(frame);
             chat.sentOn = this.gen;
             chat.handle.markSent();
         }
@@ -423,7 +400,8 @@ export class PamClient extends Emitter {
         this.clock.clearTimeout(this.reconnectTimer);
         this.clock.clearTimeout(this.connectTimer);
         this.clock.clearTimeout(this.heartbeat);
-        this.forgetEnvironment();
+        this.unwatch?.();
+        this.unwatch = undefined;
         const error = new PamError(code === 1000 ? 'CLOSED' : (closeCodeRow(code)?.errorCode ?? 'CLOSED'), reason);
         for (const chat of [...this.pending.values()]) {
             if (chat.sentOn === -1)
@@ -434,37 +412,6 @@ export class PamClient extends Emitter {
         this.setState('stopped');
         this.emit('stopped', { code, reason });
     }
-    async sendOverRest(chat) {
-        if (!this.fetchFn)
-            return;
-        chat.sentOn = -1;
-        chat.handle.markSent();
-        let reason = 'connect';
-        for (let attempt = 0;; attempt++) {
-            try {
-                const token = await this.options.getToken(reason);
-                const request = { id: chat.handle.id, message: chat.message, sessionId: chat.sessionId, context: chat.context };
-                const result = await restChat(this.fetchFn, this.httpBase, token, request);
-                this.pending.delete(chat.handle.id);
-                chat.handle.end(result);
-                return;
-            }
-            catch (thrown) {
-                const error = thrown instanceof PamError ? thrown : new PamError('NETWORK', String(thrown), true);
-                const expired = error.status === 401 && reason !== 'expired';
-                if (expired)
-                    reason = 'expired';
-                if (!expired && (!error.retryable || attempt >= 4 || chat.handle.finished)) {
-                    this.pending.delete(chat.handle.id);
-                    chat.handle.fail(error);
-                    return;
-                }
-                // Same Idempotency-Key on every retry: the server answers it once.
-                const wait = expired ? 0 : delayMs(this.backoffBounds, attempt, this.random);
-                await new Promise((resolve) => this.clock.setTimeout(resolve, wait));
-            }
-        }
-    }
     setState(state) {
         if (state === this.stateValue)
             return;
@@ -473,41 +420,26 @@ export class PamClient extends Emitter {
     }
     // ---- browser signals ----
     listenToEnvironment() {
-        const env = this.environment;
-        if (!env || this.envHandlers.length)
+        if (!this.environment || this.unwatch)
             return;
-        const online = () => {
-            this.emit('online', {});
-            if (this.wantOpen && (this.stateValue === 'offline' || this.stateValue === 'reconnecting'))
-                this.reconnectNow(true);
-        };
-        const offline = () => {
-            this.emit('offline', {});
-            if (this.stateValue === 'reconnecting') {
-                this.clock.clearTimeout(this.reconnectTimer);
-                this.setState('offline');
-            }
-        };
-        const visible = () => {
-            if (env.document?.visibilityState === 'visible' && this.wantOpen && this.stateValue === 'reconnecting')
-                this.reconnectNow(false);
-        };
-        this.envHandlers.push(['online', online, 'window'], ['offline', offline, 'window'], ['visibilitychange', visible, 'document']);
-        for (const [type, fn, on] of this.envHandlers) {
-            if (on === 'window')
-                env.addEventListener(type, fn);
-            else
-                env.document?.addEventListener?.(type, fn);
-        }
-    }
-    forgetEnvironment() {
-        const env = this.environment;
-        for (const [type, fn, on] of this.envHandlers.splice(0)) {
-            if (on === 'window')
-                env?.removeEventListener(type, fn);
-            else
-                env?.document?.removeEventListener?.(type, fn);
-        }
+        this.unwatch = watchEnvironment(this.environment, {
+            online: () => {
+                this.emit('online', {});
+                if (this.wantOpen && (this.stateValue === 'offline' || this.stateValue === 'reconnecting'))
+                    this.reconnectNow(true);
+            },
+            offline: () => {
+                this.emit('offline', {});
+                if (this.stateValue === 'reconnecting') {
+                    this.clock.clearTimeout(this.reconnectTimer);
+                    this.setState('offline');
+                }
+            },
+            visible: () => {
+                if (this.wantOpen && this.stateValue === 'reconnecting')
+                    this.reconnectNow(false);
+            },
+        });
     }
     reconnectNow(resetBackoff) {
         this.clock.clearTimeout(this.reconnectTimer);

@@ -10,28 +10,11 @@ import { classifyClose, closeCodeRow, describeClose } from './close-codes.js';
 import { Emitter } from './emitter.js';
 import { PamError } from './errors.js';
 import { onLegacyFrame, startLegacyHeartbeat } from './legacy.js';
-import { restChat, restDismissTimer } from './rest.js';
+import { dismissTimerOverRest, sendChatOverRest, type RestContext } from './rest.js';
+import { pickEnvironment, watchEnvironment } from './environment.js';
 import type { ChatOptions, ConnectionState, Dialect, EnvironmentLike, FetchLike, PamClientOptions, PamEvents, TokenReason, WebSocketConstructor, WebSocketLike } from './types.js';
 import { onV2Frame } from './v2.js';
-
-/** @internal A chat the client still owes an answer for. `sentOn`: socket generation, 0 = unsent, -1 = REST. */
-export interface PendingChat {
-  handle: ChatHandle;
-  message: string;
-  sessionId: string | undefined;
-  context: Record<string, unknown> | undefined;
-  sentOn: number;
-  acked: boolean;
-  /** Legacy: cancelled locally; its answer is still awaited (to keep answers in order) and dropped. */
-  dropAnswer: boolean;
-}
-
-/** @internal The v2 stream this client resumes after a reconnect. */
-export interface StreamPosition {
-  id: string;
-  epoch: string;
-  lastSeq: number;
-}
+import type { PendingChat, StreamPosition } from './internal.js';
 
 /**
  * A PAM gateway client. Create it, subscribe with `on(…)`, call `connect()`, then `chat(…)`.
@@ -51,7 +34,7 @@ export class PamClient extends Emitter<PamEvents> {
   /** @internal v2: the epoch of the live socket's welcome (the fresh stream's, should a resume fail). */ pendingEpoch: string | undefined;
   /** @internal Legacy: pings sent since the last frame. */ missedPongs = 0;
   /** @internal Consecutive closes for the client's own frames (1008/1009…) without a completed chat. */ policyStrikes = 0;
-  private readonly options: PamClientOptions;
+  /** @internal */ readonly options: PamClientOptions;
   private readonly httpBase: string;
   private readonly wsBase: string;
   private readonly backoffBounds: Backoff;
@@ -61,7 +44,7 @@ export class PamClient extends Emitter<PamEvents> {
   private readonly random: () => number;
   private readonly newId: () => string;
   private stateValue: ConnectionState = 'idle';
-  private ws: WebSocketLike | null = null;
+  /** @internal The current socket. */ ws: WebSocketLike | null = null;
   private wantOpen = false;
   private attempt = 0;
   private failedWithoutWelcome = 0;
@@ -71,7 +54,7 @@ export class PamClient extends Emitter<PamEvents> {
   private reconnectTimer: TimerHandle | undefined;
   private connectTimer: TimerHandle | undefined;
   private readonly pendingDismiss: string[] = [];
-  private readonly envHandlers: Array<[string, () => void, 'window' | 'document']> = [];
+  private unwatch: (() => void) | undefined;
 
   constructor(options: PamClientOptions) {
     super();
@@ -92,8 +75,7 @@ export class PamClient extends Emitter<PamEvents> {
     this.WebSocketCtor = options.WebSocket ?? g.WebSocket;
     this.fetchFn = options.fetch ?? (g.fetch ? (g.fetch.bind(globalThis) as FetchLike) : undefined);
     this.newId = options.newId ?? (() => g.crypto?.randomUUID?.() ?? fallbackId(this.random));
-    const env = globalThis as unknown as Partial<EnvironmentLike>;
-    this.environment = options.environment !== undefined ? options.environment : typeof env.addEventListener === 'function' ? (env as EnvironmentLike) : null;
+    this.environment = pickEnvironment(options.environment);
     // No WebSocket at all (an old runtime): REST from the start.
     if (!this.WebSocketCtor) this.restMode = true;
   }
@@ -179,14 +161,17 @@ export class PamClient extends Emitter<PamEvents> {
   }
 
   private async dismissOverRest(id: string): Promise<void> {
-    if (!this.fetchFn) return;
     try {
-      const token = await this.options.getToken('connect');
-      await restDismissTimer(this.fetchFn, this.httpBase, token, id, this.options.userId ?? '');
+      await dismissTimerOverRest(this.restContext(), id, this.options.userId ?? '');
     } catch (error) {
       const e = error instanceof PamError ? error : new PamError('NETWORK', String(error), true);
       this.emit('server_error', { code: e.code, message: e.message, retryable: e.retryable });
     }
+  }
+
+  private restContext(): RestContext {
+    const { fetchFn, httpBase, clock, backoffBounds, random } = this;
+    return { fetch: fetchFn, httpBase, clock, backoff: backoffBounds, random, getToken: this.options.getToken };
   }
 
   private cancel(id: string): void {
@@ -242,44 +227,23 @@ export class PamClient extends Emitter<PamEvents> {
     this.emit('live', payload);
   }
 
-  /** @internal Asks `getToken('expiring')` and sends `auth_refresh` (at most once per 5 s). */
-  async refreshToken(gen: number): Promise<void> {
-    const wait = this.lastRefreshAt + 5_000 - this.clock.now();
-    if (wait > 0) {
-      this.clock.setTimeout(() => void this.refreshToken(gen), wait);
-      return;
-    }
-    this.lastRefreshAt = this.clock.now();
-    try {
-      const token = await this.options.getToken('expiring');
-      if (gen === this.gen && this.ws) this.send({ type: 'auth_refresh', token });
-    } catch {
-      // No fresh token: the server closes with 4401 at `exp` and the reconnect asks again.
-    }
-  }
-
   /** @internal Sends what is queued: dismissals, then chats in order (legacy: one at a time). */
   flush(): void {
     if (this.restMode) {
-      for (const chat of this.pending.values()) if (chat.sentOn === 0) void this.sendOverRest(chat);
+      for (const chat of this.pending.values()) if (chat.sentOn === 0) void sendChatOverRest(this.restContext(), chat, () => this.pending.delete(chat.handle.id));
       return;
     }
     if (!this.isLive()) return;
     for (const id of this.pendingDismiss.splice(0)) this.send({ type: 'dismiss', id });
     for (const chat of this.pending.values()) {
       if (chat.sentOn === this.gen || chat.sentOn === -1 || chat.acked) continue;
-      if (this.dialectValue === 'legacy') {
-        if ([...this.pending.values()].some((c) => c.sentOn === this.gen)) return;
-        const frame: Record<string, unknown> = { type: 'chat', message: chat.message };
-        if (chat.sessionId !== undefined) frame.session_id = chat.sessionId;
-        if (chat.context !== undefined) frame.context = chat.context;
-        this.send(frame);
-      } else {
-        const frame: Record<string, unknown> = { type: 'chat', id: chat.handle.id, message: chat.message };
-        if (chat.sessionId !== undefined) frame.session_id = chat.sessionId;
-        if (chat.context !== undefined) frame.context = chat.context;
-        this.send(frame);
-      }
+      // Legacy answers carry no id: one chat at a time keeps answers matched to questions.
+      if (this.dialectValue === 'legacy' && [...this.pending.values()].some((c) => c.sentOn === this.gen)) return;
+      const frame: Record<string, unknown> = { type: 'chat', message: chat.message };
+      if (this.dialectValue === 'v2') frame.id = chat.handle.id;
+      if (chat.sessionId !== undefined) frame.session_id = chat.sessionId;
+      if (chat.context !== undefined) frame.context = chat.context;
+      this.send(frame);
       chat.sentOn = this.gen;
       chat.handle.markSent();
     }
@@ -416,7 +380,8 @@ export class PamClient extends Emitter<PamEvents> {
     this.clock.clearTimeout(this.reconnectTimer);
     this.clock.clearTimeout(this.connectTimer);
     this.clock.clearTimeout(this.heartbeat);
-    this.forgetEnvironment();
+    this.unwatch?.();
+    this.unwatch = undefined;
     const error = new PamError(code === 1000 ? 'CLOSED' : (closeCodeRow(code)?.errorCode ?? 'CLOSED'), reason);
     for (const chat of [...this.pending.values()]) {
       if (chat.sentOn === -1) continue; // A REST request in flight still answers.
@@ -425,35 +390,6 @@ export class PamClient extends Emitter<PamEvents> {
     }
     this.setState('stopped');
     this.emit('stopped', { code, reason });
-  }
-
-  private async sendOverRest(chat: PendingChat): Promise<void> {
-    if (!this.fetchFn) return;
-    chat.sentOn = -1;
-    chat.handle.markSent();
-    let reason: TokenReason = 'connect';
-    for (let attempt = 0; ; attempt++) {
-      try {
-        const token = await this.options.getToken(reason);
-        const request = { id: chat.handle.id, message: chat.message, sessionId: chat.sessionId, context: chat.context };
-        const result = await restChat(this.fetchFn, this.httpBase, token, request);
-        this.pending.delete(chat.handle.id);
-        chat.handle.end(result);
-        return;
-      } catch (thrown) {
-        const error = thrown instanceof PamError ? thrown : new PamError('NETWORK', String(thrown), true);
-        const expired = error.status === 401 && reason !== 'expired';
-        if (expired) reason = 'expired';
-        if (!expired && (!error.retryable || attempt >= 4 || chat.handle.finished)) {
-          this.pending.delete(chat.handle.id);
-          chat.handle.fail(error);
-          return;
-        }
-        // Same Idempotency-Key on every retry: the server answers it once.
-        const wait = expired ? 0 : delayMs(this.backoffBounds, attempt, this.random);
-        await new Promise<void>((resolve) => this.clock.setTimeout(resolve, wait));
-      }
-    }
   }
 
   private setState(state: ConnectionState): void {
@@ -465,35 +401,23 @@ export class PamClient extends Emitter<PamEvents> {
   // ---- browser signals ----
 
   private listenToEnvironment(): void {
-    const env = this.environment;
-    if (!env || this.envHandlers.length) return;
-    const online = () => {
-      this.emit('online', {});
-      if (this.wantOpen && (this.stateValue === 'offline' || this.stateValue === 'reconnecting')) this.reconnectNow(true);
-    };
-    const offline = () => {
-      this.emit('offline', {});
-      if (this.stateValue === 'reconnecting') {
-        this.clock.clearTimeout(this.reconnectTimer);
-        this.setState('offline');
-      }
-    };
-    const visible = () => {
-      if (env.document?.visibilityState === 'visible' && this.wantOpen && this.stateValue === 'reconnecting') this.reconnectNow(false);
-    };
-    this.envHandlers.push(['online', online, 'window'], ['offline', offline, 'window'], ['visibilitychange', visible, 'document']);
-    for (const [type, fn, on] of this.envHandlers) {
-      if (on === 'window') env.addEventListener(type, fn);
-      else env.document?.addEventListener?.(type, fn);
-    }
-  }
-
-  private forgetEnvironment(): void {
-    const env = this.environment;
-    for (const [type, fn, on] of this.envHandlers.splice(0)) {
-      if (on === 'window') env?.removeEventListener(type, fn);
-      else env?.document?.removeEventListener?.(type, fn);
-    }
+    if (!this.environment || this.unwatch) return;
+    this.unwatch = watchEnvironment(this.environment, {
+      online: () => {
+        this.emit('online', {});
+        if (this.wantOpen && (this.stateValue === 'offline' || this.stateValue === 'reconnecting')) this.reconnectNow(true);
+      },
+      offline: () => {
+        this.emit('offline', {});
+        if (this.stateValue === 'reconnecting') {
+          this.clock.clearTimeout(this.reconnectTimer);
+          this.setState('offline');
+        }
+      },
+      visible: () => {
+        if (this.wantOpen && this.stateValue === 'reconnecting') this.reconnectNow(false);
+      },
+    });
   }
 
   private reconnectNow(resetBackoff: boolean): void {

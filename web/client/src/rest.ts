@@ -1,8 +1,70 @@
 //! The REST fallback: `POST /api/v1/pam/chat` with the client message id as `Idempotency-Key`
 //! (a retry returns the stored answer), and legacy `dismiss` over REST.
 
+import { delayMs, type Backoff } from './backoff.js';
+import type { ChatHandle } from './chat.js';
+import type { Clock } from './clock.js';
 import { PamError } from './errors.js';
-import type { ChatResult, FetchLike, UiAction } from './types.js';
+import type { ChatResult, FetchLike, PamClientOptions, TokenReason, UiAction } from './types.js';
+
+/** @internal What the REST calls need from the client. */
+export interface RestContext {
+  fetch: FetchLike | undefined;
+  httpBase: string;
+  clock: Clock;
+  backoff: Backoff;
+  random: () => number;
+  getToken: PamClientOptions['getToken'];
+}
+
+/** @internal A queued chat as the REST path sees it. */
+export interface RestChat {
+  handle: ChatHandle;
+  message: string;
+  sessionId: string | undefined;
+  context: Record<string, unknown> | undefined;
+  sentOn: number;
+}
+
+/**
+ * @internal Sends a queued chat over REST: retried with backoff (same `Idempotency-Key`, so it is
+ * answered once) on network errors, 408/429/5xx, up to 5 tries; a 401 asks for a fresh token once.
+ * Ends or fails the chat's handle, then calls `forget`.
+ */
+export async function sendChatOverRest(ctx: RestContext, chat: RestChat, forget: () => void): Promise<void> {
+  if (!ctx.fetch) return;
+  chat.sentOn = -1;
+  chat.handle.markSent();
+  let reason: TokenReason = 'connect';
+  for (let attempt = 0; ; attempt++) {
+    try {
+      const token = await ctx.getToken(reason);
+      const request = { id: chat.handle.id, message: chat.message, sessionId: chat.sessionId, context: chat.context };
+      const result = await restChat(ctx.fetch, ctx.httpBase, token, request);
+      forget();
+      chat.handle.end(result);
+      return;
+    } catch (thrown) {
+      const error = thrown instanceof PamError ? thrown : new PamError('NETWORK', String(thrown), true);
+      const expired = error.status === 401 && reason !== 'expired';
+      if (expired) reason = 'expired';
+      if (!expired && (!error.retryable || attempt >= 4 || chat.handle.finished)) {
+        forget();
+        chat.handle.fail(error);
+        return;
+      }
+      const wait = expired ? 0 : delayMs(ctx.backoff, attempt, ctx.random);
+      await new Promise<void>((resolve) => ctx.clock.setTimeout(resolve, wait));
+    }
+  }
+}
+
+/** @internal Legacy `dismiss` over REST with a current token. */
+export async function dismissTimerOverRest(ctx: RestContext, timerId: string, userId: string): Promise<void> {
+  if (!ctx.fetch) return;
+  const token = await ctx.getToken('connect');
+  await restDismissTimer(ctx.fetch, ctx.httpBase, token, timerId, userId);
+}
 
 /** The 200 body of `POST /api/v1/pam/chat`. */
 export interface RestChatResponse {

@@ -40,7 +40,7 @@ export function onV2Frame(client: PamClient, gen: number, raw: Record<string, un
     case 'error':
       return onError(client, frame);
     case 'auth_expiring':
-      void client.refreshToken(gen);
+      void refreshToken(client, gen);
       return;
     case 'ping':
       return client.send({ type: 'pong', timestamp: frame.timestamp });
@@ -131,4 +131,20 @@ function armWatchdog(client: PamClient, gen: number): void {
   if (!every || gen !== client.gen) return;
   client.clock.clearTimeout(client.heartbeat);
   client.heartbeat = client.clock.setTimeout(() => client.drop(gen, 1006, 'no frame from the server in time'), every * 2 + 5_000);
+}
+
+/** Asks `getToken('expiring')` and sends `auth_refresh` (the server takes one per 5 s at most). */
+async function refreshToken(client: PamClient, gen: number): Promise<void> {
+  const wait = client.lastRefreshAt + 5_000 - client.clock.now();
+  if (wait > 0) {
+    client.clock.setTimeout(() => void refreshToken(client, gen), wait);
+    return;
+  }
+  client.lastRefreshAt = client.clock.now();
+  try {
+    const token = await client.options.getToken('expiring');
+    if (gen === client.gen && client.ws) client.send({ type: 'auth_refresh', token });
+  } catch {
+    // No fresh token: the server closes with 4401 at `exp` and the reconnect asks again.
+  }
 }

@@ -1,0 +1,24 @@
+//! The browser's signals: `online`/`offline` on the window and `visibilitychange` on the
+//! document, when those globals exist (never in Node).
+/** The environment to watch: the given one, or `globalThis` when it has `addEventListener`. */
+export function pickEnvironment(given) {
+    if (given !== undefined)
+        return given;
+    const g = globalThis;
+    return typeof g.addEventListener === 'function' && typeof g.removeEventListener === 'function' ? g : null;
+}
+/** Subscribes to the signals; returns the function that unsubscribes. */
+export function watchEnvironment(env, handlers) {
+    const visible = () => {
+        if (env.document?.visibilityState === 'visible')
+            handlers.visible();
+    };
+    env.addEventListener('online', handlers.online);
+    env.addEventListener('offline', handlers.offline);
+    env.document?.addEventListener?.('visibilitychange', visible);
+    return () => {
+        env.removeEventListener('online', handlers.online);
+        env.removeEventListener('offline', handlers.offline);
+        env.document?.removeEventListener?.('visibilitychange', visible);
+    };
+}
