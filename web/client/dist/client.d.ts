@@ -22,7 +22,6 @@ export declare class PamClient extends Emitter<PamEvents> {
     private restMode;
     private tokenReason;
     private reconnectTimer;
-    private connectTimer;
     private readonly pendingDismiss;
     private unwatch;
     constructor(options: PamClientOptions);

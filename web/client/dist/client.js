@@ -48,7 +48,7 @@ export class PamClient extends Emitter {
     restMode = false;
     tokenReason = 'connect';
     reconnectTimer;
-    connectTimer;
+    /** @internal No welcome (or resume outcome) yet: the socket is dropped when it fires. */ connectTimer;
     pendingDismiss = [];
     unwatch;
     constructor(options) {
@@ -137,6 +137,11 @@ export class PamClient extends Emitter {
         if (existing)
             return existing.handle;
         const handle = new ChatHandle(id, (chatId) => this.cancel(chatId));
+        const max = this.options.maxQueued ?? 100;
+        if (this.pending.size >= max) {
+            handle.fail(new PamError('QUEUE_FULL', `${max} chats are already waiting for an answer`, true));
+            return handle;
+        }
         const chat = { handle, message: text, sessionId: options.sessionId, context: options.context, sentOn: 0, acked: false, dropAnswer: false };
         this.pending.set(id, chat);
         if (!this.wantOpen && this.stateValue === 'stopped') {

@@ -1,5 +1,5 @@
 /** SDK-side codes next to the server's `ErrorCode`s. */
-export type ClientErrorCode = 'CANCELLED' | 'CLOSED' | 'NETWORK' | 'NOT_CONNECTED' | 'REST_FAILED';
+export type ClientErrorCode = 'CANCELLED' | 'CLOSED' | 'NETWORK' | 'NOT_CONNECTED' | 'REST_FAILED' | 'QUEUE_FULL';
 /** A failed chat or request. `code` is a server `error_code` or a {@link ClientErrorCode}. */
 export declare class PamError extends Error {
     /** The server's `error_code` (`RATE_LIMIT_EXCEEDED`, …) or an SDK code (`CANCELLED`, …). */

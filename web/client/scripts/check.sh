@@ -18,7 +18,7 @@ say "dist/ is built from src/"
 npm run --silent build
 if ! git diff --quiet -- dist; then
   git --no-pager diff --stat -- dist
-  say "dist/ is stale: run \`npm run build && npm run bundle\` in web/client and commit it"; exit 1
+  say "dist/ is stale: run \`npm run build\` in web/client and commit it"; exit 1
 fi
 if [ -n "$(git ls-files --others --exclude-standard -- dist)" ]; then
   say "dist/ has files not committed: $(git ls-files --others --exclude-standard -- dist | tr '\n' ' ')"; exit 1

@@ -52,7 +52,7 @@ export class PamClient extends Emitter<PamEvents> {
   private restMode = false;
   private tokenReason: TokenReason = 'connect';
   private reconnectTimer: TimerHandle | undefined;
-  private connectTimer: TimerHandle | undefined;
+  /** @internal No welcome (or resume outcome) yet: the socket is dropped when it fires. */ connectTimer: TimerHandle | undefined;
   private readonly pendingDismiss: string[] = [];
   private unwatch: (() => void) | undefined;
 
@@ -139,6 +139,11 @@ export class PamClient extends Emitter<PamEvents> {
     const existing = this.pending.get(id);
     if (existing) return existing.handle;
     const handle = new ChatHandle(id, (chatId) => this.cancel(chatId));
+    const max = this.options.maxQueued ?? 100;
+    if (this.pending.size >= max) {
+      handle.fail(new PamError('QUEUE_FULL', `${max} chats are already waiting for an answer`, true));
+      return handle;
+    }
     const chat: PendingChat = { handle, message: text, sessionId: options.sessionId, context: options.context, sentOn: 0, acked: false, dropAnswer: false };
     this.pending.set(id, chat);
     if (!this.wantOpen && this.stateValue === 'stopped') {

@@ -1,7 +1,7 @@
 //! The one error type the SDK hands out: a server `error_code` (or an SDK code) and plain words.
 
 /** SDK-side codes next to the server's `ErrorCode`s. */
-export type ClientErrorCode = 'CANCELLED' | 'CLOSED' | 'NETWORK' | 'NOT_CONNECTED' | 'REST_FAILED';
+export type ClientErrorCode = 'CANCELLED' | 'CLOSED' | 'NETWORK' | 'NOT_CONNECTED' | 'REST_FAILED' | 'QUEUE_FULL';
 
 /** A failed chat or request. `code` is a server `error_code` or a {@link ClientErrorCode}. */
 export class PamError extends Error {

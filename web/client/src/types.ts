@@ -79,6 +79,8 @@ export interface PamClientOptions {
   legacyPingMs?: number;
   /** Browser globals for online/offline/visibility (default `globalThis` when it has them; `null` = none). */
   environment?: EnvironmentLike | null;
+  /** Chats waiting for an answer (queued or running) before `chat()` fails with `QUEUE_FULL` (default 100). */
+  maxQueued?: number;
   /** Makes client message ids (default `crypto.randomUUID`). */
   newId?: () => string;
 }

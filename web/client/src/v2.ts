@@ -18,6 +18,7 @@ export function onV2Frame(client: PamClient, gen: number, raw: Record<string, un
     case 'welcome':
       return onWelcome(client, gen, frame);
     case 'resumed':
+      client.clock.clearTimeout(client.connectTimer);
       client.stream = { id: frame.stream_id, epoch: client.stream?.epoch ?? '', lastSeq: frame.seq };
       client.resuming = false;
       client.fire('resumed', { streamId: frame.stream_id, replayed: frame.replayed });
@@ -71,14 +72,31 @@ function onWelcome(client: PamClient, gen: number, welcome: Welcome & { seq: num
   armWatchdog(client, gen);
   client.markLive(gen, { connectionId: welcome.connection_id, streamId: welcome.stream_id, epoch: welcome.epoch, dialect: 'v2' });
   client.pendingEpoch = welcome.epoch;
-  if (!previous) client.flush();
+  if (!previous) return client.flush();
+  // A server that never answers the resume must not hold the queue forever: start afresh.
+  client.connectTimer = client.clock.setTimeout(() => {
+    if (gen !== client.gen || !client.resuming) return;
+    abandonStream(client);
+    client.drop(gen, 1006, 'the server did not answer the resume in time');
+  }, client.options.connectTimeoutMs ?? 10_000);
 }
 
 function onResumeFailed(client: PamClient, streamId: string, reason: ResumeFailure, seq: number): void {
-  client.stream = { id: streamId, epoch: client.pendingEpoch ?? client.stream?.epoch ?? '', lastSeq: seq };
+  client.clock.clearTimeout(client.connectTimer);
+  const resent = abandonStream(client);
+  client.stream = { id: streamId, epoch: client.pendingEpoch ?? '', lastSeq: seq };
   client.resuming = false;
-  // Everything unanswered is sent again with the same id: the server answers a stored one from
-  // storage and runs the rest, so each is answered once.
+  client.fire('resume_failed', { streamId, reason, resent });
+  client.flush();
+}
+
+/**
+ * Forgets the stream: everything unanswered goes back to the queue, to be sent again with the
+ * same id (the server answers a stored one from storage and runs the rest: each answered once).
+ * Returns how many chats that is.
+ */
+function abandonStream(client: PamClient): number {
+  client.stream = undefined;
   let resent = 0;
   for (const chat of client.pending.values()) {
     if (chat.sentOn === -1 || chat.handle.finished) continue;
@@ -87,8 +105,7 @@ function onResumeFailed(client: PamClient, streamId: string, reason: ResumeFailu
     chat.handle.restart();
     resent++;
   }
-  client.fire('resume_failed', { streamId, reason, resent });
-  client.flush();
+  return resent;
 }
 
 function onChatEnd(client: PamClient, end: ChatEnd): void {

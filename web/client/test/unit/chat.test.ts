@@ -114,3 +114,13 @@ describe('chat', () => {
     client.close();
   });
 });
+
+describe('queue bound', () => {
+  it('refuses a chat with QUEUE_FULL once maxQueued are waiting', async () => {
+    const { client } = harness({ maxQueued: 2 });
+    client.chat('a');
+    client.chat('b');
+    await assert.rejects(client.chat('c').result, { code: 'QUEUE_FULL', retryable: true });
+    client.close();
+  });
+});

@@ -70,3 +70,25 @@ describe('resume', () => {
     client.close();
   });
 });
+
+describe('resume that gets no answer', () => {
+  it('drops the socket after connectTimeoutMs and starts a fresh stream, re-sending the acked chat', async () => {
+    const { client, clock, ws } = harness({ connectTimeoutMs: 5_000 });
+    client.connect();
+    await settle();
+    welcome(ws.last(), 'old', 1);
+    const chat = client.chat('still there?');
+    ws.last().push({ type: 'ack', id: chat.id, seq: 2 });
+    ws.last().drop(1006);
+    await clock.advance(1_000);
+    welcome(ws.last(), 'fresh', 1);
+    assert.equal(ws.last().ofType('resume').length, 1);
+    await clock.advance(5_000);
+    assert.equal(client.state, 'reconnecting');
+    await clock.advance(1_000);
+    welcome(ws.last(), 'fresh2', 1);
+    assert.equal(ws.last().ofType('resume').length, 0, 'no resume of a stream given up on');
+    assert.deepEqual(ws.last().ofType('chat').map((f) => f.id), [chat.id]);
+    client.close();
+  });
+});
