@@ -6,7 +6,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { randomUUID } from 'node:crypto';
+import { createHmac, randomUUID } from 'node:crypto';
 import type { WebSocketLike } from '../../src/index.js';
 
 export const ADMIN_TOKEN = 'sdk-test-admin-token';
@@ -30,7 +30,8 @@ function freePort(): Promise<number> {
   });
 }
 
-export async function startGateway(): Promise<Gateway> {
+/** Starts a gateway; with `jwtSecret` it verifies HS256 tokens signed with it (no dev auth). */
+export async function startGateway(options: { jwtSecret?: string } = {}): Promise<Gateway> {
   const repo = resolve(import.meta.dirname ?? new URL('.', import.meta.url).pathname, '../../../../..');
   const bin = process.env.PAM_GATEWAY_BIN ?? join(repo, 'target/debug/pam-gateway');
   if (!existsSync(bin)) throw new Error(`no gateway binary at ${bin}: run \`cargo build -p pam-gateway\` (or set PAM_GATEWAY_BIN)`);
@@ -44,6 +45,7 @@ export async function startGateway(): Promise<Gateway> {
     PAM_ADMIN_TOKEN: ADMIN_TOKEN,
     PAM_OUTBOX_JOURNAL: join(dir, 'outbox.jsonl'),
   });
+  if (options.jwtSecret) Object.assign(env, { SUPABASE_JWT_SECRET: options.jwtSecret, PAM_DEV_AUTH: 'false' });
   const logFile = join(dir, 'gateway.log');
   const { openSync } = await import('node:fs');
   const out = openSync(logFile, 'w');
@@ -133,4 +135,13 @@ export async function until(check: () => boolean, ms = 10_000, what = 'condition
     if (Date.now() - start > ms) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 20));
   }
+}
+
+/** An HS256 Supabase-style access token for `userId` that expires `ttlS` seconds from now. */
+export function signToken(secret: string, userId: string, ttlS: number): string {
+  const now = Math.floor(Date.now() / 1000);
+  const part = (value: unknown) => Buffer.from(JSON.stringify(value)).toString('base64url');
+  const claims = { sub: userId, aud: 'authenticated', role: 'authenticated', iat: now, exp: now + ttlS, email: 'sdk@test.local' };
+  const unsigned = `${part({ alg: 'HS256', typ: 'JWT' })}.${part(claims)}`;
+  return `${unsigned}.${createHmac('sha256', secret).update(unsigned).digest('base64url')}`;
 }
