@@ -235,6 +235,7 @@ export class PamClient extends Emitter<PamEvents> {
   /** @internal Sends what is queued: dismissals, then chats in order (legacy: one at a time). */
   flush(): void {
     if (this.restMode) {
+      if (!this.wantOpen) return; // Queued until connect().
       for (const chat of this.pending.values()) if (chat.sentOn === 0) void sendChatOverRest(this.restContext(), chat, () => this.pending.delete(chat.handle.id));
       return;
     }
