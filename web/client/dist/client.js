@@ -12,6 +12,7 @@ import { onLegacyFrame, startLegacyHeartbeat } from './legacy.js';
 import { dismissTimerOverRest, sendChatOverRest } from './rest.js';
 import { pickEnvironment, watchEnvironment } from './environment.js';
 import { onV2Frame } from './v2.js';
+import { detach, fallbackId } from './internal.js';
 /**
  * A PAM gateway client. Create it, subscribe with `on(…)`, call `connect()`, then `chat(…)`.
  * Chats made while disconnected are queued and sent once the socket is live (or over REST).
@@ -454,12 +455,4 @@ export class PamClient extends Emitter {
             this.attempt = 0;
         void this.open();
     }
-}
-function detach(ws) {
-    ws.onopen = ws.onmessage = ws.onerror = null;
-    ws.onclose = null;
-}
-function fallbackId(random) {
-    const hex = (n) => Math.floor(random() * 16 ** n).toString(16).padStart(n, '0');
-    return `${hex(8)}-${hex(4)}-4${hex(3)}-${(8 + Math.floor(random() * 4)).toString(16)}${hex(3)}-${hex(12)}`;
 }

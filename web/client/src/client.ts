@@ -14,7 +14,7 @@ import { dismissTimerOverRest, sendChatOverRest, type RestContext } from './rest
 import { pickEnvironment, watchEnvironment } from './environment.js';
 import type { ChatOptions, ConnectionState, Dialect, EnvironmentLike, FetchLike, PamClientOptions, PamEvents, TokenReason, WebSocketConstructor, WebSocketLike } from './types.js';
 import { onV2Frame } from './v2.js';
-import type { PendingChat, StreamPosition } from './internal.js';
+import { detach, fallbackId, type PendingChat, type StreamPosition } from './internal.js';
 
 /**
  * A PAM gateway client. Create it, subscribe with `on(…)`, call `connect()`, then `chat(…)`.
@@ -431,14 +431,4 @@ export class PamClient extends Emitter<PamEvents> {
     if (resetBackoff) this.attempt = 0;
     void this.open();
   }
-}
-
-function detach(ws: WebSocketLike): void {
-  ws.onopen = ws.onmessage = ws.onerror = null;
-  ws.onclose = null;
-}
-
-function fallbackId(random: () => number): string {
-  const hex = (n: number) => Math.floor(random() * 16 ** n).toString(16).padStart(n, '0');
-  return `${hex(8)}-${hex(4)}-4${hex(3)}-${(8 + Math.floor(random() * 4)).toString(16)}${hex(3)}-${hex(12)}`;
 }

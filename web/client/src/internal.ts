@@ -1,6 +1,7 @@
 //! Bookkeeping shapes shared by the client and the dialect handlers (not part of the public API).
 
 import type { ChatHandle } from './chat.js';
+import type { WebSocketLike } from './types.js';
 
 /** @internal A chat the client still owes an answer for. `sentOn`: socket generation, 0 = unsent, -1 = REST. */
 export interface PendingChat {
@@ -19,4 +20,16 @@ export interface StreamPosition {
   id: string;
   epoch: string;
   lastSeq: number;
+}
+
+/** @internal Stops a socket's events from reaching the client (it is being replaced). */
+export function detach(ws: WebSocketLike): void {
+  ws.onopen = ws.onmessage = ws.onerror = null;
+  ws.onclose = null;
+}
+
+/** @internal A v4-shaped uuid from `random`, where `crypto.randomUUID` is missing. */
+export function fallbackId(random: () => number): string {
+  const hex = (n: number) => Math.floor(random() * 16 ** n).toString(16).padStart(n, '0');
+  return `${hex(8)}-${hex(4)}-4${hex(3)}-${(8 + Math.floor(random() * 4)).toString(16)}${hex(3)}-${hex(12)}`;
 }

@@ -46,7 +46,8 @@ describe('against the real gateway (v2)', () => {
   });
 
   it('a stream resumes after the network drops mid-answer: no delta lost or doubled', async () => {
-    const c = client(newUser());
+    // Reconnect 300 ms after the cut, so the server has streamed on into the dead socket.
+    const c = client(newUser(), { backoff: { minMs: 300, baseMs: 300, maxMs: 300 } });
     const resumed: Array<{ streamId: string; replayed: number }> = [];
     c.on('resumed', (r) => resumed.push(r));
     await new Promise<void>((r) => c.once('live', () => r()));
