@@ -45,7 +45,6 @@ export declare class PamClient extends Emitter<PamEvents> {
     /** Dismisses a pushed timer or alert by its `id` (v2 `dismiss`; legacy: the REST route for timers). */
     dismiss(id: string): void;
     private dismissOverRest;
-    private restContext;
     private cancel;
     private open;
     private onMessage;

@@ -8,7 +8,7 @@ import { systemClock } from './clock.js';
 import { classifyClose, closeCodeRow, describeClose } from './close-codes.js';
 import { Emitter } from './emitter.js';
 import { PamError } from './errors.js';
-import { onLegacyFrame, startLegacyHeartbeat } from './legacy.js';
+import { armAnswerTimeout, onLegacyFrame, startLegacyHeartbeat } from './legacy.js';
 import { dismissTimerOverRest, sendChatOverRest } from './rest.js';
 import { pickEnvironment, watchEnvironment } from './environment.js';
 import { onV2Frame } from './v2.js';
@@ -174,6 +174,7 @@ export class PamClient extends Emitter {
             this.emit('server_error', { code: e.code, message: e.message, retryable: e.retryable });
         }
     }
+    /** @internal */
     restContext() {
         const { fetchFn, httpBase, clock, backoffBounds, random } = this;
         return { fetch: fetchFn, httpBase, clock, backoff: backoffBounds, random, getToken: this.options.getToken };
@@ -245,8 +246,11 @@ export class PamClient extends Emitter {
             return;
         for (const id of this.pendingDismiss.splice(0))
             this.send({ type: 'dismiss', id });
-        for (const chat of this.pending.values()) {
-            if (chat.sentOn === this.gen || chat.sentOn === -1 || chat.acked)
+        for (const chat of [...this.pending.values()]) {
+            // Answered over REST while off the socket: nothing left to send or to wait for.
+            if (chat.handle.finished && chat.sentOn !== this.gen && chat.sentOn !== -1)
+                this.pending.delete(chat.handle.id);
+            if (chat.handle.finished || chat.sentOn === this.gen || chat.sentOn === -1 || chat.acked)
                 continue;
             // Legacy answers carry no id: one chat at a time keeps answers matched to questions.
             if (this.dialectValue === 'legacy' && [...this.pending.values()].some((c) => c.sentOn === this.gen))
@@ -261,6 +265,8 @@ export class PamClient extends Emitter {
             this.send(frame);
             chat.sentOn = this.gen;
             chat.handle.markSent();
+            if (this.dialectValue === 'legacy')
+                armAnswerTimeout(this, chat, this.gen);
         }
     }
     /** @internal A chat finished (answered or failed): forget it and send the next (legacy). */

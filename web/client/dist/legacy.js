@@ -3,6 +3,7 @@
 //! resume, no streaming: a chat in flight when a socket drops is sent again (and may be answered
 //! twice — use v2 for exactly-once answers).
 import { PamError } from './errors.js';
+import { sendChatOverRest } from './rest.js';
 /** @internal Handles one parsed legacy server frame from socket generation `gen`. */
 export function onLegacyFrame(client, gen, frame) {
     client.missedPongs = 0;
@@ -84,4 +85,20 @@ export function startLegacyHeartbeat(client, gen, everyMs) {
         client.heartbeat = client.clock.setTimeout(tick, everyMs);
     };
     client.heartbeat = client.clock.setTimeout(tick, everyMs);
+}
+/**
+ * @internal As today's app: a legacy chat unanswered after `legacyAnswerTimeoutMs` (default 30 s)
+ * is also sent over REST (its id as `Idempotency-Key`); whichever answer comes first wins, and
+ * the socket's slot stays taken until its own answer, so later answers still match in order.
+ */
+export function armAnswerTimeout(client, chat, gen) {
+    const after = client.options.legacyAnswerTimeoutMs ?? 30_000;
+    if (after <= 0 || !client.options.fetch && typeof globalThis.fetch !== 'function')
+        return;
+    client.clock.setTimeout(() => {
+        if (gen !== client.gen || chat.sentOn !== gen || chat.handle.finished)
+            return;
+        const viaRest = { handle: chat.handle, message: chat.message, sessionId: chat.sessionId, context: chat.context, sentOn: 0 };
+        void sendChatOverRest(client.restContext(), viaRest, () => undefined);
+    }, after);
 }

@@ -9,7 +9,7 @@ import { systemClock, type Clock, type TimerHandle } from './clock.js';
 import { classifyClose, closeCodeRow, describeClose } from './close-codes.js';
 import { Emitter } from './emitter.js';
 import { PamError } from './errors.js';
-import { onLegacyFrame, startLegacyHeartbeat } from './legacy.js';
+import { armAnswerTimeout, onLegacyFrame, startLegacyHeartbeat } from './legacy.js';
 import { dismissTimerOverRest, sendChatOverRest, type RestContext } from './rest.js';
 import { pickEnvironment, watchEnvironment } from './environment.js';
 import type { ChatOptions, ConnectionState, Dialect, EnvironmentLike, FetchLike, PamClientOptions, PamEvents, TokenReason, WebSocketConstructor, WebSocketLike } from './types.js';
@@ -174,7 +174,8 @@ export class PamClient extends Emitter<PamEvents> {
     }
   }
 
-  private restContext(): RestContext {
+  /** @internal */
+  restContext(): RestContext {
     const { fetchFn, httpBase, clock, backoffBounds, random } = this;
     return { fetch: fetchFn, httpBase, clock, backoff: backoffBounds, random, getToken: this.options.getToken };
   }
@@ -241,8 +242,10 @@ export class PamClient extends Emitter<PamEvents> {
     }
     if (!this.isLive()) return;
     for (const id of this.pendingDismiss.splice(0)) this.send({ type: 'dismiss', id });
-    for (const chat of this.pending.values()) {
-      if (chat.sentOn === this.gen || chat.sentOn === -1 || chat.acked) continue;
+    for (const chat of [...this.pending.values()]) {
+      // Answered over REST while off the socket: nothing left to send or to wait for.
+      if (chat.handle.finished && chat.sentOn !== this.gen && chat.sentOn !== -1) this.pending.delete(chat.handle.id);
+      if (chat.handle.finished || chat.sentOn === this.gen || chat.sentOn === -1 || chat.acked) continue;
       // Legacy answers carry no id: one chat at a time keeps answers matched to questions.
       if (this.dialectValue === 'legacy' && [...this.pending.values()].some((c) => c.sentOn === this.gen)) return;
       const frame: Record<string, unknown> = { type: 'chat', message: chat.message };
@@ -252,6 +255,7 @@ export class PamClient extends Emitter<PamEvents> {
       this.send(frame);
       chat.sentOn = this.gen;
       chat.handle.markSent();
+      if (this.dialectValue === 'legacy') armAnswerTimeout(this, chat, this.gen);
     }
   }
 

@@ -5,6 +5,8 @@
 
 import type { PamClient } from './client.js';
 import { PamError } from './errors.js';
+import type { PendingChat } from './internal.js';
+import { sendChatOverRest } from './rest.js';
 import type { ChatResponse, ConnectionFrame, ProactiveAlert, TimerExpired } from './types.js';
 
 /** @internal Handles one parsed legacy server frame from socket generation `gen`. */
@@ -84,4 +86,19 @@ export function startLegacyHeartbeat(client: PamClient, gen: number, everyMs: nu
     client.heartbeat = client.clock.setTimeout(tick, everyMs);
   };
   client.heartbeat = client.clock.setTimeout(tick, everyMs);
+}
+
+/**
+ * @internal As today's app: a legacy chat unanswered after `legacyAnswerTimeoutMs` (default 30 s)
+ * is also sent over REST (its id as `Idempotency-Key`); whichever answer comes first wins, and
+ * the socket's slot stays taken until its own answer, so later answers still match in order.
+ */
+export function armAnswerTimeout(client: PamClient, chat: PendingChat, gen: number): void {
+  const after = client.options.legacyAnswerTimeoutMs ?? 30_000;
+  if (after <= 0 || !client.options.fetch && typeof globalThis.fetch !== 'function') return;
+  client.clock.setTimeout(() => {
+    if (gen !== client.gen || chat.sentOn !== gen || chat.handle.finished) return;
+    const viaRest = { handle: chat.handle, message: chat.message, sessionId: chat.sessionId, context: chat.context, sentOn: 0 };
+    void sendChatOverRest(client.restContext(), viaRest, () => undefined);
+  }, after);
 }

@@ -77,6 +77,8 @@ export interface PamClientOptions {
   connectTimeoutMs?: number;
   /** Legacy: client ping period (default 15 000 ms; 3 missed pongs drop the socket). */
   legacyPingMs?: number;
+  /** Legacy: a chat unanswered this long is also sent over REST, as today's app does (default 30 000 ms; 0 = never). */
+  legacyAnswerTimeoutMs?: number;
   /** Browser globals for online/offline/visibility (default `globalThis` when it has them; `null` = none). */
   environment?: EnvironmentLike | null;
   /** Chats waiting for an answer (queued or running) before `chat()` fails with `QUEUE_FULL` (default 100). */

@@ -83,3 +83,30 @@ describe('legacy dialect', () => {
     assert.deepEqual(rest.calls[0]!.body, { timer_id: 'timer-9', user_id: USER });
   });
 });
+
+describe('legacy answer timeout', () => {
+  it('after 30 s without an answer the chat also goes over REST; the late socket answer keeps the order', async () => {
+    const rest = fakeFetch(() => [200, { response: 'from REST', actions: [] }]);
+    const { client, clock, ws } = harness({ dialect: 'legacy', userId: USER, fetch: rest.fetch });
+    client.connect();
+    await settle();
+    ws.last().open();
+    ws.last().push(connection);
+    const slow = client.chat('slow one');
+    const next = client.chat('next one');
+    await clock.advance(29_999);
+    assert.equal(rest.calls.length, 0);
+    await clock.advance(1);
+    assert.equal(rest.calls.length, 1);
+    assert.equal(rest.calls[0]!.headers['Idempotency-Key'], slow.id);
+    const result = await slow.result;
+    assert.equal(result.via, 'rest');
+    assert.deepEqual(ws.last().ofType('chat').map((f) => f.message), ['slow one'], 'the socket slot stays taken');
+    ws.last().push(answer('late socket answer'));
+    assert.equal(slow.text, 'from REST', 'the first answer wins');
+    assert.deepEqual(ws.last().ofType('chat').map((f) => f.message), ['slow one', 'next one']);
+    ws.last().push(answer('two'));
+    assert.equal((await next.result).text, 'two');
+    client.close();
+  });
+});
