@@ -13,16 +13,26 @@ export type { LegacyClientFrame } from './generated/legacy-client.js';
 export type { ErrorCode } from './generated/error-codes.js';
 export type { Backoff, BackoffOptions, Clock };
 
+/**
+ * An event handler slot. The parameter is `any` on purpose: the DOM's, Node's and `ws`'s event
+ * classes differ, and the client reads only `data` (message) and `code`/`reason` (close).
+ */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+export type SocketHandler = ((event: any) => void) | null;
+
 /** The WebSocket surface the client needs (the browser's, Node ≥ 22's, or `ws`). */
 export interface WebSocketLike {
   readonly readyState: number;
-  readonly protocol?: string;
   send(data: string): void;
   close(code?: number, reason?: string): void;
-  onopen: ((event: unknown) => void) | null;
-  onmessage: ((event: { data: unknown }) => void) | null;
-  onclose: ((event: { code: number; reason: string }) => void) | null;
-  onerror: ((event: unknown) => void) | null;
+  /** Called on open. */
+  onopen: SocketHandler;
+  /** Called with `{ data }` per message (a string, or bytes of UTF-8 JSON). */
+  onmessage: SocketHandler;
+  /** Called with `{ code, reason }` once closed. */
+  onclose: SocketHandler;
+  /** Called on an error (a close follows). */
+  onerror: SocketHandler;
 }
 
 /** A WebSocket constructor (`globalThis.WebSocket` by default). */
