@@ -123,6 +123,18 @@ describe('against the real gateway (v2)', () => {
   });
 });
 
+describe('against the real gateway (the single-file bundle)', () => {
+  it('dist/pam-client.min.js chats like the modules do', async () => {
+    const bundle = (await import(new URL('../../../dist/pam-client.min.js', import.meta.url).href)) as { PamClient: typeof PamClient };
+    const user = newUser();
+    const c = new bundle.PamClient({ url: gateway.base, getToken: () => gateway.token(user), environment: null });
+    clients.push(c);
+    const result = await c.connect().chat('hello from the bundle').result;
+    assert.equal(result.via, 'v2');
+    assert.ok(result.text.length > 0);
+  });
+});
+
 describe('against the real gateway (legacy and REST)', () => {
   it('legacy mode: one chat_response is the answer', async () => {
     const user = newUser();
