@@ -13,9 +13,12 @@ export const ADMIN_TOKEN = 'sdk-test-admin-token';
 
 export interface Gateway {
   base: string;
+  port: number;
+  dir: string;
   /** Mints a dev token for `userId`. */
   token(userId: string): Promise<string>;
-  stop(): Promise<void>;
+  /** Stops it (SIGTERM, then SIGKILL after 5 s); `keepDir` keeps its database for a restart. */
+  stop(keepDir?: boolean): Promise<void>;
   log(): string;
 }
 
@@ -30,13 +33,24 @@ function freePort(): Promise<number> {
   });
 }
 
-/** Starts a gateway; with `jwtSecret` it verifies HS256 tokens signed with it (no dev auth). */
-export async function startGateway(options: { jwtSecret?: string } = {}): Promise<Gateway> {
+/** How to start a gateway. */
+export interface GatewayOptions {
+  /** Verify HS256 tokens signed with this (no dev auth). */
+  jwtSecret?: string;
+  /** Reuse a port and directory (database) of a stopped gateway: a restart. */
+  port?: number;
+  dir?: string;
+  /** Extra environment. */
+  env?: Record<string, string>;
+}
+
+/** Starts a gateway (dev auth unless `jwtSecret`). */
+export async function startGateway(options: GatewayOptions = {}): Promise<Gateway> {
   const repo = resolve(import.meta.dirname ?? new URL('.', import.meta.url).pathname, '../../../../..');
   const bin = process.env.PAM_GATEWAY_BIN ?? join(repo, 'target/debug/pam-gateway');
   if (!existsSync(bin)) throw new Error(`no gateway binary at ${bin}: run \`cargo build -p pam-gateway\` (or set PAM_GATEWAY_BIN)`);
-  const dir = mkdtempSync(join(tmpdir(), 'pam-sdk-'));
-  const port = await freePort();
+  const dir = options.dir ?? mkdtempSync(join(tmpdir(), 'pam-sdk-'));
+  const port = options.port ?? (await freePort());
   const env: NodeJS.ProcessEnv = { ...process.env };
   for (const key of ['SUPABASE_JWT_SECRET', 'SUPABASE_URL', 'PAM_JWKS_URL', 'PAM_JWT_ISSUER', 'PAM_JWT_AUDIENCE', 'PAM_DEV_AUTH', 'PAM_ALLOWED_ORIGINS', 'REDIS_URL', 'DATABASE_URL']) delete env[key];
   Object.assign(env, {
@@ -46,9 +60,10 @@ export async function startGateway(options: { jwtSecret?: string } = {}): Promis
     PAM_OUTBOX_JOURNAL: join(dir, 'outbox.jsonl'),
   });
   if (options.jwtSecret) Object.assign(env, { SUPABASE_JWT_SECRET: options.jwtSecret, PAM_DEV_AUTH: 'false' });
+  Object.assign(env, options.env ?? {});
   const logFile = join(dir, 'gateway.log');
   const { openSync } = await import('node:fs');
-  const out = openSync(logFile, 'w');
+  const out = openSync(logFile, 'a');
   const child: ChildProcess = spawn(bin, [], { cwd: dir, env, stdio: ['ignore', out, out] });
   const base = `http://127.0.0.1:${port}`;
   const log = () => (existsSync(logFile) ? readFileSync(logFile, 'utf8') : '');
@@ -64,19 +79,21 @@ export async function startGateway(options: { jwtSecret?: string } = {}): Promis
   }
   return {
     base,
+    port,
+    dir,
     async token(userId) {
       const response = await fetch(`${base}/dev/token`, { method: 'POST', body: JSON.stringify({ user_id: userId }) });
       if (!response.ok) throw new Error(`/dev/token answered ${response.status}`);
       return ((await response.json()) as { token: string }).token;
     },
-    async stop() {
+    async stop(keepDir = false) {
       if (child.exitCode === null) {
         const exited = new Promise((r) => child.once('exit', r));
         child.kill('SIGTERM');
         await Promise.race([exited, new Promise((r) => setTimeout(r, 5_000))]);
         if (child.exitCode === null) child.kill('SIGKILL');
       }
-      rmSync(dir, { recursive: true, force: true });
+      if (!keepDir) rmSync(dir, { recursive: true, force: true });
     },
     log,
   };
@@ -115,8 +132,11 @@ export class CuttableSocket implements WebSocketLike {
   get readyState() {
     return this.inner.readyState;
   }
+  sent: Array<Record<string, unknown>> = [];
   send(data: string) {
-    if (!this.isCut) this.inner.send(data);
+    if (this.isCut) return;
+    this.sent.push(JSON.parse(data) as Record<string, unknown>);
+    this.inner.send(data);
   }
   close(code?: number, reason?: string) {
     this.inner.close(code, reason);
