@@ -24,6 +24,8 @@ export declare class PamClient extends Emitter<PamEvents> {
     private reconnectTimer;
     private readonly pendingDismiss;
     private unwatch;
+    private context;
+    private contextSentOn;
     constructor(options: PamClientOptions);
     /** The connection state. */
     get state(): ConnectionState;
@@ -42,6 +44,11 @@ export declare class PamClient extends Emitter<PamEvents> {
      * whole answer, which replaces the deltas; the chat's `id` is its idempotency key.
      */
     chat(text: string, options?: ChatOptions): ChatHandle;
+    /**
+     * Sets context for the chats that follow (merged over what was set before; a key set to
+     * `undefined` is dropped). Sent as `context_update` now when live, and again on every new socket.
+     */
+    updateContext(context: Record<string, unknown>): void;
     /** Dismisses a pushed timer or alert by its `id` (v2 `dismiss`; legacy: the REST route for timers). */
     dismiss(id: string): void;
     private dismissOverRest;

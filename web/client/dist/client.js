@@ -52,6 +52,8 @@ export class PamClient extends Emitter {
     /** @internal No welcome (or resume outcome) yet: the socket is dropped when it fires. */ connectTimer;
     pendingDismiss = [];
     unwatch;
+    context;
+    contextSentOn = 0;
     constructor(options) {
         super();
         if (!options || typeof options.url !== 'string' || !/^(https?|wss?):\/\//.test(options.url)) {
@@ -154,6 +156,19 @@ export class PamClient extends Emitter {
         }
         return handle;
     }
+    /**
+     * Sets context for the chats that follow (merged over what was set before; a key set to
+     * `undefined` is dropped). Sent as `context_update` now when live, and again on every new socket.
+     */
+    updateContext(context) {
+        const merged = { ...this.context, ...context };
+        for (const key of Object.keys(merged))
+            if (merged[key] === undefined)
+                delete merged[key];
+        this.context = merged;
+        this.contextSentOn = 0;
+        this.flush();
+    }
     /** Dismisses a pushed timer or alert by its `id` (v2 `dismiss`; legacy: the REST route for timers). */
     dismiss(id) {
         if (this.dialectValue === 'legacy') {
@@ -244,6 +259,11 @@ export class PamClient extends Emitter {
         }
         if (!this.isLive())
             return;
+        if (this.context && this.contextSentOn !== this.gen) {
+            // The server keeps context per connection: each new socket gets it before any chat.
+            this.send({ type: 'context_update', context: this.context });
+            this.contextSentOn = this.gen;
+        }
         for (const id of this.pendingDismiss.splice(0))
             this.send({ type: 'dismiss', id });
         for (const chat of [...this.pending.values()]) {

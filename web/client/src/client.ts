@@ -55,6 +55,8 @@ export class PamClient extends Emitter<PamEvents> {
   /** @internal No welcome (or resume outcome) yet: the socket is dropped when it fires. */ connectTimer: TimerHandle | undefined;
   private readonly pendingDismiss: string[] = [];
   private unwatch: (() => void) | undefined;
+  private context: Record<string, unknown> | undefined;
+  private contextSentOn = 0;
 
   constructor(options: PamClientOptions) {
     super();
@@ -155,6 +157,18 @@ export class PamClient extends Emitter<PamEvents> {
     return handle;
   }
 
+  /**
+   * Sets context for the chats that follow (merged over what was set before; a key set to
+   * `undefined` is dropped). Sent as `context_update` now when live, and again on every new socket.
+   */
+  updateContext(context: Record<string, unknown>): void {
+    const merged: Record<string, unknown> = { ...this.context, ...context };
+    for (const key of Object.keys(merged)) if (merged[key] === undefined) delete merged[key];
+    this.context = merged;
+    this.contextSentOn = 0;
+    this.flush();
+  }
+
   /** Dismisses a pushed timer or alert by its `id` (v2 `dismiss`; legacy: the REST route for timers). */
   dismiss(id: string): void {
     if (this.dialectValue === 'legacy') {
@@ -241,6 +255,11 @@ export class PamClient extends Emitter<PamEvents> {
       return;
     }
     if (!this.isLive()) return;
+    if (this.context && this.contextSentOn !== this.gen) {
+      // The server keeps context per connection: each new socket gets it before any chat.
+      this.send({ type: 'context_update', context: this.context });
+      this.contextSentOn = this.gen;
+    }
     for (const id of this.pendingDismiss.splice(0)) this.send({ type: 'dismiss', id });
     for (const chat of [...this.pending.values()]) {
       // Answered over REST while off the socket: nothing left to send or to wait for.

@@ -124,3 +124,24 @@ describe('queue bound', () => {
     client.close();
   });
 });
+
+describe('context', () => {
+  it('updateContext is sent when live and again first thing on every new socket', async () => {
+    const { client, clock, ws } = harness();
+    client.updateContext({ page: 'trips', units: 'metric' });
+    client.connect();
+    await settle();
+    welcome(ws.last(), 's1');
+    assert.deepEqual(ws.last().sent.slice(1), [{ type: 'context_update', context: { page: 'trips', units: 'metric' } }]);
+    client.updateContext({ page: 'expenses', units: undefined });
+    assert.deepEqual(ws.last().ofType('context_update').at(-1), { type: 'context_update', context: { page: 'expenses' } });
+    const chat = client.chat('hi');
+    ws.last().drop(1006);
+    await clock.advance(1_000);
+    welcome(ws.last(), 's2');
+    ws.last().push({ type: 'resume_failed', stream_id: 's2', reason: 'unknown_stream', seq: 2 });
+    assert.deepEqual(ws.last().sent.slice(1).map((f) => f.type), ['resume', 'context_update', 'chat']);
+    assert.equal(ws.last().ofType('chat')[0]!.id, chat.id);
+    client.close();
+  });
+});
