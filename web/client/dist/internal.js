@@ -9,3 +9,30 @@ export function fallbackId(random) {
     const hex = (n) => Math.floor(random() * 16 ** n).toString(16).padStart(n, '0');
     return `${hex(8)}-${hex(4)}-4${hex(3)}-${(8 + Math.floor(random() * 4)).toString(16)}${hex(3)}-${hex(12)}`;
 }
+/** @internal Fails (and forgets) the chats that match. */
+export function failWhere(pending, error, matches) {
+    for (const chat of [...pending.values()]) {
+        if (!matches(chat))
+            continue;
+        pending.delete(chat.handle.id);
+        chat.handle.fail(error);
+    }
+}
+/**
+ * @internal Socket `gen` closed: its unacked chats go back to the queue (v2 re-sends them with
+ * the same id; legacy, which has no ids or resume, re-sends whatever was unanswered).
+ */
+export function requeue(pending, gen, legacy) {
+    for (const chat of [...pending.values()]) {
+        if (chat.sentOn !== gen || (chat.acked && !legacy))
+            continue;
+        if (chat.dropAnswer)
+            pending.delete(chat.handle.id);
+        chat.sentOn = 0;
+        chat.handle.markQueued();
+    }
+}
+/** @internal Stands in for a socket that never opened (no token, constructor threw). */
+export function closedSocket() {
+    return { readyState: 3, send() { }, close() { }, onopen: null, onmessage: null, onclose: null, onerror: null };
+}

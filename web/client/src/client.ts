@@ -14,7 +14,7 @@ import { dismissTimerOverRest, sendChatOverRest, type RestContext } from './rest
 import { pickEnvironment, watchEnvironment } from './environment.js';
 import type { ChatOptions, ConnectionState, Dialect, EnvironmentLike, FetchLike, PamClientOptions, PamEvents, TokenReason, WebSocketConstructor, WebSocketLike } from './types.js';
 import { onV2Frame } from './v2.js';
-import { detach, fallbackId, type PendingChat, type StreamPosition } from './internal.js';
+import { closedSocket, detach, failWhere, fallbackId, requeue, type PendingChat, type StreamPosition } from './internal.js';
 
 /**
  * A PAM gateway client. Create it, subscribe with `on(…)`, call `connect()`, then `chat(…)`.
@@ -308,7 +308,7 @@ export class PamClient extends Emitter<PamEvents> {
       token = await this.options.getToken(this.tokenReason);
     } catch (error) {
       if (gen !== this.gen || !this.wantOpen) return;
-      this.ws = { readyState: 3, send() {}, close() {}, onopen: null, onmessage: null, onclose: null, onerror: null };
+      this.ws = closedSocket();
       return this.onClosed(gen, 1006, `could not get a token: ${String(error)}`);
     }
     if (gen !== this.gen || !this.wantOpen || !this.WebSocketCtor) return;
@@ -321,7 +321,7 @@ export class PamClient extends Emitter<PamEvents> {
     try {
       ws = new this.WebSocketCtor(url);
     } catch (error) {
-      this.ws = { readyState: 3, send() {}, close() {}, onopen: null, onmessage: null, onclose: null, onerror: null };
+      this.ws = closedSocket();
       return this.onClosed(gen, 1006, `could not open a socket: ${String(error)}`);
     }
     this.ws = ws;
@@ -365,23 +365,11 @@ export class PamClient extends Emitter<PamEvents> {
     if (kind === 'no_loop') {
       // Our own frame broke a rule: fail what this socket carried unacked, so it is not replayed.
       const error = new PamError(closeCodeRow(code)?.errorCode ?? 'PROTOCOL_ERROR', why);
-      for (const chat of [...this.pending.values()]) {
-        if (chat.sentOn === gen && !chat.acked) {
-          this.pending.delete(chat.handle.id);
-          chat.handle.fail(error);
-        }
-      }
+      failWhere(this.pending, error, (chat) => chat.sentOn === gen && !chat.acked);
       if (++this.policyStrikes > 1) return this.stop(code, why);
     }
     if (kind === 'refresh') this.tokenReason = 'expired';
-    for (const chat of this.pending.values()) {
-      // Unacked chats go back to the queue (v2 re-sends them with the same id; legacy has no ids).
-      if (chat.sentOn === gen && (!chat.acked || this.dialectValue === 'legacy')) {
-        if (chat.dropAnswer) this.pending.delete(chat.handle.id);
-        chat.sentOn = 0;
-        chat.handle.markQueued();
-      }
-    }
+    requeue(this.pending, gen, this.dialectValue === 'legacy');
     if (!wasLive) {
       this.failedWithoutWelcome++;
       const after = this.options.restFallbackAfter ?? 3;
@@ -412,11 +400,7 @@ export class PamClient extends Emitter<PamEvents> {
     this.unwatch?.();
     this.unwatch = undefined;
     const error = new PamError(code === 1000 ? 'CLOSED' : (closeCodeRow(code)?.errorCode ?? 'CLOSED'), reason);
-    for (const chat of [...this.pending.values()]) {
-      if (chat.sentOn === -1) continue; // A REST request in flight still answers.
-      this.pending.delete(chat.handle.id);
-      chat.handle.fail(error);
-    }
+    failWhere(this.pending, error, (chat) => chat.sentOn !== -1); // A REST request in flight still answers.
     this.setState('stopped');
     this.emit('stopped', { code, reason });
   }
