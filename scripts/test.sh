@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The one test command (README, .ci/run): makes sure Postgres and Redis answer — starting them
 # when they are installed but stopped — then runs the whole suite with cargo-nextest (one process
-# per test, so each test sees its own Prometheus recorder).
+# per test, so each test sees its own Prometheus recorder), then the pam-client SDK tests (web/client).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
