@@ -96,10 +96,7 @@ impl Application {
             Some(loaders) => loaders,
             None => crate::context::spawn_loaders(&db, &settings, redis.clone().map(|r| r as Arc<dyn pam_actors::ContextCache>)).await?,
         };
-        let invalidation = match &db {
-            Database::Postgres(pool) => Some(crate::adapters::invalidation::spawn_listener(pool.clone(), loaders.clone())),
-            Database::Sqlite(_) => None,
-        };
+        let loaders_for_listener = loaders.clone();
         let store: Arc<dyn ConversationStore> = Arc::new(db.clone());
         let outbox = Arc::new(open_outbox(&settings.outbox_journal)?);
         let flusher = crate::adapters::outbox_flusher::spawn(store.clone(), outbox.clone());
@@ -127,6 +124,15 @@ impl Application {
             node,
         });
         let scheduler = crate::adapters::timer_scheduler::spawn(deps.notifications.clone(), deps.push.clone());
+        // Budget alerts: Postgres's change notifications feed the watcher; SQLite's triggers queue
+        // changes in a table the watcher polls.
+        let is_sqlite = matches!(db, Database::Sqlite(_));
+        let (budgets, budget_watcher) =
+            crate::adapters::budget_watcher::BudgetWatcher::spawn(Arc::new(db.clone()), deps.push.clone(), is_sqlite);
+        let invalidation = match &db {
+            Database::Postgres(pool) => Some(crate::adapters::invalidation::spawn_listener(pool.clone(), loaders_for_listener, budgets)),
+            Database::Sqlite(_) => None,
+        };
         let (supervisor, _) = Actor::spawn(None, ConnectionSupervisor, ()).await.context("could not start the connection supervisor")?;
         let allowed_origins = settings.allowed_origins_list();
         let trusted_proxies = crate::http::client_ip::TrustedProxies::parse(settings.trusted_proxies.as_deref())?;
@@ -142,7 +148,7 @@ impl Application {
             live_sockets: AtomicUsize::new(0),
             allowed_origins,
             trusted_proxies,
-            background: invalidation.into_iter().chain(jwks_warmup).chain(cluster.background).chain([scheduler]).collect(),
+            background: invalidation.into_iter().chain(jwks_warmup).chain(cluster.background).chain([scheduler, budget_watcher]).collect(),
             flusher: std::sync::Mutex::new(Some(flusher)),
             redis,
             idempotency: cluster.idempotency,

@@ -4,6 +4,7 @@
 
 pub mod admission;
 mod bounded_map;
+pub mod budget_alerts;
 pub mod cluster;
 pub mod connection;
 pub mod context;
@@ -26,6 +27,7 @@ pub mod turn;
 pub mod turn_v2;
 
 pub use admission::{AuthFailureThrottle, UserSlot, UserSlots};
+pub use budget_alerts::{BudgetAlert, BudgetAlertStore, BudgetSpend};
 pub use cluster::{LocalPushBus, PushBus, PushOutcome, PushStats, SharedPresence, SharedRateLimit, SharedUnavailable, SocketCount};
 pub use connection::{ConnectionActor, ConnectionArgs, ConnectionMsg, Inbound};
 pub use context::{

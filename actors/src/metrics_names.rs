@@ -12,6 +12,10 @@ pub const RATE_LIMITED_TOTAL: &str = "pam_rate_limited_total";
 pub const ORCHESTRATORS_ACTIVE: &str = "pam_orchestrators_active";
 pub const WS_REJECTED_TOTAL: &str = "pam_ws_rejected_total";
 pub const USER_CAP_HITS_TOTAL: &str = "pam_ws_user_cap_hits_total";
+/// `pam_push_delivery_seconds{kind}` histogram: from when a push was due (an alert stored, a
+/// timer's `fire_at`) until a socket sent it, for pushes that reached an online socket over the
+/// bus (stored pushes sent on connect are not timed: that measures how long the user was away).
+pub const PUSH_DELIVERY_SECONDS: &str = "pam_push_delivery_seconds";
 
 /// Counts one frame in `pam_ws_frames_total{direction,type}`.
 pub fn count_frame(direction: &'static str, kind: &'static str) {

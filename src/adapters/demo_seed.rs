@@ -40,10 +40,15 @@ const EXPENSES: [(i32, &str, f64, &str); 8] = [
     (4, "maintenance", 24.99, "Propane refill"),
 ];
 
-/// (category, name, budgeted_amount, monthly_limit) — food has no monthly limit, so its
-/// budgeted amount applies.
-const BUDGETS: [(&str, &str, f64, f64); 3] =
-    [("fuel", "Fuel", 400.00, 400.00), ("food", "Groceries & eating out", 600.00, 0.00), ("camping", "Campsites", 250.00, 300.00)];
+/// (category, name, budgeted_amount, monthly_limit, alert_threshold %) — food has no monthly
+/// limit, so its budgeted amount applies. Maintenance sits just under its 90 % alert (24.99 of
+/// 30.00): logging one more maintenance expense of $2.01 or more sends a budget alert (the demo).
+const BUDGETS: [(&str, &str, f64, f64, f64); 4] = [
+    ("fuel", "Fuel", 400.00, 400.00, 80.0),
+    ("food", "Groceries & eating out", 600.00, 0.00, 80.0),
+    ("camping", "Campsites", 250.00, 300.00, 80.0),
+    ("maintenance", "Propane & upkeep", 30.00, 30.00, 90.0),
+];
 
 struct DemoFriend {
     id: Uuid,
@@ -150,10 +155,10 @@ async fn seed_postgres(pool: &PgPool, user: Uuid) -> Result<bool, sqlx::Error> {
         .execute(&mut *tx)
         .await?;
     }
-    for (category, name, budgeted, monthly) in BUDGETS {
+    for (category, name, budgeted, monthly, threshold) in BUDGETS {
         sqlx::query(
-            "INSERT INTO budgets (user_id, category, name, budgeted_amount, monthly_limit, start_date, end_date, created_at)
-             VALUES ($1, $2, $3, $4, $5, date_trunc('month', CURRENT_DATE)::date,
+            "INSERT INTO budgets (user_id, category, name, budgeted_amount, monthly_limit, alert_threshold, start_date, end_date, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6, date_trunc('month', CURRENT_DATE)::date,
                      (date_trunc('month', CURRENT_DATE) + interval '1 month - 1 day')::date, now())",
         )
         .bind(user)
@@ -161,6 +166,7 @@ async fn seed_postgres(pool: &PgPool, user: Uuid) -> Result<bool, sqlx::Error> {
         .bind(name)
         .bind(budgeted)
         .bind(monthly)
+        .bind(threshold)
         .execute(&mut *tx)
         .await?;
     }
@@ -275,10 +281,10 @@ async fn seed_sqlite(pool: &SqlitePool, user: &str) -> Result<bool, sqlx::Error>
         .execute(&mut *tx)
         .await?;
     }
-    for (category, name, budgeted, monthly) in BUDGETS {
+    for (category, name, budgeted, monthly, threshold) in BUDGETS {
         sqlx::query(
-            "INSERT INTO budgets (id, user_id, category, name, budgeted_amount, monthly_limit, start_date, end_date, created_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, date('now', 'start of month'),
+            "INSERT INTO budgets (id, user_id, category, name, budgeted_amount, monthly_limit, alert_threshold, start_date, end_date, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, date('now', 'start of month'),
                      date('now', 'start of month', '+1 month', '-1 day'), strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))",
         )
         .bind(Uuid::new_v4().to_string())
@@ -287,6 +293,7 @@ async fn seed_sqlite(pool: &SqlitePool, user: &str) -> Result<bool, sqlx::Error>
         .bind(name)
         .bind(budgeted)
         .bind(monthly)
+        .bind(threshold)
         .execute(&mut *tx)
         .await?;
     }

@@ -1,5 +1,6 @@
 //! Listens for `NOTIFY pam_context_changed` (sent by the table triggers in the Postgres
-//! migrations) and evicts the named user's cached context, so the next chat sees the change.
+//! migrations) and evicts the named user's cached context, so the next chat sees the change;
+//! a change of `expenses` or `budgets` also goes to the budget watcher (budget alerts).
 //!
 //! Notifications sent while the listening connection is down are lost, so whenever it listens
 //! again after a gap (a dropped connection, a Postgres restart, a terminated backend) it evicts
@@ -11,6 +12,8 @@
 use std::time::Duration;
 
 use pam_actors::context_loader::ContextLoaders;
+
+use super::budget_watcher::BudgetWatcher;
 use pam_protocol::UserId;
 use serde::Deserialize;
 use sqlx::PgPool;
@@ -29,13 +32,14 @@ struct Change {
 
 /// Runs until aborted on a connection of its own (same options as `pool`, so it never holds one
 /// of the gateway's pooled connections); reconnects (with a log line) when that connection drops.
-pub fn spawn_listener(pool: PgPool, loaders: ContextLoaders) -> tokio::task::JoinHandle<()> {
+/// `budgets` hears of every change to a user's expenses or budgets.
+pub fn spawn_listener(pool: PgPool, loaders: ContextLoaders, budgets: BudgetWatcher) -> tokio::task::JoinHandle<()> {
     let own =
         PgPoolOptions::new().max_connections(1).acquire_timeout(CONNECT_TIMEOUT).connect_lazy_with(pool.connect_options().as_ref().clone());
     tokio::spawn(async move {
         let mut after_a_gap = false;
         loop {
-            let error = listen(&own, &loaders, after_a_gap).await;
+            let error = listen(&own, &loaders, &budgets, after_a_gap).await;
             tracing::warn!(%error, "context invalidation listener lost its connection; reconnecting");
             after_a_gap = true;
             tokio::time::sleep(RECONNECT_DELAY).await;
@@ -45,7 +49,7 @@ pub fn spawn_listener(pool: PgPool, loaders: ContextLoaders) -> tokio::task::Joi
 
 /// Listens until the connection fails for good; evicts everything when it starts `after_a_gap`
 /// and whenever `PgListener` had to reconnect on its own.
-async fn listen(pool: &PgPool, loaders: &ContextLoaders, after_a_gap: bool) -> sqlx::Error {
+async fn listen(pool: &PgPool, loaders: &ContextLoaders, budgets: &BudgetWatcher, after_a_gap: bool) -> sqlx::Error {
     let mut listener = match PgListener::connect_with(pool).await {
         Ok(listener) => listener,
         Err(error) => return error,
@@ -81,6 +85,9 @@ async fn listen(pool: &PgPool, loaders: &ContextLoaders, after_a_gap: bool) -> s
             Some((user, table)) => {
                 tracing::debug!(%user, table = table.as_deref().unwrap_or("?"), "context changed; evicting");
                 loaders.invalidate(&user);
+                if matches!(table.as_deref(), Some("expenses" | "budgets")) {
+                    budgets.changed(user);
+                }
             }
             None => tracing::warn!(payload = notification.payload(), "ignoring a malformed pam_context_changed payload"),
         }

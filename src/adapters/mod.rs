@@ -1,6 +1,8 @@
 //! Adapters: the real implementations of the actors' ports (models, storage, cache).
 
 pub mod breaker;
+pub mod budget_alerts;
+pub mod budget_watcher;
 pub mod builtin;
 pub mod builtin_context;
 pub mod cluster;

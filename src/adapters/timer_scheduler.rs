@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use pam_actors::{Notification, NotificationStore, PushBus};
+use pam_actors::{Notification, NotificationKind, NotificationStore, PushBus};
 
 /// How often due timers are claimed.
 pub const TICK: Duration = Duration::from_millis(250);
@@ -56,12 +56,34 @@ pub async fn publish(push: &dyn PushBus, row: &Notification) -> bool {
         Err(error) => {
             tracing::warn!(id = row.id, %error, "a stored push could not be built");
             metrics::counter!(PUSH_TOTAL, "kind" => kind, "outcome" => "failed").increment(1);
+            remember(row, "failed");
             return false;
         }
     };
     let text = serde_json::to_string(&frame).unwrap_or_default();
     let outcome = push.publish(&row.user, &text).await;
     let online = outcome.local_sockets + outcome.remote_nodes > 0;
-    metrics::counter!(PUSH_TOTAL, "kind" => kind, "outcome" => if online { "online" } else { "stored" }).increment(1);
+    let outcome = if online { "online" } else { "stored" };
+    metrics::counter!(PUSH_TOTAL, "kind" => kind, "outcome" => outcome).increment(1);
+    remember(row, outcome);
     online
+}
+
+/// Keeps the push in the monitoring record of the latest pushes.
+fn remember(row: &Notification, outcome: &'static str) {
+    let field = |path: &[&str]| {
+        path.iter().try_fold(&row.payload, |value, key| value.get(key)).and_then(serde_json::Value::as_str).unwrap_or_default().to_string()
+    };
+    let summary = match row.kind {
+        NotificationKind::TimerExpired => field(&["label"]),
+        NotificationKind::ProactiveAlert => field(&["content", "alert_type"]),
+    };
+    crate::monitor::recent_pushes().record(crate::monitor::pushes::RecentPush {
+        id: row.id.clone(),
+        user: row.user.to_string(),
+        kind: row.kind,
+        outcome,
+        summary,
+        at: chrono::Utc::now(),
+    });
 }

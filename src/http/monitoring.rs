@@ -1,4 +1,5 @@
-//! Admin monitoring: `GET /api/v1/monitoring/errors`, `/websockets`, `/slow-queries`. Bearer
+//! Admin monitoring: `GET /api/v1/monitoring/errors`, `/websockets` (with this node's latest
+//! pushes per kind), `/slow-queries`. Bearer
 //! `PAM_ADMIN_TOKEN` (compared in constant time) or an admin/service-role JWT; 401 otherwise.
 //! Every answer comes from bounded in-process records, never from Postgres or Redis, so the
 //! endpoints answer while either is down.
@@ -12,7 +13,7 @@ use sha2::{Digest, Sha256};
 use tokio::time::Instant;
 
 use super::{SharedState, bearer, error_response};
-use crate::monitor::{error_log, slow_queries};
+use crate::monitor::{error_log, recent_pushes, slow_queries};
 
 pub(super) fn iso(at: chrono::DateTime<chrono::Utc>) -> String {
     at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
@@ -85,8 +86,26 @@ pub async fn websockets(State(state): State<SharedState>, headers: HeaderMap) ->
             "user_cap_hits": snapshot.user_cap_hits,
         },
         "draining": state.is_draining(),
+        "pushes": latest_pushes(),
     }))
     .into_response()
+}
+
+/// `{"latest":{"timer_expired":[…],"proactive_alert":[…]}}`: the newest pushes this node
+/// published, newest first (at most `PUSHES_PER_KIND` per kind).
+fn latest_pushes() -> Value {
+    use pam_actors::NotificationKind;
+    let latest = |kind: NotificationKind| -> Vec<Value> {
+        recent_pushes()
+            .latest(kind)
+            .into_iter()
+            .map(|p| json!({"id": p.id, "user_id": p.user, "outcome": p.outcome, "summary": p.summary, "at": iso(p.at)}))
+            .collect()
+    };
+    json!({"latest": {
+        "timer_expired": latest(NotificationKind::TimerExpired),
+        "proactive_alert": latest(NotificationKind::ProactiveAlert),
+    }})
 }
 
 /// `GET /api/v1/monitoring/slow-queries`: the latest queries over the threshold.

@@ -1,9 +1,10 @@
 //! In-process records behind the monitoring endpoints that live in the gateway crate: the
-//! slow-query ring (fed by every timed database query) and the recent-errors log (fed by a
-//! tracing layer). The WebSocket recorder lives in `pam_actors::monitor`. All are bounded and
+//! slow-query ring (fed by every timed database query), the recent-errors log (fed by a
+//! tracing layer) and the latest pushes (fed by every publish). The WebSocket recorder lives in `pam_actors::monitor`. All are bounded and
 //! read without touching the database or Redis.
 
 pub mod errors;
+pub mod pushes;
 pub mod slow_queries;
 
 use std::future::Future;
@@ -12,6 +13,7 @@ use pam_actors::StoreError;
 use tokio::time::Instant;
 
 pub use errors::{ErrorLayer, error_log};
+pub use pushes::recent_pushes;
 pub use slow_queries::slow_queries;
 
 use crate::adapters::context_store::DB_QUERY_SECONDS;

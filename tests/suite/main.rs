@@ -5,6 +5,7 @@ mod common;
 
 mod auth;
 mod browser_client_replay;
+mod budget_alerts;
 mod byte_budgets;
 mod client_address;
 mod context_answers;

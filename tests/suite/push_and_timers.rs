@@ -17,17 +17,17 @@ use crate::common::v2::connect_welcomed;
 use crate::common::*;
 use crate::context_store::{Cleanup, private_postgres_url};
 
-const ADMIN: &str = "admin-token-for-the-push-tests";
+pub(crate) const ADMIN: &str = "admin-token-for-the-push-tests";
 
 #[derive(Clone, Copy, Debug)]
-enum Backend {
+pub(crate) enum Backend {
     Sqlite,
     Postgres,
 }
 
 /// A database for one test: its URL and what removes it.
-struct TestDb {
-    url: String,
+pub(crate) struct TestDb {
+    pub(crate) url: String,
     _cleanup: DbCleanup,
 }
 
@@ -36,7 +36,7 @@ enum DbCleanup {
     Postgres(#[allow(dead_code)] Cleanup),
 }
 
-async fn test_db(backend: Backend) -> TestDb {
+pub(crate) async fn test_db(backend: Backend) -> TestDb {
     match backend {
         Backend::Sqlite => {
             let path = std::env::temp_dir().join(format!("pam-push-{}.db", uuid::Uuid::new_v4().simple()));
@@ -50,7 +50,7 @@ async fn test_db(backend: Backend) -> TestDb {
 }
 
 /// Starts a gateway on `db` (admin token set).
-async fn start(db: &TestDb, adjust: impl FnOnce(&mut Settings)) -> TestApp {
+pub(crate) async fn start(db: &TestDb, adjust: impl FnOnce(&mut Settings)) -> TestApp {
     let (mut settings, file) = test_settings();
     settings.database_url = db.url.clone();
     settings.admin_token = Some(ADMIN.into());
@@ -64,11 +64,11 @@ async fn start(db: &TestDb, adjust: impl FnOnce(&mut Settings)) -> TestApp {
     TestApp { addr, stop: Some(stop), server, db: file }
 }
 
-fn fresh_user() -> String {
+pub(crate) fn fresh_user() -> String {
     uuid::Uuid::new_v4().to_string()
 }
 
-async fn send(request: reqwest::RequestBuilder) -> (StatusCode, Value) {
+pub(crate) async fn send(request: reqwest::RequestBuilder) -> (StatusCode, Value) {
     let response = request.send().await.expect("the gateway answers");
     let status = response.status();
     let text = response.text().await.unwrap();
@@ -88,7 +88,7 @@ fn alert(user: &str, message: &str) -> Value {
         "message": message, "priority": "high", "actions": ["analyze_expenses"]}})
 }
 
-async fn create_timer(app: &TestApp, user: &str, body: Value) -> (StatusCode, Value) {
+pub(crate) async fn create_timer(app: &TestApp, user: &str, body: Value) -> (StatusCode, Value) {
     send(rest::client().post(app.http("/api/v1/pam/timers")).bearer_auth(token_for(user)).json(&body)).await
 }
 
@@ -98,14 +98,14 @@ async fn list_timers(app: &TestApp, user: &str) -> Vec<Value> {
     body["timers"].as_array().unwrap().clone()
 }
 
-async fn legacy(app: &TestApp, user: &str) -> WsClient {
+pub(crate) async fn legacy(app: &TestApp, user: &str) -> WsClient {
     let mut client = WsClient::connect(&app.ws_url(user, Some(&token_for(user)))).await;
     assert_eq!(client.recv_json().await["type"], "connection");
     client
 }
 
 /// The next frame that is neither a keepalive ping nor a pong.
-async fn next_frame(client: &mut WsClient) -> Value {
+pub(crate) async fn next_frame(client: &mut WsClient) -> Value {
     loop {
         let frame = client.recv_json().await;
         if frame["type"] != "ping" && frame["type"] != "pong" {
@@ -115,7 +115,7 @@ async fn next_frame(client: &mut WsClient) -> Value {
 }
 
 /// Sends a ping and reads up to its pong: every frame in between (what was queued before it).
-async fn frames_before_pong(client: &mut WsClient) -> Vec<Value> {
+pub(crate) async fn frames_before_pong(client: &mut WsClient) -> Vec<Value> {
     // Stored pushes are read on connect by a task: give it a moment to queue them.
     tokio::time::sleep(Duration::from_millis(300)).await;
     client.send_json(json!({"type": "ping", "timestamp": 4242})).await;
@@ -486,7 +486,7 @@ async fn wait_until_offline(app: &TestApp, user: &str) {
 }
 
 /// Every `pam_push_total` sample of `kind`, summed (both nodes of a test share one recorder).
-fn pushes_of(metrics: &str, kind: &str) -> f64 {
+pub(crate) fn pushes_of(metrics: &str, kind: &str) -> f64 {
     metrics
         .lines()
         .filter(|line| line.starts_with("pam_push_total{") && line.contains(&format!("kind=\"{kind}\"")))

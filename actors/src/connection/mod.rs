@@ -105,6 +105,9 @@ pub enum ConnectionMsg {
     TokenExpired(u64),
     /// A server push for this socket's user (one frame's JSON text, from the push bus).
     Push(String),
+    /// A stored push read when the socket connected (sent like `Push`, but its delivery is not
+    /// timed in `pam_push_delivery_seconds`).
+    StoredPush(String),
 }
 
 struct InFlight {
@@ -254,7 +257,8 @@ impl ConnectionState {
             ConnectionMsg::SessionTaken => self.close(myself, CloseCode::Normal, "session resumed on another connection"),
             ConnectionMsg::TokenExpiring(generation) => self.on_token_expiring(myself, generation),
             ConnectionMsg::TokenExpired(generation) => self.on_token_expired(myself, generation),
-            ConnectionMsg::Push(text) => self.on_push(myself, text),
+            ConnectionMsg::Push(text) => self.on_push(myself, text, true),
+            ConnectionMsg::StoredPush(text) => self.on_push(myself, text, false),
         }
         Ok(())
     }

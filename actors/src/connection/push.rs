@@ -5,7 +5,8 @@
 //! so they wait and follow its `chat_response`. A push id is sent at most once per socket (the
 //! bus and the stored copy may both bring it). A `proactive_alert` is marked delivered once a
 //! socket has actually sent it (not when it was only held), so an alert held behind a chat on a
-//! socket that then closes comes again on the next connect.
+//! socket that then closes comes again on the next connect. A push from the bus is timed from
+//! when it was due to when it is sent (`pam_push_delivery_seconds{kind}`, held time included).
 
 use std::collections::VecDeque;
 
@@ -13,7 +14,7 @@ use pam_protocol::{CloseCode, ErrorCode, PushFrame, V2Frame};
 use ractor::ActorRef;
 
 use super::{ConnectionMsg, ConnectionState};
-use crate::metrics_names::count_frame;
+use crate::metrics_names::{PUSH_DELIVERY_SECONDS, count_frame};
 use crate::notifications::push_frame;
 use crate::outbound::{OutFrame, SendError};
 
@@ -25,15 +26,45 @@ const MAX_SEEN: usize = 256;
 /// Per-socket push state.
 #[derive(Default)]
 pub(super) struct PushState {
-    /// Legacy: pushes waiting for the running chat's `chat_response`, with the id of an alert.
-    held: VecDeque<(String, Option<String>)>,
+    /// Legacy: pushes waiting for the running chat's `chat_response`.
+    held: VecDeque<Held>,
     /// Ids sent on this socket, newest last.
     seen: VecDeque<String>,
 }
 
+/// A push a legacy socket holds back behind an unanswered chat.
+struct Held {
+    text: String,
+    /// The id of an alert (marked delivered once sent).
+    alert: Option<String>,
+    timing: Option<Timing>,
+}
+
+/// What a push's delivery is timed by: its kind and when it was due.
+type Timing = (&'static str, chrono::DateTime<chrono::Utc>);
+
+/// When `frame` was due: an alert's `timestamp`, a timer's `fire_at`.
+fn timing(frame: &PushFrame) -> Option<Timing> {
+    let (kind, at) = match frame {
+        PushFrame::TimerExpired(timer) => ("timer_expired", &timer.fire_at),
+        PushFrame::ProactiveAlert(alert) => ("proactive_alert", &alert.timestamp),
+    };
+    let at = chrono::DateTime::parse_from_rfc3339(at).ok()?.with_timezone(&chrono::Utc);
+    Some((kind, at))
+}
+
+/// Records a sent push's delivery time (never negative: another node's clock may be ahead).
+fn record_delivery(timing: Option<Timing>) {
+    if let Some((kind, due)) = timing {
+        let seconds = (chrono::Utc::now() - due).num_microseconds().unwrap_or(i64::MAX) as f64 / 1e6;
+        metrics::histogram!(PUSH_DELIVERY_SECONDS, "kind" => kind).record(seconds.max(0.0));
+    }
+}
+
 impl ConnectionState {
-    /// A push for this socket's user (one frame's JSON text).
-    pub(super) fn on_push(&mut self, myself: &ActorRef<ConnectionMsg>, text: String) {
+    /// A push for this socket's user (one frame's JSON text); `live` when it came over the bus
+    /// (timed), not from the store on connect.
+    pub(super) fn on_push(&mut self, myself: &ActorRef<ConnectionMsg>, text: String, live: bool) {
         if self.user.is_none() {
             return;
         }
@@ -42,6 +73,7 @@ impl ConnectionState {
             Some(PushFrame::ProactiveAlert(alert)) => Some(alert.id.clone()),
             _ => None,
         };
+        let timing = if live { parsed.as_ref().and_then(timing) } else { None };
         if let Some(id) = parsed.as_ref().map(push_id) {
             if self.pushes.seen.iter().any(|seen| seen == id) {
                 return;
@@ -56,6 +88,7 @@ impl ConnectionState {
                 Some(frame) => {
                     // Into the session stream: sent now, or replayed on `resume`.
                     self.send_v2(myself, V2Frame::from(frame));
+                    record_delivery(timing);
                     self.mark_delivered(alert);
                 }
                 None => tracing::warn!(conn_id = %self.conn_id, "a push that is no push frame was not sent to a v2 socket"),
@@ -67,10 +100,10 @@ impl ConnectionState {
                 tracing::warn!(conn_id = %self.conn_id, "too many pushes held behind a chat; the oldest is dropped");
                 self.pushes.held.pop_front();
             }
-            self.pushes.held.push_back((text, alert));
+            self.pushes.held.push_back(Held { text, alert, timing });
             return;
         }
-        self.send_push_text(myself, text, alert);
+        self.send_push_text(myself, Held { text, alert, timing });
     }
 
     /// Legacy: sends what waited for the chat that just got its answer.
@@ -78,15 +111,16 @@ impl ConnectionState {
         if !self.in_flight.is_empty() {
             return;
         }
-        while let Some((text, alert)) = self.pushes.held.pop_front() {
-            self.send_push_text(myself, text, alert);
+        while let Some(held) = self.pushes.held.pop_front() {
+            self.send_push_text(myself, held);
         }
     }
 
-    fn send_push_text(&mut self, myself: &ActorRef<ConnectionMsg>, text: String, alert: Option<String>) {
+    fn send_push_text(&mut self, myself: &ActorRef<ConnectionMsg>, Held { text, alert, timing }: Held) {
         match self.outbound.send(OutFrame::Text(text)) {
             Ok(()) => {
                 count_frame("out", "push");
+                record_delivery(timing);
                 self.mark_delivered(alert);
             }
             Err(SendError::Full) => self.close(myself, CloseCode::SlowConsumer, ""),
@@ -168,7 +202,7 @@ impl StoredPushDelivery {
                     match push_frame(&row) {
                         Ok(frame) => {
                             let text = serde_json::to_string(&frame).unwrap_or_default();
-                            if socket.cast(ConnectionMsg::Push(text)).is_err() {
+                            if socket.cast(ConnectionMsg::StoredPush(text)).is_err() {
                                 break;
                             }
                         }

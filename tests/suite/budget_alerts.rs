@@ -1,0 +1,283 @@
+//! Budget alerts over real sockets, on SQLite (triggers queue the change) and Postgres (NOTIFY):
+//! an expense that takes a category past its budget's `alert_threshold` sends one
+//! `proactive_alert`, another expense past the same threshold sends none, crossing 100 % sends one
+//! more; two nodes on one Postgres + Redis send each alert once; the demo traveller's seeded
+//! maintenance spend sits just under its threshold, so one more expense alerts.
+
+use std::time::Duration;
+
+use pam_gateway::Settings;
+use serde_json::{Value, json};
+
+use crate::common::*;
+use crate::push_and_timers::{ADMIN, Backend, TestDb, frames_before_pong, fresh_user, legacy, next_frame, pushes_of, send, start, test_db};
+
+/// Writes expenses and budgets straight into the gateway's database, as the app does.
+enum Writer {
+    Sqlite(sqlx::SqlitePool),
+    Postgres(sqlx::PgPool),
+}
+
+impl Writer {
+    async fn open(db: &TestDb) -> Self {
+        if db.url.starts_with("sqlite:") {
+            Writer::Sqlite(sqlx::SqlitePool::connect(&db.url).await.expect("the SQLite file opens"))
+        } else {
+            Writer::Postgres(sqlx::PgPool::connect(&db.url).await.expect("Postgres answers"))
+        }
+    }
+
+    /// A budget for this month: `limit` as its monthly limit, `threshold` % (NULL = default 80).
+    async fn budget(&self, user: &str, category: &str, limit: f64, threshold: Option<f64>) -> String {
+        let id = uuid::Uuid::new_v4();
+        match self {
+            Writer::Sqlite(pool) => sqlx::query(
+                "INSERT INTO budgets (id, user_id, category, name, budgeted_amount, monthly_limit, alert_threshold, start_date, end_date)
+                 VALUES (?1, ?2, ?3, ?3, ?4, ?4, ?5, date('now', 'start of month'), date('now', 'start of month', '+1 month', '-1 day'))",
+            )
+            .bind(id.to_string())
+            .bind(user)
+            .bind(category)
+            .bind(limit)
+            .bind(threshold)
+            .execute(pool)
+            .await
+            .map(drop),
+            Writer::Postgres(pool) => sqlx::query(
+                "INSERT INTO budgets (id, user_id, category, name, budgeted_amount, monthly_limit, alert_threshold, start_date, end_date)
+                 VALUES ($1, $2::uuid, $3, $3, $4, $4, $5, date_trunc('month', CURRENT_DATE)::date,
+                         (date_trunc('month', CURRENT_DATE) + interval '1 month - 1 day')::date)",
+            )
+            .bind(id)
+            .bind(user)
+            .bind(category)
+            .bind(limit)
+            .bind(threshold)
+            .execute(pool)
+            .await
+            .map(drop),
+        }
+        .expect("the budget is stored");
+        id.to_string()
+    }
+
+    /// An expense dated today.
+    async fn expense(&self, user: &str, category: &str, amount: f64) {
+        match self {
+            Writer::Sqlite(pool) => sqlx::query("INSERT INTO expenses (user_id, amount, category, date) VALUES (?1, ?2, ?3, date('now'))")
+                .bind(user)
+                .bind(amount)
+                .bind(category)
+                .execute(pool)
+                .await
+                .map(drop),
+            Writer::Postgres(pool) => {
+                sqlx::query("INSERT INTO expenses (user_id, amount, category, date) VALUES ($1::uuid, $2::numeric, $3, CURRENT_DATE)")
+                    .bind(user)
+                    .bind(amount.to_string())
+                    .bind(category)
+                    .execute(pool)
+                    .await
+                    .map(drop)
+            }
+        }
+        .expect("the expense is stored");
+    }
+
+    /// Waits until `nodes` gateways LISTEN on this Postgres database (a change made before would
+    /// not be notified to them); nothing to wait for on SQLite.
+    async fn wait_listening(&self, nodes: i64) {
+        let Writer::Postgres(pool) = self else { return };
+        wait_until("the gateways listen for changes", || async {
+            let sql = "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND query ILIKE 'LISTEN%'";
+            sqlx::query_scalar::<_, i64>(sql).fetch_one(pool).await.unwrap() == nodes
+        })
+        .await;
+    }
+
+    /// The user's stored budget alerts' dedupe keys, sorted.
+    async fn alert_keys(&self, user: &str) -> Vec<String> {
+        let sql_sqlite = "SELECT dedupe_key FROM pam_notifications WHERE user_id = ?1 AND dedupe_key LIKE 'budget:%' ORDER BY dedupe_key";
+        match self {
+            Writer::Sqlite(pool) => sqlx::query_scalar(sql_sqlite).bind(user).fetch_all(pool).await,
+            Writer::Postgres(pool) => {
+                sqlx::query_scalar(
+                    "SELECT dedupe_key FROM pam_notifications WHERE user_id = $1::uuid AND dedupe_key LIKE 'budget:%' ORDER BY dedupe_key",
+                )
+                .bind(user)
+                .fetch_all(pool)
+                .await
+            }
+        }
+        .expect("the alerts are readable")
+    }
+}
+
+fn month() -> String {
+    chrono::Utc::now().format("%Y-%m").to_string()
+}
+
+/// Asserts `frame` is the budget alert the protocol describes, at `priority`, naming `words`.
+fn assert_budget_alert(frame: &Value, priority: &str, words: &[&str]) {
+    assert_eq!(frame["type"], "proactive_alert", "{frame}");
+    let content = &frame["content"];
+    assert_eq!(content["category"], "financial_guidance", "{frame}");
+    assert_eq!(content["alert_type"], "budget_alert", "{frame}");
+    assert_eq!(content["priority"], priority, "{frame}");
+    assert_eq!(content["actions"], json!(["analyze_expenses"]), "{frame}");
+    let message = content["message"].as_str().unwrap();
+    for word in words {
+        assert!(message.contains(word), "{word:?} in {message:?}");
+    }
+    assert!(frame["id"].as_str().is_some_and(|id| !id.is_empty()) && frame["timestamp"].is_string(), "{frame}");
+}
+
+async fn alerts_once_per_threshold(backend: Backend) {
+    let db = test_db(backend).await;
+    let app = start(&db, |_| {}).await;
+    let writer = Writer::open(&db).await;
+    writer.wait_listening(1).await;
+    let user = fresh_user();
+    let budget = writer.budget(&user, "fuel", 100.0, None).await;
+    writer.expense(&user, "fuel", 70.0).await;
+    let mut socket = legacy(&app, &user).await;
+
+    writer.expense(&user, "fuel", 15.0).await;
+    assert_budget_alert(&next_frame(&mut socket).await, "normal", &["fuel", "$85.00", "$100.00"]);
+
+    // Past the same threshold again: nothing. Then past 100 %: the very next push is that one.
+    writer.expense(&user, "fuel", 5.0).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    writer.expense(&user, "fuel", 15.0).await;
+    assert_budget_alert(&next_frame(&mut socket).await, "high", &["fuel", "$105.00", "$100.00"]);
+    assert_eq!(frames_before_pong(&mut socket).await, Vec::<Value>::new(), "nothing else came");
+
+    let month = month();
+    assert_eq!(writer.alert_keys(&user).await, [format!("budget:{budget}:{month}:100"), format!("budget:{budget}:{month}:80")]);
+    let metrics = app.metrics().await;
+    assert_eq!(pushes_of(&metrics, "proactive_alert"), 2.0, "{metrics}");
+    assert_eq!(metric(&metrics, "pam_push_delivery_seconds_count{kind=\"proactive_alert\"}"), Some(2.0), "{metrics}");
+
+    // The monitoring JSON lists them, newest first.
+    let (_, body) = send(rest::client().get(app.http("/api/v1/monitoring/websockets")).bearer_auth(ADMIN)).await;
+    let latest = body["pushes"]["latest"]["proactive_alert"].as_array().unwrap().clone();
+    assert_eq!(latest.len(), 2, "{body}");
+    assert!(latest.iter().all(|p| p["summary"] == "budget_alert" && p["outcome"] == "online" && p["user_id"] == user.as_str()), "{body}");
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_budget_crossing_alerts_once_per_threshold_on_sqlite() {
+    alerts_once_per_threshold(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn a_budget_crossing_alerts_once_per_threshold_on_postgres() {
+    alerts_once_per_threshold(Backend::Postgres).await;
+}
+
+async fn one_jump_past_both_thresholds_alerts_once(backend: Backend) {
+    let db = test_db(backend).await;
+    let app = start(&db, |_| {}).await;
+    let writer = Writer::open(&db).await;
+    writer.wait_listening(1).await;
+    let user = fresh_user();
+    writer.budget(&user, "camping", 200.0, Some(90.0)).await;
+    let mut socket = legacy(&app, &user).await;
+    writer.expense(&user, "camping", 250.0).await;
+    assert_budget_alert(&next_frame(&mut socket).await, "high", &["camping", "$250.00", "$200.00"]);
+    assert_eq!(frames_before_pong(&mut socket).await, Vec::<Value>::new(), "the 90 % alert is superseded, not sent");
+    assert_eq!(writer.alert_keys(&user).await.len(), 2, "both thresholds are recorded for this month");
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn one_expense_past_both_thresholds_sends_only_the_over_budget_alert_on_sqlite() {
+    one_jump_past_both_thresholds_alerts_once(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn one_expense_past_both_thresholds_sends_only_the_over_budget_alert_on_postgres() {
+    one_jump_past_both_thresholds_alerts_once(Backend::Postgres).await;
+}
+
+#[tokio::test]
+async fn an_offline_user_gets_the_budget_alert_on_the_next_connect_once() {
+    let db = test_db(Backend::Sqlite).await;
+    let app = start(&db, |_| {}).await;
+    let writer = Writer::open(&db).await;
+    let user = fresh_user();
+    writer.budget(&user, "food", 50.0, None).await;
+    writer.expense(&user, "food", 45.0).await;
+    wait_until("the alert is stored", || async { writer.alert_keys(&user).await.len() == 1 }).await;
+    let mut socket = legacy(&app, &user).await;
+    assert_budget_alert(&next_frame(&mut socket).await, "normal", &["food", "$45.00", "$50.00"]);
+    drop(socket);
+    let mut again = legacy(&app, &user).await;
+    assert_eq!(frames_before_pong(&mut again).await, Vec::<Value>::new(), "delivered once");
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn two_nodes_on_one_postgres_and_redis_send_each_budget_alert_once() {
+    let db = test_db(Backend::Postgres).await;
+    let redis = std::env::var("PAM_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    let prefix = format!("pamtest{}", uuid::Uuid::new_v4().simple());
+    let node = |id: &'static str| {
+        let (redis, prefix) = (redis.clone(), prefix.clone());
+        move |s: &mut Settings| {
+            s.node_id = Some(id.into());
+            s.redis_url = Some(redis);
+            s.cache_prefix = prefix;
+        }
+    };
+    let a = start(&db, node("budget-a")).await;
+    let b = start(&db, node("budget-b")).await;
+    let writer = Writer::open(&db).await;
+    writer.wait_listening(2).await;
+    let user = fresh_user();
+    writer.budget(&user, "fuel", 400.0, None).await;
+    writer.expense(&user, "fuel", 300.0).await;
+    let mut on_a = legacy(&a, &user).await;
+    let mut on_b = legacy(&b, &user).await;
+
+    // Both nodes hear each NOTIFY and evaluate; each alert reaches both sockets once.
+    writer.expense(&user, "fuel", 30.0).await;
+    for socket in [&mut on_a, &mut on_b] {
+        assert_budget_alert(&next_frame(socket).await, "normal", &["$330.00", "$400.00"]);
+    }
+    writer.expense(&user, "fuel", 10.0).await;
+    writer.expense(&user, "fuel", 80.0).await;
+    for socket in [&mut on_a, &mut on_b] {
+        assert_budget_alert(&next_frame(socket).await, "high", &["$420.00", "$400.00"]);
+        assert_eq!(frames_before_pong(socket).await, Vec::<Value>::new());
+    }
+    assert_eq!(writer.alert_keys(&user).await.len(), 2);
+    // Published once per alert, by whichever node stored it (both nodes share this recorder).
+    assert_eq!(pushes_of(&a.metrics().await, "proactive_alert"), 2.0);
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_demo_traveller_is_one_expense_away_from_a_budget_alert() {
+    let db = test_db(Backend::Sqlite).await;
+    let app = start(&db, |_| {}).await;
+    let writer = Writer::open(&db).await;
+    let user = fresh_user();
+    let gateway_db = pam_gateway::adapters::database::Database::connect(&db.url, false).await.unwrap();
+    assert!(
+        pam_gateway::adapters::demo_seed::seed_demo_traveller(&gateway_db, &pam_protocol::UserId::parse(&user).unwrap()).await.unwrap()
+    );
+    let Writer::Sqlite(pool) = &writer else { unreachable!("a SQLite test") };
+    wait_until("the seed's changes are evaluated", || async {
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM pam_budget_checks").fetch_one(pool).await.unwrap() == 0
+    })
+    .await;
+    assert_eq!(writer.alert_keys(&user).await, Vec::<String>::new(), "the seed itself stays under every threshold");
+
+    let mut socket = legacy(&app, &user).await;
+    writer.expense(&user, "maintenance", 5.0).await;
+    assert_budget_alert(&next_frame(&mut socket).await, "normal", &["maintenance", "$29.99", "$30.00"]);
+    app.shutdown().await;
+}
