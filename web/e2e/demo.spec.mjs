@@ -156,9 +156,24 @@ async function main() {
     if (msg.type() === 'error' && !/WebSocket|Failed to load resource|ERR_/.test(msg.text())) pageErrors.push(`console: ${msg.text()}`);
   });
 
-  const loadedAt = Date.now();
-  await check('the page loads with a CSP and goes live on the SDK (90 s dev token)', async () => {
-    const response = await page.goto(`${gateway.url}/?token_ttl=90`, { waitUntil: 'domcontentloaded' });
+  // A second tab, in a context of its own (not taken offline), holds a 90 s token and idles
+  // while the other checks run; it must still be on its first socket past the token's exp.
+  const tabContext = await browser.newContext({ viewport: { width: 900, height: 800 } });
+  const tab = await tabContext.newPage();
+  tab.setDefaultTimeout(STEP_TIMEOUT_MS);
+  tab.on('pageerror', (err) => pageErrors.push(`tab pageerror: ${err.message}`));
+  let refreshSeenAt = null;
+  const refreshedAt = () => refreshSeenAt ?? Date.now();
+  const tabLoadedAt = Date.now();
+  await check('a tab with a 90 s dev token goes live', async () => {
+    await tab.goto(`${gateway.url}/?token_ttl=90`, { waitUntil: 'domcontentloaded' });
+    await waitFor(tab, statusIn(tab, ['live']), 'the tab going live');
+    tab.waitForFunction(() => Number(document.querySelector('#status').dataset.refreshes) >= 1, null, { timeout: 80_000 })
+      .then(() => { refreshSeenAt = Date.now(); }, () => {});
+  });
+
+  await check('the page loads with a CSP and goes live on the SDK', async () => {
+    const response = await page.goto(`${gateway.url}/`, { waitUntil: 'domcontentloaded' });
     assert(response && response.status() === 200, `GET / returned ${response && response.status()}`);
     const csp = (await response.allHeaders())['content-security-policy'] || '';
     assert(csp.includes("script-src 'self'"), `CSP is ${JSON.stringify(csp)}`);
@@ -199,55 +214,6 @@ async function main() {
     assert((await input.inputValue()) === long, 'the refused text was not kept in the box');
     await screenshot(page, 'input-limit');
     await input.fill('');
-  });
-
-  await check('the 90 s token is refreshed in-band (auth_refresh) without a reconnect', async () => {
-    const sockets = await counter(page, 'sockets');
-    // auth_expiring comes 60 s before exp: ~30 s after the page fetched its token.
-    await page.waitForFunction(() => Number(document.querySelector('#status').dataset.refreshes) >= 1, null, { timeout: 50_000 });
-    figures.push(`token refreshed ${((Date.now() - loadedAt) / 1000).toFixed(1)} s after the page loaded (token TTL 90 s)`);
-    // Past the old token's `exp` grace would close with 4401; a few seconds on, still one socket.
-    await page.waitForTimeout(2_000);
-    assert((await counter(page, 'sockets')) === sockets, `a reconnect happened (${sockets} → ${await counter(page, 'sockets')} sockets)`);
-    assert((await page.locator('#status').getAttribute('data-state')) === 'live', await describe(page));
-    const after = await sendTyped(page, 'still here after the refresh');
-    await waitFor(page, doneAnswer(page, after), 'an answer after the refresh');
-    await screenshot(page, 'token-refreshed');
-  });
-
-  await check('the gateway is killed mid-answer and restarted: the page resumes and shows the whole answer once', async () => {
-    const asked = model.requests.get('slow answer across a restart') || 0;
-    const id = await sendTyped(page, 'slow answer across a restart');
-    await page.waitForFunction((chat) => {
-      const el = document.querySelector(`#messages .msg.assistant[data-chat-id="${chat}"] .text`);
-      return el && el.textContent.split(' ').length >= 8;
-    }, id);
-    const before = await answerOf(page, id).locator('.text').textContent();
-    await screenshot(page, 'before-kill');
-    const killedAt = Date.now();
-    await gateway.kill();
-    await waitFor(page, statusIn(page, ['reconnecting', 'connecting']), 'noticing the dead server');
-    await screenshot(page, 'reconnecting');
-    await gateway.start();
-    const readyAt = Date.now();
-    await waitFor(page, statusIn(page, ['resumed']), 'resuming', { timeout: 30_000 });
-    const resumedAt = Date.now();
-    await screenshot(page, 'resumed');
-    await waitFor(page, doneAnswer(page, id), 'the answer ending after the restart', { timeout: 30_000 });
-    const doneAt = Date.now();
-    const text = await answerOf(page, id).locator('.text').textContent();
-    assert(text === SLOW_ANSWER, `answer after the restart is ${JSON.stringify(text)}`);
-    assert((await answerOf(page, id).count()) === 1, 'more than one answer bubble');
-    assert((await page.locator(`#messages .msg.user[data-chat-id="${id}"]`).count()) === 1, 'the question shows twice');
-    for (const word of SLOW_WORDS.slice(0, 3)) {
-      assert(text.split(word + ' ').length === 2, `"${word}" appears more than once: text was duplicated`);
-    }
-    assert((model.requests.get('slow answer across a restart') || 0) - asked === 2, 'the model was not asked exactly twice (before and after the kill)');
-    figures.push(`resume after restart: kill → page "resumed" ${((resumedAt - killedAt) / 1000).toFixed(2)} s ` +
-      `(gateway answering /health/live → "resumed" ${((resumedAt - readyAt) / 1000).toFixed(2)} s; ` +
-      `kill → whole answer shown ${((doneAt - killedAt) / 1000).toFixed(2)} s; ${before.split(' ').length} words had streamed before the kill)`);
-    console.log(`       status: ${await page.locator('#status').textContent()}`);
-    await screenshot(page, 'answer-after-restart');
   });
 
   await check('offline → two messages typed → online: each is answered once', async () => {
@@ -295,6 +261,55 @@ async function main() {
     await page.waitForTimeout(2_000);
     assert((await page.locator('#toasts .toast').count()) === 0, 'a dismissed push came back after a reload');
     await screenshot(page, 'dismissed-reloaded');
+  });
+
+  await check('the 90 s token of the second tab is refreshed in-band (auth_refresh): still one socket past its exp', async () => {
+    // auth_expiring comes 60 s before exp: ~30 s after the tab fetched its token.
+    await tab.waitForFunction(() => Number(document.querySelector('#status').dataset.refreshes) >= 1, null, { timeout: 60_000 });
+    figures.push(`token refreshed ${((refreshedAt() - tabLoadedAt) / 1000).toFixed(1)} s after the tab loaded (token TTL 90 s)`);
+    // Without the refresh the server closes with 4401 at the old token's exp (90 s).
+    const wait = tabLoadedAt + 95_000 - Date.now();
+    if (wait > 0) await tab.waitForTimeout(wait);
+    assert((await counter(tab, 'sockets')) === 1, `the tab reconnected (${await counter(tab, 'sockets')} sockets)`);
+    assert((await tab.locator('#status').getAttribute('data-state')) === 'live', await describe(tab));
+    const after = await sendTyped(tab, 'still here after the refresh');
+    await waitFor(tab, doneAnswer(tab, after), 'an answer after the refresh');
+    await screenshot(tab, 'token-refreshed-tab');
+  });
+
+  await check('the gateway is killed mid-answer and restarted: the page resumes and shows the whole answer once', async () => {
+    const asked = model.requests.get('slow answer across a restart') || 0;
+    const id = await sendTyped(page, 'slow answer across a restart');
+    await page.waitForFunction((chat) => {
+      const el = document.querySelector(`#messages .msg.assistant[data-chat-id="${chat}"] .text`);
+      return el && el.textContent.split(' ').length >= 8;
+    }, id);
+    const before = await answerOf(page, id).locator('.text').textContent();
+    await screenshot(page, 'before-kill');
+    const killedAt = Date.now();
+    await gateway.kill();
+    await waitFor(page, statusIn(page, ['reconnecting', 'connecting']), 'noticing the dead server');
+    await screenshot(page, 'reconnecting');
+    await gateway.start();
+    const readyAt = Date.now();
+    await waitFor(page, statusIn(page, ['resumed']), 'resuming', { timeout: 30_000 });
+    const resumedAt = Date.now();
+    await screenshot(page, 'resumed');
+    await waitFor(page, doneAnswer(page, id), 'the answer ending after the restart', { timeout: 30_000 });
+    const doneAt = Date.now();
+    const text = await answerOf(page, id).locator('.text').textContent();
+    assert(text === SLOW_ANSWER, `answer after the restart is ${JSON.stringify(text)}`);
+    assert((await answerOf(page, id).count()) === 1, 'more than one answer bubble');
+    assert((await page.locator(`#messages .msg.user[data-chat-id="${id}"]`).count()) === 1, 'the question shows twice');
+    for (const word of SLOW_WORDS.slice(0, 3)) {
+      assert(text.split(word + ' ').length === 2, `"${word}" appears more than once: text was duplicated`);
+    }
+    assert((model.requests.get('slow answer across a restart') || 0) - asked === 2, 'the model was not asked exactly twice (before and after the kill)');
+    figures.push(`resume after restart: kill → page "resumed" ${((resumedAt - killedAt) / 1000).toFixed(2)} s ` +
+      `(gateway answering /health/live → "resumed" ${((resumedAt - readyAt) / 1000).toFixed(2)} s; ` +
+      `kill → whole answer shown ${((doneAt - killedAt) / 1000).toFixed(2)} s; ${before.split(' ').length} words had streamed before the kill)`);
+    console.log(`       status: ${await page.locator('#status').textContent()}`);
+    await screenshot(page, 'answer-after-restart');
   });
 
   await check('a gateway with a new dev key closes 4501: the page fetches a new token once and goes live', async () => {
