@@ -60,7 +60,13 @@ impl Application {
         let metrics = metrics_handle();
         let db = Database::connect(&settings.database_url, settings.migrate).await?;
         let http = reqwest::Client::builder().build().context("could not build the HTTP client")?;
-        let dev = auth_settings.dev_auth.then(|| Arc::new(DevAuth::new(&auth_settings.audience, auth_settings.issuer.as_deref())));
+        let dev = match auth_settings.dev_auth {
+            true => {
+                let key_file = crate::auth::dev::key_file_for(&settings.database_url);
+                Some(Arc::new(DevAuth::open(&auth_settings.audience, auth_settings.issuer.as_deref(), key_file.as_deref())?))
+            }
+            false => None,
+        };
         let jwks = auth_settings.jwks_url.clone().map(|url| Arc::new(JwksCache::new(url, http.clone())));
         let jwks_warmup = jwks.clone().map(JwksCache::spawn_warmup);
         if auth_settings.hs256_secret.is_none() && jwks.is_none() {

@@ -17,6 +17,7 @@ use tokio::time::Instant;
 use crate::bounded_map::BoundedMap;
 use crate::cluster::{SharedPresence, SocketCount};
 use crate::connection::ConnectionMsg;
+use crate::log_limit::ClientLogLimit;
 
 /// Addresses the throttle tracks at most (each ≤ ~150 bytes with the default limit of 5).
 pub const THROTTLE_MAX_ADDRESSES: usize = 65_536;
@@ -163,6 +164,8 @@ pub struct AuthFailureThrottle {
     limit: usize,
     window: Duration,
     failures: Mutex<BoundedMap<IpAddr, VecDeque<Instant>>>,
+    /// Refusals (failed auth, throttled upgrades) are logged once per address per window.
+    refusal_log: ClientLogLimit,
 }
 
 impl AuthFailureThrottle {
@@ -172,7 +175,15 @@ impl AuthFailureThrottle {
 
     /// Like `new`, tracking at most `addresses` addresses.
     pub fn with_capacity(limit: usize, window: Duration, addresses: usize) -> Self {
-        Self { limit, window, failures: Mutex::new(BoundedMap::new(addresses)) }
+        let refusal_log = ClientLogLimit::new(window.max(Duration::from_secs(1)), addresses);
+        Self { limit, window, failures: Mutex::new(BoundedMap::new(addresses)), refusal_log }
+    }
+
+    /// Whether a refusal of `ip` (failed auth or a throttled upgrade) may be logged now:
+    /// `Some(suppressed since the last line)` once per address per window, `None` otherwise.
+    /// Works whether or not the throttle itself is on.
+    pub fn log_refusal(&self, ip: IpAddr, now: Instant) -> Option<u64> {
+        self.refusal_log.allow(ip, now)
     }
 
     pub fn record_failure(&self, ip: IpAddr, now: Instant) {

@@ -1,5 +1,7 @@
-//! Development routes (dev auth only): `POST /dev/token` and the demo chat page at `/` (its
-//! script and styles are files of their own, so its CSP allows nothing inline).
+//! Development routes (dev auth only): `POST /dev/token`, `GET /dev/config` (the limits the demo
+//! page enforces before sending) and the demo chat page at `/` on the pam-client SDK (served at
+//! `/pam-client.js`; the page's script and styles are files of their own, so its CSP allows
+//! nothing inline).
 
 use axum::Json;
 use axum::extract::State;
@@ -9,20 +11,26 @@ use pam_protocol::UserId;
 use serde::Deserialize;
 
 use super::{SharedState, error_response};
-use crate::auth::dev::DEMO_USER_ID;
+use crate::auth::dev::{DEMO_USER_ID, DEV_TOKEN_TTL_RANGE, DEV_TOKEN_TTL_SECS};
 
 const DEMO_PAGE: &str = include_str!("../../web/index.html");
 const DEMO_SCRIPT: &str = include_str!("../../web/demo.js");
 const DEMO_STYLES: &str = include_str!("../../web/demo.css");
+/// The pam-client SDK's one-file ESM bundle (built by web/client's `npm run build`, committed).
+const SDK_BUNDLE: &str = include_str!("../../web/client/dist/pam-client.min.js");
 const DEMO_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self'; \
                         base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
 
 #[derive(Debug, Default, Deserialize)]
 pub struct TokenRequest {
     user_id: Option<String>,
+    /// Lifetime in seconds, within `DEV_TOKEN_TTL_RANGE` (default `DEV_TOKEN_TTL_SECS`).
+    ttl_s: Option<u64>,
 }
 
-/// Mints a token for `user_id` (or the demo traveller). Body may be empty.
+/// Mints a token for `user_id` (or the demo traveller), valid `ttl_s` seconds (10–86400, default
+/// 3600). Body may be empty. 200 `{"token","user_id","expires_at"}`; 400 bad JSON, 422 a bad
+/// user id or lifetime.
 pub async fn token(State(state): State<SharedState>, body: axum::body::Bytes) -> Response {
     let Some(dev) = state.dev.as_ref() else {
         return error_response(StatusCode::NOT_FOUND, "NOT_FOUND", "dev auth is off");
@@ -45,13 +53,24 @@ pub async fn token(State(state): State<SharedState>, body: axum::body::Bytes) ->
         Ok(user) => user,
         Err(e) => return error_response(StatusCode::UNPROCESSABLE_ENTITY, "VALIDATION_ERROR", &e.to_string()),
     };
-    match dev.mint(&user) {
+    let ttl = request.ttl_s.unwrap_or(DEV_TOKEN_TTL_SECS);
+    if !DEV_TOKEN_TTL_RANGE.contains(&ttl) {
+        let message = format!("ttl_s must be {}..={} seconds", DEV_TOKEN_TTL_RANGE.start(), DEV_TOKEN_TTL_RANGE.end());
+        return error_response(StatusCode::UNPROCESSABLE_ENTITY, "VALIDATION_ERROR", &message);
+    }
+    match dev.mint(&user, ttl) {
         Ok(token) => Json(token).into_response(),
         Err(e) => {
             tracing::error!(error = %e, "could not mint a dev token");
             error_response(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL", "could not mint a token")
         }
     }
+}
+
+/// `GET /dev/config`: what a client checks before sending — `{"max_message_chars":n}`
+/// (`PAM_MAX_MESSAGE_CHARS`, counted in Unicode scalar values like the server does).
+pub async fn config(State(state): State<SharedState>) -> Response {
+    Json(serde_json::json!({ "max_message_chars": state.settings.max_message_chars })).into_response()
 }
 
 /// The demo chat page.
@@ -64,12 +83,17 @@ pub async fn demo_script() -> Response {
     demo_file("text/javascript; charset=utf-8", DEMO_SCRIPT)
 }
 
+/// `/pam-client.js`: the SDK bundle the page imports.
+pub async fn sdk_bundle() -> Response {
+    demo_file("text/javascript; charset=utf-8", SDK_BUNDLE)
+}
+
 /// `/demo.css`.
 pub async fn demo_styles() -> Response {
     demo_file("text/css; charset=utf-8", DEMO_STYLES)
 }
 
-/// The three parts are built into the binary and change together: no caching across restarts.
+/// The page's parts are built into the binary and change together: no caching across restarts.
 fn demo_file(content_type: &'static str, body: &'static str) -> Response {
     (
         [

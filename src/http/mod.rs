@@ -104,9 +104,11 @@ pub fn router(state: SharedState) -> Router {
     if state.dev.is_some() {
         router = router
             .route("/dev/token", post(dev::token))
+            .route("/dev/config", get(dev::config))
             .route("/", get(dev::demo_page))
             .route("/demo.js", get(dev::demo_script))
             .route("/demo.css", get(dev::demo_styles))
+            .route("/pam-client.js", get(dev::sdk_bundle))
             .route("/favicon.ico", get(dev::favicon));
     }
     if state.settings.conformance_echo {

@@ -105,11 +105,11 @@ async fn accept(
     if let Some(refusal) = refusal(&state, headers) {
         return refusal;
     }
-    if let Some(refusal) = throttled(&state, client, token.as_deref()).await {
-        return refusal;
-    }
     let ws = sized(ws.protocols([V2_SUBPROTOCOL]), state.settings.max_frame_bytes);
     let dialect = if path_user.is_none() || ws.selected_protocol().is_some() { Dialect::V2 } else { Dialect::Legacy };
+    if let Some(refusal) = throttled(&state, client, token.as_deref(), dialect).await {
+        return refusal;
+    }
     ws.on_upgrade(move |socket| {
         serve_socket(state, socket, path_user, token, dialect, client);
         std::future::ready(())
@@ -163,17 +163,27 @@ pub(super) fn refusal(state: &SharedState, headers: &HeaderMap) -> Option<Respon
 
 /// The per-IP auth-failure throttle: 429 for a client address with too many recent failures —
 /// unless this upgrade's `?token=` verifies (verifying is cheap), so a valid user is never turned
-/// away because others at the same address failed. A v2 client that authenticates by frame has
-/// no token yet and waits out the throttle.
-async fn throttled(state: &SharedState, client: IpAddr, token: Option<&str>) -> Option<Response> {
-    let wait = state.deps.auth_throttle.retry_after(client, Instant::now())?;
-    if let Some(token) = token.filter(|t| !t.is_empty()) {
-        if state.deps.authenticator.authenticate(token).await.is_ok() {
+/// away because others at the same address failed. A v2 upgrade without `?token=` authenticates
+/// by its first frame, so it cannot be judged here: it is let through, its `auth` frame is
+/// verified like any other and a bad one closes 4501 (and counts as a failure). Refusals are
+/// logged once per address per window.
+async fn throttled(state: &SharedState, client: IpAddr, token: Option<&str>, dialect: Dialect) -> Option<Response> {
+    let now = Instant::now();
+    let wait = state.deps.auth_throttle.retry_after(client, now)?;
+    match token.filter(|t| !t.is_empty()) {
+        Some(token) if state.deps.authenticator.authenticate(token).await.is_ok() => {
             tracing::debug!(%client, "throttled address, but the token verifies: upgrading");
             return None;
         }
+        None if dialect == Dialect::V2 => {
+            tracing::debug!(%client, "throttled address, v2 upgrade without a token: its auth frame decides");
+            return None;
+        }
+        _ => {}
     }
-    tracing::info!(%client, "upgrade refused: too many failed authentications from this address");
+    if let Some(suppressed) = state.deps.auth_throttle.log_refusal(client, now) {
+        tracing::info!(%client, suppressed, "upgrade refused: too many failed authentications from this address (further refusals within the window are counted, not logged)");
+    }
     let message = "too many failed authentications from this address; check the token and retry later";
     Some(refuse("auth_throttle", StatusCode::TOO_MANY_REQUESTS, "RATE_LIMIT_EXCEEDED", message, Some(wait.as_secs() + 1)))
 }

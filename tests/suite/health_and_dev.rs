@@ -111,12 +111,15 @@ async fn the_demo_page_is_served_with_a_content_security_policy() {
     let csp = page.headers().get("content-security-policy").unwrap().to_str().unwrap().to_string();
     assert!(csp.contains("default-src 'none'") && csp.contains("script-src 'self'"), "{csp}");
     let html = page.text().await.unwrap();
-    assert!(html.contains(r#"<script src="/demo.js">"#) && html.contains(r#"href="/demo.css""#), "{html}");
+    assert!(html.contains(r#"<script type="module" src="/demo.js">"#) && html.contains(r#"href="/demo.css""#), "{html}");
     assert!(!html.contains("<script>") && !html.contains("<style>"), "nothing inline");
     let script = reqwest::get(app.http("/demo.js")).await.unwrap();
     assert_eq!(script.headers()["content-type"], "text/javascript; charset=utf-8");
     let script = script.text().await.unwrap();
-    assert!(script.contains("/dev/token") && script.contains("/api/v1/pam/ws/"));
+    assert!(script.contains("/dev/token") && script.contains("/dev/config") && script.contains("from '/pam-client.js'"));
+    let sdk = reqwest::get(app.http("/pam-client.js")).await.unwrap();
+    assert_eq!(sdk.headers()["content-type"], "text/javascript; charset=utf-8");
+    assert!(sdk.text().await.unwrap().contains("PamClient"), "the SDK bundle exports PamClient");
     let styles = reqwest::get(app.http("/demo.css")).await.unwrap();
     assert_eq!(styles.headers()["content-type"], "text/css; charset=utf-8");
 }

@@ -44,8 +44,13 @@ impl ConnectionState {
         if let (Some(ip), false) = (self.peer_ip, matches!(error, AuthError::Unavailable(_))) {
             self.deps.auth_throttle.record_failure(ip, Instant::now());
         }
-        let client_ip = self.peer_ip.map(|ip| ip.to_string());
-        tracing::info!(conn_id = %self.conn_id, reason = error.metric_reason(), client_ip, "authentication refused");
+        // One line per client address per window (a client looping on a bad token would
+        // otherwise write one per attempt); the metric above counts every refusal.
+        let logged = self.peer_ip.map_or(Some(0), |ip| self.deps.auth_throttle.log_refusal(ip, Instant::now()));
+        if let Some(suppressed) = logged {
+            let client_ip = self.peer_ip.map(|ip| ip.to_string());
+            tracing::info!(conn_id = %self.conn_id, reason = error.metric_reason(), client_ip, suppressed, "authentication refused (further refusals of this client within the window are counted, not logged)");
+        }
         let code = match error {
             AuthError::Missing | AuthError::Invalid(_) => CloseCode::AuthInvalid,
             AuthError::Expired => CloseCode::TokenExpired,

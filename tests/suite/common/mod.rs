@@ -39,11 +39,14 @@ pub struct TempFile(pub std::path::PathBuf);
 
 impl Drop for TempFile {
     fn drop(&mut self) {
-        for suffix in ["", "-wal", "-shm", OUTBOX_JOURNAL_SUFFIX] {
+        for suffix in ["", "-wal", "-shm", OUTBOX_JOURNAL_SUFFIX, DEV_KEY_SUFFIX] {
             let _ = std::fs::remove_file(format!("{}{suffix}", self.0.display()));
         }
     }
 }
+
+/// Dev auth keeps its signing key beside the SQLite file: `{db}{DEV_KEY_SUFFIX}`.
+pub const DEV_KEY_SUFFIX: &str = ".dev-key";
 
 /// The test's outbox journal sits beside its database file: `{db}{OUTBOX_JOURNAL_SUFFIX}`.
 pub const OUTBOX_JOURNAL_SUFFIX: &str = ".outbox.jsonl";
