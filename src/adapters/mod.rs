@@ -3,6 +3,7 @@
 pub mod breaker;
 pub mod builtin;
 pub mod builtin_context;
+pub mod builtin_timers;
 pub mod cluster;
 pub mod context_store;
 mod conversation_rows;
@@ -18,3 +19,4 @@ pub mod redis_cache;
 pub mod schema_doctor;
 pub mod settings_store;
 pub mod timer_scheduler;
+pub mod timer_tools;

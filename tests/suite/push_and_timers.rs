@@ -20,23 +20,23 @@ use crate::context_store::{Cleanup, private_postgres_url};
 const ADMIN: &str = "admin-token-for-the-push-tests";
 
 #[derive(Clone, Copy, Debug)]
-enum Backend {
+pub(crate) enum Backend {
     Sqlite,
     Postgres,
 }
 
 /// A database for one test: its URL and what removes it.
-struct TestDb {
-    url: String,
+pub(crate) struct TestDb {
+    pub(crate) url: String,
     _cleanup: DbCleanup,
 }
 
-enum DbCleanup {
+pub(crate) enum DbCleanup {
     File(#[allow(dead_code)] TempFile),
     Postgres(#[allow(dead_code)] Cleanup),
 }
 
-async fn test_db(backend: Backend) -> TestDb {
+pub(crate) async fn test_db(backend: Backend) -> TestDb {
     match backend {
         Backend::Sqlite => {
             let path = std::env::temp_dir().join(format!("pam-push-{}.db", uuid::Uuid::new_v4().simple()));
@@ -50,7 +50,7 @@ async fn test_db(backend: Backend) -> TestDb {
 }
 
 /// Starts a gateway on `db` (admin token set).
-async fn start(db: &TestDb, adjust: impl FnOnce(&mut Settings)) -> TestApp {
+pub(crate) async fn start(db: &TestDb, adjust: impl FnOnce(&mut Settings)) -> TestApp {
     let (mut settings, file) = test_settings();
     settings.database_url = db.url.clone();
     settings.admin_token = Some(ADMIN.into());
@@ -64,7 +64,7 @@ async fn start(db: &TestDb, adjust: impl FnOnce(&mut Settings)) -> TestApp {
     TestApp { addr, stop: Some(stop), server, db: file }
 }
 
-fn fresh_user() -> String {
+pub(crate) fn fresh_user() -> String {
     uuid::Uuid::new_v4().to_string()
 }
 
@@ -88,11 +88,11 @@ fn alert(user: &str, message: &str) -> Value {
         "message": message, "priority": "high", "actions": ["analyze_expenses"]}})
 }
 
-async fn create_timer(app: &TestApp, user: &str, body: Value) -> (StatusCode, Value) {
+pub(crate) async fn create_timer(app: &TestApp, user: &str, body: Value) -> (StatusCode, Value) {
     send(rest::client().post(app.http("/api/v1/pam/timers")).bearer_auth(token_for(user)).json(&body)).await
 }
 
-async fn list_timers(app: &TestApp, user: &str) -> Vec<Value> {
+pub(crate) async fn list_timers(app: &TestApp, user: &str) -> Vec<Value> {
     let (status, body) = send(rest::client().get(app.http("/api/v1/pam/timers")).bearer_auth(token_for(user))).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     body["timers"].as_array().unwrap().clone()
