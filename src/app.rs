@@ -78,7 +78,10 @@ impl Application {
         };
         let llm: Arc<dyn LlmProvider> = match overrides.llm {
             Some(llm) => llm,
-            None => crate::adapters::llm::build(&settings)?,
+            None => {
+                let timers = crate::adapters::timer_tools::TimerTools::new(Arc::new(db.clone()));
+                crate::adapters::llm::build(&settings, Some(timers))?
+            }
         };
         if dev.is_some() {
             seed_demo(&db).await;

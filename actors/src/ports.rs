@@ -79,6 +79,9 @@ pub struct LlmRequest {
     pub history: Vec<HistoryMessage>,
     /// Route to the fast model.
     pub fast: bool,
+    /// The turn's idempotency id (`TurnInput::client_msg_id`): a retry of the same message has
+    /// the same id, so a side effect keyed by it (a timer set from chat) happens once.
+    pub turn_id: String,
 }
 
 /// A finished answer.
@@ -95,6 +98,9 @@ pub struct LlmReply {
     pub fallback_reason: Option<String>,
     /// Served from the response cache without asking a model.
     pub cached: bool,
+    /// The answer changed or read live state (set, listed or cancelled timers): it is never
+    /// served again from the response cache.
+    pub acted: bool,
 }
 
 impl LlmReply {
@@ -108,6 +114,7 @@ impl LlmReply {
             first_token: None,
             fallback_reason: None,
             cached: false,
+            acted: false,
         }
     }
 }

@@ -379,6 +379,7 @@ impl TurnPipeline {
             context,
             history,
             fast: is_simple_turn(&input.message),
+            turn_id: input.client_msg_id.clone(),
         }
     }
 }

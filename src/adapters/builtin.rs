@@ -1,15 +1,30 @@
 //! `builtin`: the offline assistant. Answers greetings, help and capability questions
-//! deterministically, and is the last fallback that always answers. Streams its answer word by
-//! word so it behaves like a real provider.
+//! deterministically, the user's money, friends and events from loaded context
+//! (`builtin_context`), and sets, lists and cancels timers, alarms and reminders
+//! (`builtin_timers`); it is the last fallback that always answers. Streams its answer word by
+//! word so it behaves like a real provider. Its "what can you do" answer lists exactly these.
 
 use pam_actors::{BoxFuture, LlmError, LlmProvider, LlmReply, LlmRequest};
 use tokio::sync::mpsc;
 
+use super::builtin_timers;
+use super::timer_tools::TimerTools;
+
 pub const BUILTIN: &str = "builtin";
 
-/// The offline assistant.
+/// The offline assistant; without timer storage (`Default`) a timer phrase is answered with
+/// "I can't set timers here".
 #[derive(Debug, Default, Clone)]
-pub struct BuiltinAssistant;
+pub struct BuiltinAssistant {
+    timers: Option<TimerTools>,
+}
+
+impl BuiltinAssistant {
+    /// The assistant that sets timers through `timers`.
+    pub fn with_timers(timers: TimerTools) -> Self {
+        BuiltinAssistant { timers: Some(timers) }
+    }
+}
 
 /// What the user seems to want.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,23 +64,26 @@ pub fn answer(request: &LlmRequest) -> String {
         }
     }
     match intent {
-        Intent::Greeting => "Hi there! I'm PAM, your RV travel assistant. Ask me about your trip plans, your travel budget and spending, \
-                             or friends and events along the road."
+        Intent::Greeting => "Hi there! I'm PAM, your RV travel assistant. Ask me about your budget and spending, friends and events \
+                             along the road, or to set a timer or a reminder."
             .into(),
-        Intent::Capabilities => "I'm PAM, your RV travel assistant. I can:\n\
-             • tell you what you've spent this month and how much budget is left, by category\n\
-             • show which friends are travelling nearby and what events are coming up\n\
-             • help you plan routes, campsites and fuel stops for your rig\n\
-             • keep track of our conversation so you can pick up where you left off.\n\
-             Try \"How much have I spent on fuel this month?\""
+        Intent::Capabilities => "I'm PAM, your RV travel assistant. Right now I can:\n\
+             • tell you what you've spent this month, in total or by category (\"How much have I spent on fuel?\")\n\
+             • tell you how much budget is left, category by category (\"How much budget is left?\")\n\
+             • show where your friends are, nearest first (\"Which friends are nearby?\")\n\
+             • list events coming up in the next 90 days (\"Any events coming up?\")\n\
+             • set timers, alarms and reminders (\"set a timer for 10 minutes\", \"set an alarm for 6:30 am\", \
+             \"remind me in 20 minutes to check the tyres\"), tell you which are set (\"what timers do I have?\") \
+             and cancel them (\"cancel my timers\").\n\
+             I can't answer open-ended questions, plan routes or look things up while I'm in offline mode."
             .into(),
         Intent::Help => "Just type a question in plain words. For example: \"How much budget is left?\", \
-                         \"Which friends are travelling nearby?\" or \"Any events coming up?\". \
+                         \"Which friends are nearby?\", \"Any events coming up?\" or \"set a timer for 10 minutes\". \
                          Say \"what can you do\" to see everything I can help with."
             .into(),
         Intent::Thanks => "You're welcome! Safe travels, and ask me anytime.".into(),
-        Intent::Other => "I'm running in offline mode right now, so I can help with your budget, spending, friends nearby and \
-                          upcoming events, but not open-ended questions. Say \"what can you do\" for ideas."
+        Intent::Other => "I'm running in offline mode right now, so I can help with your budget, spending, friends nearby, \
+                          upcoming events and timers, but not open-ended questions. Say \"what can you do\" for ideas."
             .into(),
     }
 }
@@ -77,13 +95,19 @@ impl LlmProvider for BuiltinAssistant {
 
     fn generate<'a>(&'a self, request: &'a LlmRequest, deltas: mpsc::Sender<String>) -> BoxFuture<'a, Result<LlmReply, LlmError>> {
         Box::pin(async move {
-            let text = answer(request);
+            let timer = builtin_timers::parse(&request.message);
+            let text = match &timer {
+                Some(command) => builtin_timers::answer(self.timers.as_ref(), request, command, chrono::Utc::now()).await,
+                None => answer(request),
+            };
             for piece in text.split_inclusive(' ') {
                 if deltas.send(piece.to_string()).await.is_err() {
                     break;
                 }
             }
-            Ok(LlmReply::new(text, BUILTIN, BUILTIN))
+            let mut reply = LlmReply::new(text, BUILTIN, BUILTIN);
+            reply.acted = timer.is_some();
+            Ok(reply)
         })
     }
 }
@@ -101,6 +125,7 @@ mod tests {
             context: Default::default(),
             history: Vec::new(),
             fast: true,
+            turn_id: "t1".into(),
         }
     }
 
@@ -108,7 +133,13 @@ mod tests {
     fn greetings_help_and_capabilities_have_their_own_answers() {
         assert!(answer(&request("Hi PAM")).starts_with("Hi there! I'm PAM"));
         assert!(answer(&request("hello!")).starts_with("Hi there!"));
-        assert!(answer(&request("What can you do?")).contains("how much budget is left"));
+        let abilities = answer(&request("What can you do?"));
+        for ability in
+            ["spent this month", "budget is left", "friends are", "events coming up", "set a timer for 10 minutes", "cancel my timers"]
+        {
+            assert!(abilities.contains(ability), "{ability}: {abilities}");
+        }
+        assert!(abilities.contains("can't answer open-ended questions"), "it says what it cannot do: {abilities}");
         assert!(answer(&request("help")).starts_with("Just type a question"));
         assert!(answer(&request("thanks a lot")).starts_with("You're welcome"));
         assert!(answer(&request("hi, what is the tallest bridge in Oregon and can my rig pass")).contains("offline mode"));
@@ -122,7 +153,7 @@ mod tests {
     #[tokio::test]
     async fn deltas_add_up_to_the_answer() {
         let (tx, mut rx) = mpsc::channel(256);
-        let reply = BuiltinAssistant.generate(&request("help"), tx).await.unwrap();
+        let reply = BuiltinAssistant::default().generate(&request("help"), tx).await.unwrap();
         let mut streamed = String::new();
         while let Some(piece) = rx.recv().await {
             streamed.push_str(&piece);

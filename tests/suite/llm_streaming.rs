@@ -18,6 +18,7 @@ fn request() -> LlmRequest {
         context: Default::default(),
         history: Vec::new(),
         fast: true,
+        turn_id: "t1".into(),
     }
 }
 

@@ -3,6 +3,7 @@
 
 mod common;
 
+mod assistant_timers;
 mod auth;
 mod browser_client_replay;
 mod budget_alerts;
@@ -28,6 +29,7 @@ mod llm_fallback;
 mod llm_providers;
 mod llm_response_cache;
 mod llm_streaming;
+mod llm_tools;
 mod monitoring;
 mod nothing_lost;
 mod notification_store;

@@ -31,7 +31,7 @@ pub(crate) struct TestDb {
     _cleanup: DbCleanup,
 }
 
-enum DbCleanup {
+pub(crate) enum DbCleanup {
     File(#[allow(dead_code)] TempFile),
     Postgres(#[allow(dead_code)] Cleanup),
 }
@@ -92,7 +92,7 @@ pub(crate) async fn create_timer(app: &TestApp, user: &str, body: Value) -> (Sta
     send(rest::client().post(app.http("/api/v1/pam/timers")).bearer_auth(token_for(user)).json(&body)).await
 }
 
-async fn list_timers(app: &TestApp, user: &str) -> Vec<Value> {
+pub(crate) async fn list_timers(app: &TestApp, user: &str) -> Vec<Value> {
     let (status, body) = send(rest::client().get(app.http("/api/v1/pam/timers")).bearer_auth(token_for(user))).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     body["timers"].as_array().unwrap().clone()

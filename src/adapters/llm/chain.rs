@@ -212,6 +212,11 @@ async fn drive<T>(work: impl Future<Output = T>, mut rx: mpsc::Receiver<String>,
         tokio::select! {
             biased;
             piece = rx.recv(), if rx_open => match piece {
+                // A provider running tools says it is alive with an empty delta: it ends the
+                // wait for the first token but is nothing to forward.
+                Some(piece) if piece.is_empty() => {
+                    first_token.get_or_insert_with(|| route.chain_started.elapsed());
+                }
                 Some(piece) => {
                     first_token.get_or_insert_with(|| route.chain_started.elapsed());
                     forward(piece).await;
@@ -221,7 +226,9 @@ async fn drive<T>(work: impl Future<Output = T>, mut rx: mpsc::Receiver<String>,
             result = &mut work => {
                 while let Ok(piece) = rx.try_recv() {
                     first_token.get_or_insert_with(|| route.chain_started.elapsed());
-                    forward(piece).await;
+                    if !piece.is_empty() {
+                        forward(piece).await;
+                    }
                 }
                 return Attempt { ended: Ended::Done(result), first_token };
             }

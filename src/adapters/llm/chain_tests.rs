@@ -84,12 +84,13 @@ fn request(message: &str, fast: bool) -> LlmRequest {
         context: Default::default(),
         history: Vec::new(),
         fast,
+        turn_id: "t1".into(),
     }
 }
 
 fn chain(models: Vec<Arc<dyn StreamingModel>>) -> FallbackChain {
     let deadlines = ChainDeadlines { first_token: Duration::from_secs(10), total: Duration::from_secs(30) };
-    FallbackChain::new(models, Arc::new(BuiltinAssistant), deadlines)
+    FallbackChain::new(models, Arc::new(BuiltinAssistant::default()), deadlines)
 }
 
 async fn collect(mut rx: mpsc::Receiver<String>) -> String {

@@ -9,6 +9,7 @@ pub mod openai;
 pub mod prompt;
 pub mod response_cache;
 mod sse;
+pub mod tools;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,6 +18,7 @@ use pam_actors::{BoxFuture, LlmError, LlmProvider, LlmRequest};
 use tokio::sync::mpsc;
 
 use crate::adapters::builtin::{BUILTIN, BuiltinAssistant};
+use crate::adapters::timer_tools::TimerTools;
 use crate::config::Settings;
 
 pub use anthropic::AnthropicProvider;
@@ -115,8 +117,9 @@ impl<M: StreamingModel> LlmProvider for Standalone<M> {
     }
 }
 
-/// The configured remote models, in fallback order: Anthropic if its key is set, then OpenAI.
-pub fn configured_models(settings: &Settings) -> anyhow::Result<Vec<Arc<dyn StreamingModel>>> {
+/// The configured remote models, in fallback order: Anthropic if its key is set, then OpenAI;
+/// each offered the timer tools when `timers` is given.
+pub fn configured_models(settings: &Settings, timers: Option<&TimerTools>) -> anyhow::Result<Vec<Arc<dyn StreamingModel>>> {
     let mut models: Vec<Arc<dyn StreamingModel>> = Vec::new();
     let needs_http = settings.anthropic_key().is_some() || settings.openai_key().is_some();
     if !needs_http {
@@ -129,18 +132,27 @@ pub fn configured_models(settings: &Settings) -> anyhow::Result<Vec<Arc<dyn Stre
         .map_err(|e| anyhow::anyhow!("could not build the model HTTP client: {e}"))?;
     if let Some(key) = settings.anthropic_key() {
         let models_for = (settings.anthropic_model.clone(), settings.anthropic_fast_model.clone());
-        models.push(Arc::new(AnthropicProvider::new(http.clone(), &settings.anthropic_base_url, key, models_for)?));
+        let provider = AnthropicProvider::new(http.clone(), &settings.anthropic_base_url, key, models_for)?;
+        models.push(Arc::new(match timers {
+            Some(timers) => provider.with_tools(timers.clone()),
+            None => provider,
+        }));
     }
     if let Some(key) = settings.openai_key() {
         let models_for = (settings.openai_model.clone(), settings.openai_fast_model.clone());
-        models.push(Arc::new(OpenAiProvider::new(http, &settings.openai_base_url, key, models_for)?));
+        let provider = OpenAiProvider::new(http, &settings.openai_base_url, key, models_for)?;
+        models.push(Arc::new(match timers {
+            Some(timers) => provider.with_tools(timers.clone()),
+            None => provider,
+        }));
     }
     Ok(models)
 }
 
 /// The whole model stack: response cache → fallback chain (configured models, then builtin).
-pub fn build(settings: &Settings) -> anyhow::Result<Arc<dyn LlmProvider>> {
-    let models = configured_models(settings)?;
+/// `timers`: timer storage for the builtin's timer phrases and the models' timer tools.
+pub fn build(settings: &Settings, timers: Option<TimerTools>) -> anyhow::Result<Arc<dyn LlmProvider>> {
+    let models = configured_models(settings, timers.as_ref())?;
     if models.is_empty() {
         tracing::info!("no ANTHROPIC_API_KEY or OPENAI_API_KEY: the builtin assistant answers every chat");
     } else {
@@ -151,7 +163,8 @@ pub fn build(settings: &Settings) -> anyhow::Result<Arc<dyn LlmProvider>> {
         first_token: Duration::from_millis(settings.llm_first_token_timeout_ms),
         total: Duration::from_millis(settings.llm_timeout_ms),
     };
-    let chain = FallbackChain::new(models, Arc::new(BuiltinAssistant), deadlines);
+    let builtin = timers.map_or_else(BuiltinAssistant::default, BuiltinAssistant::with_timers);
+    let chain = FallbackChain::new(models, Arc::new(builtin), deadlines);
     Ok(Arc::new(ResponseCache::new(Arc::new(chain))))
 }
 

@@ -3,12 +3,20 @@
 //! `choices[0].delta.content`, done at the first non-null `finish_reason` (even on a chunk that
 //! also carries content, and whether or not `data: [DONE]` follows) or at `data: [DONE]`. Works
 //! with any server speaking that API.
+//!
+//! Tools: offered as `tools` (`type: function` with JSON-schema `parameters`); a call arrives as
+//! `delta.tool_calls[]` pieces (id and name first, then `function.arguments` in fragments, keyed
+//! by `index`) ending with `finish_reason: "tool_calls"`; the next request repeats the assistant
+//! message with its `tool_calls` and answers each with a `role: "tool"` message
+//! (`tool_choice: "none"` on the last round).
 
 use pam_actors::LlmRequest;
 use serde_json::json;
 
-use super::sse::{Endpoint, SseApi, Step, json_data, secret_header};
+use super::sse::{Endpoint, Offer, SseApi, Step, ToolPiece, json_data, secret_header};
+use super::tools::{self, ToolRound};
 use super::{ProviderFailure, prompt};
+use crate::adapters::timer_tools::TimerTools;
 
 /// Streams answers from an OpenAI-compatible API.
 #[derive(Debug)]
@@ -23,11 +31,38 @@ impl OpenAiProvider {
         Endpoint::new(http, "OPENAI_BASE_URL", base_url, path, api_key, models).map(OpenAiProvider)
     }
 
-    fn body(request: &LlmRequest, model: &str) -> serde_json::Value {
+    /// Offers `tools` to the model.
+    pub fn with_tools(mut self, tools: TimerTools) -> Self {
+        self.0.tools = Some(tools);
+        self
+    }
+
+    fn body(request: &LlmRequest, model: &str, rounds: &[ToolRound], offer: Offer) -> serde_json::Value {
         let prompt = prompt::build(request);
         let mut messages = vec![json!({"role": "system", "content": prompt.system})];
         messages.extend(prompt.messages.iter().map(|m| json!({"role": m.role, "content": m.content})));
-        json!({"model": model, "messages": messages, "stream": true, "max_tokens": prompt::MAX_ANSWER_TOKENS})
+        for round in rounds {
+            let calls: Vec<serde_json::Value> = round
+                .calls
+                .iter()
+                .map(|c| json!({"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.input().to_string()}}))
+                .collect();
+            let text = (!round.text.is_empty()).then_some(round.text.as_str());
+            messages.push(json!({"role": "assistant", "content": text, "tool_calls": calls}));
+            messages.extend(
+                round.calls.iter().zip(&round.results).map(|(c, r)| json!({"role": "tool", "tool_call_id": c.id, "content": r.content})),
+            );
+        }
+        let mut body = json!({"model": model, "messages": messages, "stream": true, "max_tokens": prompt::MAX_ANSWER_TOKENS});
+        if offer != Offer::NoTools {
+            let defs: Vec<serde_json::Value> = tools::definitions()
+                .into_iter()
+                .map(|(name, description, schema)| json!({"type": "function", "function": {"name": name, "description": description, "parameters": schema}}))
+                .collect();
+            body["tools"] = json!(defs);
+            body["tool_choice"] = json!(if offer == Offer::Answer { "none" } else { "auto" });
+        }
+        body
     }
 }
 
@@ -47,6 +82,19 @@ fn step(event: &eventsource_stream::Event) -> Result<Step, ProviderFailure> {
     // Usage-only chunks have no choices.
     let Some(choice) = choices.first() else { return Ok(Step::Skip) };
     let finished = !choice["finish_reason"].is_null();
+    if let Some(calls) = choice["delta"]["tool_calls"].as_array() {
+        let text = |v: &serde_json::Value| v.as_str().map(str::to_string);
+        let pieces = calls
+            .iter()
+            .map(|c| ToolPiece {
+                index: c["index"].as_u64().unwrap_or(0),
+                id: text(&c["id"]),
+                name: text(&c["function"]["name"]),
+                arguments: c["function"]["arguments"].as_str().unwrap_or_default().to_string(),
+            })
+            .collect();
+        return Ok(Step::Tool { pieces, last: finished });
+    }
     match (choice["delta"]["content"].as_str(), finished) {
         (Some(text), false) => Ok(Step::Text(text.to_string())),
         (Some(text), true) => Ok(Step::LastText(text.to_string())),
@@ -62,9 +110,15 @@ impl SseApi for OpenAiProvider {
         &self.0
     }
 
-    fn request(&self, request: &LlmRequest, model: &str) -> Result<reqwest::RequestBuilder, ProviderFailure> {
+    fn request(
+        &self,
+        request: &LlmRequest,
+        model: &str,
+        rounds: &[ToolRound],
+        offer: Offer,
+    ) -> Result<reqwest::RequestBuilder, ProviderFailure> {
         let bearer = secret_header(&format!("Bearer {}", self.0.api_key))?;
-        Ok(self.0.post().header("authorization", bearer).json(&Self::body(request, model)))
+        Ok(self.0.post().header("authorization", bearer).json(&Self::body(request, model, rounds, offer)))
     }
 
     fn step(event: &eventsource_stream::Event) -> Result<Step, ProviderFailure> {
@@ -97,6 +151,19 @@ mod tests {
         assert_eq!(step(&length), Ok(Step::End));
         let still_going = data(r#"{"choices":[{"index":0,"delta":{"content":"a"},"finish_reason":null}]}"#);
         assert_eq!(step(&still_going), Ok(Step::Text("a".into())));
+    }
+
+    #[test]
+    fn tool_call_fragments_are_tool_pieces_and_tool_calls_ends_the_response() {
+        let first = data(
+            r#"{"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"id":"call_1","type":"function","function":{"name":"set_timer","arguments":""}}]}}]}"#,
+        );
+        let Ok(Step::Tool { pieces, last: false }) = step(&first) else { panic!("a tool start") };
+        assert_eq!((pieces[0].id.as_deref(), pieces[0].name.as_deref()), (Some("call_1"), Some("set_timer")));
+        let more = data(r#"{"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":"{\"label"}}]}}]}"#);
+        let Ok(Step::Tool { pieces, .. }) = step(&more) else { panic!("a tool piece") };
+        assert_eq!((pieces[0].index, pieces[0].id.as_deref(), pieces[0].arguments.as_str()), (0, None, "{\"label"));
+        assert_eq!(step(&data(r#"{"choices":[{"index":0,"delta":{},"finish_reason":"tool_calls"}]}"#)), Ok(Step::End));
     }
 
     #[test]

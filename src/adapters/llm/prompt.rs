@@ -191,6 +191,7 @@ mod tests {
             context: Map::new(),
             history: history.into_iter().map(|(role, content)| HistoryMessage { role: role.into(), content: content.into() }).collect(),
             fast: false,
+            turn_id: "t1".into(),
         }
     }
 

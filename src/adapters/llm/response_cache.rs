@@ -6,7 +6,8 @@
 //! answer. The same words in another conversation, or after other turns, go to the model: a short
 //! follow-up ("and the second one?") means something else there. Only first-choice answers are
 //! kept: a fallback answer (after a provider failed) is not cached, so a recovered provider is
-//! asked again at once.
+//! asked again at once. Nor is an answer that acted (`LlmReply::acted`: timers set, listed or
+//! cancelled): saying "set a timer for 10 minutes" twice sets two timers.
 
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
@@ -71,7 +72,8 @@ impl ResponseCache {
             return Ok(reply);
         }
         let reply = self.inner.generate(request, deltas).await?;
-        if reply.fallback_reason.is_none() {
+        // An answer that set, listed or cancelled timers is about live state: never replayed.
+        if reply.fallback_reason.is_none() && !reply.acted {
             self.answers.insert(key, reply.clone());
         }
         Ok(reply)
@@ -152,6 +154,7 @@ mod tests {
             context: context.as_object().unwrap().clone(),
             history: history.into_iter().map(|(role, content)| HistoryMessage { role: role.into(), content: content.into() }).collect(),
             fast: false,
+            turn_id: "t1".into(),
         }
     }
 

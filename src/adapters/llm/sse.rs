@@ -3,6 +3,12 @@
 //! parse the body as server-sent events (eventsource-stream, behind `line_ends`, which makes its
 //! line endings unambiguous) and collect the text the provider's event handler finds, pushing
 //! each piece into the deltas channel as it arrives.
+//!
+//! With timer tools (`Endpoint::tools`) the tools are offered and a streamed tool call is run
+//! (`tools::run`), its result sent back in a new request, for at most `MAX_TOOL_ROUNDS` rounds;
+//! the request after them still lists the tools (the conversation holds tool blocks) but forbids
+//! calling them. While tools run, an empty delta tells the chain the provider is alive (the
+//! first-token deadline is about a stall, not a tool round); it is never forwarded.
 
 use eventsource_stream::{Event, EventStreamError, Eventsource};
 use futures_util::StreamExt;
@@ -10,7 +16,23 @@ use pam_actors::{BoxFuture, LlmRequest};
 use reqwest::header::HeaderValue;
 use tokio::sync::mpsc;
 
+use super::tools::{self, MAX_ARGUMENT_BYTES, MAX_CALLS_PER_ROUND, MAX_TOOL_ROUNDS, ToolCall, ToolRound};
 use super::{ProviderFailure, StreamingModel, line_ends};
+use crate::adapters::timer_tools::TimerTools;
+
+/// Distinct tool calls kept from one response (more are dropped unread).
+const MAX_CALLS_READ: usize = 16;
+
+/// Whether and how a request offers the tools.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Offer {
+    /// No timer tools on this gateway: a plain chat request.
+    NoTools,
+    /// The tools may be called.
+    Tools,
+    /// The tools are listed (earlier rounds used them) but may not be called: answer now.
+    Answer,
+}
 
 /// One server-sent-events chat API: how to build its request and what its events mean. Every
 /// such API is a `StreamingModel` through the impl below.
@@ -18,8 +40,14 @@ pub(super) trait SseApi: Send + Sync + 'static {
     /// Provider name for metrics, logs and stored metadata.
     const NAME: &'static str;
     fn endpoint(&self) -> &Endpoint;
-    /// The HTTP request for `model` (URL, auth header, body).
-    fn request(&self, request: &LlmRequest, model: &str) -> Result<reqwest::RequestBuilder, ProviderFailure>;
+    /// The HTTP request for `model` (URL, auth header, body), after the tool `rounds` so far.
+    fn request(
+        &self,
+        request: &LlmRequest,
+        model: &str,
+        rounds: &[ToolRound],
+        offer: Offer,
+    ) -> Result<reqwest::RequestBuilder, ProviderFailure>;
     /// What one event means.
     fn step(event: &Event) -> Result<Step, ProviderFailure>;
 }
@@ -30,6 +58,8 @@ pub(super) struct Endpoint {
     pub(super) url: String,
     pub(super) api_key: String,
     pub(super) models: ModelPair,
+    /// Timer tools offered to the model; `None` = plain chat.
+    pub(super) tools: Option<TimerTools>,
 }
 
 impl Endpoint {
@@ -45,7 +75,13 @@ impl Endpoint {
     ) -> anyhow::Result<Self> {
         let base = base_url.trim_end_matches('/');
         anyhow::ensure!(base.starts_with("http://") || base.starts_with("https://"), "{setting} must be an http(s) URL");
-        Ok(Endpoint { http, url: path(base), api_key: api_key.to_string(), models: ModelPair { accurate: models.0, fast: models.1 } })
+        Ok(Endpoint {
+            http,
+            url: path(base),
+            api_key: api_key.to_string(),
+            models: ModelPair { accurate: models.0, fast: models.1 },
+            tools: None,
+        })
     }
 
     /// A streaming POST to the endpoint; the provider adds its auth header and body.
@@ -83,7 +119,40 @@ impl<T: SseApi> StreamingModel for T {
         model: &'a str,
         deltas: mpsc::Sender<String>,
     ) -> BoxFuture<'a, Result<String, ProviderFailure>> {
-        Box::pin(async move { collect_text(self.request(request, model)?, &deltas, T::step).await })
+        Box::pin(async move {
+            let Some(timers) = self.endpoint().tools.as_ref() else {
+                return collect_text(self.request(request, model, &[], Offer::NoTools)?, &deltas, T::step).await.map(|r| r.text);
+            };
+            let mut rounds: Vec<ToolRound> = Vec::new();
+            let (mut answer, mut nth_timer) = (String::new(), 0);
+            loop {
+                let offer = if rounds.len() < MAX_TOOL_ROUNDS { Offer::Tools } else { Offer::Answer };
+                let read = collect_text(self.request(request, model, &rounds, offer)?, &deltas, T::step).await?;
+                answer.push_str(&read.text);
+                if read.calls.is_empty() || offer == Offer::Answer {
+                    if answer.trim().is_empty() && !rounds.is_empty() {
+                        answer = "Sorry, I couldn't finish that. Please try again.".into();
+                        let _ = deltas.send(answer.clone()).await;
+                    }
+                    return Ok(answer);
+                }
+                let _ = deltas.send(String::new()).await;
+                let mut results = Vec::with_capacity(read.calls.len());
+                for (i, call) in read.calls.iter().enumerate() {
+                    results.push(if i < MAX_CALLS_PER_ROUND {
+                        tools::run(timers, request, call, &mut nth_timer, chrono::Utc::now()).await
+                    } else {
+                        tools::ToolResult { content: r#"{"error":"too many tool calls at once; nothing was done"}"#.into(), is_error: true }
+                    });
+                    tracing::info!(provider = T::NAME, tool = %call.name.chars().take(64).collect::<String>(), error = results[i].is_error, "tool call");
+                }
+                if !read.text.is_empty() && !read.text.ends_with(char::is_whitespace) {
+                    answer.push_str("\n\n");
+                    let _ = deltas.send("\n\n".into()).await;
+                }
+                rounds.push(ToolRound { text: read.text, calls: read.calls, results });
+            }
+        })
     }
 }
 
@@ -95,10 +164,62 @@ pub(super) enum Step {
     /// The last piece of the answer: the event that carries it also ends it (an OpenAI chunk
     /// with content and a `finish_reason`).
     LastText(String),
+    /// Pieces of tool calls; `last`: the event also ends the response.
+    Tool { pieces: Vec<ToolPiece>, last: bool },
     /// The provider's end event: the answer is complete.
     End,
     /// Nothing for us (pings, bookkeeping events).
     Skip,
+}
+
+/// A piece of one tool call: its id and name when the call starts, argument text after.
+#[derive(Debug, PartialEq, Eq, Default)]
+pub(super) struct ToolPiece {
+    /// Which call of the response (Anthropic: content block index; OpenAI: `tool_calls[].index`).
+    pub(super) index: u64,
+    pub(super) id: Option<String>,
+    pub(super) name: Option<String>,
+    pub(super) arguments: String,
+}
+
+/// What one response streamed: its text and its tool calls (in index order).
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(super) struct Read {
+    pub(super) text: String,
+    pub(super) calls: Vec<ToolCall>,
+}
+
+fn add_pieces(calls: &mut std::collections::BTreeMap<u64, ToolCall>, pieces: Vec<ToolPiece>) {
+    for piece in pieces {
+        if !calls.contains_key(&piece.index) && calls.len() >= MAX_CALLS_READ {
+            continue;
+        }
+        let call = calls.entry(piece.index).or_default();
+        if let Some(id) = piece.id {
+            call.id = id.chars().take(128).collect();
+        }
+        if let Some(name) = piece.name {
+            call.name = name.chars().take(128).collect();
+        }
+        if call.arguments.len() + piece.arguments.len() > MAX_ARGUMENT_BYTES {
+            call.oversize = true;
+        } else {
+            call.arguments.push_str(&piece.arguments);
+        }
+    }
+}
+
+fn finished(text: String, calls: std::collections::BTreeMap<u64, ToolCall>) -> Read {
+    let calls = calls
+        .into_iter()
+        .map(|(index, mut call)| {
+            if call.id.is_empty() {
+                call.id = format!("call_{index}");
+            }
+            call
+        })
+        .collect();
+    Read { text, calls }
 }
 
 /// A header value that is never printed by reqwest/hyper debug output (API keys).
@@ -114,7 +235,7 @@ pub(super) async fn collect_text(
     request: reqwest::RequestBuilder,
     deltas: &mpsc::Sender<String>,
     on_event: impl FnMut(&Event) -> Result<Step, ProviderFailure> + Send,
-) -> Result<String, ProviderFailure> {
+) -> Result<Read, ProviderFailure> {
     let response = request.send().await.map_err(|e| ProviderFailure::Transport(without_url(&e)))?;
     let status = response.status();
     if !status.is_success() {
@@ -124,14 +245,15 @@ pub(super) async fn collect_text(
 }
 
 /// Reads a response body as server-sent events until `on_event` says the answer ended; EOF
-/// before that is `CutOff`.
+/// before that is `CutOff`. Text is forwarded as it comes; tool calls are gathered (bounded).
 pub(super) async fn read_text<B: AsRef<[u8]>, E>(
     body: impl futures_util::Stream<Item = Result<B, E>> + Send + Unpin,
     deltas: &mpsc::Sender<String>,
     mut on_event: impl FnMut(&Event) -> Result<Step, ProviderFailure> + Send,
-) -> Result<String, ProviderFailure> {
+) -> Result<Read, ProviderFailure> {
     let mut events = std::pin::pin!(line_ends::normalized(body).eventsource());
     let mut text = String::new();
+    let mut calls = std::collections::BTreeMap::new();
     while let Some(event) = events.next().await {
         let event = match event {
             Ok(event) => event,
@@ -142,7 +264,14 @@ pub(super) async fn read_text<B: AsRef<[u8]>, E>(
         let (piece, last) = match on_event(&event)? {
             Step::Text(piece) => (piece, false),
             Step::LastText(piece) => (piece, true),
-            Step::End => return Ok(text),
+            Step::Tool { pieces, last } => {
+                add_pieces(&mut calls, pieces);
+                if last {
+                    return Ok(finished(text, calls));
+                }
+                continue;
+            }
+            Step::End => return Ok(finished(text, calls)),
             Step::Skip => continue,
         };
         if !piece.is_empty() {
@@ -152,7 +281,7 @@ pub(super) async fn read_text<B: AsRef<[u8]>, E>(
             }
         }
         if last {
-            return Ok(text);
+            return Ok(finished(text, calls));
         }
     }
     Err(ProviderFailure::CutOff)
@@ -250,6 +379,10 @@ mod tests {
     }
 
     fn read_chunked(wire: &[u8], cuts: &[Index], on_event: StepFn) -> Result<String, ProviderFailure> {
+        read_calls(wire, cuts, on_event).map(|read| read.text)
+    }
+
+    fn read_calls(wire: &[u8], cuts: &[Index], on_event: StepFn) -> Result<Read, ProviderFailure> {
         let mut cuts: Vec<usize> = cuts.iter().map(|c| c.index(wire.len() + 1)).collect();
         cuts.extend([0, wire.len()]);
         cuts.sort_unstable();

@@ -1,8 +1,11 @@
 //! A local fake model API for tests and benchmarks: speaks the Anthropic Messages SSE format on
 //! `POST /v1/messages` and the OpenAI chat-completions SSE format on `POST /v1/chat/completions`,
 //! scripted per test (status, delay before the first token, tokens and tokens/s, how the stream
-//! ends), and records every request (path, headers, JSON body).
+//! ends, tool calls with their arguments streamed in pieces), answers a queue of scripts one per
+//! request before falling back to the standing one, and records every request (path, headers,
+//! JSON body).
 
+use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -47,6 +50,17 @@ pub struct Script {
     pub empty_pings: bool,
     /// Every line ends with a bare CR instead of LF (legal SSE).
     pub bare_cr: bool,
+    /// After the tokens: these tool calls, then the end (`stop_reason: tool_use` /
+    /// `finish_reason: tool_calls`).
+    pub tool_calls: Vec<ToolCall>,
+}
+
+/// A scripted tool call: (id, name, the argument text in the pieces it is streamed in).
+#[derive(Debug, Clone)]
+pub struct ToolCall {
+    pub id: String,
+    pub name: String,
+    pub argument_pieces: Vec<String>,
 }
 
 impl Script {
@@ -60,7 +74,24 @@ impl Script {
             ending: Ending::Complete,
             empty_pings: false,
             bare_cr: false,
+            tool_calls: Vec::new(),
         }
+    }
+
+    /// Streams `text` (may be empty), then calls tool `name` with `arguments` cut in pieces of
+    /// at most 7 bytes (at char boundaries).
+    pub fn tool_call(text: &str, id: &str, name: &str, arguments: &str) -> Self {
+        let mut pieces = Vec::new();
+        let mut piece = String::new();
+        for c in arguments.chars() {
+            if piece.len() >= 7 {
+                pieces.push(std::mem::take(&mut piece));
+            }
+            piece.push(c);
+        }
+        pieces.push(piece);
+        let call = ToolCall { id: id.into(), name: name.into(), argument_pieces: pieces };
+        Script { tool_calls: vec![call], ..Script::answer(text) }
     }
 
     /// Sends headers and the opening event, then nothing for an hour.
@@ -96,6 +127,7 @@ pub struct Recorded {
 
 struct Inner {
     script: Mutex<Script>,
+    queue: Mutex<VecDeque<Script>>,
     requests: Mutex<Vec<Recorded>>,
 }
 
@@ -115,7 +147,7 @@ impl Drop for FakeLlm {
 impl FakeLlm {
     /// Starts on a free port of 127.0.0.1.
     pub async fn start(script: Script) -> FakeLlm {
-        let inner = Arc::new(Inner { script: Mutex::new(script), requests: Mutex::new(Vec::new()) });
+        let inner = Arc::new(Inner { script: Mutex::new(script), queue: Mutex::new(VecDeque::new()), requests: Mutex::new(Vec::new()) });
         let app = Router::new().fallback(handle).with_state(inner.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -138,6 +170,11 @@ impl FakeLlm {
         *self.inner.script.lock().unwrap() = script;
     }
 
+    /// The next requests get these scripts, one each, before the standing script again.
+    pub fn queue(&self, scripts: Vec<Script>) {
+        self.inner.queue.lock().unwrap().extend(scripts);
+    }
+
     pub fn requests(&self) -> Vec<Recorded> {
         self.inner.requests.lock().unwrap().clone()
     }
@@ -154,7 +191,8 @@ async fn handle(State(inner): State<Arc<Inner>>, request: Request) -> Response {
     let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
     let model = body["model"].as_str().unwrap_or("fake").to_string();
     inner.requests.lock().unwrap().push(Recorded { path: path.clone(), headers, body });
-    let script = inner.script.lock().unwrap().clone();
+    let queued = inner.queue.lock().unwrap().pop_front();
+    let script = queued.unwrap_or_else(|| inner.script.lock().unwrap().clone());
     let wire = match path.as_str() {
         "/v1/messages" => Wire::Anthropic,
         "/v1/chat/completions" => Wire::OpenAi,
@@ -225,6 +263,46 @@ impl Wire {
         }
     }
 
+    /// The tool calls after the text block, then the end of the message.
+    fn tool_calls(self, model: &str, calls: &[ToolCall]) -> String {
+        let mut out = String::new();
+        match self {
+            Wire::Anthropic => {
+                out.push_str(&event("content_block_stop", &json!({"type": "content_block_stop", "index": 0})));
+                for (i, call) in calls.iter().enumerate() {
+                    let index = i + 1;
+                    let block = json!({"type": "tool_use", "id": call.id, "name": call.name, "input": {}});
+                    out.push_str(&event(
+                        "content_block_start",
+                        &json!({"type": "content_block_start", "index": index, "content_block": block}),
+                    ));
+                    for piece in &call.argument_pieces {
+                        let delta = json!({"type": "content_block_delta", "index": index, "delta": {"type": "input_json_delta", "partial_json": piece}});
+                        out.push_str(&event("content_block_delta", &delta));
+                    }
+                    out.push_str(&event("content_block_stop", &json!({"type": "content_block_stop", "index": index})));
+                }
+                let stop = json!({"type": "message_delta", "delta": {"stop_reason": "tool_use"}, "usage": {"output_tokens": 5}});
+                out.push_str(&event("message_delta", &stop));
+                out.push_str(&event("message_stop", &json!({"type": "message_stop"})));
+            }
+            Wire::OpenAi => {
+                for (index, call) in calls.iter().enumerate() {
+                    let start =
+                        json!({"index": index, "id": call.id, "type": "function", "function": {"name": call.name, "arguments": ""}});
+                    out.push_str(&data(&chunk(model, json!({"tool_calls": [start]}), Value::Null)));
+                    for piece in &call.argument_pieces {
+                        let more = json!({"index": index, "function": {"arguments": piece}});
+                        out.push_str(&data(&chunk(model, json!({"tool_calls": [more]}), Value::Null)));
+                    }
+                }
+                out.push_str(&data(&chunk(model, json!({}), json!("tool_calls"))));
+                out.push_str("data: [DONE]\n\n");
+            }
+        }
+        out
+    }
+
     fn malformed(self) -> String {
         match self {
             Wire::Anthropic => "event: content_block_delta\ndata: {\"type\": \"content_block_delta\", oops\n\n".into(),
@@ -269,6 +347,10 @@ async fn play(wire: Wire, model: String, script: Script, tx: mpsc::Sender<Result
         if !send(wire.token(&model, token, last_with_stop)).await {
             return Ok(());
         }
+    }
+    if !script.tool_calls.is_empty() {
+        send(wire.tool_calls(&model, &script.tool_calls)).await;
+        return Ok(());
     }
     match script.ending {
         Ending::StopInLastChunk if matches!(wire, Wire::OpenAi) => {}
