@@ -128,7 +128,7 @@ impl Application {
             notifications: Arc::new(db.clone()),
             stored_pushes: pam_actors::connection::StoredPushDelivery::spawn(Arc::new(db.clone())),
             auth_throttle: AuthFailureThrottle::new(settings.auth_failures_per_minute, Duration::from_secs(60)),
-            resume: Arc::new(pam_actors::ResumeBuffer::default()),
+            resume: cluster.resume,
             running: pam_actors::RunningTurns::new(),
             node,
         });
@@ -186,6 +186,9 @@ impl Application {
     /// chats get the grace period, then the server stops.
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         let Application { listener, state, tls } = self;
+        // Dropped unfinished (the task running this was aborted: a crash, as far as the cluster
+        // can tell), the heartbeat stops with it, so other nodes see this node die within its TTL.
+        let _background = AbortOnDrop(state.background.iter().map(|task| task.abort_handle()).collect());
         let scheme = if tls.is_some() { "https" } else { "http" };
         tracing::info!(address = %listener.local_addr()?, scheme, node = &*state.cluster.node, database = state.db.backend(), dev_auth = state.dev.is_some(), "pam-gateway listening");
         if state.dev.is_some() {
@@ -219,6 +222,17 @@ impl Application {
         state.db.close().await;
         tracing::info!("pam-gateway stopped");
         Ok(())
+    }
+}
+
+/// Aborts background tasks when dropped.
+struct AbortOnDrop(Vec<tokio::task::AbortHandle>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        for task in &self.0 {
+            task.abort();
+        }
     }
 }
 
@@ -257,6 +271,13 @@ async fn drain(state: &SharedState) {
     if !state.deps.running.wait_idle(left).await {
         let abandoned = state.deps.pipeline().abandon_running().await;
         tracing::warn!(abandoned, "shutdown grace over with turns still running; they are recorded as unanswered");
+    }
+    // The streams' last frames reach Redis, so their clients resume on another node.
+    if let Some(store) = state.deps.resume.store() {
+        let within = deadline.saturating_duration_since(Instant::now()).max(MIN_FINAL_FLUSH);
+        if !store.flush(within).await {
+            tracing::warn!("v2 stream frames still queued for Redis at shutdown were dropped");
+        }
     }
     // The flusher stops between writes (a write leaves the outbox only once stored), then
     // the rest of the grace (at least a moment) goes to storing what waits.

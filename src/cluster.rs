@@ -1,14 +1,17 @@
 //! "N gateway nodes behave as one": builds this node's cluster parts from the settings — the
-//! shared per-user cap (presence), chat rate limit, REST idempotency and push bus on Redis when
-//! `REDIS_URL` is set (each falling back to this node's own while Redis is unavailable), or the
-//! in-process versions of the same when it is not (one node is then the whole cluster).
+//! shared per-user cap (presence), chat rate limit, REST idempotency, push bus and v2 stream store
+//! on Redis when `REDIS_URL` is set (each falling back to this node's own while Redis is
+//! unavailable), or the in-process versions of the same when it is not (one node is then the
+//! whole cluster).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use pam_actors::{ChatRateLimit, LocalPushBus, PushBus, SharedPresence, SharedRateLimit, UserSlots};
+use pam_actors::{
+    ChatRateLimit, LocalPushBus, PushBus, ResumeBuffer, ResumeLimits, SharedPresence, SharedRateLimit, StreamStore, UserSlots,
+};
 
-use crate::adapters::cluster::{NodeInfo, RedisPushBus, RedisShared, spawn_heartbeat};
+use crate::adapters::cluster::{NodeInfo, RedisPushBus, RedisShared, RedisStreamStore, spawn_heartbeat};
 use crate::config::Settings;
 use crate::http::idempotency::{IDEMPOTENCY_CAPACITY, IDEMPOTENCY_TTL, IdempotencyKeys, RestIdempotency, SharedIdempotency};
 
@@ -46,7 +49,9 @@ pub struct ClusterParts {
     pub view: ClusterView,
     pub rate_limiter: ChatRateLimit,
     pub idempotency: RestIdempotency,
-    /// The heartbeat and the push listener; aborted at shutdown.
+    /// v2 streams for `resume`: in this process, and in Redis too when it is set.
+    pub resume: Arc<ResumeBuffer>,
+    /// The heartbeat, the push listener and the stream writer; aborted at shutdown.
     pub background: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -65,22 +70,27 @@ pub fn build(settings: &Settings, node: Arc<str>, address: SocketAddr) -> anyhow
             view: ClusterView { node, started_at, address, redis: None, slots, push },
             rate_limiter: ChatRateLimit::new(settings.rate_limit_per_minute, None),
             idempotency: RestIdempotency::new(local_keys, None, running_for),
+            resume: Arc::new(ResumeBuffer::new(ResumeLimits::default())),
             background: Vec::new(),
         });
     };
     let redis = Arc::new(RedisShared::connect(url, &settings.cache_prefix, &node, settings.node_ttl())?);
     let slots = UserSlots::with_shared(cap, redis.clone() as Arc<dyn SharedPresence>);
-    let (push, listener) = RedisPushBus::start(url, redis.clone(), slots.clone())?;
+    let limits = ResumeLimits::default();
+    let (streams, writer) = RedisStreamStore::start(redis.clone(), limits);
+    let resume = Arc::new(ResumeBuffer::with_store(limits, Some(streams.clone() as Arc<dyn StreamStore>)));
+    let (push, listener) = RedisPushBus::start(url, redis.clone(), slots.clone(), resume.clone())?;
     let heartbeat = spawn_heartbeat(redis.clone(), slots.clone(), address.to_string());
     tracing::info!(
         node = &*node,
         ttl_ms = settings.node_ttl_ms,
-        "REDIS_URL is set: per-user cap, rate limit, idempotency and pushes are shared across nodes"
+        "REDIS_URL is set: per-user cap, rate limit, idempotency, pushes and v2 streams are shared across nodes"
     );
     Ok(ClusterParts {
         view: ClusterView { node, started_at, address, redis: Some(redis.clone()), slots, push },
         rate_limiter: ChatRateLimit::new(settings.rate_limit_per_minute, Some(redis.clone() as Arc<dyn SharedRateLimit>)),
         idempotency: RestIdempotency::new(local_keys, Some(redis as Arc<dyn SharedIdempotency>), running_for),
-        background: vec![heartbeat, listener],
+        resume,
+        background: vec![heartbeat, listener, writer],
     })
 }

@@ -15,6 +15,7 @@ use tokio::time::Instant;
 use crate::connection::ConnectionMsg;
 use crate::metrics_names::count_frame;
 use crate::outbound::{OutFrame, Outbound, SendError};
+use crate::stream_store::{ForwardGate, StreamStore, StreamWrite, TurnMark};
 
 /// Limits of the resume buffer.
 #[derive(Debug, Clone, Copy)]
@@ -63,6 +64,15 @@ impl Replay {
 
 struct StreamInner {
     last_seq: u64,
+    /// The seq of the last replayable frame (the store sees gaps through it).
+    last_replayable: u64,
+    /// Names the stream's frames: random per stream with a store, the buffer's without.
+    epoch: Arc<str>,
+    /// `Some` while this node claims the stream from the store: frames forwarded to it meanwhile
+    /// (by their writer's seq) wait here, to be numbered after the frames the claim reads.
+    restoring: Option<Vec<(u64, String)>>,
+    /// Forwarded frames already taken (or read by the claim).
+    forward_gate: ForwardGate,
     /// Replayable frames, oldest first, with their text.
     frames: VecDeque<(u64, Arc<str>)>,
     bytes: usize,
@@ -85,28 +95,51 @@ pub enum ResumeError {
 
 /// One v2 session: its seq counter, replay ring and current socket.
 pub struct SessionStream {
-    id: String,
+    id: Arc<str>,
     user: UserId,
     limits: ResumeLimits,
+    /// This object, among every node's objects of the stream (the store knows the holder's).
+    inst: u64,
+    /// Where frames also go, beyond this process (`REDIS_URL` set).
+    store: Option<Arc<dyn StreamStore>>,
     inner: Mutex<StreamInner>,
 }
 
 impl SessionStream {
-    fn new(id: String, user: UserId, first_seq: u64, limits: ResumeLimits) -> Self {
+    fn new(id: Arc<str>, user: UserId, first_seq: u64, epoch: Arc<str>, limits: ResumeLimits, store: Option<Arc<dyn StreamStore>>) -> Self {
         let inner = StreamInner {
             last_seq: first_seq.saturating_sub(1),
+            last_replayable: 0,
+            epoch,
+            restoring: None,
+            forward_gate: ForwardGate::default(),
             frames: VecDeque::new(),
             bytes: 0,
             evicted_up_to: 0,
             attached: None,
             detached_at: Some(Instant::now()),
         };
-        SessionStream { id, user, limits, inner: Mutex::new(inner) }
+        SessionStream { id, user, limits, inst: uuid::Uuid::new_v4().as_u64_pair().0, store, inner: Mutex::new(inner) }
     }
 
     /// The session id clients resume with.
     pub fn id(&self) -> &str {
         &self.id
+    }
+
+    /// The stream's epoch (`welcome.epoch`).
+    pub fn epoch(&self) -> Arc<str> {
+        self.lock().epoch.clone()
+    }
+
+    /// This object's id among the stream's objects on every node.
+    pub fn inst(&self) -> u64 {
+        self.inst
+    }
+
+    /// The user the stream belongs to.
+    pub fn user(&self) -> &UserId {
+        &self.user
     }
 
     fn lock(&self) -> MutexGuard<'_, StreamInner> {
@@ -118,21 +151,49 @@ impl SessionStream {
     pub fn push(&self, frame: V2Frame) {
         let mut inner = self.lock();
         inner.last_seq += 1;
+        let seq = inner.last_seq;
         let kind = frame.kind();
         let replayable = frame.is_replayable();
-        let text: Arc<str> = SeqFrame { seq: inner.last_seq, frame }.to_text().into();
+        let marks = self.store.is_some().then(|| (TurnMark::of(&frame), matches!(frame, V2Frame::Welcome(_))));
+        let text: Arc<str> = SeqFrame { seq, frame }.to_text().into();
+        let prev = inner.last_replayable;
         if replayable {
-            let seq = inner.last_seq;
             self.keep(&mut inner, seq, text.clone());
+            inner.last_replayable = seq;
         }
+        self.deliver_live(&mut inner, kind, &text);
+        // After the local send; under the lock, so one stream's frames reach the store in order.
+        if let Some((turn, open)) = marks {
+            self.record(&inner, seq, prev, replayable.then_some(text), turn, open);
+        }
+    }
+
+    /// Tells the store about frame `seq` (never waits).
+    fn record(&self, inner: &StreamInner, seq: u64, prev: u64, text: Option<Arc<str>>, turn: TurnMark, open: bool) {
+        let Some(store) = &self.store else { return };
+        let write = StreamWrite {
+            stream: self.id.clone(),
+            inst: self.inst,
+            user: self.user.clone(),
+            epoch: inner.epoch.clone(),
+            seq,
+            prev,
+            text,
+            turn,
+            open,
+        };
+        store.write(write);
+    }
+
+    fn deliver_live(&self, inner: &mut StreamInner, kind: &'static str, text: &Arc<str>) {
         let max_frames = self.limits.max_frames;
         if let Some(attached) = inner.attached.as_mut() {
             match attached.backlog.as_mut() {
                 Some(backlog) if backlog.len() >= max_frames => {
                     let _ = attached.actor.cast(ConnectionMsg::SlowConsumer);
                 }
-                Some(backlog) => backlog.push_back(text),
-                None => deliver(attached, kind, &text),
+                Some(backlog) => backlog.push_back(text.clone()),
+                None => deliver(attached, kind, text),
             }
         }
     }
@@ -142,7 +203,11 @@ impl SessionStream {
     pub fn stamp(&self, frame: V2Frame) -> String {
         let mut inner = self.lock();
         inner.last_seq += 1;
-        SeqFrame { seq: inner.last_seq, frame }.to_text()
+        let seq = inner.last_seq;
+        // The store learns the seq, so a resume elsewhere from it is not `ahead`.
+        let prev = inner.last_replayable;
+        self.record(&inner, seq, prev, None, TurnMark::None, false);
+        SeqFrame { seq, frame }.to_text()
     }
 
     fn keep(&self, inner: &mut StreamInner, seq: u64, text: Arc<str>) {
@@ -195,7 +260,7 @@ impl SessionStream {
     pub async fn replay(&self, conn_id: &str, outbound: &Outbound, replay: Replay) {
         let replayed = replay.frames.len() as u64;
         if self.send_replay(conn_id, outbound, replay).await {
-            self.push(V2Frame::Resumed { stream_id: self.id.clone(), replayed });
+            self.push(V2Frame::Resumed { stream_id: self.id.to_string(), replayed });
         }
     }
 
@@ -262,7 +327,9 @@ pub struct ResumeBuffer {
     registry: Mutex<Registry>,
     /// Names this buffer's life: its frames live in this process, so a restart loses them and
     /// starts a new epoch (`welcome.epoch`; a resume naming another gets `epoch_changed`).
-    epoch: String,
+    /// With a store each stream gets an epoch of its own instead.
+    epoch: Arc<str>,
+    store: Option<Arc<dyn StreamStore>>,
 }
 
 #[derive(Default)]
@@ -294,13 +361,27 @@ impl Registry {
 
 impl ResumeBuffer {
     pub fn new(limits: ResumeLimits) -> Self {
-        let epoch = uuid::Uuid::new_v4().simple().to_string()[..12].to_string();
-        ResumeBuffer { limits, registry: Mutex::new(Registry::default()), epoch }
+        Self::with_store(limits, None)
+    }
+
+    /// A buffer whose streams also go to `store` (when given), so they resume on any node.
+    pub fn with_store(limits: ResumeLimits, store: Option<Arc<dyn StreamStore>>) -> Self {
+        ResumeBuffer { limits, registry: Mutex::new(Registry::default()), epoch: new_epoch().into(), store }
     }
 
     /// The epoch of the frames kept here (changes when they were lost, i.e. at a restart).
     pub fn epoch(&self) -> &str {
         &self.epoch
+    }
+
+    /// The store beyond this process, when there is one.
+    pub fn store(&self) -> Option<&Arc<dyn StreamStore>> {
+        self.store.as_ref()
+    }
+
+    /// The limits streams are kept within.
+    pub fn limits(&self) -> ResumeLimits {
+        self.limits
     }
 
     /// How long a stream stays resumable after its socket went away.
@@ -316,8 +397,17 @@ impl ResumeBuffer {
     /// resume when there is room after dropping expired sessions (then the oldest detached one);
     /// otherwise it still works, it just cannot be resumed.
     pub fn open(&self, user: UserId, first_seq: u64) -> Arc<SessionStream> {
-        let id = uuid::Uuid::new_v4().simple().to_string();
-        let stream = Arc::new(SessionStream::new(id.clone(), user, first_seq, self.limits));
+        let id: Arc<str> = uuid::Uuid::new_v4().simple().to_string().into();
+        let epoch = if self.store.is_some() { new_epoch().into() } else { self.epoch.clone() };
+        let stream = Arc::new(SessionStream::new(id, user, first_seq, epoch, self.limits, self.store.clone()));
+        self.register(&stream);
+        stream
+    }
+
+    /// Registers `stream` (in place of any other of its id) when there is room after dropping
+    /// expired sessions (then the oldest detached one).
+    pub(crate) fn register(&self, stream: &Arc<SessionStream>) {
+        let id = stream.id().to_string();
         let mut registry = self.lock();
         registry.sweep(Instant::now(), self.limits.ttl);
         while registry.sessions.len() >= self.limits.max_sessions && !registry.detached.is_empty() {
@@ -329,7 +419,6 @@ impl ResumeBuffer {
             }
             registry.sessions.insert(id, stream.clone());
         }
-        stream
     }
 
     /// Detaches `conn_id`'s socket from `stream`; the session is forgotten after the TTL.
@@ -358,6 +447,34 @@ impl ResumeBuffer {
         self.lock().sessions.remove(id);
     }
 
+    /// Forgets session `id` if it is still `stream` (a claim that did not hand it over).
+    pub fn forget_exactly(&self, stream: &Arc<SessionStream>) {
+        let mut registry = self.lock();
+        if registry.sessions.get(stream.id()).is_some_and(|held| Arc::ptr_eq(held, stream)) {
+            registry.sessions.remove(stream.id());
+        }
+    }
+
+    /// A new object for stream `id` of `user`, registered in place of any other of that id before
+    /// this node claims it from the store: frames forwarded to this node meanwhile wait in it.
+    pub fn begin_restore(&self, id: &str, user: UserId) -> Arc<SessionStream> {
+        let stream = SessionStream::new(id.into(), user, 1, self.epoch.clone(), self.limits, self.store.clone());
+        stream.lock().restoring = Some(Vec::new());
+        let stream = Arc::new(stream);
+        self.register(&stream);
+        stream
+    }
+
+    /// A frame another node's object of stream `id` wrote (its JSON text, with that writer's
+    /// `origin_seq`), forwarded here because this node holds the stream: numbered and sent on.
+    pub fn forwarded(&self, id: &str, origin_seq: u64, text: String) {
+        let stream = self.lock().sessions.get(id).cloned();
+        match stream {
+            Some(stream) => stream.forwarded(origin_seq, text),
+            None => tracing::debug!(stream = id, "a frame forwarded for a stream this node no longer holds was dropped"),
+        }
+    }
+
     /// Sessions held right now.
     pub fn len(&self) -> usize {
         self.lock().sessions.len()
@@ -368,11 +485,18 @@ impl ResumeBuffer {
     }
 }
 
+fn new_epoch() -> String {
+    uuid::Uuid::new_v4().simple().to_string()[..12].to_string()
+}
+
 impl Default for ResumeBuffer {
     fn default() -> Self {
         ResumeBuffer::new(ResumeLimits::default())
     }
 }
+
+#[path = "resume_restore.rs"]
+mod restore;
 
 #[cfg(test)]
 #[path = "resume_tests.rs"]

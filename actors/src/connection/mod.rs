@@ -29,6 +29,7 @@ mod chat;
 mod keepalive;
 mod push;
 pub use push::StoredPushDelivery;
+mod resume;
 mod v2;
 use crate::supervisor::ConnectionDeps;
 
@@ -375,7 +376,7 @@ impl ConnectionState {
             ClientFrame::Cancel { id } if self.v2.is_some() => self.on_cancel(myself, id),
             ClientFrame::Dismiss { id } if self.v2.is_some() => self.on_dismiss(myself, id).await,
             ClientFrame::Resume { stream_id, epoch, last_seq } if self.v2.is_some() => {
-                self.on_resume(myself, &stream_id, epoch.as_deref(), last_seq)
+                self.on_resume(myself, &stream_id, epoch.as_deref(), last_seq).await
             }
             ClientFrame::AuthRefresh { .. } | ClientFrame::Cancel { .. } | ClientFrame::Dismiss { .. } | ClientFrame::Resume { .. } => {
                 self.invalid(myself, ErrorCode::UnknownType, format!("'{}' is not supported on this socket", client_kind(&frame)));

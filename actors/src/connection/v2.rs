@@ -16,7 +16,7 @@ use crate::metrics_names::{AUTH_FAILURES_TOTAL, count_frame};
 use crate::orchestrator::OrchestratorMsg;
 use crate::outbound::{CloseRequest, OutFrame, SendError};
 use crate::ports::AuthError;
-use crate::resume::{ResumeError, SessionStream};
+use crate::resume::SessionStream;
 
 /// `auth_expiring` goes out this long before `exp`.
 const EXPIRY_WARNING: Duration = Duration::from_secs(60);
@@ -113,7 +113,7 @@ impl ConnectionState {
         let millis = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
         let heartbeat_ms = millis(self.deps.settings.ping_interval);
         let window_ms = millis(self.deps.resume.window());
-        let welcome = Welcome::new(self.conn_id.clone(), stream.id(), self.deps.resume.epoch(), heartbeat_ms, window_ms);
+        let welcome = Welcome::new(self.conn_id.clone(), stream.id(), &*stream.epoch(), heartbeat_ms, window_ms);
         stream.push(V2Frame::Welcome(welcome));
         v2.stream = Some(stream);
         self.schedule_expiry(myself);
@@ -182,41 +182,7 @@ impl ConnectionState {
         }
     }
 
-    /// `resume`: replays the named stream after `last_seq`, ends the replay with `resumed` and
-    /// continues on that stream, or answers `resume_failed` and goes on with the fresh stream.
-    pub(super) fn on_resume(&mut self, myself: &ActorRef<ConnectionMsg>, stream_id: &str, epoch: Option<&str>, last_seq: u64) {
-        let (Some(user), Some(current)) = (self.user.clone(), self.v2.as_ref().and_then(|v2| v2.stream.clone())) else { return };
-        if !self.in_flight.is_empty() {
-            return self.resume_failed(myself, &current, ResumeFailure::Busy);
-        }
-        if epoch.is_some_and(|epoch| epoch != self.deps.resume.epoch()) {
-            return self.resume_failed(myself, &current, ResumeFailure::EpochChanged);
-        }
-        let Some(old) = self.deps.resume.find(stream_id, &user) else {
-            return self.resume_failed(myself, &current, ResumeFailure::UnknownStream);
-        };
-        match old.attach(&self.conn_id, self.outbound.clone(), myself.clone(), Some(last_seq)) {
-            Ok(replay) => {
-                tracing::debug!(conn_id = %self.conn_id, replayed = replay.len(), "stream resumed");
-                // Paced by the socket's queue (a full ring resumes with any PAM_OUTBOUND_QUEUE),
-                // then `resumed` as the first live frame.
-                let (stream, conn_id, outbound) = (old.clone(), self.conn_id.clone(), self.outbound.clone());
-                tokio::spawn(async move { stream.replay(&conn_id, &outbound, replay).await });
-                if old.id() != current.id() {
-                    current.detach(&self.conn_id);
-                    self.deps.resume.forget(current.id());
-                }
-                if let Some(v2) = self.v2.as_mut() {
-                    v2.stream = Some(old);
-                }
-            }
-            Err(ResumeError::Unknown) => self.resume_failed(myself, &current, ResumeFailure::UnknownStream),
-            Err(ResumeError::TooOld) => self.resume_failed(myself, &current, ResumeFailure::TooOld),
-            Err(ResumeError::Ahead) => self.resume_failed(myself, &current, ResumeFailure::Ahead),
-        }
-    }
-
-    fn resume_failed(&mut self, myself: &ActorRef<ConnectionMsg>, current: &SessionStream, reason: ResumeFailure) {
+    pub(super) fn resume_failed(&mut self, myself: &ActorRef<ConnectionMsg>, current: &SessionStream, reason: ResumeFailure) {
         let frame = V2Frame::ResumeFailed { stream_id: current.id().to_string(), reason };
         self.send_v2(myself, frame);
     }

@@ -17,7 +17,10 @@
 //!   registration expires, without a write per user per heartbeat.
 //! - `{p}:rate:{user}`: the user's GCRA arrival time (µs, Redis clock).
 //! - `{p}:idem:{user}:{sha256(key)}`: an `Idempotency-Key`'s running marker, then its response.
-//! - channel `{p}:node:{id}:push`: pushes for sockets on that node.
+//! - channel `{p}:node:{id}:push`: pushes for sockets on that node, and frames of v2 streams the
+//!   node holds that another node's still-running turn wrote (`streams.rs`).
+//! - `{p}:v2s:{stream}` and `{p}:v2s:{stream}:meta`: a v2 stream's replayable frames and its
+//!   user, epoch, holder, last seq and open turns (`streams.rs`).
 //!
 //! Scripts read keys they are not given (node registrations): a standalone Redis, like the cache.
 
@@ -26,6 +29,7 @@ mod node;
 mod presence;
 mod push;
 mod scripts;
+mod streams;
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -37,6 +41,7 @@ use pam_actors::SharedUnavailable;
 pub use node::{NodeInfo, spawn_heartbeat};
 pub use presence::UserPresence;
 pub use push::RedisPushBus;
+pub use streams::RedisStreamStore;
 
 use super::breaker::{CircuitBreaker, Transition};
 
@@ -61,6 +66,7 @@ enum Op {
     RateLimit,
     Idempotency,
     Push,
+    Streams,
 }
 
 impl Op {
@@ -72,6 +78,7 @@ impl Op {
             Op::RateLimit => "rate_limit",
             Op::Idempotency => "idempotency",
             Op::Push => "push",
+            Op::Streams => "streams",
         }
     }
 }

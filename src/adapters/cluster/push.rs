@@ -3,6 +3,9 @@
 //! (chosen from presence in the same script) — never a broadcast every node must filter. Each node
 //! subscribes to its own channel only, on a connection of its own, re-subscribed after reconnects.
 //!
+//! The same channel carries frames of v2 streams this node holds (`ChannelMessage::StreamFrame`),
+//! handed to the stream in this node's `ResumeBuffer`.
+//!
 //! Redis pub/sub is at most once: a push published while the receiving node's subscription is
 //! down is lost for that node (durable pushes store first; see protocol.md, "Server push").
 
@@ -12,7 +15,7 @@ use std::time::Duration;
 use fred::clients::SubscriberClient;
 use fred::prelude::{ClientLike, EventInterface, LuaInterface, PubsubInterface};
 use pam_actors::cluster::PushCounters;
-use pam_actors::{BoxFuture, PushBus, PushOutcome, PushStats, UserSlots};
+use pam_actors::{BoxFuture, PushBus, PushOutcome, PushStats, ResumeBuffer, UserSlots};
 use pam_protocol::UserId;
 use serde::{Deserialize, Serialize};
 
@@ -29,6 +32,21 @@ struct Envelope {
     payload: String,
 }
 
+/// What arrives on a node's channel: a push, or a frame of a v2 stream this node holds that
+/// another node's object of the stream wrote (published by `STREAM_APPEND`).
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum ChannelMessage {
+    StreamFrame {
+        stream: String,
+        /// The seq its writer gave it (the holder numbers it anew).
+        seq: u64,
+        /// Its JSON text, with that seq.
+        frame: String,
+    },
+    Push(Envelope),
+}
+
 /// The bus of one node.
 pub struct RedisPushBus {
     shared: Arc<RedisShared>,
@@ -38,19 +56,30 @@ pub struct RedisPushBus {
 
 impl RedisPushBus {
     /// The bus, and the task that listens on this node's channel (abort it at shutdown).
-    pub fn start(url: &str, shared: Arc<RedisShared>, slots: Arc<UserSlots>) -> anyhow::Result<(Arc<Self>, tokio::task::JoinHandle<()>)> {
+    pub fn start(
+        url: &str,
+        shared: Arc<RedisShared>,
+        slots: Arc<UserSlots>,
+        streams: Arc<ResumeBuffer>,
+    ) -> anyhow::Result<(Arc<Self>, tokio::task::JoinHandle<()>)> {
         let subscriber =
             super::builder(url)?.build_subscriber_client().map_err(|e| anyhow::anyhow!("could not set up the Redis subscriber: {e}"))?;
         drop(subscriber.connect());
         let channel = shared.key(&format!("node:{}:push", shared.node));
         let counters = Arc::new(PushCounters::default());
-        let listener = tokio::spawn(listen(subscriber, channel, slots.clone(), counters.clone()));
+        let listener = tokio::spawn(listen(subscriber, channel, slots.clone(), counters.clone(), streams));
         Ok((Arc::new(Self { shared, slots, counters }), listener))
     }
 }
 
 /// Subscribes (retrying while Redis refuses) and hands every push to this node's sockets.
-async fn listen(subscriber: SubscriberClient, channel: String, slots: Arc<UserSlots>, counters: Arc<PushCounters>) {
+async fn listen(
+    subscriber: SubscriberClient,
+    channel: String,
+    slots: Arc<UserSlots>,
+    counters: Arc<PushCounters>,
+    streams: Arc<ResumeBuffer>,
+) {
     let mut messages = subscriber.message_rx();
     let resubscriber = subscriber.manage_subscriptions();
     let _stop_resubscribing = AbortOnDrop(resubscriber);
@@ -63,9 +92,16 @@ async fn listen(subscriber: SubscriberClient, channel: String, slots: Arc<UserSl
         match messages.recv().await {
             Ok(message) => {
                 let Some(text) = message.value.as_str() else { continue };
-                let Ok(envelope) = serde_json::from_str::<Envelope>(&text) else {
-                    tracing::warn!(channel, "ignored an unreadable message on this node's push channel");
-                    continue;
+                let envelope = match serde_json::from_str::<ChannelMessage>(&text) {
+                    Ok(ChannelMessage::Push(envelope)) => envelope,
+                    Ok(ChannelMessage::StreamFrame { stream, seq, frame }) => {
+                        streams.forwarded(&stream, seq, frame);
+                        continue;
+                    }
+                    Err(_) => {
+                        tracing::warn!(channel, "ignored an unreadable message on this node's push channel");
+                        continue;
+                    }
                 };
                 counters.received();
                 counters.delivered(slots.deliver(&envelope.user, &envelope.payload));

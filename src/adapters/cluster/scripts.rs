@@ -174,3 +174,81 @@ else
 end
 return 1
 "#;
+
+/// A v2 stream's frame (see `streams.rs`). KEYS meta hash, frames stream; ARGV node, inst, seq,
+/// prev, text ('' for a frame that only moves the seq), max frames, TTL (ms), prefix, turn op
+/// ('o' open, 'c' close, ''), turn id, user, epoch, open ('1' for the stream's first frame), id.
+/// The holder appends (`'w'`); any other object's frame is published to the holder's node
+/// instead (`'f'`), in the same step, so no frame falls between a hand-over and its forwarding.
+pub(super) const STREAM_APPEND: &str = r#"
+local meta, frames = KEYS[1], KEYS[2]
+local holder = redis.call('HMGET', meta, 'node', 'inst')
+if ARGV[13] == '1' or not holder[1] then
+  local epoch = ARGV[12]
+  if ARGV[13] ~= '1' then
+    -- Lost (expired or flushed) under a live writer: what is kept from here on is another epoch.
+    epoch = epoch .. '-' .. ARGV[3]
+    redis.call('DEL', frames)
+  end
+  redis.call('HSET', meta, 'user', ARGV[11], 'epoch', epoch, 'node', ARGV[1], 'inst', ARGV[2], 'last', '0', 'lastr', '0')
+  holder = {ARGV[1], ARGV[2]}
+end
+if holder[1] ~= ARGV[1] or holder[2] ~= ARGV[2] then
+  if ARGV[5] ~= '' then
+    local message = cjson.encode({stream = ARGV[14], seq = tonumber(ARGV[3]), frame = ARGV[5]})
+    redis.call('PUBLISH', ARGV[8] .. ':node:' .. holder[1] .. ':push', message)
+  end
+  return 'f'
+end
+if ARGV[5] ~= '' then
+  redis.pcall('XADD', frames, 'MAXLEN', '~', ARGV[6], ARGV[3] .. '-1', 'p', ARGV[4], 'f', ARGV[5])
+  redis.call('PEXPIRE', frames, ARGV[7])
+  redis.call('HSET', meta, 'lastr', ARGV[3])
+end
+if tonumber(ARGV[3]) > tonumber(redis.call('HGET', meta, 'last') or '0') then
+  redis.call('HSET', meta, 'last', ARGV[3])
+end
+if ARGV[9] == 'o' then
+  redis.call('HSET', meta, 't:' .. ARGV[10], '1')
+elseif ARGV[9] == 'c' then
+  redis.call('HDEL', meta, 't:' .. ARGV[10])
+end
+redis.call('PEXPIRE', meta, ARGV[7])
+return 'w'
+"#;
+
+/// KEYS meta hash, frames stream; ARGV user, epoch ('' for none), last_seq, node, inst, prefix,
+/// TTL (ms). Hands the stream to this node's object `inst` when it is the user's, of that epoch
+/// and not behind last_seq, and reads it: `{'ok', epoch, last, last replayable, previous node,
+/// previous alive ('1'/'0'), {open turn ids}, {seq, prev, text, …}}`; else `{'unknown'}`,
+/// `{'epoch_changed'}` or `{'ahead', alive}`.
+pub(super) const STREAM_CLAIM: &str = r#"
+local m = redis.call('HMGET', KEYS[1], 'user', 'epoch', 'node', 'last', 'lastr')
+if not m[1] or m[1] ~= ARGV[1] then return {'unknown'} end
+if ARGV[2] ~= '' and ARGV[2] ~= m[2] then return {'epoch_changed'} end
+local alive = '0'
+if m[3] and redis.call('EXISTS', ARGV[6] .. ':node:' .. m[3]) == 1 then alive = '1' end
+if tonumber(ARGV[3]) > tonumber(m[4] or '0') then return {'ahead', alive} end
+redis.call('HSET', KEYS[1], 'node', ARGV[4], 'inst', ARGV[5])
+redis.call('PEXPIRE', KEYS[1], ARGV[7])
+local turns = {}
+for _, field in ipairs(redis.call('HKEYS', KEYS[1])) do
+  if string.sub(field, 1, 2) == 't:' then table.insert(turns, string.sub(field, 3)) end
+end
+local out = {}
+for _, entry in ipairs(redis.call('XRANGE', KEYS[2], string.format('%d', tonumber(ARGV[3]) + 1), '+')) do
+  local fields, prev, text = entry[2], '0', ''
+  for i = 1, #fields, 2 do
+    if fields[i] == 'p' then prev = fields[i + 1] elseif fields[i] == 'f' then text = fields[i + 1] end
+  end
+  table.insert(out, string.match(entry[1], '^(%d+)'))
+  table.insert(out, prev)
+  table.insert(out, text)
+end
+return {'ok', m[2], m[4] or '0', m[5] or '0', m[3] or '', alive, turns, out}
+"#;
+
+/// KEYS meta hash. Returns `{node, inst}` of the stream's holder (nils when unknown).
+pub(super) const STREAM_HOLDER: &str = r#"
+return redis.call('HMGET', KEYS[1], 'node', 'inst')
+"#;

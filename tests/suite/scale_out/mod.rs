@@ -5,6 +5,7 @@
 mod liveness;
 mod push;
 mod redis_outage;
+mod resume;
 mod shared_limits;
 
 use std::process::{Child, Command, Stdio};

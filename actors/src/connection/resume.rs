@@ -1,0 +1,131 @@
+//! `resume` on a v2 socket: from this node's `ResumeBuffer` when it holds the stream, else (with
+//! a `StreamStore`, i.e. `REDIS_URL` set) claimed from the store — the frames another node wrote,
+//! the numbering continued, later frames of that node's still-running turn forwarded here. The
+//! replay ends with `resumed`; any failure answers `resume_failed` and the fresh stream goes on.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use pam_protocol::{ResumeFailure, UserId};
+use ractor::ActorRef;
+
+use super::{ConnectionMsg, ConnectionState};
+use crate::resume::{ResumeError, SessionStream};
+use crate::stream_store::{Claim, StreamStore, check_replay, failure_of};
+
+/// A client may have seen frames the node still writing the stream has not stored yet (its writes
+/// are queued): an `ahead` claim against a live writer is tried again this often, this long.
+const CATCH_UP_PAUSE: Duration = Duration::from_millis(25);
+const CATCH_UP_TRIES: u32 = 20;
+
+impl ConnectionState {
+    /// `resume`: replays the named stream after `last_seq`, ends the replay with `resumed` and
+    /// continues on that stream, or answers `resume_failed` and goes on with the fresh stream.
+    pub(super) async fn on_resume(&mut self, myself: &ActorRef<ConnectionMsg>, stream_id: &str, epoch: Option<&str>, last_seq: u64) {
+        let (Some(user), Some(current)) = (self.user.clone(), self.v2.as_ref().and_then(|v2| v2.stream.clone())) else { return };
+        if !self.in_flight.is_empty() {
+            return self.resume_failed(myself, &current, ResumeFailure::Busy);
+        }
+        let local = self.deps.resume.find(stream_id, &user);
+        let Some(store) = self.deps.resume.store().cloned() else {
+            if epoch.is_some_and(|epoch| epoch != self.deps.resume.epoch()) {
+                return self.resume_failed(myself, &current, ResumeFailure::EpochChanged);
+            }
+            return self.resume_local(myself, &current, local, epoch, last_seq);
+        };
+        if let Some(held) = &local {
+            // This object is the stream's holder (or the store cannot tell): its ring is complete.
+            if !matches!(store.holds(stream_id, held.inst()).await, Ok(Some(false))) {
+                return self.resume_local(myself, &current, local, epoch, last_seq);
+            }
+        }
+        self.resume_from_store(myself, &current, &store, (stream_id, user, epoch, last_seq), local).await;
+    }
+
+    fn resume_local(
+        &mut self,
+        myself: &ActorRef<ConnectionMsg>,
+        current: &SessionStream,
+        local: Option<Arc<SessionStream>>,
+        epoch: Option<&str>,
+        last_seq: u64,
+    ) {
+        let Some(old) = local else {
+            return self.resume_failed(myself, current, ResumeFailure::UnknownStream);
+        };
+        if epoch.is_some_and(|epoch| epoch != &*old.epoch()) {
+            return self.resume_failed(myself, current, ResumeFailure::EpochChanged);
+        }
+        self.take_over(myself, current, old, last_seq);
+    }
+
+    /// Claims the stream from the store into a new object of this node, and resumes from it.
+    async fn resume_from_store(
+        &mut self,
+        myself: &ActorRef<ConnectionMsg>,
+        current: &SessionStream,
+        store: &Arc<dyn StreamStore>,
+        (stream_id, user, epoch, last_seq): (&str, UserId, Option<&str>, u64),
+        local: Option<Arc<SessionStream>>,
+    ) {
+        // Registered before the claim: frames forwarded here once it lands wait in it.
+        let fresh = self.deps.resume.begin_restore(stream_id, user.clone());
+        let mut tries = 0;
+        let claim = loop {
+            match store.claim(stream_id, &user, epoch, last_seq, fresh.inst()).await {
+                Ok(Claim::Ahead { holder_alive: true }) if tries < CATCH_UP_TRIES => {
+                    tries += 1;
+                    tokio::time::sleep(CATCH_UP_PAUSE).await;
+                }
+                other => break other,
+            }
+        };
+        let claimed = match claim {
+            Ok(Claim::Claimed(claimed)) => claimed,
+            other => {
+                self.deps.resume.forget_exactly(&fresh);
+                if let Some(local) = &local {
+                    self.deps.resume.register(local);
+                }
+                return match other {
+                    // The store cannot be asked: what this node has is all there is.
+                    Err(_) => self.resume_local(myself, current, local, epoch, last_seq),
+                    Ok(claim) => self.resume_failed(myself, current, failure_of(&claim).unwrap_or(ResumeFailure::UnknownStream)),
+                };
+            }
+        };
+        fresh.restore(&claimed, last_seq);
+        if !claimed.previous_alive && claimed.previous_node != *self.deps.node {
+            fresh.end_orphaned_turns(&claimed.open_turns);
+        }
+        tracing::debug!(conn_id = %self.conn_id, stream = stream_id, from = %claimed.previous_node, "stream claimed from the store");
+        // The stream is this node's now either way; a client too far behind starts afresh.
+        if let Err(reason) = check_replay(last_seq, &claimed.frames) {
+            return self.resume_failed(myself, current, reason);
+        }
+        self.take_over(myself, current, fresh, last_seq);
+    }
+
+    /// Attaches this socket to `old` and replays it from `last_seq`.
+    fn take_over(&mut self, myself: &ActorRef<ConnectionMsg>, current: &SessionStream, old: Arc<SessionStream>, last_seq: u64) {
+        match old.attach(&self.conn_id, self.outbound.clone(), myself.clone(), Some(last_seq)) {
+            Ok(replay) => {
+                tracing::debug!(conn_id = %self.conn_id, replayed = replay.len(), "stream resumed");
+                // Paced by the socket's queue (a full ring resumes with any PAM_OUTBOUND_QUEUE),
+                // then `resumed` as the first live frame.
+                let (stream, conn_id, outbound) = (old.clone(), self.conn_id.clone(), self.outbound.clone());
+                tokio::spawn(async move { stream.replay(&conn_id, &outbound, replay).await });
+                if old.id() != current.id() {
+                    current.detach(&self.conn_id);
+                    self.deps.resume.forget(current.id());
+                }
+                if let Some(v2) = self.v2.as_mut() {
+                    v2.stream = Some(old);
+                }
+            }
+            Err(ResumeError::Unknown) => self.resume_failed(myself, current, ResumeFailure::UnknownStream),
+            Err(ResumeError::TooOld) => self.resume_failed(myself, current, ResumeFailure::TooOld),
+            Err(ResumeError::Ahead) => self.resume_failed(myself, current, ResumeFailure::Ahead),
+        }
+    }
+}

@@ -1,0 +1,69 @@
+//! A `SessionStream` taken over from the store (`REDIS_URL` set): filled with the frames a claim
+//! read, continuing the stream's numbering, and fed the frames another node's object of the
+//! stream still writes (a turn running on a drained node), which this holder numbers anew.
+
+use std::sync::Arc;
+
+use pam_protocol::{SeqFrame, V2Frame};
+
+use super::SessionStream;
+use crate::stream_store::{ClaimedStream, ForwardGate};
+
+impl SessionStream {
+    /// A frame forwarded to this holder (by the seq its writer gave it). While the claim runs it
+    /// waits (at most `max_frames` of them); after, a frame not taken yet is numbered and sent.
+    pub(super) fn forwarded(&self, origin_seq: u64, text: String) {
+        {
+            let mut inner = self.lock();
+            if let Some(waiting) = inner.restoring.as_mut() {
+                if waiting.len() < self.limits.max_frames {
+                    waiting.push((origin_seq, text));
+                }
+                return;
+            }
+            if !inner.forward_gate.admit(origin_seq) {
+                return;
+            }
+        }
+        self.push_forwarded(&text);
+    }
+
+    fn push_forwarded(&self, text: &str) {
+        match serde_json::from_str::<SeqFrame>(text) {
+            Ok(SeqFrame { frame, .. }) => self.push(frame),
+            Err(error) => tracing::warn!(stream = %self.id, %error, "dropped an unreadable forwarded frame"),
+        }
+    }
+
+    /// Fills this object with a claimed stream: its epoch, the frames after the client's
+    /// `last_seq` and its numbering; then the frames forwarded meanwhile follow, numbered anew.
+    pub fn restore(&self, claimed: &ClaimedStream, last_seq: u64) {
+        let waiting = {
+            let mut inner = self.lock();
+            inner.epoch = Arc::from(claimed.epoch.as_str());
+            inner.last_seq = inner.last_seq.max(claimed.last_seq);
+            inner.last_replayable = claimed.frames.last().map_or(claimed.last_replayable, |f| f.seq);
+            // Frames before the client's position were not read: a resume from before is too old.
+            inner.evicted_up_to = last_seq;
+            for frame in &claimed.frames {
+                self.keep(&mut inner, frame.seq, Arc::from(frame.text.as_str()));
+            }
+            inner.forward_gate = ForwardGate::new(claimed.last_seq);
+            inner.restoring.take().unwrap_or_default()
+        };
+        for (origin_seq, text) in waiting {
+            if self.lock().forward_gate.admit(origin_seq) {
+                self.push_forwarded(&text);
+            }
+        }
+    }
+
+    /// Ends turns the stream's previous node left open when it died: a retryable error each, so
+    /// the client sends the same chat id again (its stored message makes that idempotent).
+    pub fn end_orphaned_turns(&self, turns: &[String]) {
+        for id in turns {
+            let message = "the node answering this chat stopped; send the same chat again";
+            self.push(V2Frame::error(Some(id.clone()), pam_protocol::ErrorCode::ServiceRestart, message));
+        }
+    }
+}

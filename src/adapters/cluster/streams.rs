@@ -1,0 +1,309 @@
+//! v2 streams on Redis (`StreamStore`), so a client drained from one node resumes on another:
+//! `{p}:v2s:{id}` is a Redis stream of the replayable frames (entry id `{seq}-1`, fields `p` the
+//! previous replayable seq and `f` the frame's JSON, `MAXLEN ~` the ring's frame cap) and
+//! `{p}:v2s:{id}:meta` a hash (user, epoch, holder `node` + `inst`, `last` seq, `lastr` last
+//! replayable seq, `t:{id}` per open turn); both expire a resume window after the last write.
+//!
+//! The socket path never waits for Redis: `write` queues (bounded) for ONE writer task per node,
+//! which sends what waits as one pipeline of `STREAM_APPEND` scripts, in order. A full queue or a
+//! failed batch drops frames (counted; one log line when writes start and stop failing): resume
+//! then works from this node's own ring, and a reader elsewhere sees the hole through `p`.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use fred::prelude::{ClientLike, LuaInterface};
+use fred::types::Value;
+use fred::types::{ClusterHash, CustomCommand};
+use pam_actors::stream_store::{STREAM_STORE_DEGRADED, STREAM_WRITES_TOTAL};
+use pam_actors::{BoxFuture, Claim, ClaimedStream, ResumeLimits, SharedUnavailable, StoredFrame, StreamStore, StreamWrite, TurnMark};
+use pam_protocol::UserId;
+use tokio::sync::{mpsc, oneshot};
+
+use super::{Op, RedisShared, scripts};
+
+/// Writes waiting for the writer (about 2 MB of frames at most).
+const QUEUE: usize = 8_192;
+/// Writes sent in one pipeline.
+const BATCH: usize = 256;
+
+enum Job {
+    Write(StreamWrite),
+    /// Answered once every write queued before it was tried.
+    Flush(oneshot::Sender<()>),
+}
+
+/// This node's stream store.
+pub struct RedisStreamStore {
+    shared: Arc<RedisShared>,
+    queue: mpsc::Sender<Job>,
+    ttl_ms: String,
+    /// A full queue was logged (once, until it drains).
+    full_logged: AtomicBool,
+}
+
+impl RedisStreamStore {
+    /// The store, and its writer task (runs until the store is dropped; aborted at shutdown after
+    /// the final `flush`).
+    pub fn start(shared: Arc<RedisShared>, limits: ResumeLimits) -> (Arc<Self>, tokio::task::JoinHandle<()>) {
+        let (queue, jobs) = mpsc::channel(QUEUE);
+        let ttl_ms = limits.ttl.as_millis().max(1).to_string();
+        metrics::gauge!(STREAM_STORE_DEGRADED).set(0.0);
+        let writer = Writer {
+            shared: shared.clone(),
+            max_frames: limits.max_frames.to_string(),
+            ttl_ms: ttl_ms.clone(),
+            sha: None,
+            degraded: false,
+        };
+        let task = tokio::spawn(writer.run(jobs));
+        (Arc::new(Self { shared, queue, ttl_ms, full_logged: AtomicBool::new(false) }), task)
+    }
+}
+
+/// Stream ids are the gateway's own (32 hex digits); anything else is no stream of ours.
+fn valid_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric())
+}
+
+impl RedisShared {
+    fn stream_keys(&self, id: &str) -> Vec<String> {
+        vec![self.key(&format!("v2s:{id}:meta")), self.key(&format!("v2s:{id}"))]
+    }
+}
+
+impl StreamStore for RedisStreamStore {
+    fn write(&self, write: StreamWrite) {
+        match self.queue.try_send(Job::Write(write)) {
+            Ok(()) => {
+                if self.full_logged.load(Ordering::Relaxed) {
+                    self.full_logged.store(false, Ordering::Relaxed);
+                }
+            }
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                metrics::counter!(STREAM_WRITES_TOTAL, "outcome" => "dropped").increment(1);
+                if !self.full_logged.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(
+                        "v2 stream writes to Redis queue up faster than Redis takes them; frames are dropped from Redis (resume elsewhere may be too_old)"
+                    );
+                }
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => {}
+        }
+    }
+
+    fn holds<'a>(&'a self, stream: &'a str, inst: u64) -> BoxFuture<'a, Result<Option<bool>, SharedUnavailable>> {
+        Box::pin(async move {
+            if !valid_id(stream) {
+                return Ok(None);
+            }
+            let keys = self.shared.stream_keys(stream);
+            let holder: Vec<Option<String>> =
+                self.shared.guarded(Op::Streams, self.shared.client.eval(scripts::STREAM_HOLDER, vec![keys[0].clone()], ())).await?;
+            Ok(match holder.as_slice() {
+                [Some(node), Some(held)] => Some(node == self.shared.node() && *held == inst.to_string()),
+                _ => None,
+            })
+        })
+    }
+
+    fn claim<'a>(
+        &'a self,
+        stream: &'a str,
+        user: &'a UserId,
+        epoch: Option<&'a str>,
+        last_seq: u64,
+        inst: u64,
+    ) -> BoxFuture<'a, Result<Claim, SharedUnavailable>> {
+        Box::pin(async move {
+            if !valid_id(stream) {
+                return Ok(Claim::Unknown);
+            }
+            let shared = &self.shared;
+            let args = vec![
+                user.to_string(),
+                epoch.unwrap_or_default().to_string(),
+                last_seq.to_string(),
+                shared.node().to_string(),
+                inst.to_string(),
+                shared.prefix.clone(),
+                self.ttl_ms.clone(),
+            ];
+            let answer: Vec<Value> =
+                shared.guarded(Op::Streams, shared.client.eval(scripts::STREAM_CLAIM, shared.stream_keys(stream), args)).await?;
+            Ok(parse_claim(answer))
+        })
+    }
+
+    fn flush(&self, within: Duration) -> BoxFuture<'_, bool> {
+        Box::pin(async move {
+            let (done, flushed) = oneshot::channel();
+            let waited = tokio::time::timeout(within, async { self.queue.send(Job::Flush(done)).await.is_ok() && flushed.await.is_ok() });
+            waited.await.unwrap_or(false)
+        })
+    }
+}
+
+fn text(value: Option<&Value>) -> String {
+    value.and_then(|v| v.as_str().map(|s| s.into_owned())).unwrap_or_default()
+}
+
+fn number(value: Option<&Value>) -> u64 {
+    text(value).parse().unwrap_or(0)
+}
+
+/// The claim script's answer (layout in `scripts::STREAM_CLAIM`).
+fn parse_claim(answer: Vec<Value>) -> Claim {
+    match text(answer.first()).as_str() {
+        "epoch_changed" => Claim::EpochChanged,
+        "ahead" => Claim::Ahead { holder_alive: text(answer.get(1)) == "1" },
+        "ok" => {
+            let strings = |at: usize| -> Vec<String> {
+                answer.get(at).cloned().map(Value::into_array).unwrap_or_default().iter().map(|v| text(Some(v))).collect()
+            };
+            let frames = strings(7)
+                .chunks_exact(3)
+                .map(|f| StoredFrame { seq: f[0].parse().unwrap_or(0), prev: f[1].parse().unwrap_or(0), text: f[2].clone() })
+                .collect();
+            Claim::Claimed(ClaimedStream {
+                epoch: text(answer.get(1)),
+                last_seq: number(answer.get(2)),
+                last_replayable: number(answer.get(3)),
+                previous_node: text(answer.get(4)),
+                previous_alive: text(answer.get(5)) == "1",
+                open_turns: strings(6),
+                frames,
+            })
+        }
+        _ => Claim::Unknown,
+    }
+}
+
+/// The one task per node that sends stream writes to Redis.
+struct Writer {
+    shared: Arc<RedisShared>,
+    max_frames: String,
+    ttl_ms: String,
+    /// `STREAM_APPEND`'s SHA once loaded (forgotten when Redis says it no longer has it).
+    sha: Option<String>,
+    degraded: bool,
+}
+
+impl Writer {
+    async fn run(mut self, mut jobs: mpsc::Receiver<Job>) {
+        let mut batch = Vec::with_capacity(BATCH);
+        let mut flushes = Vec::new();
+        while let Some(job) = jobs.recv().await {
+            let mut next = Some(job);
+            while let Some(job) = next.take() {
+                match job {
+                    Job::Write(write) => batch.push(write),
+                    Job::Flush(done) => flushes.push(done),
+                }
+                if batch.len() < BATCH {
+                    next = jobs.try_recv().ok();
+                }
+            }
+            if !batch.is_empty() {
+                self.send(&batch).await;
+                batch.clear();
+            }
+            for done in flushes.drain(..) {
+                let _ = done.send(());
+            }
+        }
+    }
+
+    /// Sends one batch (once more after reloading the script if Redis lost it).
+    async fn send(&mut self, batch: &[StreamWrite]) {
+        for _ in 0..2 {
+            match self.try_send(batch).await {
+                Ok(Some(outcomes)) => return self.succeeded(&outcomes),
+                Ok(None) => self.sha = None,
+                Err(SharedUnavailable) => break,
+            }
+        }
+        metrics::counter!(STREAM_WRITES_TOTAL, "outcome" => "failed").increment(batch.len() as u64);
+        if !self.degraded {
+            self.degraded = true;
+            metrics::gauge!(STREAM_STORE_DEGRADED).set(1.0);
+            tracing::warn!(node = %self.shared.node(), "v2 stream writes to Redis fail: streams resume on this node only until Redis takes them again");
+        }
+    }
+
+    fn succeeded(&mut self, outcomes: &[String]) {
+        let forwarded = outcomes.iter().filter(|o| o.as_str() == "f").count() as u64;
+        metrics::counter!(STREAM_WRITES_TOTAL, "outcome" => "forwarded").increment(forwarded);
+        metrics::counter!(STREAM_WRITES_TOTAL, "outcome" => "written").increment(outcomes.len() as u64 - forwarded);
+        if self.degraded {
+            self.degraded = false;
+            metrics::gauge!(STREAM_STORE_DEGRADED).set(0.0);
+            tracing::info!(node = %self.shared.node(), "v2 stream writes reach Redis again: streams resume on any node");
+        }
+    }
+
+    /// `Ok(None)` when Redis does not know the script (loaded again on the next try).
+    async fn try_send(&mut self, batch: &[StreamWrite]) -> Result<Option<Vec<String>>, SharedUnavailable> {
+        let shared = self.shared.clone();
+        let sha = match &self.sha {
+            Some(sha) => sha.clone(),
+            None => {
+                let sha: String = shared.guarded(Op::Streams, shared.client.script_load(scripts::STREAM_APPEND)).await?;
+                self.sha = Some(sha.clone());
+                sha
+            }
+        };
+        let pipeline = shared.client.pipeline();
+        for write in batch {
+            // EVALSHA sha 2 meta frames ARGV… (fred's pipelines take scripts as custom commands).
+            let mut args = vec![sha.clone(), "2".to_string()];
+            args.extend(shared.stream_keys(&write.stream));
+            args.extend(self.args(write));
+            let evalsha = CustomCommand::new_static("EVALSHA", ClusterHash::Random, false);
+            let queued: Result<(), _> = pipeline.custom(evalsha, args).await;
+            if queued.is_err() {
+                return Err(SharedUnavailable);
+            }
+        }
+        shared
+            .guarded(Op::Streams, async {
+                let results = pipeline.try_all::<String>().await;
+                let mut outcomes = Vec::with_capacity(results.len());
+                for result in results {
+                    match result {
+                        Ok(outcome) => outcomes.push(outcome),
+                        Err(error) if error.details().starts_with("NOSCRIPT") => return Ok(None),
+                        Err(error) => return Err(error),
+                    }
+                }
+                Ok(Some(outcomes))
+            })
+            .await
+    }
+
+    fn args(&self, write: &StreamWrite) -> Vec<String> {
+        let shared = &self.shared;
+        let (op, turn) = match &write.turn {
+            TurnMark::None => ("", ""),
+            TurnMark::Open(id) => ("o", id.as_str()),
+            TurnMark::Close(id) => ("c", id.as_str()),
+        };
+        vec![
+            shared.node().to_string(),
+            write.inst.to_string(),
+            write.seq.to_string(),
+            write.prev.to_string(),
+            write.text.as_deref().unwrap_or_default().to_string(),
+            self.max_frames.clone(),
+            self.ttl_ms.clone(),
+            shared.prefix.clone(),
+            op.to_string(),
+            turn.to_string(),
+            write.user.to_string(),
+            write.epoch.to_string(),
+            if write.open { "1" } else { "0" }.to_string(),
+            write.stream.to_string(),
+        ]
+    }
+}

@@ -1,0 +1,202 @@
+//! v2 resume on any node: a stream's replayable frames live in Redis, so a client drained from
+//! node A (1012) resumes on node B — mid-answer too, the rest of A's turn forwarded to B — with
+//! every seq once and no gap; epochs and owners are checked; without Redis the node's own ring
+//! still serves; and a turn whose node died ends with a retryable error on the resuming node.
+
+use super::liveness::short_ttl;
+use super::*;
+use crate::common::v2::*;
+use crate::redis_cache::{redis, redis_url};
+use fred::prelude::{LuaInterface, PubsubInterface};
+use serde_json::json;
+
+/// Waits until Redis has a subscriber on `node`'s push channel (forwarded frames travel on it).
+async fn wait_subscribed(redis: &fred::prelude::Client, prefix: &str, node: &str) {
+    let channel = format!("{prefix}:node:{node}:push");
+    wait_until(&format!("{node} listens on its channel"), || {
+        let (redis, channel) = (redis.clone(), channel.clone());
+        async move {
+            let counts: Vec<fred::types::Value> = redis.pubsub_numsub(channel).await.unwrap();
+            counts.get(1).and_then(fred::types::Value::as_i64) == Some(1)
+        }
+    })
+    .await;
+}
+
+/// Waits until Redis keeps `count` frames of `stream`.
+async fn wait_stored(redis: &fred::prelude::Client, prefix: &str, stream: &str, count: i64) {
+    let key = format!("{prefix}:v2s:{stream}");
+    wait_until(&format!("Redis keeps {count} frames of the stream"), || {
+        let (redis, key) = (redis.clone(), key.clone());
+        async move {
+            let kept: i64 = redis.eval("return redis.call('XLEN', KEYS[1])", vec![key], ()).await.unwrap();
+            kept == count
+        }
+    })
+    .await;
+}
+
+fn with_llm(model: std::sync::Arc<StreamingModel>) -> Overrides {
+    Overrides { llm: Some(model), ..Default::default() }
+}
+
+fn resume(welcome: &Value, last_seq: u64) -> Value {
+    json!({"type":"resume","stream_id":welcome["stream_id"],"epoch":welcome["epoch"],"last_seq":last_seq})
+}
+
+fn max_seq(frames: &[Value]) -> u64 {
+    frames.iter().filter_map(|f| f["seq"].as_u64()).max().unwrap()
+}
+
+#[tokio::test]
+async fn a_client_drained_from_a_mid_answer_resumes_on_b_and_gets_the_rest_once_without_a_gap() {
+    let redis = redis().await;
+    let prefix = fresh_prefix();
+    let (model, gate) = StreamingModel::gated(vec!["The rest ", "of the ", "answer"], "The rest of the answer");
+    let mut a = spawn_node("node-a", &redis_url(), &prefix, |s| s.shutdown_grace_ms = 20_000, with_llm(model.clone())).await;
+    let b = spawn_node("node-b", &redis_url(), &prefix, |_| {}, with_llm(model)).await;
+    wait_subscribed(&redis, &prefix, "node-b").await;
+    let (mut client, welcome) = connect_welcomed(&a.app, &token_for(USER)).await;
+    client.send_json(json!({"type":"chat","id":"drain-1","message":"tell me everything"})).await;
+    let mut seen = vec![welcome.clone()];
+    seen.extend(frames_until(&mut client, "chat_delta").await);
+
+    // A drains while the model waits: the socket closes with 1012 at once, the turn goes on.
+    a.app.stop.take().unwrap().send(()).unwrap();
+    let (closed, before_close) = client.recv_close().await;
+    assert_eq!(closed.code, 1012);
+    seen.extend(before_close);
+    let (mut back, _) = connect_welcomed(&b.app, &token_for(USER)).await;
+    back.send_json(resume(&welcome, max_seq(&seen))).await;
+    let mut got = frames_until(&mut back, "resumed").await;
+    let resumed = got.last().unwrap().clone();
+    assert_eq!((resumed["stream_id"].clone(), resumed["replayed"].as_u64()), (welcome["stream_id"].clone(), Some(0)), "{got:?}");
+
+    // Now the model goes on, on A; every later frame of the turn reaches the client through B.
+    gate.add_permits(1);
+    got.extend(frames_until(&mut back, "chat_end").await);
+    let all: Vec<Value> = seen.into_iter().chain(got).collect();
+    assert_increasing_seq(&all);
+    assert_eq!(joined_deltas(&all), "The rest of the answer", "{all:?}");
+    let end = all.last().unwrap();
+    assert_eq!((end["id"].as_str(), end["message"].as_str()), (Some("drain-1"), Some("The rest of the answer")));
+    assert_eq!(all.iter().filter(|f| f["type"] == "ack").count(), 1);
+    tokio::time::timeout(Duration::from_secs(20), &mut a.app.server).await.expect("A stops once its turn is done").unwrap().unwrap();
+    let text = b.app.metrics().await; // one recorder per process: A's counts show on B
+    assert!(text.contains("pam_resume_store_writes_total{outcome=\"forwarded\"}"), "{text}");
+}
+
+#[tokio::test]
+async fn a_plain_reconnect_to_b_replays_the_frames_a_wrote_and_b_continues_the_numbering() {
+    let redis = redis().await;
+    let prefix = fresh_prefix();
+    let model = StreamingModel::new(vec!["Hello ", "from A"], "Hello from A");
+    let a = spawn_node("node-a", &redis_url(), &prefix, |_| {}, with_llm(model.clone())).await;
+    let b = spawn_node("node-b", &redis_url(), &prefix, |_| {}, with_llm(model)).await;
+    let (mut client, welcome) = connect_welcomed(&a.app, &token_for(USER)).await;
+    client.send_json(json!({"type":"chat","id":"b-1","message":"hi"})).await;
+    let frames = frames_until(&mut client, "chat_end").await;
+    let ack = frames.iter().find(|f| f["type"] == "ack").unwrap()["seq"].as_u64().unwrap();
+    let after_ack: Vec<Value> = frames.iter().filter(|f| f["seq"].as_u64().unwrap() > ack && f["type"] != "ping").cloned().collect();
+    drop(client);
+    wait_stored(&redis, &prefix, welcome["stream_id"].as_str().unwrap(), 4).await;
+
+    let (mut back, _) = connect_welcomed(&b.app, &token_for(USER)).await;
+    back.send_json(resume(&welcome, ack)).await;
+    let mut replayed = frames_until(&mut back, "resumed").await;
+    let resumed = replayed.pop().unwrap();
+    assert_eq!(resumed["replayed"].as_u64(), Some(after_ack.len() as u64), "{resumed}");
+    assert_eq!(replayed, after_ack, "the frames A sent after the ack, exactly as A sent them");
+    back.send_json(json!({"type":"ping","timestamp":3})).await;
+    let pong = back.recv_non_ping().await;
+    assert!(pong["seq"].as_u64().unwrap() > resumed["seq"].as_u64().unwrap(), "{pong}");
+    assert!(resumed["seq"].as_u64().unwrap() > max_seq(&frames), "B numbers on from A's last seq: {resumed}");
+}
+
+#[tokio::test]
+async fn on_b_a_stream_of_another_epoch_is_epoch_changed_and_another_users_stream_is_unknown() {
+    let redis = redis().await;
+    let prefix = fresh_prefix();
+    let model = StreamingModel::new(vec!["private"], "private");
+    let a = spawn_node("node-a", &redis_url(), &prefix, |_| {}, with_llm(model.clone())).await;
+    let b = spawn_node("node-b", &redis_url(), &prefix, |_| {}, with_llm(model)).await;
+    let (mut client, welcome) = connect_welcomed(&a.app, &token_for(USER)).await;
+    client.send_json(json!({"type":"chat","id":"c-1","message":"secret"})).await;
+    frames_until(&mut client, "chat_end").await;
+    drop(client);
+    wait_stored(&redis, &prefix, welcome["stream_id"].as_str().unwrap(), 3).await;
+
+    let (mut back, fresh) = connect_welcomed(&b.app, &token_for(USER)).await;
+    let stale = json!({"type":"resume","stream_id":welcome["stream_id"],"epoch":"not-its-epoch","last_seq":1});
+    back.send_json(stale).await;
+    let failed = back.recv_non_ping().await;
+    assert_eq!((failed["type"].as_str(), failed["reason"].as_str()), (Some("resume_failed"), Some("epoch_changed")), "{failed}");
+    assert_eq!(failed["stream_id"], fresh["stream_id"], "the fresh stream goes on");
+
+    let (mut intruder, _) = connect_welcomed(&b.app, &token_for(OTHER_USER)).await;
+    intruder.send_json(resume(&welcome, 1)).await;
+    assert_eq!(intruder.recv_non_ping().await["reason"], "unknown_stream");
+    intruder.send_json(json!({"type":"ping","timestamp":4})).await;
+    assert_eq!(intruder.recv_non_ping().await["type"], "pong", "nothing of the other user's stream came");
+}
+
+#[tokio::test]
+async fn with_redis_gone_a_resume_on_the_same_node_replays_from_its_own_ring_and_chats_answer() {
+    let mut server = RedisServer::start().await;
+    let prefix = fresh_prefix();
+    let model = StreamingModel::new(vec!["Kept ", "here"], "Kept here");
+    let a = spawn_node("node-a", &server.url(), &prefix, |_| {}, with_llm(model)).await;
+    let (mut client, welcome) = connect_welcomed(&a.app, &token_for(USER)).await;
+    client.send_json(json!({"type":"chat","id":"d-1","message":"hi"})).await;
+    let frames = frames_until(&mut client, "chat_end").await;
+    let ack = frames.iter().find(|f| f["type"] == "ack").unwrap()["seq"].as_u64().unwrap();
+    drop(client);
+
+    server.stop();
+    let (mut back, _) = connect_welcomed(&a.app, &token_for(USER)).await;
+    back.send_json(resume(&welcome, ack)).await;
+    let mut replayed = frames_until(&mut back, "resumed").await;
+    let resumed = replayed.pop().unwrap();
+    assert_eq!(resumed["replayed"].as_u64(), Some(3), "{replayed:?}");
+    assert_eq!(joined_deltas(&replayed), "Kept here");
+    back.send_json(json!({"type":"chat","id":"d-2","message":"still there?"})).await;
+    let end = frames_until(&mut back, "chat_end").await.pop().unwrap();
+    assert_eq!(end["message"], "Kept here");
+    wait_until("the failed stream writes are counted", || async {
+        a.app.metrics().await.contains("pam_resume_store_writes_total{outcome=\"failed\"}")
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_turn_whose_node_died_ends_with_a_retryable_error_on_the_resuming_node_and_the_resend_answers() {
+    let redis = redis().await;
+    let prefix = fresh_prefix();
+    let (stuck, _never) = StreamingModel::gated(vec!["Half ", "an answer"], "Half an answer");
+    let a = spawn_node("node-a", &redis_url(), &prefix, short_ttl, with_llm(stuck)).await;
+    let b = spawn_node("node-b", &redis_url(), &prefix, short_ttl, with_llm(StreamingModel::new(vec!["Whole"], "Whole"))).await;
+    wait_until("both nodes are listed", || async { listed_nodes(&b.app).await == ["node-a", "node-b"] }).await;
+    let (mut client, welcome) = connect_welcomed(&a.app, &token_for(USER)).await;
+    client.send_json(json!({"type":"chat","id":"e-1","message":"and then?"})).await;
+    let seen = frames_until(&mut client, "chat_delta").await;
+    wait_stored(&redis, &prefix, welcome["stream_id"].as_str().unwrap(), 2).await;
+
+    // A dies: its task is gone without a drain, its heartbeat stops, its registration expires.
+    a.app.server.abort();
+    drop(client);
+    wait_within(Duration::from_secs(10), "A is gone from the node list", || async { listed_nodes(&b.app).await == ["node-b"] }).await;
+    let (mut back, _) = connect_welcomed(&b.app, &token_for(USER)).await;
+    back.send_json(resume(&welcome, max_seq(&seen))).await;
+    let mut replayed = frames_until(&mut back, "resumed").await;
+    let resumed = replayed.pop().unwrap();
+    assert_eq!(resumed["replayed"].as_u64(), Some(1), "{replayed:?}");
+    let error = &replayed[0];
+    assert_eq!(
+        (error["type"].as_str(), error["id"].as_str(), error["retryable"].as_bool()),
+        (Some("error"), Some("e-1"), Some(true)),
+        "{error}"
+    );
+    back.send_json(json!({"type":"chat","id":"e-1","message":"and then?"})).await;
+    let end = frames_until(&mut back, "chat_end").await.pop().unwrap();
+    assert_eq!((end["id"].as_str(), end["message"].as_str()), (Some("e-1"), Some("Whole")));
+}
