@@ -37,6 +37,13 @@ impl TwoNodes {
     }
 }
 
+/// A plain-HTTP client for the nodes' REST routes. The gateway crate turns on reqwest's
+/// `rustls-no-provider`, which panics at build time unless a crypto provider is installed first.
+pub(crate) fn http_client() -> reqwest::Client {
+    rustls::crypto::ring::default_provider().install_default().ok();
+    reqwest::Client::new()
+}
+
 /// `ws://host:port` → `http://host:port`.
 pub(crate) fn http_base(ws: &str) -> String {
     format!("http://{}", host_port(ws))

@@ -15,9 +15,9 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use tokio::sync::{Semaphore, watch};
 
-use crate::auth::{Tokens, user_id};
+use crate::auth::Tokens;
 use crate::client::{self, Socket, WsError};
-use crate::cluster::{TwoNodes, connect_v2, next_v2, tokens_for};
+use crate::cluster::{TwoNodes, connect_v2, next_v2, run_salt, run_user, tokens_for};
 use crate::ledger::{ChatBook, SeqLedger};
 use crate::progress::{Progress, Ticker};
 use crate::reconnect::{Backoff, SplitMix64, retry_connect, should_reconnect_on};
@@ -162,7 +162,9 @@ fn drain(pid: u32) -> Result<(), String> {
 }
 
 async fn gateway_failover(args: &FailoverArgs, urls: [String; 2], tokens: &Tokens) -> Result<Tally, String> {
-    let users: Vec<String> = (0..args.clients).map(user_id).collect();
+    // Users of this run only: a chat id of an earlier run would be answered from the store.
+    let salt = run_salt();
+    let users: Vec<String> = (0..args.clients).map(|n| run_user(salt, n)).collect();
     let tokens = tokens_for(tokens, &users).await?;
     eprintln!("== failover: {} clients on {}, then {} drained and {}", args.clients, urls[0], urls[0], urls[1]);
     let progress = Arc::new(Progress::default());

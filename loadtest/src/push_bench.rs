@@ -131,7 +131,7 @@ pub(crate) async fn run(args: &PushArgs) -> Result<bool, String> {
         }));
     }
     let redis = Redis::connect(&args.redis_url, salt, phases.clone()).await?;
-    let http = reqwest::Client::new();
+    let http = crate::cluster::http_client();
     let push_url = format!("{}/api/v1/pam/push", http_base(&a));
     for (i, &rate) in args.rates.iter().enumerate() {
         let (gateway, bare) = (2 * i, 2 * i + 1);
@@ -227,12 +227,16 @@ where
     Sent { sent: k, accepted: k - refused, refused, first_error: failed.into_iter().next(), elapsed }
 }
 
-/// Waits (up to 10 s) for the phase's accepted sends to arrive, then books the send figures.
+/// Waits for the phase's accepted sends to arrive: until all have, or none came for 5 s (at most
+/// 60 s); then books the send figures.
 async fn settle(phases: &Phases, phase: usize, sent: Sent) {
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let (deadline, mut last_change, mut last_count) = (Instant::now() + Duration::from_secs(60), Instant::now(), 0);
     loop {
         let arrived = phases.lock().unwrap_or_else(|p| p.into_inner())[phase].seen.len() as u64;
-        if arrived >= sent.accepted || Instant::now() >= deadline {
+        if arrived != last_count {
+            (last_count, last_change) = (arrived, Instant::now());
+        }
+        if arrived >= sent.accepted || Instant::now() >= deadline || last_change.elapsed() >= Duration::from_secs(5) {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -303,6 +307,10 @@ fn summarize(args: &PushArgs, phases: Vec<Phase>, socket_errors: u64, report: &m
                 format!("gateway {achieved:.0}/s, redis {:.0}/s", r.sent as f64 / r.elapsed.as_secs_f64().max(1e-9)),
             )
             .threshold(&name, Rule::PercentileBelow { p: 99.0, limit_ms: rp99 * args.max_ratio + args.slack_ms });
+        report.text(
+            &format!("missing/repeated {rate}"),
+            format!("gateway {}/{}, redis {}/{}", g.missing(), g.duplicates, r.missing(), r.duplicates),
+        );
         missing += g.missing() + r.missing();
         duplicates += g.duplicates + r.duplicates;
         refused += g.refused + r.refused;

@@ -74,7 +74,18 @@ impl Deliveries {
 
     /// (Socket, timer) pairs that got nothing.
     fn missing(&self) -> u64 {
-        self.timers.values().map(|(_, counts)| counts.iter().filter(|&&c| c == 0).count() as u64).sum()
+        self.missing_by_node().iter().sum()
+    }
+
+    /// [`Deliveries::missing`] by the node the socket was on (A, B).
+    fn missing_by_node(&self) -> [u64; 2] {
+        let mut missing = [0, 0];
+        for (_, counts) in self.timers.values() {
+            for (node, &count) in counts.iter().enumerate() {
+                missing[node] += u64::from(count == 0);
+            }
+        }
+        missing
     }
 
     fn delivered(&self) -> u64 {
@@ -163,6 +174,7 @@ pub(crate) async fn run(args: &TimersArgs) -> Result<bool, String> {
         .count("deliveries_expected", expected)
         .count("deliveries_once", d.delivered())
         .count("deliveries_missing", d.missing())
+        .text("missing on node A / B", format!("{} / {}", d.missing_by_node()[0], d.missing_by_node()[1]))
         .count("deliveries_repeated", d.duplicates)
         .count("stray_timer_frames", d.strays)
         .count("socket_errors", socket_errors)
@@ -200,7 +212,7 @@ async fn create(
     progress: &Arc<Progress>,
 ) -> Created {
     let started = Instant::now();
-    let http = reqwest::Client::new();
+    let http = crate::cluster::http_client();
     let gate = Arc::new(Semaphore::new(args.in_flight.max(1)));
     let mut tasks = tokio::task::JoinSet::new();
     for i in 0..args.timers {
@@ -268,6 +280,7 @@ mod tests {
         d.arrived("t2", 0, at(10));
         d.arrived("other", 0, at(10));
         assert_eq!((d.delivered(), d.missing(), d.duplicates, d.strays), (3, 1, 1, 1));
+        assert_eq!(d.missing_by_node(), [0, 1]);
         assert_eq!(d.lateness.percentile(100.0), Some(60.0));
     }
 }
