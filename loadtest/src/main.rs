@@ -5,12 +5,16 @@
 mod auth;
 mod baseline;
 mod client;
+mod cluster;
 mod context_bench;
 mod echo_server;
+mod failover;
 mod idle;
+mod ledger;
 mod legacy_chat;
 mod ping;
 mod progress;
+mod push_bench;
 mod reconnect;
 mod refresh_flood;
 mod storm;
@@ -18,6 +22,7 @@ mod stream_bench;
 mod stream_feed;
 mod summary;
 mod target;
+mod timers_bench;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -153,6 +158,13 @@ enum Scenario {
     },
     /// v2 token streaming (emit→receive per token, first token) through the in-process gateway beside a bare push server.
     Stream(stream_bench::StreamArgs),
+    /// Two nodes: N v2 clients chatting on node A, node A drained (SIGTERM), reconnect + resume on
+    /// node B; frames lost/repeated must be 0, p99 beside a bare reconnect storm.
+    Failover(failover::FailoverArgs),
+    /// Two nodes: push latency POST on node A → proactive_alert on node B, beside Redis PUBLISH.
+    Push(push_bench::PushArgs),
+    /// Two nodes: timers due in one second, each delivered once to every socket of its user.
+    Timers(timers_bench::TimersArgs),
     /// The bare tokio-tungstenite baseline server (used by echo-baseline).
     EchoServer {
         #[arg(long, default_value = "127.0.0.1:0")]
@@ -268,6 +280,9 @@ async fn run(scenario: Scenario) -> Result<bool, String> {
             context_bench::run(&plan).await?
         }
         Scenario::Stream(args) => return stream_bench::run(&args).await,
+        Scenario::Failover(args) => return failover::run(&args).await,
+        Scenario::Push(args) => return push_bench::run(&args).await,
+        Scenario::Timers(args) => return timers_bench::run(&args).await,
         Scenario::EchoServer { listen, raw } => return echo_server::serve(&listen, raw).await.map(|()| true),
     };
     println!("{}", report.render());
