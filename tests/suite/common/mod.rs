@@ -144,12 +144,22 @@ pub fn token_for(user: &str) -> String {
 }
 
 /// Polls `check` until it holds or `WAIT` passes.
-pub async fn wait_until<F, Fut>(what: &str, mut check: F)
+pub async fn wait_until<F, Fut>(what: &str, check: F)
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = bool>,
 {
-    let deadline = tokio::time::Instant::now() + WAIT;
+    wait_until_within(WAIT, what, check).await;
+}
+
+/// Like `wait_until`, for a batch of work whose time grows with its size (e.g. dozens of turns
+/// on a loaded 2-core machine): fails after `limit`.
+pub async fn wait_until_within<F, Fut>(limit: Duration, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
     while tokio::time::Instant::now() < deadline {
         if check().await {
             return;

@@ -9,7 +9,7 @@ use pam_actors::{BoxFuture, LlmError, LlmProvider, LlmReply, LlmRequest};
 use serde_json::Value;
 use tokio::sync::mpsc;
 
-use super::{TestApp, metric, wait_until};
+use super::{TestApp, WAIT, metric, wait_until_within};
 
 /// Sleeps `delay` before answering, unless the message starts with "quick".
 pub(crate) struct SlowModel {
@@ -112,7 +112,8 @@ pub(crate) async fn metric_value(app: &TestApp, series: &str) -> f64 {
 
 /// Waits until no turn runs and nothing waits in the outbox.
 pub(crate) async fn settled(app: &TestApp) {
-    wait_until("every turn finished and was stored", || async {
+    // Up to ~40 turns at once, each with its own storage writes: more than one expectation's WAIT.
+    wait_until_within(3 * WAIT, "every turn finished and was stored", || async {
         let text = app.metrics().await;
         metric(&text, "pam_turns_running").unwrap_or(0.0) == 0.0 && metric(&text, "pam_turns_pending").unwrap_or(0.0) == 0.0
     })
