@@ -122,6 +122,11 @@ fn describe_metrics() {
             "Server pushes (timer_expired, proactive_alert) by kind and outcome (online, stored, failed)"
         );
         metrics::describe_gauge!(crate::adapters::timer_scheduler::TIMERS_PENDING, "Timers of all users not yet fired nor dismissed");
+        metrics::describe_histogram!(
+            pam_actors::metrics_names::PUSH_DELIVERY_SECONDS,
+            metrics::Unit::Seconds,
+            "Server push delivery, from when it was due (alert stored, timer fire_at) until a socket sent it, by kind"
+        );
         metrics::describe_counter!(PUSH_PUBLISHED_TOTAL, "Pushes published on this node's push bus");
         metrics::describe_counter!(PUSH_RECEIVED_TOTAL, "Pushes that arrived from other nodes over the bus");
         metrics::describe_counter!(PUSH_DELIVERED_TOTAL, "Pushes handed to a socket on this node");

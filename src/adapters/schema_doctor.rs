@@ -37,6 +37,7 @@ const EXPECTED: &[Expectation] = &[
     ("budgets", "monthly_limit", NUMERIC, "active budgets"),
     ("budgets", "start_date", DATE, "active budgets"),
     ("budgets", "end_date", DATE, "active budgets"),
+    ("budgets", "alert_threshold", NUMERIC, "budget alerts"),
     ("income_entries", "user_id", UUID, "month-to-date income"),
     ("income_entries", "amount", NUMERIC, "month-to-date income"),
     ("user_friendships", "requester_id", UUID, "friends"),

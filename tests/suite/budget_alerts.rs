@@ -95,6 +95,21 @@ impl Writer {
         .await;
     }
 
+    /// Gives the gateway time to evaluate the last change before the next one: on SQLite until
+    /// its queue is empty; on Postgres an evaluation that stores nothing leaves no trace, so a
+    /// short wait (a missed evaluation there only makes the following assertion weaker).
+    async fn settled(&self) {
+        match self {
+            Writer::Sqlite(pool) => {
+                wait_until("the change is evaluated", || async {
+                    sqlx::query_scalar::<_, i64>("SELECT count(*) FROM pam_budget_checks").fetch_one(pool).await.unwrap() == 0
+                })
+                .await
+            }
+            Writer::Postgres(_) => tokio::time::sleep(Duration::from_millis(500)).await,
+        }
+    }
+
     /// The user's stored budget alerts' dedupe keys, sorted.
     async fn alert_keys(&self, user: &str) -> Vec<String> {
         let sql_sqlite = "SELECT dedupe_key FROM pam_notifications WHERE user_id = ?1 AND dedupe_key LIKE 'budget:%' ORDER BY dedupe_key";
@@ -147,7 +162,7 @@ async fn alerts_once_per_threshold(backend: Backend) {
 
     // Past the same threshold again: nothing. Then past 100 %: the very next push is that one.
     writer.expense(&user, "fuel", 5.0).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    writer.settled().await;
     writer.expense(&user, "fuel", 15.0).await;
     assert_budget_alert(&next_frame(&mut socket).await, "high", &["fuel", "$105.00", "$100.00"]);
     assert_eq!(frames_before_pong(&mut socket).await, Vec::<Value>::new(), "nothing else came");
@@ -269,11 +284,7 @@ async fn the_demo_traveller_is_one_expense_away_from_a_budget_alert() {
     assert!(
         pam_gateway::adapters::demo_seed::seed_demo_traveller(&gateway_db, &pam_protocol::UserId::parse(&user).unwrap()).await.unwrap()
     );
-    let Writer::Sqlite(pool) = &writer else { unreachable!("a SQLite test") };
-    wait_until("the seed's changes are evaluated", || async {
-        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM pam_budget_checks").fetch_one(pool).await.unwrap() == 0
-    })
-    .await;
+    writer.settled().await;
     assert_eq!(writer.alert_keys(&user).await, Vec::<String>::new(), "the seed itself stays under every threshold");
 
     let mut socket = legacy(&app, &user).await;
