@@ -203,7 +203,7 @@ async function main() {
     assert((await answer.locator('.text').textContent()) === SLOW_ANSWER, 'the streamed answer differs from the model\'s');
   });
 
-  await check(`the box is held to the server's PAM_MAX_MESSAGE_CHARS (${MAX_MESSAGE_CHARS}, learnt from /dev/config)`, async () => {
+  await check(`the box is held to the server's PAM_MAX_MESSAGE_CHARS (${MAX_MESSAGE_CHARS}, learnt from /dev/config); refused text stays in the box`, async () => {
     const input = page.locator('#input');
     const long = '🚐'.repeat(MAX_MESSAGE_CHARS + 1); // code points, as the server counts
     await input.fill(long);
@@ -213,6 +213,12 @@ async function main() {
     await waitFor(page, page.locator('#messages .msg.system.error', { hasText: `at most ${MAX_MESSAGE_CHARS}` }), 'the refusal note');
     assert((await input.inputValue()) === long, 'the refused text was not kept in the box');
     await screenshot(page, 'input-limit');
+    // Within the limit but refused by the server (a NUL character): the text comes back too.
+    const refused = 'keep this \u0000 text';
+    await input.fill(refused);
+    await input.press('Enter');
+    await waitFor(page, page.locator('#messages .msg.system.error', { hasText: 'VALIDATION_ERROR' }), 'the server refusing the message');
+    await page.waitForFunction((text) => document.querySelector('#input').value === text, refused);
     await input.fill('');
   });
 
