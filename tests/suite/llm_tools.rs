@@ -3,7 +3,8 @@
 //! it), sends the result back (`tool_result` / `role: "tool"`) and streams the model's final
 //! answer; a call with arguments that are no JSON or naming an unknown tool gets an error result
 //! and the turn still ends with the model's answer; a model that never stops calling tools is cut
-//! off after three rounds with a plain answer.
+//! off after three rounds with a plain answer. An answer that set a timer is never served from
+//! the response cache.
 
 use std::time::Duration;
 
@@ -107,6 +108,13 @@ async fn a_streamed_set_timer_call_sets_the_timer_and_the_model_answers(format: 
     client.send_json(json!({"type": "chat", "id": "tyres-1", "message": "remind me to check the tyres in 20 minutes"})).await;
     frames_until(&mut client, "chat_end").await;
     assert_eq!(timers(&app, USER).await.len(), 1);
+
+    // Asking again (a new turn) is not a response-cache repeat: an answer that set a timer is
+    // never replayed, so the second timer is set.
+    fake.queue(vec![Script::tool_call("", "call_again", "set_timer", arguments), Script::answer("Done again.")]);
+    client.send_json(json!({"type": "chat", "id": "tyres-2", "message": "remind me to check the tyres in 20 minutes"})).await;
+    assert_eq!(frames_until(&mut client, "chat_end").await.pop().unwrap()["message"], "Done again.");
+    assert_eq!(timers(&app, USER).await.len(), 2);
     app.shutdown().await;
 }
 

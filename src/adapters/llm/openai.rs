@@ -13,8 +13,8 @@
 use pam_actors::LlmRequest;
 use serde_json::json;
 
-use super::sse::{Endpoint, Offer, SseApi, Step, ToolPiece, json_data, secret_header};
-use super::tools::{self, ToolRound};
+use super::sse::{Endpoint, Offer, SseApi, Step, json_data, secret_header};
+use super::tools::{self, ToolPiece, ToolRound};
 use super::{ProviderFailure, prompt};
 use crate::adapters::timer_tools::TimerTools;
 

@@ -20,6 +20,8 @@ pub const MAX_TOOL_ROUNDS: usize = 3;
 pub const MAX_CALLS_PER_ROUND: usize = 4;
 /// Bytes of streamed arguments kept per call.
 pub const MAX_ARGUMENT_BYTES: usize = 4_096;
+/// Distinct tool calls kept from one response (more are dropped unread).
+const MAX_CALLS_READ: usize = 16;
 
 /// One tool call as the model streamed it.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -58,6 +60,49 @@ pub struct ToolRound {
     pub text: String,
     pub calls: Vec<ToolCall>,
     pub results: Vec<ToolResult>,
+}
+
+/// A piece of one tool call: its id and name when the call starts, argument text after.
+#[derive(Debug, PartialEq, Eq, Default)]
+pub struct ToolPiece {
+    /// Which call of the response (Anthropic: content block index; OpenAI: `tool_calls[].index`).
+    pub index: u64,
+    pub id: Option<String>,
+    pub name: Option<String>,
+    pub arguments: String,
+}
+
+pub(super) fn add_pieces(calls: &mut std::collections::BTreeMap<u64, ToolCall>, pieces: Vec<ToolPiece>) {
+    for piece in pieces {
+        if !calls.contains_key(&piece.index) && calls.len() >= MAX_CALLS_READ {
+            continue;
+        }
+        let call = calls.entry(piece.index).or_default();
+        if let Some(id) = piece.id {
+            call.id = id.chars().take(128).collect();
+        }
+        if let Some(name) = piece.name {
+            call.name = name.chars().take(128).collect();
+        }
+        if call.arguments.len() + piece.arguments.len() > MAX_ARGUMENT_BYTES {
+            call.oversize = true;
+        } else {
+            call.arguments.push_str(&piece.arguments);
+        }
+    }
+}
+
+pub(super) fn finished(text: String, calls: std::collections::BTreeMap<u64, ToolCall>) -> super::sse::Read {
+    let calls = calls
+        .into_iter()
+        .map(|(index, mut call)| {
+            if call.id.is_empty() {
+                call.id = format!("call_{index}");
+            }
+            call
+        })
+        .collect();
+    super::sse::Read { text, calls }
 }
 
 /// (name, description, JSON schema of the arguments).
