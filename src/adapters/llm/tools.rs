@@ -224,3 +224,55 @@ fn timer_spec(args: &Map<String, Value>) -> Result<TimerSpec, String> {
     };
     Ok(TimerSpec { label: label.to_string(), message: label.to_string(), when })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+
+    fn piece(index: u64, arguments: &str) -> ToolPiece {
+        ToolPiece { index, arguments: arguments.into(), ..ToolPiece::default() }
+    }
+
+    #[test]
+    fn pieces_join_per_call_and_calls_without_an_id_get_one() {
+        let mut calls = BTreeMap::new();
+        let start = ToolPiece { index: 2, id: None, name: Some("list_timers".into()), arguments: String::new() };
+        add_pieces(&mut calls, vec![start, piece(2, "{\"a\""), piece(2, ":1}")]);
+        let read = finished("hi".into(), calls);
+        assert_eq!(read.calls.len(), 1);
+        assert_eq!((read.calls[0].id.as_str(), read.calls[0].arguments.as_str()), ("call_2", "{\"a\":1}"));
+        assert_eq!(read.calls[0].input(), json!({"a": 1}));
+    }
+
+    #[test]
+    fn arguments_past_the_byte_bound_are_dropped_and_the_call_is_marked() {
+        let mut calls = BTreeMap::new();
+        let long = "x".repeat(MAX_ARGUMENT_BYTES);
+        add_pieces(&mut calls, vec![piece(0, "{\"label\":\""), piece(0, &long), piece(0, "\"}")]);
+        let call = &finished(String::new(), calls).calls[0];
+        assert!(call.oversize);
+        assert!(call.arguments.len() <= MAX_ARGUMENT_BYTES);
+        assert_eq!(call.input(), json!({}), "an oversize call is sent back with empty input");
+    }
+
+    #[test]
+    fn at_most_sixteen_distinct_calls_are_kept_from_one_response() {
+        let mut calls = BTreeMap::new();
+        add_pieces(&mut calls, (0..100).map(|i| piece(i, "{}")).collect());
+        assert_eq!(finished(String::new(), calls).calls.len(), MAX_CALLS_READ);
+    }
+
+    #[test]
+    fn timer_arguments_need_a_label_and_exactly_one_time() {
+        let spec = |args: Value| timer_spec(args.as_object().unwrap());
+        assert_eq!(spec(json!({"label": "Tea", "duration_seconds": 300})).unwrap().when, When::After(chrono::Duration::minutes(5)));
+        assert_eq!(spec(json!({"label": "Up", "at": "06:30"})).unwrap().when, When::At(NaiveTime::from_hms_opt(6, 30, 0).unwrap()));
+        assert!(spec(json!({"duration_seconds": 300})).unwrap_err().contains("label"));
+        assert!(spec(json!({"label": "Tea"})).unwrap_err().contains("duration_seconds"));
+        assert!(spec(json!({"label": "Tea", "duration_seconds": 1, "at": "06:30"})).unwrap_err().contains("not both"));
+        assert!(spec(json!({"label": "Up", "at": "6.30pm"})).unwrap_err().contains("HH:MM"));
+        assert!(spec(json!({"label": "Tea", "duration_seconds": -5})).is_err());
+    }
+}
