@@ -97,6 +97,11 @@ async fn a_streamed_set_timer_call_sets_the_timer_and_the_model_answers(format: 
     let requests = fake.requests();
     assert_eq!(requests.len(), 2, "one round of tools, then the answer");
     assert_eq!(tool_names(format, &requests[0].body), ["set_timer", "list_timers", "cancel_timer"]);
+    let system = match format {
+        Format::Anthropic => requests[0].body["system"].as_str().unwrap().to_string(),
+        Format::OpenAi => requests[0].body["messages"][0]["content"].as_str().unwrap().to_string(),
+    };
+    assert!(system.contains("use the set_timer, list_timers and cancel_timer tools"), "{system}");
     let results = tool_results(format, &requests[1].body);
     assert_eq!(results.len(), 1, "{:?}", requests[1].body);
     let (id, content, is_error) = &results[0];

@@ -23,6 +23,11 @@ pub const MAX_ARGUMENT_BYTES: usize = 4_096;
 /// Distinct tool calls kept from one response (more are dropped unread).
 const MAX_CALLS_READ: usize = 16;
 
+/// Appended to the system prompt when the tools are offered.
+pub const SYSTEM_NOTE: &str = "\n\nTimers: to set, list or cancel the traveller's timers, reminders and alarms, use the \
+set_timer, list_timers and cancel_timer tools (never pretend one was set). Tell the traveller the time it goes off as the \
+tool's fire_at_local says; if a tool returns an error, say in plain words what went wrong.";
+
 /// One tool call as the model streamed it.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ToolCall {
