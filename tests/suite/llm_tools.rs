@@ -3,7 +3,8 @@
 //! it), sends the result back (`tool_result` / `role: "tool"`) and streams the model's final
 //! answer; a call with arguments that are no JSON or naming an unknown tool gets an error result
 //! and the turn still ends with the model's answer; a model that never stops calling tools is cut
-//! off after three rounds with a plain answer. An answer that set a timer is never served from
+//! off after three rounds with a plain answer; `cancel_timer` dismisses the named timer only. An
+//! answer that set a timer is never served from
 //! the response cache.
 
 use std::time::Duration;
@@ -179,5 +180,33 @@ async fn a_model_that_keeps_calling_tools_is_stopped_after_three_rounds() {
     assert_eq!(requests.len(), 4, "three rounds of tools, then one that may not call them");
     assert_eq!(requests[3].body["tool_choice"], "none");
     assert!(requests[..3].iter().all(|r| r.body["tool_choice"] == "auto"));
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_cancel_timer_call_dismisses_the_named_timer_and_only_that_one() {
+    let fake = FakeLlm::start(Script::answer("unused")).await;
+    let app = app_with(Format::Anthropic, &fake).await;
+    let mut ids = Vec::new();
+    for label in ["Tea", "Laundry"] {
+        let response = rest::client()
+            .post(app.http("/api/v1/pam/timers"))
+            .bearer_auth(token_for(USER))
+            .json(&json!({"label": label, "duration_s": 600}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 201);
+        ids.push(response.json::<Value>().await.unwrap()["timer_id"].as_str().unwrap().to_string());
+    }
+    let arguments = json!({"timer_id": ids[0]}).to_string();
+    fake.queue(vec![Script::tool_call("", "toolu_cancel", "cancel_timer", &arguments), Script::answer("Cancelled your tea timer.")]);
+    let mut client = app.connect_ready().await;
+    assert_eq!(legacy_chat(&mut client, "cancel the tea timer").await["message"], "Cancelled your tea timer.");
+    let left = timers(&app, USER).await;
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0]["label"], "Laundry");
+    let results = tool_results(Format::Anthropic, &fake.requests()[1].body);
+    assert_eq!(results[0].1["cancelled"][0]["label"], "Tea", "{:?}", results[0]);
     app.shutdown().await;
 }
