@@ -4,8 +4,7 @@
 //! answer; a call with arguments that are no JSON or naming an unknown tool gets an error result
 //! and the turn still ends with the model's answer; a model that never stops calling tools is cut
 //! off after three rounds with a plain answer; `cancel_timer` dismisses the named timer only. An
-//! answer that set a timer is never served from
-//! the response cache.
+//! answer that set a timer is never served from the response cache.
 
 use std::time::Duration;
 
