@@ -2,7 +2,8 @@
 //! Postgres: "remind me in …", "set a timer for …" and "set an alarm for …" create timers that
 //! the REST endpoint lists, "what timers do I have?" lists them, "cancel my timers" cancels them;
 //! an alarm fires at the next local time of the user's `user_settings` timezone; a retried v2
-//! turn sets its timer once; the pending-timer limit is answered in plain words.
+//! turn sets its timer once while the same words in a new turn set another; the pending-timer
+//! limit is answered in plain words.
 
 use chrono::{DateTime, Duration, Timelike, Utc};
 use chrono_tz::Tz;
@@ -164,6 +165,14 @@ async fn over_the_pending_limit_the_assistant_says_so_in_plain_words_and_sets_no
         let (status, body) = create_timer(&app, &user, json!({"label": format!("t{i}"), "duration_s": 3600})).await;
         assert_eq!(status, 201, "{body}");
     }
+    // Saying it twice is two turns (never a response-cache repeat): two timers.
+    let other = fresh_user();
+    let mut twice = legacy(&app, &other).await;
+    for _ in 0..2 {
+        assert!(ask_legacy(&mut twice, "set a timer for 5 minutes").await.starts_with("Done: timer set for 5 minutes."));
+    }
+    assert_eq!(list_timers(&app, &other).await.len(), 2);
+
     let mut client = legacy(&app, &user).await;
     let answer = ask_legacy(&mut client, "set a timer for 5 minutes").await;
     assert!(answer.starts_with("You already have 50 timers waiting"), "{answer}");

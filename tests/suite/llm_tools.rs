@@ -3,7 +3,8 @@
 //! it), sends the result back (`tool_result` / `role: "tool"`) and streams the model's final
 //! answer; a call with arguments that are no JSON or naming an unknown tool gets an error result
 //! and the turn still ends with the model's answer; a model that never stops calling tools is cut
-//! off after three rounds with a plain answer.
+//! off after three rounds with a plain answer; `cancel_timer` dismisses the named timer only. An
+//! answer that set a timer is never served from the response cache.
 
 use std::time::Duration;
 
@@ -96,6 +97,11 @@ async fn a_streamed_set_timer_call_sets_the_timer_and_the_model_answers(format: 
     let requests = fake.requests();
     assert_eq!(requests.len(), 2, "one round of tools, then the answer");
     assert_eq!(tool_names(format, &requests[0].body), ["set_timer", "list_timers", "cancel_timer"]);
+    let system = match format {
+        Format::Anthropic => requests[0].body["system"].as_str().unwrap().to_string(),
+        Format::OpenAi => requests[0].body["messages"][0]["content"].as_str().unwrap().to_string(),
+    };
+    assert!(system.contains("use the set_timer, list_timers and cancel_timer tools"), "{system}");
     let results = tool_results(format, &requests[1].body);
     assert_eq!(results.len(), 1, "{:?}", requests[1].body);
     let (id, content, is_error) = &results[0];
@@ -107,6 +113,13 @@ async fn a_streamed_set_timer_call_sets_the_timer_and_the_model_answers(format: 
     client.send_json(json!({"type": "chat", "id": "tyres-1", "message": "remind me to check the tyres in 20 minutes"})).await;
     frames_until(&mut client, "chat_end").await;
     assert_eq!(timers(&app, USER).await.len(), 1);
+
+    // Asking again (a new turn) is not a response-cache repeat: an answer that set a timer is
+    // never replayed, so the second timer is set.
+    fake.queue(vec![Script::tool_call("", "call_again", "set_timer", arguments), Script::answer("Done again.")]);
+    client.send_json(json!({"type": "chat", "id": "tyres-2", "message": "remind me to check the tyres in 20 minutes"})).await;
+    assert_eq!(frames_until(&mut client, "chat_end").await.pop().unwrap()["message"], "Done again.");
+    assert_eq!(timers(&app, USER).await.len(), 2);
     app.shutdown().await;
 }
 
@@ -166,5 +179,33 @@ async fn a_model_that_keeps_calling_tools_is_stopped_after_three_rounds() {
     assert_eq!(requests.len(), 4, "three rounds of tools, then one that may not call them");
     assert_eq!(requests[3].body["tool_choice"], "none");
     assert!(requests[..3].iter().all(|r| r.body["tool_choice"] == "auto"));
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_cancel_timer_call_dismisses_the_named_timer_and_only_that_one() {
+    let fake = FakeLlm::start(Script::answer("unused")).await;
+    let app = app_with(Format::Anthropic, &fake).await;
+    let mut ids = Vec::new();
+    for label in ["Tea", "Laundry"] {
+        let response = rest::client()
+            .post(app.http("/api/v1/pam/timers"))
+            .bearer_auth(token_for(USER))
+            .json(&json!({"label": label, "duration_s": 600}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 201);
+        ids.push(response.json::<Value>().await.unwrap()["timer_id"].as_str().unwrap().to_string());
+    }
+    let arguments = json!({"timer_id": ids[0]}).to_string();
+    fake.queue(vec![Script::tool_call("", "toolu_cancel", "cancel_timer", &arguments), Script::answer("Cancelled your tea timer.")]);
+    let mut client = app.connect_ready().await;
+    assert_eq!(legacy_chat(&mut client, "cancel the tea timer").await["message"], "Cancelled your tea timer.");
+    let left = timers(&app, USER).await;
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0]["label"], "Laundry");
+    let results = tool_results(Format::Anthropic, &fake.requests()[1].body);
+    assert_eq!(results[0].1["cancelled"][0]["label"], "Tea", "{:?}", results[0]);
     app.shutdown().await;
 }

@@ -11,8 +11,8 @@
 use pam_actors::LlmRequest;
 use serde_json::json;
 
-use super::sse::{Endpoint, Offer, SseApi, Step, ToolPiece, json_data, secret_header};
-use super::tools::{self, ToolRound};
+use super::sse::{Endpoint, Offer, SseApi, Step, json_data, secret_header};
+use super::tools::{self, ToolPiece, ToolRound};
 use super::{ProviderFailure, prompt};
 use crate::adapters::timer_tools::TimerTools;
 
@@ -37,7 +37,10 @@ impl AnthropicProvider {
     }
 
     fn body(request: &LlmRequest, model: &str, rounds: &[ToolRound], offer: Offer) -> serde_json::Value {
-        let prompt = prompt::build(request);
+        let mut prompt = prompt::build(request);
+        if offer != Offer::NoTools {
+            prompt.system.push_str(tools::SYSTEM_NOTE);
+        }
         let mut messages: Vec<serde_json::Value> = prompt.messages.iter().map(|m| json!({"role": m.role, "content": m.content})).collect();
         for round in rounds {
             let mut content: Vec<serde_json::Value> = Vec::new();

@@ -130,12 +130,13 @@ impl FallbackChain {
             };
             let attempt = drive(model.stream(request, model_name, tx), rx, route).await;
             let failure = match attempt.ended {
-                Ended::Done(Ok(text)) => {
+                Ended::Done(Ok(streamed)) => {
                     if permit.succeeded() == Some(Transition::Closed) {
                         metrics::gauge!(LLM_CIRCUIT_OPEN, "provider" => provider.to_string()).set(0.0);
                         tracing::info!(provider, "model answers again; circuit closed");
                     }
-                    let mut reply = LlmReply::new(text, model_name, provider);
+                    let mut reply = LlmReply::new(streamed.text, model_name, provider);
+                    reply.acted = streamed.acted;
                     reply.first_token = attempt.first_token;
                     reply.fallback_reason = join(&reasons);
                     return Ok(reply);

@@ -52,7 +52,7 @@ impl StreamingModel for Scripted {
         _request: &'a LlmRequest,
         model: &'a str,
         deltas: mpsc::Sender<String>,
-    ) -> BoxFuture<'a, Result<String, ProviderFailure>> {
+    ) -> BoxFuture<'a, Result<super::super::Streamed, ProviderFailure>> {
         self.asked.lock().unwrap().push(model.to_string());
         let behaviour = self.behaviour.lock().unwrap().clone();
         Box::pin(async move {
@@ -63,7 +63,7 @@ impl StreamingModel for Scripted {
                         tokio::time::sleep(gap).await;
                         let _ = deltas.send(piece.to_string()).await;
                     }
-                    Ok(pieces.concat())
+                    Ok(pieces.concat().into())
                 }
                 Behaviour::FailAfter(pieces, failure) => {
                     for piece in pieces {

@@ -80,6 +80,21 @@ impl ProviderFailure {
     }
 }
 
+/// What one streamed answer was.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Streamed {
+    /// The whole answer text.
+    pub text: String,
+    /// Tools ran on the way (timers set, listed or cancelled): the answer is not cacheable.
+    pub acted: bool,
+}
+
+impl From<String> for Streamed {
+    fn from(text: String) -> Self {
+        Streamed { text, acted: false }
+    }
+}
+
 /// A remote model API that streams text: the chain's building block.
 pub trait StreamingModel: Send + Sync + 'static {
     /// Provider name for metrics, logs and stored metadata (`anthropic`, `openai`).
@@ -87,13 +102,13 @@ pub trait StreamingModel: Send + Sync + 'static {
     /// The model for a request: the fast one for `fast` turns, else the accurate one.
     fn model(&self, fast: bool) -> &str;
     /// Streams the answer of `model`, pushing each text delta into `deltas` (when open), and
-    /// returns the full text once the provider's end event arrived.
+    /// returns the full text once the provider's end event arrived (after any tool rounds).
     fn stream<'a>(
         &'a self,
         request: &'a LlmRequest,
         model: &'a str,
         deltas: mpsc::Sender<String>,
-    ) -> BoxFuture<'a, Result<String, ProviderFailure>>;
+    ) -> BoxFuture<'a, Result<Streamed, ProviderFailure>>;
 }
 
 /// Any streaming model is also a plain `LlmProvider` (no deadlines, no fallback).
@@ -111,8 +126,10 @@ impl<M: StreamingModel> LlmProvider for Standalone<M> {
     ) -> BoxFuture<'a, Result<pam_actors::LlmReply, LlmError>> {
         Box::pin(async move {
             let model = self.0.model(request.fast);
-            let text = self.0.stream(request, model, deltas).await.map_err(ProviderFailure::into_llm_error)?;
-            Ok(pam_actors::LlmReply::new(text, model, self.0.name()))
+            let streamed = self.0.stream(request, model, deltas).await.map_err(ProviderFailure::into_llm_error)?;
+            let mut reply = pam_actors::LlmReply::new(streamed.text, model, self.0.name());
+            reply.acted = streamed.acted;
+            Ok(reply)
         })
     }
 }

@@ -13,8 +13,8 @@
 use pam_actors::LlmRequest;
 use serde_json::json;
 
-use super::sse::{Endpoint, Offer, SseApi, Step, ToolPiece, json_data, secret_header};
-use super::tools::{self, ToolRound};
+use super::sse::{Endpoint, Offer, SseApi, Step, json_data, secret_header};
+use super::tools::{self, ToolPiece, ToolRound};
 use super::{ProviderFailure, prompt};
 use crate::adapters::timer_tools::TimerTools;
 
@@ -38,7 +38,10 @@ impl OpenAiProvider {
     }
 
     fn body(request: &LlmRequest, model: &str, rounds: &[ToolRound], offer: Offer) -> serde_json::Value {
-        let prompt = prompt::build(request);
+        let mut prompt = prompt::build(request);
+        if offer != Offer::NoTools {
+            prompt.system.push_str(tools::SYSTEM_NOTE);
+        }
         let mut messages = vec![json!({"role": "system", "content": prompt.system})];
         messages.extend(prompt.messages.iter().map(|m| json!({"role": m.role, "content": m.content})));
         for round in rounds {

@@ -16,12 +16,9 @@ use pam_actors::{BoxFuture, LlmRequest};
 use reqwest::header::HeaderValue;
 use tokio::sync::mpsc;
 
-use super::tools::{self, MAX_ARGUMENT_BYTES, MAX_CALLS_PER_ROUND, MAX_TOOL_ROUNDS, ToolCall, ToolRound};
-use super::{ProviderFailure, StreamingModel, line_ends};
+use super::tools::{self, MAX_CALLS_PER_ROUND, MAX_TOOL_ROUNDS, ToolCall, ToolPiece, ToolRound, add_pieces, finished};
+use super::{ProviderFailure, Streamed, StreamingModel, line_ends};
 use crate::adapters::timer_tools::TimerTools;
-
-/// Distinct tool calls kept from one response (more are dropped unread).
-const MAX_CALLS_READ: usize = 16;
 
 /// Whether and how a request offers the tools.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -118,10 +115,10 @@ impl<T: SseApi> StreamingModel for T {
         request: &'a LlmRequest,
         model: &'a str,
         deltas: mpsc::Sender<String>,
-    ) -> BoxFuture<'a, Result<String, ProviderFailure>> {
+    ) -> BoxFuture<'a, Result<Streamed, ProviderFailure>> {
         Box::pin(async move {
             let Some(timers) = self.endpoint().tools.as_ref() else {
-                return collect_text(self.request(request, model, &[], Offer::NoTools)?, &deltas, T::step).await.map(|r| r.text);
+                return collect_text(self.request(request, model, &[], Offer::NoTools)?, &deltas, T::step).await.map(|r| r.text.into());
             };
             let mut rounds: Vec<ToolRound> = Vec::new();
             let (mut answer, mut nth_timer) = (String::new(), 0);
@@ -134,7 +131,7 @@ impl<T: SseApi> StreamingModel for T {
                         answer = "Sorry, I couldn't finish that. Please try again.".into();
                         let _ = deltas.send(answer.clone()).await;
                     }
-                    return Ok(answer);
+                    return Ok(Streamed { text: answer, acted: !rounds.is_empty() });
                 }
                 let _ = deltas.send(String::new()).await;
                 let mut results = Vec::with_capacity(read.calls.len());
@@ -172,54 +169,11 @@ pub(super) enum Step {
     Skip,
 }
 
-/// A piece of one tool call: its id and name when the call starts, argument text after.
-#[derive(Debug, PartialEq, Eq, Default)]
-pub(super) struct ToolPiece {
-    /// Which call of the response (Anthropic: content block index; OpenAI: `tool_calls[].index`).
-    pub(super) index: u64,
-    pub(super) id: Option<String>,
-    pub(super) name: Option<String>,
-    pub(super) arguments: String,
-}
-
 /// What one response streamed: its text and its tool calls (in index order).
 #[derive(Debug, Default, PartialEq, Eq)]
 pub(super) struct Read {
     pub(super) text: String,
     pub(super) calls: Vec<ToolCall>,
-}
-
-fn add_pieces(calls: &mut std::collections::BTreeMap<u64, ToolCall>, pieces: Vec<ToolPiece>) {
-    for piece in pieces {
-        if !calls.contains_key(&piece.index) && calls.len() >= MAX_CALLS_READ {
-            continue;
-        }
-        let call = calls.entry(piece.index).or_default();
-        if let Some(id) = piece.id {
-            call.id = id.chars().take(128).collect();
-        }
-        if let Some(name) = piece.name {
-            call.name = name.chars().take(128).collect();
-        }
-        if call.arguments.len() + piece.arguments.len() > MAX_ARGUMENT_BYTES {
-            call.oversize = true;
-        } else {
-            call.arguments.push_str(&piece.arguments);
-        }
-    }
-}
-
-fn finished(text: String, calls: std::collections::BTreeMap<u64, ToolCall>) -> Read {
-    let calls = calls
-        .into_iter()
-        .map(|(index, mut call)| {
-            if call.id.is_empty() {
-                call.id = format!("call_{index}");
-            }
-            call
-        })
-        .collect();
-    Read { text, calls }
 }
 
 /// A header value that is never printed by reqwest/hyper debug output (API keys).

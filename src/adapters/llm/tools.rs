@@ -20,6 +20,13 @@ pub const MAX_TOOL_ROUNDS: usize = 3;
 pub const MAX_CALLS_PER_ROUND: usize = 4;
 /// Bytes of streamed arguments kept per call.
 pub const MAX_ARGUMENT_BYTES: usize = 4_096;
+/// Distinct tool calls kept from one response (more are dropped unread).
+const MAX_CALLS_READ: usize = 16;
+
+/// Appended to the system prompt when the tools are offered.
+pub const SYSTEM_NOTE: &str = "\n\nTimers: to set, list or cancel the traveller's timers, reminders and alarms, use the \
+set_timer, list_timers and cancel_timer tools (never pretend one was set). Tell the traveller the time it goes off as the \
+tool's fire_at_local says; if a tool returns an error, say in plain words what went wrong.";
 
 /// One tool call as the model streamed it.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -58,6 +65,49 @@ pub struct ToolRound {
     pub text: String,
     pub calls: Vec<ToolCall>,
     pub results: Vec<ToolResult>,
+}
+
+/// A piece of one tool call: its id and name when the call starts, argument text after.
+#[derive(Debug, PartialEq, Eq, Default)]
+pub struct ToolPiece {
+    /// Which call of the response (Anthropic: content block index; OpenAI: `tool_calls[].index`).
+    pub index: u64,
+    pub id: Option<String>,
+    pub name: Option<String>,
+    pub arguments: String,
+}
+
+pub(super) fn add_pieces(calls: &mut std::collections::BTreeMap<u64, ToolCall>, pieces: Vec<ToolPiece>) {
+    for piece in pieces {
+        if !calls.contains_key(&piece.index) && calls.len() >= MAX_CALLS_READ {
+            continue;
+        }
+        let call = calls.entry(piece.index).or_default();
+        if let Some(id) = piece.id {
+            call.id = id.chars().take(128).collect();
+        }
+        if let Some(name) = piece.name {
+            call.name = name.chars().take(128).collect();
+        }
+        if call.arguments.len() + piece.arguments.len() > MAX_ARGUMENT_BYTES {
+            call.oversize = true;
+        } else {
+            call.arguments.push_str(&piece.arguments);
+        }
+    }
+}
+
+pub(super) fn finished(text: String, calls: std::collections::BTreeMap<u64, ToolCall>) -> super::sse::Read {
+    let calls = calls
+        .into_iter()
+        .map(|(index, mut call)| {
+            if call.id.is_empty() {
+                call.id = format!("call_{index}");
+            }
+            call
+        })
+        .collect();
+    super::sse::Read { text, calls }
 }
 
 /// (name, description, JSON schema of the arguments).
@@ -178,4 +228,56 @@ fn timer_spec(args: &Map<String, Value>) -> Result<TimerSpec, String> {
         (None, None) => return Err("give duration_seconds (a timer) or at (an alarm)".into()),
     };
     Ok(TimerSpec { label: label.to_string(), message: label.to_string(), when })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+
+    fn piece(index: u64, arguments: &str) -> ToolPiece {
+        ToolPiece { index, arguments: arguments.into(), ..ToolPiece::default() }
+    }
+
+    #[test]
+    fn pieces_join_per_call_and_calls_without_an_id_get_one() {
+        let mut calls = BTreeMap::new();
+        let start = ToolPiece { index: 2, id: None, name: Some("list_timers".into()), arguments: String::new() };
+        add_pieces(&mut calls, vec![start, piece(2, "{\"a\""), piece(2, ":1}")]);
+        let read = finished("hi".into(), calls);
+        assert_eq!(read.calls.len(), 1);
+        assert_eq!((read.calls[0].id.as_str(), read.calls[0].arguments.as_str()), ("call_2", "{\"a\":1}"));
+        assert_eq!(read.calls[0].input(), json!({"a": 1}));
+    }
+
+    #[test]
+    fn arguments_past_the_byte_bound_are_dropped_and_the_call_is_marked() {
+        let mut calls = BTreeMap::new();
+        let long = "x".repeat(MAX_ARGUMENT_BYTES);
+        add_pieces(&mut calls, vec![piece(0, "{\"label\":\""), piece(0, &long), piece(0, "\"}")]);
+        let call = &finished(String::new(), calls).calls[0];
+        assert!(call.oversize);
+        assert!(call.arguments.len() <= MAX_ARGUMENT_BYTES);
+        assert_eq!(call.input(), json!({}), "an oversize call is sent back with empty input");
+    }
+
+    #[test]
+    fn at_most_sixteen_distinct_calls_are_kept_from_one_response() {
+        let mut calls = BTreeMap::new();
+        add_pieces(&mut calls, (0..100).map(|i| piece(i, "{}")).collect());
+        assert_eq!(finished(String::new(), calls).calls.len(), MAX_CALLS_READ);
+    }
+
+    #[test]
+    fn timer_arguments_need_a_label_and_exactly_one_time() {
+        let spec = |args: Value| timer_spec(args.as_object().unwrap());
+        assert_eq!(spec(json!({"label": "Tea", "duration_seconds": 300})).unwrap().when, When::After(chrono::Duration::minutes(5)));
+        assert_eq!(spec(json!({"label": "Up", "at": "06:30"})).unwrap().when, When::At(NaiveTime::from_hms_opt(6, 30, 0).unwrap()));
+        assert!(spec(json!({"duration_seconds": 300})).unwrap_err().contains("label"));
+        assert!(spec(json!({"label": "Tea"})).unwrap_err().contains("duration_seconds"));
+        assert!(spec(json!({"label": "Tea", "duration_seconds": 1, "at": "06:30"})).unwrap_err().contains("not both"));
+        assert!(spec(json!({"label": "Up", "at": "6.30pm"})).unwrap_err().contains("HH:MM"));
+        assert!(spec(json!({"label": "Tea", "duration_seconds": -5})).is_err());
+    }
 }
