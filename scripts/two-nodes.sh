@@ -63,7 +63,7 @@ start_node() {
     SUPABASE_JWT_SECRET="$SUPABASE_JWT_SECRET" PAM_ADMIN_TOKEN="$PAM_ADMIN_TOKEN" PAM_DEV_AUTH=false \
     PAM_RATE_LIMIT_PER_MINUTE=1000000 PAM_MAX_CONNECTIONS_PER_USER=8 PAM_SHUTDOWN_GRACE_MS=5000 \
     RUST_LOG="${RUST_LOG:-warn,pam_gateway=info}" \
-    "$bin" >"$dir/node-$node.log" 2>&1 &
+    "$bin" >>"$dir/node-$node.log" 2>&1 &
   echo $! >"$pidfile"
   for _ in $(seq 1 150); do
     if ! kill -0 "$(cat "$pidfile")" 2>/dev/null; then

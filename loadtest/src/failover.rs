@@ -4,7 +4,8 @@
 //! `resume {stream_id, epoch, last_seq}`. Measured: close → `resumed`/`resume_failed` time, and
 //! against the protocol's promises (see `ledger`) frames lost and repeated — both must be 0. A
 //! `resume_failed` is counted by reason; the client then goes on with the fresh stream and sends
-//! its unanswered chat again with the same id. Baseline in the same run: the same N clients on a
+//! its unanswered chat again with the same id (and again, 0.5–1 s later, after each retryable
+//! `error` for it, until its chat timeout). Baseline in the same run: the same N clients on a
 //! bare tokio-tungstenite server that is killed, reconnecting to a second one with the same
 //! backoff and timing up to one ping → pong round trip (the resume's counterpart).
 
@@ -22,12 +23,13 @@ use crate::ledger::{ChatBook, SeqLedger};
 use crate::progress::{Progress, Ticker};
 use crate::reconnect::{Backoff, SplitMix64, retry_connect, should_reconnect_on};
 use crate::summary::{Report, Rule, Trend, fmt_ms};
-use crate::target::{Server, random_secret};
 
 /// How long one chat, or one resume's answer, may take.
 const CHAT_TIMEOUT: Duration = Duration::from_secs(30);
+/// The pause (plus up to 0.5 s of jitter) before a chat refused with a retryable error is sent again.
+const RETRY_AFTER: Duration = Duration::from_millis(500);
 /// How long a client keeps trying to reach the other node.
-const RECONNECT_DEADLINE: Duration = Duration::from_secs(60);
+pub(crate) const RECONNECT_DEADLINE: Duration = Duration::from_secs(60);
 
 /// Options of `pam-loadtest failover`.
 #[derive(clap::Args, Clone)]
@@ -66,6 +68,8 @@ struct Tally {
     resume_failed: BTreeMap<String, u64>,
     chats_sent: u64,
     chats_ended: u64,
+    /// Chats sent again after a retryable error frame.
+    chat_retries: u64,
     seq_lost: u64,
     seq_repeated: u64,
     incomplete: u64,
@@ -84,6 +88,7 @@ impl Tally {
             *self.resume_failed.entry(reason).or_default() += count;
         }
         (self.chats_sent, self.chats_ended) = (self.chats_sent + other.chats_sent, self.chats_ended + other.chats_ended);
+        self.chat_retries += other.chat_retries;
         (self.seq_lost, self.seq_repeated) = (self.seq_lost + other.seq_lost, self.seq_repeated + other.seq_repeated);
         (self.incomplete, self.unended, self.repeated_ends) =
             (self.incomplete + other.incomplete, self.unended + other.unended, self.repeated_ends + other.repeated_ends);
@@ -109,7 +114,7 @@ impl Tally {
 pub(crate) async fn run(args: &FailoverArgs) -> Result<bool, String> {
     let (a, b, tokens) = args.nodes.resolve()?;
     let started = Instant::now();
-    let bare = bare_storm(args.clients, args.concurrency).await?;
+    let bare = crate::bare_storm::run(args.clients, args.concurrency, RECONNECT_DEADLINE).await?;
     let gateway = gateway_failover(args, [a, b], &tokens).await?;
     let mut report =
         Report::new(format!("failover: {} v2 clients, node A drained after {} s", args.clients, args.warmup_secs), started.elapsed());
@@ -130,6 +135,7 @@ pub(crate) async fn run(args: &FailoverArgs) -> Result<bool, String> {
         .count("resume_failed", gateway.resume_failed.values().sum())
         .count("chats_sent", gateway.chats_sent)
         .count("chats_ended", gateway.chats_ended)
+        .count("chat_retries", gateway.chat_retries)
         .count("frames_lost", gateway.frames_lost())
         .count("frames_repeated", gateway.frames_repeated())
         .count("errors", gateway.errors)
@@ -229,6 +235,8 @@ struct Client {
     ledger: SeqLedger,
     book: ChatBook,
     pending: Option<String>,
+    /// When to send the open chat again after a retryable error.
+    resend_at: Option<tokio::time::Instant>,
     chats: u64,
     tally: Tally,
     progress: Arc<Progress>,
@@ -243,7 +251,7 @@ impl Client {
         let stream_id = welcome["stream_id"].as_str().unwrap_or_default().to_string();
         let epoch = welcome["epoch"].as_str().map(str::to_string);
         let (book, tally) = (ChatBook::default(), Tally::default());
-        Self { n, token, urls, node: 0, socket, stream_id, epoch, ledger, book, pending: None, chats: 0, tally, progress }
+        Self { n, token, urls, node: 0, socket, stream_id, epoch, ledger, book, pending: None, resend_at: None, chats: 0, tally, progress }
     }
 
     /// Chats (one at a time, `think` apart) until `stop`, then waits for the open chat's end.
@@ -256,7 +264,11 @@ impl Client {
                 let _ = futures_util::SinkExt::close(&mut self.socket).await;
                 return Ok(());
             }
-            let wake = if self.pending.is_some() { chat_deadline } else { next_chat };
+            let wake = match (&self.pending, self.resend_at) {
+                (Some(_), Some(at)) => at.min(chat_deadline),
+                (Some(_), None) => chat_deadline,
+                (None, _) => next_chat,
+            };
             tokio::select! {
                 biased;
                 read = next_v2(&mut self.socket) => match read {
@@ -272,12 +284,18 @@ impl Client {
                     Err(error) => return Err(String::from(error)),
                 },
                 _ = tokio::time::sleep_until(wake) => {
-                    if let Some(id) = &self.pending {
-                        return Err(format!("chat {id} not ended within {} s", CHAT_TIMEOUT.as_secs()));
-                    }
-                    if !stopping {
-                        self.send_chat(None).await?;
-                        chat_deadline = tokio::time::Instant::now() + CHAT_TIMEOUT;
+                    match (self.pending.clone(), self.resend_at.filter(|&at| at <= wake)) {
+                        (Some(id), Some(_)) => {
+                            self.resend_at = None;
+                            self.tally.chat_retries += 1;
+                            self.send_chat(Some(id)).await?;
+                        }
+                        (Some(id), None) => return Err(format!("chat {id} not ended within {} s", CHAT_TIMEOUT.as_secs())),
+                        (None, _) if !stopping => {
+                            self.send_chat(None).await?;
+                            chat_deadline = tokio::time::Instant::now() + CHAT_TIMEOUT;
+                        }
+                        (None, _) => {}
                     }
                 },
                 _ = stop.changed(), if !stopping && self.pending.is_none() => {}
@@ -299,7 +317,8 @@ impl Client {
         Ok(())
     }
 
-    /// Books one frame; `Ok(true)` when it ended the open chat.
+    /// Books one frame; `Ok(true)` when it ended the open chat. A retryable error for the open
+    /// chat (e.g. "still being answered on another node") schedules it again, same id.
     fn on_frame(&mut self, frame: &Value) -> Result<bool, String> {
         if let Some(seq) = frame["seq"].as_u64() {
             self.ledger.observe(seq);
@@ -317,7 +336,11 @@ impl Client {
             }
             // The error that precedes the drain's 1012; the close comes next.
             Some("error") if frame["error_code"] == "SERVICE_RESTART" => {}
-            Some("error") => return Err(format!("error frame {} {}", frame["error_code"], frame["message"])),
+            Some("error") if frame["retryable"] == true && self.pending.as_deref() == Some(id) => {
+                let jitter = Duration::from_millis(SplitMix64::from_clock(self.n as u64).next_u64() % 500);
+                self.resend_at = Some(tokio::time::Instant::now() + RETRY_AFTER + jitter);
+            }
+            Some("error") => return Err(format!("error frame {frame}")),
             _ => {}
         }
         Ok(false)
@@ -386,71 +409,4 @@ impl Client {
         self.tally.chats_ended = self.book.ended();
         self.tally
     }
-}
-
-/// The baseline: `clients` sockets on a bare server that is then killed; each reconnects to a
-/// second bare server with the same backoff and is timed up to its first ping → pong.
-async fn bare_storm(clients: usize, concurrency: usize) -> Result<Trend, String> {
-    eprintln!("== bare: {clients} clients on echo server 1, which is then killed");
-    let (first, second) = (Server::echo().await?, Server::echo().await?);
-    let tokens = Tokens::Secret(random_secret());
-    let progress = Arc::new(Progress::default());
-    let _ticker = Ticker::start("bare reconnect", progress.clone());
-    let gate = Arc::new(Semaphore::new(concurrency.max(1)));
-    let mut tasks = Vec::with_capacity(clients);
-    for n in 0..clients {
-        let (a, b, tokens, gate, progress) = (first.url.clone(), second.url.clone(), tokens.clone(), gate.clone(), progress.clone());
-        tasks.push(tokio::spawn(async move {
-            let session = {
-                let _permit = gate.acquire_owned().await;
-                client::connect(&a, &tokens, n).await?
-            };
-            Progress::bump(&progress.connected);
-            let mut socket = session.socket;
-            loop {
-                if let Err(error) = client::next_frame(&mut socket).await {
-                    if !should_reconnect_on(&error) {
-                        return Err(String::from(error));
-                    }
-                    break;
-                }
-            }
-            let closed = Instant::now();
-            let (mut backoff, mut rng) = (Backoff::standard(), SplitMix64::from_clock(n as u64));
-            let deadline = Instant::now() + RECONNECT_DEADLINE;
-            let (session, _) = retry_connect(deadline, &mut backoff, &mut rng, || client::connect(&b, &tokens, n)).await?;
-            let mut socket = session.socket;
-            client::send_json(&mut socket, &json!({"type": "ping", "timestamp": n})).await?;
-            let pong = client::next_json(&mut socket).await?;
-            let took = closed.elapsed();
-            Progress::bump(&progress.received);
-            let _ = futures_util::SinkExt::close(&mut socket).await;
-            (pong["type"] == "pong").then_some(took).ok_or_else(|| format!("expected pong, got {pong}"))
-        }));
-    }
-    // Everyone connected (or failed) before the kill.
-    while progress.connected.load(std::sync::atomic::Ordering::Relaxed) < clients as u64 && tasks.iter().any(|t| !t.is_finished()) {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    first.stop().await;
-    let mut trend = Trend::default();
-    let mut errors = 0;
-    for task in tasks {
-        match task.await {
-            Ok(Ok(took)) => trend.record(took),
-            Ok(Err(error)) => {
-                errors += 1;
-                if errors == 1 {
-                    eprintln!("bare client failed: {error}");
-                }
-            }
-            Err(error) => return Err(error.to_string()),
-        }
-    }
-    second.stop().await;
-    if errors > 0 {
-        return Err(format!("{errors} of {clients} bare clients failed; the baseline is void"));
-    }
-    Ok(trend)
 }

@@ -3,6 +3,7 @@
 //! non-zero when a threshold fails. See README "Load testing" for the commands.
 
 mod auth;
+mod bare_storm;
 mod baseline;
 mod client;
 mod cluster;

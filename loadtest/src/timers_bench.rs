@@ -179,7 +179,14 @@ pub(crate) async fn run(args: &TimersArgs) -> Result<bool, String> {
         .count("stray_timer_frames", d.strays)
         .count("socket_errors", socket_errors)
         .trend("lateness", d.lateness)
-        .text("creation took", format!("{:.1} s (must end before the fire second)", created.took.as_secs_f64()));
+        .text(
+            "creation took",
+            format!(
+                "{:.1} s, ended {:.1} s before the fire second (raise --lead-secs if negative)",
+                created.took.as_secs_f64(),
+                created.margin_s
+            ),
+        );
     if let Some(error) = created.first_error {
         report.text("first_error", error);
     }
@@ -199,6 +206,8 @@ struct Created {
     refused: u64,
     first_error: Option<String>,
     took: Duration,
+    /// Seconds from the last creation to the fire second (negative: some fired while others were created).
+    margin_s: f64,
 }
 
 /// `POST /api/v1/pam/timers` for every timer, user `u`'s through node `u % 2`.
@@ -239,7 +248,7 @@ async fn create(
             Ok(())
         });
     }
-    let mut outcome = Created { created: 0, refused: 0, first_error: None, took: Duration::ZERO };
+    let mut outcome = Created { created: 0, refused: 0, first_error: None, took: Duration::ZERO, margin_s: 0.0 };
     while let Some(done) = tasks.join_next().await {
         match done.map_err(|e| e.to_string()).and_then(|r| r) {
             Ok(()) => outcome.created += 1,
@@ -250,6 +259,7 @@ async fn create(
         }
     }
     outcome.took = started.elapsed();
+    outcome.margin_s = (second - Utc::now()).num_milliseconds() as f64 / 1000.0;
     outcome
 }
 
