@@ -71,8 +71,8 @@ struct StreamInner {
     /// Names the stream's frames: random per stream with a store, the buffer's without.
     epoch: Arc<str>,
     /// `Some` while this node claims the stream from the store: frames forwarded to it meanwhile
-    /// (by their writer's seq) wait here, to be numbered after the frames the claim reads.
-    restoring: Option<Vec<(u64, String)>>,
+    /// (by their writer object and seq) wait here, to be numbered after the frames the claim reads.
+    restoring: Option<Vec<(u64, u64, String)>>,
     /// Forwarded frames already taken (or read by the claim).
     forward_gate: ForwardGate,
     /// Replayable frames, oldest first, with their text.

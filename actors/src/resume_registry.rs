@@ -158,12 +158,13 @@ impl ResumeBuffer {
         stream
     }
 
-    /// A frame another node's object of stream `id` wrote (its JSON text, with that writer's
-    /// `origin_seq`), forwarded here because this node holds the stream: numbered and sent on.
-    pub fn forwarded(&self, id: &str, origin_seq: u64, text: String) {
+    /// A frame another object of stream `id` wrote (its JSON text; `origin` that object's inst,
+    /// `origin_seq` the seq it gave it), forwarded here because this node holds the stream:
+    /// numbered and sent on.
+    pub fn forwarded(&self, id: &str, origin: u64, origin_seq: u64, text: String) {
         let stream = self.lock().sessions.get(id).cloned();
         match stream {
-            Some(stream) => stream.forwarded(origin_seq, text),
+            Some(stream) => stream.forwarded(origin, origin_seq, text),
             None => tracing::debug!(stream = id, "a frame forwarded for a stream this node no longer holds was dropped"),
         }
     }
