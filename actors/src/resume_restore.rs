@@ -10,18 +10,19 @@ use super::SessionStream;
 use crate::stream_store::{ClaimedStream, ForwardGate};
 
 impl SessionStream {
-    /// A frame forwarded to this holder (by the seq its writer gave it). While the claim runs it
-    /// waits (at most `max_frames` of them); after, a frame not taken yet is numbered and sent.
-    pub(super) fn forwarded(&self, origin_seq: u64, text: String) {
+    /// A frame forwarded to this holder (by the writer object and the seq it gave it). While the
+    /// claim runs it waits (at most `max_frames` of them); after, a frame not taken yet is
+    /// numbered and sent.
+    pub(super) fn forwarded(&self, origin: u64, origin_seq: u64, text: String) {
         {
             let mut inner = self.lock();
             if let Some(waiting) = inner.restoring.as_mut() {
                 if waiting.len() < self.limits.max_frames {
-                    waiting.push((origin_seq, text));
+                    waiting.push((origin, origin_seq, text));
                 }
                 return;
             }
-            if !inner.forward_gate.admit(origin_seq) {
+            if !inner.forward_gate.admit(origin, origin_seq) {
                 return;
             }
         }
@@ -48,11 +49,11 @@ impl SessionStream {
             for frame in &claimed.frames {
                 self.keep(&mut inner, frame.seq, Arc::from(frame.text.as_str()));
             }
-            inner.forward_gate = ForwardGate::new(claimed.last_seq);
+            inner.forward_gate = ForwardGate::default();
             inner.restoring.take().unwrap_or_default()
         };
-        for (origin_seq, text) in waiting {
-            if self.lock().forward_gate.admit(origin_seq) {
+        for (origin, origin_seq, text) in waiting {
+            if self.lock().forward_gate.admit(origin, origin_seq) {
                 self.push_forwarded(&text);
             }
         }

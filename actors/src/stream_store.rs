@@ -145,20 +145,23 @@ pub fn failure_of(claim: &Claim) -> Option<ResumeFailure> {
     }
 }
 
-/// Drops frames forwarded to the holder that it already has: everything at or below the seq the
-/// store had when this node claimed the stream, and any repeat of a seq it took already.
+/// Drops a frame forwarded to the holder twice: per writing object (`inst`), each seq once and in
+/// order. Objects number independently (after a second hand-over the old writer's numbering is
+/// not the holder's), so the gate follows the latest writer; the claim itself never overlaps a
+/// forward (the store appends or forwards each frame, atomically with the hand-over).
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct ForwardGate {
+    origin: u64,
     floor: u64,
 }
 
 impl ForwardGate {
-    pub fn new(floor: u64) -> Self {
-        ForwardGate { floor }
-    }
-
-    /// `true` for a frame (by the seq its writer gave it) this holder has not taken yet.
-    pub fn admit(&mut self, origin_seq: u64) -> bool {
+    /// `true` for a frame (by its writer object and the seq that writer gave it) not taken yet.
+    pub fn admit(&mut self, origin: u64, origin_seq: u64) -> bool {
+        if origin != self.origin {
+            (self.origin, self.floor) = (origin, origin_seq);
+            return true;
+        }
         if origin_seq <= self.floor {
             return false;
         }

@@ -41,14 +41,15 @@ fn every_claim_but_a_hand_over_names_its_failure() {
 }
 
 #[test]
-fn the_forward_gate_takes_each_seq_once_and_nothing_the_claim_already_read() {
-    let mut gate = ForwardGate::new(10);
-    assert!(!gate.admit(9), "read by the claim already");
-    assert!(!gate.admit(10));
-    assert!(gate.admit(11));
-    assert!(!gate.admit(11), "a repeat");
-    assert!(gate.admit(14), "a frame may skip seqs (unreplayable ones were not forwarded)");
-    assert!(!gate.admit(12), "older than one taken");
+fn the_forward_gate_takes_each_seq_of_a_writer_once_and_follows_a_new_writer() {
+    let mut gate = ForwardGate::default();
+    assert!(gate.admit(7, 11));
+    assert!(!gate.admit(7, 11), "a repeat");
+    assert!(gate.admit(7, 14), "a writer may skip seqs (unreplayable frames are not forwarded)");
+    assert!(!gate.admit(7, 12), "older than one taken");
+    assert!(gate.admit(9, 3), "another writer numbers on its own");
+    assert!(gate.admit(9, 4));
+    assert!(!gate.admit(9, 4));
 }
 
 #[test]

@@ -54,6 +54,10 @@ pub(crate) struct StreamArgs {
     /// Connects in flight at once.
     #[arg(long, default_value_t = 200)]
     concurrency: usize,
+    /// Runs the gateway with this `REDIS_URL` (keys under a fresh `pam-bench-…` prefix), so every
+    /// v2 frame also goes to Redis for resume on any node; unset: in process only.
+    #[arg(long)]
+    redis_url: Option<String>,
 }
 
 /// A server to stream from.
@@ -141,7 +145,7 @@ pub(crate) async fn run(args: &StreamArgs) -> Result<bool, String> {
         concurrency: args.concurrency,
     };
     let bare = Target::Bare { address: spawn_push_server().await? };
-    let gateway = InProcessGateway::start(stream.duration().max(first.duration()) + CHAT_SLACK).await?;
+    let gateway = InProcessGateway::start(stream.duration().max(first.duration()) + CHAT_SLACK, args.redis_url.as_deref()).await?;
     let started = Instant::now();
     let bare_stream = run_phase(&bare, &streams).await;
     let gateway_stream = run_phase(&gateway.target, &streams).await;
@@ -320,13 +324,14 @@ struct InProcessGateway {
 impl InProcessGateway {
     /// `llm_timeout` must outlast the longest script. Each socket is its own user, and the
     /// per-user chat rate limit is raised so no run is throttled.
-    async fn start(llm_timeout: Duration) -> Result<Self, String> {
+    async fn start(llm_timeout: Duration, redis_url: Option<&str>) -> Result<Self, String> {
         let secret = random_secret();
         let database = std::env::temp_dir().join(format!("pam-loadtest-stream-{}.db", uuid::Uuid::new_v4().simple()));
         let mut settings = Settings::defaults();
         settings.listen = "127.0.0.1:0".parse().expect("a literal address");
         settings.database_url = format!("sqlite://{}", database.display());
-        settings.redis_url = None;
+        settings.redis_url = redis_url.map(str::to_string);
+        settings.cache_prefix = format!("pam-bench-{}", uuid::Uuid::new_v4().simple());
         settings.supabase_jwt_secret = Some(secret.clone().into());
         (settings.supabase_url, settings.jwks_url, settings.jwt_issuer, settings.dev_auth) = (None, None, None, Some(false));
         (settings.anthropic_api_key, settings.openai_api_key) = (None, None);
@@ -348,7 +353,7 @@ impl InProcessGateway {
                 eprintln!("in-process gateway: {error:#}");
             }
         });
-        eprintln!("in-process gateway at {address} (SQLite {})", database.display());
+        eprintln!("in-process gateway at {address} (SQLite {}, Redis {})", database.display(), redis_url.unwrap_or("off"));
         Ok(Self { target: Target::Gateway { address, secret }, stop, server, database })
     }
 

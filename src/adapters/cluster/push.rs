@@ -39,7 +39,9 @@ struct Envelope {
 enum ChannelMessage {
     StreamFrame {
         stream: String,
-        /// The seq its writer gave it (the holder numbers it anew).
+        /// The writing object (`inst`, in decimal) and the seq it gave the frame (the holder
+        /// numbers it anew).
+        from: String,
         seq: u64,
         /// Its JSON text, with that seq.
         frame: String,
@@ -94,8 +96,8 @@ async fn listen(
                 let Some(text) = message.value.as_str() else { continue };
                 let envelope = match serde_json::from_str::<ChannelMessage>(&text) {
                     Ok(ChannelMessage::Push(envelope)) => envelope,
-                    Ok(ChannelMessage::StreamFrame { stream, seq, frame }) => {
-                        streams.forwarded(&stream, seq, frame);
+                    Ok(ChannelMessage::StreamFrame { stream, from, seq, frame }) => {
+                        streams.forwarded(&stream, from.parse().unwrap_or(0), seq, frame);
                         continue;
                     }
                     Err(_) => {

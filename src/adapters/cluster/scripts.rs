@@ -195,7 +195,7 @@ if ARGV[13] == '1' or not holder[1] then
 end
 if holder[1] ~= ARGV[1] or holder[2] ~= ARGV[2] then
   if ARGV[5] ~= '' then
-    local message = cjson.encode({stream = ARGV[14], seq = tonumber(ARGV[3]), frame = ARGV[5]})
+    local message = cjson.encode({stream = ARGV[14], from = ARGV[2], seq = tonumber(ARGV[3]), frame = ARGV[5]})
     redis.call('PUBLISH', ARGV[8] .. ':node:' .. holder[1] .. ':push', message)
   end
   return 'f'

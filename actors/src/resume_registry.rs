@@ -1,0 +1,190 @@
+//! `ResumeBuffer`: the registry of this node's v2 streams, bounded in streams, forgetting a
+//! detached one after its TTL; with a `StreamStore` it also opens streams that resume on any
+//! node and takes in frames other nodes forward to the streams this node holds.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use pam_protocol::UserId;
+use tokio::time::Instant;
+
+use super::{ResumeLimits, SessionStream};
+use crate::stream_store::StreamStore;
+
+/// The shared registry of v2 sessions: bounded in sessions, and a detached session is forgotten
+/// once its TTL has passed (oldest first, from a queue in detach order: no scan of every session,
+/// whether the registry is full or not).
+pub struct ResumeBuffer {
+    limits: ResumeLimits,
+    registry: Mutex<Registry>,
+    /// Names this buffer's life: its frames live in this process, so a restart loses them and
+    /// starts a new epoch (`welcome.epoch`; a resume naming another gets `epoch_changed`).
+    /// With a store each stream gets an epoch of its own instead.
+    epoch: Arc<str>,
+    store: Option<Arc<dyn StreamStore>>,
+}
+
+#[derive(Default)]
+struct Registry {
+    sessions: HashMap<String, Arc<SessionStream>>,
+    /// (detached at, session id), oldest first; an entry whose session was attached again (or
+    /// detached later) since is stale and skipped.
+    detached: VecDeque<(Instant, String)>,
+}
+
+impl Registry {
+    /// Drops the entry at the front; forgets its session if it is still detached since then.
+    fn pop_oldest(&mut self) -> bool {
+        let Some((at, id)) = self.detached.pop_front() else { return false };
+        if self.sessions.get(&id).is_some_and(|s| s.detached_since() == Some(at)) {
+            self.sessions.remove(&id);
+            return true;
+        }
+        false
+    }
+
+    /// Forgets every session detached for `ttl` or longer.
+    fn sweep(&mut self, now: Instant, ttl: Duration) {
+        while self.detached.front().is_some_and(|(at, _)| now.duration_since(*at) >= ttl) {
+            self.pop_oldest();
+        }
+    }
+}
+
+impl ResumeBuffer {
+    pub fn new(limits: ResumeLimits) -> Self {
+        Self::with_store(limits, None)
+    }
+
+    /// A buffer whose streams also go to `store` (when given), so they resume on any node.
+    pub fn with_store(limits: ResumeLimits, store: Option<Arc<dyn StreamStore>>) -> Self {
+        ResumeBuffer { limits, registry: Mutex::new(Registry::default()), epoch: new_epoch().into(), store }
+    }
+
+    /// The epoch of the frames kept here (changes when they were lost, i.e. at a restart).
+    pub fn epoch(&self) -> &str {
+        &self.epoch
+    }
+
+    /// The store beyond this process, when there is one.
+    pub fn store(&self) -> Option<&Arc<dyn StreamStore>> {
+        self.store.as_ref()
+    }
+
+    /// The limits streams are kept within.
+    pub fn limits(&self) -> ResumeLimits {
+        self.limits
+    }
+
+    /// How long a stream stays resumable after its socket went away.
+    pub fn window(&self) -> Duration {
+        self.limits.ttl
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Registry> {
+        self.registry.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A fresh session for `user` whose first frame gets `first_seq`. It is registered for
+    /// resume when there is room after dropping expired sessions (then the oldest detached one);
+    /// otherwise it still works, it just cannot be resumed.
+    pub fn open(&self, user: UserId, first_seq: u64) -> Arc<SessionStream> {
+        let id: Arc<str> = uuid::Uuid::new_v4().simple().to_string().into();
+        let epoch = if self.store.is_some() { new_epoch().into() } else { self.epoch.clone() };
+        let stream = Arc::new(SessionStream::new(id, user, first_seq, epoch, self.limits, self.store.clone()));
+        self.register(&stream);
+        stream
+    }
+
+    /// Registers `stream` (in place of any other of its id) when there is room after dropping
+    /// expired sessions (then the oldest detached one).
+    pub(crate) fn register(&self, stream: &Arc<SessionStream>) {
+        let id = stream.id().to_string();
+        let mut registry = self.lock();
+        registry.sweep(Instant::now(), self.limits.ttl);
+        while registry.sessions.len() >= self.limits.max_sessions && !registry.detached.is_empty() {
+            registry.pop_oldest();
+        }
+        if registry.sessions.len() < self.limits.max_sessions {
+            if let Some(at) = stream.detached_since() {
+                registry.detached.push_back((at, id.clone()));
+            }
+            registry.sessions.insert(id, stream.clone());
+        }
+    }
+
+    /// Detaches `conn_id`'s socket from `stream`; the session is forgotten after the TTL.
+    pub fn detach(&self, stream: &SessionStream, conn_id: &str) {
+        if let Some(at) = stream.detach(conn_id) {
+            let mut registry = self.lock();
+            registry.detached.push_back((at, stream.id().to_string()));
+            // Stale entries are bounded too: a session attached and detached again and again.
+            while registry.detached.len() > 2 * self.limits.max_sessions.max(1) {
+                registry.pop_oldest();
+            }
+        }
+    }
+
+    /// `user`'s session `id`, unless it is unknown, expired or someone else's (all look alike,
+    /// so nothing is learned about other users' sessions).
+    pub fn find(&self, id: &str, user: &UserId) -> Option<Arc<SessionStream>> {
+        let mut registry = self.lock();
+        registry.sweep(Instant::now(), self.limits.ttl);
+        let stream = registry.sessions.get(id)?.clone();
+        (stream.user == *user).then_some(stream)
+    }
+
+    /// Forgets a session (one that a resume replaced).
+    pub fn forget(&self, id: &str) {
+        self.lock().sessions.remove(id);
+    }
+
+    /// Forgets session `id` if it is still `stream` (a claim that did not hand it over).
+    pub fn forget_exactly(&self, stream: &Arc<SessionStream>) {
+        let mut registry = self.lock();
+        if registry.sessions.get(stream.id()).is_some_and(|held| Arc::ptr_eq(held, stream)) {
+            registry.sessions.remove(stream.id());
+        }
+    }
+
+    /// A new object for stream `id` of `user`, registered in place of any other of that id before
+    /// this node claims it from the store: frames forwarded to this node meanwhile wait in it.
+    pub fn begin_restore(&self, id: &str, user: UserId) -> Arc<SessionStream> {
+        let stream = SessionStream::new(id.into(), user, 1, self.epoch.clone(), self.limits, self.store.clone());
+        stream.lock().restoring = Some(Vec::new());
+        let stream = Arc::new(stream);
+        self.register(&stream);
+        stream
+    }
+
+    /// A frame another object of stream `id` wrote (its JSON text; `origin` that object's inst,
+    /// `origin_seq` the seq it gave it), forwarded here because this node holds the stream:
+    /// numbered and sent on.
+    pub fn forwarded(&self, id: &str, origin: u64, origin_seq: u64, text: String) {
+        let stream = self.lock().sessions.get(id).cloned();
+        match stream {
+            Some(stream) => stream.forwarded(origin, origin_seq, text),
+            None => tracing::debug!(stream = id, "a frame forwarded for a stream this node no longer holds was dropped"),
+        }
+    }
+
+    /// Sessions held right now.
+    pub fn len(&self) -> usize {
+        self.lock().sessions.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+fn new_epoch() -> String {
+    uuid::Uuid::new_v4().simple().to_string()[..12].to_string()
+}
+
+impl Default for ResumeBuffer {
+    fn default() -> Self {
+        ResumeBuffer::new(ResumeLimits::default())
+    }
+}
