@@ -14,6 +14,12 @@ impl SessionStream {
     /// claim runs it waits (at most `max_frames` of them); after, a frame not taken yet is
     /// numbered and sent.
     pub(super) fn forwarded(&self, origin: u64, origin_seq: u64, text: String) {
+        // Its own frame come back (the store names this object as holder while a stale copy of
+        // the claim says otherwise): pushing it again would forward it again, without end.
+        if origin == self.inst {
+            tracing::warn!(stream = %self.id, "a frame of this stream came back to its writer; dropped");
+            return;
+        }
         {
             let mut inner = self.lock();
             if let Some(waiting) = inner.restoring.as_mut() {

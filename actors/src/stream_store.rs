@@ -122,8 +122,13 @@ pub trait StreamStore: Send + Sync + 'static {
 }
 
 /// Why a claimed stream cannot be replayed from `last_seq`: a kept frame is missing between it
-/// and the end (trimmed by the length cap, or lost while the store was unavailable).
-pub fn check_replay(last_seq: u64, frames: &[StoredFrame]) -> Result<(), ResumeFailure> {
+/// and the end (trimmed by the length cap, lost while the store was unavailable, or the frames
+/// key expired while the stream's meta lived on) — `last_replayable` is the seq of the last
+/// replayable frame the stream says it wrote, so a replay must reach it.
+pub fn check_replay(last_seq: u64, last_replayable: u64, frames: &[StoredFrame]) -> Result<(), ResumeFailure> {
+    if frames.last().map_or(last_seq, |frame| frame.seq) < last_replayable {
+        return Err(ResumeFailure::TooOld);
+    }
     let mut expected_prev_at_most = last_seq;
     for (n, frame) in frames.iter().enumerate() {
         let chained = if n == 0 { frame.prev <= expected_prev_at_most } else { frame.prev == expected_prev_at_most };

@@ -10,17 +10,19 @@ fn frame(seq: u64, prev: u64) -> StoredFrame {
 
 #[test]
 fn a_chain_of_kept_frames_from_last_seq_on_replays() {
-    assert_eq!(check_replay(4, &[frame(5, 4), frame(6, 5), frame(9, 6)]), Ok(()));
+    assert_eq!(check_replay(4, 9, &[frame(5, 4), frame(6, 5), frame(9, 6)]), Ok(()));
     // Unreplayable frames (pongs) between do not break the chain: prev names the last replayable one.
-    assert_eq!(check_replay(4, &[frame(8, 3), frame(9, 8)]), Ok(()));
-    assert_eq!(check_replay(7, &[]), Ok(()), "nothing kept after last_seq: nothing to replay");
+    assert_eq!(check_replay(4, 9, &[frame(8, 3), frame(9, 8)]), Ok(()));
+    assert_eq!(check_replay(7, 6, &[]), Ok(()), "nothing kept after last_seq: nothing to replay");
 }
 
 #[test]
 fn a_trimmed_first_frame_or_a_hole_in_the_chain_is_too_old() {
-    assert_eq!(check_replay(2, &[frame(6, 5), frame(7, 6)]), Err(ResumeFailure::TooOld), "frame 5 was trimmed");
-    assert_eq!(check_replay(2, &[frame(3, 2), frame(7, 5)]), Err(ResumeFailure::TooOld), "frame 5 never reached the store");
-    assert_eq!(check_replay(5, &[frame(5, 4)]), Err(ResumeFailure::TooOld), "a frame at or below last_seq is not a replay");
+    assert_eq!(check_replay(2, 7, &[frame(6, 5), frame(7, 6)]), Err(ResumeFailure::TooOld), "frame 5 was trimmed");
+    assert_eq!(check_replay(2, 7, &[frame(3, 2), frame(7, 5)]), Err(ResumeFailure::TooOld), "frame 5 never reached the store");
+    assert_eq!(check_replay(5, 5, &[frame(5, 4)]), Err(ResumeFailure::TooOld), "a frame at or below last_seq is not a replay");
+    assert_eq!(check_replay(3, 8, &[]), Err(ResumeFailure::TooOld), "the frames expired while the meta lived on");
+    assert_eq!(check_replay(3, 9, &[frame(4, 3), frame(8, 4)]), Err(ResumeFailure::TooOld), "the last frame never reached the store");
 }
 
 #[test]

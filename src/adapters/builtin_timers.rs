@@ -20,7 +20,9 @@ pub enum TimerCommand {
 }
 
 const NOUNS: [&str; 3] = ["timer", "alarm", "reminder"];
-const CANCEL_VERBS: [&str; 7] = ["cancel", "delete", "remove", "clear", "stop", "dismiss", "off"];
+const CANCEL_VERBS: [&str; 6] = ["cancel", "delete", "remove", "clear", "stop", "dismiss"];
+/// Words that make a message a question: "when does my alarm go off?" asks, it does not cancel.
+const QUESTION_WORDS: [&str; 9] = ["what", "when", "which", "how", "does", "do", "is", "are", "will"];
 const SET_VERBS: [&str; 5] = ["set", "start", "create", "add", "make"];
 const LIST_WORDS: [&str; 9] = ["what", "which", "list", "show", "any", "have", "many", "pending", "my"];
 const CONNECTORS: [&str; 5] = ["in", "at", "for", "after", "by"];
@@ -40,14 +42,45 @@ fn words(message: &str) -> Vec<Word> {
         .collect()
 }
 
+/// "timer", "alarms", "reminder", …: the noun itself or its plural, not "alarming".
+fn is_noun(word: &str) -> bool {
+    NOUNS.iter().any(|noun| word == *noun || word.strip_suffix('s') == Some(noun))
+}
+
+/// "turn" / "switch", as in "turn off the alarm" or "turn my alarm off".
+fn is_switch(word: &str) -> bool {
+    word == "turn" || word == "switch"
+}
+
+/// A cancel request: a cancel verb (or "turn/switch off") that comes before the first timer noun
+/// and before any set verb, in a message that is not a question. Cancelling dismisses every
+/// pending timer, so "set an alarm to go off at 6:30", "when does my alarm go off?" and "set a
+/// timer to stop the engine" must never read as one.
+fn cancels(message: &str, words: &[Word]) -> bool {
+    if message.contains('?') || words.first().is_some_and(|w| QUESTION_WORDS.contains(&w.low.as_str())) {
+        return false;
+    }
+    let first = |matches: &dyn Fn(usize) -> bool| (0..words.len()).find(|&i| matches(i));
+    let verb = first(&|i| {
+        CANCEL_VERBS.contains(&words[i].low.as_str())
+            || (words[i].low == "off" && (i > 0 && is_switch(&words[i - 1].low) || i == words.len() - 1 && is_switch(&words[0].low)))
+    });
+    let noun = first(&|i| is_noun(&words[i].low));
+    let setting = first(&|i| SET_VERBS.contains(&words[i].low.as_str()) || ["remind", "wake"].contains(&words[i].low.as_str()));
+    let (Some(verb), Some(noun)) = (verb, noun) else { return false };
+    let before_any_set = setting.is_none_or(|set| verb < set);
+    // "cancel my timers" / "turn off the alarm", or "turn my alarm off" (the verb ends the message).
+    before_any_set && (verb < noun || verb == words.len() - 1)
+}
+
 /// The timer command in `message`, if it is a timer phrase.
 pub fn parse(message: &str) -> Option<TimerCommand> {
     let words = words(message);
     let has = |list: &[&str]| words.iter().any(|w| list.contains(&w.low.as_str()));
-    let noun = words.iter().any(|w| NOUNS.iter().any(|n| w.low.starts_with(n)));
+    let noun = words.iter().any(|w| is_noun(&w.low));
     let remind = words.iter().any(|w| w.low == "remind");
     let wake = words.windows(2).any(|p| p[0].low == "wake" && p[1].low == "me");
-    if noun && has(&CANCEL_VERBS) {
+    if noun && cancels(message, &words) {
         return Some(TimerCommand::Cancel);
     }
     let time = time_in(&words, noun && words.iter().any(|w| w.low.starts_with("alarm")));

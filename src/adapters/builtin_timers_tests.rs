@@ -59,8 +59,21 @@ fn listing_cancelling_and_unclear_requests_are_told_apart() {
     for list in ["what timers do I have?", "Do I have any alarms?", "list my reminders", "show my timers"] {
         assert_eq!(parse(list), Some(TimerCommand::List), "{list}");
     }
-    for cancel in ["cancel my timers", "Cancel all alarms", "delete my reminders", "turn off my alarm"] {
+    for cancel in
+        ["cancel my timers", "Cancel all alarms", "delete my reminders", "turn off my alarm", "turn my alarm off", "stop the timer"]
+    {
         assert_eq!(parse(cancel), Some(TimerCommand::Cancel), "{cancel}");
+    }
+    // Cancelling dismisses every timer: nothing that merely mentions "off" or "stop" may do it.
+    for not_cancel in [
+        "set an alarm to go off at 6:30",
+        "when does my alarm go off?",
+        "set a timer to stop the engine in 10 minutes",
+        "remind me in 5 minutes to stop the oven timer",
+        "that's alarming, stop",
+        "stop the timer?",
+    ] {
+        assert_ne!(parse(not_cancel), Some(TimerCommand::Cancel), "{not_cancel}");
     }
     assert_eq!(parse("set a timer"), Some(TimerCommand::Unclear));
     assert_eq!(parse("set an alarm for 25:00"), Some(TimerCommand::Unclear));

@@ -119,20 +119,24 @@ fn random_secret() -> Vec<u8> {
 /// Reads the key, or writes `fresh` with `create_new` (so two starts racing end up with one key:
 /// the loser reads the winner's) and mode 0600 from the first byte on.
 fn load_or_create(path: &Path, fresh: &[u8]) -> anyhow::Result<Vec<u8>> {
+    // Written whole to a temporary file, then linked into place: a crash mid-write never leaves
+    // an empty key behind, and of two racing first starts exactly one key wins.
+    let temp = path.with_extension(format!("dev-key.tmp-{}", std::process::id()));
     let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
+    options.write(true).create(true).truncate(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    match options.open(path) {
-        Ok(mut file) => {
-            file.write_all(hex::encode(fresh).as_bytes())
-                .and_then(|()| file.sync_all())
-                .with_context(|| format!("could not write the dev auth key {}", path.display()))?;
-            Ok(fresh.to_vec())
-        }
+    let written = options
+        .open(&temp)
+        .and_then(|mut file| file.write_all(hex::encode(fresh).as_bytes()).and_then(|()| file.sync_all()))
+        .with_context(|| format!("could not write the dev auth key {}", temp.display()));
+    let linked = written.and_then(|()| match std::fs::hard_link(&temp, path) {
+        Ok(()) => Ok(fresh.to_vec()),
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => read_key(path),
         Err(e) => Err(e).with_context(|| format!("could not create the dev auth key {}", path.display())),
-    }
+    });
+    let _ = std::fs::remove_file(&temp);
+    linked
 }
 
 fn read_key(path: &Path) -> anyhow::Result<Vec<u8>> {

@@ -100,7 +100,7 @@ impl ConnectionState {
         }
         tracing::debug!(conn_id = %self.conn_id, stream = stream_id, from = %claimed.previous_node, "stream claimed from the store");
         // The stream is this node's now either way; a client too far behind starts afresh.
-        if let Err(reason) = check_replay(last_seq, &claimed.frames) {
+        if let Err(reason) = check_replay(last_seq, claimed.last_replayable, &claimed.frames) {
             return self.resume_failed(myself, current, reason);
         }
         self.take_over(myself, current, fresh, last_seq);
