@@ -37,10 +37,7 @@ impl AnthropicProvider {
     }
 
     fn body(request: &LlmRequest, model: &str, rounds: &[ToolRound], offer: Offer) -> serde_json::Value {
-        let mut prompt = prompt::build(request);
-        if offer != Offer::NoTools {
-            prompt.system.push_str(tools::SYSTEM_NOTE);
-        }
+        let prompt = offer.prompt(request);
         let mut messages: Vec<serde_json::Value> = prompt.messages.iter().map(|m| json!({"role": m.role, "content": m.content})).collect();
         for round in rounds {
             let mut content: Vec<serde_json::Value> = Vec::new();

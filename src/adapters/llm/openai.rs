@@ -38,10 +38,7 @@ impl OpenAiProvider {
     }
 
     fn body(request: &LlmRequest, model: &str, rounds: &[ToolRound], offer: Offer) -> serde_json::Value {
-        let mut prompt = prompt::build(request);
-        if offer != Offer::NoTools {
-            prompt.system.push_str(tools::SYSTEM_NOTE);
-        }
+        let prompt = offer.prompt(request);
         let mut messages = vec![json!({"role": "system", "content": prompt.system})];
         messages.extend(prompt.messages.iter().map(|m| json!({"role": m.role, "content": m.content})));
         for round in rounds {

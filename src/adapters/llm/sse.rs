@@ -31,6 +31,18 @@ pub(super) enum Offer {
     Answer,
 }
 
+impl Offer {
+    /// The prompt for `request`, its system text telling the model about the tools when they are
+    /// offered (callable or not).
+    pub(super) fn prompt(self, request: &LlmRequest) -> super::prompt::Prompt {
+        let mut prompt = super::prompt::build(request);
+        if self != Offer::NoTools {
+            prompt.system.push_str(tools::SYSTEM_NOTE);
+        }
+        prompt
+    }
+}
+
 /// One server-sent-events chat API: how to build its request and what its events mean. Every
 /// such API is a `StreamingModel` through the impl below.
 pub(super) trait SseApi: Send + Sync + 'static {
