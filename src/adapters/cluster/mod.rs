@@ -141,11 +141,22 @@ impl RedisShared {
 
     /// Runs `op` unless the breaker is open; records the outcome and logs each transition once.
     async fn guarded<T>(&self, op: Op, fut: impl Future<Output = Result<T, fred::error::Error>>) -> Result<T, SharedUnavailable> {
+        self.guarded_within(op, OP_TIMEOUT, fut).await
+    }
+
+    /// [`Self::guarded`] with a time limit of its own, for work off the request path that is
+    /// larger than one operation (the command itself needs the same limit, see `Options`).
+    async fn guarded_within<T>(
+        &self,
+        op: Op,
+        limit: Duration,
+        fut: impl Future<Output = Result<T, fred::error::Error>>,
+    ) -> Result<T, SharedUnavailable> {
         let permit = self.breaker.admit().ok_or(SharedUnavailable)?;
-        let result = match tokio::time::timeout(OP_TIMEOUT, fut).await {
+        let result = match tokio::time::timeout(limit, fut).await {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(error)) => Err(error.to_string()),
-            Err(_) => Err(format!("no answer within {} ms", OP_TIMEOUT.as_millis())),
+            Err(_) => Err(format!("no answer within {} ms", limit.as_millis())),
         };
         match result {
             Ok(value) => {

@@ -175,46 +175,69 @@ end
 return 1
 "#;
 
-/// A v2 stream's frame (see `streams.rs`). KEYS meta hash, frames stream; ARGV node, inst, seq,
-/// prev, text ('' for a frame that only moves the seq), max frames, TTL (ms), prefix, turn op
-/// ('o' open, 'c' close, ''), turn id, user, epoch, open ('1' for the stream's first frame), id.
-/// The holder appends (`'w'`); any other object's frame is published to the holder's node
-/// instead (`'f'`), in the same step, so no frame falls between a hand-over and its forwarding.
-pub(super) const STREAM_APPEND: &str = r#"
-local meta, frames = KEYS[1], KEYS[2]
-local holder = redis.call('HMGET', meta, 'node', 'inst')
-if ARGV[13] == '1' or not holder[1] then
-  local epoch = ARGV[12]
-  if ARGV[13] ~= '1' then
-    -- Lost (expired or flushed) under a live writer: what is kept from here on is another epoch.
-    epoch = epoch .. '-' .. ARGV[3]
-    redis.call('DEL', frames)
+/// A batch of v2 stream frames (see `streams.rs`), one script call for many streams. KEYS: per
+/// stream its meta hash and frames stream, in pairs. ARGV: node, max frames, TTL (ms), prefix;
+/// then per stream (in KEYS order) its id, writing object `inst`, user, epoch and frame count,
+/// each frame followed by its seq, prev, text ('' for a frame that only moves the seq), turn op
+/// ('o' open, 'c' close, ''), turn id and open ('1' for the stream's first frame). The holder
+/// appends; any other object's frames are published to the holder's node instead, in the same
+/// step, so no frame falls between a hand-over and its forwarding. A stream's `last`, `lastr` and
+/// expiries are written once per call. Returns `{written, forwarded}`.
+pub(super) const STREAM_APPEND_BATCH: &str = r#"
+local node, maxlen, ttl, prefix = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local a = 5
+local written, forwarded = 0, 0
+for k = 1, #KEYS, 2 do
+  local meta, frames = KEYS[k], KEYS[k + 1]
+  local stream, inst, user, epoch0, count = ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], tonumber(ARGV[a + 4])
+  a = a + 5
+  local m = redis.call('HMGET', meta, 'node', 'inst', 'last')
+  local holder_node, holder_inst, last = m[1], m[2], tonumber(m[3] or '0')
+  local lastr, dirty = nil, false
+  for _ = 1, count do
+    local seq, prev, text, op, turn, open = ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4], ARGV[a + 5]
+    a = a + 6
+    if open == '1' or not holder_node then
+      local epoch = epoch0
+      if open ~= '1' then
+        -- Lost (expired or flushed) under a live writer: what is kept from here on is another epoch.
+        epoch = epoch .. '-' .. seq
+        redis.call('DEL', frames)
+      end
+      redis.call('HSET', meta, 'user', user, 'epoch', epoch, 'node', node, 'inst', inst, 'last', '0', 'lastr', '0')
+      holder_node, holder_inst, last, lastr, dirty = node, inst, 0, nil, true
+    end
+    if holder_node ~= node or holder_inst ~= inst then
+      if text ~= '' then
+        local message = cjson.encode({stream = stream, from = inst, seq = tonumber(seq), frame = text})
+        redis.call('PUBLISH', prefix .. ':node:' .. holder_node .. ':push', message)
+      end
+      forwarded = forwarded + 1
+    else
+      if text ~= '' then
+        redis.pcall('XADD', frames, 'MAXLEN', '~', maxlen, seq .. '-1', 'p', prev, 'f', text)
+        lastr = seq
+      end
+      if tonumber(seq) > last then last = tonumber(seq) end
+      if op == 'o' then
+        redis.call('HSET', meta, 't:' .. turn, '1')
+      elseif op == 'c' then
+        redis.call('HDEL', meta, 't:' .. turn)
+      end
+      dirty = true
+      written = written + 1
+    end
   end
-  redis.call('HSET', meta, 'user', ARGV[11], 'epoch', epoch, 'node', ARGV[1], 'inst', ARGV[2], 'last', '0', 'lastr', '0')
-  holder = {ARGV[1], ARGV[2]}
-end
-if holder[1] ~= ARGV[1] or holder[2] ~= ARGV[2] then
-  if ARGV[5] ~= '' then
-    local message = cjson.encode({stream = ARGV[14], from = ARGV[2], seq = tonumber(ARGV[3]), frame = ARGV[5]})
-    redis.call('PUBLISH', ARGV[8] .. ':node:' .. holder[1] .. ':push', message)
+  if dirty then
+    if lastr then
+      redis.call('HSET', meta, 'lastr', lastr)
+      redis.call('PEXPIRE', frames, ttl)
+    end
+    redis.call('HSET', meta, 'last', string.format('%d', last))
+    redis.call('PEXPIRE', meta, ttl)
   end
-  return 'f'
 end
-if ARGV[5] ~= '' then
-  redis.pcall('XADD', frames, 'MAXLEN', '~', ARGV[6], ARGV[3] .. '-1', 'p', ARGV[4], 'f', ARGV[5])
-  redis.call('PEXPIRE', frames, ARGV[7])
-  redis.call('HSET', meta, 'lastr', ARGV[3])
-end
-if tonumber(ARGV[3]) > tonumber(redis.call('HGET', meta, 'last') or '0') then
-  redis.call('HSET', meta, 'last', ARGV[3])
-end
-if ARGV[9] == 'o' then
-  redis.call('HSET', meta, 't:' .. ARGV[10], '1')
-elseif ARGV[9] == 'c' then
-  redis.call('HDEL', meta, 't:' .. ARGV[10])
-end
-redis.call('PEXPIRE', meta, ARGV[7])
-return 'w'
+return {written, forwarded}
 "#;
 
 /// KEYS meta hash, frames stream; ARGV user, epoch ('' for none), last_seq, node, inst, prefix,

@@ -5,16 +5,19 @@
 //! replayable seq, `t:{id}` per open turn); both expire a resume window after the last write.
 //!
 //! The socket path never waits for Redis: `write` queues (bounded) for ONE writer task per node,
-//! which sends what waits as one pipeline of `STREAM_APPEND` scripts, in order. A full queue or a
+//! which sends what waits (up to `BATCH` writes) as one `STREAM_APPEND_BATCH` script call, in
+//! order per stream. A full queue or a
 //! failed batch drops frames (counted; one log line when writes start and stop failing): resume
 //! then works from this node's own ring, and a reader elsewhere sees the hole through `p`.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use fred::prelude::{ClientLike, LuaInterface};
 use fred::types::Value;
+use fred::types::config::Options;
 use fred::types::{ClusterHash, CustomCommand};
 use pam_actors::stream_store::{STREAM_STORE_DEGRADED, STREAM_WRITES_TOTAL};
 use pam_actors::{BoxFuture, Claim, ClaimedStream, ResumeLimits, SharedUnavailable, StoredFrame, StreamStore, StreamWrite, TurnMark};
@@ -25,8 +28,10 @@ use super::{Op, RedisShared, scripts};
 
 /// Writes waiting for the writer (about 2 MB of frames at most).
 const QUEUE: usize = 8_192;
-/// Writes sent in one pipeline.
-const BATCH: usize = 256;
+/// Writes sent in one script call.
+const BATCH: usize = 1_024;
+/// How long one batch may take (it holds no socket up; a longer wait only queues writes).
+const WRITE_TIMEOUT: Duration = Duration::from_secs(1);
 
 enum Job {
     Write(StreamWrite),
@@ -185,7 +190,7 @@ struct Writer {
     shared: Arc<RedisShared>,
     max_frames: String,
     ttl_ms: String,
-    /// `STREAM_APPEND`'s SHA once loaded (forgotten when Redis says it no longer has it).
+    /// `STREAM_APPEND_BATCH`'s SHA once loaded (forgotten when Redis says it no longer has it).
     sha: Option<String>,
     degraded: bool,
 }
@@ -217,9 +222,10 @@ impl Writer {
 
     /// Sends one batch (once more after reloading the script if Redis lost it).
     async fn send(&mut self, batch: &[StreamWrite]) {
+        let (keys, args) = self.script_input(batch);
         for _ in 0..2 {
-            match self.try_send(batch).await {
-                Ok(Some(outcomes)) => return self.succeeded(&outcomes),
+            match self.try_send(&keys, &args).await {
+                Ok(Some((written, forwarded))) => return self.succeeded(written, forwarded),
                 Ok(None) => self.sha = None,
                 Err(SharedUnavailable) => break,
             }
@@ -232,10 +238,9 @@ impl Writer {
         }
     }
 
-    fn succeeded(&mut self, outcomes: &[String]) {
-        let forwarded = outcomes.iter().filter(|o| o.as_str() == "f").count() as u64;
+    fn succeeded(&mut self, written: u64, forwarded: u64) {
         metrics::counter!(STREAM_WRITES_TOTAL, "outcome" => "forwarded").increment(forwarded);
-        metrics::counter!(STREAM_WRITES_TOTAL, "outcome" => "written").increment(outcomes.len() as u64 - forwarded);
+        metrics::counter!(STREAM_WRITES_TOTAL, "outcome" => "written").increment(written);
         if self.degraded {
             self.degraded = false;
             metrics::gauge!(STREAM_STORE_DEGRADED).set(0.0);
@@ -244,66 +249,88 @@ impl Writer {
     }
 
     /// `Ok(None)` when Redis does not know the script (loaded again on the next try).
-    async fn try_send(&mut self, batch: &[StreamWrite]) -> Result<Option<Vec<String>>, SharedUnavailable> {
+    async fn try_send(&mut self, keys: &[String], args: &[String]) -> Result<Option<(u64, u64)>, SharedUnavailable> {
         let shared = self.shared.clone();
         let sha = match &self.sha {
             Some(sha) => sha.clone(),
             None => {
-                let sha: String = shared.guarded(Op::Streams, shared.client.script_load(scripts::STREAM_APPEND)).await?;
+                let sha: String = shared.guarded(Op::Streams, shared.client.script_load(scripts::STREAM_APPEND_BATCH)).await?;
                 self.sha = Some(sha.clone());
                 sha
             }
         };
-        let pipeline = shared.client.pipeline();
-        for write in batch {
-            // EVALSHA sha 2 meta frames ARGV… (fred's pipelines take scripts as custom commands).
-            let mut args = vec![sha.clone(), "2".to_string()];
-            args.extend(shared.stream_keys(&write.stream));
-            args.extend(self.args(write));
-            let evalsha = CustomCommand::new_static("EVALSHA", ClusterHash::Random, false);
-            let queued: Result<(), _> = pipeline.custom(evalsha, args).await;
-            if queued.is_err() {
-                return Err(SharedUnavailable);
-            }
-        }
+        // Off the socket path, and one call carries a whole batch: it may take longer than one op.
+        let client = shared.client.with_options(&Options { timeout: Some(WRITE_TIMEOUT), ..Default::default() });
         shared
-            .guarded(Op::Streams, async {
-                let results = pipeline.try_all::<String>().await;
-                let mut outcomes = Vec::with_capacity(results.len());
-                for result in results {
-                    match result {
-                        Ok(outcome) => outcomes.push(outcome),
-                        Err(error) if error.details().starts_with("NOSCRIPT") => return Ok(None),
-                        Err(error) => return Err(error),
-                    }
+            .guarded_within(Op::Streams, WRITE_TIMEOUT, async {
+                // EVALSHA sha numkeys KEYS… ARGV… (a custom command: fred's `WithOptions` has no Lua interface).
+                let mut command = Vec::with_capacity(2 + keys.len() + args.len());
+                command.extend([sha, keys.len().to_string()]);
+                command.extend(keys.iter().chain(args).cloned());
+                let evalsha = CustomCommand::new_static("EVALSHA", ClusterHash::Random, false);
+                match client.custom::<(u64, u64), _>(evalsha, command).await {
+                    Ok(counts) => Ok(Some(counts)),
+                    Err(error) if error.details().starts_with("NOSCRIPT") => Ok(None),
+                    Err(error) => Err(error),
                 }
-                Ok(Some(outcomes))
             })
             .await
     }
 
-    fn args(&self, write: &StreamWrite) -> Vec<String> {
+    /// `STREAM_APPEND_BATCH`'s KEYS and ARGV for `batch` (layout there): the writes grouped by
+    /// stream in their order. A write that only moves a stream's seq (no text, no turn mark, not
+    /// its first frame) is left out when a later write of the same stream follows in the batch,
+    /// which moves the seq past it anyway.
+    fn script_input(&self, batch: &[StreamWrite]) -> (Vec<String>, Vec<String>) {
+        let mut streams: Vec<(&StreamWrite, Vec<&StreamWrite>)> = Vec::new();
+        let mut index: HashMap<(&str, u64), usize> = HashMap::new();
+        for write in batch {
+            let at = *index.entry((&*write.stream, write.inst)).or_insert_with(|| {
+                streams.push((write, Vec::new()));
+                streams.len() - 1
+            });
+            let frames = &mut streams[at].1;
+            if let Some(previous) = frames.last() {
+                if only_moves_seq(previous) {
+                    frames.pop();
+                }
+            }
+            frames.push(write);
+        }
         let shared = &self.shared;
-        let (op, turn) = match &write.turn {
-            TurnMark::None => ("", ""),
-            TurnMark::Open(id) => ("o", id.as_str()),
-            TurnMark::Close(id) => ("c", id.as_str()),
-        };
-        vec![
-            shared.node().to_string(),
-            write.inst.to_string(),
-            write.seq.to_string(),
-            write.prev.to_string(),
-            write.text.as_deref().unwrap_or_default().to_string(),
-            self.max_frames.clone(),
-            self.ttl_ms.clone(),
-            shared.prefix.clone(),
-            op.to_string(),
-            turn.to_string(),
-            write.user.to_string(),
-            write.epoch.to_string(),
-            if write.open { "1" } else { "0" }.to_string(),
-            write.stream.to_string(),
-        ]
+        let mut keys = Vec::with_capacity(streams.len() * 2);
+        let mut args = vec![shared.node().to_string(), self.max_frames.clone(), self.ttl_ms.clone(), shared.prefix.clone()];
+        for (first, frames) in streams {
+            keys.extend(shared.stream_keys(&first.stream));
+            args.extend([
+                first.stream.to_string(),
+                first.inst.to_string(),
+                first.user.to_string(),
+                first.epoch.to_string(),
+                frames.len().to_string(),
+            ]);
+            for write in frames {
+                let (op, turn) = match &write.turn {
+                    TurnMark::None => ("", ""),
+                    TurnMark::Open(id) => ("o", id.as_str()),
+                    TurnMark::Close(id) => ("c", id.as_str()),
+                };
+                args.extend([
+                    write.seq.to_string(),
+                    write.prev.to_string(),
+                    write.text.as_deref().unwrap_or_default().to_string(),
+                    op.to_string(),
+                    turn.to_string(),
+                    if write.open { "1" } else { "0" }.to_string(),
+                ]);
+            }
+        }
+        (keys, args)
     }
 }
+
+/// A write whose only effect is to move its stream's seq.
+fn only_moves_seq(write: &StreamWrite) -> bool {
+    write.text.is_none() && write.turn == TurnMark::None && !write.open
+}
+
