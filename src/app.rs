@@ -130,6 +130,7 @@ impl Application {
             auth_throttle: AuthFailureThrottle::new(settings.auth_failures_per_minute, Duration::from_secs(60)),
             resume: cluster.resume,
             running: pam_actors::RunningTurns::new(),
+            liveness: cluster.view.redis.clone().map(|redis| redis as Arc<dyn pam_actors::NodeLiveness>),
             node,
         });
         let scheduler = crate::adapters::timer_scheduler::spawn(deps.notifications.clone(), deps.push.clone());

@@ -45,6 +45,14 @@ pub trait SharedPresence: Send + Sync + 'static {
     fn put<'a>(&'a self, user: &'a UserId, now: SocketCount) -> BoxFuture<'a, Result<(), SharedUnavailable>>;
 }
 
+/// Which nodes are alive (registered and heartbeating), so a turn another node accepted is
+/// answered again at once when that node is gone, instead of after the longest a turn can run.
+pub trait NodeLiveness: Send + Sync + 'static {
+    /// Whether the node `id` (`PAM_NODE_ID`) is registered right now. A drained node deregisters
+    /// after its running turns ended; a killed one is gone when its registration expires.
+    fn is_alive<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<bool, SharedUnavailable>>;
+}
+
 /// The per-user chat rate limit counted across nodes (GCRA, the same rule as `RateLimiter`).
 pub trait SharedRateLimit: Send + Sync + 'static {
     /// Takes one chat of `per_minute` for `user`; `Ok(false)` when the budget is spent.

@@ -48,6 +48,8 @@ pub struct ConnectionDeps {
     pub running: Arc<RunningTurns>,
     /// This node's name (`PAM_NODE_ID`).
     pub node: Arc<str>,
+    /// Which other nodes are alive (with Redis); `None` on a single node.
+    pub liveness: Option<Arc<dyn crate::cluster::NodeLiveness>>,
 }
 
 impl ConnectionDeps {
@@ -61,6 +63,7 @@ impl ConnectionDeps {
             llm_timeout: self.settings.llm_timeout,
             running: self.running.clone(),
             node: self.node.clone(),
+            liveness: self.liveness.clone(),
             turn_lifetime: self.settings.turn_lifetime(),
         }
     }

@@ -51,6 +51,9 @@ pub struct TurnPipeline {
     pub running: Arc<RunningTurns>,
     /// This node's name (`PAM_NODE_ID`), stored with each user message.
     pub node: Arc<str>,
+    /// Which nodes are alive (with Redis): a repeat of a turn accepted by a node that is gone is
+    /// answered at once.
+    pub liveness: Option<Arc<dyn crate::cluster::NodeLiveness>>,
     /// How long a turn can possibly run on any node (model deadline plus shutdown grace): an
     /// unanswered id older than this is answered again when the client repeats it.
     pub turn_lifetime: Duration,
@@ -234,7 +237,7 @@ impl TurnPipeline {
                         let _ = other.changed().await;
                         continue;
                     }
-                    return self.repeat(stored);
+                    return self.repeat(stored).await;
                 }
                 Err(error @ StoreError::Rejected(_)) => {
                     metrics::counter!(TURNS_DROPPED_TOTAL).increment(1);
@@ -251,16 +254,24 @@ impl TurnPipeline {
         Admission::Busy
     }
 
-    /// A repeated id whose turn is not running here.
-    fn repeat(&self, stored: StoredTurn) -> Admission {
+    /// A repeated id whose turn is not running here: answered again when nobody can still be
+    /// answering it — abandoned, accepted by this node, older than any turn runs, or accepted by
+    /// a node that is no longer alive (asked only when the rest does not decide).
+    async fn repeat(&self, stored: StoredTurn) -> Admission {
         if let Some(answer) = stored.answer {
             return Admission::Replay(answer);
         }
         let abandoned = stored.metadata.get("unanswered").is_some_and(|v| !v.is_null());
-        let accepted_here = stored.metadata.get("node").and_then(Value::as_str) == Some(&*self.node);
+        let accepted_by = stored.metadata.get("node").and_then(Value::as_str);
         let age = chrono::Utc::now().signed_duration_since(stored.received_at).to_std().unwrap_or_default();
-        if abandoned || accepted_here || age >= self.turn_lifetime {
+        if abandoned || accepted_by == Some(&*self.node) || age >= self.turn_lifetime {
             return Admission::New { durable: true };
+        }
+        if let (Some(liveness), Some(node)) = (&self.liveness, accepted_by) {
+            if let Ok(false) = liveness.is_alive(node).await {
+                tracing::info!(node, "a repeated chat's node is gone; answering it here");
+                return Admission::New { durable: true };
+            }
         }
         Admission::Busy
     }

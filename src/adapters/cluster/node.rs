@@ -7,13 +7,19 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use fred::prelude::LuaInterface;
-use pam_actors::{SharedUnavailable, UserSlots};
+use fred::prelude::{KeysInterface, LuaInterface};
+use pam_actors::{BoxFuture, NodeLiveness, SharedUnavailable, UserSlots};
 use serde::{Deserialize, Serialize};
 use tokio::time::{Instant, MissedTickBehavior};
 
 use super::presence::PRESENCE_REFRESH;
 use super::{Op, RedisShared, scripts};
+
+impl NodeLiveness for RedisShared {
+    fn is_alive<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<bool, SharedUnavailable>> {
+        Box::pin(self.registered(id))
+    }
+}
 
 /// How long the drain waits for the deregistration.
 const DEREGISTER_TIMEOUT: Duration = Duration::from_millis(500);
@@ -69,6 +75,12 @@ impl RedisShared {
         let mut nodes: Vec<NodeInfo> = found.iter().filter_map(|json| serde_json::from_str(json).ok()).collect();
         nodes.sort_by(|a, b| a.id.cmp(&b.id));
         Ok(nodes)
+    }
+
+    /// Whether node `id`'s registration (`{p}:node:{id}`) exists.
+    async fn registered(&self, id: &str) -> Result<bool, SharedUnavailable> {
+        let key = self.key(&format!("node:{id}"));
+        self.guarded(Op::Nodes, self.client.exists::<i64, _>(key)).await.map(|found| found == 1)
     }
 
     /// Removes this node's registration (its presence stops counting with it); at shutdown.

@@ -200,3 +200,34 @@ async fn a_turn_whose_node_died_ends_with_a_retryable_error_on_the_resuming_node
     let end = frames_until(&mut back, "chat_end").await.pop().unwrap();
     assert_eq!((end["id"].as_str(), end["message"].as_str()), (Some("e-1"), Some("Whole")));
 }
+
+#[tokio::test]
+async fn a_chat_repeated_on_b_after_the_node_that_accepted_it_died_is_answered_at_once() {
+    use crate::push_and_timers::{Backend, test_db};
+    let db = test_db(Backend::Postgres).await;
+    let prefix = fresh_prefix();
+    let on_db = |s: &mut Settings| {
+        short_ttl(s);
+        s.database_url = db.url.clone();
+    };
+    let (stuck, _never) = StreamingModel::gated(vec!["Half"], "Half");
+    let a = spawn_node("node-a", &redis_url(), &prefix, on_db, with_llm(stuck)).await;
+    let b = spawn_node("node-b", &redis_url(), &prefix, on_db, with_llm(StreamingModel::new(vec!["Whole"], "Whole"))).await;
+    wait_until("both nodes are listed", || async { listed_nodes(&b.app).await == ["node-a", "node-b"] }).await;
+    let (mut client, _) = connect_welcomed(&a.app, &token_for(USER)).await;
+    client.send_json(json!({"type":"chat","id":"g-1","message":"where next?"})).await;
+    frames_until(&mut client, "ack").await;
+
+    // A dies with the turn stored as accepted by it and unanswered.
+    a.app.server.abort();
+    drop(client);
+    wait_within(Duration::from_secs(10), "A is gone from the node list", || async { listed_nodes(&b.app).await == ["node-b"] }).await;
+    let (mut again, _) = connect_welcomed(&b.app, &token_for(USER)).await;
+    again.send_json(json!({"type":"chat","id":"g-1","message":"where next?"})).await;
+    let mut frames = vec![again.recv_non_ping().await];
+    while !["chat_end", "error"].contains(&frames.last().unwrap()["type"].as_str().unwrap_or_default()) {
+        frames.push(again.recv_non_ping().await);
+    }
+    let last = frames.last().unwrap();
+    assert_eq!((last["type"].as_str(), last["message"].as_str()), (Some("chat_end"), Some("Whole")), "not 'still answered elsewhere': {frames:?}");
+}
