@@ -13,7 +13,8 @@
 # PAM_ADMIN_TOKEN, PAM_A_URL, PAM_B_URL and PAM_A_PID for the loadtest. The database
 # (${PAM_TWO_NODES_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/pam_two_nodes}) is created when
 # missing; Redis is ${PAM_TWO_NODES_REDIS_URL:-redis://127.0.0.1:6379} under the key prefix
-# `pam-two-nodes`. The binary is ${PAM_GATEWAY_BIN:-target/release/pam-gateway} (build it first:
+# ${PAM_TWO_NODES_PREFIX:-pam-two-nodes} (two clusters on one Redis need different prefixes and
+# databases). The binary is ${PAM_GATEWAY_BIN:-target/release/pam-gateway} (build it first:
 # cargo build --release -p pam-gateway -p pam-loadtest).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,6 +23,7 @@ dir=${PAM_TWO_NODES_DIR:-/tmp/pam-two-nodes}
 bin=${PAM_GATEWAY_BIN:-target/release/pam-gateway}
 database_url=${PAM_TWO_NODES_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/pam_two_nodes}
 redis_url=${PAM_TWO_NODES_REDIS_URL:-redis://127.0.0.1:6379}
+prefix=${PAM_TWO_NODES_PREFIX:-pam-two-nodes}
 declare -A port=([a]=${PAM_A_PORT:-8081} [b]=${PAM_B_PORT:-8082})
 
 say() { printf '[two-nodes.sh] %s\n' "$*"; }
@@ -59,7 +61,7 @@ start_node() {
   # The load runner opens thousands of sockets per node.
   ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
   env PAM_LISTEN="127.0.0.1:${port[$node]}" DATABASE_URL="$database_url" REDIS_URL="$redis_url" \
-    PAM_NODE_ID="node-$node" PAM_CACHE_PREFIX=pam-two-nodes PAM_OUTBOX_JOURNAL="$dir/node-$node-outbox.jsonl" \
+    PAM_NODE_ID="node-$node" PAM_CACHE_PREFIX="$prefix" PAM_OUTBOX_JOURNAL="$dir/node-$node-outbox.jsonl" \
     SUPABASE_JWT_SECRET="$SUPABASE_JWT_SECRET" PAM_ADMIN_TOKEN="$PAM_ADMIN_TOKEN" PAM_DEV_AUTH=false \
     PAM_RATE_LIMIT_PER_MINUTE=1000000 PAM_MAX_CONNECTIONS_PER_USER=8 PAM_SHUTDOWN_GRACE_MS=5000 \
     RUST_LOG="${RUST_LOG:-warn,pam_gateway=info}" \

@@ -165,8 +165,8 @@ pub(super) fn refusal(state: &SharedState, headers: &HeaderMap) -> Option<Respon
 /// unless this upgrade's `?token=` verifies (verifying is cheap), so a valid user is never turned
 /// away because others at the same address failed. A v2 upgrade without `?token=` authenticates
 /// by its first frame, so it cannot be judged here: it is let through, its `auth` frame is
-/// verified like any other and a bad one closes 4501 (and counts as a failure). Refusals are
-/// logged once per address per window.
+/// verified like any other, and a bad one closes 4429 while the address is throttled (4501
+/// otherwise; counted as a failure). Refusals are logged once per address per window.
 async fn throttled(state: &SharedState, client: IpAddr, token: Option<&str>, dialect: Dialect) -> Option<Response> {
     let now = Instant::now();
     let wait = state.deps.auth_throttle.retry_after(client, now)?;

@@ -51,6 +51,14 @@ impl ConnectionState {
             let client_ip = self.peer_ip.map(|ip| ip.to_string());
             tracing::info!(conn_id = %self.conn_id, reason = error.metric_reason(), client_ip, suppressed, "authentication refused (further refusals of this client within the window are counted, not logged)");
         }
+        // A throttled address may still upgrade v2 without `?token=` (its auth frame decides, so a
+        // valid user there is let in); a bad token from it is refused like the upgrade would have
+        // been: 4429, whose reconnect class backs off, not 4501.
+        let throttled = self.peer_ip.and_then(|ip| self.deps.auth_throttle.retry_after(ip, Instant::now()));
+        if let (Some(wait), AuthError::Missing | AuthError::Invalid(_)) = (throttled, &error) {
+            let detail = format!("too many failed authentications from this address; retry in {} s", wait.as_secs() + 1);
+            return self.close(myself, CloseCode::RateLimited, &detail);
+        }
         let code = match error {
             AuthError::Missing | AuthError::Invalid(_) => CloseCode::AuthInvalid,
             AuthError::Expired => CloseCode::TokenExpired,

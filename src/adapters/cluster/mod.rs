@@ -43,7 +43,7 @@ pub use presence::UserPresence;
 pub use push::RedisPushBus;
 pub use streams::RedisStreamStore;
 
-use super::breaker::{CircuitBreaker, Transition};
+use super::breaker::{CircuitBreaker, Permit, Transition};
 
 /// `1` while Redis is unavailable and the shared cap, rate limit and idempotency run per node.
 pub const SHARED_STATE_DEGRADED: &str = "pam_redis_shared_state_degraded";
@@ -54,6 +54,10 @@ pub const NODE_UP: &str = "pam_node_up";
 
 /// The same budget as the context cache: a hanging Redis costs a chat at most this per call.
 const OP_TIMEOUT: Duration = Duration::from_millis(100);
+/// How long one v2 stream op may take (see `RedisShared::streams`): a writer batch holds no
+/// socket up (a longer wait only queues writes), and a resume that waits is better than one that
+/// fails in a reconnect storm.
+const STREAM_OP_TIMEOUT: Duration = Duration::from_secs(1);
 const FAILURES_TO_OPEN: u32 = 3;
 const OPEN_FOR: Duration = Duration::from_secs(5);
 
@@ -86,6 +90,9 @@ impl Op {
 /// One node's handle on the shared state.
 pub struct RedisShared {
     client: Client,
+    /// v2 stream work (the writer's batches, claims) on a connection of its own, with
+    /// `STREAM_OP_TIMEOUT`: large replies never queue ahead of the request path's small ops.
+    pub(super) streams_client: Client,
     prefix: String,
     node: String,
     /// Changes whenever this node's presence fields may be wrong (after Redis lost or missed
@@ -103,9 +110,13 @@ impl RedisShared {
     pub fn connect(url: &str, prefix: &str, node: &str, node_ttl: Duration) -> anyhow::Result<Self> {
         let client = builder(url)?.build().map_err(|e| anyhow::anyhow!("could not set up the Redis client: {e}"))?;
         drop(client.connect());
+        let streams_client =
+            builder_with(url, STREAM_OP_TIMEOUT)?.build().map_err(|e| anyhow::anyhow!("could not set up the Redis client: {e}"))?;
+        drop(streams_client.connect());
         metrics::gauge!(SHARED_STATE_DEGRADED).set(0.0);
         Ok(Self {
             client,
+            streams_client,
             prefix: prefix.to_string(),
             node: node.to_string(),
             incarnation: Mutex::new(new_incarnation()),
@@ -141,23 +152,31 @@ impl RedisShared {
 
     /// Runs `op` unless the breaker is open; records the outcome and logs each transition once.
     async fn guarded<T>(&self, op: Op, fut: impl Future<Output = Result<T, fred::error::Error>>) -> Result<T, SharedUnavailable> {
-        self.guarded_within(op, OP_TIMEOUT, fut).await
-    }
-
-    /// [`Self::guarded`] with a time limit of its own, for work off the request path that is
-    /// larger than one operation (the command itself needs the same limit, see `Options`).
-    async fn guarded_within<T>(
-        &self,
-        op: Op,
-        limit: Duration,
-        fut: impl Future<Output = Result<T, fred::error::Error>>,
-    ) -> Result<T, SharedUnavailable> {
         let permit = self.breaker.admit().ok_or(SharedUnavailable)?;
-        let result = match tokio::time::timeout(limit, fut).await {
+        let result = match tokio::time::timeout(OP_TIMEOUT, fut).await {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(error)) => Err(error.to_string()),
-            Err(_) => Err(format!("no answer within {} ms", limit.as_millis())),
+            Err(_) => Err(format!("no answer within {} ms", OP_TIMEOUT.as_millis())),
         };
+        self.record(op, permit, result)
+    }
+
+    /// Runs a v2 stream op (one of `streams_client`) within `STREAM_OP_TIMEOUT`, past the breaker: the
+    /// writer's batches and a resume's claim are worth a longer wait than a request-path op, and
+    /// must not fail for seconds because a burst of request-path ops timed out. Failures are
+    /// counted, not logged (the callers say what they lost).
+    async fn streams<T>(&self, fut: impl Future<Output = Result<T, fred::error::Error>>) -> Result<T, SharedUnavailable> {
+        match tokio::time::timeout(STREAM_OP_TIMEOUT, fut).await {
+            Ok(Ok(value)) => Ok(value),
+            _ => {
+                metrics::counter!(SHARED_ERRORS_TOTAL, "op" => Op::Streams.label()).increment(1);
+                Err(SharedUnavailable)
+            }
+        }
+    }
+
+    /// The breaker's bookkeeping of one guarded op's outcome, with one log line per transition.
+    fn record<T>(&self, op: Op, permit: Permit<'_>, result: Result<T, String>) -> Result<T, SharedUnavailable> {
         match result {
             Ok(value) => {
                 if permit.succeeded() == Some(Transition::Closed) {
@@ -180,6 +199,11 @@ impl RedisShared {
 
 /// A fred builder with the same timeouts and reconnect policy as the context cache's.
 fn builder(url: &str) -> anyhow::Result<Builder> {
+    builder_with(url, OP_TIMEOUT)
+}
+
+/// [`builder`] whose commands give up after `command_timeout`.
+fn builder_with(url: &str, command_timeout: Duration) -> anyhow::Result<Builder> {
     let config = Config::from_url(url).map_err(|e| anyhow::anyhow!("REDIS_URL is not a valid Redis URL: {e}"))?;
     let mut builder = Builder::from_config(config);
     builder
@@ -187,7 +211,7 @@ fn builder(url: &str) -> anyhow::Result<Builder> {
             c.connection_timeout = Duration::from_secs(2);
             c.internal_command_timeout = Duration::from_secs(2);
         })
-        .with_performance_config(|p| p.default_command_timeout = OP_TIMEOUT)
+        .with_performance_config(|p| p.default_command_timeout = command_timeout)
         .set_policy(ReconnectPolicy::new_exponential(0, 100, 5_000, 2));
     Ok(builder)
 }

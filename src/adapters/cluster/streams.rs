@@ -15,23 +15,19 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use fred::prelude::{ClientLike, LuaInterface};
+use fred::prelude::LuaInterface;
 use fred::types::Value;
-use fred::types::config::Options;
-use fred::types::{ClusterHash, CustomCommand};
 use pam_actors::stream_store::{STREAM_STORE_DEGRADED, STREAM_WRITES_TOTAL};
 use pam_actors::{BoxFuture, Claim, ClaimedStream, ResumeLimits, SharedUnavailable, StoredFrame, StreamStore, StreamWrite, TurnMark};
 use pam_protocol::UserId;
 use tokio::sync::{mpsc, oneshot};
 
-use super::{Op, RedisShared, scripts};
+use super::{RedisShared, scripts};
 
 /// Writes waiting for the writer (about 2 MB of frames at most).
 const QUEUE: usize = 8_192;
 /// Writes sent in one script call.
 const BATCH: usize = 1_024;
-/// How long one batch may take (it holds no socket up; a longer wait only queues writes).
-const WRITE_TIMEOUT: Duration = Duration::from_secs(1);
 
 enum Job {
     Write(StreamWrite),
@@ -105,7 +101,7 @@ impl StreamStore for RedisStreamStore {
             }
             let keys = self.shared.stream_keys(stream);
             let holder: Vec<Option<String>> =
-                self.shared.guarded(Op::Streams, self.shared.client.eval(scripts::STREAM_HOLDER, vec![keys[0].clone()], ())).await?;
+                self.shared.streams(self.shared.streams_client.eval(scripts::STREAM_HOLDER, vec![keys[0].clone()], ())).await?;
             Ok(match holder.as_slice() {
                 [Some(node), Some(held)] => Some(node == self.shared.node() && *held == inst.to_string()),
                 _ => None,
@@ -136,7 +132,7 @@ impl StreamStore for RedisStreamStore {
                 self.ttl_ms.clone(),
             ];
             let answer: Vec<Value> =
-                shared.guarded(Op::Streams, shared.client.eval(scripts::STREAM_CLAIM, shared.stream_keys(stream), args)).await?;
+                shared.streams(shared.streams_client.eval(scripts::STREAM_CLAIM, shared.stream_keys(stream), args)).await?;
             Ok(parse_claim(answer))
         })
     }
@@ -254,21 +250,14 @@ impl Writer {
         let sha = match &self.sha {
             Some(sha) => sha.clone(),
             None => {
-                let sha: String = shared.guarded(Op::Streams, shared.client.script_load(scripts::STREAM_APPEND_BATCH)).await?;
+                let sha: String = shared.streams(shared.streams_client.script_load(scripts::STREAM_APPEND_BATCH)).await?;
                 self.sha = Some(sha.clone());
                 sha
             }
         };
-        // Off the socket path, and one call carries a whole batch: it may take longer than one op.
-        let client = shared.client.with_options(&Options { timeout: Some(WRITE_TIMEOUT), ..Default::default() });
         shared
-            .guarded_within(Op::Streams, WRITE_TIMEOUT, async {
-                // EVALSHA sha numkeys KEYS… ARGV… (a custom command: fred's `WithOptions` has no Lua interface).
-                let mut command = Vec::with_capacity(2 + keys.len() + args.len());
-                command.extend([sha, keys.len().to_string()]);
-                command.extend(keys.iter().chain(args).cloned());
-                let evalsha = CustomCommand::new_static("EVALSHA", ClusterHash::Random, false);
-                match client.custom::<(u64, u64), _>(evalsha, command).await {
+            .streams(async {
+                match shared.streams_client.evalsha::<(u64, u64), _, _, _>(sha, keys.to_vec(), args.to_vec()).await {
                     Ok(counts) => Ok(Some(counts)),
                     Err(error) if error.details().starts_with("NOSCRIPT") => Ok(None),
                     Err(error) => Err(error),
