@@ -5,7 +5,8 @@
 //! against the protocol's promises (see `ledger`) frames lost and repeated — both must be 0. A
 //! `resume_failed` is counted by reason; the client then goes on with the fresh stream and sends
 //! its unanswered chat again with the same id (and again, 0.5–1 s later, after each retryable
-//! `error` for it, until its chat timeout). Baseline in the same run: the same N clients on a
+//! `error` for it, until its chat timeout); after `resumed`, an open chat whose `ack` has not come
+//! within 3 s (the drained node never read it) is sent again the same way. Baseline in the same run: the same N clients on a
 //! bare tokio-tungstenite server that is killed, reconnecting to a second one with the same
 //! backoff and timing up to one ping → pong round trip (the resume's counterpart).
 
@@ -28,6 +29,10 @@ use crate::summary::{Report, Rule, Trend, fmt_ms};
 const CHAT_TIMEOUT: Duration = Duration::from_secs(30);
 /// The pause (plus up to 0.5 s of jitter) before a chat refused with a retryable error is sent again.
 const RETRY_AFTER: Duration = Duration::from_millis(500);
+/// After a resume, how long an unacknowledged open chat waits for its `ack` (or any frame of it) to
+/// arrive — forwarded from the drained node — before it is sent again with the same id, as the
+/// SDK does with chats the server never took.
+const ACK_WAIT: Duration = Duration::from_secs(3);
 /// How long a client keeps trying to reach the other node.
 pub(crate) const RECONNECT_DEADLINE: Duration = Duration::from_secs(60);
 
@@ -235,7 +240,9 @@ struct Client {
     ledger: SeqLedger,
     book: ChatBook,
     pending: Option<String>,
-    /// When to send the open chat again after a retryable error.
+    /// The open chat's `ack` (or a frame of its answer) arrived: the server has it.
+    acked: bool,
+    /// When to send the open chat again after a retryable error, or when its ack is overdue.
     resend_at: Option<tokio::time::Instant>,
     chats: u64,
     tally: Tally,
@@ -251,7 +258,7 @@ impl Client {
         let stream_id = welcome["stream_id"].as_str().unwrap_or_default().to_string();
         let epoch = welcome["epoch"].as_str().map(str::to_string);
         let (book, tally) = (ChatBook::default(), Tally::default());
-        Self { n, token, urls, node: 0, socket, stream_id, epoch, ledger, book, pending: None, resend_at: None, chats: 0, tally, progress }
+        Self { n, token, urls, node: 0, socket, stream_id, epoch, ledger, book, pending: None, acked: false, resend_at: None, chats: 0, tally, progress }
     }
 
     /// Chats (one at a time, `think` apart) until `stop`, then waits for the open chat's end.
@@ -314,6 +321,7 @@ impl Client {
         self.book.sent(&id);
         client::send_json(&mut self.socket, &json!({"type": "chat", "id": id, "message": "hello"})).await?;
         self.pending = Some(id);
+        self.acked = false;
         Ok(())
     }
 
@@ -324,6 +332,10 @@ impl Client {
             self.ledger.observe(seq);
         }
         let id = frame["id"].as_str().unwrap_or_default();
+        if !self.acked && self.pending.as_deref() == Some(id) && matches!(frame["type"].as_str(), Some("ack" | "chat_delta" | "chat_end")) {
+            self.acked = true;
+            self.resend_at = None;
+        }
         match frame["type"].as_str() {
             Some("chat_delta") => self.book.delta(id, frame["delta"].as_str().unwrap_or_default()),
             Some("chat_end") => {
@@ -376,6 +388,11 @@ impl Client {
                     self.ledger.resumed();
                     self.tally.resumed += 1;
                     self.tally.reconnect.record(closed.elapsed());
+                    // Sent but maybe never read by the drained node: its ack may still be on
+                    // the way (forwarded); if it does not come, send the chat again, same id.
+                    if self.pending.is_some() && !self.acked {
+                        self.resend_at = Some(tokio::time::Instant::now() + ACK_WAIT);
+                    }
                     return Ok(());
                 }
                 Some("resume_failed") => {

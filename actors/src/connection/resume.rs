@@ -83,6 +83,7 @@ impl ConnectionState {
         let claimed = match claim {
             Ok(Claim::Claimed(claimed)) => claimed,
             other => {
+                tracing::debug!(conn_id = %self.conn_id, stream = stream_id, last_seq, outcome = ?other.as_ref().map(failure_of), "the stream could not be claimed from the store");
                 self.deps.resume.forget_exactly(&fresh);
                 if let Some(local) = &local {
                     self.deps.resume.register(local);

@@ -202,6 +202,18 @@ fn builder(url: &str) -> anyhow::Result<Builder> {
     builder_with(url, OP_TIMEOUT)
 }
 
+/// Messages a node's subscriber holds for its listener (fred's default is 32): a burst of frames
+/// forwarded from a draining node must not overflow it while the listener catches up. About
+/// 100 bytes a slot, allocated up front: ~1.6 MB per node.
+const SUBSCRIBER_BACKLOG: usize = 16_384;
+
+/// [`builder`] for the subscriber of this node's channel, with room for `SUBSCRIBER_BACKLOG`.
+fn subscriber_builder(url: &str) -> anyhow::Result<Builder> {
+    let mut builder = builder(url)?;
+    builder.with_performance_config(|p| p.broadcast_channel_capacity = SUBSCRIBER_BACKLOG);
+    Ok(builder)
+}
+
 /// [`builder`] whose commands give up after `command_timeout`.
 fn builder_with(url: &str, command_timeout: Duration) -> anyhow::Result<Builder> {
     let config = Config::from_url(url).map_err(|e| anyhow::anyhow!("REDIS_URL is not a valid Redis URL: {e}"))?;
