@@ -55,9 +55,14 @@ pub(crate) struct StreamArgs {
     #[arg(long, default_value_t = 200)]
     concurrency: usize,
     /// Runs the gateway with this `REDIS_URL` (keys under a fresh `pam-bench-…` prefix), so every
-    /// v2 frame also goes to Redis for resume on any node; unset: in process only.
+    /// v2 frame also goes to Redis for resume on any node; unset: in process only. With it, the
+    /// streams phase also runs on a second gateway without Redis (the in-process ring), in the
+    /// same run, and the Redis-backed token p99 must stay within `--max-redis-ratio` of it.
     #[arg(long)]
     redis_url: Option<String>,
+    /// The most the Redis-backed token p99 may be, as a multiple of the in-process ring's.
+    #[arg(long, default_value_t = 1.5)]
+    max_redis_ratio: f64,
 }
 
 /// A server to stream from.
@@ -152,6 +157,16 @@ pub(crate) async fn run(args: &StreamArgs) -> Result<bool, String> {
     let gateway_first = run_phase(&gateway.target, &firsts).await;
     let bare_first = run_phase(&bare, &firsts).await;
     gateway.stop().await;
+    // The same streams through a gateway that keeps its streams in process only.
+    let ring_stream = match &args.redis_url {
+        Some(_) => {
+            let ring = InProcessGateway::start(stream.duration().max(first.duration()) + CHAT_SLACK, None).await?;
+            let tally = run_phase(&ring.target, &streams).await;
+            ring.stop().await;
+            Some(tally)
+        }
+        None => None,
+    };
     let mut report = Report::new(
         format!(
             "stream: {} v2 streams × {} tokens at {}/s; first token at {} ms delay",
@@ -159,11 +174,40 @@ pub(crate) async fn run(args: &StreamArgs) -> Result<bool, String> {
         ),
         started.elapsed(),
     );
+    let ring_p99 = ring_stream.map(|ring| compare_with_ring(&streams, &gateway_stream, ring, args.max_redis_ratio, &mut report));
     let summary = Summary { streams: &streams, firsts: &firsts, gateway_stream, bare_stream, gateway_first, bare_first };
     summary.print_table();
     summary.fill(&mut report);
+    if let Some(ring_p99) = ring_p99 {
+        let limit_ms = ring_p99 * args.max_redis_ratio;
+        report.threshold("gateway_token_latency", Rule::PercentileBelow { p: 99.0, limit_ms });
+    }
     println!("{}", report.render());
     Ok(report.passed())
+}
+
+/// Redis-backed resume against the in-process ring, both measured in this run: the table and the
+/// ring's figures; returns the ring's token p99 (ms), which the Redis-backed p99 must stay within
+/// `max_ratio` of.
+fn compare_with_ring(streams: &Phase, redis: &Tally, ring: Tally, max_ratio: f64, report: &mut Report) -> f64 {
+    let p = |t: &Trend, q| t.clone().percentile(q).unwrap_or(f64::NAN);
+    println!("\n  stream: gateway with Redis-backed resume vs the same gateway with the in-process ring only\n");
+    println!("  {:<52} {:>10} {:>10} {:>7}", "figure", "redis", "ring", "ratio");
+    for q in [50.0, 99.0] {
+        let (r, l) = (p(&redis.token_latency, q), p(&ring.token_latency, q));
+        let name = format!("token emit→receive p{q} ({} streams, {}/s)", streams.sockets, streams.script.rate);
+        println!("  {name:<52} {:>10} {:>10} {:>6.2}×", fmt_ms(r), fmt_ms(l), r / l);
+    }
+    let (redis_p99, ring_p99) = (p(&redis.token_latency, 99.0), p(&ring.token_latency, 99.0));
+    let lost = streams.expected_tokens().saturating_sub(ring.tokens);
+    report
+        .trend("ring_token_latency", ring.token_latency)
+        .count("ring_tokens_lost", lost)
+        .count("ring_errors", ring.errors)
+        .text("token p99 ratio redis/ring", format!("{:.2}× (target ≤ {max_ratio}×)", redis_p99 / ring_p99))
+        .threshold("ring_tokens_lost", Rule::CountAtMost { max: 0 })
+        .threshold("ring_errors", Rule::CountAtMost { max: 0 });
+    ring_p99
 }
 
 /// Connects every socket, then starts each one's chats at its place in the ramp.

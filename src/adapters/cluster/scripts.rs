@@ -175,66 +175,64 @@ end
 return 1
 "#;
 
-/// A batch of v2 stream frames (see `streams.rs`), one script call for many streams. KEYS: per
-/// stream its meta hash and frames stream, in pairs. ARGV: node, max frames, TTL (ms), prefix;
-/// then per stream (in KEYS order) its id, writing object `inst`, user, epoch and frame count,
-/// each frame followed by its seq, prev, text ('' for a frame that only moves the seq), turn op
-/// ('o' open, 'c' close, ''), turn id and open ('1' for the stream's first frame). The holder
-/// appends; any other object's frames are published to the holder's node instead, in the same
-/// step, so no frame falls between a hand-over and its forwarding. A stream's `last`, `lastr` and
-/// expiries are written once per call. Returns `{written, forwarded}`.
+/// A batch of v2 stream writes (see `streams.rs`), one script call for many streams. KEYS: per
+/// stream its meta hash and frames stream, in pairs. ARGV: node, max entries, TTL (ms), prefix;
+/// then per stream (in KEYS order): id, writing object `inst`, user, epoch, open ('1' when the
+/// batch starts with the stream's first frame), the batch's first seq, its last seq, the prev of
+/// its first replayable frame, the replayable frames' seqs (comma-separated, '' for none) and
+/// texts ('\n'-separated: compact JSON has no raw newline), the count of writes, of turns opened
+/// and of turns closed, then those turn ids. The holder appends the replayable frames as ONE
+/// entry (id: the last seq; fields `p`, `s`, `f`) and writes `last`/`lastr`/turns/expiry once;
+/// any other object's frames are published one by one to the holder's node instead, in the same
+/// step, so no frame falls between a hand-over and its forwarding. Returns `{written, forwarded}`.
 pub(super) const STREAM_APPEND_BATCH: &str = r#"
 local node, maxlen, ttl, prefix = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local a = 5
 local written, forwarded = 0, 0
 for k = 1, #KEYS, 2 do
   local meta, frames = KEYS[k], KEYS[k + 1]
-  local stream, inst, user, epoch0, count = ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], tonumber(ARGV[a + 4])
-  a = a + 5
-  local m = redis.call('HMGET', meta, 'node', 'inst', 'last')
-  local holder_node, holder_inst, last = m[1], m[2], tonumber(m[3] or '0')
-  local lastr, dirty = nil, false
-  for _ = 1, count do
-    local seq, prev, text, op, turn, open = ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4], ARGV[a + 5]
-    a = a + 6
-    if open == '1' or not holder_node then
-      local epoch = epoch0
-      if open ~= '1' then
-        -- Lost (expired or flushed) under a live writer: what is kept from here on is another epoch.
-        epoch = epoch .. '-' .. seq
-        redis.call('DEL', frames)
-      end
-      redis.call('HSET', meta, 'user', user, 'epoch', epoch, 'node', node, 'inst', inst, 'last', '0', 'lastr', '0')
-      holder_node, holder_inst, last, lastr, dirty = node, inst, 0, nil, true
+  local stream, inst, user, epoch, open = ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4]
+  local first, last, prev, seqs, texts = ARGV[a + 5], ARGV[a + 6], ARGV[a + 7], ARGV[a + 8], ARGV[a + 9]
+  local writes, opens, closes = tonumber(ARGV[a + 10]), tonumber(ARGV[a + 11]), tonumber(ARGV[a + 12])
+  local turns = a + 13
+  a = turns + opens + closes
+  local holder = redis.call('HMGET', meta, 'node', 'inst', 'last')
+  if open == '1' or not holder[1] then
+    if open ~= '1' then
+      -- Lost (expired or flushed) under a live writer: what is kept from here on is another epoch.
+      epoch = epoch .. '-' .. first
+      redis.call('DEL', frames)
     end
-    if holder_node ~= node or holder_inst ~= inst then
-      if text ~= '' then
-        local message = cjson.encode({stream = stream, from = inst, seq = tonumber(seq), frame = text})
-        redis.call('PUBLISH', prefix .. ':node:' .. holder_node .. ':push', message)
-      end
-      forwarded = forwarded + 1
-    else
-      if text ~= '' then
-        redis.pcall('XADD', frames, 'MAXLEN', '~', maxlen, seq .. '-1', 'p', prev, 'f', text)
-        lastr = seq
-      end
-      if tonumber(seq) > last then last = tonumber(seq) end
-      if op == 'o' then
-        redis.call('HSET', meta, 't:' .. turn, '1')
-      elseif op == 'c' then
-        redis.call('HDEL', meta, 't:' .. turn)
-      end
-      dirty = true
-      written = written + 1
-    end
+    redis.call('HSET', meta, 'user', user, 'epoch', epoch, 'node', node, 'inst', inst, 'last', '0', 'lastr', '0')
+    holder = {node, inst, '0'}
   end
-  if dirty then
-    if lastr then
-      redis.call('HSET', meta, 'lastr', lastr)
-      redis.call('PEXPIRE', frames, ttl)
+  if holder[1] ~= node or holder[2] ~= inst then
+    if seqs ~= '' then
+      local channel = prefix .. ':node:' .. holder[1] .. ':push'
+      local text = string.gmatch(texts, '[^\n]+')
+      for seq in string.gmatch(seqs, '[^,]+') do
+        redis.call('PUBLISH', channel, cjson.encode({stream = stream, from = inst, seq = tonumber(seq), frame = text()}))
+      end
     end
-    redis.call('HSET', meta, 'last', string.format('%d', last))
+    forwarded = forwarded + writes
+  else
+    if seqs ~= '' then
+      local lastr = string.match(seqs, '([^,]+)$')
+      redis.pcall('XADD', frames, 'MAXLEN', '~', maxlen, lastr .. '-1', 'p', prev, 's', seqs, 'f', texts)
+      redis.call('PEXPIRE', frames, ttl)
+      redis.call('HSET', meta, 'lastr', lastr)
+    end
+    if tonumber(last) > tonumber(holder[3] or '0') then
+      redis.call('HSET', meta, 'last', last)
+    end
+    for i = turns, turns + opens - 1 do
+      redis.call('HSET', meta, 't:' .. ARGV[i], '1')
+    end
+    for i = turns + opens, turns + opens + closes - 1 do
+      redis.call('HDEL', meta, 't:' .. ARGV[i])
+    end
     redis.call('PEXPIRE', meta, ttl)
+    written = written + writes
   end
 end
 return {written, forwarded}
@@ -258,15 +256,25 @@ local turns = {}
 for _, field in ipairs(redis.call('HKEYS', KEYS[1])) do
   if string.sub(field, 1, 2) == 't:' then table.insert(turns, string.sub(field, 3)) end
 end
-local out = {}
-for _, entry in ipairs(redis.call('XRANGE', KEYS[2], string.format('%d', tonumber(ARGV[3]) + 1), '+')) do
-  local fields, prev, text = entry[2], '0', ''
+local out, after = {}, tonumber(ARGV[3])
+for _, entry in ipairs(redis.call('XRANGE', KEYS[2], string.format('%d', after + 1), '+')) do
+  local fields, prev, seqs, texts = entry[2], '0', nil, ''
   for i = 1, #fields, 2 do
-    if fields[i] == 'p' then prev = fields[i + 1] elseif fields[i] == 'f' then text = fields[i + 1] end
+    if fields[i] == 'p' then prev = fields[i + 1] elseif fields[i] == 's' then seqs = fields[i + 1] elseif fields[i] == 'f' then texts = fields[i + 1] end
   end
-  table.insert(out, string.match(entry[1], '^(%d+)'))
-  table.insert(out, prev)
-  table.insert(out, text)
+  -- One entry holds a batch's frames of the stream (`s` their seqs; an entry without `s` is one
+  -- frame, its seq the entry id's); each frame's prev is the one before it in the entry.
+  seqs = seqs or string.match(entry[1], '^(%d+)')
+  local text = string.gmatch(texts, '[^\n]+')
+  for seq in string.gmatch(seqs, '[^,]+') do
+    local frame = text()
+    if tonumber(seq) > after then
+      table.insert(out, seq)
+      table.insert(out, prev)
+      table.insert(out, frame)
+    end
+    prev = seq
+  end
 end
 return {'ok', m[2], m[4] or '0', m[5] or '0', m[3] or '', alive, turns, out}
 "#;

@@ -26,8 +26,13 @@ use super::{RedisShared, scripts};
 
 /// Writes waiting for the writer (about 2 MB of frames at most).
 const QUEUE: usize = 8_192;
-/// Writes sent in one script call.
-const BATCH: usize = 1_024;
+/// Writes sent in one script call at most.
+const BATCH: usize = 4_096;
+/// How long the writer collects writes before a call: a stream's frames of that time go to Redis
+/// as one entry (a streaming answer gives ~3 at 30 tokens/s), which is what keeps Redis' work per
+/// token small. Frames reach the client at once; only their copy in Redis is this much later (a
+/// drain flushes it; a resume elsewhere while the writer lives waits for it, see `CATCH_UP_*`).
+const LINGER: Duration = Duration::from_millis(100);
 
 enum Job {
     Write(StreamWrite),
@@ -192,18 +197,29 @@ struct Writer {
 }
 
 impl Writer {
+    /// Collects writes for up to `LINGER` after the first (sooner when `BATCH` are waiting, a
+    /// flush is asked for or a stream opens), then sends them as one script call.
     async fn run(mut self, mut jobs: mpsc::Receiver<Job>) {
         let mut batch = Vec::with_capacity(BATCH);
         let mut flushes = Vec::new();
         while let Some(job) = jobs.recv().await {
-            let mut next = Some(job);
+            let until = tokio::time::Instant::now() + LINGER;
+            let (mut next, mut now) = (Some(job), false);
             while let Some(job) = next.take() {
                 match job {
-                    Job::Write(write) => batch.push(write),
+                    // A new stream is known to the store at once: a resume elsewhere that finds
+                    // no stream fails, while one that finds it behind waits for the rest.
+                    Job::Write(write) => {
+                        now |= write.open;
+                        batch.push(write);
+                    }
                     Job::Flush(done) => flushes.push(done),
                 }
-                if batch.len() < BATCH {
-                    next = jobs.try_recv().ok();
+                if batch.len() < BATCH && flushes.is_empty() && !now {
+                    next = match jobs.try_recv() {
+                        Ok(job) => Some(job),
+                        Err(_) => tokio::time::timeout_at(until, jobs.recv()).await.ok().flatten(),
+                    };
                 }
             }
             if !batch.is_empty() {
@@ -267,59 +283,51 @@ impl Writer {
     }
 
     /// `STREAM_APPEND_BATCH`'s KEYS and ARGV for `batch` (layout there): the writes grouped by
-    /// stream in their order. A write that only moves a stream's seq (no text, no turn mark, not
-    /// its first frame) is left out when a later write of the same stream follows in the batch,
-    /// which moves the seq past it anyway.
+    /// stream (and writing object), in their order; a group's replayable frames packed into one
+    /// entry.
     fn script_input(&self, batch: &[StreamWrite]) -> (Vec<String>, Vec<String>) {
-        let mut streams: Vec<(&StreamWrite, Vec<&StreamWrite>)> = Vec::new();
+        let mut groups: Vec<Vec<&StreamWrite>> = Vec::new();
         let mut index: HashMap<(&str, u64), usize> = HashMap::new();
         for write in batch {
             let at = *index.entry((&*write.stream, write.inst)).or_insert_with(|| {
-                streams.push((write, Vec::new()));
-                streams.len() - 1
+                groups.push(Vec::new());
+                groups.len() - 1
             });
-            let frames = &mut streams[at].1;
-            if let Some(previous) = frames.last() {
-                if only_moves_seq(previous) {
-                    frames.pop();
-                }
-            }
-            frames.push(write);
+            groups[at].push(write);
         }
         let shared = &self.shared;
-        let mut keys = Vec::with_capacity(streams.len() * 2);
+        let mut keys = Vec::with_capacity(groups.len() * 2);
         let mut args = vec![shared.node().to_string(), self.max_frames.clone(), self.ttl_ms.clone(), shared.prefix.clone()];
-        for (first, frames) in streams {
+        for group in groups {
+            let (first, last) = (group[0], group[group.len() - 1]);
             keys.extend(shared.stream_keys(&first.stream));
+            let replayable: Vec<(u64, &str)> = group.iter().filter_map(|w| w.text.as_deref().map(|text| (w.seq, text))).collect();
+            let prev = group.iter().find(|w| w.text.is_some()).map_or(0, |w| w.prev);
+            let seqs = replayable.iter().map(|(seq, _)| seq.to_string()).collect::<Vec<_>>().join(",");
+            let texts = replayable.iter().map(|(_, text)| *text).collect::<Vec<_>>().join("\n");
+            let turns = |want: fn(&TurnMark) -> Option<&String>| group.iter().filter_map(|w| want(&w.turn).cloned()).collect::<Vec<_>>();
+            let opened = turns(|mark| if let TurnMark::Open(id) = mark { Some(id) } else { None });
+            let closed = turns(|mark| if let TurnMark::Close(id) = mark { Some(id) } else { None });
             args.extend([
                 first.stream.to_string(),
                 first.inst.to_string(),
                 first.user.to_string(),
                 first.epoch.to_string(),
-                frames.len().to_string(),
+                if first.open { "1" } else { "0" }.to_string(),
+                first.seq.to_string(),
+                last.seq.to_string(),
+                prev.to_string(),
+                seqs,
+                texts,
+                group.len().to_string(),
+                opened.len().to_string(),
+                closed.len().to_string(),
             ]);
-            for write in frames {
-                let (op, turn) = match &write.turn {
-                    TurnMark::None => ("", ""),
-                    TurnMark::Open(id) => ("o", id.as_str()),
-                    TurnMark::Close(id) => ("c", id.as_str()),
-                };
-                args.extend([
-                    write.seq.to_string(),
-                    write.prev.to_string(),
-                    write.text.as_deref().unwrap_or_default().to_string(),
-                    op.to_string(),
-                    turn.to_string(),
-                    if write.open { "1" } else { "0" }.to_string(),
-                ]);
-            }
+            args.extend(opened);
+            args.extend(closed);
         }
         (keys, args)
     }
 }
 
-/// A write whose only effect is to move its stream's seq.
-fn only_moves_seq(write: &StreamWrite) -> bool {
-    write.text.is_none() && write.turn == TurnMark::None && !write.open
-}
 

@@ -23,13 +23,27 @@ async fn wait_subscribed(redis: &fred::prelude::Client, prefix: &str, node: &str
     .await;
 }
 
+/// Counts the frames in a stream's entries (an entry holds a batch's frames, `s` their seqs).
+const COUNT_FRAMES: &str = r"
+local n = 0
+for _, entry in ipairs(redis.call('XRANGE', KEYS[1], '-', '+')) do
+  local fields = entry[2]
+  for i = 1, #fields, 2 do
+    if fields[i] == 's' then
+      for _ in string.gmatch(fields[i + 1], '[^,]+') do n = n + 1 end
+    end
+  end
+end
+return n
+";
+
 /// Waits until Redis keeps `count` frames of `stream`.
 async fn wait_stored(redis: &fred::prelude::Client, prefix: &str, stream: &str, count: i64) {
     let key = format!("{prefix}:v2s:{stream}");
     wait_until(&format!("Redis keeps {count} frames of the stream"), || {
         let (redis, key) = (redis.clone(), key.clone());
         async move {
-            let kept: i64 = redis.eval("return redis.call('XLEN', KEYS[1])", vec![key], ()).await.unwrap();
+            let kept: i64 = redis.eval(COUNT_FRAMES, vec![key], ()).await.unwrap();
             kept == count
         }
     })
