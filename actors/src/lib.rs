@@ -29,7 +29,9 @@ pub mod turn_v2;
 
 pub use admission::{AuthFailureThrottle, UserSlot, UserSlots};
 pub use budget_alerts::{BudgetAlert, BudgetAlertStore, BudgetSpend};
-pub use cluster::{LocalPushBus, NodeLiveness, PushBus, PushOutcome, PushStats, SharedPresence, SharedRateLimit, SharedUnavailable, SocketCount};
+pub use cluster::{
+    LocalPushBus, NodeLiveness, PushBus, PushOutcome, PushStats, SharedPresence, SharedRateLimit, SharedUnavailable, SocketCount,
+};
 pub use connection::{ConnectionActor, ConnectionArgs, ConnectionMsg, Inbound};
 pub use context::{
     CacheLookup, CategorySpend, ContextCache, ContextKind, ContextStore, EventSummary, FillToken, FinancialContext, Friend, ProfileContext,

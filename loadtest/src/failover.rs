@@ -258,7 +258,23 @@ impl Client {
         let stream_id = welcome["stream_id"].as_str().unwrap_or_default().to_string();
         let epoch = welcome["epoch"].as_str().map(str::to_string);
         let (book, tally) = (ChatBook::default(), Tally::default());
-        Self { n, token, urls, node: 0, socket, stream_id, epoch, ledger, book, pending: None, acked: false, resend_at: None, chats: 0, tally, progress }
+        Self {
+            n,
+            token,
+            urls,
+            node: 0,
+            socket,
+            stream_id,
+            epoch,
+            ledger,
+            book,
+            pending: None,
+            acked: false,
+            resend_at: None,
+            chats: 0,
+            tally,
+            progress,
+        }
     }
 
     /// Chats (one at a time, `think` apart) until `stop`, then waits for the open chat's end.

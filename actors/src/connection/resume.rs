@@ -14,9 +14,10 @@ use crate::resume::{ResumeError, SessionStream};
 use crate::stream_store::{Claim, StreamStore, check_replay, failure_of};
 
 /// A client may have seen frames the node still writing the stream has not stored yet (its writes
-/// are queued): an `ahead` claim against a live writer is tried again this often, this long.
+/// are queued, and a writer round collects for 200 ms): an `ahead` claim against a live writer is
+/// tried again this often, this many times (1 s).
 const CATCH_UP_PAUSE: Duration = Duration::from_millis(25);
-const CATCH_UP_TRIES: u32 = 20;
+const CATCH_UP_TRIES: u32 = 40;
 
 impl ConnectionState {
     /// `resume`: replays the named stream after `last_seq`, ends the replay with `resumed` and

@@ -64,8 +64,9 @@ impl RedisPushBus {
         slots: Arc<UserSlots>,
         streams: Arc<ResumeBuffer>,
     ) -> anyhow::Result<(Arc<Self>, tokio::task::JoinHandle<()>)> {
-        let subscriber =
-            super::subscriber_builder(url)?.build_subscriber_client().map_err(|e| anyhow::anyhow!("could not set up the Redis subscriber: {e}"))?;
+        let subscriber = super::subscriber_builder(url)?
+            .build_subscriber_client()
+            .map_err(|e| anyhow::anyhow!("could not set up the Redis subscriber: {e}"))?;
         drop(subscriber.connect());
         let channel = shared.key(&format!("node:{}:push", shared.node));
         let counters = Arc::new(PushCounters::default());

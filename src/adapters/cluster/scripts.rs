@@ -176,13 +176,14 @@ return 1
 "#;
 
 /// A batch of v2 stream writes (see `streams.rs`), one script call for many streams. KEYS: per
-/// stream its meta hash and frames stream, in pairs. ARGV: node, max entries, TTL (ms), prefix;
+/// stream its meta hash and frames stream, in pairs. ARGV: node, max frames, TTL (ms), prefix;
 /// then per stream (in KEYS order): id, writing object `inst`, user, epoch, open ('1' when the
 /// batch starts with the stream's first frame), the batch's first seq, its last seq, the prev of
 /// its first replayable frame, the replayable frames' seqs (comma-separated, '' for none) and
 /// texts ('\n'-separated: compact JSON has no raw newline), the count of writes, of turns opened
 /// and of turns closed, then those turn ids. The holder appends the replayable frames as ONE
-/// entry (id: the last seq; fields `p`, `s`, `f`) and writes `last`/`lastr`/turns/expiry once;
+/// entry (id: the last seq; fields `p`, `s`, `f`; entries more than max frames seqs back are
+/// trimmed) and writes `last`/`lastr`/turns/expiry once;
 /// any other object's frames are published one by one to the holder's node instead, in the same
 /// step, so no frame falls between a hand-over and its forwarding. Returns `{written, forwarded}`.
 pub(super) const STREAM_APPEND_BATCH: &str = r#"
@@ -216,14 +217,16 @@ for k = 1, #KEYS, 2 do
     end
     forwarded = forwarded + writes
   else
+    local newest = math.max(tonumber(last), tonumber(holder[3] or '0'))
     if seqs ~= '' then
       local lastr = string.match(seqs, '([^,]+)$')
-      redis.pcall('XADD', frames, 'MAXLEN', '~', maxlen, lastr .. '-1', 'p', prev, 's', seqs, 'f', texts)
+      -- Entries of frames more than `maxlen` seqs back go: the ring keeps no more either.
+      local keep = string.format('%d', math.max(0, tonumber(lastr) - tonumber(maxlen)))
+      redis.pcall('XADD', frames, 'MINID', '~', keep, lastr .. '-1', 'p', prev, 's', seqs, 'f', texts)
       redis.call('PEXPIRE', frames, ttl)
-      redis.call('HSET', meta, 'lastr', lastr)
-    end
-    if tonumber(last) > tonumber(holder[3] or '0') then
-      redis.call('HSET', meta, 'last', last)
+      redis.call('HSET', meta, 'lastr', lastr, 'last', string.format('%d', newest))
+    else
+      redis.call('HSET', meta, 'last', string.format('%d', newest))
     end
     for i = turns, turns + opens - 1 do
       redis.call('HSET', meta, 't:' .. ARGV[i], '1')

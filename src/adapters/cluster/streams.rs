@@ -1,14 +1,16 @@
 //! v2 streams on Redis (`StreamStore`), so a client drained from one node resumes on another:
-//! `{p}:v2s:{id}` is a Redis stream of the replayable frames (entry id `{seq}-1`, fields `p` the
-//! previous replayable seq and `f` the frame's JSON, `MAXLEN ~` the ring's frame cap) and
-//! `{p}:v2s:{id}:meta` a hash (user, epoch, holder `node` + `inst`, `last` seq, `lastr` last
-//! replayable seq, `t:{id}` per open turn); both expire a resume window after the last write.
+//! `{p}:v2s:{id}` is a Redis stream of the replayable frames, one entry per writer round (entry id
+//! `{last seq}-1`, fields `p` the replayable seq before its first frame, `s` its frames' seqs
+//! comma-separated and `f` their JSON texts newline-separated; `MINID ~` keeps the ring's frame
+//! cap in seqs) and `{p}:v2s:{id}:meta` a hash (user, epoch, holder `node` + `inst`, `last` seq,
+//! `lastr` last replayable seq, `t:{id}` per open turn); both expire a resume window after the
+//! last write.
 //!
 //! The socket path never waits for Redis: `write` queues (bounded) for ONE writer task per node,
-//! which sends what waits (up to `BATCH` writes) as one `STREAM_APPEND_BATCH` script call, in
-//! order per stream. A full queue or a
-//! failed batch drops frames (counted; one log line when writes start and stop failing): resume
-//! then works from this node's own ring, and a reader elsewhere sees the hole through `p`.
+//! which collects for `LINGER` and sends what waits as `STREAM_APPEND_BATCH` script calls, in
+//! order per stream. A full queue or a failed batch drops
+//! frames (counted; one log line when writes start and stop failing): resume then works from this
+//! node's own ring, and a reader elsewhere sees the hole through `p`.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -20,19 +22,20 @@ use fred::types::Value;
 use pam_actors::stream_store::{STREAM_STORE_DEGRADED, STREAM_WRITES_TOTAL};
 use pam_actors::{BoxFuture, Claim, ClaimedStream, ResumeLimits, SharedUnavailable, StoredFrame, StreamStore, StreamWrite, TurnMark};
 use pam_protocol::UserId;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Notify, mpsc, oneshot};
 
 use super::{RedisShared, scripts};
 
-/// Writes waiting for the writer (about 2 MB of frames at most).
-const QUEUE: usize = 8_192;
-/// Writes sent in one script call at most.
-const BATCH: usize = 4_096;
+/// Writes waiting for the writer: a round's worth (`LINGER`) at ~100 000 frames/s (about 5 MB of
+/// frames at most).
+const QUEUE: usize = 32_768;
 /// How long the writer collects writes before a call: a stream's frames of that time go to Redis
-/// as one entry (a streaming answer gives ~3 at 30 tokens/s), which is what keeps Redis' work per
+/// as one entry (a streaming answer gives ~6 at 30 tokens/s), which is what keeps Redis' work per
 /// token small. Frames reach the client at once; only their copy in Redis is this much later (a
 /// drain flushes it; a resume elsewhere while the writer lives waits for it, see `CATCH_UP_*`).
-const LINGER: Duration = Duration::from_millis(100);
+const LINGER: Duration = Duration::from_millis(200);
+/// Streams written per script call.
+const STREAMS_PER_CALL: usize = 64;
 
 enum Job {
     Write(StreamWrite),
@@ -44,6 +47,8 @@ enum Job {
 pub struct RedisStreamStore {
     shared: Arc<RedisShared>,
     queue: mpsc::Sender<Job>,
+    /// Wakes the writer before its round is over (a stream opened, a flush).
+    urgent: Arc<Notify>,
     ttl_ms: String,
     /// A full queue was logged (once, until it drains).
     full_logged: AtomicBool,
@@ -63,8 +68,9 @@ impl RedisStreamStore {
             sha: None,
             degraded: false,
         };
-        let task = tokio::spawn(writer.run(jobs));
-        (Arc::new(Self { shared, queue, ttl_ms, full_logged: AtomicBool::new(false) }), task)
+        let urgent = Arc::new(Notify::new());
+        let task = tokio::spawn(writer.run(jobs, urgent.clone()));
+        (Arc::new(Self { shared, queue, urgent, ttl_ms, full_logged: AtomicBool::new(false) }), task)
     }
 }
 
@@ -81,8 +87,14 @@ impl RedisShared {
 
 impl StreamStore for RedisStreamStore {
     fn write(&self, write: StreamWrite) {
+        let open = write.open;
         match self.queue.try_send(Job::Write(write)) {
             Ok(()) => {
+                // A new stream is known to the store at once: a resume elsewhere that finds no
+                // stream fails, while one that finds it behind waits for the rest.
+                if open {
+                    self.urgent.notify_one();
+                }
                 if self.full_logged.load(Ordering::Relaxed) {
                     self.full_logged.store(false, Ordering::Relaxed);
                 }
@@ -145,7 +157,11 @@ impl StreamStore for RedisStreamStore {
     fn flush(&self, within: Duration) -> BoxFuture<'_, bool> {
         Box::pin(async move {
             let (done, flushed) = oneshot::channel();
-            let waited = tokio::time::timeout(within, async { self.queue.send(Job::Flush(done)).await.is_ok() && flushed.await.is_ok() });
+            let waited = tokio::time::timeout(within, async {
+                let queued = self.queue.send(Job::Flush(done)).await.is_ok();
+                self.urgent.notify_one();
+                queued && flushed.await.is_ok()
+            });
             waited.await.unwrap_or(false)
         })
     }
@@ -197,30 +213,38 @@ struct Writer {
 }
 
 impl Writer {
-    /// Collects writes for up to `LINGER` after the first (sooner when `BATCH` are waiting, a
-    /// flush is asked for or a stream opens), then sends them as one script call.
-    async fn run(mut self, mut jobs: mpsc::Receiver<Job>) {
-        let mut batch = Vec::with_capacity(BATCH);
+    /// A round: the first write, then `LINGER` asleep (cut short by `urgent`: a stream opened or
+    /// a flush is asked for), then everything queued meanwhile goes to Redis. Sleeping instead of
+    /// taking each write as it comes is what keeps the writer from being woken once per frame.
+    async fn run(mut self, mut jobs: mpsc::Receiver<Job>, urgent: Arc<Notify>) {
+        let mut batch = Vec::new();
         let mut flushes = Vec::new();
-        while let Some(job) = jobs.recv().await {
-            let until = tokio::time::Instant::now() + LINGER;
-            let (mut next, mut now) = (Some(job), false);
-            while let Some(job) = next.take() {
-                match job {
-                    // A new stream is known to the store at once: a resume elsewhere that finds
-                    // no stream fails, while one that finds it behind waits for the rest.
-                    Job::Write(write) => {
-                        now |= write.open;
-                        batch.push(write);
+        while let Some(first) = jobs.recv().await {
+            let mut next = Some(first);
+            let mut now = false;
+            loop {
+                while let Some(job) = next.take() {
+                    match job {
+                        Job::Write(write) => {
+                            now |= write.open;
+                            batch.push(write);
+                        }
+                        Job::Flush(done) => {
+                            now = true;
+                            flushes.push(done);
+                        }
                     }
-                    Job::Flush(done) => flushes.push(done),
+                    next = jobs.try_recv().ok();
                 }
-                if batch.len() < BATCH && flushes.is_empty() && !now {
-                    next = match jobs.try_recv() {
-                        Ok(job) => Some(job),
-                        Err(_) => tokio::time::timeout_at(until, jobs.recv()).await.ok().flatten(),
-                    };
+                if now {
+                    break;
                 }
+                tokio::select! {
+                    _ = tokio::time::sleep(LINGER) => {}
+                    _ = urgent.notified() => {}
+                }
+                now = true;
+                next = jobs.try_recv().ok();
             }
             if !batch.is_empty() {
                 self.send(&batch).await;
@@ -232,9 +256,18 @@ impl Writer {
         }
     }
 
-    /// Sends one batch (once more after reloading the script if Redis lost it).
+    /// A round's streams go `STREAMS_PER_CALL` at a time, one call after another: neither this
+    /// node's encoding nor Redis' script holds a core for long at once.
     async fn send(&mut self, batch: &[StreamWrite]) {
-        let (keys, args) = self.script_input(batch);
+        let groups = group_by_stream(batch);
+        for chunk in groups.chunks(STREAMS_PER_CALL) {
+            self.send_groups(chunk).await;
+        }
+    }
+
+    /// Sends one call's streams (once more after reloading the script if Redis lost it).
+    async fn send_groups(&mut self, groups: &[Vec<&StreamWrite>]) {
+        let (keys, args) = self.script_input(groups);
         for _ in 0..2 {
             match self.try_send(&keys, &args).await {
                 Ok(Some((written, forwarded))) => return self.succeeded(written, forwarded),
@@ -242,7 +275,8 @@ impl Writer {
                 Err(SharedUnavailable) => break,
             }
         }
-        metrics::counter!(STREAM_WRITES_TOTAL, "outcome" => "failed").increment(batch.len() as u64);
+        let writes: usize = groups.iter().map(Vec::len).sum();
+        metrics::counter!(STREAM_WRITES_TOTAL, "outcome" => "failed").increment(writes as u64);
         if !self.degraded {
             self.degraded = true;
             metrics::gauge!(STREAM_STORE_DEGRADED).set(1.0);
@@ -282,19 +316,9 @@ impl Writer {
             .await
     }
 
-    /// `STREAM_APPEND_BATCH`'s KEYS and ARGV for `batch` (layout there): the writes grouped by
-    /// stream (and writing object), in their order; a group's replayable frames packed into one
-    /// entry.
-    fn script_input(&self, batch: &[StreamWrite]) -> (Vec<String>, Vec<String>) {
-        let mut groups: Vec<Vec<&StreamWrite>> = Vec::new();
-        let mut index: HashMap<(&str, u64), usize> = HashMap::new();
-        for write in batch {
-            let at = *index.entry((&*write.stream, write.inst)).or_insert_with(|| {
-                groups.push(Vec::new());
-                groups.len() - 1
-            });
-            groups[at].push(write);
-        }
+    /// `STREAM_APPEND_BATCH`'s KEYS and ARGV for `groups` (layout there); a group's replayable
+    /// frames packed into one entry.
+    fn script_input(&self, groups: &[Vec<&StreamWrite>]) -> (Vec<String>, Vec<String>) {
         let shared = &self.shared;
         let mut keys = Vec::with_capacity(groups.len() * 2);
         let mut args = vec![shared.node().to_string(), self.max_frames.clone(), self.ttl_ms.clone(), shared.prefix.clone()];
@@ -330,4 +354,16 @@ impl Writer {
     }
 }
 
-
+/// The writes of a round by stream (and writing object), each stream's in their order.
+fn group_by_stream(batch: &[StreamWrite]) -> Vec<Vec<&StreamWrite>> {
+    let mut groups: Vec<Vec<&StreamWrite>> = Vec::new();
+    let mut index: HashMap<(&str, u64), usize> = HashMap::new();
+    for write in batch {
+        let at = *index.entry((&*write.stream, write.inst)).or_insert_with(|| {
+            groups.push(Vec::new());
+            groups.len() - 1
+        });
+        groups[at].push(write);
+    }
+    groups
+}

@@ -243,5 +243,9 @@ async fn a_chat_repeated_on_b_after_the_node_that_accepted_it_died_is_answered_a
         frames.push(again.recv_non_ping().await);
     }
     let last = frames.last().unwrap();
-    assert_eq!((last["type"].as_str(), last["message"].as_str()), (Some("chat_end"), Some("Whole")), "not 'still answered elsewhere': {frames:?}");
+    assert_eq!(
+        (last["type"].as_str(), last["message"].as_str()),
+        (Some("chat_end"), Some("Whole")),
+        "not 'still answered elsewhere': {frames:?}"
+    );
 }
