@@ -627,44 +627,54 @@ struct PgNewRows {
 }
 
 /// SQLite: a statement per write, in one `BEGIN IMMEDIATE` transaction (one commit, one WAL
-/// sync for the batch).
+/// sync for the batch); a lone write is its own transaction (no `BEGIN`/`COMMIT` round trips
+/// when the store is idle).
 async fn write_batch_sqlite(pool: &sqlx::SqlitePool, writes: &[&Write]) -> Result<Vec<Written>, StoreError> {
+    if let [write] = writes {
+        let mut connection = pool.acquire().await.map_err(unavailable)?;
+        return Ok(vec![write_sqlite(&mut connection, write).await?]);
+    }
     let mut tx = pool.begin_with("BEGIN IMMEDIATE").await.map_err(unavailable)?;
     let mut written = Vec::with_capacity(writes.len());
     for write in writes {
-        match write {
-            Write::Insert(row) => {
-                let id: String = sqlx::query_scalar(
-                    "INSERT INTO pam_notifications (user_id, kind, payload, fire_at, fired_at, expires_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-                     RETURNING id",
-                )
-                .bind(row.user.as_str())
-                .bind(row.kind.as_str())
-                .bind(row.payload.to_string())
-                .bind(sqlite_time(row.fire_at))
-                .bind(row.fired.then(|| sqlite_time(row.fire_at)))
-                .bind(row.expires_at.map(sqlite_time))
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(unavailable)?;
-                written.push(Written::Inserted(id));
-            }
-            Write::Delivered(user, ids) => {
-                sqlx::query(concat!(
-                    "UPDATE pam_notifications SET delivered_at = ",
-                    sqlite_now!(),
-                    " WHERE user_id = ?1 AND id IN (SELECT value FROM json_each(?2)) AND delivered_at IS NULL"
-                ))
-                .bind(user.as_str())
-                .bind(Value::from(ids.clone()).to_string())
-                .execute(&mut *tx)
-                .await
-                .map_err(unavailable)?;
-                written.push(Written::Marked);
-            }
-        }
+        written.push(write_sqlite(&mut tx, write).await?);
     }
     tx.commit().await.map_err(unavailable)?;
     Ok(written)
+}
+
+/// One write's statement on SQLite.
+async fn write_sqlite(connection: &mut sqlx::SqliteConnection, write: &Write) -> Result<Written, StoreError> {
+    match write {
+        Write::Insert(row) => {
+            let id: String = sqlx::query_scalar(
+                "INSERT INTO pam_notifications (user_id, kind, payload, fire_at, fired_at, expires_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 RETURNING id",
+            )
+            .bind(row.user.as_str())
+            .bind(row.kind.as_str())
+            .bind(row.payload.to_string())
+            .bind(sqlite_time(row.fire_at))
+            .bind(row.fired.then(|| sqlite_time(row.fire_at)))
+            .bind(row.expires_at.map(sqlite_time))
+            .fetch_one(&mut *connection)
+            .await
+            .map_err(unavailable)?;
+            Ok(Written::Inserted(id))
+        }
+        Write::Delivered(user, ids) => {
+            sqlx::query(concat!(
+                "UPDATE pam_notifications SET delivered_at = ",
+                sqlite_now!(),
+                " WHERE user_id = ?1 AND id IN (SELECT value FROM json_each(?2)) AND delivered_at IS NULL"
+            ))
+            .bind(user.as_str())
+            .bind(Value::from(ids.clone()).to_string())
+            .execute(&mut *connection)
+            .await
+            .map_err(unavailable)?;
+            Ok(Written::Marked)
+        }
+    }
 }
