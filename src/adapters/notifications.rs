@@ -422,6 +422,11 @@ impl NotificationStore for Database {
 pub const MAX_BATCH: usize = 512;
 /// Writes queued for a pool's writer at most; a caller beyond this waits for room.
 const QUEUE: usize = 2 * MAX_BATCH;
+/// Batches a Postgres writer commits at once. Under load a commit's time is mostly waiting (the
+/// round trip, the WAL flush, a busy runtime scheduling the writer again), not work, so a second
+/// batch need not wait for the first; when idle there is one batch of one. SQLite has one writer
+/// at a time (a second would only sleep in its busy handler): one batch at a time there.
+const POSTGRES_COMMITS_IN_FLIGHT: usize = 4;
 
 /// A write the group commit takes.
 #[derive(Debug)]
@@ -461,7 +466,8 @@ static WRITERS: Mutex<Vec<Writer>> = Mutex::new(Vec::new());
 
 /// Group commit: callers [`GroupCommit::write`]; the pool's writer task takes whatever is queued
 /// (at least one write, at most [`MAX_BATCH`], never waiting for more, so an idle store adds no
-/// latency) and writes it in one transaction, then answers every caller of the batch. A caller
+/// latency) and writes it in one transaction, then answers every caller of the batch; up to
+/// [`POSTGRES_COMMITS_IN_FLIGHT`] batches are committed at once on Postgres. A caller
 /// dropped after handing its write over changes nothing: the writer owns it from then on.
 struct GroupCommit;
 
@@ -498,17 +504,33 @@ impl GroupCommit {
             return writer.queue.clone();
         }
         let (queue, received) = mpsc::channel(QUEUE);
-        tokio::spawn(Self::run(received));
+        let in_flight = match db {
+            Database::Postgres(_) => POSTGRES_COMMITS_IN_FLIGHT,
+            Database::Sqlite(_) => 1,
+        };
+        tokio::spawn(Self::run(received, in_flight));
         writers.push(Writer { pool: Arc::downgrade(&pool), queue: queue.clone() });
         queue
     }
 
-    /// The writer: a batch at a time until its queue is dropped.
-    async fn run(mut received: mpsc::Receiver<Queued>) {
+    /// The writer, until its queue is dropped: whenever fewer than `in_flight` batches are being
+    /// committed, what is queued becomes the next batch.
+    async fn run(mut received: mpsc::Receiver<Queued>, in_flight: usize) {
+        use futures_util::StreamExt;
+        let mut commits = futures_util::stream::FuturesUnordered::new();
         let mut batch = Vec::with_capacity(MAX_BATCH);
-        while received.recv_many(&mut batch, MAX_BATCH).await > 0 {
-            Self::commit(std::mem::take(&mut batch)).await;
+        loop {
+            tokio::select! {
+                taken = received.recv_many(&mut batch, MAX_BATCH), if commits.len() < in_flight => {
+                    if taken == 0 {
+                        break;
+                    }
+                    commits.push(Self::commit(std::mem::take(&mut batch)));
+                }
+                Some(()) = commits.next(), if !commits.is_empty() => {}
+            }
         }
+        while commits.next().await.is_some() {}
     }
 
     async fn commit(batch: Vec<Queued>) {
