@@ -119,8 +119,8 @@ impl NotificationStore for Database {
     fn insert<'a>(&'a self, row: &'a NewNotification) -> BoxFuture<'a, Result<Inserted, StoreError>> {
         Box::pin(async move {
             let _timer = crate::monitor::QueryTimer::start("notification_insert");
-            if row.dedupe_key.is_none() && row.max_pending.is_none() {
-                // Nothing to check first: the row can share a transaction with others.
+            if row.fired && row.dedupe_key.is_none() && row.max_pending.is_none() {
+                // A push: nothing to check first, so the row can share a transaction with others.
                 user_uuid(&row.user)?;
                 return match GroupCommit::write(self, Write::Insert(row.clone())).await? {
                     Written::Inserted(id) => Ok(Inserted::New(id)),
@@ -431,7 +431,7 @@ const POSTGRES_COMMITS_IN_FLIGHT: usize = 4;
 /// A write the group commit takes.
 #[derive(Debug)]
 enum Write {
-    /// A row with no dedupe key and no pending limit (a push).
+    /// A fired row with no dedupe key and no pending limit (a push).
     Insert(NewNotification),
     /// `mark_delivered(user, ids)`.
     Delivered(UserId, Vec<String>),
