@@ -4,12 +4,17 @@
 //! `POST /api/v1/pam/push` reaches an online user's legacy and v2 sockets (v2 numbered) and waits
 //! for an offline user's next connect (once); timers fire once and reach the socket, survive a
 //! restart, are re-sent on connect until dismissed; bad input stores nothing; two nodes on one
-//! Postgres + Redis fire a timer exactly once.
+//! Postgres + Redis fire a timer exactly once; 200 pushes at once are each stored and delivered
+//! once, and one the database refuses fails alone.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use pam_actors::{Inserted, NewNotification, NotificationKind, NotificationStore, StoreError};
+use pam_gateway::adapters::database::Database;
 use pam_gateway::{Application, Overrides, Settings};
+use pam_protocol::UserId;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -398,6 +403,104 @@ async fn a_v2_dismiss_stops_a_fired_timer_from_being_resent_on_sqlite() {
 #[tokio::test]
 async fn a_v2_dismiss_stops_a_fired_timer_from_being_resent_on_postgres() {
     a_v2_dismiss_stops_redelivery(Backend::Postgres).await;
+}
+
+/// Every stored row of `user`: its id and whether it is marked delivered.
+async fn stored_rows(store: &Database, user: &str) -> Vec<(String, bool)> {
+    match store {
+        Database::Postgres(pool) => {
+            sqlx::query_as("SELECT id::text, delivered_at IS NOT NULL FROM pam_notifications WHERE user_id = $1::uuid")
+                .bind(user)
+                .fetch_all(pool)
+                .await
+        }
+        Database::Sqlite(pool) => {
+            sqlx::query_as("SELECT id, delivered_at IS NOT NULL FROM pam_notifications WHERE user_id = ?1").bind(user).fetch_all(pool).await
+        }
+    }
+    .expect("the rows read")
+}
+
+/// Pushes sent all at once are written by the group commit in shared transactions, each
+/// answered with its own id: each is stored once, reaches the v2 socket once with its own
+/// message, and is marked delivered (nothing comes again on the next connect).
+async fn concurrent_pushes_are_stored_and_delivered_once(backend: Backend) {
+    const PUSHES: usize = 200;
+    let db = test_db(backend).await;
+    let app = start(&db, |_| {}).await;
+    let user = fresh_user();
+    let (mut v2, _) = connect_welcomed(&app, &token_for(&user)).await;
+
+    let answers = futures_util::future::join_all((0..PUSHES).map(|i| push(&app, alert(&user, &format!("push {i}"))))).await;
+    let mut accepted = HashMap::new();
+    for (i, (status, body)) in answers.into_iter().enumerate() {
+        assert_eq!((status, body["online"].clone()), (StatusCode::ACCEPTED, json!(true)), "{body}");
+        let id = body["id"].as_str().expect("an id").to_string();
+        assert!(accepted.insert(id, format!("push {i}")).is_none(), "each push gets an id of its own: {body}");
+    }
+    let mut received = HashMap::new();
+    while received.len() < PUSHES {
+        let frame = next_frame(&mut v2).await;
+        assert_eq!(frame["type"], "proactive_alert", "{frame}");
+        let (id, message) = (frame["id"].as_str().unwrap().to_string(), frame["content"]["message"].as_str().unwrap().to_string());
+        assert!(received.insert(id, message).is_none(), "sent twice: {frame}");
+    }
+    assert_eq!(received, accepted, "each push reaches the socket with its own message");
+    assert_eq!(frames_before_pong(&mut v2).await, Vec::<Value>::new(), "nothing comes twice");
+
+    let store = Database::connect(&db.url, false).await.expect("the test reads the database");
+    wait_until("every push is marked delivered", || async { stored_rows(&store, &user).await.iter().all(|(_, delivered)| *delivered) })
+        .await;
+    let stored: HashMap<String, bool> = stored_rows(&store, &user).await.into_iter().collect();
+    assert_eq!(stored.len(), PUSHES, "one row per push");
+    assert!(accepted.keys().all(|id| stored.contains_key(id)), "the ids answered are the rows stored");
+    let (mut next, _) = connect_welcomed(&app, &token_for(&user)).await;
+    assert_eq!(frames_before_pong(&mut next).await, Vec::<Value>::new(), "delivered once");
+    store.close().await;
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn two_hundred_pushes_at_once_are_each_stored_and_delivered_once_on_sqlite() {
+    concurrent_pushes_are_stored_and_delivered_once(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn two_hundred_pushes_at_once_are_each_stored_and_delivered_once_on_postgres() {
+    concurrent_pushes_are_stored_and_delivered_once(Backend::Postgres).await;
+}
+
+/// Pushes written in one multi-row statement: one the database refuses (jsonb takes no NUL
+/// character) fails alone, the others are stored.
+#[tokio::test]
+async fn a_push_the_database_refuses_fails_alone_among_concurrent_pushes_on_postgres() {
+    let db = test_db(Backend::Postgres).await;
+    let store = Database::connect(&db.url, true).await.expect("connect + migrate");
+    let user = UserId::parse(&fresh_user()).expect("a uuid");
+    let now = Utc::now();
+    let rows: Vec<NewNotification> = (0..50)
+        .map(|i| NewNotification {
+            user: user.clone(),
+            kind: NotificationKind::ProactiveAlert,
+            payload: json!({"content": {"message": if i == 25 { "bad \u{0}".to_string() } else { format!("push {i}") }}}),
+            fire_at: now,
+            fired: true,
+            expires_at: None,
+            dedupe_key: None,
+            max_pending: None,
+        })
+        .collect();
+    // Handed over together, so the writer finds them queued as one batch.
+    let results = futures_util::future::join_all(rows.iter().map(|row| store.insert(row))).await;
+    for (i, result) in results.iter().enumerate() {
+        if i == 25 {
+            assert!(matches!(result, Err(StoreError::Rejected(_))), "{result:?}");
+        } else {
+            assert!(matches!(result, Ok(Inserted::New(_))), "push {i}: {result:?}");
+        }
+    }
+    assert_eq!(stored_rows(&store, user.as_str()).await.len(), 49);
+    store.close().await;
 }
 
 /// A model that answers only when the test lets it.

@@ -202,9 +202,10 @@ fn builder(url: &str) -> anyhow::Result<Builder> {
     builder_with(url, OP_TIMEOUT)
 }
 
-/// Messages a node's subscriber holds for its listener (fred's default is 32): a burst of frames
-/// forwarded from a draining node must not overflow it while the listener catches up. About
-/// 100 bytes a slot, allocated up front: ~1.6 MB per node.
+/// Messages a node's subscriber holds for its listener (fred's default is 32): a burst of pushes
+/// or of frames forwarded from a draining node beyond what the listener has taken is dropped
+/// (`Lagged`); this is ~1.6 s at 10 000 pushes/s. About 100 bytes a slot, allocated up front:
+/// ~1.6 MB per node.
 const SUBSCRIBER_BACKLOG: usize = 16_384;
 
 /// [`builder`] for the subscriber of this node's channel, with room for `SUBSCRIBER_BACKLOG`.
