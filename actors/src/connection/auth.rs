@@ -41,6 +41,10 @@ impl ConnectionState {
 
     pub(super) fn refuse(&mut self, myself: &ActorRef<ConnectionMsg>, error: AuthError) {
         metrics::counter!(AUTH_FAILURES_TOTAL, "reason" => error.metric_reason()).increment(1);
+        // A throttled address may still upgrade v2 without `?token=` (its auth frame decides, so a
+        // valid user there is let in); a bad token from it is refused like the upgrade would have
+        // been: 4429, whose reconnect class backs off, not 4501. Throttled before this failure.
+        let throttled = self.peer_ip.and_then(|ip| self.deps.auth_throttle.retry_after(ip, Instant::now()));
         if let (Some(ip), false) = (self.peer_ip, matches!(error, AuthError::Unavailable(_))) {
             self.deps.auth_throttle.record_failure(ip, Instant::now());
         }
@@ -51,10 +55,6 @@ impl ConnectionState {
             let client_ip = self.peer_ip.map(|ip| ip.to_string());
             tracing::info!(conn_id = %self.conn_id, reason = error.metric_reason(), client_ip, suppressed, "authentication refused (further refusals of this client within the window are counted, not logged)");
         }
-        // A throttled address may still upgrade v2 without `?token=` (its auth frame decides, so a
-        // valid user there is let in); a bad token from it is refused like the upgrade would have
-        // been: 4429, whose reconnect class backs off, not 4501.
-        let throttled = self.peer_ip.and_then(|ip| self.deps.auth_throttle.retry_after(ip, Instant::now()));
         if let (Some(wait), AuthError::Missing | AuthError::Invalid(_)) = (throttled, &error) {
             let detail = format!("too many failed authentications from this address; retry in {} s", wait.as_secs() + 1);
             return self.close(myself, CloseCode::RateLimited, &detail);
