@@ -72,6 +72,7 @@ async fn measure(plan: &BaselinePlan, step: Step, bin: Option<&PathBuf>, figures
                 hold: Duration::from_secs(3),
                 max_kib_per_connection: None,
                 context_bytes: 0,
+                v2: false,
             };
             let outcome = idle::run(&server.url, Some(server.pid), &tokens, &idle_plan).await?;
             figures.kib_per_connection = outcome.kib_per_connection.unwrap_or(f64::NAN);

@@ -30,13 +30,23 @@ pub(crate) struct Session {
 
 /// Connects virtual user `n` to `base` (`ws://host:port`) and waits for the welcome frame.
 pub(crate) async fn connect(base: &str, tokens: &Tokens, n: usize) -> Result<Session, String> {
-    let user = user_id(n);
-    let token = tokens.token_for(&user).await?;
-    let url = format!("{}/api/v1/pam/ws/{user}?token={token}", base.trim_end_matches('/'));
-    tokio::time::timeout(CONNECT_DEADLINE, connect_url(&url)).await.unwrap_or_else(|_| Err("connect + auth timed out".into()))
+    connect_as(base, tokens, n, false).await
 }
 
-async fn connect_url(url: &str) -> Result<Session, String> {
+/// [`connect`], or with `v2` on `/api/v2/pam/ws?token=` up to its `welcome` (a session stream,
+/// which also goes to Redis when the server has `REDIS_URL`).
+pub(crate) async fn connect_as(base: &str, tokens: &Tokens, n: usize, v2: bool) -> Result<Session, String> {
+    let user = user_id(n);
+    let token = tokens.token_for(&user).await?;
+    let base = base.trim_end_matches('/');
+    let (url, ready) = match v2 {
+        false => (format!("{base}/api/v1/pam/ws/{user}?token={token}"), "connection"),
+        true => (format!("{base}/api/v2/pam/ws?token={token}"), "welcome"),
+    };
+    tokio::time::timeout(CONNECT_DEADLINE, connect_url(&url, ready)).await.unwrap_or_else(|_| Err("connect + auth timed out".into()))
+}
+
+async fn connect_url(url: &str, ready: &str) -> Result<Session, String> {
     let started = Instant::now();
     let stream = TcpStream::connect(host_port(url)).await.map_err(|e| format!("tcp connect: {e}"))?;
     let tcp = started.elapsed();
@@ -44,7 +54,7 @@ async fn connect_url(url: &str) -> Result<Session, String> {
     let (mut socket, _) = client_async(url, MaybeTlsStream::Plain(stream)).await.map_err(|e| format!("handshake: {e}"))?;
     loop {
         match next_json(&mut socket).await? {
-            frame if frame["type"] == "connection" => break,
+            frame if frame["type"] == ready => break,
             frame if frame["type"] == "error" => return Err(format!("refused: {}", frame["error_code"])),
             _ => {}
         }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use crate::auth::Tokens;
 use crate::client;
-use crate::storm::connect_many;
+use crate::storm::connect_many_as;
 use crate::summary::{Rate, Report, Rule};
 use crate::target::rss_kib;
 
@@ -27,11 +27,13 @@ pub(crate) struct IdlePlan {
     pub(crate) max_kib_per_connection: Option<f64>,
     /// Each socket sends an `init` with a context of this many JSON bytes first (0 = none).
     pub(crate) context_bytes: usize,
+    /// Protocol-v2 sockets (each with its session stream) instead of legacy ones.
+    pub(crate) v2: bool,
 }
 
 pub(crate) async fn run(url: &str, pid: Option<u32>, tokens: &Tokens, plan: &IdlePlan) -> Result<IdleOutcome, String> {
     let before = pid.map(rss_kib).transpose()?;
-    let burst = connect_many(url, tokens, plan.connections, plan.concurrency, "idle").await;
+    let burst = connect_many_as(url, tokens, plan.connections, plan.concurrency, "idle", plan.v2).await;
     let ok = burst.sessions.len();
     let failures = burst.errors.len();
     let mut sessions = burst.sessions;
@@ -53,7 +55,8 @@ pub(crate) async fn run(url: &str, pid: Option<u32>, tokens: &Tokens, plan: &Idl
         survived += u64::from(holder.await.unwrap_or(false));
     }
     let per_connection = before.zip(after).map(|(b, a)| a.saturating_sub(b) as f64 / ok.max(1) as f64);
-    let title = format!("idle {} sockets held {} s, context {} bytes each", plan.connections, plan.hold.as_secs(), plan.context_bytes);
+    let dialect = if plan.v2 { "v2" } else { "legacy" };
+    let title = format!("idle {} {dialect} sockets held {} s, context {} bytes each", plan.connections, plan.hold.as_secs(), plan.context_bytes);
     let mut report = Report::new(title, burst.elapsed + plan.hold);
     report
         .count("ws_sessions", ok as u64)

@@ -96,6 +96,9 @@ enum Scenario {
         /// server's `PAM_MAX_CONTEXT_BYTES`, 16384): memory with the largest allowed context.
         #[arg(long, default_value_t = 0)]
         context_bytes: usize,
+        /// Protocol-v2 sockets (`/api/v2/pam/ws`, each with its session stream) instead of legacy.
+        #[arg(long)]
+        v2: bool,
     },
     /// One v2 socket sending N `auth_refresh` frames as fast as it can; server RSS before and after.
     RefreshFlood {
@@ -230,10 +233,10 @@ async fn run(scenario: Scenario) -> Result<bool, String> {
             finish(t).await;
             report
         }
-        Scenario::Idle { target, connections, hold_secs, concurrency, max_kib_per_connection, context_bytes } => {
+        Scenario::Idle { target, connections, hold_secs, concurrency, max_kib_per_connection, context_bytes, v2 } => {
             let t = target.resolve().await?;
             let hold = Duration::from_secs(hold_secs);
-            let plan = idle::IdlePlan { connections, concurrency, hold, max_kib_per_connection, context_bytes };
+            let plan = idle::IdlePlan { connections, concurrency, hold, max_kib_per_connection, context_bytes, v2 };
             let outcome = idle::run(&t.url, t.pid, &t.tokens, &plan).await;
             finish(t).await;
             outcome?.report

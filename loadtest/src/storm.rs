@@ -34,6 +34,11 @@ impl Burst {
 
 /// Opens `count` sessions, at most `concurrency` connecting at once.
 pub(crate) async fn connect_many(url: &str, tokens: &Tokens, count: usize, concurrency: usize, label: &str) -> Burst {
+    connect_many_as(url, tokens, count, concurrency, label, false).await
+}
+
+/// [`connect_many`], v2 sockets when `v2` (see [`client::connect_as`]).
+pub(crate) async fn connect_many_as(url: &str, tokens: &Tokens, count: usize, concurrency: usize, label: &str, v2: bool) -> Burst {
     let progress = Arc::new(Progress::default());
     let _ticker = Ticker::start(label, progress.clone());
     let permits = Arc::new(Semaphore::new(concurrency.max(1)));
@@ -43,7 +48,7 @@ pub(crate) async fn connect_many(url: &str, tokens: &Tokens, count: usize, concu
             let (url, tokens, permits, progress) = (url.to_string(), tokens.clone(), permits.clone(), progress.clone());
             tokio::spawn(async move {
                 let _permit = permits.acquire_owned().await.expect("the semaphore is never closed");
-                let result = client::connect(&url, &tokens, n).await;
+                let result = client::connect_as(&url, &tokens, n, v2).await;
                 Progress::bump(if result.is_ok() { &progress.connected } else { &progress.failed });
                 result
             })
