@@ -293,6 +293,14 @@ impl SessionStream {
         }
     }
 
+    /// Another node now holds this stream: the attached socket (if any) is told it was taken over
+    /// and closes, detaching itself.
+    pub(crate) fn taken_elsewhere(&self) {
+        if let Some(attached) = self.lock().attached.as_ref() {
+            let _ = attached.actor.cast(ConnectionMsg::SessionTaken);
+        }
+    }
+
     /// Detaches `conn_id`'s socket (if it is still the attached one); the TTL starts. Returns
     /// when it was detached (use [`ResumeBuffer::detach`], which also schedules its expiry).
     pub fn detach(&self, conn_id: &str) -> Option<Instant> {

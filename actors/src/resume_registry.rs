@@ -169,6 +169,17 @@ impl ResumeBuffer {
         }
     }
 
+    /// Another node claimed stream `id` from this node's object `inst`: the socket attached to
+    /// that object (if it is still this node's object of the stream) is told it was taken over;
+    /// the object stays for the turns still writing into it (their frames are forwarded).
+    pub fn taken(&self, id: &str, inst: u64) {
+        let stream = self.lock().sessions.get(id).cloned();
+        match stream {
+            Some(stream) if stream.inst() == inst => stream.taken_elsewhere(),
+            _ => tracing::debug!(stream = id, "a stream taken over from an object this node no longer has"),
+        }
+    }
+
     /// Sessions held right now.
     pub fn len(&self) -> usize {
         self.lock().sessions.len()

@@ -4,7 +4,8 @@
 //! subscribes to its own channel only, on a connection of its own, re-subscribed after reconnects.
 //!
 //! The same channel carries frames of v2 streams this node holds (`ChannelMessage::StreamFrame`),
-//! handed to the stream in this node's `ResumeBuffer`.
+//! handed to the stream in this node's `ResumeBuffer`, and word that another node took over a
+//! stream this node held (`ChannelMessage::Taken`), which closes the socket still attached here.
 //!
 //! Redis pub/sub is at most once: a push published while the receiving node's subscription is
 //! down is lost for that node (durable pushes store first; see protocol.md, "Server push").
@@ -64,6 +65,12 @@ enum ChannelMessage {
         seq: u64,
         /// Its JSON text, with that seq.
         frame: String,
+    },
+    /// Another node claimed stream `taken` from this node's object `inst` (in decimal): the
+    /// socket attached to it here, if any, is told it was taken over.
+    Taken {
+        taken: String,
+        inst: String,
     },
     Push(Envelope),
 }
@@ -196,6 +203,10 @@ async fn listen(
                     Ok(ChannelMessage::Push(envelope)) => envelope,
                     Ok(ChannelMessage::StreamFrame { stream, from, seq, frame }) => {
                         streams.forwarded(&stream, from.parse().unwrap_or(0), seq, frame);
+                        continue;
+                    }
+                    Ok(ChannelMessage::Taken { taken, inst }) => {
+                        streams.taken(&taken, inst.parse().unwrap_or(0));
                         continue;
                     }
                     Err(_) => {

@@ -242,12 +242,13 @@ return {written, forwarded}
 "#;
 
 /// KEYS meta hash, frames stream; ARGV user, epoch ('' for none), last_seq, node, inst, prefix,
-/// TTL (ms). Hands the stream to this node's object `inst` when it is the user's, of that epoch
-/// and not behind last_seq, and reads it: `{'ok', epoch, last, last replayable, previous node,
+/// TTL (ms), stream id. Hands the stream to this node's object `inst` when it is the user's, of
+/// that epoch and not behind last_seq (telling a previous holder that still lives, on its node's
+/// channel: `{"taken": id, "inst": its object}`), and reads it: `{'ok', epoch, last, last replayable, previous node,
 /// previous alive ('1'/'0'), {open turn ids}, {seq, prev, text, …}}`; else `{'unknown'}`,
 /// `{'epoch_changed'}` or `{'ahead', alive}`.
 pub(super) const STREAM_CLAIM: &str = r#"
-local m = redis.call('HMGET', KEYS[1], 'user', 'epoch', 'node', 'last', 'lastr')
+local m = redis.call('HMGET', KEYS[1], 'user', 'epoch', 'node', 'last', 'lastr', 'inst')
 if not m[1] or m[1] ~= ARGV[1] then return {'unknown'} end
 if ARGV[2] ~= '' and ARGV[2] ~= m[2] then return {'epoch_changed'} end
 local alive = '0'
@@ -255,6 +256,10 @@ if m[3] and redis.call('EXISTS', ARGV[6] .. ':node:' .. m[3]) == 1 then alive = 
 if tonumber(ARGV[3]) > tonumber(m[4] or '0') then return {'ahead', alive} end
 redis.call('HSET', KEYS[1], 'node', ARGV[4], 'inst', ARGV[5])
 redis.call('PEXPIRE', KEYS[1], ARGV[7])
+if alive == '1' and m[6] and (m[3] ~= ARGV[4] or m[6] ~= ARGV[5]) then
+  -- The previous holder still lives: its socket on the stream, if any, is told it was taken over.
+  redis.call('PUBLISH', ARGV[6] .. ':node:' .. m[3] .. ':push', cjson.encode({taken = ARGV[8], inst = m[6]}))
+end
 local turns = {}
 for _, field in ipairs(redis.call('HKEYS', KEYS[1])) do
   if string.sub(field, 1, 2) == 't:' then table.insert(turns, string.sub(field, 3)) end

@@ -147,6 +147,7 @@ impl StreamStore for RedisStreamStore {
                 inst.to_string(),
                 shared.prefix.clone(),
                 self.ttl_ms.clone(),
+                stream.to_string(),
             ];
             let answer: Vec<Value> =
                 shared.streams(shared.streams_client.eval(scripts::STREAM_CLAIM, shared.stream_keys(stream), args)).await?;

@@ -249,3 +249,24 @@ async fn a_chat_repeated_on_b_after_the_node_that_accepted_it_died_is_answered_a
         "not 'still answered elsewhere': {frames:?}"
     );
 }
+
+#[tokio::test]
+async fn a_stream_resumed_on_b_closes_the_socket_still_attached_to_it_on_a() {
+    let redis = redis().await;
+    let prefix = fresh_prefix();
+    let model = StreamingModel::new(vec!["Hi"], "Hi");
+    let a = spawn_node("node-a", &redis_url(), &prefix, |_| {}, with_llm(model.clone())).await;
+    let b = spawn_node("node-b", &redis_url(), &prefix, |_| {}, with_llm(model)).await;
+    wait_subscribed(&redis, &prefix, "node-a").await;
+    let (mut first, welcome) = connect_welcomed(&a.app, &token_for(USER)).await;
+    first.send_json(json!({"type":"chat","id":"t-1","message":"hi"})).await;
+    let frames = frames_until(&mut first, "chat_end").await;
+    wait_stored(&redis, &prefix, welcome["stream_id"].as_str().unwrap(), 3).await;
+
+    // The same client, on another network, resumes on B while A still holds its old socket.
+    let (mut second, _) = connect_welcomed(&b.app, &token_for(USER)).await;
+    second.send_json(resume(&welcome, max_seq(&frames))).await;
+    assert_eq!(frames_until(&mut second, "resumed").await.last().unwrap()["replayed"].as_u64(), Some(0));
+    let (closed, _) = first.recv_close().await;
+    assert_eq!((closed.code, closed.reason.as_str()), (1000, "session resumed on another connection"));
+}
