@@ -56,7 +56,8 @@ pub(crate) async fn run(url: &str, pid: Option<u32>, tokens: &Tokens, plan: &Idl
     }
     let per_connection = before.zip(after).map(|(b, a)| a.saturating_sub(b) as f64 / ok.max(1) as f64);
     let dialect = if plan.v2 { "v2" } else { "legacy" };
-    let title = format!("idle {} {dialect} sockets held {} s, context {} bytes each", plan.connections, plan.hold.as_secs(), plan.context_bytes);
+    let title =
+        format!("idle {} {dialect} sockets held {} s, context {} bytes each", plan.connections, plan.hold.as_secs(), plan.context_bytes);
     let mut report = Report::new(title, burst.elapsed + plan.hold);
     report
         .count("ws_sessions", ok as u64)
