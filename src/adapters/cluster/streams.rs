@@ -259,19 +259,32 @@ impl Writer {
 
     /// A round's streams go `STREAMS_PER_CALL` at a time, one call after another: neither this
     /// node's encoding nor Redis' script holds a core for long at once.
+    /// After a failed call the rest of the round is given up too (counted as failed): with Redis
+    /// hanging, each call would wait its full limit and the round would hold the queue for long.
     async fn send(&mut self, batch: &[StreamWrite]) {
         let groups = group_by_stream(batch);
-        for chunk in groups.chunks(STREAMS_PER_CALL) {
-            self.send_groups(chunk).await;
+        let mut chunks = groups.chunks(STREAMS_PER_CALL);
+        for chunk in chunks.by_ref() {
+            if !self.send_groups(chunk).await {
+                break;
+            }
+        }
+        let given_up: usize = chunks.flatten().map(Vec::len).sum();
+        if given_up > 0 {
+            metrics::counter!(STREAM_WRITES_TOTAL, "outcome" => "failed").increment(given_up as u64);
         }
     }
 
-    /// Sends one call's streams (once more after reloading the script if Redis lost it).
-    async fn send_groups(&mut self, groups: &[Vec<&StreamWrite>]) {
+    /// Sends one call's streams (once more after reloading the script if Redis lost it); `false`
+    /// when they could not be written.
+    async fn send_groups(&mut self, groups: &[Vec<&StreamWrite>]) -> bool {
         let (keys, args) = self.script_input(groups);
         for _ in 0..2 {
             match self.try_send(&keys, &args).await {
-                Ok(Some((written, forwarded))) => return self.succeeded(written, forwarded),
+                Ok(Some((written, forwarded))) => {
+                    self.succeeded(written, forwarded);
+                    return true;
+                }
                 Ok(None) => self.sha = None,
                 Err(SharedUnavailable) => break,
             }
@@ -283,6 +296,7 @@ impl Writer {
             metrics::gauge!(STREAM_STORE_DEGRADED).set(1.0);
             tracing::warn!(node = %self.shared.node(), "v2 stream writes to Redis fail: streams resume on this node only until Redis takes them again");
         }
+        false
     }
 
     fn succeeded(&mut self, written: u64, forwarded: u64) {
@@ -330,9 +344,7 @@ impl Writer {
             let prev = group.iter().find(|w| w.text.is_some()).map_or(0, |w| w.prev);
             let seqs = replayable.iter().map(|(seq, _)| seq.to_string()).collect::<Vec<_>>().join(",");
             let texts = replayable.iter().map(|(_, text)| *text).collect::<Vec<_>>().join("\n");
-            let turns = |want: fn(&TurnMark) -> Option<&String>| group.iter().filter_map(|w| want(&w.turn).cloned()).collect::<Vec<_>>();
-            let opened = turns(|mark| if let TurnMark::Open(id) = mark { Some(id) } else { None });
-            let closed = turns(|mark| if let TurnMark::Close(id) = mark { Some(id) } else { None });
+            let (opened, closed) = turn_marks(group);
             args.extend([
                 first.stream.to_string(),
                 first.inst.to_string(),
@@ -356,15 +368,92 @@ impl Writer {
 }
 
 /// The writes of a round by stream (and writing object), each stream's in their order.
+///
+/// A stream entry records only its first frame's `prev` (each later frame follows the one before
+/// it), so a replayable write whose `prev` is not its group's last replayable seq — the frames
+/// between were dropped (a full queue) — starts a new group, a new entry, after it: the gap stays
+/// visible to a claim (`check_replay`) instead of being replayed over.
 fn group_by_stream(batch: &[StreamWrite]) -> Vec<Vec<&StreamWrite>> {
     let mut groups: Vec<Vec<&StreamWrite>> = Vec::new();
-    let mut index: HashMap<(&str, u64), usize> = HashMap::new();
+    // Per stream and writer: its open group and that group's last replayable seq.
+    let mut open: HashMap<(&str, u64), (usize, Option<u64>)> = HashMap::new();
     for write in batch {
-        let at = *index.entry((&*write.stream, write.inst)).or_insert_with(|| {
+        let key = (&*write.stream, write.inst);
+        let gap = |(_, last): &(usize, Option<u64>)| write.text.is_some() && last.is_some_and(|last| last != write.prev);
+        if open.get(&key).is_none_or(gap) {
             groups.push(Vec::new());
-            groups.len() - 1
-        });
-        groups[at].push(write);
+            open.insert(key, (groups.len() - 1, None));
+        }
+        let (at, last) = open.get_mut(&key).expect("opened above");
+        groups[*at].push(write);
+        if write.text.is_some() {
+            *last = Some(write.seq);
+        }
     }
     groups
+}
+
+/// The turns a group's marks leave open and closed: the last mark of a turn wins (a turn that
+/// ends with a retryable error and is acked again within one round is open).
+fn turn_marks(group: &[&StreamWrite]) -> (Vec<String>, Vec<String>) {
+    let mut last: Vec<(&str, bool)> = Vec::new();
+    for write in group {
+        let (id, open) = match &write.turn {
+            TurnMark::None => continue,
+            TurnMark::Open(id) => (id.as_str(), true),
+            TurnMark::Close(id) => (id.as_str(), false),
+        };
+        match last.iter_mut().find(|(seen, _)| *seen == id) {
+            Some(mark) => mark.1 = open,
+            None => last.push((id, open)),
+        }
+    }
+    let (opened, closed): (Vec<_>, Vec<_>) = last.into_iter().partition(|(_, open)| *open);
+    (opened.into_iter().map(|(id, _)| id.to_string()).collect(), closed.into_iter().map(|(id, _)| id.to_string()).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(seq: u64, prev: u64, text: bool, turn: TurnMark) -> StreamWrite {
+        StreamWrite {
+            stream: Arc::from("s1"),
+            inst: 7,
+            user: UserId::parse("11111111-1111-4111-8111-111111111111").unwrap(),
+            epoch: Arc::from("e"),
+            seq,
+            prev,
+            text: text.then(|| Arc::from(format!("{{\"seq\":{seq}}}"))),
+            turn,
+            open: false,
+        }
+    }
+
+    fn seqs(groups: &[Vec<&StreamWrite>]) -> Vec<Vec<u64>> {
+        groups.iter().map(|g| g.iter().map(|w| w.seq).collect()).collect()
+    }
+
+    #[test]
+    fn a_round_of_one_stream_is_one_entry_when_its_frames_follow_each_other() {
+        let batch = [write(5, 4, true, TurnMark::None), write(6, 5, false, TurnMark::None), write(7, 5, true, TurnMark::None)];
+        assert_eq!(seqs(&group_by_stream(&batch)), vec![vec![5, 6, 7]]);
+    }
+
+    #[test]
+    fn frames_dropped_inside_a_round_start_a_new_entry_so_the_gap_shows() {
+        // 6 and 7 were dropped (a full queue): 8 says its previous replayable frame was 7.
+        let batch = [write(5, 4, true, TurnMark::None), write(8, 7, true, TurnMark::None), write(9, 8, true, TurnMark::None)];
+        assert_eq!(seqs(&group_by_stream(&batch)), vec![vec![5], vec![8, 9]]);
+    }
+
+    #[test]
+    fn the_last_mark_of_a_turn_in_a_round_wins() {
+        let retried = [write(5, 4, true, TurnMark::Close("t".into())), write(6, 5, true, TurnMark::Open("t".into()))];
+        let refs: Vec<&StreamWrite> = retried.iter().collect();
+        assert_eq!(turn_marks(&refs), (vec!["t".to_string()], vec![]));
+        let ended = [write(5, 4, true, TurnMark::Open("u".into())), write(6, 5, true, TurnMark::Close("u".into()))];
+        let refs: Vec<&StreamWrite> = ended.iter().collect();
+        assert_eq!(turn_marks(&refs), (vec![], vec!["u".to_string()]));
+    }
 }
