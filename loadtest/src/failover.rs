@@ -75,6 +75,9 @@ struct Tally {
     chats_ended: u64,
     /// Chats sent again after a retryable error frame.
     chat_retries: u64,
+    /// Chats sent again because their `ack` had not come 3 s after `resumed` (node A closed the
+    /// socket before reading them) — counted apart: a lost forwarded ack would also end up here.
+    ack_overdue_resends: u64,
     seq_lost: u64,
     seq_repeated: u64,
     incomplete: u64,
@@ -94,6 +97,7 @@ impl Tally {
         }
         (self.chats_sent, self.chats_ended) = (self.chats_sent + other.chats_sent, self.chats_ended + other.chats_ended);
         self.chat_retries += other.chat_retries;
+        self.ack_overdue_resends += other.ack_overdue_resends;
         (self.seq_lost, self.seq_repeated) = (self.seq_lost + other.seq_lost, self.seq_repeated + other.seq_repeated);
         (self.incomplete, self.unended, self.repeated_ends) =
             (self.incomplete + other.incomplete, self.unended + other.unended, self.repeated_ends + other.repeated_ends);
@@ -141,6 +145,7 @@ pub(crate) async fn run(args: &FailoverArgs) -> Result<bool, String> {
         .count("chats_sent", gateway.chats_sent)
         .count("chats_ended", gateway.chats_ended)
         .count("chat_retries", gateway.chat_retries)
+        .count("ack_overdue_resends", gateway.ack_overdue_resends)
         .count("frames_lost", gateway.frames_lost())
         .count("frames_repeated", gateway.frames_repeated())
         .count("errors", gateway.errors)
@@ -244,6 +249,8 @@ struct Client {
     acked: bool,
     /// When to send the open chat again after a retryable error, or when its ack is overdue.
     resend_at: Option<tokio::time::Instant>,
+    /// `resend_at` is for an overdue ack.
+    resend_for_ack: bool,
     chats: u64,
     tally: Tally,
     progress: Arc<Progress>,
@@ -271,6 +278,7 @@ impl Client {
             pending: None,
             acked: false,
             resend_at: None,
+            resend_for_ack: false,
             chats: 0,
             tally,
             progress,
@@ -310,7 +318,11 @@ impl Client {
                     match (self.pending.clone(), self.resend_at.filter(|&at| at <= wake)) {
                         (Some(id), Some(_)) => {
                             self.resend_at = None;
-                            self.tally.chat_retries += 1;
+                            if std::mem::take(&mut self.resend_for_ack) {
+                                self.tally.ack_overdue_resends += 1;
+                            } else {
+                                self.tally.chat_retries += 1;
+                            }
                             self.send_chat(Some(id)).await?;
                         }
                         (Some(id), None) => return Err(format!("chat {id} not ended within {} s", CHAT_TIMEOUT.as_secs())),
@@ -351,6 +363,7 @@ impl Client {
         if !self.acked && self.pending.as_deref() == Some(id) && matches!(frame["type"].as_str(), Some("ack" | "chat_delta" | "chat_end")) {
             self.acked = true;
             self.resend_at = None;
+            self.resend_for_ack = false;
         }
         match frame["type"].as_str() {
             Some("chat_delta") => self.book.delta(id, frame["delta"].as_str().unwrap_or_default()),
@@ -367,6 +380,7 @@ impl Client {
             Some("error") if frame["retryable"] == true && self.pending.as_deref() == Some(id) => {
                 let jitter = Duration::from_millis(SplitMix64::from_clock(self.n as u64).next_u64() % 500);
                 self.resend_at = Some(tokio::time::Instant::now() + RETRY_AFTER + jitter);
+                self.resend_for_ack = false;
             }
             Some("error") => return Err(format!("error frame {frame}")),
             _ => {}
@@ -408,6 +422,7 @@ impl Client {
                     // the way (forwarded); if it does not come, send the chat again, same id.
                     if self.pending.is_some() && !self.acked {
                         self.resend_at = Some(tokio::time::Instant::now() + ACK_WAIT);
+                        self.resend_for_ack = true;
                     }
                     return Ok(());
                 }

@@ -166,9 +166,11 @@ pub(crate) async fn run(args: &StreamArgs) -> Result<bool, String> {
             let (with_redis, ring) =
                 (InProcessGateway::start(llm_timeout, Some(url)).await?, InProcessGateway::start(llm_timeout, None).await?);
             let (redis_tally, ring_tally) = tokio::join!(run_phase(&with_redis.target, &half), run_phase(&ring.target, &half));
+            // The tokens reach the client before Redis has them: whether Redis got them is asked.
+            let store = with_redis.store_writes().await?;
             with_redis.stop().await;
             ring.stop().await;
-            Some((half, redis_tally, ring_tally))
+            Some((half, redis_tally, ring_tally, store))
         }
         None => None,
     };
@@ -179,7 +181,8 @@ pub(crate) async fn run(args: &StreamArgs) -> Result<bool, String> {
         ),
         started.elapsed(),
     );
-    let ring_p99 = side_by_side.map(|(half, redis, ring)| compare_with_ring(&half, redis, ring, args.max_redis_ratio, &mut report));
+    let ring_p99 =
+        side_by_side.map(|(half, redis, ring, store)| compare_with_ring(&half, redis, ring, store, args.max_redis_ratio, &mut report));
     let summary = Summary { streams: &streams, firsts: &firsts, gateway_stream, bare_stream, gateway_first, bare_first };
     summary.print_table();
     summary.fill(&mut report);
@@ -194,7 +197,7 @@ pub(crate) async fn run(args: &StreamArgs) -> Result<bool, String> {
 /// Redis-backed resume against the in-process ring, measured side by side in this run: the table
 /// and both figures; returns the ring's token p99 (ms), which the Redis-backed p99 must stay
 /// within `max_ratio` of.
-fn compare_with_ring(streams: &Phase, redis: Tally, ring: Tally, max_ratio: f64, report: &mut Report) -> f64 {
+fn compare_with_ring(streams: &Phase, redis: Tally, ring: Tally, store: StoreWrites, max_ratio: f64, report: &mut Report) -> f64 {
     let p = |t: &Trend, q| t.clone().percentile(q).unwrap_or(f64::NAN);
     println!("\n  stream: gateway with Redis-backed resume beside the same gateway with the in-process ring only\n");
     println!("  {:<52} {:>10} {:>10} {:>7}", "figure", "redis", "ring", "ratio");
@@ -210,9 +213,12 @@ fn compare_with_ring(streams: &Phase, redis: Tally, ring: Tally, max_ratio: f64,
         .trend("ring_token_latency", ring.token_latency)
         .count("side_by_side_tokens_lost", lost)
         .count("side_by_side_errors", ring.errors + redis.errors)
+        .count("redis_frames_written", store.written)
+        .count("redis_frames_not_written", store.failed + store.dropped + u64::from(store.written == 0))
         .text("token p99 ratio redis/ring", format!("{:.2}× (target ≤ {max_ratio}×)", redis_p99 / ring_p99))
         .threshold("side_by_side_tokens_lost", Rule::CountAtMost { max: 0 })
-        .threshold("side_by_side_errors", Rule::CountAtMost { max: 0 });
+        .threshold("side_by_side_errors", Rule::CountAtMost { max: 0 })
+        .threshold("redis_frames_not_written", Rule::CountAtMost { max: 0 });
     ring_p99
 }
 
@@ -407,6 +413,25 @@ impl InProcessGateway {
         Ok(Self { target: Target::Gateway { address, secret }, stop, server, database })
     }
 
+    /// The process's v2 stream writes to Redis by outcome, from the gateway's `/metrics`
+    /// (`pam_resume_store_writes_total`; one recorder per process, so every gateway of this run).
+    async fn store_writes(&self) -> Result<StoreWrites, String> {
+        let Target::Gateway { address, .. } = &self.target else { return Err("not a gateway".into()) };
+        let text = crate::cluster::http_client()
+            .get(format!("http://{address}/metrics"))
+            .send()
+            .await
+            .map_err(|e| format!("GET /metrics: {e}"))?
+            .text()
+            .await
+            .map_err(|e| format!("GET /metrics: {e}"))?;
+        let outcome = |name: &str| -> u64 {
+            let prefix = format!("pam_resume_store_writes_total{{outcome=\"{name}\"}} ");
+            text.lines().find_map(|line| line.strip_prefix(&prefix)).and_then(|v| v.trim().parse::<f64>().ok()).unwrap_or(0.0) as u64
+        };
+        Ok(StoreWrites { written: outcome("written"), failed: outcome("failed"), dropped: outcome("dropped") })
+    }
+
     async fn stop(self) {
         let _ = self.stop.send(());
         let _ = tokio::time::timeout(Duration::from_secs(5), self.server).await;
@@ -414,6 +439,14 @@ impl InProcessGateway {
             let _ = std::fs::remove_file(format!("{}{suffix}", self.database.display()));
         }
     }
+}
+
+/// v2 stream writes to Redis by outcome (a write is a frame or a seq move).
+#[derive(Debug, Clone, Copy)]
+struct StoreWrites {
+    written: u64,
+    failed: u64,
+    dropped: u64,
 }
 
 /// The four phases' tallies, for the comparison table and the k6-style report.
