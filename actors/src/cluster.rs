@@ -48,9 +48,12 @@ pub trait SharedPresence: Send + Sync + 'static {
 /// Which nodes are alive (registered and heartbeating), so a turn another node accepted is
 /// answered again at once when that node is gone, instead of after the longest a turn can run.
 pub trait NodeLiveness: Send + Sync + 'static {
-    /// Whether the node `id` (`PAM_NODE_ID`) is registered right now. A drained node deregisters
-    /// after its running turns ended; a killed one is gone when its registration expires.
-    fn is_alive<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<bool, SharedUnavailable>>;
+    /// Whether node `id` (`PAM_NODE_ID`) may still be answering a turn it accepted `accepted_ago`
+    /// ago: `false` only when it is not registered and the turn is older than a registration
+    /// lives (`PAM_NODE_TTL_MS`) — a killed node's registration is gone by then, while a live
+    /// node whose registration Redis lost (a restart, a flush) registers again within a
+    /// heartbeat. A drained node deregisters only after its running turns ended.
+    fn may_be_answering<'a>(&'a self, id: &'a str, accepted_ago: std::time::Duration) -> BoxFuture<'a, Result<bool, SharedUnavailable>>;
 }
 
 /// The per-user chat rate limit counted across nodes (GCRA, the same rule as `RateLimiter`).

@@ -268,7 +268,7 @@ impl TurnPipeline {
             return Admission::New { durable: true };
         }
         if let (Some(liveness), Some(node)) = (&self.liveness, accepted_by) {
-            if let Ok(false) = liveness.is_alive(node).await {
+            if let Ok(false) = liveness.may_be_answering(node, age).await {
                 tracing::info!(node, "a repeated chat's node is gone; answering it here");
                 return Admission::New { durable: true };
             }

@@ -16,8 +16,13 @@ use super::presence::PRESENCE_REFRESH;
 use super::{Op, RedisShared, scripts};
 
 impl NodeLiveness for RedisShared {
-    fn is_alive<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<bool, SharedUnavailable>> {
-        Box::pin(self.registered(id))
+    fn may_be_answering<'a>(&'a self, id: &'a str, accepted_ago: Duration) -> BoxFuture<'a, Result<bool, SharedUnavailable>> {
+        Box::pin(async move {
+            if accepted_ago < self.node_ttl {
+                return Ok(true);
+            }
+            self.registered(id).await
+        })
     }
 }
 
