@@ -146,7 +146,15 @@ export class PamClient extends Emitter<PamEvents> {
       handle.fail(new PamError('QUEUE_FULL', `${max} chats are already waiting for an answer`, true));
       return handle;
     }
-    const chat: PendingChat = { handle, message: text, sessionId: options.sessionId, context: options.context, sentOn: 0, acked: false, dropAnswer: false };
+    const bytes = utf8Bytes(text) + (options.context ? utf8Bytes(JSON.stringify(options.context)) : 0);
+    const maxBytes = this.options.maxQueuedBytes ?? 1024 * 1024;
+    let waiting = 0;
+    for (const queued of this.pending.values()) waiting += queued.bytes;
+    if (waiting + bytes > maxBytes) {
+      handle.fail(new PamError('QUEUE_FULL', `the chats waiting for an answer would exceed ${maxBytes} bytes`, true));
+      return handle;
+    }
+    const chat: PendingChat = { handle, message: text, sessionId: options.sessionId, context: options.context, bytes, sentOn: 0, acked: false, dropAnswer: false };
     this.pending.set(id, chat);
     if (!this.wantOpen && this.stateValue === 'stopped') {
       handle.fail(new PamError('CLOSED', 'the client is closed; call connect() first'));
@@ -438,4 +446,9 @@ export class PamClient extends Emitter<PamEvents> {
     if (resetBackoff) this.attempt = 0;
     void this.open();
   }
+}
+
+/** The UTF-8 length of `text`, in bytes. */
+function utf8Bytes(text: string): number {
+  return new TextEncoder().encode(text).length;
 }

@@ -10,6 +10,8 @@ export interface PendingChat {
   message: string;
   sessionId: string | undefined;
   context: Record<string, unknown> | undefined;
+  /** Its size in the queue's byte bound: the message as UTF-8 plus the context as JSON. */
+  bytes: number;
   sentOn: number;
   acked: boolean;
   /** Legacy: cancelled locally; its answer is still awaited (to keep answers in order) and dropped. */

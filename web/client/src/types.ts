@@ -93,6 +93,11 @@ export interface PamClientOptions {
   environment?: EnvironmentLike | null;
   /** Chats waiting for an answer (queued or running) before `chat()` fails with `QUEUE_FULL` (default 100). */
   maxQueued?: number;
+  /**
+   * Bytes of the chats waiting for an answer (message as UTF-8 plus context as JSON) before
+   * `chat()` fails with `QUEUE_FULL` (default 1 MiB): an offline page must not hold without end.
+   */
+  maxQueuedBytes?: number;
   /** Makes client message ids (default `crypto.randomUUID`). */
   newId?: () => string;
 }

@@ -123,6 +123,17 @@ describe('queue bound', () => {
     await assert.rejects(client.chat('c').result, { code: 'QUEUE_FULL', retryable: true });
     client.close();
   });
+
+  it('refuses a chat with QUEUE_FULL once the waiting chats would exceed maxQueuedBytes', async () => {
+    const { client } = harness({ maxQueuedBytes: 40 });
+    client.chat('é'.repeat(10)); // 20 bytes in UTF-8
+    client.chat('x', { context: { k: 'vvvvvvvvv' } }); // 1 + 17 bytes ({"k":"vvvvvvvvv"}): 38 waiting
+    await assert.rejects(client.chat('é'.repeat(3)).result, { code: 'QUEUE_FULL', retryable: true });
+    const fits = client.chat('ab'); // exactly 40
+
+    assert.notEqual(fits.status, 'failed', 'a chat that still fits is taken');
+    client.close();
+  });
 });
 
 describe('context', () => {
