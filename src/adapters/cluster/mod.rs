@@ -43,7 +43,7 @@ pub use presence::UserPresence;
 pub use push::RedisPushBus;
 pub use streams::RedisStreamStore;
 
-use super::breaker::{CircuitBreaker, Permit, Transition};
+use super::breaker::{CircuitBreaker, Transition};
 
 /// `1` while Redis is unavailable and the shared cap, rate limit and idempotency run per node.
 pub const SHARED_STATE_DEGRADED: &str = "pam_redis_shared_state_degraded";
@@ -158,25 +158,6 @@ impl RedisShared {
             Ok(Err(error)) => Err(error.to_string()),
             Err(_) => Err(format!("no answer within {} ms", OP_TIMEOUT.as_millis())),
         };
-        self.record(op, permit, result)
-    }
-
-    /// Runs a v2 stream op (one of `streams_client`) within `STREAM_OP_TIMEOUT`, past the breaker: the
-    /// writer's batches and a resume's claim are worth a longer wait than a request-path op, and
-    /// must not fail for seconds because a burst of request-path ops timed out. Failures are
-    /// counted, not logged (the callers say what they lost).
-    async fn streams<T>(&self, fut: impl Future<Output = Result<T, fred::error::Error>>) -> Result<T, SharedUnavailable> {
-        match tokio::time::timeout(STREAM_OP_TIMEOUT, fut).await {
-            Ok(Ok(value)) => Ok(value),
-            _ => {
-                metrics::counter!(SHARED_ERRORS_TOTAL, "op" => Op::Streams.label()).increment(1);
-                Err(SharedUnavailable)
-            }
-        }
-    }
-
-    /// The breaker's bookkeeping of one guarded op's outcome, with one log line per transition.
-    fn record<T>(&self, op: Op, permit: Permit<'_>, result: Result<T, String>) -> Result<T, SharedUnavailable> {
         match result {
             Ok(value) => {
                 if permit.succeeded() == Some(Transition::Closed) {
@@ -191,6 +172,20 @@ impl RedisShared {
                     metrics::gauge!(SHARED_STATE_DEGRADED).set(1.0);
                     tracing::warn!(node = %self.node, %error, "Redis unavailable: per-user cap, rate limit and idempotency fall back to this node's own, pushes reach this node's sockets only");
                 }
+                Err(SharedUnavailable)
+            }
+        }
+    }
+
+    /// Runs a v2 stream op (one of `streams_client`) within `STREAM_OP_TIMEOUT`, past the breaker: the
+    /// writer's batches and a resume's claim are worth a longer wait than a request-path op, and
+    /// must not fail for seconds because a burst of request-path ops timed out. Failures are
+    /// counted, not logged (the callers say what they lost).
+    async fn streams<T>(&self, fut: impl Future<Output = Result<T, fred::error::Error>>) -> Result<T, SharedUnavailable> {
+        match tokio::time::timeout(STREAM_OP_TIMEOUT, fut).await {
+            Ok(Ok(value)) => Ok(value),
+            _ => {
+                metrics::counter!(SHARED_ERRORS_TOTAL, "op" => Op::Streams.label()).increment(1);
                 Err(SharedUnavailable)
             }
         }
