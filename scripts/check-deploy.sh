@@ -84,7 +84,7 @@ KNOWN_METRICS = {
     "pam_node_up", "pam_redis_shared_state_degraded", "pam_redis_shared_errors_total",
     "pam_push_bus_published_total", "pam_push_bus_received_total", "pam_push_bus_delivered_total",
 }
-# The gateway's defaults (src/config.rs) for the shutdown budget, in ms.
+# The gateway's defaults (src/settings/mod.rs) for the shutdown budget, in ms.
 DEFAULT_SHUTDOWN_GRACE_MS = 10000
 DEFAULT_LLM_TIMEOUT_MS = 30000
 SUFFIXES = ("_bucket", "_sum", "_count")

@@ -14,16 +14,16 @@ use ractor::Actor;
 use tokio::net::{TcpListener, TcpSocket};
 use tokio::time::Instant;
 
-use crate::adapters::database::Database;
-use crate::adapters::redis_cache::RedisCache;
 use crate::auth::JwtAuthenticator;
 use crate::auth::dev::DevAuth;
 use crate::auth::jwks::JwksCache;
-use crate::config::Settings;
+use crate::context::redis_cache::RedisCache;
+use crate::http::server::ServeOptions;
+use crate::http::tls::TlsFiles;
 use crate::http::{AppState, SharedState, router};
-use crate::server::ServeOptions;
-use crate::telemetry::metrics_handle;
-use crate::tls::TlsFiles;
+use crate::observability::telemetry::metrics_handle;
+use crate::settings::Settings;
+use crate::storage::database::Database;
 
 /// Writes kept in memory while the database is down (about 10 MB at most); beyond, they wait in
 /// the journal only.
@@ -79,8 +79,8 @@ impl Application {
         let llm: Arc<dyn LlmProvider> = match overrides.llm {
             Some(llm) => llm,
             None => {
-                let timers = crate::adapters::timer_tools::TimerTools::new(Arc::new(db.clone()));
-                crate::adapters::llm::build(&settings, Some(timers))?
+                let timers = crate::push::timers::tools::TimerTools::new(Arc::new(db.clone()));
+                crate::models::build(&settings, Some(timers))?
             }
         };
         if dev.is_some() {
@@ -108,13 +108,13 @@ impl Application {
         let loaders_for_listener = loaders.clone();
         let store: Arc<dyn ConversationStore> = Arc::new(db.clone());
         let outbox = Arc::new(open_outbox(&settings.outbox_journal)?);
-        let flusher = crate::adapters::outbox_flusher::spawn(store.clone(), outbox.clone());
+        let flusher = crate::storage::outbox_flusher::spawn(store.clone(), outbox.clone());
         let node: Arc<str> = settings.node_id().into();
         tracing::info!(node = &*node, "node identity");
-        metrics::gauge!(crate::adapters::cluster::NODE_UP, "node" => node.to_string()).set(1.0);
+        metrics::gauge!(crate::cluster::NODE_UP, "node" => node.to_string()).set(1.0);
         let listener = bind(settings.listen)?;
         let address = listener.local_addr().context("the bound listener has no address")?;
-        let cluster = crate::cluster::build(&settings, node.clone(), address)?;
+        let cluster = crate::cluster::wiring::build(&settings, node.clone(), address)?;
         let deps = Arc::new(ConnectionDeps {
             settings: settings.connection_settings(),
             authenticator,
@@ -133,14 +133,14 @@ impl Application {
             liveness: cluster.view.redis.clone().map(|redis| redis as Arc<dyn pam_actors::NodeLiveness>),
             node,
         });
-        let scheduler = crate::adapters::timer_scheduler::spawn(deps.notifications.clone(), deps.push.clone());
+        let scheduler = crate::push::timers::scheduler::spawn(deps.notifications.clone(), deps.push.clone());
         // Budget alerts: Postgres's change notifications feed the watcher; SQLite's triggers queue
         // changes in a table the watcher polls.
         let is_sqlite = matches!(db, Database::Sqlite(_));
         let (budgets, budget_watcher) =
-            crate::adapters::budget_watcher::BudgetWatcher::spawn(Arc::new(db.clone()), deps.push.clone(), is_sqlite);
+            crate::push::budget_alerts::watcher::BudgetWatcher::spawn(Arc::new(db.clone()), deps.push.clone(), is_sqlite);
         let invalidation = match &db {
-            Database::Postgres(pool) => Some(crate::adapters::invalidation::spawn_listener(pool.clone(), loaders_for_listener, budgets)),
+            Database::Postgres(pool) => Some(crate::context::invalidation::spawn_listener(pool.clone(), loaders_for_listener, budgets)),
             Database::Sqlite(_) => None,
         };
         let (supervisor, _) = Actor::spawn(None, ConnectionSupervisor, ()).await.context("could not start the connection supervisor")?;
@@ -201,7 +201,7 @@ impl Application {
             max_header_bytes: state.settings.max_header_bytes,
             tls,
         };
-        let server = tokio::spawn(crate::server::serve(listener, router(state.clone()), options, async move {
+        let server = tokio::spawn(crate::http::server::serve(listener, router(state.clone()), options, async move {
             let _ = stop_rx.await;
         }));
         shutdown.await;
@@ -244,7 +244,7 @@ async fn seed_demo(db: &Database) {
         return;
     }
     let user = pam_protocol::UserId::parse(crate::auth::dev::DEMO_USER_ID).expect("the demo user id is a uuid");
-    match crate::adapters::demo_seed::seed_demo_traveller(db, &user).await {
+    match crate::storage::demo_seed::seed_demo_traveller(db, &user).await {
         Ok(true) => tracing::info!(user = %user, "seeded the demo traveller"),
         Ok(false) => tracing::debug!("demo traveller already seeded"),
         Err(error) => tracing::warn!(error = %error, "could not seed the demo traveller; the demo answers without data"),
@@ -290,7 +290,7 @@ async fn drain(state: &SharedState) {
     }
     let flush_until = deadline.max(Instant::now() + MIN_FINAL_FLUSH);
     let store: &dyn ConversationStore = &state.db;
-    crate::adapters::outbox_flusher::final_flush(store, &state.deps.outbox, flush_until).await;
+    crate::storage::outbox_flusher::final_flush(store, &state.deps.outbox, flush_until).await;
     // Let writers put the last close frames on the wire.
     tokio::time::sleep(Duration::from_millis(100)).await;
 }
@@ -301,7 +301,7 @@ fn open_outbox(path: &str) -> anyhow::Result<TurnOutbox> {
         tracing::warn!("PAM_OUTBOX_JOURNAL is empty: writes waiting for the database are kept in memory only and lost at shutdown");
         return Ok(TurnOutbox::new(TURN_OUTBOX_CAPACITY));
     }
-    let journal = crate::adapters::outbox_journal::FileJournal::new(path);
+    let journal = crate::storage::outbox_journal::FileJournal::new(path);
     journal.check_writable().with_context(|| format!("PAM_OUTBOX_JOURNAL: cannot write {path}"))?;
     Ok(TurnOutbox::with_journal(TURN_OUTBOX_CAPACITY, Arc::new(journal)))
 }

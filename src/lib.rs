@@ -1,18 +1,19 @@
 //! pam-gateway: the realtime WebSocket backend of PAM. `Application` wires settings, auth,
-//! storage, models and the actor system behind an axum router.
+//! storage, models and the actor system behind an axum router. One folder per thing a reader
+//! looks for: `http/` (the edge), `auth/`, `settings/`, `storage/`, `context/`, `models/`,
+//! `push/` (timers, budget alerts), `cluster/` (Redis), `observability/`.
 
-pub mod adapters;
 pub mod app;
 pub mod auth;
+pub mod breaker;
 pub mod cluster;
-pub mod config;
 pub mod context;
 pub mod http;
-pub mod monitor;
-pub mod secret;
-pub mod server;
-pub mod telemetry;
-pub mod tls;
+pub mod models;
+pub mod observability;
+pub mod push;
+pub mod settings;
+pub mod storage;
 
 pub use app::{Application, Overrides, shutdown_signal};
-pub use config::Settings;
+pub use settings::Settings;

@@ -2,7 +2,8 @@
 //! on, SIGHUP reloads the certificate files.
 
 use clap::Parser;
-use pam_gateway::{Application, Settings, shutdown_signal, telemetry};
+use pam_gateway::observability::telemetry;
+use pam_gateway::{Application, Settings, shutdown_signal};
 
 #[tokio::main]
 async fn main() {
@@ -11,7 +12,7 @@ async fn main() {
     let result = async {
         let app = Application::build(settings).await?;
         if let Some(tls) = app.tls() {
-            pam_gateway::tls::reload_on_sighup(tls)?;
+            pam_gateway::http::tls::reload_on_sighup(tls)?;
         }
         app.run_until_stopped(shutdown_signal()).await
     }

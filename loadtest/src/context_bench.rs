@@ -14,9 +14,9 @@ use fred::prelude::{Builder, ClientLike, Config, KeysInterface};
 use pam_actors::context_loader::{ContextLoaderMsg, ContextLoaders};
 use pam_actors::{CacheLookup, ContextCache, ContextKind};
 use pam_gateway::Settings;
-use pam_gateway::adapters::database::Database;
-use pam_gateway::adapters::demo_seed::seed_demo_traveller;
-use pam_gateway::adapters::redis_cache::RedisCache;
+use pam_gateway::context::redis_cache::RedisCache;
+use pam_gateway::storage::database::Database;
+use pam_gateway::storage::demo_seed::seed_demo_traveller;
 use pam_protocol::UserId;
 use sqlx::{Connection, PgConnection};
 

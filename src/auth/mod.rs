@@ -17,7 +17,7 @@ use pam_protocol::UserId;
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::config::AuthSettings;
+use crate::settings::AuthSettings;
 use jwks::JwksCache;
 
 /// Leeway for clock skew between Supabase and us, for `exp`, `nbf` and `iat` alike

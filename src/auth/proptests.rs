@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 
 use super::JwtAuthenticator;
 use super::csrf::{CSRF_TTL_SECS, CsrfKeys};
-use crate::config::AuthSettings;
+use crate::settings::AuthSettings;
 
 const SECRET: &str = "proptest-secret-that-is-long-enough-for-hs256";
 const USER: &str = "11111111-1111-4111-8111-111111111111";

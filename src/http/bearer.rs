@@ -7,7 +7,8 @@ use pam_actors::metrics_names::AUTH_FAILURES_TOTAL;
 use pam_actors::{AuthError, Identity};
 use pam_protocol::UserId;
 
-use super::{AppState, error_response};
+use crate::http::error::error_response;
+use crate::http::state::AppState;
 
 /// The raw bearer token, if the header has one.
 pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {

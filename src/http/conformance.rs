@@ -12,9 +12,9 @@ use axum::http::HeaderMap;
 use axum::response::Response;
 use pam_protocol::CloseCode;
 
-use super::SharedState;
 use super::ws::{LiveSocket, refusal, sized, upgrade_rejected};
 use super::ws_failure::{ReadFailure, classify};
+use crate::http::state::SharedState;
 
 /// The echo handler.
 pub async fn echo(

@@ -7,7 +7,8 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
-use super::{SharedState, error_response};
+use crate::http::error::error_response;
+use crate::http::state::SharedState;
 
 /// Request headers a browser may send on these routes.
 pub const ALLOWED_HEADERS: &str = "authorization, content-type, idempotency-key, x-csrf-token";

@@ -10,8 +10,9 @@ use axum::response::{IntoResponse, Response};
 use pam_protocol::UserId;
 use serde::Deserialize;
 
-use super::{SharedState, error_response};
 use crate::auth::dev::{DEMO_USER_ID, DEV_TOKEN_TTL_RANGE, DEV_TOKEN_TTL_SECS};
+use crate::http::error::error_response;
+use crate::http::state::SharedState;
 
 const DEMO_PAGE: &str = include_str!("../../web/index.html");
 const DEMO_SCRIPT: &str = include_str!("../../web/demo.js");

@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use pam_actors::{SupervisorMsg, SupervisorStats};
 use serde_json::json;
 
-use super::SharedState;
+use crate::http::state::SharedState;
 
 /// How long health waits for the database before calling it down.
 const DB_PROBE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -49,7 +49,7 @@ pub async fn pam_health(State(state): State<SharedState>) -> Response {
         "service": "PAM",
         "version": env!("CARGO_PKG_VERSION"),
         "node": &*state.deps.node,
-        "llm": crate::adapters::llm::health_block(state.deps.llm.name(), &state.settings),
+        "llm": crate::models::health_block(state.deps.llm.name(), &state.settings),
         "database": match &database {
             Ok(latency) => json!({"status": "healthy", "backend": state.db.backend(), "latency_ms": latency.as_secs_f64() * 1000.0}),
             Err(e) => json!({"status": "unhealthy", "backend": state.db.backend(), "latency_ms": null, "error": e}),

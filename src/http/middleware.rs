@@ -6,13 +6,14 @@
 //! body as every other error.
 
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, HeaderName, HeaderValue, header};
+use axum::http::{HeaderMap, HeaderValue, header};
 use axum::middleware::Next;
 use axum::response::Response;
 use tracing::Instrument;
 
-/// The request id header, in and out.
-pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+use crate::http::request_id::with_request_id;
+pub use crate::http::request_id::{REQUEST_ID, current_request_id, in_request_scope};
+
 /// Longest client-supplied request id that is kept.
 const MAX_REQUEST_ID_LEN: usize = 128;
 /// For JSON and other non-page responses: nothing may load, nobody may frame.
@@ -20,26 +21,6 @@ const API_CSP: &str = "default-src 'none'; frame-ancestors 'none'";
 const HSTS: &str = "max-age=31536000; includeSubDomains";
 /// Longest rejection text carried into the JSON body.
 const MAX_REJECTION_TEXT: usize = 4 * 1024;
-
-tokio::task_local! {
-    static CURRENT_REQUEST_ID: String;
-}
-
-/// The id of the request being handled, when called inside one.
-pub fn current_request_id() -> Option<String> {
-    CURRENT_REQUEST_ID.try_with(Clone::clone).ok()
-}
-
-/// `work` with this request's id as its current one (for work spawned off the request's task).
-pub fn in_request_scope<F: std::future::Future>(work: F) -> impl std::future::Future<Output = F::Output> {
-    let id = current_request_id();
-    async move {
-        match id {
-            Some(id) => CURRENT_REQUEST_ID.scope(id, work).await,
-            None => work.await,
-        }
-    }
-}
 
 /// What the middleware needs to know about the deployment.
 #[derive(Debug, Clone, Copy)]
@@ -57,7 +38,7 @@ pub async fn edge(State(policy): State<EdgePolicy>, mut request: Request, next: 
     // The path only: query strings may carry tokens.
     let span = tracing::info_span!("request", request_id = %id, method = %request.method(), path = %request.uri().path());
     let handled = async { json_rejection(next.run(request).await).await };
-    let mut response = CURRENT_REQUEST_ID.scope(id.clone(), handled).instrument(span).await;
+    let mut response = with_request_id(id.clone(), handled).instrument(span).await;
     let headers = response.headers_mut();
     if let Ok(value) = HeaderValue::from_str(&id) {
         headers.insert(REQUEST_ID, value);
@@ -87,7 +68,7 @@ async fn json_rejection(response: Response) -> Response {
     let text =
         axum::body::to_bytes(body, MAX_REJECTION_TEXT).await.map(|b| String::from_utf8_lossy(&b).trim().to_string()).unwrap_or_default();
     let message = if text.is_empty() { status.canonical_reason().unwrap_or("request failed").to_lowercase() } else { text };
-    let json = super::error_response(status, rejection_code(status), &message);
+    let json = crate::http::error::error_response(status, rejection_code(status), &message);
     parts.headers.remove(header::CONTENT_LENGTH);
     parts.headers.extend(json.headers().clone());
     Response::from_parts(parts, json.into_body())
@@ -143,7 +124,7 @@ mod tests {
     #[tokio::test]
     async fn the_request_id_is_visible_inside_the_scope_only() {
         assert_eq!(current_request_id(), None);
-        let seen = CURRENT_REQUEST_ID.scope("r-1".into(), async { current_request_id() }).await;
+        let seen = with_request_id("r-1".into(), async { current_request_id() }).await;
         assert_eq!(seen.as_deref(), Some("r-1"));
     }
 }

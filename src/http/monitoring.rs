@@ -12,10 +12,12 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use tokio::time::Instant;
 
-use super::{SharedState, bearer, error_response};
-use crate::monitor::{error_log, recent_pushes, slow_queries};
+use crate::http::bearer;
+use crate::http::error::error_response;
+use crate::http::state::SharedState;
+use crate::observability::{error_log, recent_pushes, slow_queries};
 
-pub(super) fn iso(at: chrono::DateTime<chrono::Utc>) -> String {
+pub(crate) fn iso(at: chrono::DateTime<chrono::Utc>) -> String {
     at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
@@ -27,7 +29,7 @@ fn same_secret(given: &str, expected: &str) -> bool {
 
 /// `None` when the caller is an admin; else the 401.
 /// Used by the monitoring, cluster and push routes.
-pub(super) async fn refuse_non_admin(state: &SharedState, headers: &HeaderMap) -> Option<Response> {
+pub(crate) async fn refuse_non_admin(state: &SharedState, headers: &HeaderMap) -> Option<Response> {
     let unauthorized =
         || error_response(StatusCode::UNAUTHORIZED, "AUTH_INVALID", "this route needs PAM_ADMIN_TOKEN or an admin or service-role token");
     let Some(token) = bearer::bearer_token(headers) else {

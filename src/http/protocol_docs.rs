@@ -9,7 +9,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use pam_protocol::schema;
 
-use super::error_response;
+use crate::http::error::error_response;
 
 /// Every document as (route name, JSON text): `asyncapi` and the schema names.
 fn documents() -> &'static [(String, String)] {

@@ -5,7 +5,7 @@
 //!   socket of the user on every node) → 202 `{"id","online"}`.
 //! - `POST /api/v1/pam/timers`, `GET /api/v1/pam/timers`, `DELETE /api/v1/pam/timers/{timer_id}`,
 //!   `POST /api/v1/pam/internal/dismiss-timer` (the user's own bearer): timers and alarms, fired
-//!   by the scheduler (`adapters::timer_scheduler`).
+//!   by the scheduler (`crate::push::timers::scheduler`).
 //!
 //! Errors are `{"error","message"}`: 400 for a body that is no JSON object or an unknown `type`,
 //! 422 for a field out of its bounds, 409 over the pending-timer limit, 503 when the database
@@ -22,13 +22,14 @@ use pam_actors::{Inserted, NewNotification, Notification, NotificationKind, Noti
 use pam_protocol::{AlertContent, AlertPriority, TimerType, UserId};
 use serde_json::{Map, Value, json};
 
-use super::{SharedState, bearer, error_response, monitoring, rest};
-use crate::adapters::timer_scheduler::publish;
+use crate::http::bearer;
+use crate::http::error::error_response;
+use crate::http::monitoring;
+use crate::http::rest;
+use crate::http::state::SharedState;
+use crate::push::timers::scheduler::publish;
+use crate::push::timers::{MAX_PENDING_TIMERS, MAX_TIMER_AHEAD};
 
-/// Pending (unfired) timers one user may have.
-pub const MAX_PENDING_TIMERS: usize = 50;
-/// How far ahead a timer may fire.
-pub const MAX_TIMER_AHEAD: Duration = Duration::days(30);
 /// `ttl_s` when a push names none, and the most it may name (7 days).
 const DEFAULT_TTL_S: i64 = 3600;
 const MAX_TTL_S: i64 = 7 * 24 * 3600;

@@ -18,8 +18,10 @@ use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 use tokio::time::Instant;
 
-use super::idempotency::{Decision, StoredResponse, valid_key};
-use super::{SharedState, bearer, error_response};
+use crate::cluster::idempotency::{Decision, StoredResponse, valid_key};
+use crate::http::bearer;
+use crate::http::error::error_response;
+use crate::http::state::SharedState;
 
 /// How long the response waits for the stored turn's ids before answering without them.
 const IDS_TIMEOUT: Duration = Duration::from_secs(2);
@@ -252,7 +254,7 @@ async fn stored_ids(
     session: &SessionId,
     client_msg_id: &str,
     reply: &LlmReply,
-) -> Option<crate::adapters::conversations::StoredTurnIds> {
+) -> Option<crate::storage::conversations::StoredTurnIds> {
     match tokio::time::timeout(IDS_TIMEOUT, state.db.stored_turn_ids(user, session, client_msg_id, &reply.text)).await {
         Ok(Ok(ids)) => ids,
         Ok(Err(error)) => {

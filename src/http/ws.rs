@@ -28,7 +28,8 @@ use tokio::sync::Semaphore;
 use tokio::time::{Instant, timeout};
 
 use super::ws_failure::{ReadFailure, classify};
-use super::{SharedState, error_response};
+use crate::http::error::error_response;
+use crate::http::state::SharedState;
 
 /// tungstenite reads in chunks of this size and keeps the buffer for the socket's life; a chat
 /// frame of ~2 KB takes two reads (a bigger frame grows it), and the default 128 KiB would cost

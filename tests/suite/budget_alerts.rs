@@ -280,10 +280,8 @@ async fn the_demo_traveller_is_one_expense_away_from_a_budget_alert() {
     let app = start(&db, |_| {}).await;
     let writer = Writer::open(&db).await;
     let user = fresh_user();
-    let gateway_db = pam_gateway::adapters::database::Database::connect(&db.url, false).await.unwrap();
-    assert!(
-        pam_gateway::adapters::demo_seed::seed_demo_traveller(&gateway_db, &pam_protocol::UserId::parse(&user).unwrap()).await.unwrap()
-    );
+    let gateway_db = pam_gateway::storage::database::Database::connect(&db.url, false).await.unwrap();
+    assert!(pam_gateway::storage::demo_seed::seed_demo_traveller(&gateway_db, &pam_protocol::UserId::parse(&user).unwrap()).await.unwrap());
     writer.settled().await;
     assert_eq!(writer.alert_keys(&user).await, Vec::<String>::new(), "the seed itself stays under every threshold");
 

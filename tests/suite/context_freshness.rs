@@ -15,7 +15,7 @@ use pam_actors::context_loader::{ContextLoaderActor, ContextLoaderArgs, ContextL
 use pam_actors::{
     BoxFuture, CacheLookup, ContextCache, ContextKind, ContextStore, FillToken, FinancialContext, ProfileContext, SocialContext, StoreError,
 };
-use pam_gateway::adapters::redis_cache::RedisCache;
+use pam_gateway::context::redis_cache::RedisCache;
 use pam_protocol::UserId;
 use ractor::{Actor, ActorRef};
 use serde_json::{Value, json};

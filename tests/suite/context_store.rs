@@ -11,8 +11,8 @@
 
 use chrono::{DateTime, Duration, NaiveDate, SecondsFormat, SubsecRound, Utc};
 use pam_actors::{CategorySpend, ContextStore, EventSummary, FinancialContext, Friend, ProfileContext};
-use pam_gateway::adapters::database::Database;
-use pam_gateway::adapters::demo_seed::seed_demo_traveller;
+use pam_gateway::storage::database::Database;
+use pam_gateway::storage::demo_seed::seed_demo_traveller;
 use pam_protocol::UserId;
 use serde_json::{Value, json};
 use sqlx::AssertSqlSafe;

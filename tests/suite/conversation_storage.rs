@@ -137,7 +137,7 @@ fn answer(user: &str, client_msg_id: &str) -> pam_actors::AnswerRecord {
 #[tokio::test]
 async fn a_repeated_client_message_id_is_a_no_op() {
     use pam_actors::{ConversationStore, UserSaved};
-    use pam_gateway::adapters::database::Database;
+    use pam_gateway::storage::database::Database;
     let (settings, _file) = test_settings();
     let postgres_url = std::env::var("PAM_TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
     for url in [settings.database_url.clone(), postgres_url] {

@@ -6,7 +6,7 @@ use std::time::Duration;
 use crate::common::fake_llm::*;
 use crate::common::*;
 use pam_actors::{LlmProvider, LlmRequest};
-use pam_gateway::adapters::llm::{AnthropicProvider, OpenAiProvider, Standalone};
+use pam_gateway::models::{AnthropicProvider, OpenAiProvider, Standalone};
 use pam_protocol::UserId;
 use tokio::sync::mpsc;
 

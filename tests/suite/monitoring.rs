@@ -87,7 +87,7 @@ async fn the_websocket_report_counts_states_opens_closes_by_code_and_cap_hits() 
 #[tokio::test]
 async fn slow_queries_are_reported_by_name_with_duration_and_time() {
     // Every query counts as slow, so the test need not wait a second per query.
-    pam_gateway::monitor::slow_queries().set_threshold(Duration::ZERO);
+    pam_gateway::observability::slow_queries().set_threshold(Duration::ZERO);
     let app = admin_app(|_| {}).await;
     let (status, _) = post_chat(&app, &token_for(USER), &json!({"message": "how much budget is left?"}), None).await;
     assert_eq!(status, 200);
@@ -104,7 +104,7 @@ async fn slow_queries_are_reported_by_name_with_duration_and_time() {
 
 #[tokio::test]
 async fn errors_are_reported_by_kind_without_secrets_while_redis_is_down() {
-    pam_gateway::telemetry::init_tracing(Some(pam_gateway::config::LogFormat::Json));
+    pam_gateway::observability::telemetry::init_tracing(Some(pam_gateway::settings::LogFormat::Json));
     let app = admin_app(|s| s.redis_url = Some("redis://127.0.0.1:1".into())).await;
     let jwt = token_for(USER);
     tracing::error!(token = %jwt, "login failed for Bearer {jwt}");
@@ -165,7 +165,7 @@ async fn monitoring_answers_under_load() {
 
 #[tokio::test]
 async fn monitoring_answers_while_postgres_is_down() {
-    pam_gateway::monitor::slow_queries().set_threshold(Duration::ZERO);
+    pam_gateway::observability::slow_queries().set_threshold(Duration::ZERO);
     let cluster = Cluster::create();
     let app = admin_app(|s| s.database_url = cluster.url()).await;
     let (status, _) = post_chat(&app, &token_for(USER), &json!({"message": "hello"}), None).await;

@@ -6,7 +6,7 @@
 
 use chrono::{Duration, Utc};
 use pam_actors::{Inserted, NewNotification, NotificationKind, NotificationStore};
-use pam_gateway::adapters::database::Database;
+use pam_gateway::storage::database::Database;
 use pam_protocol::UserId;
 use serde_json::json;
 use uuid::Uuid;

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use pam_actors::{Inserted, NewNotification, NotificationKind, NotificationStore, StoreError};
-use pam_gateway::adapters::database::Database;
+use pam_gateway::storage::database::Database;
 use pam_gateway::{Application, Overrides, Settings};
 use pam_protocol::UserId;
 use reqwest::StatusCode;

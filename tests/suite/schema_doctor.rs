@@ -2,7 +2,7 @@
 //! the migrated schema on both backends.
 
 use crate::common::*;
-use pam_gateway::adapters::database::Database;
+use pam_gateway::storage::database::Database;
 
 fn admin_url() -> String {
     std::env::var("PAM_TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())

@@ -81,7 +81,7 @@ async fn a_drain_past_its_grace_answers_or_records_every_chat_it_read() {
     let db_file = std::mem::replace(&mut app.db, TempFile(std::path::PathBuf::new()));
     app.shutdown().await;
 
-    let metrics = pam_gateway::telemetry::metrics_handle().render();
+    let metrics = pam_gateway::observability::telemetry::metrics_handle().render();
     let abandoned = metric(&metrics, "pam_turns_abandoned_total").unwrap_or(0.0);
     let stored = rows(&db, USER).await;
     let users: Vec<&Row> = stored.iter().filter(|r| r.role == "user").collect();

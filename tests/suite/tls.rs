@@ -11,7 +11,7 @@ use std::time::Duration;
 use crate::common::*;
 use futures_util::{SinkExt, StreamExt};
 use pam_gateway::Application;
-use pam_gateway::tls::TlsFiles;
+use pam_gateway::http::tls::TlsFiles;
 use rustls::pki_types::{CertificateDer, ServerName};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

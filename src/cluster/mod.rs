@@ -1,0 +1,232 @@
+//! Shared cluster state on Redis (`REDIS_URL` set): node registry and heartbeat (`node.rs`),
+//! per-user presence and the cross-node socket cap (`presence.rs`), the shared chat rate limit
+//! and REST `Idempotency-Key`s (`limits.rs`) and the push bus (`bus.rs`). Apps build one
+//! `RedisShared` per node; the Lua scripts live in `scripts.rs`.
+//!
+//! Redis trouble is not the user's trouble: every operation gives up within `OP_TIMEOUT` (like
+//! the cache), three failures in a row open a breaker for `OPEN_FOR`, and meanwhile every caller
+//! falls back to this node's own in-process state (`SharedUnavailable`). The breaker's
+//! transitions set `pam_redis_shared_state_degraded` and log one line each; the heartbeat keeps
+//! trying, so the shared state comes back by itself — and re-syncs this node's presence then.
+//!
+//! Keys (`{p}` = `PAM_CACHE_PREFIX`, node ids are `[A-Za-z0-9._-]{1,64}`):
+//! - `{p}:node:{id}`: the node's JSON (id, incarnation, started_at, address, sockets, users),
+//!   expiring `PAM_NODE_TTL_MS` after the last heartbeat; `{p}:nodes`: sorted set id → expiry (ms).
+//! - `{p}:presence:{user}`: hash `{id}/{incarnation}` → `"{count}:{version}"`; a field counts only
+//!   while `{p}:node:{id}` names that incarnation, so a dead node's sockets stop counting when its
+//!   registration expires, without a write per user per heartbeat.
+//! - `{p}:rate:{user}`: the user's GCRA arrival time (µs, Redis clock).
+//! - `{p}:idem:{user}:{sha256(key)}`: an `Idempotency-Key`'s running marker, then its response.
+//! - channel `{p}:node:{id}:push`: pushes for sockets on that node, and frames of v2 streams the
+//!   node holds that another node's still-running turn wrote (`streams.rs`).
+//! - `{p}:v2s:{stream}` and `{p}:v2s:{stream}:meta`: a v2 stream's replayable frames and its
+//!   user, epoch, holder, last seq and open turns (`streams.rs`).
+//!
+//! Scripts read keys they are not given (node registrations): a standalone Redis, like the cache.
+
+pub mod admin;
+mod bus;
+pub mod idempotency;
+mod limits;
+mod node;
+mod presence;
+mod scripts;
+mod streams;
+pub mod wiring;
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use fred::prelude::{Builder, Client, ClientLike, Config, ReconnectPolicy};
+use pam_actors::SharedUnavailable;
+
+pub use bus::RedisPushBus;
+pub use node::{NodeInfo, spawn_heartbeat};
+pub use presence::UserPresence;
+pub use streams::RedisStreamStore;
+
+use crate::breaker::{CircuitBreaker, Transition};
+
+/// `1` while Redis is unavailable and the shared cap, rate limit and idempotency run per node.
+pub const SHARED_STATE_DEGRADED: &str = "pam_redis_shared_state_degraded";
+/// Shared-state operations that failed or timed out, by `op` (a closed set: see `Op`).
+pub const SHARED_ERRORS_TOTAL: &str = "pam_redis_shared_errors_total";
+/// `1` on every live node, labelled with its `PAM_NODE_ID` (the only metric with a node label).
+pub const NODE_UP: &str = "pam_node_up";
+
+/// The same budget as the context cache: a hanging Redis costs a chat at most this per call.
+const OP_TIMEOUT: Duration = Duration::from_millis(100);
+/// How long one v2 stream op may take (see `RedisShared::streams`): a writer batch holds no
+/// socket up (a longer wait only queues writes), and a resume that waits is better than one that
+/// fails in a reconnect storm.
+const STREAM_OP_TIMEOUT: Duration = Duration::from_secs(1);
+const FAILURES_TO_OPEN: u32 = 3;
+const OPEN_FOR: Duration = Duration::from_secs(5);
+
+/// What a shared operation was, for `pam_redis_shared_errors_total{op}`.
+#[derive(Debug, Clone, Copy)]
+enum Op {
+    Heartbeat,
+    Nodes,
+    Presence,
+    RateLimit,
+    Idempotency,
+    Push,
+    Streams,
+}
+
+impl Op {
+    fn label(self) -> &'static str {
+        match self {
+            Op::Heartbeat => "heartbeat",
+            Op::Nodes => "nodes",
+            Op::Presence => "presence",
+            Op::RateLimit => "rate_limit",
+            Op::Idempotency => "idempotency",
+            Op::Push => "push",
+            Op::Streams => "streams",
+        }
+    }
+}
+
+/// One node's handle on the shared state.
+pub struct RedisShared {
+    client: Client,
+    /// v2 stream work (the writer's batches, claims) on a connection of its own, with
+    /// `STREAM_OP_TIMEOUT`: large replies never queue ahead of the request path's small ops.
+    pub(super) streams_client: Client,
+    prefix: String,
+    node: String,
+    /// Changes whenever this node's presence fields may be wrong (after Redis lost or missed
+    /// writes): fields of an older incarnation stop counting at once, and the node re-writes its
+    /// counts under the new one.
+    incarnation: Mutex<String>,
+    node_ttl: Duration,
+    breaker: CircuitBreaker,
+    /// A presence write was not applied: re-sync at the next heartbeat that reaches Redis.
+    resync: AtomicBool,
+}
+
+impl RedisShared {
+    /// Connects in the background: a Redis that is down at startup only opens the breaker.
+    pub fn connect(url: &str, prefix: &str, node: &str, node_ttl: Duration) -> anyhow::Result<Self> {
+        let client = builder(url)?.build().map_err(|e| anyhow::anyhow!("could not set up the Redis client: {e}"))?;
+        drop(client.connect());
+        let streams_client =
+            builder_with(url, STREAM_OP_TIMEOUT)?.build().map_err(|e| anyhow::anyhow!("could not set up the Redis client: {e}"))?;
+        drop(streams_client.connect());
+        metrics::gauge!(SHARED_STATE_DEGRADED).set(0.0);
+        Ok(Self {
+            client,
+            streams_client,
+            prefix: prefix.to_string(),
+            node: node.to_string(),
+            incarnation: Mutex::new(new_incarnation()),
+            node_ttl,
+            breaker: CircuitBreaker::new(FAILURES_TO_OPEN, OPEN_FOR),
+            resync: AtomicBool::new(false),
+        })
+    }
+
+    /// This node's id.
+    pub fn node(&self) -> &str {
+        &self.node
+    }
+
+    fn incarnation(&self) -> String {
+        self.incarnation.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// This node's field in presence hashes: `{id}/{incarnation}`.
+    fn field(&self) -> String {
+        format!("{}/{}", self.node, self.incarnation())
+    }
+
+    /// `{prefix}:{rest}`.
+    fn key(&self, rest: &str) -> String {
+        format!("{}:{rest}", self.prefix)
+    }
+
+    /// Marks this node's presence for a re-sync (a write did not land).
+    fn needs_resync(&self) {
+        self.resync.store(true, Ordering::Release);
+    }
+
+    /// Runs `op` unless the breaker is open; records the outcome and logs each transition once.
+    async fn guarded<T>(&self, op: Op, fut: impl Future<Output = Result<T, fred::error::Error>>) -> Result<T, SharedUnavailable> {
+        let permit = self.breaker.admit().ok_or(SharedUnavailable)?;
+        let result = match tokio::time::timeout(OP_TIMEOUT, fut).await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(error)) => Err(error.to_string()),
+            Err(_) => Err(format!("no answer within {} ms", OP_TIMEOUT.as_millis())),
+        };
+        match result {
+            Ok(value) => {
+                if permit.succeeded() == Some(Transition::Closed) {
+                    metrics::gauge!(SHARED_STATE_DEGRADED).set(0.0);
+                    tracing::info!(node = %self.node, "Redis answers again: per-user cap, rate limit, idempotency and pushes are shared across nodes again");
+                }
+                Ok(value)
+            }
+            Err(error) => {
+                metrics::counter!(SHARED_ERRORS_TOTAL, "op" => op.label()).increment(1);
+                if permit.failed() == Some(Transition::Opened) {
+                    metrics::gauge!(SHARED_STATE_DEGRADED).set(1.0);
+                    tracing::warn!(node = %self.node, %error, "Redis unavailable: per-user cap, rate limit and idempotency fall back to this node's own, pushes reach this node's sockets only");
+                }
+                Err(SharedUnavailable)
+            }
+        }
+    }
+
+    /// Runs a v2 stream op (one of `streams_client`) within `STREAM_OP_TIMEOUT`, past the breaker: the
+    /// writer's batches and a resume's claim are worth a longer wait than a request-path op, and
+    /// must not fail for seconds because a burst of request-path ops timed out. Failures are
+    /// counted, not logged (the callers say what they lost).
+    async fn streams<T>(&self, fut: impl Future<Output = Result<T, fred::error::Error>>) -> Result<T, SharedUnavailable> {
+        match tokio::time::timeout(STREAM_OP_TIMEOUT, fut).await {
+            Ok(Ok(value)) => Ok(value),
+            _ => {
+                metrics::counter!(SHARED_ERRORS_TOTAL, "op" => Op::Streams.label()).increment(1);
+                Err(SharedUnavailable)
+            }
+        }
+    }
+}
+
+/// A fred builder with the same timeouts and reconnect policy as the context cache's.
+fn builder(url: &str) -> anyhow::Result<Builder> {
+    builder_with(url, OP_TIMEOUT)
+}
+
+/// Messages a node's subscriber holds for its listener (fred's default is 32): a burst of pushes
+/// or of frames forwarded from a draining node beyond what the listener has taken is dropped
+/// (`Lagged`); this is ~1.6 s at 10 000 pushes/s. About 100 bytes a slot, allocated up front:
+/// ~1.6 MB per node.
+const SUBSCRIBER_BACKLOG: usize = 16_384;
+
+/// [`builder`] for the subscriber of this node's channel, with room for `SUBSCRIBER_BACKLOG`.
+fn subscriber_builder(url: &str) -> anyhow::Result<Builder> {
+    let mut builder = builder(url)?;
+    builder.with_performance_config(|p| p.broadcast_channel_capacity = SUBSCRIBER_BACKLOG);
+    Ok(builder)
+}
+
+/// [`builder`] whose commands give up after `command_timeout`.
+fn builder_with(url: &str, command_timeout: Duration) -> anyhow::Result<Builder> {
+    let config = Config::from_url(url).map_err(|e| anyhow::anyhow!("REDIS_URL is not a valid Redis URL: {e}"))?;
+    let mut builder = Builder::from_config(config);
+    builder
+        .with_connection_config(|c| {
+            c.connection_timeout = Duration::from_secs(2);
+            c.internal_command_timeout = Duration::from_secs(2);
+        })
+        .with_performance_config(|p| p.default_command_timeout = command_timeout)
+        .set_policy(ReconnectPolicy::new_exponential(0, 100, 5_000, 2));
+    Ok(builder)
+}
+
+fn new_incarnation() -> String {
+    uuid::Uuid::new_v4().simple().to_string()[..12].to_string()
+}

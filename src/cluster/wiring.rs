@@ -1,0 +1,96 @@
+//! "N gateway nodes behave as one": builds this node's cluster parts from the settings — the
+//! shared per-user cap (presence), chat rate limit, REST idempotency, push bus and v2 stream store
+//! on Redis when `REDIS_URL` is set (each falling back to this node's own while Redis is
+//! unavailable), or the in-process versions of the same when it is not (one node is then the
+//! whole cluster).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use pam_actors::{
+    ChatRateLimit, LocalPushBus, PushBus, ResumeBuffer, ResumeLimits, SharedPresence, SharedRateLimit, StreamStore, UserSlots,
+};
+
+use crate::cluster::idempotency::{IDEMPOTENCY_CAPACITY, IDEMPOTENCY_TTL, IdempotencyKeys, RestIdempotency, SharedIdempotency};
+use crate::cluster::{NodeInfo, RedisPushBus, RedisShared, RedisStreamStore, spawn_heartbeat};
+use crate::settings::Settings;
+
+/// What the HTTP routes see of the cluster.
+#[derive(Clone)]
+pub struct ClusterView {
+    /// This node's id (`PAM_NODE_ID`).
+    pub node: Arc<str>,
+    pub started_at: String,
+    pub address: SocketAddr,
+    /// The shared state, when `REDIS_URL` is set.
+    pub redis: Option<Arc<RedisShared>>,
+    pub slots: Arc<UserSlots>,
+    pub push: Arc<dyn PushBus>,
+}
+
+impl ClusterView {
+    /// This node as `/api/v1/monitoring/nodes` shows it when Redis cannot be asked.
+    pub fn local_node(&self) -> NodeInfo {
+        let (sockets, users) = self.slots.totals();
+        NodeInfo {
+            id: self.node.to_string(),
+            incarnation: String::new(),
+            started_at: self.started_at.clone(),
+            address: self.address.to_string(),
+            sockets,
+            users,
+            heartbeat_at: pam_actors::connection::iso_now(),
+        }
+    }
+}
+
+/// Everything `Application::build` wires in.
+pub struct ClusterParts {
+    pub view: ClusterView,
+    pub rate_limiter: ChatRateLimit,
+    pub idempotency: RestIdempotency,
+    /// v2 streams for `resume`: in this process, and in Redis too when it is set.
+    pub resume: Arc<ResumeBuffer>,
+    /// The heartbeat, the push listener and the stream writer; aborted at shutdown.
+    pub background: Vec<tokio::task::JoinHandle<()>>,
+}
+
+/// This node's cluster parts; with Redis they register the node and start its heartbeat.
+pub fn build(settings: &Settings, node: Arc<str>, address: SocketAddr) -> anyhow::Result<ClusterParts> {
+    let started_at = pam_actors::connection::iso_now();
+    // A shared idempotency claim stays "running" at most as long as a turn can run.
+    let running_for = settings.connection_settings().turn_lifetime();
+    let local_keys = IdempotencyKeys::new(IDEMPOTENCY_TTL, IDEMPOTENCY_CAPACITY);
+    let cap = settings.max_connections_per_user;
+    let Some(url) = settings.redis_url.as_deref() else {
+        tracing::info!(node = &*node, "REDIS_URL is not set: per-user cap, rate limit, idempotency and pushes are this node's alone");
+        let slots = UserSlots::new(cap);
+        let push: Arc<dyn PushBus> = Arc::new(LocalPushBus::new(slots.clone()));
+        return Ok(ClusterParts {
+            view: ClusterView { node, started_at, address, redis: None, slots, push },
+            rate_limiter: ChatRateLimit::new(settings.rate_limit_per_minute, None),
+            idempotency: RestIdempotency::new(local_keys, None, running_for),
+            resume: Arc::new(ResumeBuffer::new(ResumeLimits::default())),
+            background: Vec::new(),
+        });
+    };
+    let redis = Arc::new(RedisShared::connect(url, &settings.cache_prefix, &node, settings.node_ttl())?);
+    let slots = UserSlots::with_shared(cap, redis.clone() as Arc<dyn SharedPresence>);
+    let limits = ResumeLimits::default();
+    let (streams, writer) = RedisStreamStore::start(redis.clone(), limits);
+    let resume = Arc::new(ResumeBuffer::with_store(limits, Some(streams.clone() as Arc<dyn StreamStore>)));
+    let (push, listener) = RedisPushBus::start(url, redis.clone(), slots.clone(), resume.clone())?;
+    let heartbeat = spawn_heartbeat(redis.clone(), slots.clone(), address.to_string());
+    tracing::info!(
+        node = &*node,
+        ttl_ms = settings.node_ttl_ms,
+        "REDIS_URL is set: per-user cap, rate limit, idempotency, pushes and v2 streams are shared across nodes"
+    );
+    Ok(ClusterParts {
+        view: ClusterView { node, started_at, address, redis: Some(redis.clone()), slots, push },
+        rate_limiter: ChatRateLimit::new(settings.rate_limit_per_minute, Some(redis.clone() as Arc<dyn SharedRateLimit>)),
+        idempotency: RestIdempotency::new(local_keys, Some(redis as Arc<dyn SharedIdempotency>), running_for),
+        resume,
+        background: vec![heartbeat, listener, writer],
+    })
+}

@@ -1,0 +1,20 @@
+//! Storage on the gateway's database (`DATABASE_URL`: Postgres or SQLite): opening it
+//! (`open.rs`: connect, migrate, the schema doctor), the conversation rows every turn is stored in
+//! (`conversations.rs`, `conversation_rows.rs`), the user's PAM preferences (`preferences.rs`), the
+//! demo traveller (`demo_seed.rs`), and the outbox's journal and flusher for turns the database
+//! could not take in time. Context rows are read by `crate::context`, pushes and budgets are
+//! stored by `crate::push`; both use this folder's `Database` and `sql` helpers.
+//! Imports settings and observability only.
+
+pub mod conversation_rows;
+pub mod conversations;
+pub mod database;
+pub mod demo_seed;
+mod open;
+pub mod outbox_flusher;
+pub mod outbox_journal;
+pub mod preferences;
+pub mod schema_doctor;
+pub(crate) mod sql;
+
+pub use database::Database;
