@@ -85,7 +85,7 @@ fn browser_routes(state: &SharedState) -> Router<SharedState> {
         .route("/api/v1/csrf-token", get(preferences::csrf_token))
         .route(
             "/api/v1/users/{user_id}/settings",
-            get(preferences::read).post(preferences::write).layer(DefaultBodyLimit::max(preferences::MAX_SETTINGS_BYTES)),
+            get(preferences::read).post(preferences::write).layer(DefaultBodyLimit::max(preferences::MAX_PREFERENCES_BYTES)),
         )
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(state.settings.max_frame_bytes))

@@ -1,5 +1,5 @@
-//! CSRF-protected PAM settings: `GET /api/v1/csrf-token` issues a token for the bearer's user;
-//! `GET`/`POST /api/v1/users/{user_id}/settings` read and replace `user_settings.pam_preferences`
+//! CSRF-protected PAM preferences (the user's own, not the gateway's settings): `GET
+//! /api/v1/csrf-token` issues a token for the bearer's user; `GET`/`POST /api/v1/users/{user_id}/settings` read and replace `user_settings.pam_preferences`
 //! for the bearer's own user. A POST needs `X-CSRF-Token`; any bad token is 403 `CSRF_INVALID`.
 //! A write evicts the user's cached context so the next chat sees fresh data.
 
@@ -17,12 +17,12 @@ use crate::auth::csrf::CSRF_TTL_SECS;
 use crate::http::bearer;
 use crate::http::error::error_response;
 use crate::http::state::SharedState;
-use crate::storage::preferences::PamSettings;
+use crate::storage::preferences::UserPreferences;
 
 /// Header carrying the CSRF token.
 pub const CSRF_HEADER: &str = "x-csrf-token";
-/// Largest settings body accepted.
-pub const MAX_SETTINGS_BYTES: usize = 16 * 1024;
+/// Largest preferences body accepted.
+pub const MAX_PREFERENCES_BYTES: usize = 16 * 1024;
 
 fn unix_now() -> u64 {
     u64::try_from(chrono::Utc::now().timestamp()).unwrap_or(0)
@@ -50,8 +50,9 @@ async fn own_user(state: &SharedState, headers: &HeaderMap, path_user: &str) -> 
     }
 }
 
-fn settings_body(user: &UserId, settings: PamSettings) -> Response {
-    Json(json!({"user_id": user.as_str(), "pam_preferences": settings.pam_preferences, "updated_at": settings.updated_at})).into_response()
+fn preferences_body(user: &UserId, preferences: UserPreferences) -> Response {
+    Json(json!({"user_id": user.as_str(), "pam_preferences": preferences.pam_preferences, "updated_at": preferences.updated_at}))
+        .into_response()
 }
 
 fn storage_down(error: &pam_actors::StoreError) -> Response {
@@ -75,8 +76,8 @@ pub async fn read(State(state): State<SharedState>, headers: HeaderMap, Path(use
         Ok(user) => user,
         Err(refusal) => return refusal,
     };
-    match state.db.pam_settings(&user).await {
-        Ok(settings) => settings_body(&user, settings),
+    match state.db.preferences(&user).await {
+        Ok(settings) => preferences_body(&user, settings),
         Err(error) => storage_down(&error),
     }
 }
@@ -118,10 +119,10 @@ pub async fn write(
         Ok(_) => return error_response(StatusCode::BAD_REQUEST, "VALIDATION_ERROR", "the body must be a JSON object"),
         Err(_) => return error_response(StatusCode::BAD_REQUEST, "INVALID_JSON", "the body is not valid JSON"),
     };
-    match state.db.set_pam_settings(&user, &preferences).await {
+    match state.db.set_preferences(&user, &preferences).await {
         Ok(settings) => {
             state.deps.loaders.invalidate(&user);
-            settings_body(&user, settings)
+            preferences_body(&user, settings)
         }
         Err(error) => storage_down(&error),
     }

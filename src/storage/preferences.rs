@@ -1,4 +1,4 @@
-//! The user's PAM settings: `user_settings.pam_preferences` read and replaced for one user, on
+//! The user's PAM preferences: `user_settings.pam_preferences` read and replaced for one user, on
 //! Postgres (jsonb) and SQLite (JSON text). The row is created when missing; other columns are
 //! left alone. Every query filters by the user id.
 
@@ -10,9 +10,9 @@ use super::database::Database;
 use crate::observability::timed_query;
 use crate::storage::sql::user_uuid;
 
-/// One user's PAM settings as stored.
+/// One user's PAM preferences as stored.
 #[derive(Debug, Clone, PartialEq)]
-pub struct PamSettings {
+pub struct UserPreferences {
     /// `{}` when nothing was stored yet.
     pub pam_preferences: Value,
     /// ISO-8601, `None` before the first write.
@@ -28,18 +28,18 @@ const SQLITE_WRITE: &str = "INSERT INTO user_settings (user_id, pam_preferences,
      ON CONFLICT (user_id) DO UPDATE SET pam_preferences = excluded.pam_preferences, updated_at = excluded.updated_at
      RETURNING pam_preferences, updated_at";
 
-fn settings_from(row: Option<(Option<String>, Option<String>)>) -> PamSettings {
+fn preferences_from(row: Option<(Option<String>, Option<String>)>) -> UserPreferences {
     let (preferences, updated_at) = row.unwrap_or((None, None));
     let pam_preferences = preferences
         .and_then(|text| serde_json::from_str::<Value>(&text).ok())
         .filter(|value| !value.is_null())
         .unwrap_or_else(|| Value::Object(Default::default()));
-    PamSettings { pam_preferences, updated_at }
+    UserPreferences { pam_preferences, updated_at }
 }
 
 impl Database {
     /// The user's stored PAM preferences (`{}` when there are none).
-    pub async fn pam_settings(&self, user: &UserId) -> Result<PamSettings, StoreError> {
+    pub async fn preferences(&self, user: &UserId) -> Result<UserPreferences, StoreError> {
         let row: Option<(Option<String>, Option<String>)> = match self {
             Database::Postgres(pool) => {
                 timed_query("settings_read", sqlx::query_as(PG_READ).bind(user_uuid(user)?).fetch_optional(pool)).await?
@@ -48,11 +48,11 @@ impl Database {
                 timed_query("settings_read", sqlx::query_as(SQLITE_READ).bind(user.as_str()).fetch_optional(pool)).await?
             }
         };
-        Ok(settings_from(row))
+        Ok(preferences_from(row))
     }
 
     /// Replaces the user's PAM preferences and returns what is now stored.
-    pub async fn set_pam_settings(&self, user: &UserId, preferences: &Value) -> Result<PamSettings, StoreError> {
+    pub async fn set_preferences(&self, user: &UserId, preferences: &Value) -> Result<UserPreferences, StoreError> {
         let json = preferences.to_string();
         let row: (Option<String>, Option<String>) = match self {
             Database::Postgres(pool) => {
@@ -63,6 +63,6 @@ impl Database {
                 timed_query("settings_write", sqlx::query_as(SQLITE_WRITE).bind(user.as_str()).bind(json).bind(now).fetch_one(pool)).await?
             }
         };
-        Ok(settings_from(Some(row)))
+        Ok(preferences_from(Some(row)))
     }
 }
