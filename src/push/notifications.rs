@@ -20,7 +20,7 @@ use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 use crate::storage::database::Database;
-use crate::storage::sql::{sqlite_time, store_error, user_uuid};
+use crate::storage::sql::{FetchedRows, sqlite_time, store_error, user_uuid};
 
 /// Most rows `undelivered` returns (a client cannot grow this: timers are bounded per user and
 /// pushes come from services).
@@ -207,10 +207,7 @@ impl NotificationStore for Database {
                 .bind(limit)
                 .fetch_all(pool)
                 .await
-                .map_err(store_error)?
-                .iter()
-                .map(pg_row)
-                .collect::<Result<Vec<_>, _>>()?,
+                .rows(pg_row)?,
                 Database::Sqlite(pool) => {
                     // Every node asks 4 times a second: a plain read first (WAL readers take no
                     // lock), so the write lock is taken only when something is due.
@@ -241,10 +238,7 @@ impl NotificationStore for Database {
                     .bind(limit)
                     .fetch_all(&mut *tx)
                     .await
-                    .map_err(store_error)?
-                    .iter()
-                    .map(sqlite_row)
-                    .collect::<Result<Vec<_>, _>>()?;
+                    .rows(sqlite_row)?;
                     tx.commit().await.map_err(store_error)?;
                     rows
                 }
@@ -271,10 +265,7 @@ impl NotificationStore for Database {
                 .bind(UNDELIVERED_LIMIT)
                 .fetch_all(pool)
                 .await
-                .map_err(store_error)?
-                .iter()
-                .map(pg_row)
-                .collect::<Result<Vec<_>, _>>()?,
+                .rows(pg_row)?,
                 Database::Sqlite(pool) => sqlx::query(concat!(
                     "SELECT ",
                     sqlite_columns!(),
@@ -291,10 +282,7 @@ impl NotificationStore for Database {
                 .bind(UNDELIVERED_LIMIT)
                 .fetch_all(pool)
                 .await
-                .map_err(store_error)?
-                .iter()
-                .map(sqlite_row)
-                .collect::<Result<Vec<_>, _>>()?,
+                .rows(sqlite_row)?,
             };
             Ok(rows)
         })
@@ -314,10 +302,7 @@ impl NotificationStore for Database {
                 .bind(UNDELIVERED_LIMIT)
                 .fetch_all(pool)
                 .await
-                .map_err(store_error)?
-                .iter()
-                .map(pg_row)
-                .collect::<Result<Vec<_>, _>>()?,
+                .rows(pg_row)?,
                 Database::Sqlite(pool) => sqlx::query(concat!(
                     "SELECT ",
                     sqlite_columns!(),
@@ -329,10 +314,7 @@ impl NotificationStore for Database {
                 .bind(UNDELIVERED_LIMIT)
                 .fetch_all(pool)
                 .await
-                .map_err(store_error)?
-                .iter()
-                .map(sqlite_row)
-                .collect::<Result<Vec<_>, _>>()?,
+                .rows(sqlite_row)?,
             };
             Ok(rows)
         })

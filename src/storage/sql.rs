@@ -29,3 +29,16 @@ pub(crate) fn user_uuid(user: &UserId) -> Result<Uuid, StoreError> {
 pub(crate) fn sqlite_time(at: DateTime<Utc>) -> String {
     at.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
 }
+
+/// The tail every multi-row read of every store shares: the fetched rows, each mapped by `row`,
+/// with the store's error mapping (`.fetch_all(pool).await.rows(pg_row)?`).
+pub(crate) trait FetchedRows<R> {
+    /// Maps every fetched row, or the fetch's error as `store_error` does.
+    fn rows<T>(self, row: impl FnMut(&R) -> Result<T, StoreError>) -> Result<Vec<T>, StoreError>;
+}
+
+impl<R> FetchedRows<R> for Result<Vec<R>, sqlx::Error> {
+    fn rows<T>(self, row: impl FnMut(&R) -> Result<T, StoreError>) -> Result<Vec<T>, StoreError> {
+        self.map_err(store_error)?.iter().map(row).collect()
+    }
+}

@@ -11,10 +11,9 @@ use pam_actors::{BoxFuture, BudgetAlertStore, Notification, NotificationKind, St
 use pam_protocol::UserId;
 use serde_json::json;
 use sqlx::Row;
-use uuid::Uuid;
 
 use crate::storage::database::Database;
-use crate::storage::sql::{sqlite_time, store_error};
+use crate::storage::sql::{sqlite_time, store_error, user_uuid};
 
 const PG_BUDGETS: &str = "
 SELECT b.id::text AS budget_id, b.category,
@@ -74,7 +73,7 @@ impl BudgetAlertStore for Database {
             let mut stored = Vec::new();
             match self {
                 Database::Postgres(pool) => {
-                    let uuid = Uuid::parse_str(user.as_str()).map_err(|e| StoreError::Rejected(format!("user id: {e}")))?;
+                    let uuid = user_uuid(user)?;
                     let mut tx = pool.begin().await.map_err(store_error)?;
                     let budgets = budget_rows(&sqlx::query(PG_BUDGETS).bind(uuid).fetch_all(&mut *tx).await.map_err(store_error)?)?;
                     for alert in budgets.iter().flat_map(alerts_for) {
