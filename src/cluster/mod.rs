@@ -23,6 +23,11 @@
 //!   user, epoch, holder, last seq and open turns (`streams.rs`).
 //!
 //! Scripts read keys they are not given (node registrations): a standalone Redis, like the cache.
+//!
+//! Also here: how a node builds its cluster parts from the settings, Redis or in-process
+//! (`wiring.rs`), the REST idempotency port and its single-node store (`idempotency.rs`), and the
+//! admin routes that show nodes and presence (`admin.rs`, which imports the edge's `state`,
+//! `error` and admin check; nothing else here imports a route). Imports settings and the breaker.
 
 pub mod admin;
 mod bus;

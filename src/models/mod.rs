@@ -1,6 +1,8 @@
 //! Language-model adapters: Anthropic and OpenAI-compatible streaming providers, the PAM prompt,
 //! the fallback chain (ending in the builtin assistant) and the response cache in front of it.
 //! `app.rs` builds the whole stack once with [`build`]; health describes it with [`health_block`].
+//! The builtin assistant (`builtin/`) is a model like the others. Imports settings, the breaker
+//! and the timer tools of `crate::push::timers` (what `set_timer` does); never storage or a route.
 
 pub mod anthropic;
 pub mod builtin;

@@ -1,5 +1,7 @@
-//! Settings: every env var of design.md, also a CLI flag, validated once at startup into one
-//! struct. Optional parts are `Option`; their absence degrades a feature and is logged once.
+//! Settings (the gateway's configuration, not the user's preferences): every env var, also a CLI
+//! flag, validated once at startup into one struct (`checks.rs`). Optional parts are `Option`;
+//! their absence degrades a feature and is logged once. `Secret` keeps secrets out of logs.
+//! Imported by every folder; imports only the edge's proxy-list parser.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
