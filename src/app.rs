@@ -134,11 +134,14 @@ impl Application {
             node,
         });
         let scheduler = crate::push::timers::scheduler::spawn(deps.notifications.clone(), deps.push.clone());
-        // Budget alerts: Postgres's change notifications feed the watcher; SQLite's triggers queue
-        // changes in a table the watcher polls.
-        let is_sqlite = matches!(db, Database::Sqlite(_));
+        // Budget alerts: triggers queue every change in a table the watcher drains; on Postgres the
+        // change notifications wake it early, so its steady poll can be slower.
+        let poll_budgets = match db {
+            Database::Postgres(_) => crate::push::budget_alerts::watcher::POLL_WITH_NOTIFICATIONS,
+            Database::Sqlite(_) => crate::push::budget_alerts::watcher::POLL_WITHOUT_NOTIFICATIONS,
+        };
         let (budgets, budget_watcher) =
-            crate::push::budget_alerts::watcher::BudgetWatcher::spawn(Arc::new(db.clone()), deps.push.clone(), is_sqlite);
+            crate::push::budget_alerts::watcher::BudgetWatcher::spawn(Arc::new(db.clone()), deps.push.clone(), poll_budgets);
         let invalidation = match &db {
             Database::Postgres(pool) => Some(crate::context::invalidation::spawn_listener(pool.clone(), loaders_for_listener, budgets)),
             Database::Sqlite(_) => None,

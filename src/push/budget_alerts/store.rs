@@ -1,11 +1,14 @@
 //! `BudgetAlertStore` on the gateway's database: reads a user's active budgets with their
-//! month-to-date spend (the same month, limit and category rules as the financial context) and
+//! month-to-date spend (the same limit and category rules as the financial context, on the user's own month) and
 //! stores the earned alerts in `pam_notifications` in the same transaction, each
 //! `ON CONFLICT (user_id, dedupe_key) DO NOTHING`, so concurrent evaluations on any number of nodes
-//! store each alert once and only the one that stored it sends it. SQLite's change queue
-//! (`pam_budget_checks`, filled by triggers) is read and cleared here too.
+//! store each alert once and only the one that stored it sends it. The month is the user's own,
+//! in the user's timezone. The durable change queue (`pam_budget_checks`, filled by triggers on
+//! both backends) is claimed and cleared here too; on Postgres a claim is a short lease, so nodes
+//! split the queue and a node that dies mid-batch only delays its users.
 
-use chrono::Utc;
+use chrono::{DateTime, Datelike, NaiveDate, Utc};
+use chrono_tz::Tz;
 use pam_actors::budget_alerts::{ALERT_TTL, BudgetSpend, alerts_for};
 use pam_actors::{BoxFuture, BudgetAlertStore, Notification, NotificationKind, StoreError};
 use pam_protocol::UserId;
@@ -15,40 +18,49 @@ use sqlx::Row;
 use crate::storage::database::Database;
 use crate::storage::sql::{sqlite_time, store_error, user_uuid};
 
+/// `$2` is the first day of the user's month and `$3` the user's today, both in the user's timezone.
 const PG_BUDGETS: &str = "
 SELECT b.id::text AS budget_id, b.category,
        (CASE WHEN b.monthly_limit > 0 THEN b.monthly_limit ELSE b.budgeted_amount END)::float8 AS limit_amount,
        b.alert_threshold::float8 AS threshold,
        COALESCE((SELECT SUM(e.amount) FROM expenses e
                  WHERE e.user_id = b.user_id AND e.category = b.category
-                   AND e.date >= date_trunc('month', CURRENT_DATE)::date AND e.date <= CURRENT_DATE), 0)::float8 AS spent,
-       to_char(CURRENT_DATE, 'YYYY-MM') AS month
+                   AND e.date >= $2 AND e.date <= $3), 0)::float8 AS spent
 FROM budgets b
-WHERE b.user_id = $1 AND CURRENT_DATE BETWEEN b.start_date AND b.end_date
+WHERE b.user_id = $1 AND $3 BETWEEN b.start_date AND b.end_date
 ORDER BY b.created_at, b.id";
 
+/// `?2` is the first day of the user's month and `?3` the user's today (`YYYY-MM-DD`), both in
+/// the user's timezone.
 const SQLITE_BUDGETS: &str = "
 SELECT b.id AS budget_id, b.category,
        CAST(CASE WHEN b.monthly_limit > 0 THEN b.monthly_limit ELSE b.budgeted_amount END AS REAL) AS limit_amount,
        CAST(b.alert_threshold AS REAL) AS threshold,
        (SELECT TOTAL(e.amount) FROM expenses e
         WHERE e.user_id = b.user_id AND e.category = b.category
-          AND e.date >= date('now', 'start of month') AND e.date < date('now', '+1 day')) AS spent,
-       strftime('%Y-%m', 'now') AS month
+          AND e.date >= ?2 AND e.date < date(?3, '+1 day')) AS spent
 FROM budgets b
-WHERE b.user_id = ?1 AND date(b.start_date) <= date('now') AND date(b.end_date) >= date('now')
+WHERE b.user_id = ?1 AND date(b.start_date) <= ?3 AND date(b.end_date) >= ?3
 ORDER BY b.created_at, b.id";
+
+const PG_TIMEZONE: &str = "SELECT regional_preferences->>'timezone' FROM user_settings WHERE user_id = $1";
+const SQLITE_TIMEZONE: &str = "SELECT json_extract(regional_preferences, '$.timezone') FROM user_settings WHERE user_id = ?1";
+
+/// How long a node holds the users it claimed from the queue before another node may take them
+/// (it evaluates a batch in far less; a node that dies mid-batch only delays those users).
+const CLAIM_LEASE_SECS: i64 = 30;
 
 /// Most budgets read per user (a user's budgets are few; this bounds a pathological table).
 const MAX_BUDGETS: usize = 200;
 
-fn budget_rows<R: Row>(rows: &[R]) -> Result<Vec<BudgetSpend>, StoreError>
+fn budget_rows<R: Row>(rows: &[R], month: &str) -> Result<Vec<BudgetSpend>, StoreError>
 where
     for<'r> &'r str: sqlx::ColumnIndex<R>,
     for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
     for<'r> f64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
     for<'r> Option<f64>: sqlx::Decode<'r, R::Database>,
 {
+    let month = month.to_owned();
     rows.iter()
         .take(MAX_BUDGETS)
         .map(|row| {
@@ -58,7 +70,7 @@ where
                 limit: row.try_get::<Option<f64>, _>("limit_amount").map_err(store_error)?.unwrap_or(0.0),
                 threshold: row.try_get("threshold").map_err(store_error)?,
                 spent: row.try_get::<Option<f64>, _>("spent").map_err(store_error)?.unwrap_or(0.0),
-                month: row.try_get("month").map_err(store_error)?,
+                month: month.clone(),
             })
         })
         .collect()
@@ -75,7 +87,17 @@ impl BudgetAlertStore for Database {
                 Database::Postgres(pool) => {
                     let uuid = user_uuid(user)?;
                     let mut tx = pool.begin().await.map_err(store_error)?;
-                    let budgets = budget_rows(&sqlx::query(PG_BUDGETS).bind(uuid).fetch_all(&mut *tx).await.map_err(store_error)?)?;
+                    let zone: Option<String> =
+                        sqlx::query_scalar(PG_TIMEZONE).bind(uuid).fetch_optional(&mut *tx).await.map_err(store_error)?.flatten();
+                    let month = UserMonth::at(now, zone.as_deref());
+                    let rows = sqlx::query(PG_BUDGETS)
+                        .bind(uuid)
+                        .bind(month.first_day)
+                        .bind(month.today)
+                        .fetch_all(&mut *tx)
+                        .await
+                        .map_err(store_error)?;
+                    let budgets = budget_rows(&rows, &month.name)?;
                     for alert in budgets.iter().flat_map(alerts_for) {
                         let payload = json!({"content": alert.content});
                         let id: Option<String> = sqlx::query_scalar(
@@ -102,8 +124,21 @@ impl BudgetAlertStore for Database {
                 Database::Sqlite(pool) => {
                     // The write lock first: the read and the inserts see one state of the spend.
                     let mut tx = pool.begin_with("BEGIN IMMEDIATE").await.map_err(store_error)?;
-                    let budgets =
-                        budget_rows(&sqlx::query(SQLITE_BUDGETS).bind(user.as_str()).fetch_all(&mut *tx).await.map_err(store_error)?)?;
+                    let zone: Option<String> = sqlx::query_scalar(SQLITE_TIMEZONE)
+                        .bind(user.as_str())
+                        .fetch_optional(&mut *tx)
+                        .await
+                        .map_err(store_error)?
+                        .flatten();
+                    let month = UserMonth::at(now, zone.as_deref());
+                    let rows = sqlx::query(SQLITE_BUDGETS)
+                        .bind(user.as_str())
+                        .bind(month.first_day.to_string())
+                        .bind(month.today.to_string())
+                        .fetch_all(&mut *tx)
+                        .await
+                        .map_err(store_error)?;
+                    let budgets = budget_rows(&rows, &month.name)?;
                     for alert in budgets.iter().flat_map(alerts_for) {
                         let payload = json!({"content": alert.content});
                         let id: Option<String> = sqlx::query_scalar(
@@ -134,7 +169,27 @@ impl BudgetAlertStore for Database {
 
     fn queued_checks<'a>(&'a self, limit: usize) -> BoxFuture<'a, Result<Vec<(UserId, i64)>, StoreError>> {
         Box::pin(async move {
-            let Database::Sqlite(pool) = self else { return Ok(Vec::new()) };
+            let pool = match self {
+                Database::Postgres(pool) => {
+                    // Claims a batch (SKIP LOCKED: nodes polling together split the queue).
+                    let rows: Vec<(String, i64)> = sqlx::query_as(
+                        "UPDATE pam_budget_checks c SET claimed_until = now() + make_interval(secs => $2)
+                         FROM (SELECT user_id FROM pam_budget_checks
+                               WHERE claimed_until IS NULL OR claimed_until < now()
+                               ORDER BY user_id LIMIT $1 FOR UPDATE SKIP LOCKED) due
+                         WHERE c.user_id = due.user_id
+                         RETURNING c.user_id::text, c.version",
+                    )
+                    .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+                    .bind(CLAIM_LEASE_SECS as f64)
+                    .fetch_all(pool)
+                    .await
+                    .map_err(store_error)?;
+                    // The column is a uuid: every row names a user id this gateway can clear.
+                    return Ok(rows.into_iter().filter_map(|(user, version)| Some((UserId::parse(&user).ok()?, version))).collect());
+                }
+                Database::Sqlite(pool) => pool,
+            };
             let rows: Vec<(String, i64)> = sqlx::query_as("SELECT user_id, version FROM pam_budget_checks LIMIT ?1")
                 .bind(i64::try_from(limit).unwrap_or(i64::MAX))
                 .fetch_all(pool)
@@ -161,7 +216,18 @@ impl BudgetAlertStore for Database {
 
     fn check_done<'a>(&'a self, user: &'a UserId, version: i64) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(async move {
-            let Database::Sqlite(pool) = self else { return Ok(()) };
+            let pool = match self {
+                Database::Postgres(pool) => {
+                    sqlx::query("DELETE FROM pam_budget_checks WHERE user_id = $1 AND version = $2")
+                        .bind(user_uuid(user)?)
+                        .bind(version)
+                        .execute(pool)
+                        .await
+                        .map_err(store_error)?;
+                    return Ok(());
+                }
+                Database::Sqlite(pool) => pool,
+            };
             sqlx::query("DELETE FROM pam_budget_checks WHERE user_id = ?1 AND version = ?2")
                 .bind(user.as_str())
                 .bind(version)
@@ -190,5 +256,53 @@ fn row(
         delivered_at: None,
         expires_at: Some(expires_at),
         created_at: now,
+    }
+}
+
+/// The user's month on the user's own calendar (`user_settings.regional_preferences.timezone`,
+/// UTC when none or unknown): an expense dated the user's today counts even where that is
+/// already tomorrow in UTC.
+#[derive(Debug, PartialEq, Eq)]
+struct UserMonth {
+    first_day: NaiveDate,
+    today: NaiveDate,
+    /// `YYYY-MM`, the month part of each alert's dedupe key.
+    name: String,
+}
+
+impl UserMonth {
+    fn at(now: DateTime<Utc>, zone: Option<&str>) -> Self {
+        let zone: Tz = zone.and_then(|name| name.trim().parse().ok()).unwrap_or(Tz::UTC);
+        let today = now.with_timezone(&zone).date_naive();
+        let first_day = today.with_day(1).unwrap_or(today);
+        UserMonth { first_day, today, name: today.format("%Y-%m").to_string() }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(text: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(text).expect("test time").with_timezone(&Utc)
+    }
+
+    #[test]
+    fn the_month_is_the_users_own_on_both_sides_of_utc() {
+        let now = at("2026-11-30T20:00:00Z");
+        let kiritimati = UserMonth::at(now, Some("Pacific/Kiritimati"));
+        assert_eq!((kiritimati.today.to_string(), kiritimati.name.as_str()), ("2026-12-01".into(), "2026-12"));
+        assert_eq!(kiritimati.first_day.to_string(), "2026-12-01");
+        let los_angeles = UserMonth::at(at("2026-12-01T03:00:00Z"), Some("America/Los_Angeles"));
+        assert_eq!((los_angeles.today.to_string(), los_angeles.name.as_str()), ("2026-11-30".into(), "2026-11"));
+        assert_eq!(los_angeles.first_day.to_string(), "2026-11-01");
+    }
+
+    #[test]
+    fn no_or_an_unknown_timezone_means_utc() {
+        let now = at("2026-11-30T20:00:00Z");
+        assert_eq!(UserMonth::at(now, None), UserMonth::at(now, Some("UTC")));
+        assert_eq!(UserMonth::at(now, Some("Mars/Olympus_Mons")), UserMonth::at(now, Some("UTC")));
+        assert_eq!(UserMonth::at(now, Some("")).name, "2026-11");
     }
 }

@@ -1,101 +1,131 @@
 //! The budget watcher: one task per node evaluates the budgets of users whose expenses or
 //! budgets changed and publishes the alerts it stored (`pam_actors::budget_alerts`).
 //!
-//! Changes arrive two ways, into the same evaluation: on Postgres the context-invalidation
-//! listener forwards every `pam_context_changed` notification of `expenses`/`budgets` (every node
-//! hears it; the unique dedupe key lets one node store and send each alert); on SQLite triggers
-//! queue the user in `pam_budget_checks`, which this task polls like the timer scheduler does
-//! (a plain read first, writes only when something is queued).
+//! What changed is read from the database, never only from a notification that can be missed:
+//! triggers on both backends queue every changed user in `pam_budget_checks`, whoever wrote the
+//! row and whether or not a gateway was listening. This task drains that queue at start (the
+//! changes made while no node ran), on a steady tick and at once when Postgres's
+//! `pam_context_changed` says a user's expenses or budgets changed (the notification only wakes
+//! it: the queue says who). A queue entry is cleared only once its user was evaluated at that
+//! version, so a dropped evaluation, a failed one or a node that dies mid-batch leaves it for the
+//! next poll (on Postgres after the claim's short lease), and the unique dedupe key makes a
+//! repeated evaluation harmless.
 //!
-//! An evaluation is one transaction, so a dropped one stores nothing and the change is evaluated
-//! again (SQLite keeps its queue entry until evaluated; on Postgres the next change of the user
-//! re-evaluates). An alert stored but not published (the task aborted in between) is only late:
-//! it comes on the user's next connect.
+//! Log lines are bounded: one line per batch that stored alerts or failed, not one per row.
+//! An alert stored but not published (the task aborted in between) is only late: it comes on the
+//! user's next connect.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::StreamExt;
 use pam_actors::{BudgetAlertStore, PushBus};
 use pam_protocol::UserId;
-use tokio::sync::mpsc;
+use tokio::sync::Notify;
 
 use crate::push::timers::scheduler::{TICK, publish};
 
-/// Users waiting for an evaluation (Postgres notifications); a burst beyond this is dropped
-/// with a log line: those users are evaluated again on their next change.
-const QUEUE: usize = 1024;
-/// Most queued users read per SQLite poll.
-const BATCH: usize = 100;
+/// Most queued users claimed per poll; a full batch is followed at once by the next one.
+const BATCH: usize = 200;
+/// Evaluations run at once within a batch (each is one short transaction).
+const CONCURRENCY: usize = 4;
 /// One evaluation's time budget: a hung database must not stall the others.
 const EVALUATION_TIMEOUT: Duration = Duration::from_secs(5);
+/// The steady poll where change notifications wake the watcher (Postgres): changes whose
+/// notification was missed are seen within this. SQLite, which cannot notify, polls every `TICK`.
+pub const POLL_WITH_NOTIFICATIONS: Duration = Duration::from_secs(1);
+/// The steady poll where nothing wakes the watcher (SQLite): a local read of a small table.
+pub const POLL_WITHOUT_NOTIFICATIONS: Duration = TICK;
 
-/// Hands changed users to the watcher task.
+/// Wakes the watcher task when a user's expenses or budgets changed.
 #[derive(Clone)]
 pub struct BudgetWatcher {
-    changed: mpsc::Sender<UserId>,
+    wake: Arc<Notify>,
 }
 
 impl BudgetWatcher {
-    /// Starts the watcher on `store`; `poll_queue` on SQLite (its triggers fill a queue table).
-    /// The handle is aborted at shutdown.
-    pub fn spawn(store: Arc<dyn BudgetAlertStore>, push: Arc<dyn PushBus>, poll_queue: bool) -> (Self, tokio::task::JoinHandle<()>) {
-        let (changed, mut queue) = mpsc::channel::<UserId>(QUEUE);
+    /// Starts the watcher on `store`; it drains the durable queue at once, then every `poll_every`
+    /// and whenever `changed` wakes it. The handle is aborted at shutdown.
+    pub fn spawn(store: Arc<dyn BudgetAlertStore>, push: Arc<dyn PushBus>, poll_every: Duration) -> (Self, tokio::task::JoinHandle<()>) {
+        let wake = Arc::new(Notify::new());
+        let woken = wake.clone();
         let task = tokio::spawn(async move {
-            let mut ticker = tokio::time::interval(TICK);
+            let mut ticker = tokio::time::interval(poll_every);
             ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tokio::select! {
-                    Some(user) = queue.recv() => {
-                        evaluate(&*store, &*push, &user).await;
-                    }
-                    _ = ticker.tick(), if poll_queue => poll(&*store, &*push).await,
-                    // No queue to poll and no one left to send changes (shutdown).
-                    else => break,
+                    _ = ticker.tick() => {}
+                    _ = woken.notified() => {}
                 }
+                drain(&*store, &*push).await;
             }
         });
-        (Self { changed }, task)
+        (Self { wake }, task)
     }
 
-    /// `user`'s expenses or budgets changed: evaluate them soon.
-    pub fn changed(&self, user: UserId) {
-        if let Err(mpsc::error::TrySendError::Full(user)) = self.changed.try_send(user) {
-            tracing::warn!(%user, "budget watcher queue is full; this change is evaluated with the user's next one");
-        }
+    /// `user`'s expenses or budgets changed: poll the queue soon (it already names the user).
+    pub fn changed(&self, _user: UserId) {
+        self.wake.notify_one();
     }
 }
 
-async fn poll(store: &dyn BudgetAlertStore, push: &dyn PushBus) {
-    let checks = match store.queued_checks(BATCH).await {
-        Ok(checks) => checks,
-        Err(error) => return tracing::warn!(%error, "queued budget checks could not be read; retrying"),
-    };
-    for (user, version) in checks {
-        if evaluate(store, push, &user).await {
-            if let Err(error) = store.check_done(&user, version).await {
-                tracing::warn!(%user, %error, "a budget check could not be cleared; it runs again (alerts are deduplicated)");
+/// Polls until the queue has no full batch left.
+async fn drain(store: &dyn BudgetAlertStore, push: &dyn PushBus) {
+    loop {
+        let checks = match store.queued_checks(BATCH).await {
+            Ok(checks) => checks,
+            Err(error) => return tracing::warn!(%error, "queued budget checks could not be read; retrying"),
+        };
+        let claimed = checks.len();
+        let mut outcomes = futures_util::stream::iter(checks)
+            .map(|(user, version)| async move {
+                let outcome = evaluate(store, push, &user).await;
+                if outcome.is_some() {
+                    if let Err(error) = store.check_done(&user, version).await {
+                        tracing::debug!(%user, %error, "a budget check could not be cleared; it runs again (alerts are deduplicated)");
+                    }
+                }
+                outcome
+            })
+            .buffer_unordered(CONCURRENCY);
+        let (mut evaluated, mut failed, mut alerts) = (0usize, 0usize, 0usize);
+        while let Some(outcome) = outcomes.next().await {
+            match outcome {
+                Some(stored) => {
+                    evaluated += 1;
+                    alerts += stored;
+                }
+                None => failed += 1,
             }
         }
+        if failed > 0 {
+            tracing::warn!(evaluated, failed, alerts, "budget checks: some users could not be evaluated; they are retried");
+        } else if alerts > 0 {
+            tracing::info!(evaluated, alerts, "budget checks: alerts stored and published");
+        }
+        if claimed < BATCH || failed == claimed {
+            return;
+        }
     }
 }
 
-/// Evaluates `user`'s budgets and publishes what was stored; `false` when it failed.
-async fn evaluate(store: &dyn BudgetAlertStore, push: &dyn PushBus, user: &UserId) -> bool {
+/// Evaluates `user`'s budgets and publishes what was stored: how many alerts, `None` on failure.
+async fn evaluate(store: &dyn BudgetAlertStore, push: &dyn PushBus, user: &UserId) -> Option<usize> {
     match tokio::time::timeout(EVALUATION_TIMEOUT, store.evaluate(user)).await {
         Ok(Ok(alerts)) => {
-            for alert in alerts {
-                tracing::info!(%user, id = alert.id, "budget alert");
-                publish(push, &alert).await;
+            for alert in &alerts {
+                tracing::debug!(%user, id = alert.id, "budget alert");
+                publish(push, alert).await;
             }
-            true
+            Some(alerts.len())
         }
         Ok(Err(error)) => {
-            tracing::warn!(%user, %error, "budgets could not be evaluated");
-            false
+            tracing::debug!(%user, %error, "budgets could not be evaluated");
+            None
         }
         Err(_) => {
-            tracing::warn!(%user, "budget evaluation took too long; it is retried with the next change");
-            false
+            tracing::debug!(%user, "budget evaluation took too long; it is retried");
+            None
         }
     }
 }
