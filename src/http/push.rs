@@ -28,7 +28,7 @@ use crate::http::monitoring;
 use crate::http::rest;
 use crate::http::state::SharedState;
 use crate::push::timers::scheduler::publish;
-use crate::push::timers::{MAX_PENDING_TIMERS, MAX_TIMER_AHEAD};
+use crate::push::timers::{MAX_PENDING_TIMERS, MAX_TIMER_AHEAD, parse_fire_at, rfc3339};
 
 /// `ttl_s` when a push names none, and the most it may name (7 days).
 const DEFAULT_TTL_S: i64 = 3600;
@@ -224,9 +224,8 @@ fn timer_row(user: UserId, object: &Map<String, Value>, now: DateTime<Utc>) -> R
         }
         (None, Some(at)) => at
             .as_str()
-            .and_then(|at| DateTime::parse_from_rfc3339(at).ok())
-            .map(|at| at.with_timezone(&Utc))
-            .ok_or_else(|| unprocessable("'fire_at' must be an RFC 3339 time with its offset"))?,
+            .and_then(parse_fire_at)
+            .ok_or_else(|| unprocessable("'fire_at' must be an RFC 3339 time with its offset and seconds 0-59"))?,
         (Some(_), Some(_)) => return Err(unprocessable("give either 'duration_s' or 'fire_at', not both")),
         (None, None) => return Err(unprocessable("'duration_s' or 'fire_at' is required")),
     };
@@ -246,10 +245,6 @@ fn timer_row(user: UserId, object: &Map<String, Value>, now: DateTime<Utc>) -> R
         dedupe_key: None,
         max_pending: Some(MAX_PENDING_TIMERS),
     })
-}
-
-fn rfc3339(at: DateTime<Utc>) -> String {
-    at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
 /// `POST /api/v1/pam/timers` → 201 `{"timer_id","fire_at"}`.
@@ -275,15 +270,15 @@ pub async fn create_timer(State(state): State<SharedState>, headers: HeaderMap, 
     }
 }
 
-/// `GET /api/v1/pam/timers` → `{"timers":[{"timer_id","label","timer_type","message","fire_at"}]}`,
-/// the user's timers that have not fired, soonest first.
+/// `GET /api/v1/pam/timers` → `{"timers":[{"timer_id","label","timer_type","message","fire_at",
+/// "fired_at"}]}`: pending timers (`fired_at` null) and fired ones not yet dismissed (re-sent on
+/// every connect for 24 h), by `fire_at`.
 pub async fn list_timers(State(state): State<SharedState>, headers: HeaderMap) -> Response {
     let user = match bearer::user(&state, &headers).await {
         Ok((user, _)) => user,
         Err(refusal) => return refusal,
     };
-    let store: &dyn NotificationStore = &state.db;
-    match store.pending_timers(&user).await {
+    match state.db.listed_timers(&user).await {
         Ok(rows) => {
             let timers: Vec<Value> = rows
                 .iter()
@@ -294,6 +289,7 @@ pub async fn list_timers(State(state): State<SharedState>, headers: HeaderMap) -
                         "timer_type": row.payload.get("timer_type"),
                         "message": row.payload.get("message"),
                         "fire_at": rfc3339(row.fire_at),
+                        "fired_at": row.fired_at.map(rfc3339),
                     })
                 })
                 .collect();

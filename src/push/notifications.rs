@@ -98,6 +98,47 @@ fn by_fire_time(mut rows: Vec<Notification>) -> Vec<Notification> {
     rows
 }
 
+/// How long a fired timer stays listed (and re-sent on connect) until dismissed.
+const FIRED_TIMER_SHOWN: &str = "24 hours";
+
+impl Database {
+    /// What `GET /api/v1/pam/timers` lists: the user's pending timers and those fired in the last
+    /// 24 h but not dismissed (the ones still re-sent on every connect), by `fire_at`.
+    pub async fn listed_timers(&self, user: &UserId) -> Result<Vec<Notification>, StoreError> {
+        let _timer = crate::observability::QueryTimer::start("notification_listed_timers");
+        match self {
+            Database::Postgres(pool) => sqlx::query(concat!(
+                "SELECT ",
+                pg_columns!(),
+                " FROM pam_notifications
+                 WHERE user_id = $1 AND kind = 'timer_expired' AND dismissed_at IS NULL
+                   AND (fired_at IS NULL OR fired_at > now() - $3::interval)
+                 ORDER BY fire_at LIMIT $2"
+            ))
+            .bind(user_uuid(user)?)
+            .bind(UNDELIVERED_LIMIT)
+            .bind(FIRED_TIMER_SHOWN)
+            .fetch_all(pool)
+            .await
+            .rows(pg_row),
+            Database::Sqlite(pool) => sqlx::query(concat!(
+                "SELECT ",
+                sqlite_columns!(),
+                " FROM pam_notifications
+                 WHERE user_id = ?1 AND kind = 'timer_expired' AND dismissed_at IS NULL
+                   AND (fired_at IS NULL OR fired_at > strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '-' || ?3))
+                 ORDER BY fire_at LIMIT ?2"
+            ))
+            .bind(user.as_str())
+            .bind(UNDELIVERED_LIMIT)
+            .bind(FIRED_TIMER_SHOWN)
+            .fetch_all(pool)
+            .await
+            .rows(sqlite_row),
+        }
+    }
+}
+
 impl NotificationStore for Database {
     fn insert<'a>(&'a self, row: &'a NewNotification) -> BoxFuture<'a, Result<Inserted, StoreError>> {
         Box::pin(async move {

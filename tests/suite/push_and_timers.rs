@@ -229,7 +229,11 @@ async fn a_timer_fires_once_and_is_resent_until_dismissed(backend: Backend) {
     assert!((arrived - fire_at).num_milliseconds().abs() < 1000, "fired at {arrived}, due {fire_at}");
     // Once: nothing more on this socket.
     assert_eq!(frames_before_pong(&mut v2).await, Vec::<Value>::new());
-    assert!(list_timers(&app, &user).await.is_empty(), "a fired timer is no longer pending");
+    // Fired but not dismissed: still listed, with when it fired (re-sent on connect meanwhile).
+    let listed = list_timers(&app, &user).await;
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(listed[0]["timer_id"], timer_id.as_str());
+    assert!(listed[0]["fired_at"].as_str().is_some_and(|at| chrono::DateTime::parse_from_rfc3339(at).is_ok()), "{listed:?}");
     drop(v2);
 
     // Re-sent on every connect until dismissed.
@@ -251,6 +255,7 @@ async fn a_timer_fires_once_and_is_resent_until_dismissed(backend: Backend) {
     assert_eq!(send(dismiss(&user, &user)).await, (StatusCode::OK, json!({"dismissed": true})));
     let mut socket = legacy(&app, &user).await;
     assert_eq!(frames_before_pong(&mut socket).await, Vec::<Value>::new(), "a dismissed timer is not re-sent");
+    assert!(list_timers(&app, &user).await.is_empty(), "a dismissed timer is not listed");
 
     // DELETE: a pending timer never fires; another user's is 404.
     let (_, body) = create_timer(&app, &user, json!({"label": "Later", "duration_s": 1})).await;
@@ -306,6 +311,10 @@ async fn bad_input_is_refused_and_nothing_is_stored(backend: Backend) {
     let user = fresh_user();
     let in_31_days = (Utc::now() + chrono::Duration::days(31)).to_rfc3339();
     let an_hour_ago = (Utc::now() - chrono::Duration::hours(1)).to_rfc3339();
+    // A leap second at any minute (chrono reads it; a browser's `Date` cannot).
+    let in_two_days = (Utc::now() + chrono::Duration::days(2)).format("%Y-%m-%d").to_string();
+    let leap_seconds =
+        [format!("{in_two_days}T10:30:60Z"), format!("{in_two_days}T23:59:60+14:00"), format!("{in_two_days}T06:30:60.500-08:00")];
     for (body, expected) in [
         (json!({"timer_type": "timer", "duration_s": 60}), 422),
         (json!({"label": "x", "timer_type": "egg", "duration_s": 60}), 422),
@@ -315,6 +324,9 @@ async fn bad_input_is_refused_and_nothing_is_stored(backend: Backend) {
         (json!({"label": "x", "fire_at": in_31_days}), 422),
         (json!({"label": "x", "fire_at": an_hour_ago}), 422),
         (json!({"label": "x", "fire_at": "tomorrow"}), 422),
+        (json!({"label": "x", "fire_at": leap_seconds[0]}), 422),
+        (json!({"label": "x", "fire_at": leap_seconds[1]}), 422),
+        (json!({"label": "x", "fire_at": leap_seconds[2]}), 422),
         (json!({"label": "x".repeat(201), "duration_s": 60}), 422),
         (json!(["not", "an", "object"]), 400),
     ] {
@@ -325,6 +337,15 @@ async fn bad_input_is_refused_and_nothing_is_stored(backend: Backend) {
     let (status, _) = send(rest::client().post(app.http("/api/v1/pam/timers")).bearer_auth(token_for(&user)).body("{not json")).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(list_timers(&app, &user).await.is_empty(), "nothing stored");
+
+    // Every time sent back is RFC 3339 in UTC that a browser's `Date` reads (here: a UTC+14 offset).
+    let (status, body) = create_timer(&app, &user, json!({"label": "x", "fire_at": format!("{in_two_days}T06:30:59+14:00")})).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let echoed = body["fire_at"].as_str().expect("fire_at");
+    assert!(echoed.ends_with('Z') && chrono::DateTime::parse_from_rfc3339(echoed).is_ok() && &echoed[17..19] == "59", "{echoed}");
+    let timer = body["timer_id"].as_str().unwrap().to_string();
+    let deleted = send(rest::client().delete(app.http(&format!("/api/v1/pam/timers/{timer}"))).bearer_auth(token_for(&user))).await;
+    assert_eq!(deleted.0, StatusCode::NO_CONTENT);
 
     // The per-user limit: 50 pending, the 51st refused.
     for i in 0..50 {
