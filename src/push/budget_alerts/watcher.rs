@@ -28,7 +28,7 @@ use crate::push::timers::scheduler::{TICK, publish};
 /// Most queued users claimed per poll; a full batch is followed at once by the next one.
 const BATCH: usize = 200;
 /// Evaluations run at once within a batch (each is one short transaction).
-const CONCURRENCY: usize = 4;
+const CONCURRENCY: usize = 8;
 /// One evaluation's time budget: a hung database must not stall the others.
 const EVALUATION_TIMEOUT: Duration = Duration::from_secs(5);
 /// The steady poll where change notifications wake the watcher (Postgres): changes whose
