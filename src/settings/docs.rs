@@ -34,9 +34,11 @@ Settings are checked together at startup. A value that cannot work (a limit or T
 than `PAM_LLM_TIMEOUT_MS`, `PAM_PONG_TIMEOUT_MS` not above `PAM_PING_INTERVAL_MS`, a malformed CIDR,
 only one of `PAM_TLS_CERT`/`PAM_TLS_KEY`, dev auth or the conformance echo on a non-loopback bind, a
 non-loopback bind without JWT settings) stops the start with one line that names the setting, and
-a non-zero exit. A Redis that does not answer at startup does not stop it: that is logged once at
-error level, and `/api/v1/pam/health` reports `degraded` with cache status `unreachable` until
-Redis answers.
+a non-zero exit. After the migrations (or instead of them, with `PAM_MIGRATE=false`) the schema
+doctor checks every column the gateway's queries use and refuses to start with one line per
+problem, e.g. `- profiles.id is bigint, expected uuid (used by the profile context …)`. A Redis
+that does not answer at startup does not stop the start: that is logged once at error level, and
+`/api/v1/pam/health` reports `degraded` with cache status `unreachable` until Redis answers.
 
 A default of \"unset\" means the feature the setting enables is off, or the meaning says what
 happens instead. Secrets (`SUPABASE_JWT_SECRET`, `PAM_CSRF_SECRET`, `PAM_ADMIN_TOKEN`, the API

@@ -121,7 +121,7 @@ pub struct Settings {
     #[arg(long, env = "PAM_OUTBOUND_QUEUE", default_value_t = 256, help_heading = heading::LIMITS)]
     pub outbound_queue: usize,
     /// Milliseconds running turns get after SIGTERM to be answered and stored (and the outbox to
-    /// flush) before the process exits; set it above `PAM_LLM_TIMEOUT_MS`.
+    /// flush) before the process exits; set it above `PAM_LLM_TIMEOUT_MS` (deploy/ uses 35000).
     #[arg(long, env = "PAM_SHUTDOWN_GRACE_MS", default_value_t = 10_000, help_heading = heading::SHUTDOWN)]
     pub shutdown_grace_ms: u64,
     /// Anthropic API key; set = Anthropic is the primary model.
