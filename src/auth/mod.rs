@@ -1,5 +1,6 @@
 //! Token verification for sockets and REST: Supabase HS256 secrets, JWKS (ES256/RS256 by
-//! `kid`) and the dev-mode secret. Implements the actors' `Authenticator` port.
+//! `kid`, `jwks.rs`) and the dev-mode secret (`dev.rs`). Implements the actors' `Authenticator`
+//! port. Also the settings routes' CSRF tokens (`csrf.rs`).
 
 pub mod csrf;
 pub mod dev;

@@ -1,7 +1,8 @@
-//! In-process records behind the monitoring endpoints that live in the gateway crate: the
-//! slow-query ring (fed by every timed database query), the recent-errors log (fed by a
-//! tracing layer) and the latest pushes (fed by every publish). The WebSocket recorder lives in `pam_actors::monitor`. All are bounded and
-//! read without touching the database or Redis.
+//! Logging and metrics set-up (`telemetry.rs`), and the in-process records behind the monitoring
+//! endpoints that live in the gateway crate: the slow-query ring (fed by every timed database
+//! query), the recent-errors log (fed by a tracing layer) and the latest pushes (fed by every
+//! publish). The WebSocket recorder lives in `pam_actors::monitor`. All are bounded and read
+//! without touching the database or Redis.
 
 pub mod errors;
 pub mod pushes;
