@@ -59,7 +59,8 @@ pub fn markdown() -> String {
     for (section, rows) in sections.into_iter().filter(|(_, rows)| !rows.is_empty()) {
         let _ = write!(out, "\n## {section}\n\n| env | flag | default | meaning |\n|---|---|---|---|\n");
         for arg in rows {
-            let _ = writeln!(out, "| `{}` | `--{}` | {} | {} |", env(arg), arg.get_long().unwrap_or_default(), default(arg), cell(&help(arg)));
+            let flag = arg.get_long().unwrap_or_default();
+            let _ = writeln!(out, "| `{}` | `--{flag}` | {} | {} |", env(arg), default(arg), cell(&help(arg)));
         }
     }
     out
