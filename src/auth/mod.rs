@@ -1,6 +1,6 @@
 //! Token verification for sockets and REST: Supabase HS256 secrets, JWKS (ES256/RS256 by
-//! `kid`) and the dev-mode secret, and CSRF tokens (`csrf.rs`). Implements the actors'
-//! `Authenticator` port. Imports settings only.
+//! `kid`, `jwks.rs`) and the dev-mode secret (`dev.rs`). Implements the actors' `Authenticator`
+//! port. Also the settings routes' CSRF tokens (`csrf.rs`). Imports settings only.
 
 pub mod csrf;
 pub mod dev;

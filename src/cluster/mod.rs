@@ -1,7 +1,10 @@
 //! Shared cluster state on Redis (`REDIS_URL` set): node registry and heartbeat (`node.rs`),
 //! per-user presence and the cross-node socket cap (`presence.rs`), the shared chat rate limit
-//! and REST `Idempotency-Key`s (`limits.rs`) and the push bus (`bus.rs`). Apps build one
-//! `RedisShared` per node; the Lua scripts live in `scripts.rs`.
+//! and REST `Idempotency-Key`s (`limits.rs`; the chat route's key bookkeeping, with its in-process
+//! fallback, is `idempotency.rs`), the push bus (`bus.rs`) and v2 streams (`streams.rs`).
+//! `wiring.rs` builds a node's cluster parts (in-process ones without Redis) and `admin.rs` serves
+//! the nodes and presence routes. Apps build one `RedisShared` per node; the Lua scripts live in
+//! `scripts.rs`.
 //!
 //! Redis trouble is not the user's trouble: every operation gives up within `OP_TIMEOUT` (like
 //! the cache), three failures in a row open a breaker for `OPEN_FOR`, and meanwhile every caller
