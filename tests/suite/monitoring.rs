@@ -31,15 +31,11 @@ async fn report(app: &TestApp, path: &str) -> Value {
 
 /// Polls `path` until `done` holds for its report (or `WAIT` passes), and returns that report.
 async fn report_until(app: &TestApp, path: &str, what: &str, done: impl Fn(&Value) -> bool) -> Value {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
+    poll_until(WAIT, wait::POLL, what, async || {
         let body = report(app, path).await;
-        if done(&body) {
-            return body;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting until {what}; last report: {body}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+        if done(&body) { Ok(body) } else { Err(format!("report {body}")) }
+    })
+    .await
 }
 
 #[tokio::test]

@@ -8,8 +8,10 @@ pub mod raw_ws;
 pub mod rest;
 pub mod turns;
 pub mod v2;
+pub mod wait;
 
-use std::future::Future;
+pub use wait::{poll_until, wait_until, wait_until_within};
+
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -141,32 +143,6 @@ pub fn sign_hs256(claims: &Value, secret: &str) -> String {
 
 pub fn token_for(user: &str) -> String {
     sign_hs256(&user_claims(user), TEST_SECRET)
-}
-
-/// Polls `check` until it holds or `WAIT` passes.
-pub async fn wait_until<F, Fut>(what: &str, check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    wait_until_within(WAIT, what, check).await;
-}
-
-/// Like `wait_until`, for a batch of work whose time grows with its size (e.g. dozens of turns
-/// on a loaded 2-core machine): fails after `limit`.
-pub async fn wait_until_within<F, Fut>(limit: Duration, what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + limit;
-    while tokio::time::Instant::now() < deadline {
-        if check().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("timed out waiting until {what}");
 }
 
 /// The value of one sample line in Prometheus text, e.g. `metric(&text, "pam_ws_closed_total{code=\"1008\"}")`.

@@ -85,22 +85,6 @@ pub(crate) async fn connect_user(app: &TestApp, user: &str) -> WsClient {
     client
 }
 
-/// Polls `check` until it holds or `within` passes (for waits longer than `WAIT`).
-pub(crate) async fn wait_within<F, Fut>(within: Duration, what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + within;
-    while tokio::time::Instant::now() < deadline {
-        if check().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("timed out after {within:?} waiting until {what}");
-}
-
 /// A `redis-server` of the test's own on a spare loopback port (no persistence), killed on drop.
 pub(crate) struct RedisServer {
     child: Option<Child>,
@@ -134,7 +118,7 @@ impl RedisServer {
             .expect("redis-server runs (install it, e.g. `apt-get install redis-server`, for the scale-out tests)");
         self.child = Some(child);
         let port = self.port;
-        wait_within(Duration::from_secs(10), "redis-server accepts connections", || async move {
+        wait_until_within(Duration::from_secs(10), "redis-server accepts connections", || async move {
             tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok()
         })
         .await;

@@ -198,7 +198,7 @@ async fn a_turn_whose_node_died_ends_with_a_retryable_error_on_the_resuming_node
     // A dies: its task is gone without a drain, its heartbeat stops, its registration expires.
     a.app.server.abort();
     drop(client);
-    wait_within(Duration::from_secs(10), "A is gone from the node list", || async { listed_nodes(&b.app).await == ["node-b"] }).await;
+    wait_until_within(Duration::from_secs(10), "A is gone from the node list", || async { listed_nodes(&b.app).await == ["node-b"] }).await;
     let (mut back, _) = connect_welcomed(&b.app, &token_for(USER)).await;
     back.send_json(resume(&welcome, max_seq(&seen))).await;
     let mut replayed = frames_until(&mut back, "resumed").await;
@@ -235,7 +235,7 @@ async fn a_chat_repeated_on_b_after_the_node_that_accepted_it_died_is_answered_a
     // A dies with the turn stored as accepted by it and unanswered.
     a.app.server.abort();
     drop(client);
-    wait_within(Duration::from_secs(10), "A is gone from the node list", || async { listed_nodes(&b.app).await == ["node-b"] }).await;
+    wait_until_within(Duration::from_secs(10), "A is gone from the node list", || async { listed_nodes(&b.app).await == ["node-b"] }).await;
     // A registration lives PAM_NODE_TTL_MS: a turn younger than that may be a live node's whose
     // registration Redis lost, so only an older one is answered again.
     tokio::time::sleep(Duration::from_millis(super::liveness::TTL_MS)).await;
