@@ -9,10 +9,11 @@ use chrono::{DateTime, Duration, Timelike, Utc};
 use chrono_tz::Tz;
 use serde_json::{Value, json};
 
+use crate::common::db::{Backend, TestDb, test_db};
 use crate::common::fake_llm::legacy_chat;
 use crate::common::v2::{connect_welcomed, frames_until};
 use crate::common::*;
-use crate::push_and_timers::{Backend, TestDb, create_timer, fresh_user, list_timers, start, test_db};
+use crate::push_and_timers::{create_timer, fresh_user, list_timers, start};
 
 async fn legacy(app: &TestApp, user: &str) -> WsClient {
     let mut client = WsClient::connect(&app.ws_url(user, Some(&token_for(user)))).await;

@@ -9,8 +9,9 @@ use std::time::Duration;
 use pam_gateway::Settings;
 use serde_json::{Value, json};
 
+use crate::common::db::{Backend, TestDb, test_db};
 use crate::common::*;
-use crate::push_and_timers::{ADMIN, Backend, TestDb, frames_before_pong, fresh_user, legacy, next_frame, pushes_of, send, start, test_db};
+use crate::push_and_timers::{ADMIN, frames_before_pong, fresh_user, legacy, next_frame, pushes_of, send, start};
 
 /// Writes expenses and budgets straight into the gateway's database, as the app does.
 enum Writer {

@@ -18,41 +18,11 @@ use pam_protocol::UserId;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
+use crate::common::db::{Backend, TestDb, test_db};
 use crate::common::v2::connect_welcomed;
 use crate::common::*;
-use crate::context_store::{Cleanup, private_postgres_url};
 
 pub(crate) const ADMIN: &str = "admin-token-for-the-push-tests";
-
-#[derive(Clone, Copy, Debug)]
-pub(crate) enum Backend {
-    Sqlite,
-    Postgres,
-}
-
-/// A database for one test: its URL and what removes it.
-pub(crate) struct TestDb {
-    pub(crate) url: String,
-    _cleanup: DbCleanup,
-}
-
-pub(crate) enum DbCleanup {
-    File(#[allow(dead_code)] TempFile),
-    Postgres(#[allow(dead_code)] Cleanup),
-}
-
-pub(crate) async fn test_db(backend: Backend) -> TestDb {
-    match backend {
-        Backend::Sqlite => {
-            let path = std::env::temp_dir().join(format!("pam-push-{}.db", uuid::Uuid::new_v4().simple()));
-            TestDb { url: format!("sqlite://{}", path.display()), _cleanup: DbCleanup::File(TempFile(path)) }
-        }
-        Backend::Postgres => {
-            let (url, cleanup) = private_postgres_url().await;
-            TestDb { url, _cleanup: DbCleanup::Postgres(cleanup) }
-        }
-    }
-}
 
 /// Starts a gateway on `db` (admin token set).
 pub(crate) async fn start(db: &TestDb, adjust: impl FnOnce(&mut Settings)) -> TestApp {

@@ -3,6 +3,7 @@
 #![allow(dead_code, unreachable_pub)]
 
 pub mod cluster;
+pub mod db;
 pub mod fake_llm;
 pub mod raw_ws;
 pub mod rest;
@@ -82,7 +83,21 @@ pub async fn spawn_app() -> TestApp {
 pub async fn spawn_app_with(adjust: impl FnOnce(&mut Settings), overrides: Overrides) -> TestApp {
     let (mut settings, db) = test_settings();
     adjust(&mut settings);
-    let app = Application::build_with(settings, overrides).await.expect("the gateway builds");
+    run_app(build_app(settings, overrides).await, db)
+}
+
+/// Builds the gateway; when the Postgres its settings name does not answer, the failure says how
+/// to start it.
+pub async fn build_app(settings: Settings, overrides: Overrides) -> Application {
+    let database = settings.database_url.clone();
+    Application::build_with(settings, overrides).await.unwrap_or_else(|error| {
+        let hint = if database.starts_with("postgres") { format!("\n{}", db::START_POSTGRES) } else { String::new() };
+        panic!("the gateway builds: {error:#}{hint}")
+    })
+}
+
+/// Runs a built gateway until `TestApp::shutdown` (or the drop of its stop sender).
+pub fn run_app(app: Application, db: TempFile) -> TestApp {
     let addr = app.local_addr();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(app.run_until_stopped(async move {

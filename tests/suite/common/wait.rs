@@ -32,10 +32,10 @@ pub async fn poll_until<T>(limit: Duration, every: Duration, what: &str, mut che
             Err(last) => last,
         };
         if tokio::time::Instant::now() >= deadline {
-            match last.is_empty() {
-                true => panic!("timed out after {limit:?} waiting until {what}"),
-                false => panic!("timed out after {limit:?} waiting until {what}; last seen: {last}"),
+            if last.is_empty() {
+                panic!("timed out after {limit:?} waiting until {what}");
             }
+            panic!("timed out after {limit:?} waiting until {what}; last seen: {last}");
         }
         tokio::time::sleep(every).await;
     }

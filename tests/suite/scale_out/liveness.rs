@@ -61,8 +61,10 @@ async fn a_killed_node_disappears_from_the_node_list_and_from_presence_within_it
         ["db", "outbox", "log"].map(|what| TempFile(std::env::temp_dir().join(format!("pam-node-b-{what}-{}", uuid::Uuid::new_v4()))));
     let mut b = Killed(start_binary("node-b", &prefix, port, &files));
     let b_url = |user: &str| format!("ws://127.0.0.1:{port}/api/v1/pam/ws/{user}?token={}", token_for(user));
-    wait_until_within(Duration::from_secs(30), "node B lists itself and A", || async { listed_nodes(&a.app).await == ["node-a", "node-b"] })
-        .await;
+    wait_until_within(Duration::from_secs(30), "node B lists itself and A", || async {
+        listed_nodes(&a.app).await == ["node-a", "node-b"]
+    })
+    .await;
     let mut on_b = Vec::new();
     for _ in 0..2 {
         let mut socket = WsClient::connect(&b_url(USER)).await;

@@ -217,7 +217,7 @@ async fn a_turn_whose_node_died_ends_with_a_retryable_error_on_the_resuming_node
 
 #[tokio::test]
 async fn a_chat_repeated_on_b_after_the_node_that_accepted_it_died_is_answered_at_once() {
-    use crate::push_and_timers::{Backend, test_db};
+    use crate::common::db::{Backend, test_db};
     let db = test_db(Backend::Postgres).await;
     let prefix = fresh_prefix();
     let on_db = |s: &mut Settings| {
