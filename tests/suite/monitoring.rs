@@ -9,7 +9,6 @@ use crate::common::rest::*;
 use crate::common::*;
 use serde_json::{Value, json};
 
-const ADMIN_TOKEN: &str = "admin-token-for-tests";
 const ENDPOINTS: [&str; 3] = ["/api/v1/monitoring/errors", "/api/v1/monitoring/websockets", "/api/v1/monitoring/slow-queries"];
 
 async fn admin_app(adjust: impl FnOnce(&mut pam_gateway::Settings)) -> TestApp {

@@ -5,7 +5,10 @@
 pub mod cluster;
 pub mod db;
 pub mod fake_llm;
+pub mod nodes;
+pub mod push;
 pub mod raw_ws;
+pub mod redis;
 pub mod rest;
 pub mod turns;
 pub mod v2;
@@ -27,6 +30,8 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async};
 pub const TEST_SECRET: &str = "test-secret-that-is-long-enough-for-hs256-0123456789";
 pub const USER: &str = "11111111-1111-4111-8111-111111111111";
 pub const OTHER_USER: &str = "22222222-2222-4222-8222-222222222222";
+/// The admin bearer token of every test gateway that has one (`PAM_ADMIN_TOKEN`).
+pub const ADMIN_TOKEN: &str = "admin-token-for-tests";
 /// How long any single expectation may wait before the test fails.
 pub const WAIT: Duration = Duration::from_secs(10);
 
@@ -120,10 +125,7 @@ impl TestApp {
 
     /// Connects as `USER` with a valid token and reads the welcome frame.
     pub async fn connect_ready(&self) -> WsClient {
-        let mut client = WsClient::connect(&self.ws_url(USER, Some(&token_for(USER)))).await;
-        let welcome = client.recv_json().await;
-        assert_eq!(welcome["type"], "connection", "{welcome}");
-        client
+        connect_user(self, USER).await
     }
 
     pub async fn metrics(&self) -> String {
@@ -137,6 +139,14 @@ impl TestApp {
         }
         tokio::time::timeout(Duration::from_secs(15), &mut self.server).await.expect("stops in time").unwrap().unwrap();
     }
+}
+
+/// A legacy socket of `user` on `app`, past its welcome.
+pub async fn connect_user(app: &TestApp, user: &str) -> WsClient {
+    let mut client = WsClient::connect(&app.ws_url(user, Some(&token_for(user)))).await;
+    let welcome = client.recv_json().await;
+    assert_eq!(welcome["type"], "connection", "{welcome}");
+    client
 }
 
 pub fn unix_now() -> u64 {

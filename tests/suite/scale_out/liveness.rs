@@ -3,18 +3,13 @@
 
 use std::fs::File;
 use std::process::{Command, Stdio};
+use std::time::Duration;
 
-use super::*;
-use crate::redis_cache::{redis, redis_url};
+use crate::common::nodes::{TTL_MS, listed_nodes, presence, short_ttl, spawn_node};
+use crate::common::redis::{fresh_prefix, redis, redis_url};
+use crate::common::*;
 use pam_gateway::Overrides;
 use tokio::time::Instant;
-
-pub(super) const TTL_MS: u64 = 1_500;
-
-pub(super) fn short_ttl(settings: &mut Settings) {
-    settings.node_ttl_ms = TTL_MS;
-    settings.max_connections_per_user = 2;
-}
 
 /// The real binary as node `id`, on its own port, SQLite file and log.
 fn start_binary(id: &str, prefix: &str, port: u16, files: &[TempFile; 3]) -> std::process::Child {

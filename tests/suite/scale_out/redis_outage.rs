@@ -5,9 +5,12 @@
 
 use std::process::Command;
 
-use super::liveness::short_ttl;
-use super::*;
+use std::time::Duration;
+
+use crate::common::nodes::{admin_get, listed_nodes, presence, short_ttl, spawn_node};
+use crate::common::redis::{RedisServer, fresh_prefix};
 use crate::common::rest::post_chat;
+use crate::common::*;
 use pam_gateway::Overrides;
 use serde_json::json;
 use tokio::time::Instant;
