@@ -5,13 +5,14 @@
 
 use std::time::Duration;
 
+use crate::common::turns::ContextRecorder;
 use crate::common::v2::*;
 use crate::common::*;
 use serde_json::{Value, json};
 
 #[tokio::test]
 async fn a_context_over_the_byte_budget_is_refused_whole_and_the_context_stays_as_it_was() {
-    let recorder = std::sync::Arc::new(crate::nothing_lost::ContextRecorder::default());
+    let recorder = std::sync::Arc::new(ContextRecorder::default());
     let overrides = pam_gateway::Overrides { llm: Some(recorder.clone()), ..Default::default() };
     let app = spawn_app_with(|s| s.max_frame_bytes = 8 << 20, overrides).await;
     let mut client = app.connect_ready().await;

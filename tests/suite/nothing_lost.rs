@@ -12,7 +12,7 @@ use crate::common::turns::*;
 use crate::common::v2::*;
 use crate::common::*;
 use pam_actors::{BoxFuture, LlmError, LlmProvider, LlmReply, LlmRequest};
-use serde_json::{Value, json};
+use serde_json::json;
 use tokio::sync::mpsc;
 
 #[tokio::test]
@@ -140,21 +140,6 @@ impl pam_actors::ContextStore for FailingContext {
         _user: &'a pam_protocol::UserId,
     ) -> BoxFuture<'a, Result<pam_actors::SocialContext, pam_actors::StoreError>> {
         Box::pin(async { Err(pam_actors::StoreError::Unavailable("down".into())) })
-    }
-}
-
-/// Records the context of every request it answers.
-#[derive(Default)]
-pub(crate) struct ContextRecorder(pub(crate) std::sync::Mutex<Vec<serde_json::Map<String, Value>>>);
-
-impl LlmProvider for ContextRecorder {
-    fn name(&self) -> &str {
-        "recorder"
-    }
-
-    fn generate<'a>(&'a self, request: &'a LlmRequest, _deltas: mpsc::Sender<String>) -> BoxFuture<'a, Result<LlmReply, LlmError>> {
-        self.0.lock().unwrap().push(request.context.clone());
-        Box::pin(async { Ok(LlmReply::new("ok", "rec-1", "recorder")) })
     }
 }
 

@@ -2,6 +2,7 @@
 //! builtin assistant, HS256 test secret) and `WsClient` speaks real WebSocket to it.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod auth;
 pub mod cluster;
 pub mod db;
 pub mod fake_llm;

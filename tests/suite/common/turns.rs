@@ -1,5 +1,5 @@
-//! Helpers for the "nothing lost" tests: a slow model, the stored rows of a user on either
-//! backend, and the exactly-once check.
+//! Helpers for the "nothing lost" tests: a slow model, a model that records the context it was
+//! given, the stored rows of a user on either backend, and the exactly-once check.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -37,6 +37,21 @@ impl LlmProvider for SlowModel {
             }
             Ok(LlmReply::new(format!("answer to {}", request.message), "slow-1", "slow-fake"))
         })
+    }
+}
+
+/// Records the context of every request it answers.
+#[derive(Default)]
+pub(crate) struct ContextRecorder(pub(crate) std::sync::Mutex<Vec<serde_json::Map<String, Value>>>);
+
+impl LlmProvider for ContextRecorder {
+    fn name(&self) -> &str {
+        "recorder"
+    }
+
+    fn generate<'a>(&'a self, request: &'a LlmRequest, _deltas: mpsc::Sender<String>) -> BoxFuture<'a, Result<LlmReply, LlmError>> {
+        self.0.lock().unwrap().push(request.context.clone());
+        Box::pin(async { Ok(LlmReply::new("ok", "rec-1", "recorder")) })
     }
 }
 
