@@ -2,11 +2,12 @@
 //! (error frame first, then the close code of protocol.md with a reason), expiry while
 //! connected, the auth-failure metrics and that tokens never reach the logs.
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use crate::common::auth::{ES_PRIVATE_PEM, JwksServer, RS_PUBLIC_PEM, expect_refused, expect_welcome, sign_with};
+use crate::common::process::{KillOnDrop, free_port, wait_exit, wait_live};
 use crate::common::*;
 use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
 use pam_gateway::Overrides;
@@ -310,23 +311,9 @@ async fn auth_failures_are_counted_by_reason_in_metrics() {
 // ---------------------------------------------------------------------------------------------
 // logs of the real binary
 
-struct KillOnDrop(Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        if self.0.try_wait().ok().flatten().is_none() {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-}
-
 #[tokio::test]
 async fn tokens_never_appear_in_the_logs() {
-    let port = {
-        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        probe.local_addr().unwrap().port()
-    };
+    let port = free_port();
     let dir = std::env::temp_dir();
     let tag = uuid::Uuid::new_v4().simple().to_string();
     let db = TempFile(dir.join(format!("pam-auth-log-{tag}.db")));
@@ -347,22 +334,8 @@ async fn tokens_never_appear_in_the_logs() {
         .spawn()
         .expect("the gateway binary starts");
     let mut child = KillOnDrop(child);
-    let base = format!("http://127.0.0.1:{port}");
 
-    let deadline = Instant::now() + Duration::from_secs(30);
-    // reqwest is built without a default rustls provider; the gateway installs ring, so do we.
-    rustls::crypto::ring::default_provider().install_default().ok();
-    loop {
-        let live = reqwest::get(format!("{base}/health/live")).await;
-        if live.is_ok_and(|response| response.status().is_success()) {
-            break;
-        }
-        if let Some(status) = child.0.try_wait().unwrap() {
-            panic!("the gateway exited early with {status}: {}", std::fs::read_to_string(&log_path).unwrap_or_default());
-        }
-        assert!(Instant::now() < deadline, "the gateway did not answer /health/live in 30 s");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_live(&mut child.0, port, &log_path).await;
 
     let valid = token_for(USER);
     let mut client = expect_welcome(&format!("ws://127.0.0.1:{port}/api/v1/pam/ws/{USER}?token={valid}")).await;
@@ -377,11 +350,7 @@ async fn tokens_never_appear_in_the_logs() {
     let pid = child.0.id().to_string();
     let killed = Command::new("kill").arg(&pid).status().expect("kill runs");
     assert!(killed.success());
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while child.0.try_wait().unwrap().is_none() {
-        assert!(Instant::now() < deadline, "the gateway did not stop within 15 s of SIGTERM");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    assert!(wait_exit(&mut child.0, Duration::from_secs(15)).await.is_some(), "the gateway did not stop within 15 s of SIGTERM");
 
     let logs = std::fs::read_to_string(&log_path).unwrap();
     assert!(!logs.trim().is_empty(), "the gateway logged nothing");

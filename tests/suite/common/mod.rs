@@ -7,6 +7,7 @@ pub mod cluster;
 pub mod db;
 pub mod fake_llm;
 pub mod nodes;
+pub mod process;
 pub mod push;
 pub mod raw_ws;
 pub mod redis;
@@ -15,7 +16,7 @@ pub mod turns;
 pub mod v2;
 pub mod wait;
 
-pub use wait::{poll_until, wait_until, wait_until_within};
+pub use wait::{poll, poll_until, wait_until, wait_until_within};
 
 use std::net::SocketAddr;
 use std::time::Duration;

@@ -39,7 +39,7 @@ pub struct RedisServer {
 
 impl RedisServer {
     pub async fn start() -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = super::process::free_port();
         let mut server = RedisServer { child: None, port };
         server.restart().await;
         server

@@ -21,22 +21,26 @@ pub async fn wait_until_within(limit: Duration, what: &str, mut check: impl Asyn
     poll_until(limit, POLL, what, async || if check().await { Ok(()) } else { Err(String::new()) }).await;
 }
 
+/// Like `poll`, failing the test when `limit` passes: names `what` and the last `Err` the check
+/// returned (what was seen instead).
+pub async fn poll_until<T>(limit: Duration, every: Duration, what: &str, check: impl AsyncFnMut() -> Result<T, String>) -> T {
+    match poll(limit, every, check).await {
+        Ok(value) => value,
+        Err(last) if last.is_empty() => panic!("timed out after {limit:?} waiting until {what}"),
+        Err(last) => panic!("timed out after {limit:?} waiting until {what}; last seen: {last}"),
+    }
+}
+
 /// The one polling loop: runs `check` every `every` until it returns `Ok` (whose value it
-/// returns) or `limit` passes; then fails naming `what` and the last `Err` it got (what was seen
-/// instead). A check may panic itself when waiting on makes no sense (a process exited).
-pub async fn poll_until<T>(limit: Duration, every: Duration, what: &str, mut check: impl AsyncFnMut() -> Result<T, String>) -> T {
+/// returns) or `limit` passes (then the last `Err`). A check may panic itself when waiting on
+/// makes no sense (a process exited).
+pub async fn poll<T>(limit: Duration, every: Duration, mut check: impl AsyncFnMut() -> Result<T, String>) -> Result<T, String> {
     let deadline = tokio::time::Instant::now() + limit;
     loop {
-        let last = match check().await {
-            Ok(value) => return value,
-            Err(last) => last,
-        };
-        if tokio::time::Instant::now() >= deadline {
-            if last.is_empty() {
-                panic!("timed out after {limit:?} waiting until {what}");
-            }
-            panic!("timed out after {limit:?} waiting until {what}; last seen: {last}");
+        match check().await {
+            Ok(value) => return Ok(value),
+            Err(last) if tokio::time::Instant::now() >= deadline => return Err(last),
+            Err(_) => tokio::time::sleep(every).await,
         }
-        tokio::time::sleep(every).await;
     }
 }
