@@ -108,6 +108,7 @@ impl Writer {
                 })
                 .await
             }
+            // Why a fixed pause: no trace to poll for (see above).
             Writer::Postgres(_) => tokio::time::sleep(Duration::from_millis(500)).await,
         }
     }

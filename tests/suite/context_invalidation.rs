@@ -30,13 +30,10 @@ async fn an_inserted_expense_shows_in_the_next_chat() {
     assert!(before.contains("$40.00 on fuel"), "{before}");
     // Cached now; the next answer must come from the eviction, not the TTL (60 s or more).
     insert_fuel("2.50").execute(&pool).await.unwrap();
-    let mut seen = String::new();
-    for _ in 0..40 {
-        seen = fuel_answer(&mut client).await;
-        if seen.contains("$42.50 on fuel") {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("the new expense never reached the answer; last: {seen}");
+    // Paced: each check is a chat, and chats are rate-limited (60 a minute).
+    poll_until(Duration::from_secs(5), Duration::from_millis(100), "the new expense reaches the answer", async || {
+        let seen = fuel_answer(&mut client).await;
+        if seen.contains("$42.50 on fuel") { Ok(()) } else { Err(seen) }
+    })
+    .await;
 }

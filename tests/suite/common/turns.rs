@@ -33,6 +33,7 @@ impl LlmProvider for SlowModel {
         Box::pin(async move {
             self.calls.fetch_add(1, Ordering::SeqCst);
             if !request.message.starts_with("quick") {
+                // The model's own latency, scripted.
                 tokio::time::sleep(self.delay).await;
             }
             Ok(LlmReply::new(format!("answer to {}", request.message), "slow-1", "slow-fake"))

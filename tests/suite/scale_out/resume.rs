@@ -226,8 +226,8 @@ async fn a_chat_repeated_on_b_after_the_node_that_accepted_it_died_is_answered_a
     a.app.server.abort();
     drop(client);
     wait_until_within(Duration::from_secs(10), "A is gone from the node list", || async { listed_nodes(&b.app).await == ["node-b"] }).await;
-    // A registration lives PAM_NODE_TTL_MS: a turn younger than that may be a live node's whose
-    // registration Redis lost, so only an older one is answered again.
+    // Why a fixed wait: a registration lives PAM_NODE_TTL_MS: a turn younger than that may be a
+    // live node's whose registration Redis lost, so only an older one is answered again.
     tokio::time::sleep(Duration::from_millis(TTL_MS)).await;
     let (mut again, _) = connect_welcomed(&b.app, &token_for(USER)).await;
     again.send_json(json!({"type":"chat","id":"g-1","message":"where next?"})).await;
