@@ -6,6 +6,7 @@ pub mod auth;
 pub mod cluster;
 pub mod db;
 pub mod fake_llm;
+pub mod logs;
 pub mod nodes;
 pub mod process;
 pub mod push;
