@@ -22,10 +22,16 @@ pub fn postgres_url() -> String {
 
 /// A pool on `url`, or a failure that says Postgres is down and how to start it.
 pub async fn require_postgres(url: &str) -> sqlx::PgPool {
-    match sqlx::PgPool::connect(url).await {
-        Ok(pool) => pool,
-        Err(error) => panic!("Postgres is required for this test and is not reachable at {url}: {error}\n{START_POSTGRES}"),
+    let down =
+        |error: sqlx::Error| -> ! { panic!("Postgres is required for this test and is not reachable at {url}: {error}\n{START_POSTGRES}") };
+    // One plain connection first: a refused one fails at once, where a pool retries for 30 s.
+    match <sqlx::PgConnection as sqlx::Connection>::connect(url).await {
+        Ok(probe) => {
+            let _ = sqlx::Connection::close(probe).await;
+        }
+        Err(error) => down(error),
     }
+    sqlx::PgPool::connect(url).await.unwrap_or_else(|error| down(error))
 }
 
 /// Whatever must be removed when the test ends.
