@@ -104,10 +104,15 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Settings), overrides: Overr
 /// to start it.
 pub async fn build_app(settings: Settings, overrides: Overrides) -> Application {
     let database = settings.database_url.clone();
-    Application::build_with(settings, overrides).await.unwrap_or_else(|error| {
-        let hint = if database.starts_with("postgres") { format!("\n{}", db::START_POSTGRES) } else { String::new() };
-        panic!("the gateway builds: {error:#}{hint}")
-    })
+    match Application::build_with(settings, overrides).await {
+        Ok(app) => app,
+        Err(error) => {
+            let unreachable =
+                database.starts_with("postgres") && <sqlx::PgConnection as sqlx::Connection>::connect(&database).await.is_err();
+            let hint = if unreachable { format!("\n(Postgres does not answer) {}", db::START_POSTGRES) } else { String::new() };
+            panic!("the gateway builds: {error:#}{hint}")
+        }
+    }
 }
 
 /// Runs a built gateway until `TestApp::shutdown` (or the drop of its stop sender).
