@@ -9,16 +9,11 @@ use chrono::{DateTime, Duration, Timelike, Utc};
 use chrono_tz::Tz;
 use serde_json::{Value, json};
 
+use crate::common::db::{Backend, TestDb, test_db};
 use crate::common::fake_llm::legacy_chat;
+use crate::common::push::{create_timer, fresh_user, list_timers, start};
 use crate::common::v2::{connect_welcomed, frames_until};
 use crate::common::*;
-use crate::push_and_timers::{Backend, TestDb, create_timer, fresh_user, list_timers, start, test_db};
-
-async fn legacy(app: &TestApp, user: &str) -> WsClient {
-    let mut client = WsClient::connect(&app.ws_url(user, Some(&token_for(user)))).await;
-    assert_eq!(client.recv_json().await["type"], "connection");
-    client
-}
 
 async fn ask_legacy(client: &mut WsClient, message: &str) -> String {
     legacy_chat(client, message).await["message"].as_str().unwrap().to_string()
@@ -68,9 +63,9 @@ async fn set_timezone(db: &TestDb, backend: Backend, user: &str, tz: &str) {
 
 async fn phrases_create_list_and_cancel_timers(backend: Backend) {
     let db = test_db(backend).await;
-    let app = start(&db, |_| {}).await;
+    let app = start(&db).await;
     let user = fresh_user();
-    let mut old = legacy(&app, &user).await;
+    let mut old = connect_user(&app, &user).await;
     let (mut new, _) = connect_welcomed(&app, &token_for(&user)).await;
 
     let before = Utc::now();
@@ -119,11 +114,11 @@ async fn timer_phrases_create_list_and_cancel_timers_on_postgres() {
 
 async fn an_alarm_is_the_next_local_time_in_the_users_timezone(backend: Backend) {
     let db = test_db(backend).await;
-    let app = start(&db, |_| {}).await;
+    let app = start(&db).await;
     let user = fresh_user();
     set_timezone(&db, backend, &user, "America/Los_Angeles").await;
     let la: Tz = "America/Los_Angeles".parse().unwrap();
-    let mut old = legacy(&app, &user).await;
+    let mut old = connect_user(&app, &user).await;
     let (mut new, _) = connect_welcomed(&app, &token_for(&user)).await;
 
     let morning = ask_legacy(&mut old, "set an alarm for 6:30").await;
@@ -159,7 +154,7 @@ async fn an_alarm_fires_at_the_next_local_time_of_the_users_timezone_on_postgres
 #[tokio::test]
 async fn over_the_pending_limit_the_assistant_says_so_in_plain_words_and_sets_nothing() {
     let db = test_db(Backend::Sqlite).await;
-    let app = start(&db, |_| {}).await;
+    let app = start(&db).await;
     let user = fresh_user();
     for i in 0..50 {
         let (status, body) = create_timer(&app, &user, json!({"label": format!("t{i}"), "duration_s": 3600})).await;
@@ -167,13 +162,13 @@ async fn over_the_pending_limit_the_assistant_says_so_in_plain_words_and_sets_no
     }
     // Saying it twice is two turns (never a response-cache repeat): two timers.
     let other = fresh_user();
-    let mut twice = legacy(&app, &other).await;
+    let mut twice = connect_user(&app, &other).await;
     for _ in 0..2 {
         assert!(ask_legacy(&mut twice, "set a timer for 5 minutes").await.starts_with("Done: timer set for 5 minutes."));
     }
     assert_eq!(list_timers(&app, &other).await.len(), 2);
 
-    let mut client = legacy(&app, &user).await;
+    let mut client = connect_user(&app, &user).await;
     let answer = ask_legacy(&mut client, "set a timer for 5 minutes").await;
     assert!(answer.starts_with("You already have 50 timers waiting"), "{answer}");
     assert_eq!(list_timers(&app, &user).await.len(), 50);

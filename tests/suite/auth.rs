@@ -2,52 +2,21 @@
 //! (error frame first, then the close code of protocol.md with a reason), expiry while
 //! connected, the auth-failure metrics and that tokens never reach the logs.
 
-use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::process::{Command, Stdio};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use crate::common::auth::{ES_PRIVATE_PEM, JwksServer, RS_PUBLIC_PEM, expect_refused, expect_welcome, sign_with};
+use crate::common::process::{KillOnDrop, free_port, wait_exit, wait_live};
 use crate::common::*;
-use axum::Router;
-use axum::routing::get;
 use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
 use pam_gateway::Overrides;
-use serde_json::{Value, json};
+use serde_json::json;
 
-const ES_PRIVATE_PEM: &[u8] = include_bytes!("fixtures/es256-private.pem");
-const RS_PRIVATE_PEM: &[u8] = include_bytes!("fixtures/rs256-private.pem");
-const RS_PUBLIC_PEM: &[u8] = include_bytes!("fixtures/rs256-public.pem");
-pub(crate) const JWKS_JSON: &str = include_str!("fixtures/jwks.json");
 const ISSUER: &str = "https://test.supabase.co/auth/v1";
 
 // ---------------------------------------------------------------------------------------------
 // helpers
-
-/// Connects and expects the server to refuse: exactly one `error` frame with `error_code`, then a
-/// close with `code` and a non-empty reason of at most 123 bytes.
-pub(crate) async fn expect_refused(url: &str, code: u16, error_code: &str) -> Closed {
-    let mut client = WsClient::connect(url).await;
-    let (closed, frames) = client.recv_close().await;
-    assert_eq!(closed.code, code, "close code for {url}: {closed:?}, frames {frames:?}");
-    assert!(!closed.reason.is_empty(), "close {code} must carry a reason");
-    assert!(closed.reason.len() <= 123, "reason too long: {}", closed.reason);
-    assert_eq!(frames.len(), 1, "a refused socket gets only the error frame before the close: {frames:?}");
-    let error = &frames[0];
-    assert_eq!(error["type"], "error", "{error}");
-    assert_eq!(error["error_code"], error_code, "{error}");
-    assert!(error["message"].as_str().is_some_and(|m| !m.is_empty()), "{error}");
-    closed
-}
-
-/// Connects and expects the legacy welcome (`type: connection`).
-pub(crate) async fn expect_welcome(url: &str) -> WsClient {
-    let mut client = WsClient::connect(url).await;
-    let welcome = client.recv_json().await;
-    assert_eq!(welcome["type"], "connection", "{welcome}");
-    assert_eq!(welcome["status"], "connected", "{welcome}");
-    client
-}
 
 fn base64url(bytes: &[u8]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
@@ -62,56 +31,9 @@ fn base64url(bytes: &[u8]) -> String {
     out
 }
 
-pub(crate) fn sign_with(alg: Algorithm, kid: &str, claims: &Value) -> String {
-    let key = match alg {
-        Algorithm::ES256 => EncodingKey::from_ec_pem(ES_PRIVATE_PEM).unwrap(),
-        Algorithm::RS256 => EncodingKey::from_rsa_pem(RS_PRIVATE_PEM).unwrap(),
-        other => panic!("no fixture key for {other:?}"),
-    };
-    let mut header = Header::new(alg);
-    header.kid = Some(kid.into());
-    encode(&header, claims, &key).unwrap()
-}
-
-/// A local JWKS endpoint serving `fixtures/jwks.json` and counting its hits.
-struct JwksServer {
-    url: String,
-    hits: Arc<AtomicUsize>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for JwksServer {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-async fn serve_jwks() -> JwksServer {
-    let hits = Arc::new(AtomicUsize::new(0));
-    let document: Value = serde_json::from_str(JWKS_JSON).expect("the fixture is JSON");
-    let counter = hits.clone();
-    let app = Router::new().route(
-        "/jwks.json",
-        get(move || {
-            let counter = counter.clone();
-            let document = document.clone();
-            async move {
-                counter.fetch_add(1, Ordering::SeqCst);
-                axum::Json(document)
-            }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr: SocketAddr = listener.local_addr().unwrap();
-    let task = tokio::spawn(async move {
-        axum::serve(listener, app).await.unwrap();
-    });
-    JwksServer { url: format!("http://{addr}/jwks.json"), hits, task }
-}
-
 /// A gateway with both the HS256 secret and the JWKS (a key rotation in progress).
 async fn spawn_app_with_jwks() -> (TestApp, JwksServer) {
-    let jwks = serve_jwks().await;
+    let jwks = JwksServer::start(true).await;
     let url = jwks.url.clone();
     let app = spawn_app_with(move |settings| settings.jwks_url = Some(url), Overrides::default()).await;
     (app, jwks)
@@ -389,23 +311,9 @@ async fn auth_failures_are_counted_by_reason_in_metrics() {
 // ---------------------------------------------------------------------------------------------
 // logs of the real binary
 
-struct KillOnDrop(Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        if self.0.try_wait().ok().flatten().is_none() {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-}
-
 #[tokio::test]
 async fn tokens_never_appear_in_the_logs() {
-    let port = {
-        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        probe.local_addr().unwrap().port()
-    };
+    let port = free_port();
     let dir = std::env::temp_dir();
     let tag = uuid::Uuid::new_v4().simple().to_string();
     let db = TempFile(dir.join(format!("pam-auth-log-{tag}.db")));
@@ -426,22 +334,8 @@ async fn tokens_never_appear_in_the_logs() {
         .spawn()
         .expect("the gateway binary starts");
     let mut child = KillOnDrop(child);
-    let base = format!("http://127.0.0.1:{port}");
 
-    let deadline = Instant::now() + Duration::from_secs(30);
-    // reqwest is built without a default rustls provider; the gateway installs ring, so do we.
-    rustls::crypto::ring::default_provider().install_default().ok();
-    loop {
-        let live = reqwest::get(format!("{base}/health/live")).await;
-        if live.is_ok_and(|response| response.status().is_success()) {
-            break;
-        }
-        if let Some(status) = child.0.try_wait().unwrap() {
-            panic!("the gateway exited early with {status}: {}", std::fs::read_to_string(&log_path).unwrap_or_default());
-        }
-        assert!(Instant::now() < deadline, "the gateway did not answer /health/live in 30 s");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_live(&mut child.0, port, &log_path).await;
 
     let valid = token_for(USER);
     let mut client = expect_welcome(&format!("ws://127.0.0.1:{port}/api/v1/pam/ws/{USER}?token={valid}")).await;
@@ -456,11 +350,7 @@ async fn tokens_never_appear_in_the_logs() {
     let pid = child.0.id().to_string();
     let killed = Command::new("kill").arg(&pid).status().expect("kill runs");
     assert!(killed.success());
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while child.0.try_wait().unwrap().is_none() {
-        assert!(Instant::now() < deadline, "the gateway did not stop within 15 s of SIGTERM");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    assert!(wait_exit(&mut child.0, Duration::from_secs(15)).await.is_some(), "the gateway did not stop within 15 s of SIGTERM");
 
     let logs = std::fs::read_to_string(&log_path).unwrap();
     assert!(!logs.trim().is_empty(), "the gateway logged nothing");

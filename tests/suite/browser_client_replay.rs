@@ -40,7 +40,8 @@ async fn todays_browser_client_session_works_unchanged() {
     let welcome = client.recv_json().await;
     assert_eq!(welcome["type"], "connection");
 
-    // Heartbeat: the client pings on a timer (15 s compressed to 100 ms).
+    // Heartbeat: the client pings on a timer (15 s compressed to 100 ms); the pause is the replayed
+    // client's own timing.
     for _ in 0..3 {
         client.send_json(json!({"type":"ping","timestamp":chrono_ms()})).await;
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -240,6 +241,8 @@ async fn todays_browser_client_shows_timers_and_budget_alerts_and_dismisses_unch
     // The next session: the dismissed timer and the delivered alert do not come again.
     let mut again = WsClient::connect(&app.ws_url(USER, Some(&token))).await;
     assert_eq!(again.recv_json().await["type"], "connection");
+    // Why a fixed pause: what must NOT come again has no event to wait for; this is the window a
+    // wrongly re-sent push gets to arrive before the pong ends the read.
     tokio::time::sleep(Duration::from_millis(300)).await;
     again.send_json(json!({"type":"ping","timestamp":99})).await;
     loop {

@@ -12,8 +12,10 @@ use chrono::Datelike;
 use pam_gateway::Settings;
 use serde_json::{Value, json};
 
+use crate::common::db::{Backend, TestDb, test_db};
+use crate::common::nodes::two_nodes;
+use crate::common::push::{frames_before_pong, fresh_user, next_frame, pushes_of, send, start};
 use crate::common::*;
-use crate::push_and_timers::{ADMIN, Backend, TestDb, frames_before_pong, fresh_user, legacy, next_frame, pushes_of, send, start, test_db};
 
 /// Writes expenses and budgets straight into the gateway's database, as the app does.
 enum Writer {
@@ -156,13 +158,13 @@ fn assert_budget_alert(frame: &Value, priority: &str, words: &[&str]) {
 
 async fn alerts_once_per_threshold(backend: Backend) {
     let db = test_db(backend).await;
-    let app = start(&db, |_| {}).await;
+    let app = start(&db).await;
     let writer = Writer::open(&db).await;
     writer.wait_listening(1).await;
     let user = fresh_user();
     let budget = writer.budget(&user, "fuel", 100.0, None).await;
     writer.expense(&user, "fuel", 70.0).await;
-    let mut socket = legacy(&app, &user).await;
+    let mut socket = connect_user(&app, &user).await;
 
     writer.expense(&user, "fuel", 15.0).await;
     assert_budget_alert(&next_frame(&mut socket).await, "normal", &["fuel", "$85.00", "$100.00"]);
@@ -181,7 +183,7 @@ async fn alerts_once_per_threshold(backend: Backend) {
     assert_eq!(metric(&metrics, "pam_push_delivery_seconds_count{kind=\"proactive_alert\"}"), Some(2.0), "{metrics}");
 
     // The monitoring JSON lists them, newest first.
-    let (_, body) = send(rest::client().get(app.http("/api/v1/monitoring/websockets")).bearer_auth(ADMIN)).await;
+    let (_, body) = send(rest::client().get(app.http("/api/v1/monitoring/websockets")).bearer_auth(ADMIN_TOKEN)).await;
     let latest = body["pushes"]["latest"]["proactive_alert"].as_array().unwrap().clone();
     assert_eq!(latest.len(), 2, "{body}");
     assert!(latest.iter().all(|p| p["summary"] == "budget_alert" && p["outcome"] == "online" && p["user_id"] == user.as_str()), "{body}");
@@ -200,12 +202,12 @@ async fn a_budget_crossing_alerts_once_per_threshold_on_postgres() {
 
 async fn one_jump_past_both_thresholds_alerts_once(backend: Backend) {
     let db = test_db(backend).await;
-    let app = start(&db, |_| {}).await;
+    let app = start(&db).await;
     let writer = Writer::open(&db).await;
     writer.wait_listening(1).await;
     let user = fresh_user();
     writer.budget(&user, "camping", 200.0, Some(90.0)).await;
-    let mut socket = legacy(&app, &user).await;
+    let mut socket = connect_user(&app, &user).await;
     writer.expense(&user, "camping", 250.0).await;
     assert_budget_alert(&next_frame(&mut socket).await, "high", &["camping", "$250.00", "$200.00"]);
     assert_eq!(frames_before_pong(&mut socket).await, Vec::<Value>::new(), "the 90 % alert is superseded, not sent");
@@ -226,16 +228,16 @@ async fn one_expense_past_both_thresholds_sends_only_the_over_budget_alert_on_po
 #[tokio::test]
 async fn an_offline_user_gets_the_budget_alert_on_the_next_connect_once() {
     let db = test_db(Backend::Sqlite).await;
-    let app = start(&db, |_| {}).await;
+    let app = start(&db).await;
     let writer = Writer::open(&db).await;
     let user = fresh_user();
     writer.budget(&user, "food", 50.0, None).await;
     writer.expense(&user, "food", 45.0).await;
     wait_until("the alert is stored", || async { writer.alert_keys(&user).await.len() == 1 }).await;
-    let mut socket = legacy(&app, &user).await;
+    let mut socket = connect_user(&app, &user).await;
     assert_budget_alert(&next_frame(&mut socket).await, "normal", &["food", "$45.00", "$50.00"]);
     drop(socket);
-    let mut again = legacy(&app, &user).await;
+    let mut again = connect_user(&app, &user).await;
     assert_eq!(frames_before_pong(&mut again).await, Vec::<Value>::new(), "delivered once");
     app.shutdown().await;
 }
@@ -243,25 +245,14 @@ async fn an_offline_user_gets_the_budget_alert_on_the_next_connect_once() {
 #[tokio::test]
 async fn two_nodes_on_one_postgres_and_redis_send_each_budget_alert_once() {
     let db = test_db(Backend::Postgres).await;
-    let redis = std::env::var("PAM_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
-    let prefix = format!("pamtest{}", uuid::Uuid::new_v4().simple());
-    let node = |id: &'static str| {
-        let (redis, prefix) = (redis.clone(), prefix.clone());
-        move |s: &mut Settings| {
-            s.node_id = Some(id.into());
-            s.redis_url = Some(redis);
-            s.cache_prefix = prefix;
-        }
-    };
-    let a = start(&db, node("budget-a")).await;
-    let b = start(&db, node("budget-b")).await;
+    let [a, b] = two_nodes(|s: &mut Settings| s.database_url = db.url.clone(), Default::default()).await;
     let writer = Writer::open(&db).await;
     writer.wait_listening(2).await;
     let user = fresh_user();
     writer.budget(&user, "fuel", 400.0, None).await;
     writer.expense(&user, "fuel", 300.0).await;
-    let mut on_a = legacy(&a, &user).await;
-    let mut on_b = legacy(&b, &user).await;
+    let mut on_a = connect_user(&a.app, &user).await;
+    let mut on_b = connect_user(&b.app, &user).await;
 
     // Both nodes hear each NOTIFY and evaluate; each alert reaches both sockets once.
     writer.expense(&user, "fuel", 30.0).await;
@@ -276,15 +267,15 @@ async fn two_nodes_on_one_postgres_and_redis_send_each_budget_alert_once() {
     }
     assert_eq!(writer.alert_keys(&user).await.len(), 2);
     // Published once per alert, by whichever node stored it (both nodes share this recorder).
-    assert_eq!(pushes_of(&a.metrics().await, "proactive_alert"), 2.0);
-    a.shutdown().await;
-    b.shutdown().await;
+    assert_eq!(pushes_of(&a.app.metrics().await, "proactive_alert"), 2.0);
+    a.app.shutdown().await;
+    b.app.shutdown().await;
 }
 
 #[tokio::test]
 async fn the_demo_traveller_is_one_expense_away_from_a_budget_alert() {
     let db = test_db(Backend::Sqlite).await;
-    let app = start(&db, |_| {}).await;
+    let app = start(&db).await;
     let writer = Writer::open(&db).await;
     let user = fresh_user();
     let gateway_db = pam_gateway::storage::database::Database::connect(&db.url, false).await.unwrap();
@@ -292,7 +283,7 @@ async fn the_demo_traveller_is_one_expense_away_from_a_budget_alert() {
     writer.settled().await;
     assert_eq!(writer.alert_keys(&user).await, Vec::<String>::new(), "the seed itself stays under every threshold");
 
-    let mut socket = legacy(&app, &user).await;
+    let mut socket = connect_user(&app, &user).await;
     writer.expense(&user, "maintenance", 5.0).await;
     assert_budget_alert(&next_frame(&mut socket).await, "normal", &["maintenance", "$29.99", "$30.00"]);
     app.shutdown().await;
@@ -330,16 +321,16 @@ async fn queued_checks(writer: &Writer) -> i64 {
 async fn a_change_made_while_no_gateway_runs_is_evaluated_at_start(backend: Backend) {
     let db = test_db(backend).await;
     // A first start migrates; then the change is made with no gateway running (nothing listens).
-    start(&db, |_| {}).await.shutdown().await;
+    start(&db).await.shutdown().await;
     let writer = Writer::open(&db).await;
     let user = fresh_user();
     writer.budget(&user, "fuel", 100.0, None).await;
     writer.expense(&user, "fuel", 85.0).await;
     assert!(queued_checks(&writer).await >= 1, "the change is recorded durably");
 
-    let app = start(&db, |_| {}).await;
+    let app = start(&db).await;
     wait_until("the change made while down is evaluated", || async { writer.alert_keys(&user).await.len() == 1 }).await;
-    let mut socket = legacy(&app, &user).await;
+    let mut socket = connect_user(&app, &user).await;
     assert_budget_alert(&next_frame(&mut socket).await, "normal", &["fuel", "$85.00", "$100.00"]);
     app.shutdown().await;
 }
@@ -356,7 +347,7 @@ async fn a_budget_change_made_while_the_gateway_is_down_alerts_after_it_starts_o
 
 async fn an_expense_on_the_users_local_today_counts(backend: Backend) {
     let db = test_db(backend).await;
-    let app = start(&db, |_| {}).await;
+    let app = start(&db).await;
     let writer = Writer::open(&db).await;
     writer.wait_listening(1).await;
     // UTC+14 and UTC-11: whatever the hour, at least one of them is on another date than UTC.
@@ -422,7 +413,7 @@ async fn an_expense_dated_the_users_local_today_alerts_in_utc_plus_14_and_minus_
 
 async fn a_bulk_import_alerts_once_per_crossing(backend: Backend, users: usize) {
     let db = test_db(backend).await;
-    let app = start(&db, |_| {}).await;
+    let app = start(&db).await;
     let writer = Writer::open(&db).await;
     writer.wait_listening(1).await;
     let ids: Vec<String> = (0..users).map(|_| fresh_user()).collect();
@@ -501,7 +492,7 @@ async fn a_bulk_import_alerts_once_per_crossing(backend: Backend, users: usize) 
     eprintln!("{users} alerts stored {:?} after the import", started.elapsed());
     wait_until("the queue is drained", || async { queued_checks(&writer).await == 0 }).await;
     // Bounded log lines: no warning per row (the recent-errors log holds warnings and errors).
-    let (_, body) = send(rest::client().get(app.http("/api/v1/monitoring/errors")).bearer_auth(ADMIN)).await;
+    let (_, body) = send(rest::client().get(app.http("/api/v1/monitoring/errors")).bearer_auth(ADMIN_TOKEN)).await;
     let logged = body.to_string();
     assert!(!logged.contains("budget"), "no budget warnings: {body}");
     app.shutdown().await;

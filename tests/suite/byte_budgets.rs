@@ -5,13 +5,14 @@
 
 use std::time::Duration;
 
+use crate::common::turns::{ContextRecorder, settled};
 use crate::common::v2::*;
 use crate::common::*;
 use serde_json::{Value, json};
 
 #[tokio::test]
 async fn a_context_over_the_byte_budget_is_refused_whole_and_the_context_stays_as_it_was() {
-    let recorder = std::sync::Arc::new(crate::nothing_lost::ContextRecorder::default());
+    let recorder = std::sync::Arc::new(ContextRecorder::default());
     let overrides = pam_gateway::Overrides { llm: Some(recorder.clone()), ..Default::default() };
     let app = spawn_app_with(|s| s.max_frame_bytes = 8 << 20, overrides).await;
     let mut client = app.connect_ready().await;
@@ -38,14 +39,26 @@ fn alive_tasks() -> usize {
     tokio::runtime::Handle::current().metrics().num_alive_tasks()
 }
 
+/// The number of alive tasks once it has not changed for 250 ms (five polls in a row).
+async fn settled_task_count() -> usize {
+    let (mut last, mut same) = (usize::MAX, 0);
+    poll_until(WAIT, Duration::from_millis(50), "the runtime's task count holds still", async || {
+        let now = alive_tasks();
+        same = if now == last { same + 1 } else { 0 };
+        last = now;
+        if same >= 5 { Ok(now) } else { Err(format!("{now} tasks alive")) }
+    })
+    .await
+}
+
 #[tokio::test]
 async fn auth_refresh_is_rate_limited_and_a_closed_socket_leaves_no_timer_behind() {
     let app = spawn_app().await;
-    // Settle the app's own background tasks, then count.
+    // Settle the app's own background tasks (some start with the first socket), then count: the
+    // count is taken once it has held still for a while.
     let (warm, _) = connect_welcomed(&app, &token_for(USER)).await;
     drop(warm);
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let before = alive_tasks();
+    let before = settled_task_count().await;
     let token = token_expiring_in(USER, 3_600);
     let (mut client, _) = connect_welcomed(&app, &token).await;
     client.send_json(json!({"type":"auth_refresh","token":token_expiring_in(USER, 7_200)})).await;
@@ -74,7 +87,8 @@ async fn a_resume_replay_larger_than_the_outbound_queue_arrives_whole() {
     let last_seq = ack["seq"].as_u64().unwrap();
     drop(client);
     gate.add_permits(1);
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The whole answer (250 deltas, far more than the 16-frame queue) is in the ring to replay.
+    settled(&app).await;
     let (mut client, _) = connect_welcomed(&app, &token_for(USER)).await;
     client.send_json(json!({"type":"resume","stream_id":stream_id,"last_seq":last_seq})).await;
     // Until the answer's end and the replay's `resumed` (which follows the replayed frames, and

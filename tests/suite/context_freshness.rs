@@ -8,8 +8,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use crate::common::cluster::Cluster;
+use crate::common::redis::{fresh_prefix, redis, redis_url};
 use crate::common::*;
-use crate::redis_cache::{redis, redis_url};
 use fred::prelude::{ClientLike, KeysInterface};
 use pam_actors::context_loader::{ContextLoaderActor, ContextLoaderArgs, ContextLoaderMsg};
 use pam_actors::{
@@ -19,10 +19,6 @@ use pam_gateway::context::redis_cache::RedisCache;
 use pam_protocol::UserId;
 use ractor::{Actor, ActorRef};
 use serde_json::{Value, json};
-
-fn prefix() -> String {
-    format!("pamtest{}", uuid::Uuid::new_v4().simple())
-}
 
 /// Deletes every key under `prefix`.
 async fn clean(redis: &fred::prelude::Client, prefix: &str) {
@@ -98,7 +94,7 @@ async fn name(loader: &ActorRef<ContextLoaderMsg>, user: &UserId) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fetch_that_started_before_an_invalidation_never_writes_its_stale_answer_into_redis() {
     let redis = redis().await;
-    let prefix = prefix();
+    let prefix = fresh_prefix();
     let cache =
         Arc::new(Observed { redis: RedisCache::connect(&redis_url(), &prefix, [600, 300, 300]).unwrap(), evicted: Default::default() });
     let probe = UserId::parse(&uuid::Uuid::new_v4().to_string()).unwrap();
@@ -153,7 +149,7 @@ async fn a_listener_that_reconnects_evicts_the_changes_it_may_have_missed() {
     // The gateway logs in as its own role, so the test can keep its listener from reconnecting.
     sqlx::query("CREATE ROLE gateway SUPERUSER LOGIN").execute(&admin).await.unwrap();
     let gateway_url = cluster.url().replacen("postgres://postgres@", "postgres://gateway@", 1);
-    let (redis, prefix) = (redis().await, prefix());
+    let (redis, prefix) = (redis().await, fresh_prefix());
     let app = spawn_app_with(
         |s| {
             s.database_url = gateway_url;
@@ -205,14 +201,12 @@ async fn a_listener_that_reconnects_evicts_the_changes_it_may_have_missed() {
     sqlx::query("ALTER ROLE gateway LOGIN").execute(&admin).await.unwrap();
     wait_until("the gateway listens again", || async { listeners().await.len() == 1 }).await;
     // L1 lives up to 60 s and Redis 300 s: only the eviction on reconnecting shows the change in time.
-    let mut seen = String::new();
-    for _ in 0..50 {
-        seen = fuel_answer(&mut client).await;
-        if seen.contains("$42.50 on fuel") {
-            clean(&redis, &prefix).await;
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("the change made while the listener was down never reached the answer; last: {seen}");
+    // Paced: each check is a chat, and chats are rate-limited (60 a minute).
+    let what = "the change made while the listener was down reaches the answer";
+    poll_until(Duration::from_secs(5), Duration::from_millis(100), what, async || {
+        let seen = fuel_answer(&mut client).await;
+        if seen.contains("$42.50 on fuel") { Ok(()) } else { Err(seen) }
+    })
+    .await;
+    clean(&redis, &prefix).await;
 }

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use crate::common::db::{postgres_url, require_postgres};
 use crate::common::*;
 use serde_json::json;
 
@@ -13,10 +14,8 @@ async fn fuel_answer(client: &mut WsClient) -> String {
 
 #[tokio::test]
 async fn an_inserted_expense_shows_in_the_next_chat() {
-    let url = std::env::var("PAM_TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
-    let pool = sqlx::PgPool::connect(&url)
-        .await
-        .unwrap_or_else(|e| panic!("Postgres is required at {url} ({e}); start it with ./scripts/test.sh or set PAM_TEST_DATABASE_URL"));
+    let url = postgres_url();
+    let pool = require_postgres(&url).await;
     let app = spawn_app_with(|s| s.database_url = url.clone(), Default::default()).await;
     let user = uuid::Uuid::new_v4();
     let insert_fuel = |amount: &'static str| {
@@ -31,13 +30,10 @@ async fn an_inserted_expense_shows_in_the_next_chat() {
     assert!(before.contains("$40.00 on fuel"), "{before}");
     // Cached now; the next answer must come from the eviction, not the TTL (60 s or more).
     insert_fuel("2.50").execute(&pool).await.unwrap();
-    let mut seen = String::new();
-    for _ in 0..40 {
-        seen = fuel_answer(&mut client).await;
-        if seen.contains("$42.50 on fuel") {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("the new expense never reached the answer; last: {seen}");
+    // Paced: each check is a chat, and chats are rate-limited (60 a minute).
+    poll_until(Duration::from_secs(5), Duration::from_millis(100), "the new expense reaches the answer", async || {
+        let seen = fuel_answer(&mut client).await;
+        if seen.contains("$42.50 on fuel") { Ok(()) } else { Err(seen) }
+    })
+    .await;
 }

@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use crate::common::db::{postgres_url, require_postgres};
 use crate::common::*;
 use pam_actors::{BoxFuture, LlmError, LlmProvider, LlmReply, LlmRequest};
 use pam_gateway::Overrides;
@@ -77,10 +78,8 @@ async fn turns_are_stored_in_sqlite_and_history_reaches_the_model() {
 
 #[tokio::test]
 async fn turns_are_stored_in_postgres_with_text_session_ids() {
-    let url = std::env::var("PAM_TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
-    let pool = sqlx::PgPool::connect(&url)
-        .await
-        .unwrap_or_else(|e| panic!("Postgres is required at {url} ({e}); start it with ./scripts/test.sh or set PAM_TEST_DATABASE_URL"));
+    let url = postgres_url();
+    let pool = require_postgres(&url).await;
     let user = uuid::Uuid::new_v4().to_string();
     let app = spawn_app_with(|s| s.database_url = url.clone(), overrides()).await;
     converse(&app, &user).await;
@@ -139,8 +138,7 @@ async fn a_repeated_client_message_id_is_a_no_op() {
     use pam_actors::{ConversationStore, UserSaved};
     use pam_gateway::storage::database::Database;
     let (settings, _file) = test_settings();
-    let postgres_url = std::env::var("PAM_TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
-    for url in [settings.database_url.clone(), postgres_url] {
+    for url in [settings.database_url.clone(), postgres_url()] {
         let db = Database::connect(&url, true).await.unwrap_or_else(|e| panic!("{url}: {e:#} (start services with ./scripts/test.sh)"));
         let user = uuid::Uuid::new_v4().to_string();
         assert_eq!(db.save_user_message(&user_message(&user, "msg-1")).await.unwrap(), UserSaved::New, "{url}: first time stored");

@@ -3,6 +3,7 @@
 //! (one test per shape), settings are the bearer's own only, and a write evicts the cached
 //! context so the next chat sees fresh data.
 
+use crate::common::db::{postgres_url, require_postgres};
 use crate::common::rest::*;
 use crate::common::*;
 use hmac::{Hmac, Mac};
@@ -215,10 +216,8 @@ async fn a_settings_write_evicts_the_cached_profile_for_the_next_chat() {
 
 #[tokio::test]
 async fn settings_round_trip_on_postgres() {
-    let url = std::env::var("PAM_TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
-    sqlx::PgPool::connect(&url)
-        .await
-        .unwrap_or_else(|e| panic!("Postgres is required at {url} ({e}); start it with ./scripts/test.sh or set PAM_TEST_DATABASE_URL"));
+    let url = postgres_url();
+    require_postgres(&url).await;
     let app = spawn_app_with(
         |s| {
             s.database_url = url.clone();

@@ -71,7 +71,8 @@ async fn an_idle_keep_alive_connection_is_closed_after_the_header_read_timeout_t
 async fn a_websocket_outlives_the_header_read_timeout() {
     let app = app_with_short_header_timeout().await;
     let mut client = app.connect_ready().await;
-    // Several header deadlines pass while the socket is quiet; it still answers.
+    // Why a fixed wait: several header deadlines pass on purpose while the socket is quiet; it
+    // still answers.
     tokio::time::sleep(Duration::from_millis(HEADER_TIMEOUT_MS * 4)).await;
     client.send_json(serde_json::json!({"type": "ping"})).await;
     assert_eq!(client.recv_non_ping().await["type"], "pong");

@@ -3,9 +3,7 @@
 //! whether it comes as `?token=` or in a v2 `auth` frame (a bad one from a throttled address is
 //! closed 4429, like the upgrade it bypassed).
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
-
+use crate::common::logs::{LogBuffer, capturing_subscriber};
 use crate::common::v2::{connect_v2, v2_url};
 use crate::common::*;
 use serde_json::json;
@@ -14,37 +12,19 @@ use tokio_tungstenite::tungstenite::Error as WsError;
 /// Log lines written on this thread while the guard lives (the test runtime is single-threaded,
 /// so that is every task of the server under test).
 struct Captured {
-    buffer: Arc<Mutex<Vec<u8>>>,
+    buffer: LogBuffer,
     _guard: tracing::subscriber::DefaultGuard,
 }
 
 impl Captured {
     fn start() -> Self {
-        let buffer = Arc::new(Mutex::new(Vec::new()));
-        let writer = {
-            let buffer = buffer.clone();
-            move || Capture(buffer.clone())
-        };
-        let subscriber = tracing_subscriber::fmt().with_max_level(tracing::Level::INFO).with_writer(writer).with_ansi(false).finish();
+        let (subscriber, buffer) = capturing_subscriber(tracing::Level::INFO);
         Self { buffer, _guard: tracing::subscriber::set_default(subscriber) }
     }
 
     fn lines_with(&self, needle: &str) -> Vec<String> {
         let text = String::from_utf8_lossy(&self.buffer.lock().unwrap()).to_string();
         text.lines().filter(|line| line.contains(needle)).map(str::to_string).collect()
-    }
-}
-
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Capture {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
     }
 }
 

@@ -3,62 +3,18 @@
 //! auth-failure throttle, the key server is asked at most once per backoff step, and once it
 //! answers again the same tokens connect without any client doing anything special.
 
-use std::net::SocketAddr;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 
-use axum::Router;
-use axum::http::StatusCode;
-use axum::response::IntoResponse;
-use axum::routing::get;
 use jsonwebtoken::Algorithm;
-use serde_json::{Value, json};
+use serde_json::json;
 
-use crate::auth::{JWKS_JSON, expect_refused, expect_welcome, sign_with};
+use crate::common::auth::{JwksServer, expect_refused, expect_welcome, sign_with};
 use crate::common::rest::post_chat;
 use crate::common::*;
 
-/// A JWKS endpoint that answers 503 until `up` is set, counting every request.
-struct FlakyJwks {
-    url: String,
-    hits: Arc<AtomicUsize>,
-    up: Arc<AtomicBool>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for FlakyJwks {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-async fn flaky_jwks() -> FlakyJwks {
-    let (hits, up) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicBool::new(false)));
-    let document: Value = serde_json::from_str(JWKS_JSON).unwrap();
-    let (counter, serving) = (hits.clone(), up.clone());
-    let app = Router::new().route(
-        "/jwks.json",
-        get(move || {
-            counter.fetch_add(1, Ordering::SeqCst);
-            let response = if serving.load(Ordering::SeqCst) {
-                axum::Json(document.clone()).into_response()
-            } else {
-                (StatusCode::SERVICE_UNAVAILABLE, "key server down").into_response()
-            };
-            std::future::ready(response)
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr: SocketAddr = listener.local_addr().unwrap();
-    let task = tokio::spawn(async move {
-        axum::serve(listener, app).await.unwrap();
-    });
-    FlakyJwks { url: format!("http://{addr}/jwks.json"), hits, up, task }
-}
-
 #[tokio::test]
 async fn a_jwks_outage_closes_1013_auth_unavailable_without_throttling_and_tokens_work_once_it_recovers() {
-    let jwks = flaky_jwks().await;
+    let jwks = JwksServer::start(false).await;
     let url = jwks.url.clone();
     let app = spawn_app_with(
         move |s| {

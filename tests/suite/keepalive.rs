@@ -103,6 +103,7 @@ async fn a_client_that_sends_its_own_pings_stays_open_past_three_pong_timeouts()
         n += 1;
         // Server pings are read and skipped (never answered with a JSON pong).
         assert_still_open(&mut client, json!(n)).await;
+        // Why a fixed pause: the client's own ping interval, well inside the pong timeout.
         tokio::time::sleep(Duration::from_millis(PONG_TIMEOUT_MS / 3)).await;
     }
     assert_still_open(&mut client, json!("last")).await;
@@ -114,7 +115,8 @@ async fn a_silent_client_gets_a_timeout_error_and_close_1001_with_a_reason() {
     let _shared = METRICS.read().await;
     let app = spawn_fast_keepalive_app().await;
     let mut client = app.connect_ready().await;
-    // Neither read (tungstenite answers RFC 6455 pings only while reading) nor write.
+    // Why a fixed wait: silent past the pong timeout on purpose. Neither read (tungstenite answers
+    // RFC 6455 pings only while reading) nor write.
     tokio::time::sleep(Duration::from_millis(PONG_TIMEOUT_MS * 3 / 2)).await;
     let (closed, frames) = client.recv_close().await;
     assert_eq!(closed.code, 1001, "{closed:?}; frames: {frames:?}");
@@ -189,6 +191,7 @@ async fn the_ready_gauge_drops_after_a_server_side_timeout_close() {
     wait_until("no ready socket is counted", || async { ready_gauge(&app).await == 0.0 }).await;
     let mut client = app.connect_ready().await;
     wait_until("the ready gauge is 1", || async { ready_gauge(&app).await == 1.0 }).await;
+    // Why a fixed wait: silent past the pong timeout on purpose, so the server closes the socket.
     tokio::time::sleep(Duration::from_millis(PONG_TIMEOUT_MS * 3 / 2)).await;
     let (closed, _) = client.recv_close().await;
     assert_eq!(closed.code, 1001);

@@ -2,41 +2,23 @@
 //! context, history, key in the right header — and in no log line), routing to the fast or
 //! accurate model, and what is stored and measured for an answer.
 
-use std::io::Write;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use crate::common::fake_llm::*;
+use crate::common::logs::{LogBuffer, capturing_subscriber};
 use crate::common::*;
 use serde_json::{Value, json};
 
 /// Every log line of this process, at every level.
-fn captured_logs() -> Arc<Mutex<Vec<u8>>> {
-    static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
+fn captured_logs() -> LogBuffer {
+    static LOGS: OnceLock<LogBuffer> = OnceLock::new();
     LOGS.get_or_init(|| {
-        let buffer = Arc::new(Mutex::new(Vec::new()));
-        let writer = {
-            let buffer = buffer.clone();
-            move || Capture(buffer.clone())
-        };
-        let subscriber = tracing_subscriber::fmt().with_max_level(tracing::Level::TRACE).with_writer(writer).with_ansi(false).finish();
+        let (subscriber, buffer) = capturing_subscriber(tracing::Level::TRACE);
         tracing::subscriber::set_global_default(subscriber).expect("no other subscriber in this test process");
         buffer
     })
     .clone()
-}
-
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Capture {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
 }
 
 /// The demo traveller (seeded expenses, friends, events) on a dev-auth socket.

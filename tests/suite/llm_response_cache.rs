@@ -29,7 +29,8 @@ async fn a_repeated_question_is_answered_from_cache_until_the_context_changes() 
     assert_eq!(client.recv_json().await["type"], "connection");
 
     let first = legacy_chat(&mut client, QUESTION).await;
-    // Let the context cache expire so the second turn reloads the (unchanged) context.
+    // Why a fixed wait: past the 1 s context TTL on purpose, so the second turn reloads the
+    // (unchanged) context.
     tokio::time::sleep(Duration::from_millis(1_200)).await;
     let second = legacy_chat(&mut client, "  how much have I SPENT on fuel   this month? ").await;
     assert_eq!(fake.calls(), 1, "the second, identical question did not reach the model");
@@ -39,15 +40,13 @@ async fn a_repeated_question_is_answered_from_cache_until_the_context_changes() 
     assert_eq!(stored[1]["provider"], "anthropic", "a cached answer keeps who wrote it");
 
     add_expense(&app, &user, 42.0, "fuel").await;
-    let mut answered_by_model = false;
-    for _ in 0..20 {
+    // Paced: each check is a chat, and chats are rate-limited.
+    let answered_by_model = poll(WAIT, Duration::from_millis(300), async || {
         legacy_chat(&mut client, QUESTION).await;
-        if fake.calls() == 2 {
-            answered_by_model = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
+        if fake.calls() == 2 { Ok(()) } else { Err(String::new()) }
+    })
+    .await
+    .is_ok();
     assert!(answered_by_model, "after the new expense reached the context the model was asked again");
     assert_eq!(assistant_metadata(&app).await.pop().unwrap()["cached"], false);
     let system = fake.requests().pop().unwrap().body["system"].as_str().unwrap().to_string();

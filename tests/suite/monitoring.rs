@@ -9,7 +9,6 @@ use crate::common::rest::*;
 use crate::common::*;
 use serde_json::{Value, json};
 
-const ADMIN_TOKEN: &str = "admin-token-for-tests";
 const ENDPOINTS: [&str; 3] = ["/api/v1/monitoring/errors", "/api/v1/monitoring/websockets", "/api/v1/monitoring/slow-queries"];
 
 async fn admin_app(adjust: impl FnOnce(&mut pam_gateway::Settings)) -> TestApp {
@@ -31,15 +30,11 @@ async fn report(app: &TestApp, path: &str) -> Value {
 
 /// Polls `path` until `done` holds for its report (or `WAIT` passes), and returns that report.
 async fn report_until(app: &TestApp, path: &str, what: &str, done: impl Fn(&Value) -> bool) -> Value {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
+    poll_until(WAIT, wait::POLL, what, async || {
         let body = report(app, path).await;
-        if done(&body) {
-            return body;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting until {what}; last report: {body}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+        if done(&body) { Ok(body) } else { Err(format!("report {body}")) }
+    })
+    .await
 }
 
 #[tokio::test]

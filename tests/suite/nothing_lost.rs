@@ -12,7 +12,7 @@ use crate::common::turns::*;
 use crate::common::v2::*;
 use crate::common::*;
 use pam_actors::{BoxFuture, LlmError, LlmProvider, LlmReply, LlmRequest};
-use serde_json::{Value, json};
+use serde_json::json;
 use tokio::sync::mpsc;
 
 #[tokio::test]
@@ -29,6 +29,7 @@ async fn sockets_and_requests_dropped_right_after_a_chat_never_poison_storage() 
             let mut client = WsClient::connect(&app.ws_url(&user, Some(&token))).await;
             client.recv_json().await;
             client.send_json(json!({"type":"chat","message":format!("hi {n}")})).await;
+            // Why a fixed (random) pause: the socket closes at a random point of its chat, on purpose.
             tokio::time::sleep(jitter(10)).await;
             drop(client);
         }
@@ -68,8 +69,10 @@ async fn a_legacy_turn_is_answered_and_stored_after_its_socket_closed() {
         let user = uuid::Uuid::new_v4().to_string();
         let mut client = WsClient::connect(&app.ws_url(&user, Some(&token_for(&user)))).await;
         client.recv_json().await;
+        // The recorder is per process and this test runs two apps in turn.
+        let accepted_before = metric_value(&app, "pam_turns_accepted_total").await;
         client.send_json(json!({"type":"chat","message":"where can I camp tonight?"})).await;
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        wait_until("the server has read the chat", async || metric_value(&app, "pam_turns_accepted_total").await > accepted_before).await;
         drop(client);
         wait_until("the answer is stored", || async { rows(&db, &user).await.len() == 2 }).await;
         let stored = rows(&db, &user).await;
@@ -143,21 +146,6 @@ impl pam_actors::ContextStore for FailingContext {
     }
 }
 
-/// Records the context of every request it answers.
-#[derive(Default)]
-pub(crate) struct ContextRecorder(pub(crate) std::sync::Mutex<Vec<serde_json::Map<String, Value>>>);
-
-impl LlmProvider for ContextRecorder {
-    fn name(&self) -> &str {
-        "recorder"
-    }
-
-    fn generate<'a>(&'a self, request: &'a LlmRequest, _deltas: mpsc::Sender<String>) -> BoxFuture<'a, Result<LlmReply, LlmError>> {
-        self.0.lock().unwrap().push(request.context.clone());
-        Box::pin(async { Ok(LlmReply::new("ok", "rec-1", "recorder")) })
-    }
-}
-
 #[tokio::test]
 async fn client_sent_context_never_poses_as_loaded_data_when_a_loader_fails() {
     use pam_actors::context_loader::{ContextLoaderActor, ContextLoaderArgs, ContextLoaders};
@@ -204,6 +192,7 @@ impl LlmProvider for FailsFirst {
             if call == 0 {
                 return Err(LlmError::Unavailable("first call fails".into()));
             }
+            // The model's own latency: long enough for the two repeats to overlap.
             tokio::time::sleep(Duration::from_millis(300)).await;
             Ok(LlmReply::new(format!("answer {call} to {}", request.message), "ff-1", "fails-first"))
         })

@@ -11,7 +11,7 @@ use pam_protocol::UserId;
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::context_store::{private_postgres, sqlite};
+use crate::common::db::{private_postgres, sqlite};
 
 fn user() -> UserId {
     UserId::parse(&Uuid::new_v4().to_string()).expect("uuid")

@@ -1,21 +1,9 @@
 //! The gateway on real Postgres: migrations run (twice is safe), health reports the backend,
 //! and a chat works. Needs the server `./scripts/test.sh` makes sure of.
 
+use crate::common::db::{postgres_url, require_postgres};
 use crate::common::*;
 use serde_json::json;
-
-fn postgres_url() -> String {
-    std::env::var("PAM_TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
-}
-
-async fn require_postgres(url: &str) {
-    if let Err(error) = sqlx::PgPool::connect(url).await {
-        panic!(
-            "Postgres is required for this test and is not reachable at {url}: {error}\n\
-             Start it with ./scripts/test.sh (it starts an installed server) or set PAM_TEST_DATABASE_URL."
-        );
-    }
-}
 
 #[tokio::test]
 async fn the_gateway_migrates_postgres_and_reports_it_healthy() {

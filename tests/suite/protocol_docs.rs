@@ -8,6 +8,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use crate::common::process::free_port;
 use crate::common::*;
 use pam_protocol::schema;
 use serde_json::Value;
@@ -101,7 +102,7 @@ fn no_doc_points_outside_the_repository_or_at_issue_numbers() {
 
 #[tokio::test]
 async fn the_binary_prints_the_demo_page_url_when_dev_auth_is_on() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = free_port();
     let db = TempFile(std::env::temp_dir().join(format!("pam-docs-{}.db", uuid::Uuid::new_v4().simple())));
     let log = TempFile(std::env::temp_dir().join(format!("pam-docs-{}.log", uuid::Uuid::new_v4().simple())));
     let mut command = Command::new(env!("CARGO_BIN_EXE_pam-gateway"));
@@ -120,14 +121,13 @@ async fn the_binary_prints_the_demo_page_url_when_dev_auth_is_on() {
         .spawn()
         .expect("the binary starts");
     let expected = format!("demo chat page: http://127.0.0.1:{port}/");
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    let printed = loop {
+    // Until the line is printed or the process exits; on a timeout, what it printed by then.
+    let printed = poll(Duration::from_secs(30), Duration::from_millis(50), async || {
         let text = std::fs::read_to_string(&log.0).unwrap_or_default();
-        if text.contains(&expected) || tokio::time::Instant::now() > deadline || child.try_wait().unwrap().is_some() {
-            break text;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+        if text.contains(&expected) || child.try_wait().unwrap().is_some() { Ok(text) } else { Err(text) }
+    })
+    .await
+    .unwrap_or_else(|text| text);
     // reqwest is built without a default rustls provider; a client needs one installed.
     rustls::crypto::ring::default_provider().install_default().ok();
     let page = reqwest::get(format!("http://127.0.0.1:{port}/")).await.map(|r| r.status().as_u16());

@@ -2,26 +2,13 @@
 //! the kind's TTL and is served to another node from there; a refused or hanging Redis opens the
 //! breaker, counts `pam_cache_errors_total`, and chats still answer from the database.
 
+use crate::common::redis::{fresh_prefix, redis, redis_url};
 use crate::common::*;
-use fred::prelude::{Builder, ClientLike, Config, KeysInterface};
+use fred::prelude::KeysInterface;
 use pam_gateway::Overrides;
 use serde_json::{Value, json};
 
 const DEMO: &str = "5e1f0c3a-7d2b-4c8e-9a41-d3e0000000a1";
-
-pub(crate) fn redis_url() -> String {
-    std::env::var("PAM_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
-}
-
-pub(crate) async fn redis() -> fred::prelude::Client {
-    let url = redis_url();
-    let client = Builder::from_config(Config::from_url(&url).unwrap()).build().unwrap();
-    client
-        .init()
-        .await
-        .unwrap_or_else(|e| panic!("Redis is required at {url} ({e}); start it with ./scripts/test.sh or set PAM_TEST_REDIS_URL"));
-    client
-}
 
 async fn dev_app(redis_url: String, prefix: String) -> TestApp {
     spawn_app_with(
@@ -51,7 +38,7 @@ async fn dev_token(app: &TestApp) -> String {
 #[tokio::test]
 async fn context_is_cached_in_redis_with_each_kinds_ttl_and_serves_another_node() {
     let redis = redis().await;
-    let prefix = format!("pamtest{}", uuid::Uuid::new_v4().simple());
+    let prefix = fresh_prefix();
     let seeded = dev_app(redis_url(), prefix.clone()).await;
     let answer = ask_fuel(&seeded, &dev_token(&seeded).await).await;
     assert!(answer.contains("$251.85 on fuel"), "{answer}");

@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use crate::common::db::{postgres_url, require_postgres};
 use crate::common::rest::*;
 use crate::common::v2::StreamingModel;
 use crate::common::*;
@@ -40,10 +41,8 @@ async fn a_rest_chat_is_answered_from_context_and_stored_with_its_ids() {
 
 #[tokio::test]
 async fn a_rest_chat_on_postgres_is_stored_once_with_its_ids() {
-    let url = std::env::var("PAM_TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
-    let pool = sqlx::PgPool::connect(&url)
-        .await
-        .unwrap_or_else(|e| panic!("Postgres is required at {url} ({e}); start it with ./scripts/test.sh or set PAM_TEST_DATABASE_URL"));
+    let url = postgres_url();
+    let pool = require_postgres(&url).await;
     let app = spawn_app_with(|s| s.database_url = url.clone(), Overrides::default()).await;
     let user = uuid::Uuid::new_v4().to_string();
     let body = json!({"message": "hello from REST", "session_id": "default"});

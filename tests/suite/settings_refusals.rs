@@ -3,23 +3,13 @@
 //! at startup (Redis) does not stop the start: it is logged once at error level and shown in
 //! `/api/v1/pam/health`.
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use crate::common::process::{KillOnDrop, free_port};
 use crate::common::*;
-
-struct KillOnDrop(Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        if self.0.try_wait().ok().flatten().is_none() {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-}
 
 /// The gateway binary with a clean environment: loopback on port `port`, a temp SQLite file,
 /// the test HS256 secret, then `env` on top (an empty value is passed as set-but-empty).
@@ -53,6 +43,7 @@ fn refused_start(env: &[(&str, &str)]) -> (std::process::ExitStatus, String) {
             break status;
         }
         assert!(Instant::now() < deadline, "the gateway started with {env:?} instead of refusing");
+        // Why a hand-made poll: this runs in a plain #[test] (no runtime for `poll`).
         std::thread::sleep(Duration::from_millis(20));
     };
     let mut stderr = String::new();
@@ -84,7 +75,7 @@ fn each_unworkable_setting_stops_the_binary_with_one_line_naming_it() {
 
 #[tokio::test]
 async fn an_unreachable_redis_at_startup_is_logged_once_loudly_and_shown_in_health() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = free_port();
     let db = temp_db();
     let log_path = std::env::temp_dir().join(format!("pam-settings-{}.log", uuid::Uuid::new_v4().simple()));
     let _log_cleanup = TempFile(log_path.clone());

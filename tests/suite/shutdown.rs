@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::Duration;
 
+use crate::common::process::{free_port, wait_exit, wait_live};
 use crate::common::*;
 use futures_util::StreamExt;
 use tokio::time::Instant;
@@ -29,11 +30,6 @@ struct Gateway {
 fn http_client(timeout: Duration) -> reqwest::Client {
     rustls::crypto::ring::default_provider().install_default().ok();
     reqwest::Client::builder().timeout(timeout).build().unwrap()
-}
-
-fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().port()
 }
 
 fn temp_path(what: &str) -> PathBuf {
@@ -84,18 +80,7 @@ impl Gateway {
     }
 
     async fn wait_live(&mut self) {
-        let client = http_client(Duration::from_secs(1));
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if client.get(self.http("/health/live")).send().await.is_ok_and(|r| r.status() == 200) {
-                return;
-            }
-            if let Some(status) = self.child.try_wait().unwrap() {
-                panic!("the gateway exited ({status}) before it was live; log:\n{}", self.log());
-            }
-            assert!(Instant::now() < deadline, "the gateway never became live; log:\n{}", self.log());
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        wait_live(&mut self.child, self.port, &self.log.0).await;
     }
 
     async fn connect_ready(&self) -> WsClient {
@@ -112,16 +97,7 @@ impl Gateway {
 
     /// The exit status, if the process ends within `limit`.
     async fn wait_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
-        let deadline = Instant::now() + limit;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return Some(status);
-            }
-            if Instant::now() >= deadline {
-                return None;
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
+        wait_exit(&mut self.child, limit).await
     }
 }
 
@@ -168,16 +144,14 @@ async fn readiness_and_new_upgrades_are_refused_once_sigterm_starts_the_drain() 
     assert_eq!(ready.status(), 200, "ready before the signal; log:\n{}", gateway.log());
     gateway.sigterm();
     // Until the signal is handled readiness may still be 200; after that 503, or nothing listens.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let readiness = loop {
+    let readiness = poll_until(Duration::from_secs(5), Duration::from_millis(5), "readiness is no longer 200 after SIGTERM", async || {
         match http.get(gateway.http("/health/ready")).send().await {
-            Ok(response) if response.status() == 200 => {}
-            Ok(response) => break format!("HTTP {}", response.status().as_u16()),
-            Err(_) => break "refused".to_string(),
+            Ok(response) if response.status() == 200 => Err(format!("still 200; log:\n{}", gateway.log())),
+            Ok(response) => Ok(format!("HTTP {}", response.status().as_u16())),
+            Err(_) => Ok("refused".to_string()),
         }
-        assert!(Instant::now() < deadline, "readiness stayed 200 after SIGTERM; log:\n{}", gateway.log());
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    };
+    })
+    .await;
     assert!(readiness == "HTTP 503" || readiness == "refused", "readiness while draining: {readiness}; log:\n{}", gateway.log());
     match connect_async(gateway.ws_url(&token_for(USER))).await {
         Ok((_, response)) => panic!("a new upgrade was accepted during the drain ({}); log:\n{}", response.status(), gateway.log()),
@@ -199,20 +173,13 @@ async fn a_non_loopback_bind_without_jwt_settings_refuses_to_start_with_one_line
     let stderr = TempFile(temp_path("stderr"));
     let mut child =
         command(&format!("0.0.0.0:{port}"), &db, &log).stderr(File::create(&stderr.0).unwrap()).spawn().expect("the binary starts");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "the gateway kept running on 0.0.0.0 without JWT settings; stderr:\n{}",
-                std::fs::read_to_string(&stderr.0).unwrap_or_default()
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
+    let Some(status) = wait_exit(&mut child, Duration::from_secs(10)).await else {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!(
+            "the gateway kept running on 0.0.0.0 without JWT settings; stderr:\n{}",
+            std::fs::read_to_string(&stderr.0).unwrap_or_default()
+        );
     };
     let errors = std::fs::read_to_string(&stderr.0).unwrap();
     assert!(!status.success(), "exit status {status}; stderr:\n{errors}");
@@ -259,6 +226,8 @@ async fn every_socket_upgraded_while_the_drain_starts_still_gets_1012() {
     for round in 0..20 {
         let app = spawn_app_with(|s| s.shutdown_grace_ms = 1_000, Default::default()).await;
         let storms: Vec<_> = (0..8).map(|_| tokio::spawn(connect_storm(app.addr))).collect();
+        // Why a fixed pause: the drain must start in the middle of the storm (the race under test),
+        // not after a state the test could wait for.
         tokio::time::sleep(Duration::from_millis(100)).await;
         app.shutdown().await;
         let mut ends = Vec::new();

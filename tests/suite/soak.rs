@@ -28,6 +28,7 @@ async fn one_chat(app: &TestApp, n: usize, users: &[String]) {
         1 => {
             let (mut client, _) = connect_welcomed(app, &token).await;
             client.send_json(json!({"type":"chat","id":format!("soak-{n}"),"message":format!("v2 {n}")})).await;
+            // Why a fixed (random) pause: the socket closes at a random point of its chat, on purpose.
             tokio::time::sleep(jitter(50)).await;
         }
         _ => {
@@ -41,6 +42,7 @@ async fn one_chat(app: &TestApp, n: usize, users: &[String]) {
             return;
         }
     }
+    // Why a fixed (random) pause: the socket stays a random while after its chat, on purpose.
     tokio::time::sleep(jitter(50)).await;
 }
 

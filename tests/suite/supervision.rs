@@ -27,6 +27,7 @@ impl LlmProvider for ScriptedModel {
             self.calls.fetch_add(1, Ordering::SeqCst);
             match request.message.as_str() {
                 "crash" => panic!("scripted model crash"),
+                // The model's own latency, scripted.
                 "slow" => tokio::time::sleep(Duration::from_millis(1500)).await,
                 _ => {}
             }

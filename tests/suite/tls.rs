@@ -8,6 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::common::process::{free_port, wait_exit};
 use crate::common::*;
 use futures_util::{SinkExt, StreamExt};
 use pam_gateway::Application;
@@ -207,7 +208,7 @@ impl Drop for TlsGateway {
 
 impl TlsGateway {
     fn start(files: &CertFiles) -> TlsGateway {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = free_port();
         let id = uuid::Uuid::new_v4().simple();
         let (db, log) = (
             TempFile(std::env::temp_dir().join(format!("pam-tls-{id}.db"))),
@@ -247,12 +248,14 @@ impl TlsGateway {
 async fn sighup_makes_the_running_binary_present_the_new_certificate() {
     let (files, first) = CertFiles::new();
     let mut gateway = TlsGateway::start(&files);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while handshake(gateway.port, &first).await.is_err() {
+    poll_until(Duration::from_secs(30), Duration::from_millis(50), "the gateway answers TLS", async || {
+        if handshake(gateway.port, &first).await.is_ok() {
+            return Ok(());
+        }
         assert!(gateway.child.try_wait().unwrap().is_none(), "the gateway exited; log:\n{}", gateway.log());
-        assert!(tokio::time::Instant::now() < deadline, "the gateway never answered TLS; log:\n{}", gateway.log());
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        Err(format!("log:\n{}", gateway.log()))
+    })
+    .await;
     let mut old = wss_connect(gateway.port, &first).await;
 
     let second = files.write_new();
@@ -268,9 +271,6 @@ async fn sighup_makes_the_running_binary_present_the_new_certificate() {
     assert_eq!(recv_json(&mut old).await, json!({"type": "pong", "timestamp": 3}), "the old socket survived SIGHUP");
 
     gateway.signal("-TERM");
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
-    while gateway.child.try_wait().unwrap().is_none() {
-        assert!(tokio::time::Instant::now() < deadline, "the gateway stops after SIGTERM; log:\n{}", gateway.log());
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    let stopped = wait_exit(&mut gateway.child, Duration::from_secs(15)).await;
+    assert!(stopped.is_some(), "the gateway stops after SIGTERM; log:\n{}", gateway.log());
 }

@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use crate::common::db::{postgres_url, require_postgres};
 use crate::common::v2::*;
 use crate::common::*;
 use pam_gateway::Overrides;
@@ -117,10 +118,8 @@ async fn a_repeated_id_replays_the_stored_answer_without_asking_the_model_again(
 
 #[tokio::test]
 async fn a_repeated_id_replays_the_stored_answer_on_postgres_too() {
-    let url = std::env::var("PAM_TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
-    if let Err(error) = sqlx::PgPool::connect(&url).await {
-        panic!("Postgres is required for this test and is not reachable at {url}: {error}; start it with ./scripts/test.sh");
-    }
+    let url = postgres_url();
+    require_postgres(&url).await;
     let model = StreamingModel::new(vec!["stored ", "answer"], "stored answer");
     let app = spawn_app_with(|s| s.database_url = url.clone(), with_model(model.clone())).await;
     let id = format!("pg-{}", uuid::Uuid::new_v4().simple());

@@ -60,7 +60,8 @@ async fn auth_refresh_keeps_the_socket_open_past_the_old_exp() {
     let (mut client, _) = connect_welcomed(&app, &token_expiring_in(USER, 2)).await;
     assert_eq!(client.recv_non_ping().await["type"], "auth_expiring");
     client.send_json(json!({"type":"auth_refresh","token":token_for(USER)})).await;
-    // Past the old exp (whole seconds, plus margin), the socket still answers.
+    // Why a fixed wait: past the old exp on purpose (whole seconds, plus margin); the socket still
+    // answers.
     tokio::time::sleep(Duration::from_millis(3_500)).await;
     client.send_json(json!({"type":"ping","timestamp":9})).await;
     let pong = client.recv_non_ping().await;

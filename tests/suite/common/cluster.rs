@@ -27,7 +27,7 @@ impl Cluster {
         std::fs::create_dir(&dir).unwrap();
         let status = Command::new("chown").args(["postgres:postgres", dir.to_str().unwrap()]).status().unwrap();
         assert!(status.success(), "chown the cluster directory");
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = super::process::free_port();
         as_postgres(&format!("{PG_BIN}/initdb -D {}/data -A trust -U postgres >/dev/null", dir.display()));
         let cluster = Cluster { dir, port };
         cluster.start();

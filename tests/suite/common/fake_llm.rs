@@ -334,6 +334,7 @@ async fn play(wire: Wire, model: String, script: Script, tx: mpsc::Sender<Result
     if !send(wire.opening(&model)).await {
         return Ok(());
     }
+    // The scripted latency of the fake model (what timeouts are tested against).
     tokio::time::sleep(script.first_token_delay).await;
     let gap = script.tokens_per_second.map(|tps| Duration::from_secs_f64(1.0 / tps));
     for (i, token) in script.tokens.iter().enumerate() {
@@ -362,7 +363,8 @@ async fn play(wire: Wire, model: String, script: Script, tx: mpsc::Sender<Result
         }
         Ending::Hang => tx.closed().await,
         Ending::CutOff => {
-            // Give the tokens time to reach the client before the connection drops.
+            // Why a fixed pause: the tokens must be on the wire before the scripted cut-off; the fake
+            // server cannot see the gateway read them.
             tokio::time::sleep(Duration::from_millis(50)).await;
             let _ = tx.send(Err(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "scripted cut-off"))).await;
         }

@@ -1,15 +1,30 @@
 //! Shared test harness: `spawn_app()` starts the real gateway on port 0 (SQLite in a temp file,
 //! builtin assistant, HS256 test secret) and `WsClient` speaks real WebSocket to it.
+//!
+//! Every helper more than one test file uses lives here (test files import only `common`): the
+//! databases (`db`), Redis (`redis`), several nodes (`nodes`), pushes and timers (`push`), auth
+//! and JWKS (`auth`), the real binary (`process`), captured logs (`logs`), a throwaway Postgres
+//! cluster (`cluster`), fake models (`fake_llm`, `v2`, `turns`), raw frames (`raw_ws`), REST
+//! (`rest`), and the one way to wait for something to become true (`wait`).
 #![allow(dead_code, unreachable_pub)]
 
+pub mod auth;
 pub mod cluster;
+pub mod db;
 pub mod fake_llm;
+pub mod logs;
+pub mod nodes;
+pub mod process;
+pub mod push;
 pub mod raw_ws;
+pub mod redis;
 pub mod rest;
 pub mod turns;
 pub mod v2;
+pub mod wait;
 
-use std::future::Future;
+pub use wait::{poll, poll_until, wait_until, wait_until_within};
+
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -24,6 +39,8 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async};
 pub const TEST_SECRET: &str = "test-secret-that-is-long-enough-for-hs256-0123456789";
 pub const USER: &str = "11111111-1111-4111-8111-111111111111";
 pub const OTHER_USER: &str = "22222222-2222-4222-8222-222222222222";
+/// The admin bearer token of every test gateway that has one (`PAM_ADMIN_TOKEN`).
+pub const ADMIN_TOKEN: &str = "admin-token-for-tests";
 /// How long any single expectation may wait before the test fails.
 pub const WAIT: Duration = Duration::from_secs(10);
 
@@ -80,7 +97,26 @@ pub async fn spawn_app() -> TestApp {
 pub async fn spawn_app_with(adjust: impl FnOnce(&mut Settings), overrides: Overrides) -> TestApp {
     let (mut settings, db) = test_settings();
     adjust(&mut settings);
-    let app = Application::build_with(settings, overrides).await.expect("the gateway builds");
+    run_app(build_app(settings, overrides).await, db)
+}
+
+/// Builds the gateway; when the Postgres its settings name does not answer, the failure says how
+/// to start it.
+pub async fn build_app(settings: Settings, overrides: Overrides) -> Application {
+    let database = settings.database_url.clone();
+    match Application::build_with(settings, overrides).await {
+        Ok(app) => app,
+        Err(error) => {
+            let unreachable =
+                database.starts_with("postgres") && <sqlx::PgConnection as sqlx::Connection>::connect(&database).await.is_err();
+            let hint = if unreachable { format!("\n(Postgres does not answer) {}", db::START_POSTGRES) } else { String::new() };
+            panic!("the gateway builds: {error:#}{hint}")
+        }
+    }
+}
+
+/// Runs a built gateway until `TestApp::shutdown` (or the drop of its stop sender).
+pub fn run_app(app: Application, db: TempFile) -> TestApp {
     let addr = app.local_addr();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(app.run_until_stopped(async move {
@@ -103,10 +139,7 @@ impl TestApp {
 
     /// Connects as `USER` with a valid token and reads the welcome frame.
     pub async fn connect_ready(&self) -> WsClient {
-        let mut client = WsClient::connect(&self.ws_url(USER, Some(&token_for(USER)))).await;
-        let welcome = client.recv_json().await;
-        assert_eq!(welcome["type"], "connection", "{welcome}");
-        client
+        connect_user(self, USER).await
     }
 
     pub async fn metrics(&self) -> String {
@@ -120,6 +153,14 @@ impl TestApp {
         }
         tokio::time::timeout(Duration::from_secs(15), &mut self.server).await.expect("stops in time").unwrap().unwrap();
     }
+}
+
+/// A legacy socket of `user` on `app`, past its welcome.
+pub async fn connect_user(app: &TestApp, user: &str) -> WsClient {
+    let mut client = WsClient::connect(&app.ws_url(user, Some(&token_for(user)))).await;
+    let welcome = client.recv_json().await;
+    assert_eq!(welcome["type"], "connection", "{welcome}");
+    client
 }
 
 pub fn unix_now() -> u64 {
@@ -141,32 +182,6 @@ pub fn sign_hs256(claims: &Value, secret: &str) -> String {
 
 pub fn token_for(user: &str) -> String {
     sign_hs256(&user_claims(user), TEST_SECRET)
-}
-
-/// Polls `check` until it holds or `WAIT` passes.
-pub async fn wait_until<F, Fut>(what: &str, check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    wait_until_within(WAIT, what, check).await;
-}
-
-/// Like `wait_until`, for a batch of work whose time grows with its size (e.g. dozens of turns
-/// on a loaded 2-core machine): fails after `limit`.
-pub async fn wait_until_within<F, Fut>(limit: Duration, what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + limit;
-    while tokio::time::Instant::now() < deadline {
-        if check().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("timed out waiting until {what}");
 }
 
 /// The value of one sample line in Prometheus text, e.g. `metric(&text, "pam_ws_closed_total{code=\"1008\"}")`.

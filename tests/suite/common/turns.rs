@@ -1,5 +1,5 @@
-//! Helpers for the "nothing lost" tests: a slow model, the stored rows of a user on either
-//! backend, and the exactly-once check.
+//! Helpers for the "nothing lost" tests: a slow model, a model that records the context it was
+//! given, the stored rows of a user on either backend, and the exactly-once check.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -9,6 +9,7 @@ use pam_actors::{BoxFuture, LlmError, LlmProvider, LlmReply, LlmRequest};
 use serde_json::Value;
 use tokio::sync::mpsc;
 
+use super::db::{postgres_url, require_postgres};
 use super::{TestApp, WAIT, metric, wait_until_within};
 
 /// Sleeps `delay` before answering, unless the message starts with "quick".
@@ -32,6 +33,7 @@ impl LlmProvider for SlowModel {
         Box::pin(async move {
             self.calls.fetch_add(1, Ordering::SeqCst);
             if !request.message.starts_with("quick") {
+                // The model's own latency, scripted.
                 tokio::time::sleep(self.delay).await;
             }
             Ok(LlmReply::new(format!("answer to {}", request.message), "slow-1", "slow-fake"))
@@ -39,8 +41,19 @@ impl LlmProvider for SlowModel {
     }
 }
 
-pub(crate) fn postgres_url() -> String {
-    std::env::var("PAM_TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+/// Records the context of every request it answers.
+#[derive(Default)]
+pub(crate) struct ContextRecorder(pub(crate) std::sync::Mutex<Vec<serde_json::Map<String, Value>>>);
+
+impl LlmProvider for ContextRecorder {
+    fn name(&self) -> &str {
+        "recorder"
+    }
+
+    fn generate<'a>(&'a self, request: &'a LlmRequest, _deltas: mpsc::Sender<String>) -> BoxFuture<'a, Result<LlmReply, LlmError>> {
+        self.0.lock().unwrap().push(request.context.clone());
+        Box::pin(async { Ok(LlmReply::new("ok", "rec-1", "recorder")) })
+    }
 }
 
 /// The app's SQLite URL, then the test Postgres (which must answer: start it with ./scripts/test.sh).
@@ -77,7 +90,7 @@ pub(crate) async fn rows(url: &str, user: &str) -> Vec<Row> {
         pool.close().await;
         rows.into_iter().map(|raw| Row::from_raw(raw, |text| serde_json::from_str(&text).ok())).collect()
     } else {
-        let pool = sqlx::PgPool::connect(url).await.unwrap_or_else(|e| panic!("{url}: {e} (start Postgres with ./scripts/test.sh)"));
+        let pool = require_postgres(url).await;
         let sql = "SELECT c.id::text, m.role, m.content, m.client_msg_id, m.metadata FROM pam_messages m
                    JOIN pam_conversations c ON c.id = m.conversation_id WHERE c.user_id = $1::uuid ORDER BY m.created_at";
         let rows: Vec<RawRow<Value>> = sqlx::query_as(sql).bind(user).fetch_all(&pool).await.unwrap();

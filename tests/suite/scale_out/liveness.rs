@@ -3,18 +3,14 @@
 
 use std::fs::File;
 use std::process::{Command, Stdio};
+use std::time::Duration;
 
-use super::*;
-use crate::redis_cache::{redis, redis_url};
+use crate::common::nodes::{TTL_MS, listed_nodes, presence, short_ttl, spawn_node};
+use crate::common::process::{KillOnDrop, free_port};
+use crate::common::redis::{fresh_prefix, redis, redis_url};
+use crate::common::*;
 use pam_gateway::Overrides;
 use tokio::time::Instant;
-
-pub(super) const TTL_MS: u64 = 1_500;
-
-pub(super) fn short_ttl(settings: &mut Settings) {
-    settings.node_ttl_ms = TTL_MS;
-    settings.max_connections_per_user = 2;
-}
 
 /// The real binary as node `id`, on its own port, SQLite file and log.
 fn start_binary(id: &str, prefix: &str, port: u16, files: &[TempFile; 3]) -> std::process::Child {
@@ -41,28 +37,20 @@ fn start_binary(id: &str, prefix: &str, port: u16, files: &[TempFile; 3]) -> std
         .expect("the binary starts")
 }
 
-/// Kills the child on drop (a failing test must not leave it running).
-struct Killed(std::process::Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[tokio::test]
 async fn a_killed_node_disappears_from_the_node_list_and_from_presence_within_its_ttl() {
     let _redis = redis().await;
     let prefix = fresh_prefix();
     let a = spawn_node("node-a", &redis_url(), &prefix, short_ttl, Overrides::default()).await;
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = free_port();
     let files =
         ["db", "outbox", "log"].map(|what| TempFile(std::env::temp_dir().join(format!("pam-node-b-{what}-{}", uuid::Uuid::new_v4()))));
-    let mut b = Killed(start_binary("node-b", &prefix, port, &files));
+    let mut b = KillOnDrop(start_binary("node-b", &prefix, port, &files));
     let b_url = |user: &str| format!("ws://127.0.0.1:{port}/api/v1/pam/ws/{user}?token={}", token_for(user));
-    wait_within(Duration::from_secs(30), "node B lists itself and A", || async { listed_nodes(&a.app).await == ["node-a", "node-b"] })
-        .await;
+    wait_until_within(Duration::from_secs(30), "node B lists itself and A", || async {
+        listed_nodes(&a.app).await == ["node-a", "node-b"]
+    })
+    .await;
     let mut on_b = Vec::new();
     for _ in 0..2 {
         let mut socket = WsClient::connect(&b_url(USER)).await;
@@ -74,7 +62,7 @@ async fn a_killed_node_disappears_from_the_node_list_and_from_presence_within_it
 
     b.0.kill().unwrap();
     let killed = Instant::now();
-    wait_within(Duration::from_millis(TTL_MS * 3), "the killed node is gone from the list", || async {
+    wait_until_within(Duration::from_millis(TTL_MS * 3), "the killed node is gone from the list", || async {
         listed_nodes(&a.app).await == ["node-a"]
     })
     .await;

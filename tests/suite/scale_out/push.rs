@@ -1,26 +1,13 @@
 //! The push bus: a push published on one node reaches every socket of the user on every node —
 //! and only the nodes holding one; a node without a socket of the user never hears of it.
 
-use super::*;
-use crate::redis_cache::{redis, redis_url};
-use fred::prelude::PubsubInterface;
+use crate::common::nodes::{spawn_node, spawn_with, wait_subscribed};
+use crate::common::redis::{fresh_prefix, redis, redis_url};
+use crate::common::*;
 use pam_actors::PushStats;
 use pam_gateway::Overrides;
 use pam_protocol::UserId;
 use serde_json::json;
-
-/// Waits until Redis has a subscriber on `node`'s push channel.
-async fn wait_subscribed(redis: &fred::prelude::Client, prefix: &str, node: &str) {
-    let channel = format!("{prefix}:node:{node}:push");
-    wait_until(&format!("{node} listens on its push channel"), || {
-        let (redis, channel) = (redis.clone(), channel.clone());
-        async move {
-            let counts: Vec<fred::types::Value> = redis.pubsub_numsub(channel).await.unwrap();
-            counts.get(1).and_then(fred::types::Value::as_i64) == Some(1)
-        }
-    })
-    .await;
-}
 
 fn stats(published: u64, received: u64, delivered: u64) -> PushStats {
     PushStats { published, received, delivered }

@@ -5,9 +5,12 @@
 
 use std::process::Command;
 
-use super::liveness::short_ttl;
-use super::*;
+use std::time::Duration;
+
+use crate::common::nodes::{admin_get, listed_nodes, presence, short_ttl, spawn_node};
+use crate::common::redis::{RedisServer, fresh_prefix};
 use crate::common::rest::post_chat;
+use crate::common::*;
 use pam_gateway::Overrides;
 use serde_json::json;
 use tokio::time::Instant;
@@ -39,18 +42,18 @@ async fn redis_stopped_and_restarted_under_two_nodes_keeps_chats_answering_and_t
     assert_eq!((nodes["degraded"].as_bool(), nodes["source"].as_str()), (Some(true), Some("local")), "{nodes}");
 
     server.restart().await;
-    wait_within(Duration::from_secs(30), "both nodes are registered again in the empty Redis", || async {
+    wait_until_within(Duration::from_secs(30), "both nodes are registered again in the empty Redis", || async {
         listed_nodes(&a.app).await == ["node-a", "node-b"]
     })
     .await;
-    wait_within(Duration::from_secs(30), "presence is re-synced from what each node holds", || async {
+    wait_until_within(Duration::from_secs(30), "presence is re-synced from what each node holds", || async {
         let seen = presence(&a.app, USER).await;
         seen["degraded"] == false && seen["sockets"] == 2
     })
     .await;
     let mut over = WsClient::connect(&a.app.ws_url(USER, Some(&token_for(USER)))).await;
     assert_eq!(over.recv_close().await.0.code, 4504, "the cap is shared again");
-    wait_within(Duration::from_secs(10), "the degraded gauge is back to 0", || async {
+    wait_until_within(Duration::from_secs(10), "the degraded gauge is back to 0", || async {
         metric(&a.app.metrics().await, "pam_redis_shared_state_degraded") == Some(0.0)
     })
     .await;
@@ -85,7 +88,7 @@ async fn a_hanging_redis_costs_a_chat_its_short_budgets_and_the_shared_state_ret
     .await;
 
     signal("-CONT");
-    wait_within(Duration::from_secs(30), "presence counts both sockets in Redis again", || async {
+    wait_until_within(Duration::from_secs(30), "presence counts both sockets in Redis again", || async {
         let seen = presence(&node.app, USER).await;
         seen["degraded"] == false && seen["sockets"] == 2
     })

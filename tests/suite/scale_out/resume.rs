@@ -3,25 +3,15 @@
 //! every seq once and no gap; epochs and owners are checked; without Redis the node's own ring
 //! still serves; and a turn whose node died ends with a retryable error on the resuming node.
 
-use super::liveness::short_ttl;
-use super::*;
-use crate::common::v2::*;
-use crate::redis_cache::{redis, redis_url};
-use fred::prelude::{LuaInterface, PubsubInterface};
-use serde_json::json;
+use std::time::Duration;
 
-/// Waits until Redis has a subscriber on `node`'s push channel (forwarded frames travel on it).
-async fn wait_subscribed(redis: &fred::prelude::Client, prefix: &str, node: &str) {
-    let channel = format!("{prefix}:node:{node}:push");
-    wait_until(&format!("{node} listens on its channel"), || {
-        let (redis, channel) = (redis.clone(), channel.clone());
-        async move {
-            let counts: Vec<fred::types::Value> = redis.pubsub_numsub(channel).await.unwrap();
-            counts.get(1).and_then(fred::types::Value::as_i64) == Some(1)
-        }
-    })
-    .await;
-}
+use crate::common::nodes::{TTL_MS, listed_nodes, short_ttl, spawn_node, wait_subscribed};
+use crate::common::redis::{RedisServer, fresh_prefix, redis, redis_url};
+use crate::common::v2::*;
+use crate::common::*;
+use fred::prelude::LuaInterface;
+use pam_gateway::{Overrides, Settings};
+use serde_json::{Value, json};
 
 /// Counts the frames in a stream's entries (an entry holds a batch's frames, `s` their seqs).
 const COUNT_FRAMES: &str = r"
@@ -198,7 +188,7 @@ async fn a_turn_whose_node_died_ends_with_a_retryable_error_on_the_resuming_node
     // A dies: its task is gone without a drain, its heartbeat stops, its registration expires.
     a.app.server.abort();
     drop(client);
-    wait_within(Duration::from_secs(10), "A is gone from the node list", || async { listed_nodes(&b.app).await == ["node-b"] }).await;
+    wait_until_within(Duration::from_secs(10), "A is gone from the node list", || async { listed_nodes(&b.app).await == ["node-b"] }).await;
     let (mut back, _) = connect_welcomed(&b.app, &token_for(USER)).await;
     back.send_json(resume(&welcome, max_seq(&seen))).await;
     let mut replayed = frames_until(&mut back, "resumed").await;
@@ -217,7 +207,7 @@ async fn a_turn_whose_node_died_ends_with_a_retryable_error_on_the_resuming_node
 
 #[tokio::test]
 async fn a_chat_repeated_on_b_after_the_node_that_accepted_it_died_is_answered_at_once() {
-    use crate::push_and_timers::{Backend, test_db};
+    use crate::common::db::{Backend, test_db};
     let db = test_db(Backend::Postgres).await;
     let prefix = fresh_prefix();
     let on_db = |s: &mut Settings| {
@@ -235,10 +225,10 @@ async fn a_chat_repeated_on_b_after_the_node_that_accepted_it_died_is_answered_a
     // A dies with the turn stored as accepted by it and unanswered.
     a.app.server.abort();
     drop(client);
-    wait_within(Duration::from_secs(10), "A is gone from the node list", || async { listed_nodes(&b.app).await == ["node-b"] }).await;
-    // A registration lives PAM_NODE_TTL_MS: a turn younger than that may be a live node's whose
-    // registration Redis lost, so only an older one is answered again.
-    tokio::time::sleep(Duration::from_millis(super::liveness::TTL_MS)).await;
+    wait_until_within(Duration::from_secs(10), "A is gone from the node list", || async { listed_nodes(&b.app).await == ["node-b"] }).await;
+    // Why a fixed wait: a registration lives PAM_NODE_TTL_MS: a turn younger than that may be a
+    // live node's whose registration Redis lost, so only an older one is answered again.
+    tokio::time::sleep(Duration::from_millis(TTL_MS)).await;
     let (mut again, _) = connect_welcomed(&b.app, &token_for(USER)).await;
     again.send_json(json!({"type":"chat","id":"g-1","message":"where next?"})).await;
     let mut frames = vec![again.recv_non_ping().await];

@@ -3,13 +3,15 @@
 //! socket on another, and an `Idempotency-Key` retry on another node replays (or gets 409 while
 //! the first is still being answered there).
 
-use super::*;
-use crate::common::rest::post_chat;
+use crate::common::nodes::{presence, spawn_node};
+use crate::common::redis::{fresh_prefix, redis, redis_url};
+use crate::common::rest::{self, post_chat};
 use crate::common::v2::StreamingModel;
-use crate::redis_cache::{redis, redis_url};
+use crate::common::*;
 use fred::prelude::KeysInterface;
 use pam_gateway::Overrides;
-use serde_json::json;
+use pam_gateway::Settings;
+use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 #[tokio::test]
