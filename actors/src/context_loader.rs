@@ -18,11 +18,8 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use serde_json::Value;
 use tokio::time::Instant;
 
-use crate::context::{CacheLookup, ContextCache, ContextKind, ContextStore};
-use crate::ports::StoreError;
-
-pub const CACHE_REQUESTS_TOTAL: &str = "pam_cache_requests_total";
-pub const CONTEXT_LOAD_SECONDS: &str = "pam_context_load_seconds";
+pub use crate::metrics_names::{CACHE_REQUESTS_TOTAL, CONTEXT_LOAD_SECONDS};
+use crate::ports::{CacheLookup, ContextCache, ContextKind, ContextStore, StoreError};
 
 pub struct ContextLoaderActor;
 
@@ -316,8 +313,8 @@ mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     use super::*;
-    use crate::context::{FinancialContext, ProfileContext, SocialContext};
     use crate::ports::BoxFuture;
+    use crate::ports::{FillToken, FinancialContext, ProfileContext, SocialContext};
 
     /// Counts fetches; the "slow" user takes a second.
     struct CountingStore {
@@ -446,18 +443,12 @@ mod tests {
                     Some(value) => CacheLookup::Hit(value.clone()),
                     None => {
                         let generation = self.generations.lock().unwrap().get(user).copied().unwrap_or(0);
-                        CacheLookup::Miss(Some(crate::context::FillToken(generation.to_string())))
+                        CacheLookup::Miss(Some(FillToken(generation.to_string())))
                     }
                 }
             })
         }
-        fn fill<'a>(
-            &'a self,
-            _kind: ContextKind,
-            user: &'a UserId,
-            value: &'a Value,
-            token: &'a crate::context::FillToken,
-        ) -> BoxFuture<'a, ()> {
+        fn fill<'a>(&'a self, _kind: ContextKind, user: &'a UserId, value: &'a Value, token: &'a FillToken) -> BoxFuture<'a, ()> {
             Box::pin(async move {
                 let generation = self.generations.lock().unwrap().get(user).copied().unwrap_or(0);
                 if token.0 == generation.to_string() {

@@ -5,49 +5,66 @@
 pub mod admission;
 mod bounded_map;
 pub mod budget_alerts;
-pub mod cluster;
+mod bus;
 pub mod connection;
-pub mod context;
 pub mod context_loader;
+mod deps;
 pub mod log_limit;
+mod messages;
 pub mod metrics_names;
 pub mod monitor;
-pub mod notifications;
 pub mod orchestrator;
 pub mod outbound;
-pub mod outbox;
 pub mod ports;
-pub mod rate_limit;
-pub mod resume;
-pub mod running_turns;
+mod push;
 pub mod settings;
-pub mod state;
-pub mod stream_store;
+pub mod stream;
 pub mod supervisor;
 pub mod turn;
-pub mod turn_v2;
 
-pub use admission::{AuthFailureThrottle, UserSlot, UserSlots};
-pub use budget_alerts::{BudgetAlert, BudgetAlertStore, BudgetSpend};
-pub use cluster::{
-    LocalPushBus, NodeLiveness, PushBus, PushOutcome, PushStats, SharedPresence, SharedRateLimit, SharedUnavailable, SocketCount,
-};
-pub use connection::{ConnectionActor, ConnectionArgs, ConnectionMsg, Inbound};
-pub use context::{
-    CacheLookup, CategorySpend, ContextCache, ContextKind, ContextStore, EventSummary, FillToken, FinancialContext, Friend, ProfileContext,
-    SocialContext,
-};
-pub use notifications::{Inserted, NewNotification, Notification, NotificationKind, NotificationStore, TIMER_REDELIVERY};
+pub use admission::{AuthFailureThrottle, ChatRateLimit, Gcra, RateLimiter, UserSlot, UserSlots};
+pub use budget_alerts::{BudgetAlert, BudgetSpend};
+pub use bus::LocalPushBus;
+pub use connection::{ConnectionActor, ConnectionArgs, ConnectionPhase, Keepalive};
+pub use deps::ConnectionDeps;
+pub use messages::connection::{ConnectionMsg, Inbound};
 pub use outbound::{CloseRequest, OutFrame, Outbound, OutboundReceiver, SendError, WriterEvent};
 pub use ports::{
-    AnswerRecord, AuthError, Authenticator, BoxFuture, ConversationStore, HistoryMessage, Identity, LlmError, LlmProvider, LlmReply,
-    LlmRequest, StoreError, StoredAnswer, StoredTurn, TurnKey, UnansweredMark, UserMessage, UserSaved,
+    AnswerRecord, AuthError, Authenticator, BoxFuture, BudgetAlertStore, CacheLookup, CategorySpend, Claim, ClaimedStream, ContextCache,
+    ContextKind, ContextStore, ConversationStore, EventSummary, FillToken, FinancialContext, Friend, HistoryMessage, Identity, Inserted,
+    LlmError, LlmProvider, LlmReply, LlmRequest, NewNotification, NodeLiveness, Notification, NotificationKind, NotificationStore,
+    ProfileContext, PushBus, PushOutcome, PushStats, SharedPresence, SharedRateLimit, SharedUnavailable, SocialContext, SocketCount,
+    StoreError, StoredAnswer, StoredFrame, StoredTurn, StreamStore, StreamWrite, TIMER_REDELIVERY, TurnKey, TurnMark, UnansweredMark,
+    UserMessage, UserSaved,
 };
-pub use rate_limit::{ChatRateLimit, Gcra, RateLimiter};
-pub use resume::{ResumeBuffer, ResumeLimits, SessionStream};
-pub use running_turns::{RunningTurns, TurnOrigin};
 pub use settings::ConnectionSettings;
-pub use state::{ConnectionPhase, Keepalive};
-pub use stream_store::{Claim, ClaimedStream, StoredFrame, StreamStore, StreamWrite, TurnMark};
-pub use supervisor::{ConnectionDeps, ConnectionSupervisor, SupervisorMsg, SupervisorStats};
-pub use turn::{TurnAnswer, TurnFailure, TurnInput, TurnPipeline};
+pub use stream::{ResumeBuffer, ResumeLimits, SessionStream};
+pub use supervisor::{ConnectionSupervisor, SupervisorMsg, SupervisorStats};
+pub use turn::{RunningTurns, TurnAnswer, TurnFailure, TurnInput, TurnOrigin, TurnPipeline};
+
+// Transitional: the gateway's old paths, removed once it follows the root re-exports.
+#[doc(hidden)]
+pub mod cluster {
+    pub use crate::bus::PushCounters;
+    pub use crate::metrics_names::{PUSH_DELIVERED_TOTAL, PUSH_PUBLISHED_TOTAL, PUSH_RECEIVED_TOTAL};
+}
+#[doc(hidden)]
+pub mod outbox {
+    pub use crate::metrics_names::{
+        OUTBOX_JOURNALED_TOTAL, OUTBOX_REPLAYED_TOTAL, OUTBOX_SPILLED_TOTAL, STORAGE_DEGRADED, TURNS_DROPPED_TOTAL, TURNS_PENDING,
+    };
+    pub use crate::ports::{OutboxJournal, PendingWrite, STORE_TIMEOUT};
+    pub use crate::turn::TurnOutbox;
+}
+#[doc(hidden)]
+pub mod running_turns {
+    pub use crate::metrics_names::{TURNS_ABANDONED_TOTAL, TURNS_ACCEPTED_TOTAL, TURNS_RUNNING};
+}
+#[doc(hidden)]
+pub mod stream_store {
+    pub use crate::metrics_names::{STREAM_STORE_DEGRADED, STREAM_WRITES_TOTAL};
+}
+#[doc(hidden)]
+pub mod notifications {
+    pub use crate::push::push_frame;
+}

@@ -10,11 +10,10 @@
 use pam_protocol::{ErrorCode, V2Frame};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 
-use crate::connection::{ChatOutcome, ConnectionMsg};
+use crate::messages::connection::{ChatOutcome, ConnectionMsg};
+use crate::messages::orchestrator::{ChatJob, OrchestratorMsg};
 use crate::metrics_names::ORCHESTRATORS_ACTIVE;
-use crate::running_turns::TurnGuard;
-use crate::turn::{Previous, TurnFailure, TurnInput, TurnPipeline};
-use crate::turn_v2::StreamedJob;
+use crate::turn::{Previous, StreamedJob, TurnFailure, TurnGuard, TurnPipeline};
 
 /// What a client is told when its turn failed inside the gateway.
 const INTERNAL_FAILURE: &str = "PAM hit an internal error answering this message; please try again";
@@ -24,24 +23,6 @@ pub struct OrchestratorActor;
 pub struct OrchestratorArgs {
     pub connection: ActorRef<ConnectionMsg>,
     pub pipeline: TurnPipeline,
-}
-
-/// One chat turn to answer, numbered by its connection, registered as running since it was read.
-pub struct ChatJob {
-    pub turn: u64,
-    pub input: TurnInput,
-    pub guard: TurnGuard,
-    /// The connection's previous turn, whose end this one's model work waits for.
-    pub after: Option<Previous>,
-}
-
-pub enum OrchestratorMsg {
-    /// A legacy turn: the outcome goes back to the connection, which sends `chat_response`.
-    Chat(ChatJob),
-    /// A v2 turn (numbered by its connection): frames go to the stream.
-    Streamed(u64, StreamedJob, TurnGuard, Option<Previous>),
-    /// Stop after the turns already queued (the socket is gone, its turns are not).
-    Finish,
 }
 
 /// Keeps `pam_orchestrators_active` right however the actor ends (panics skip `post_stop`).

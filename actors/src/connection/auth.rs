@@ -7,10 +7,11 @@ use pam_protocol::{CloseCode, ConnectionFrame, Dialect, ServerFrame, UserId};
 use ractor::ActorRef;
 use tokio::time::Instant;
 
-use super::{ConnectionMsg, ConnectionState, iso_now};
+use super::phase::{ConnectionPhase, Keepalive};
+use super::{ConnectionState, iso_now};
+use crate::messages::connection::ConnectionMsg;
 use crate::metrics_names::{AUTH_FAILURES_TOTAL, USER_CAP_HITS_TOTAL};
 use crate::ports::AuthError;
-use crate::state::{ConnectionPhase, Keepalive};
 
 impl ConnectionState {
     pub(super) async fn authenticate(&mut self, myself: &ActorRef<ConnectionMsg>, token: &str) {

@@ -11,13 +11,14 @@ use ractor::{Actor, ActorRef};
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
-use super::{ChatOutcome, ConnectionMsg, ConnectionState, InFlight, MAX_VIOLATIONS, iso_now};
+use super::phase::ConnectionPhase;
+use super::{ConnectionState, InFlight, MAX_VIOLATIONS, iso_now};
+use crate::messages::connection::{ChatOutcome, ConnectionMsg};
+use crate::messages::orchestrator::{ChatJob, OrchestratorMsg};
 use crate::metrics_names::{CHAT_SECONDS, RATE_LIMITED_TOTAL};
-use crate::orchestrator::{ChatJob, OrchestratorActor, OrchestratorArgs, OrchestratorMsg};
-use crate::running_turns::TurnOrigin;
-use crate::state::ConnectionPhase;
-use crate::turn::TurnInput;
-use crate::turn_v2::StreamedJob;
+use crate::orchestrator::{OrchestratorActor, OrchestratorArgs};
+use crate::stream::SessionStream;
+use crate::turn::{StreamedJob, TurnInput, TurnOrigin};
 
 /// An error frame about one chat (its `id` set in v2).
 fn chat_error(id: &Option<String>, code: ErrorCode, message: impl Into<String>) -> ServerFrame {
@@ -78,7 +79,7 @@ impl ConnectionState {
         self.in_flight.insert(turn, InFlight { started: Instant::now(), client_id: chat.id });
     }
 
-    fn v2_stream(&self) -> Option<std::sync::Arc<crate::resume::SessionStream>> {
+    fn v2_stream(&self) -> Option<std::sync::Arc<SessionStream>> {
         self.v2.as_ref().and_then(|v2| v2.stream.clone())
     }
 

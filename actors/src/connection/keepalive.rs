@@ -6,10 +6,11 @@ use pam_protocol::{CloseCode, ServerFrame};
 use ractor::ActorRef;
 use tokio::time::Instant;
 
-use super::{ConnectionMsg, ConnectionState, unix_millis};
+use super::phase::ConnectionPhase;
+use super::{ConnectionState, unix_millis};
+use crate::messages::connection::ConnectionMsg;
 use crate::metrics_names::{AUTH_FAILURES_TOTAL, count_frame};
 use crate::outbound::OutFrame;
-use crate::state::ConnectionPhase;
 
 impl ConnectionState {
     pub(super) fn on_tick(&mut self, myself: &ActorRef<ConnectionMsg>) {

@@ -7,31 +7,33 @@
 use std::collections::{HashMap, VecDeque};
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
-use std::time::Duration;
 
 use futures_util::FutureExt;
-use pam_protocol::{ClientFrame, CloseCode, Dialect, ErrorCode, ServerFrame, SessionId, UserId, parse_client_frame};
+use pam_protocol::{ClientFrame, CloseCode, Dialect, ErrorCode, ServerFrame, UserId, parse_client_frame};
 use ractor::{Actor, ActorProcessingErr, ActorRef, SupervisionEvent};
 use serde_json::{Map, Value};
-use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 
 use crate::admission::UserSlot;
+use crate::deps::ConnectionDeps;
+use crate::messages::connection::{ConnectionMsg, Inbound};
+use crate::messages::orchestrator::OrchestratorMsg;
 use crate::metrics_names::{WS_CLOSED_TOTAL, WS_CONNECTIONS, WS_OPENED_TOTAL, count_frame};
-use crate::orchestrator::OrchestratorMsg;
 use crate::outbound::{CloseRequest, OutFrame, Outbound, SendError};
-use crate::ports::{AuthError, LlmReply};
-use crate::state::ConnectionPhase;
-use crate::turn::TurnFailure;
+use crate::ports::AuthError;
+use crate::turn::Previous;
 
 mod auth;
 mod chat;
 mod keepalive;
+mod phase;
 mod push;
-pub use push::StoredPushDelivery;
 mod resume;
 mod v2;
-use crate::supervisor::ConnectionDeps;
+
+#[doc(hidden)]
+pub use crate::push::StoredPushDelivery;
+pub use phase::{ConnectionPhase, Keepalive};
 
 /// Invalid frames in a row that end the connection with 1008.
 const MAX_INVALID_IN_ROW: u32 = 10;
@@ -54,61 +56,6 @@ pub struct ConnectionArgs {
     pub peer_ip: Option<std::net::IpAddr>,
     pub outbound: Outbound,
     pub deps: Arc<ConnectionDeps>,
-}
-
-/// What the reader task saw on the socket.
-#[derive(Debug)]
-pub enum Inbound {
-    Text(String),
-    Binary,
-    /// RFC 6455 ping or pong (the ping is answered by the socket layer).
-    Control,
-    /// The client sent a close frame (code if any).
-    Closed(Option<u16>),
-    /// A frame over `PAM_MAX_FRAME_BYTES`.
-    TooBig,
-    /// An RFC 6455 violation by the client: close with this code (1002, or 1007 for invalid
-    /// UTF-8) after a `PROTOCOL_ERROR` error frame whose message is the detail.
-    Violation(CloseCode, &'static str),
-    /// The transport failed or ended without a close frame.
-    Broken(String),
-}
-
-/// The orchestrator's report for one turn.
-#[derive(Debug)]
-pub struct ChatOutcome {
-    pub turn: u64,
-    pub session: SessionId,
-    pub latency: Duration,
-    pub result: Result<LlmReply, TurnFailure>,
-}
-
-pub enum ConnectionMsg {
-    /// A frame from the reader; the permit bounds how far the reader runs ahead.
-    Inbound(Inbound, Option<OwnedSemaphorePermit>),
-    Tick,
-    ChatFinished(ChatOutcome),
-    /// Graceful shutdown: finish running chats, then close with 1012.
-    Drain,
-    /// The drain grace period is over.
-    DrainDeadline,
-    /// v2: no `auth` frame came in time.
-    AuthDeadline,
-    /// v2: the orchestrator finished the connection's turn with this number.
-    StreamedFinished(u64),
-    /// v2: the session stream found the outbound queue full.
-    SlowConsumer,
-    /// v2: another socket of the same user resumed this connection's session.
-    SessionTaken,
-    /// v2: `auth_expiring` is due for the token of this generation.
-    TokenExpiring(u64),
-    /// v2: the token of this generation expired without an `auth_refresh`.
-    TokenExpired(u64),
-    /// A server push for this socket's user (one frame's JSON text, from the push bus).
-    Push(String),
-    /// A stored push read when the socket connected (sent like `Push`, but its delivery is not
-    /// timed in `pam_push_delivery_seconds`).
-    StoredPush(String),
 }
 
 struct InFlight {
@@ -136,7 +83,7 @@ pub struct ConnectionState {
     client_context: Map<String, Value>,
     orchestrator: Option<ActorRef<OrchestratorMsg>>,
     /// Ends when the connection's latest turn ends; the next turn's model work waits for it.
-    last_turn: Option<crate::turn::Previous>,
+    last_turn: Option<Previous>,
     in_flight: HashMap<u64, InFlight>,
     next_turn: u64,
     /// v2 state; `None` on legacy sockets.

@@ -9,9 +9,10 @@ use std::time::Duration;
 use pam_protocol::{ResumeFailure, UserId};
 use ractor::ActorRef;
 
-use super::{ConnectionMsg, ConnectionState};
-use crate::resume::{ResumeError, SessionStream};
-use crate::stream_store::{Claim, StreamStore, check_replay, failure_of};
+use super::ConnectionState;
+use crate::messages::connection::ConnectionMsg;
+use crate::ports::{Claim, StreamStore};
+use crate::stream::{ResumeError, SessionStream, check_replay, failure_of};
 
 /// A client may have seen frames the node still writing the stream has not stored yet (its writes
 /// are queued, and a writer round collects for 200 ms): an `ahead` claim against a live writer is

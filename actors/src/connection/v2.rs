@@ -11,12 +11,13 @@ use ractor::ActorRef;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
-use super::{ConnectionMsg, ConnectionState, auth::instant_of_exp};
+use super::{ConnectionState, auth::instant_of_exp};
+use crate::messages::connection::ConnectionMsg;
+use crate::messages::orchestrator::OrchestratorMsg;
 use crate::metrics_names::{AUTH_FAILURES_TOTAL, count_frame};
-use crate::orchestrator::OrchestratorMsg;
 use crate::outbound::{CloseRequest, OutFrame, SendError};
 use crate::ports::AuthError;
-use crate::resume::SessionStream;
+use crate::stream::SessionStream;
 
 /// `auth_expiring` goes out this long before `exp`.
 const EXPIRY_WARNING: Duration = Duration::from_secs(60);

@@ -17,7 +17,7 @@ use pam_protocol::UserId;
 use tokio::time::Instant;
 
 use crate::bounded_map::BoundedMap;
-use crate::cluster::{SharedRateLimit, SharedUnavailable};
+use crate::ports::{SharedRateLimit, SharedUnavailable};
 
 const WINDOW: Duration = Duration::from_secs(60);
 /// Users whose state is kept; an evicted user starts again with a full burst, which only

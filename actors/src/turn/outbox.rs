@@ -13,56 +13,11 @@ use tokio::time::Instant;
 
 use pam_protocol::{SessionId, UserId};
 
-use crate::ports::{AnswerRecord, TurnKey, UnansweredMark, UserMessage};
+use crate::metrics_names::{OUTBOX_JOURNALED_TOTAL, OUTBOX_SPILLED_TOTAL, STORAGE_DEGRADED, TURNS_DROPPED_TOTAL, TURNS_PENDING};
+use crate::ports::{AnswerRecord, OutboxJournal, PendingWrite, TurnKey};
 
-pub const TURNS_PENDING: &str = "pam_turns_pending";
-pub const TURNS_DROPPED_TOTAL: &str = "pam_turns_dropped_total";
-/// Counter: writes appended to the journal (fsync'd).
-pub const OUTBOX_JOURNALED_TOTAL: &str = "pam_outbox_journaled_total";
-/// Counter: writes kept only in the journal because the in-memory queue was full.
-pub const OUTBOX_SPILLED_TOTAL: &str = "pam_outbox_spilled_total";
-/// Counter: journaled writes stored when the journal was replayed.
-pub const OUTBOX_REPLAYED_TOTAL: &str = "pam_outbox_replayed_total";
-/// Gauge: 1 while conversation writes have been failing for at least [`DEGRADED_AFTER`].
-pub const STORAGE_DEGRADED: &str = "pam_storage_degraded";
-/// A conversation write that takes longer counts as failed (a hung connection is unavailable).
-pub const STORE_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long writes must fail before health says `degraded`.
 pub const DEGRADED_AFTER: Duration = Duration::from_secs(5);
-
-/// A conversation write waiting for the database. Every variant is idempotent by its turn key.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-#[serde(tag = "write", rename_all = "snake_case")]
-pub enum PendingWrite {
-    /// A user message, stored before model work (its v2 `ack` went out on the journal's word).
-    User(UserMessage),
-    /// An answer to a user message.
-    Answer(AnswerRecord),
-    /// A turn abandoned at shutdown.
-    Unanswered(UnansweredMark),
-}
-
-impl PendingWrite {
-    pub fn key(&self) -> &TurnKey {
-        match self {
-            PendingWrite::User(m) => &m.key,
-            PendingWrite::Answer(a) => &a.key,
-            PendingWrite::Unanswered(m) => &m.key,
-        }
-    }
-}
-
-/// Durable storage for outbox writes (a JSON-lines file in production).
-pub trait OutboxJournal: Send + Sync + 'static {
-    /// Appends the writes and makes them durable (fsync) before returning.
-    fn append(&self, writes: &[PendingWrite]) -> std::io::Result<()>;
-    /// Every write in the journal, oldest first (an unreadable line is skipped and logged).
-    fn read_all(&self) -> std::io::Result<Vec<PendingWrite>>;
-    /// Empties the journal.
-    fn clear(&self) -> std::io::Result<()>;
-    /// Where it is, for logs.
-    fn location(&self) -> String;
-}
 
 /// Whether an accepted write survives a crash of this process.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -365,6 +320,7 @@ impl TurnOutbox {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ports::UserMessage;
 
     pub(crate) fn user_write(id: &str) -> PendingWrite {
         PendingWrite::User(UserMessage {

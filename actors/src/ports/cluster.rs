@@ -8,20 +8,9 @@
 //! budget, or its breaker is open); callers then use this node's own in-process state, so Redis
 //! trouble never becomes the user's trouble (design.md, "Scale-out").
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-
 use pam_protocol::UserId;
 
-use crate::admission::UserSlots;
-use crate::ports::BoxFuture;
-
-/// Messages published on the push bus (`publish` calls, on the node that published).
-pub const PUSH_PUBLISHED_TOTAL: &str = "pam_push_bus_published_total";
-/// Pushes handed to a local socket (on the node that holds the socket).
-pub const PUSH_DELIVERED_TOTAL: &str = "pam_push_bus_delivered_total";
-/// Pushes that arrived from another node over the bus (on the receiving node).
-pub const PUSH_RECEIVED_TOTAL: &str = "pam_push_bus_received_total";
+use super::BoxFuture;
 
 /// The shared state could not be reached in time: use this node's own.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -89,65 +78,4 @@ pub trait PushBus: Send + Sync + 'static {
     fn publish<'a>(&'a self, user: &'a UserId, payload: &'a str) -> BoxFuture<'a, PushOutcome>;
     /// This instance's counts.
     fn stats(&self) -> PushStats;
-}
-
-/// The counters every bus keeps, per instance and in Prometheus.
-#[derive(Debug, Default)]
-pub struct PushCounters {
-    published: AtomicU64,
-    received: AtomicU64,
-    delivered: AtomicU64,
-}
-
-impl PushCounters {
-    pub fn published(&self) {
-        self.published.fetch_add(1, Ordering::Relaxed);
-        metrics::counter!(PUSH_PUBLISHED_TOTAL).increment(1);
-    }
-
-    pub fn received(&self) {
-        self.received.fetch_add(1, Ordering::Relaxed);
-        metrics::counter!(PUSH_RECEIVED_TOTAL).increment(1);
-    }
-
-    pub fn delivered(&self, sockets: usize) {
-        let sockets = sockets as u64;
-        self.delivered.fetch_add(sockets, Ordering::Relaxed);
-        metrics::counter!(PUSH_DELIVERED_TOTAL).increment(sockets);
-    }
-
-    pub fn stats(&self) -> PushStats {
-        PushStats {
-            published: self.published.load(Ordering::Relaxed),
-            received: self.received.load(Ordering::Relaxed),
-            delivered: self.delivered.load(Ordering::Relaxed),
-        }
-    }
-}
-
-/// The single-node bus: a push reaches this node's sockets of the user.
-pub struct LocalPushBus {
-    slots: Arc<UserSlots>,
-    counters: PushCounters,
-}
-
-impl LocalPushBus {
-    pub fn new(slots: Arc<UserSlots>) -> Self {
-        Self { slots, counters: PushCounters::default() }
-    }
-}
-
-impl PushBus for LocalPushBus {
-    fn publish<'a>(&'a self, user: &'a UserId, payload: &'a str) -> BoxFuture<'a, PushOutcome> {
-        Box::pin(async move {
-            self.counters.published();
-            let local_sockets = self.slots.deliver(user, payload);
-            self.counters.delivered(local_sockets);
-            PushOutcome { local_sockets, remote_nodes: 0, degraded: false }
-        })
-    }
-
-    fn stats(&self) -> PushStats {
-        self.counters.stats()
-    }
 }

@@ -11,14 +11,8 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use crate::metrics_names::{TURNS_ACCEPTED_TOTAL, TURNS_RUNNING};
 use crate::ports::TurnKey;
-
-/// Counter: turns still running when the shutdown grace ended (recorded as unanswered).
-pub const TURNS_ABANDONED_TOTAL: &str = "pam_turns_abandoned_total";
-/// Counter: chat turns the server has read (each is then answered and stored, or recorded).
-pub const TURNS_ACCEPTED_TOTAL: &str = "pam_turns_accepted_total";
-/// Gauge: turns running on this node.
-pub const TURNS_RUNNING: &str = "pam_turns_running";
 
 /// Who carried a turn in, for logs.
 #[derive(Debug, Clone, PartialEq, Eq)]

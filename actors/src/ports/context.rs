@@ -4,7 +4,7 @@
 use pam_protocol::UserId;
 use serde::{Deserialize, Serialize};
 
-use crate::ports::{BoxFuture, StoreError};
+use super::{BoxFuture, StoreError};
 
 /// Which loader.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

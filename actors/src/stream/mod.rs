@@ -1,10 +1,10 @@
 //! The v2 resume buffer: one `SessionStream` per v2 session numbers every server frame (`seq`),
 //! forwards it to the socket attached right now (if any) and keeps the replayable ones in a
 //! bounded ring that outlives the socket. `ResumeBuffer` is the shared registry, bounded in
-//! sessions, with a TTL for sessions no socket is attached to (`resume_registry.rs`). Used by the
+//! sessions, with a TTL for sessions no socket is attached to (`registry.rs`). Used by the
 //! `ConnectionActor` and by the orchestrator, whose turns keep streaming into a session after its
 //! socket is gone. With a `StreamStore` (`REDIS_URL` set) every frame is also told to the store,
-//! after the local send, so the stream resumes on another node (`resume_restore.rs`).
+//! after the local send, so the stream resumes on another node (`restore.rs`).
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -14,10 +14,20 @@ use pam_protocol::{SeqFrame, UserId, V2Frame};
 use ractor::ActorRef;
 use tokio::time::Instant;
 
-use crate::connection::ConnectionMsg;
+use crate::messages::connection::ConnectionMsg;
 use crate::metrics_names::count_frame;
 use crate::outbound::{OutFrame, Outbound, SendError};
-use crate::stream_store::{ForwardGate, StreamStore, StreamWrite, TurnMark};
+use crate::ports::{StreamStore, StreamWrite, TurnMark};
+
+mod claim;
+mod registry;
+mod restore;
+#[cfg(test)]
+mod tests;
+
+use claim::ForwardGate;
+pub use claim::{check_replay, failure_of};
+pub use registry::ResumeBuffer;
 
 /// Limits of the resume buffer.
 #[derive(Debug, Clone, Copy)]
@@ -328,14 +338,3 @@ fn deliver(attached: &Attached, kind: &'static str, text: &Arc<str>) {
         Err(SendError::Closed) => {}
     }
 }
-
-#[path = "resume_registry.rs"]
-mod registry;
-pub use registry::ResumeBuffer;
-
-#[path = "resume_restore.rs"]
-mod restore;
-
-#[cfg(test)]
-#[path = "resume_tests.rs"]
-mod tests;

@@ -1,4 +1,4 @@
-//! The v2 turn on top of `TurnPipeline`: store the user message (then `ack`), stream the model's
+//! The streamed v2 turn on top of `TurnPipeline`: store the user message (then `ack`), stream the model's
 //! deltas as `chat_delta`, store the answer, send `chat_end` with the full text. A repeated id
 //! replays the stored answer without asking the model; a cancel stores the partial answer.
 //! Frames go into the session's `SessionStream`, so a turn whose socket closed still reaches
@@ -13,10 +13,12 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+use super::input::{Previous, TurnFailure, TurnInput, wait_for};
+use super::intake::Intake;
+use super::pipeline::{TurnPipeline, replayed_reply, turn_metadata};
+use super::running::TurnGuard;
 use crate::ports::{AnswerRecord, LlmReply, StoredAnswer};
-use crate::resume::SessionStream;
-use crate::running_turns::TurnGuard;
-use crate::turn::{Admission, Previous, TurnFailure, TurnInput, TurnPipeline, replayed_reply, turn_metadata, wait_for};
+use crate::stream::SessionStream;
 
 /// Deltas buffered between the provider and the stream.
 const DELTA_QUEUE: usize = 64;
@@ -45,22 +47,19 @@ impl TurnPipeline {
     /// go into `job.stream` whatever happens to the socket that carried it.
     pub fn start_streamed(&self, job: StreamedJob, guard: TurnGuard, after: Option<Previous>) -> JoinHandle<StreamedEnd> {
         let pipeline = self.clone();
-        let id = guard.id();
-        let task = tokio::spawn(async move { pipeline.answer_streamed(job, guard, after).await });
-        self.running.set_abort(id, task.abort_handle());
-        task
+        self.on_task(guard.id(), async move { pipeline.answer_streamed(job, guard, after).await })
     }
 
     /// Answers one v2 chat, pushing every frame into `job.stream`.
     async fn answer_streamed(&self, mut job: StreamedJob, guard: TurnGuard, after: Option<Previous>) -> StreamedEnd {
         let started = Instant::now();
         let id = job.id.clone();
-        let early = match self.admit(&job.input, guard.id()).await {
-            Admission::New { durable: true } => None,
-            Admission::New { durable: false } => Some(fail(&job.stream, id.clone(), TurnFailure::storage_unavailable())),
-            Admission::Replay(stored) => Some(replay(&job.stream, id.clone(), stored)),
-            Admission::Busy => Some(fail(&job.stream, id.clone(), TurnFailure::still_running_elsewhere())),
-            Admission::Failed(failure) => Some(fail(&job.stream, id.clone(), failure)),
+        let early = match self.intake(&job.input, guard.id()).await {
+            Intake::New { durable: true } => None,
+            Intake::New { durable: false } => Some(fail(&job.stream, id.clone(), TurnFailure::storage_unavailable())),
+            Intake::Replay(stored) => Some(replay(&job.stream, id.clone(), stored)),
+            Intake::Busy => Some(fail(&job.stream, id.clone(), TurnFailure::still_running_elsewhere())),
+            Intake::Failed(failure) => Some(fail(&job.stream, id.clone(), failure)),
         };
         if let Some(end) = early {
             // Still in line: the connection's next turn waits for this one, and so for the one before.

@@ -10,7 +10,7 @@ use pam_protocol::UserId;
 use tokio::time::Instant;
 
 use super::{ResumeLimits, SessionStream};
-use crate::stream_store::StreamStore;
+use crate::ports::StreamStore;
 
 /// The shared registry of v2 sessions: bounded in sessions, and a detached session is forgotten
 /// once its TTL has passed (oldest first, from a queue in detach order: no scan of every session,

@@ -7,7 +7,8 @@ use std::sync::Arc;
 use pam_protocol::{SeqFrame, V2Frame};
 
 use super::SessionStream;
-use crate::stream_store::{ClaimedStream, ForwardGate};
+use super::claim::ForwardGate;
+use crate::ports::ClaimedStream;
 
 impl SessionStream {
     /// A frame forwarded to this holder (by the writer object and the seq it gave it). While the

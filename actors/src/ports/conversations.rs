@@ -1,0 +1,93 @@
+//! The `ConversationStore` port: stores each turn's user message and answer (Postgres or SQLite
+//! behind it), and the keys and records the turn pipeline and the outbox exchange with it.
+
+use pam_protocol::UserId;
+use serde_json::Value;
+
+use super::{BoxFuture, HistoryMessage, StoreError};
+
+/// Conversation persistence (Postgres or SQLite behind it).
+///
+/// Every write is idempotent by `(user, session, client_msg_id)` and runs in one transaction
+/// that rolls back if its future is dropped, so the outbox (and the journal replayed at the next
+/// start) may repeat any write after an ambiguous commit without storing anything twice. Each
+/// (user, session) has exactly one conversation, however many writers race for its first turn.
+pub trait ConversationStore: Send + Sync + 'static {
+    /// The last `limit` messages of the user's newest conversation for `turn.session`, oldest
+    /// first, without the user message of `turn` itself (the prompt carries it as `message`).
+    fn history<'a>(&'a self, turn: &'a TurnKey, limit: usize) -> BoxFuture<'a, Result<Vec<HistoryMessage>, StoreError>>;
+    /// Stores the user's message alone (before any model work), keyed by its `client_msg_id`
+    /// in the (user, session) conversation. A repeated id stores nothing and reports what is
+    /// stored for it.
+    fn save_user_message<'a>(&'a self, message: &'a UserMessage) -> BoxFuture<'a, Result<UserSaved, StoreError>>;
+    /// Stores the answer to the message with `answer.client_msg_id`; `Ok(false)` when an answer
+    /// to that id is stored already (nothing is written then).
+    fn save_answer<'a>(&'a self, answer: &'a AnswerRecord) -> BoxFuture<'a, Result<bool, StoreError>>;
+    /// Marks a stored user message as never answered (the turn was abandoned), so a client that
+    /// repeats its id gets a fresh answer at once. A missing message is not an error.
+    fn mark_unanswered<'a>(&'a self, mark: &'a UnansweredMark) -> BoxFuture<'a, Result<(), StoreError>>;
+}
+
+/// Identifies one chat turn everywhere: storage, the outbox, the running-turn registry.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub struct TurnKey {
+    pub user: UserId,
+    pub session: pam_protocol::SessionId,
+    /// The v2 chat `id`, `rest:{Idempotency-Key}`, or a server-made `srv:{uuid}` (legacy).
+    pub client_msg_id: String,
+}
+
+/// A user message, stored on its own before any model work so the turn is never lost.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct UserMessage {
+    pub key: TurnKey,
+    pub text: String,
+    pub received_at: chrono::DateTime<chrono::Utc>,
+    /// The node that accepted it (`PAM_NODE_ID`), stored in the row's `metadata.node`.
+    pub node: String,
+}
+
+/// An answer stored earlier (text plus the metadata of `turn::turn_metadata`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredAnswer {
+    pub text: String,
+    pub metadata: Value,
+}
+
+/// What `save_user_message` did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum UserSaved {
+    /// Stored now.
+    New,
+    /// The id was stored before.
+    Repeat(StoredTurn),
+}
+
+/// What is stored for an id that was seen before.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredTurn {
+    /// `Some` once its answer is stored.
+    pub answer: Option<StoredAnswer>,
+    /// When the user message was stored.
+    pub received_at: chrono::DateTime<chrono::Utc>,
+    /// The user row's metadata (`node`, `unanswered`).
+    pub metadata: Value,
+}
+
+/// An answer (possibly partial: `metadata.cancelled`) to the user message with the same key;
+/// `metadata.client_msg_id` links the two rows.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct AnswerRecord {
+    pub key: TurnKey,
+    pub text: String,
+    pub answered_at: chrono::DateTime<chrono::Utc>,
+    pub metadata: Value,
+}
+
+/// A turn abandoned unanswered (still running when the shutdown grace ended).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct UnansweredMark {
+    pub key: TurnKey,
+    /// Why (`shutdown`), stored as the user row's `metadata.unanswered`.
+    pub reason: String,
+}
