@@ -21,7 +21,6 @@ use crate::messages::orchestrator::OrchestratorMsg;
 use crate::metrics_names::{WS_CLOSED_TOTAL, WS_CONNECTIONS, WS_OPENED_TOTAL, count_frame};
 use crate::outbound::{CloseRequest, OutFrame, Outbound, SendError};
 use crate::ports::AuthError;
-use crate::turn::Previous;
 
 mod auth;
 mod chat;
@@ -62,6 +61,8 @@ struct InFlight {
     started: Instant,
     /// The v2 chat `id`.
     client_id: Option<String>,
+    /// v2: a `cancel` for it went to the orchestrator already.
+    cancelled: bool,
 }
 
 pub struct ConnectionState {
@@ -81,9 +82,10 @@ pub struct ConnectionState {
     invalid_in_row: u32,
     violations: VecDeque<Instant>,
     client_context: Map<String, Value>,
+    /// Started on the first chat; owns the connection's turns.
     orchestrator: Option<ActorRef<OrchestratorMsg>>,
-    /// Ends when the connection's latest turn ends; the next turn's model work waits for it.
-    last_turn: Option<Previous>,
+    /// Chats read and not yet answered, by turn number (the dialect's bookkeeping: legacy
+    /// pushes wait behind them, a drain waits for them).
     in_flight: HashMap<u64, InFlight>,
     next_turn: u64,
     /// v2 state; `None` on legacy sockets.
@@ -119,7 +121,6 @@ impl Actor for ConnectionActor {
             violations: VecDeque::new(),
             client_context: Map::new(),
             orchestrator: None,
-            last_turn: None,
             in_flight: HashMap::new(),
             next_turn: 0,
             v2: (args.dialect == Dialect::V2).then(Box::default),

@@ -2,13 +2,11 @@
 //! stream), the welcome, `cancel`, `resume`, `auth_refresh`, and the `auth_expiring` / 4401
 //! timers. A legacy socket never allocates any of this.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use pam_protocol::{CloseCode, ErrorCode, ErrorFrame, ResumeFailure, SeqFrame, ServerFrame, UserId, V2Error, V2Frame, Welcome};
 use ractor::ActorRef;
-use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 use super::{ConnectionState, auth::instant_of_exp};
@@ -29,11 +27,6 @@ const AUTH_REFRESH_MIN_INTERVAL: Duration = Duration::from_secs(5);
 /// nothing of a closed socket stays pinned until a far-off deadline.
 type Timer = tokio::task::JoinHandle<Result<(), ractor::MessagingErr<ConnectionMsg>>>;
 
-/// A v2 chat still being answered on this connection.
-pub(super) struct V2Turn {
-    pub(super) cancel: Option<oneshot::Sender<()>>,
-}
-
 /// Per-connection v2 state (boxed, so a legacy socket pays one pointer).
 #[derive(Default)]
 pub(super) struct V2State {
@@ -41,8 +34,6 @@ pub(super) struct V2State {
     pub(super) stream: Option<Arc<SessionStream>>,
     /// Frames sent before the welcome (errors, pongs) are numbered from here.
     pre_seq: u64,
-    /// Running chats by client id.
-    pub(super) turns: HashMap<String, V2Turn>,
     /// Bumped by every token; timers of an older token are ignored.
     auth_generation: u64,
     /// `auth_expiring` and the 4401 close of the current token.
@@ -169,14 +160,16 @@ impl ConnectionState {
         }
     }
 
-    /// `cancel`: stops the running chat with this id (its partial answer is stored and sent).
+    /// `cancel`: the orchestrator stops the running chat with this id (its partial answer is
+    /// stored and sent); a second cancel of it, like one of an unknown id, gets an error frame.
     pub(super) fn on_cancel(&mut self, myself: &ActorRef<ConnectionMsg>, id: String) {
-        let sender = self.v2.as_mut().and_then(|v2| v2.turns.get_mut(&id)).and_then(|turn| turn.cancel.take());
-        match sender {
-            Some(sender) => {
-                let _ = sender.send(());
+        let running = self.in_flight.values_mut().find(|f| !f.cancelled && f.client_id.as_ref() == Some(&id));
+        match (running, &self.orchestrator) {
+            (Some(in_flight), Some(orchestrator)) => {
+                in_flight.cancelled = true;
+                let _ = orchestrator.cast(OrchestratorMsg::Cancel(id));
             }
-            None => {
+            _ => {
                 let frame = V2Frame::error(Some(id), ErrorCode::ValidationError, "no running chat with this id");
                 self.send_v2(myself, frame);
             }

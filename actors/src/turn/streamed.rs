@@ -10,7 +10,6 @@ use std::time::Duration;
 use pam_protocol::{ChatEnd, V2Frame};
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
-use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use super::input::{Previous, TurnFailure, TurnInput, wait_for};
@@ -29,7 +28,7 @@ pub struct StreamedJob {
     pub id: String,
     pub input: TurnInput,
     pub stream: Arc<SessionStream>,
-    /// Fires on `cancel`; a dropped sender (the socket went away) is not a cancel.
+    /// Fires on `cancel`; a dropped sender (the orchestrator went away) is not a cancel.
     pub cancel: oneshot::Receiver<()>,
 }
 
@@ -43,15 +42,8 @@ pub enum StreamedEnd {
 }
 
 impl TurnPipeline {
-    /// Starts a v2 turn (registered with [`TurnPipeline::register`]) on its own task; its frames
-    /// go into `job.stream` whatever happens to the socket that carried it.
-    pub fn start_streamed(&self, job: StreamedJob, guard: TurnGuard, after: Option<Previous>) -> JoinHandle<StreamedEnd> {
-        let pipeline = self.clone();
-        self.on_task(guard.id(), async move { pipeline.answer_streamed(job, guard, after).await })
-    }
-
     /// Answers one v2 chat, pushing every frame into `job.stream`.
-    async fn answer_streamed(&self, mut job: StreamedJob, guard: TurnGuard, after: Option<Previous>) -> StreamedEnd {
+    pub(crate) async fn answer_streamed(&self, mut job: StreamedJob, guard: TurnGuard, after: Option<Previous>) -> StreamedEnd {
         let started = Instant::now();
         let id = job.id.clone();
         let early = match self.intake(&job.input, guard.id()).await {

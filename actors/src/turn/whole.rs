@@ -19,17 +19,12 @@ impl TurnPipeline {
     /// optional and dropping it does not cancel the turn.
     pub fn start(&self, input: TurnInput) -> JoinHandle<TurnAnswer> {
         let guard = self.register(&input);
-        self.spawn(input, guard, None)
-    }
-
-    /// [`TurnPipeline::start`] for a turn registered earlier; its model work waits until the
-    /// turn `after` (the previous one of the same connection) has ended.
-    pub fn spawn(&self, input: TurnInput, guard: TurnGuard, after: Option<Previous>) -> JoinHandle<TurnAnswer> {
         let pipeline = self.clone();
-        self.on_task(guard.id(), async move { pipeline.answer(input, guard, after).await })
+        self.on_task(guard.id(), async move { pipeline.answer(input, guard, None).await })
     }
 
-    /// Answers `input` whole.
+    /// Answers `input` whole, once the turn `after` (the previous one of the same connection)
+    /// has ended; the caller runs it on the turn's task ([`TurnPipeline::on_task`]).
     pub(crate) async fn answer(&self, input: TurnInput, guard: TurnGuard, after: Option<Previous>) -> TurnAnswer {
         let started = Instant::now();
         // With no earlier turn of the connection still running, history and context load while
