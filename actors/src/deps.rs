@@ -32,7 +32,7 @@ pub struct ConnectionDeps {
     /// Sends a connecting user's stored pushes, one user at a time.
     pub stored_pushes: StoredPushDelivery,
     pub auth_throttle: AuthFailureThrottle,
-    /// v2 sessions that outlive their sockets, for `resume`.
+    /// v2 streams that outlive their sockets, for `resume`.
     pub resume: Arc<ResumeBuffer>,
     /// Every turn this node has read and not finished (sockets and REST).
     pub running: Arc<RunningTurns>,

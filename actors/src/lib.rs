@@ -12,7 +12,6 @@ mod deps;
 pub mod log_limit;
 mod messages;
 pub mod metrics_names;
-pub mod monitor;
 pub mod orchestrator;
 pub mod outbound;
 pub mod ports;
@@ -21,6 +20,7 @@ pub mod settings;
 pub mod stream;
 pub mod supervisor;
 pub mod turn;
+mod ws_monitor;
 
 pub use admission::{AuthFailureThrottle, ChatRateLimit, Gcra, RateLimiter, UserSlot, UserSlots};
 pub use budget_alerts::{BudgetAlert, BudgetSpend};
@@ -38,7 +38,7 @@ pub use ports::{
     UserMessage, UserSaved,
 };
 pub use settings::ConnectionSettings;
-pub use stream::{ResumeBuffer, ResumeLimits, SessionStream};
+pub use stream::{ResumableStream, ResumeBuffer, ResumeLimits};
 pub use supervisor::{ConnectionSupervisor, SupervisorMsg, SupervisorStats};
 pub use turn::{RunningTurns, TurnAnswer, TurnFailure, TurnInput, TurnOrigin, TurnPipeline};
 
@@ -63,6 +63,11 @@ pub mod running_turns {
 #[doc(hidden)]
 pub mod stream_store {
     pub use crate::metrics_names::{STREAM_STORE_DEGRADED, STREAM_WRITES_TOTAL};
+}
+#[doc(hidden)]
+pub mod monitor {
+    pub use crate::ws_monitor::ws_monitor as ws;
+    pub const WINDOW: std::time::Duration = crate::ws_monitor::WsMonitor::WINDOW;
 }
 #[doc(hidden)]
 pub mod notifications {

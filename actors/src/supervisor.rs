@@ -11,6 +11,7 @@ use crate::connection::{ConnectionActor, ConnectionArgs};
 use crate::messages::connection::ConnectionMsg;
 use crate::metrics_names::WS_CLOSED_TOTAL;
 use crate::outbound::{CloseRequest, Outbound};
+use crate::ws_monitor::ws_monitor;
 
 pub struct ConnectionSupervisor;
 
@@ -87,7 +88,7 @@ impl Actor for ConnectionSupervisor {
         for (actor, child) in state.children.values() {
             if child.outbound.close(CloseRequest::from_table(CloseCode::ServiceRestart, "")) {
                 metrics::counter!(WS_CLOSED_TOTAL, "code" => "1012").increment(1);
-                crate::monitor::ws().closed(1012, tokio::time::Instant::now());
+                ws_monitor().closed(1012, tokio::time::Instant::now());
             }
             actor.stop(None);
         }
@@ -111,7 +112,7 @@ impl Actor for ConnectionSupervisor {
                     if child.outbound.close(CloseRequest::from_table(CloseCode::InternalError, "internal error: connection handler failed"))
                     {
                         metrics::counter!(WS_CLOSED_TOTAL, "code" => "1011").increment(1);
-                        crate::monitor::ws().closed(1011, tokio::time::Instant::now());
+                        ws_monitor().closed(1011, tokio::time::Instant::now());
                     }
                 }
             }

@@ -12,6 +12,7 @@ use super::{ConnectionState, iso_now};
 use crate::messages::connection::ConnectionMsg;
 use crate::metrics_names::{AUTH_FAILURES_TOTAL, USER_CAP_HITS_TOTAL};
 use crate::ports::AuthError;
+use crate::ws_monitor::ws_monitor;
 
 impl ConnectionState {
     pub(super) async fn authenticate(&mut self, myself: &ActorRef<ConnectionMsg>, token: &str) {
@@ -72,7 +73,7 @@ impl ConnectionState {
     async fn ready(&mut self, myself: &ActorRef<ConnectionMsg>, user: UserId, expires_at: Option<u64>) {
         let Some(slot) = self.deps.user_slots.acquire(&user, Some(myself.clone())).await else {
             metrics::counter!(USER_CAP_HITS_TOTAL).increment(1);
-            crate::monitor::ws().user_cap_hit(Instant::now());
+            ws_monitor().user_cap_hit(Instant::now());
             let detail = format!("more than {} connections for this user", self.deps.user_slots.cap());
             return self.close(myself, CloseCode::TooManyConnections, &detail);
         };

@@ -16,7 +16,7 @@ use crate::messages::connection::{ChatOutcome, ConnectionMsg};
 use crate::messages::orchestrator::{ChatJob, OrchestratorMsg, StreamedChat, TurnReply};
 use crate::metrics_names::{CHAT_SECONDS, RATE_LIMITED_TOTAL};
 use crate::orchestrator::{OrchestratorActor, OrchestratorArgs};
-use crate::stream::SessionStream;
+use crate::stream::ResumableStream;
 use crate::turn::{TurnInput, TurnOrigin};
 
 /// An error frame about one chat (its `id` set in v2).
@@ -85,7 +85,7 @@ impl ConnectionState {
         }
     }
 
-    fn v2_stream(&self) -> Option<std::sync::Arc<SessionStream>> {
+    fn v2_stream(&self) -> Option<std::sync::Arc<ResumableStream>> {
         self.v2.as_ref().and_then(|v2| v2.stream.clone())
     }
 

@@ -21,6 +21,7 @@ use crate::messages::orchestrator::OrchestratorMsg;
 use crate::metrics_names::{WS_CLOSED_TOTAL, WS_CONNECTIONS, WS_OPENED_TOTAL, count_frame};
 use crate::outbound::{CloseRequest, OutFrame, Outbound, SendError};
 use crate::ports::AuthError;
+use crate::ws_monitor::ws_monitor;
 
 mod auth;
 mod chat;
@@ -101,7 +102,7 @@ impl Actor for ConnectionActor {
 
     async fn pre_start(&self, _myself: ActorRef<Self::Msg>, args: ConnectionArgs) -> Result<Self::State, ActorProcessingErr> {
         metrics::counter!(WS_OPENED_TOTAL).increment(1);
-        crate::monitor::ws().opened(Instant::now());
+        ws_monitor().opened(Instant::now());
         let now = Instant::now();
         let state = ConnectionState {
             conn_id: args.conn_id,
@@ -158,7 +159,7 @@ impl Actor for ConnectionActor {
 
 impl Drop for ConnectionState {
     fn drop(&mut self) {
-        crate::monitor::ws().moved(self.phase.label(), None);
+        ws_monitor().moved(self.phase.label(), None);
         if let Some(label) = self.phase.label() {
             metrics::gauge!(WS_CONNECTIONS, "state" => label).decrement(1.0);
         }
@@ -203,7 +204,7 @@ impl ConnectionState {
             ConnectionMsg::AuthDeadline => {}
             ConnectionMsg::StreamedFinished(turn) => self.on_streamed_finished(myself, turn),
             ConnectionMsg::SlowConsumer => self.close(myself, CloseCode::SlowConsumer, ""),
-            ConnectionMsg::SessionTaken => self.close(myself, CloseCode::Normal, "session resumed on another connection"),
+            ConnectionMsg::StreamTaken => self.close(myself, CloseCode::Normal, "session resumed on another connection"),
             ConnectionMsg::TokenExpiring(generation) => self.on_token_expiring(myself, generation),
             ConnectionMsg::TokenExpired(generation) => self.on_token_expired(myself, generation),
             ConnectionMsg::Push(text) => self.on_push(myself, text, true),
@@ -230,7 +231,7 @@ impl ConnectionState {
     }
 
     fn set_phase(&mut self, phase: ConnectionPhase) {
-        crate::monitor::ws().moved(self.phase.label(), phase.label());
+        ws_monitor().moved(self.phase.label(), phase.label());
         if let Some(label) = self.phase.label() {
             metrics::gauge!(WS_CONNECTIONS, "state" => label).decrement(1.0);
         }
@@ -255,7 +256,7 @@ impl ConnectionState {
     /// Ends the actor after the peer (or the transport) ended the socket.
     fn finish(&mut self, myself: &ActorRef<ConnectionMsg>, code: u16) {
         metrics::counter!(WS_CLOSED_TOTAL, "code" => CloseCode::label_for(code)).increment(1);
-        crate::monitor::ws().closed(code, Instant::now());
+        ws_monitor().closed(code, Instant::now());
         self.set_phase(ConnectionPhase::Closed { code });
         self.release_running_turns();
         myself.stop(None);

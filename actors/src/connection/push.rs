@@ -1,5 +1,5 @@
 //! Server pushes on a socket: `timer_expired` and `proactive_alert` from the push bus, and the
-//! stored ones a user gets on connect. v2 sockets get them numbered through the session stream
+//! stored ones a user gets on connect. v2 sockets get them numbered through the stream
 //! (replayable); legacy sockets get them as they are, but never while a chat is unanswered —
 //! today's client would take the first frame with a truthy `message`/`content` for its answer —
 //! so they wait and follow its `chat_response`. A push id is sent at most once per socket (the
@@ -86,7 +86,7 @@ impl ConnectionState {
         if self.v2.is_some() {
             match parsed {
                 Some(frame) => {
-                    // Into the session stream: sent now, or replayed on `resume`.
+                    // Into the stream: sent now, or replayed on `resume`.
                     self.send_v2(myself, V2Frame::from(frame));
                     record_delivery(timing);
                     self.mark_delivered(alert);

@@ -12,7 +12,7 @@ use ractor::ActorRef;
 use super::ConnectionState;
 use crate::messages::connection::ConnectionMsg;
 use crate::ports::{Claim, StreamStore};
-use crate::stream::{ResumeError, SessionStream, check_replay, failure_of};
+use crate::stream::{ResumableStream, ResumeError, check_replay, failure_of};
 
 /// A client may have seen frames the node still writing the stream has not stored yet (its writes
 /// are queued, and a writer round collects for 200 ms): an `ahead` claim against a live writer is
@@ -47,8 +47,8 @@ impl ConnectionState {
     fn resume_local(
         &mut self,
         myself: &ActorRef<ConnectionMsg>,
-        current: &SessionStream,
-        local: Option<Arc<SessionStream>>,
+        current: &ResumableStream,
+        local: Option<Arc<ResumableStream>>,
         epoch: Option<&str>,
         last_seq: u64,
     ) {
@@ -65,10 +65,10 @@ impl ConnectionState {
     async fn resume_from_store(
         &mut self,
         myself: &ActorRef<ConnectionMsg>,
-        current: &SessionStream,
+        current: &ResumableStream,
         store: &Arc<dyn StreamStore>,
         (stream_id, user, epoch, last_seq): (&str, UserId, Option<&str>, u64),
-        local: Option<Arc<SessionStream>>,
+        local: Option<Arc<ResumableStream>>,
     ) {
         // Registered before the claim: frames forwarded here once it lands wait in it.
         let fresh = self.deps.resume.begin_restore(stream_id, user.clone());
@@ -110,7 +110,7 @@ impl ConnectionState {
     }
 
     /// Attaches this socket to `old` and replays it from `last_seq`.
-    fn take_over(&mut self, myself: &ActorRef<ConnectionMsg>, current: &SessionStream, old: Arc<SessionStream>, last_seq: u64) {
+    fn take_over(&mut self, myself: &ActorRef<ConnectionMsg>, current: &ResumableStream, old: Arc<ResumableStream>, last_seq: u64) {
         match old.attach(&self.conn_id, self.outbound.clone(), myself.clone(), Some(last_seq)) {
             Ok(replay) => {
                 tracing::debug!(conn_id = %self.conn_id, replayed = replay.len(), "stream resumed");

@@ -1,4 +1,4 @@
-//! The v2 half of `ConnectionActor`: `seq` on every frame (through the session's resume
+//! The v2 half of `ConnectionActor`: `seq` on every frame (through the connection's resumable
 //! stream), the welcome, `cancel`, `resume`, `auth_refresh`, and the `auth_expiring` / 4401
 //! timers. A legacy socket never allocates any of this.
 
@@ -15,7 +15,7 @@ use crate::messages::orchestrator::OrchestratorMsg;
 use crate::metrics_names::{AUTH_FAILURES_TOTAL, count_frame};
 use crate::outbound::{CloseRequest, OutFrame, SendError};
 use crate::ports::AuthError;
-use crate::stream::SessionStream;
+use crate::stream::ResumableStream;
 
 /// `auth_expiring` goes out this long before `exp`.
 const EXPIRY_WARNING: Duration = Duration::from_secs(60);
@@ -30,8 +30,8 @@ type Timer = tokio::task::JoinHandle<Result<(), ractor::MessagingErr<ConnectionM
 /// Per-connection v2 state (boxed, so a legacy socket pays one pointer).
 #[derive(Default)]
 pub(super) struct V2State {
-    /// The session stream, from the welcome on.
-    pub(super) stream: Option<Arc<SessionStream>>,
+    /// The resumable stream, from the welcome on.
+    pub(super) stream: Option<Arc<ResumableStream>>,
     /// Frames sent before the welcome (errors, pongs) are numbered from here.
     pre_seq: u64,
     /// Bumped by every token; timers of an older token are ignored.
@@ -62,11 +62,11 @@ impl Drop for V2State {
 }
 
 impl ConnectionState {
-    /// Sends a v2 frame: through the session stream once there is one, numbered locally before.
+    /// Sends a v2 frame: through the stream once there is one, numbered locally before.
     pub(super) fn send_v2(&mut self, myself: &ActorRef<ConnectionMsg>, frame: V2Frame) {
         let Some(v2) = self.v2.as_mut() else { return };
         if let Some(stream) = &v2.stream {
-            return stream.push(frame);
+            return stream.send(frame);
         }
         v2.pre_seq += 1;
         let kind = frame.kind();
@@ -106,7 +106,7 @@ impl ConnectionState {
         let heartbeat_ms = millis(self.deps.settings.ping_interval);
         let window_ms = millis(self.deps.resume.window());
         let welcome = Welcome::new(self.conn_id.clone(), stream.id(), &*stream.epoch(), heartbeat_ms, window_ms);
-        stream.push(V2Frame::Welcome(welcome));
+        stream.send(V2Frame::Welcome(welcome));
         v2.stream = Some(stream);
         self.schedule_expiry(myself);
     }
@@ -176,7 +176,7 @@ impl ConnectionState {
         }
     }
 
-    pub(super) fn resume_failed(&mut self, myself: &ActorRef<ConnectionMsg>, current: &SessionStream, reason: ResumeFailure) {
+    pub(super) fn resume_failed(&mut self, myself: &ActorRef<ConnectionMsg>, current: &ResumableStream, reason: ResumeFailure) {
         let frame = V2Frame::ResumeFailed { stream_id: current.id().to_string(), reason };
         self.send_v2(myself, frame);
     }

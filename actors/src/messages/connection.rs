@@ -50,10 +50,10 @@ pub enum ConnectionMsg {
     AuthDeadline,
     /// v2: the orchestrator finished the connection's turn with this number.
     StreamedFinished(u64),
-    /// v2: the session stream found the outbound queue full.
+    /// v2: the stream found the outbound queue full.
     SlowConsumer,
-    /// v2: another socket of the same user resumed this connection's session.
-    SessionTaken,
+    /// v2: another socket of the same user resumed this connection's stream.
+    StreamTaken,
     /// v2: `auth_expiring` is due for the token of this generation.
     TokenExpiring(u64),
     /// v2: the token of this generation expired without an `auth_refresh`.

@@ -9,7 +9,7 @@ use ractor::ActorRef;
 use tokio::time::Instant;
 
 use super::connection::{ChatOutcome, ConnectionMsg};
-use crate::stream::SessionStream;
+use crate::stream::ResumableStream;
 use crate::turn::{TurnAnswer, TurnFailure, TurnGuard, TurnInput};
 
 /// What a client is told when its turn failed inside the gateway.
@@ -58,7 +58,7 @@ pub struct StreamedChat {
     /// Its registration among the running turns.
     pub guard: TurnGuard,
     /// Where its frames go, whatever happens to the socket.
-    pub stream: Arc<SessionStream>,
+    pub stream: Arc<ResumableStream>,
     /// Tells the connection the turn ended.
     pub reply: TurnReply,
 }
@@ -79,7 +79,7 @@ enum ReplyTo {
     /// Legacy: the outcome goes to the connection, which sends the one `chat_response`.
     Chat { session: SessionId, started: Instant },
     /// v2: the turn sent its own frames; one that never ended gets its error frame here.
-    Streamed { stream: Arc<SessionStream>, id: String },
+    Streamed { stream: Arc<ResumableStream>, id: String },
 }
 
 impl TurnReply {
@@ -89,7 +89,7 @@ impl TurnReply {
     }
 
     /// For v2 turn `turn` of `connection`, chat `id`, streaming into `stream`.
-    pub fn streamed(connection: ActorRef<ConnectionMsg>, turn: u64, stream: Arc<SessionStream>, id: String) -> Self {
+    pub fn streamed(connection: ActorRef<ConnectionMsg>, turn: u64, stream: Arc<ResumableStream>, id: String) -> Self {
         TurnReply { connection, turn, to: Some(ReplyTo::Streamed { stream, id }) }
     }
 
@@ -133,7 +133,7 @@ impl Drop for TurnReply {
                 self.tell_chat(session, TurnAnswer { latency: started.elapsed(), result: Err(failure) });
             }
             ReplyTo::Streamed { stream, id } => {
-                stream.push(V2Frame::error(Some(id), ErrorCode::Internal, INTERNAL_FAILURE));
+                stream.send(V2Frame::error(Some(id), ErrorCode::Internal, INTERNAL_FAILURE));
                 self.tell_streamed();
             }
         }

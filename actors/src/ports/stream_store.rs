@@ -2,7 +2,7 @@
 //! client drained from one node resumes on another (`REDIS_URL` set; the gateway implements it on
 //! Redis). Without a store a stream lives in this node's `ResumeBuffer` only.
 //!
-//! The node whose `SessionStream` object *holds* a stream (its node id and that object's `inst`)
+//! The node whose `ResumableStream` object *holds* a stream (its node id and that object's `inst`)
 //! is the only one that numbers its frames. Writes of any other object of the stream (a turn that
 //! still runs on a drained node) are forwarded to the holder, which numbers them anew; the store
 //! decides which, atomically with the append.
@@ -40,7 +40,7 @@ impl TurnMark {
 #[derive(Debug, Clone)]
 pub struct StreamWrite {
     pub stream: Arc<str>,
-    /// The writing `SessionStream` object (random per object; the holder's is stored).
+    /// The writing `ResumableStream` object (random per object; the holder's is stored).
     pub inst: u64,
     pub user: UserId,
     pub epoch: Arc<str>,

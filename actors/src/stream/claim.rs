@@ -47,7 +47,7 @@ pub(crate) struct ForwardGate {
 
 impl ForwardGate {
     /// `true` for a frame (by its writer object and the seq that writer gave it) not taken yet.
-    pub(crate) fn admit(&mut self, origin: u64, origin_seq: u64) -> bool {
+    pub(crate) fn take(&mut self, origin: u64, origin_seq: u64) -> bool {
         if origin != self.origin {
             (self.origin, self.floor) = (origin, origin_seq);
             return true;
@@ -106,12 +106,12 @@ mod tests {
     #[test]
     fn the_forward_gate_takes_each_seq_of_a_writer_once_and_follows_a_new_writer() {
         let mut gate = ForwardGate::default();
-        assert!(gate.admit(7, 11));
-        assert!(!gate.admit(7, 11), "a repeat");
-        assert!(gate.admit(7, 14), "a writer may skip seqs (unreplayable frames are not forwarded)");
-        assert!(!gate.admit(7, 12), "older than one taken");
-        assert!(gate.admit(9, 3), "another writer numbers on its own");
-        assert!(gate.admit(9, 4));
-        assert!(!gate.admit(9, 4));
+        assert!(gate.take(7, 11));
+        assert!(!gate.take(7, 11), "a repeat");
+        assert!(gate.take(7, 14), "a writer may skip seqs (unreplayable frames are not forwarded)");
+        assert!(!gate.take(7, 12), "older than one taken");
+        assert!(gate.take(9, 3), "another writer numbers on its own");
+        assert!(gate.take(9, 4));
+        assert!(!gate.take(9, 4));
     }
 }

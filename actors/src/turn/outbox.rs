@@ -127,12 +127,12 @@ impl TurnOutbox {
 
     /// Queues a write at the back (journaled first when there is a journal). Blocking: it may
     /// fsync; async callers use [`TurnOutbox::enqueue`].
-    pub fn push(&self, write: impl Into<PendingWrite>) -> Durability {
-        self.push_all(vec![write.into()])
+    pub fn enqueue_blocking(&self, write: impl Into<PendingWrite>) -> Durability {
+        self.enqueue_all_blocking(vec![write.into()])
     }
 
     /// Queues writes in order with one journal append (one fsync) for all of them.
-    pub fn push_all(&self, writes: Vec<PendingWrite>) -> Durability {
+    pub fn enqueue_all_blocking(&self, writes: Vec<PendingWrite>) -> Durability {
         let _io = self.lock_io();
         let mut durability = Durability::MemoryOnly;
         if let Some(journal) = &self.journal {
@@ -173,18 +173,18 @@ impl TurnOutbox {
         durability
     }
 
-    /// [`TurnOutbox::push`] off the async runtime's threads (the journal fsyncs).
+    /// [`TurnOutbox::enqueue_blocking`] off the async runtime's threads (the journal fsyncs).
     pub async fn enqueue(self: &Arc<Self>, write: impl Into<PendingWrite>) -> Durability {
         self.enqueue_all(vec![write.into()]).await
     }
 
-    /// [`TurnOutbox::push_all`] off the async runtime's threads.
+    /// [`TurnOutbox::enqueue_all_blocking`] off the async runtime's threads.
     pub async fn enqueue_all(self: &Arc<Self>, writes: Vec<PendingWrite>) -> Durability {
         if self.journal.is_none() {
-            return self.push_all(writes);
+            return self.enqueue_all_blocking(writes);
         }
         let outbox = self.clone();
-        match tokio::task::spawn_blocking(move || outbox.push_all(writes)).await {
+        match tokio::task::spawn_blocking(move || outbox.enqueue_all_blocking(writes)).await {
             Ok(durability) => durability,
             Err(error) => {
                 tracing::error!(%error, "queueing writes in the outbox failed");
@@ -368,9 +368,9 @@ mod tests {
     #[test]
     fn without_a_journal_a_full_outbox_drops_the_oldest() {
         let outbox = TurnOutbox::new(2);
-        assert_eq!(outbox.push(user_write("1")), Durability::MemoryOnly);
-        outbox.push(user_write("2"));
-        assert_eq!(outbox.push(user_write("3")), Durability::Dropped);
+        assert_eq!(outbox.enqueue_blocking(user_write("1")), Durability::MemoryOnly);
+        outbox.enqueue_blocking(user_write("2"));
+        assert_eq!(outbox.enqueue_blocking(user_write("3")), Durability::Dropped);
         assert_eq!(ids(&outbox), ["2", "3"]);
         assert!(outbox.is_empty());
     }
@@ -380,13 +380,13 @@ mod tests {
         let journal = Arc::new(MemoryJournal::default());
         let outbox = TurnOutbox::with_journal(2, journal.clone());
         for id in ["1", "2", "3"] {
-            assert_eq!(outbox.push(user_write(id)), Durability::Journaled);
+            assert_eq!(outbox.enqueue_blocking(user_write(id)), Durability::Journaled);
         }
         assert_eq!(ids(&outbox), ["1", "2"], "the third waits in the journal only");
         assert!(!outbox.is_empty(), "a spilled write still waits");
         let (writes, spills) = outbox.journal_to_replay().expect("a replay is due");
         assert_eq!(writes.len(), 3);
-        outbox.push(user_write("4"));
+        outbox.enqueue_blocking(user_write("4"));
         outbox.settle_journal(Some(spills));
         assert!(!outbox.spilled(), "nothing spilled during the replay: the journal only copies the queue now");
         assert_eq!(journal.read_all().unwrap().len(), 4, "kept while the queue still holds a write");
@@ -400,9 +400,9 @@ mod tests {
     #[test]
     fn a_write_dropped_meanwhile_is_not_taken_for_the_one_the_flusher_stored() {
         let outbox = TurnOutbox::new(1);
-        outbox.push(user_write("1"));
+        outbox.enqueue_blocking(user_write("1"));
         let (stored, _) = outbox.peek().unwrap();
-        outbox.push(user_write("2"));
+        outbox.enqueue_blocking(user_write("2"));
         outbox.remove(stored);
         assert_eq!(ids(&outbox), ["2"], "write 2 waits on, unstored");
     }
@@ -412,7 +412,7 @@ mod tests {
         let outbox = TurnOutbox::new(10);
         let key = user_write("1").key().clone();
         assert!(!outbox.must_queue(&key));
-        outbox.push(user_write("1"));
+        outbox.enqueue_blocking(user_write("1"));
         assert!(outbox.must_queue(&key), "behind the waiting write of the same pair");
         let mut other = key.clone();
         other.session = SessionId::parse("trip-b").unwrap();
@@ -431,7 +431,7 @@ mod tests {
         let outbox = TurnOutbox::with_journal(10, journal);
         assert!(!outbox.is_empty());
         assert_eq!(outbox.journal_to_replay().unwrap().0.len(), 1);
-        outbox.push(user_write("new"));
+        outbox.enqueue_blocking(user_write("new"));
         let key = user_write("new").key().clone();
         assert_eq!(outbox.find(&key), Some(PendingTurn { user_message: true, answer: None }));
     }

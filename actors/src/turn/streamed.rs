@@ -1,7 +1,7 @@
 //! The streamed v2 turn on top of `TurnPipeline`: store the user message (then `ack`), stream the model's
 //! deltas as `chat_delta`, store the answer, send `chat_end` with the full text. A repeated id
 //! replays the stored answer without asking the model; a cancel stores the partial answer.
-//! Frames go into the session's `SessionStream`, so a turn whose socket closed still reaches
+//! Frames go into the connection's `ResumableStream`, so a turn whose socket closed still reaches
 //! the client through `resume`. Run by the `OrchestratorActor`.
 
 use std::sync::Arc;
@@ -17,7 +17,7 @@ use super::intake::Intake;
 use super::pipeline::{TurnPipeline, replayed_reply, turn_metadata};
 use super::running::TurnGuard;
 use crate::ports::{AnswerRecord, LlmReply, StoredAnswer};
-use crate::stream::SessionStream;
+use crate::stream::ResumableStream;
 
 /// Deltas buffered between the provider and the stream.
 const DELTA_QUEUE: usize = 64;
@@ -27,7 +27,7 @@ pub struct StreamedJob {
     /// The client's message id (idempotency key).
     pub id: String,
     pub input: TurnInput,
-    pub stream: Arc<SessionStream>,
+    pub stream: Arc<ResumableStream>,
     /// Fires on `cancel`; a dropped sender (the orchestrator went away) is not a cancel.
     pub cancel: oneshot::Receiver<()>,
 }
@@ -42,7 +42,7 @@ pub enum StreamedEnd {
 }
 
 impl TurnPipeline {
-    /// Answers one v2 chat, pushing every frame into `job.stream`.
+    /// Answers one v2 chat, sending every frame into `job.stream`.
     pub(crate) async fn answer_streamed(&self, mut job: StreamedJob, guard: TurnGuard, after: Option<Previous>) -> StreamedEnd {
         let started = Instant::now();
         let id = job.id.clone();
@@ -58,7 +58,7 @@ impl TurnPipeline {
             wait_for(after).await;
             return end;
         }
-        job.stream.push(V2Frame::Ack { id: id.clone() });
+        job.stream.send(V2Frame::Ack { id: id.clone() });
         wait_for(after).await;
         let request = self.request(&job.input).await;
         let (deltas, mut received) = mpsc::channel::<String>(DELTA_QUEUE);
@@ -94,13 +94,13 @@ impl TurnPipeline {
                 metadata["client_msg_id"] = Value::from(id.clone());
                 metadata["cancelled"] = Value::Bool(false);
                 self.store_v2_answer(&job, &reply.text, metadata).await;
-                job.stream.push(V2Frame::ChatEnd(chat_end(id, reply, latency)));
+                job.stream.send(V2Frame::ChatEnd(chat_end(id, reply, latency)));
                 StreamedEnd::Answered
             }
             Some(Err(error)) => {
                 self.record_outcome(&Err(error.clone()), latency);
                 let failure = TurnFailure::from_llm(error);
-                job.stream.push(V2Frame::error(Some(id), failure.code, failure.message));
+                job.stream.send(V2Frame::error(Some(id), failure.code, failure.message));
                 StreamedEnd::Failed
             }
         };
@@ -126,7 +126,7 @@ impl TurnPipeline {
             first_token_ms: None,
             latency_ms: millis(latency),
         };
-        job.stream.push(V2Frame::ChatEnd(end));
+        job.stream.send(V2Frame::ChatEnd(end));
     }
 
     async fn store_v2_answer(&self, job: &StreamedJob, text: &str, metadata: Value) {
@@ -135,22 +135,22 @@ impl TurnPipeline {
     }
 }
 
-fn stream_delta(stream: &SessionStream, id: &str, partial: &mut String, delta: String) {
+fn stream_delta(stream: &ResumableStream, id: &str, partial: &mut String, delta: String) {
     partial.push_str(&delta);
-    stream.push(V2Frame::ChatDelta { id: id.to_string(), delta });
+    stream.send(V2Frame::ChatDelta { id: id.to_string(), delta });
 }
 
 /// A repeated id that was answered before: `ack` again, then the stored answer.
-fn replay(stream: &SessionStream, id: String, stored: StoredAnswer) -> StreamedEnd {
-    stream.push(V2Frame::Ack { id: id.clone() });
+fn replay(stream: &ResumableStream, id: String, stored: StoredAnswer) -> StreamedEnd {
+    stream.send(V2Frame::Ack { id: id.clone() });
     let latency = Duration::from_millis(stored.metadata.get("latency_ms").and_then(Value::as_u64).unwrap_or(0));
     let reply = replayed_reply(stored);
-    stream.push(V2Frame::ChatEnd(chat_end(id, reply, latency)));
+    stream.send(V2Frame::ChatEnd(chat_end(id, reply, latency)));
     StreamedEnd::Replayed
 }
 
-fn fail(stream: &SessionStream, id: String, failure: TurnFailure) -> StreamedEnd {
-    stream.push(V2Frame::error(Some(id), failure.code, failure.message));
+fn fail(stream: &ResumableStream, id: String, failure: TurnFailure) -> StreamedEnd {
+    stream.send(V2Frame::error(Some(id), failure.code, failure.message));
     StreamedEnd::Failed
 }
 
