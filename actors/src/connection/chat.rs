@@ -4,6 +4,7 @@
 //! turn the moment it is read; from then on it is the orchestrator's and the pipeline's, not the
 //! socket's.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use pam_protocol::{ChatRequest, ChatResponse, CloseCode, ErrorCode, ErrorFrame, ServerFrame, SessionId};
@@ -48,8 +49,6 @@ impl ConnectionState {
         };
         let mut context = self.client_context.clone();
         context.extend(chat.context.unwrap_or_default());
-        self.next_turn += 1;
-        let turn = self.next_turn;
         let v2_stream = self.v2_stream();
         // Legacy chats carry no id: the server makes one, so a retried write never stores twice.
         let client_msg_id = match (&chat.id, &v2_stream) {
@@ -58,9 +57,23 @@ impl ConnectionState {
         };
         let origin = TurnOrigin::Socket(self.conn_id.clone());
         let input = TurnInput { user, session, message: chat.message, context, client_msg_id, origin };
-        // Registered as running from the moment it was read, before it waits in any mailbox.
+        self.hand_over(myself, &orchestrator, input, chat.id, v2_stream);
+    }
+
+    /// Registers the turn as running (before it waits in any mailbox) and hands it to the
+    /// orchestrator with the reply that tells this connection its end.
+    fn hand_over(
+        &mut self,
+        myself: &ActorRef<ConnectionMsg>,
+        orchestrator: &ActorRef<OrchestratorMsg>,
+        input: TurnInput,
+        id: Option<String>,
+        stream: Option<Arc<ResumableStream>>,
+    ) {
+        self.next_turn += 1;
+        let turn = self.next_turn;
         let guard = self.deps.pipeline().register(&input);
-        let message = match (chat.id.clone(), v2_stream) {
+        let message = match (id.clone(), stream) {
             (Some(id), Some(stream)) => {
                 let reply = TurnReply::streamed(myself.clone(), turn, stream.clone(), id.clone());
                 OrchestratorMsg::Streamed(StreamedChat { id, input, guard, stream, reply })
@@ -70,7 +83,7 @@ impl ConnectionState {
                 OrchestratorMsg::Chat(ChatJob { input, guard, reply })
             }
         };
-        self.in_flight.insert(turn, InFlight { started: Instant::now(), client_id: chat.id.clone(), cancelled: false });
+        self.in_flight.insert(turn, InFlight { started: Instant::now(), client_id: id.clone(), cancelled: false });
         if let Err(error) = orchestrator.cast(message) {
             // The orchestrator is gone (it crashed): the next chat starts a new one.
             self.orchestrator = None;
@@ -80,12 +93,12 @@ impl ConnectionState {
             if let ractor::MessagingErr::SendErr(message) = error {
                 message.disarm();
                 self.in_flight.remove(&turn);
-                self.send(myself, chat_error(&chat.id, ErrorCode::Internal, "PAM could not take this message; please try again"));
+                self.send(myself, chat_error(&id, ErrorCode::Internal, "PAM could not take this message; please try again"));
             }
         }
     }
 
-    fn v2_stream(&self) -> Option<std::sync::Arc<ResumableStream>> {
+    fn v2_stream(&self) -> Option<Arc<ResumableStream>> {
         self.v2.as_ref().and_then(|v2| v2.stream.clone())
     }
 
