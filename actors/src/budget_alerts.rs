@@ -1,15 +1,16 @@
 //! Budget alerts: when a category's month-to-date spend reaches its budget's `alert_threshold`
 //! (%, default 80) or 100 %, the user gets one `proactive_alert` per (budget, month, threshold).
 //!
-//! The rule is here, free of storage ([`alerts_for`]); the [`BudgetAlertStore`](crate::ports::BudgetAlertStore) port evaluates a
+//! The rule is here, free of storage ([`alerts_for`]); the `BudgetAlertStore` port evaluates a
 //! user's budgets and stores the alerts in `pam_notifications` in one transaction, deduplicated
 //! by `dedupe_key = budget:{budget_id}:{yyyy-mm}:{threshold}` (a unique index), so any number of
 //! nodes evaluating the same change store — and publish — each alert exactly once.
+//! A leaf: imports only the protocol's alert frame.
 
 use pam_protocol::{AlertContent, AlertPriority};
 
 /// `alert_threshold` when a budget has none (%).
-pub const DEFAULT_THRESHOLD: f64 = 80.0;
+pub(crate) const DEFAULT_THRESHOLD: f64 = 80.0;
 /// How long a stored budget alert waits for an offline user's next connect.
 pub const ALERT_TTL: chrono::Duration = chrono::Duration::hours(24);
 
@@ -18,6 +19,7 @@ pub const ALERT_TTL: chrono::Duration = chrono::Duration::hours(24);
 pub struct BudgetSpend {
     /// The budget's id (uuid text).
     pub budget_id: String,
+    /// The budget's expense category.
     pub category: String,
     /// `monthly_limit` when > 0, else `budgeted_amount` (in the user's currency).
     pub limit: f64,
@@ -47,7 +49,7 @@ fn cents(value: f64) -> f64 {
 }
 
 /// `80` for 80.00, `82.5` for 82.50: the threshold as it appears in the dedupe key.
-pub fn threshold_text(threshold: f64) -> String {
+pub(crate) fn threshold_text(threshold: f64) -> String {
     let text = format!("{:.2}", cents(threshold));
     text.trim_end_matches('0').trim_end_matches('.').to_string()
 }

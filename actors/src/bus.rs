@@ -20,22 +20,26 @@ pub struct PushCounters {
 }
 
 impl PushCounters {
+    /// Counts one `publish`.
     pub fn published(&self) {
         self.published.fetch_add(1, Ordering::Relaxed);
         metrics::counter!(PUSH_PUBLISHED_TOTAL).increment(1);
     }
 
+    /// Counts one push that arrived from another node.
     pub fn received(&self) {
         self.received.fetch_add(1, Ordering::Relaxed);
         metrics::counter!(PUSH_RECEIVED_TOTAL).increment(1);
     }
 
+    /// Counts a push handed to `sockets` local sockets.
     pub fn delivered(&self, sockets: usize) {
         let sockets = sockets as u64;
         self.delivered.fetch_add(sockets, Ordering::Relaxed);
         metrics::counter!(PUSH_DELIVERED_TOTAL).increment(sockets);
     }
 
+    /// This instance's counts.
     pub fn stats(&self) -> PushStats {
         PushStats {
             published: self.published.load(Ordering::Relaxed),
@@ -52,6 +56,7 @@ pub struct LocalPushBus {
 }
 
 impl LocalPushBus {
+    /// A bus over this node's sockets of each user.
     pub fn new(slots: Arc<UserSlots>) -> Self {
         Self { slots, counters: PushCounters::default() }
     }

@@ -14,23 +14,29 @@ use crate::turn::{RunningTurns, TurnOutbox, TurnPipeline};
 
 /// What every connection shares.
 pub struct ConnectionDeps {
+    /// Limits and deadlines every connection obeys.
     pub settings: ConnectionSettings,
+    /// Verifies access tokens.
     pub authenticator: Arc<dyn Authenticator>,
+    /// Answers the turns.
     pub llm: Arc<dyn LlmProvider>,
+    /// Stores the turns.
     pub store: Arc<dyn ConversationStore>,
     /// Turns whose storage failed, waiting for the database.
     pub outbox: Arc<TurnOutbox>,
+    /// Profile, financial and social context for the prompt.
     pub loaders: ContextLoaders,
     /// The per-user chat rate limit (socket and REST), across nodes when Redis is set.
     pub rate_limiter: ChatRateLimit,
     /// Per-user socket slots (across nodes when Redis is set) and this node's user → sockets registry.
     pub user_slots: Arc<UserSlots>,
     /// Reaches every socket of a user on every node that holds one.
-    pub push: Arc<dyn PushBus>,
+    pub push_bus: Arc<dyn PushBus>,
     /// Stored pushes and timers, delivered on connect.
     pub notifications: Arc<dyn NotificationStore>,
     /// Sends a connecting user's stored pushes, one user at a time.
     pub stored_pushes: StoredPushDelivery,
+    /// Turns away addresses that keep failing authentication.
     pub auth_throttle: AuthFailureThrottle,
     /// v2 streams that outlive their sockets, for `resume`.
     pub resume: Arc<ResumeBuffer>,

@@ -24,10 +24,10 @@ use crate::metrics_names::ORCHESTRATORS_ACTIVE;
 use crate::turn::{Previous, StreamedJob, TurnPipeline};
 
 /// The orchestrator of one chatting connection (stateless: see [`OrchestratorState`]).
-pub struct OrchestratorActor;
+pub(crate) struct OrchestratorActor;
 
 /// What an orchestrator starts with.
-pub struct OrchestratorArgs {
+pub(crate) struct OrchestratorArgs {
     /// Runs the turns (shared by every connection and the REST route).
     pub pipeline: TurnPipeline,
 }
@@ -49,7 +49,7 @@ impl Drop for ActiveGauge {
 }
 
 /// The turns of one connection.
-pub struct OrchestratorState {
+pub(crate) struct OrchestratorState {
     pipeline: TurnPipeline,
     /// Ends when the connection's latest turn ends; the next turn's model work waits for it.
     last_turn: Option<Previous>,

@@ -1,6 +1,7 @@
 //! `ConnectionSupervisor`: the parent of every `ConnectionActor`. Spawns them linked, keeps
 //! their outbound handles so a connection that crashes still gets close 1011 with a reason,
 //! counts them, and drains them all with 1012 on shutdown. Children are never restarted.
+//! Imports the connection actor, its messages and the outbound queue.
 
 use std::collections::HashMap;
 
@@ -13,20 +14,25 @@ use crate::metrics_names::WS_CLOSED_TOTAL;
 use crate::outbound::{CloseRequest, Outbound};
 use crate::ws_monitor::ws_monitor;
 
+/// The parent of every connection actor (stateless: see `SupervisorState`).
 pub struct ConnectionSupervisor;
 
 /// Counts for health and monitoring.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SupervisorStats {
+    /// Connections alive now.
     pub live: usize,
+    /// Connection actors that failed since the start.
     pub crashed_total: u64,
 }
 
+/// What the supervisor is asked.
 pub enum SupervisorMsg {
     /// Spawns a connection actor for an accepted socket.
     Open(ConnectionArgs, RpcReplyPort<Result<ActorRef<ConnectionMsg>, String>>),
     /// Tells every connection to drain; replies with how many were told.
     Drain(RpcReplyPort<usize>),
+    /// Replies with the counts.
     Stats(RpcReplyPort<SupervisorStats>),
     /// The shared keepalive tick, fanned out to every connection.
     Tick,

@@ -28,11 +28,15 @@ struct Bucket {
 /// Counts over the last five minutes plus the current connections by state.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct WsSnapshot {
+    /// Connections now, by `ConnectionPhase` label.
     pub by_state: BTreeMap<&'static str, i64>,
+    /// Sockets accepted in the window.
     pub opened: u64,
+    /// Sockets closed in the window.
     pub closed: u64,
     /// Keyed by `CloseCode::label_for` (`"1000"`, `"4501"`, …, `"other"`).
     pub closes_by_code: BTreeMap<&'static str, u64>,
+    /// Sockets refused by the per-user cap in the window.
     pub user_cap_hits: u64,
 }
 
@@ -48,6 +52,7 @@ impl WsMonitor {
     /// The reporting window.
     pub const WINDOW: Duration = Duration::from_secs(5 * 60);
 
+    /// A recorder whose ten-second buckets count from `base`.
     pub fn new(base: Instant) -> Self {
         Self { base, states: Default::default(), buckets: Mutex::new(VecDeque::new()) }
     }

@@ -1,6 +1,7 @@
 //! `AuthFailureThrottle`: counts auth failures per client IP and turns a client looping on a bad
 //! token away with 429 before the upgrade (unless the upgrade carries a token that verifies);
 //! also rate-limits the log lines about refused clients.
+//! Imports only the crate's bounded utilities.
 
 use std::collections::VecDeque;
 use std::net::{IpAddr, Ipv6Addr};
@@ -13,7 +14,7 @@ use crate::bounded_map::BoundedMap;
 use crate::log_limit::ClientLogLimit;
 
 /// Addresses the throttle tracks at most (each ≤ ~150 bytes with the default limit of 5).
-pub const THROTTLE_MAX_ADDRESSES: usize = 65_536;
+pub(crate) const THROTTLE_MAX_ADDRESSES: usize = 65_536;
 
 /// Counts auth failures per client IP over a sliding window; a limit of 0 turns it off. IPv6
 /// clients are counted per /64 (one subscriber's prefix: spraying addresses inside it changes
@@ -28,6 +29,7 @@ pub struct AuthFailureThrottle {
 }
 
 impl AuthFailureThrottle {
+    /// At most `limit` failures per address within `window` (0 turns it off).
     pub fn new(limit: usize, window: Duration) -> Self {
         Self::with_capacity(limit, window, THROTTLE_MAX_ADDRESSES)
     }
@@ -45,6 +47,7 @@ impl AuthFailureThrottle {
         self.refusal_log.allow(ip, now)
     }
 
+    /// Counts one failed authentication of `ip`.
     pub fn record_failure(&self, ip: IpAddr, now: Instant) {
         if self.limit == 0 {
             return;

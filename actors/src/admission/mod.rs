@@ -6,6 +6,7 @@ mod auth_throttle;
 mod rate_limit;
 mod user_slots;
 
-pub use auth_throttle::{AuthFailureThrottle, THROTTLE_MAX_ADDRESSES};
-pub use rate_limit::{ChatRateLimit, Gcra, MAX_TRACKED_USERS, RateLimiter};
-pub use user_slots::{UserSlot, UserSlots};
+pub use auth_throttle::AuthFailureThrottle;
+pub use rate_limit::{ChatRateLimit, Gcra};
+pub(crate) use user_slots::UserSlot;
+pub use user_slots::UserSlots;

@@ -1,6 +1,7 @@
 //! `UserSlots`: per-user socket slots (`PAM_MAX_CONNECTIONS_PER_USER` → 4504), counted across
 //! nodes when a `SharedPresence` is set. Also this node's registry of user → connection actors,
 //! through which pushes reach local sockets.
+//! Imports the cluster ports and the connection's messages.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -1,5 +1,6 @@
 //! The authentication half of `ConnectionActor`: verify the token (query, v2 `auth` frame or
 //! v2 `auth_refresh`), refuse with the table's close code, and the welcome once ready.
+//! Part of the connection actor; imports the ports, the phase and the WebSocket monitor.
 
 use std::time::Duration;
 

@@ -3,6 +3,7 @@
 //! terminal frame (legacy; a v2 turn streams its own frames). A chat is registered as a running
 //! turn the moment it is read; from then on it is the orchestrator's and the pipeline's, not the
 //! socket's.
+//! Part of the connection actor; imports the orchestrator, its messages and the turn input.
 
 use std::sync::Arc;
 use std::time::Duration;

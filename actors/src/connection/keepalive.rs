@@ -1,6 +1,7 @@
 //! Keepalive and drain of `ConnectionActor`: server pings, the pong deadline (1001), token
 //! expiry on the tick, and the graceful drain (1012 at once on v2; on legacy once running chats
 //! are answered).
+//! Part of the connection actor; imports the phase and the outbound queue.
 
 use pam_protocol::{CloseCode, ServerFrame};
 use ractor::ActorRef;

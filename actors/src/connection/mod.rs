@@ -3,6 +3,8 @@
 //! chats, starts the orchestrator lazily, runs keepalive from its state enum and ends every path
 //! through one `close` that sends an error frame and a close code with a reason. The v2
 //! dialect (ids, streaming, resume, token refresh) lives in `v2.rs`; authentication in `auth.rs`.
+//! Imports the dependency bag, the messages, the outbound queue and the orchestrator; its
+//! children (`auth`, `chat`, `keepalive`, `phase`, `push`, `resume`, `v2`) each add one concern.
 
 use std::collections::{HashMap, VecDeque};
 use std::panic::AssertUnwindSafe;
@@ -31,9 +33,7 @@ mod push;
 mod resume;
 mod v2;
 
-#[doc(hidden)]
-pub use crate::push::StoredPushDelivery;
-pub use phase::{ConnectionPhase, Keepalive};
+use phase::ConnectionPhase;
 
 /// Invalid frames in a row that end the connection with 1008.
 const MAX_INVALID_IN_ROW: u32 = 10;
@@ -42,19 +42,25 @@ const MAX_VIOLATIONS: usize = 5;
 /// Keys kept from `init`/`context_update` frames.
 const MAX_CONTEXT_KEYS: usize = 64;
 
-pub struct ConnectionActor;
+pub(crate) struct ConnectionActor;
 
+/// What a `ConnectionActor` starts with, for one accepted socket.
 pub struct ConnectionArgs {
+    /// Names the connection in logs, frames and the stream's attachment.
     pub conn_id: String,
+    /// Fixed at the upgrade: legacy or v2.
     pub dialect: Dialect,
     /// The raw `{user_id}` of the path, parsed after accept so a bad one still gets a reason;
     /// `None` on `/api/v2/pam/ws`.
     pub path_user: Option<String>,
+    /// The `?token=` of the upgrade; `None` means a v2 `auth` frame must follow.
     pub token: Option<String>,
     /// The client's address (behind `PAM_TRUSTED_PROXIES`, the forwarded one), for the auth-failure
     /// throttle and the connection's logs.
     pub peer_ip: Option<std::net::IpAddr>,
+    /// The bounded queue to the socket's writer task.
     pub outbound: Outbound,
+    /// What every connection shares.
     pub deps: Arc<ConnectionDeps>,
 }
 
@@ -66,7 +72,7 @@ struct InFlight {
     cancelled: bool,
 }
 
-pub struct ConnectionState {
+pub(crate) struct ConnectionState {
     conn_id: String,
     dialect: Dialect,
     path_user: Option<String>,

@@ -7,6 +7,7 @@
 //! socket has actually sent it (not when it was only held), so an alert held behind a chat on a
 //! socket that then closes comes again on the next connect. A push from the bus is timed from
 //! when it was due to when it is sent (`pam_push_delivery_seconds{kind}`, held time included).
+//! Part of the connection actor; imports the push frames' metrics and the outbound queue.
 
 use std::collections::VecDeque;
 

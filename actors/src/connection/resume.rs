@@ -2,6 +2,7 @@
 //! a `StreamStore`, i.e. `REDIS_URL` set) claimed from the store — the frames another node wrote,
 //! the numbering continued, later frames of that node's still-running turn forwarded here. The
 //! replay ends with `resumed`; any failure answers `resume_failed` and the fresh stream goes on.
+//! Part of the connection actor; imports the stream module and the `StreamStore` port.
 
 use std::sync::Arc;
 use std::time::Duration;

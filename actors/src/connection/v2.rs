@@ -1,6 +1,7 @@
 //! The v2 half of `ConnectionActor`: `seq` on every frame (through the connection's resumable
 //! stream), the welcome, `cancel`, `resume`, `auth_refresh`, and the `auth_expiring` / 4401
 //! timers. A legacy socket never allocates any of this.
+//! Part of the connection actor; imports the stream and the orchestrator's messages.
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -13,7 +13,9 @@ use crate::turn::TurnFailure;
 /// What the reader task saw on the socket.
 #[derive(Debug)]
 pub enum Inbound {
+    /// A text frame (the JSON of a client frame).
     Text(String),
+    /// A binary frame (refused: the protocol is JSON text).
     Binary,
     /// RFC 6455 ping or pong (the ping is answered by the socket layer).
     Control,
@@ -37,10 +39,13 @@ pub struct ChatOutcome {
     pub result: Result<LlmReply, TurnFailure>,
 }
 
+/// What a connection actor is told.
 pub enum ConnectionMsg {
     /// A frame from the reader; the permit bounds how far the reader runs ahead.
     Inbound(Inbound, Option<OwnedSemaphorePermit>),
+    /// The supervisor's shared keepalive tick.
     Tick,
+    /// A legacy turn ended: its outcome becomes the one `chat_response`.
     ChatFinished(ChatOutcome),
     /// Graceful shutdown: finish running chats, then close with 1012.
     Drain,

@@ -16,7 +16,7 @@ use crate::turn::{TurnAnswer, TurnFailure, TurnGuard, TurnInput};
 const INTERNAL_FAILURE: &str = "PAM hit an internal error answering this message; please try again";
 
 /// What a connection asks of its orchestrator.
-pub enum OrchestratorMsg {
+pub(crate) enum OrchestratorMsg {
     /// A legacy turn, answered whole: its outcome goes to the connection, which sends `chat_response`.
     Chat(ChatJob),
     /// A v2 turn: its frames go into the connection's stream.
@@ -30,7 +30,7 @@ pub enum OrchestratorMsg {
 impl OrchestratorMsg {
     /// A message that never reached the orchestrator: its turn is answered by the connection,
     /// so its reply tells nothing.
-    pub fn disarm(self) {
+    pub(crate) fn disarm(self) {
         match self {
             OrchestratorMsg::Chat(job) => job.reply.disarm(),
             OrchestratorMsg::Streamed(chat) => chat.reply.disarm(),
@@ -40,7 +40,7 @@ impl OrchestratorMsg {
 }
 
 /// A legacy chat turn, registered as running since the connection read it.
-pub struct ChatJob {
+pub(crate) struct ChatJob {
     /// What to answer.
     pub input: TurnInput,
     /// Its registration among the running turns.
@@ -50,7 +50,7 @@ pub struct ChatJob {
 }
 
 /// A v2 chat turn, registered as running since the connection read it.
-pub struct StreamedChat {
+pub(crate) struct StreamedChat {
     /// The client's message id (idempotency key, and what `cancel` names).
     pub id: String,
     /// What to answer.
@@ -67,7 +67,7 @@ pub struct StreamedChat {
 /// Told exactly once — by the turn when it ends or, when it never ends (its task panicked, was
 /// stopped at the end of the shutdown grace, or the orchestrator went down with the turn still
 /// in its mailbox), as an internal error when dropped.
-pub struct TurnReply {
+pub(crate) struct TurnReply {
     connection: ActorRef<ConnectionMsg>,
     /// The turn's number on its connection.
     turn: u64,
@@ -84,17 +84,17 @@ enum ReplyTo {
 
 impl TurnReply {
     /// For legacy turn `turn` of `connection`, in conversation `session`.
-    pub fn chat(connection: ActorRef<ConnectionMsg>, turn: u64, session: SessionId) -> Self {
+    pub(crate) fn chat(connection: ActorRef<ConnectionMsg>, turn: u64, session: SessionId) -> Self {
         TurnReply { connection, turn, to: Some(ReplyTo::Chat { session, started: Instant::now() }) }
     }
 
     /// For v2 turn `turn` of `connection`, chat `id`, streaming into `stream`.
-    pub fn streamed(connection: ActorRef<ConnectionMsg>, turn: u64, stream: Arc<ResumableStream>, id: String) -> Self {
+    pub(crate) fn streamed(connection: ActorRef<ConnectionMsg>, turn: u64, stream: Arc<ResumableStream>, id: String) -> Self {
         TurnReply { connection, turn, to: Some(ReplyTo::Streamed { stream, id }) }
     }
 
     /// A legacy turn's answer (a v2 turn only reports that it ended).
-    pub fn answered(mut self, answer: TurnAnswer) {
+    pub(crate) fn answered(mut self, answer: TurnAnswer) {
         match self.to.take() {
             Some(ReplyTo::Chat { session, .. }) => self.tell_chat(session, answer),
             Some(ReplyTo::Streamed { .. }) | None => self.tell_streamed(),
@@ -102,7 +102,7 @@ impl TurnReply {
     }
 
     /// A v2 turn ended (its frames are in the stream).
-    pub fn ended(mut self) {
+    pub(crate) fn ended(mut self) {
         self.to = None;
         self.tell_streamed();
     }

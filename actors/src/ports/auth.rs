@@ -21,12 +21,16 @@ pub struct Identity {
 /// Why a token was refused; each maps to one close code.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AuthError {
+    /// No token came (neither `?token=` nor an `auth` frame).
     #[error("missing token")]
     Missing,
+    /// The token is malformed, badly signed, or for another audience or issuer.
     #[error("invalid token: {0}")]
     Invalid(String),
+    /// The token's `exp` has passed.
     #[error("token expired")]
     Expired,
+    /// The token is valid but for another user.
     #[error("token does not grant access to this user")]
     Forbidden,
     /// The key set could not be fetched: not the client's fault.

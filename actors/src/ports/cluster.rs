@@ -6,7 +6,7 @@
 //!
 //! Every shared operation may answer `SharedUnavailable` (Redis refused, hung past its 100 ms
 //! budget, or its breaker is open); callers then use this node's own in-process state, so Redis
-//! trouble never becomes the user's trouble (design.md, "Scale-out").
+//! trouble never becomes the user's trouble.
 
 use pam_protocol::UserId;
 
@@ -21,7 +21,9 @@ pub struct SharedUnavailable;
 /// change on this node, so a write that lands late (writes race) never undoes a newer one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SocketCount {
+    /// This node's sockets of the user.
     pub count: usize,
+    /// Grows with every change on this node.
     pub version: u64,
 }
 
@@ -65,8 +67,11 @@ pub struct PushOutcome {
 /// Counts of one bus instance (the Prometheus counters add up every node of a process).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct PushStats {
+    /// Payloads this instance published.
     pub published: u64,
+    /// Payloads that arrived from other nodes.
     pub received: u64,
+    /// Sockets of this node a payload was handed to.
     pub delivered: u64,
 }
 

@@ -31,7 +31,9 @@ pub trait ConversationStore: Send + Sync + 'static {
 /// Identifies one chat turn everywhere: storage, the outbox, the running-turn registry.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct TurnKey {
+    /// Whose turn.
     pub user: UserId,
+    /// The conversation.
     pub session: pam_protocol::SessionId,
     /// The v2 chat `id`, `rest:{Idempotency-Key}`, or a server-made `srv:{uuid}` (legacy).
     pub client_msg_id: String,
@@ -40,8 +42,11 @@ pub struct TurnKey {
 /// A user message, stored on its own before any model work so the turn is never lost.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct UserMessage {
+    /// The turn it belongs to.
     pub key: TurnKey,
+    /// What the user wrote.
     pub text: String,
+    /// When the server read it.
     pub received_at: chrono::DateTime<chrono::Utc>,
     /// The node that accepted it (`PAM_NODE_ID`), stored in the row's `metadata.node`.
     pub node: String,
@@ -50,7 +55,9 @@ pub struct UserMessage {
 /// An answer stored earlier (text plus the metadata of `turn::turn_metadata`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoredAnswer {
+    /// The answer's text.
     pub text: String,
+    /// Who answered, how fast, and why it fell back (`turn_metadata`).
     pub metadata: Value,
 }
 
@@ -78,15 +85,20 @@ pub struct StoredTurn {
 /// `metadata.client_msg_id` links the two rows.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct AnswerRecord {
+    /// The turn it answers.
     pub key: TurnKey,
+    /// The answer's text (what was streamed, when cancelled).
     pub text: String,
+    /// When the answer was complete.
     pub answered_at: chrono::DateTime<chrono::Utc>,
+    /// Who answered, how fast, why it fell back, whether it was cancelled.
     pub metadata: Value,
 }
 
 /// A turn abandoned unanswered (still running when the shutdown grace ended).
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct UnansweredMark {
+    /// The turn that was not answered.
     pub key: TurnKey,
     /// Why (`shutdown`), stored as the user row's `metadata.unanswered`.
     pub reason: String,

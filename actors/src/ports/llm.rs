@@ -12,15 +12,18 @@ use super::BoxFuture;
 pub struct HistoryMessage {
     /// `user` or `assistant`.
     pub role: String,
+    /// The message's text.
     pub content: String,
 }
 
 /// Everything a model needs for one turn.
 #[derive(Debug, Clone)]
 pub struct LlmRequest {
+    /// Whose turn (tools act for this user only).
     pub user_id: UserId,
     /// The conversation the turn belongs to (scopes the response cache).
     pub session: pam_protocol::SessionId,
+    /// What the user wrote.
     pub message: String,
     /// Client context merged with loaded context.
     pub context: Map<String, Value>,
@@ -36,10 +39,13 @@ pub struct LlmRequest {
 /// A finished answer.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LlmReply {
+    /// The answer's text.
     pub text: String,
+    /// The model that answered.
     pub model: String,
     /// Which provider produced it (`builtin`, `anthropic`, …).
     pub source: String,
+    /// Actions the client may render (open a map, show a budget…).
     pub ui_actions: Vec<UiAction>,
     /// Time to the first streamed text, when the provider streamed.
     pub first_token: Option<std::time::Duration>,
@@ -71,10 +77,13 @@ impl LlmReply {
 /// Why a model gave no answer.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum LlmError {
+    /// No first token, or no whole answer, in time.
     #[error("model timed out: {0}")]
     Timeout(String),
+    /// The provider refused or could not be reached.
     #[error("model unavailable: {0}")]
     Unavailable(String),
+    /// The provider answered with something unreadable.
     #[error("model response malformed: {0}")]
     Malformed(String),
 }

@@ -35,6 +35,7 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// Why storage failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StoreError {
+    /// The database could not be reached or did not answer in time (retrying may work).
     #[error("storage unavailable: {0}")]
     Unavailable(String),
     /// The database refused this record itself (a data or constraint error): retrying the

@@ -17,7 +17,9 @@ pub const TIMER_REDELIVERY: chrono::Duration = chrono::Duration::hours(24);
 /// Which frame a row becomes; stored as `kind` (`timer_expired` | `proactive_alert`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum NotificationKind {
+    /// A fired timer or alarm.
     TimerExpired,
+    /// An alert the server raised (e.g. a budget threshold).
     ProactiveAlert,
 }
 
@@ -43,7 +45,9 @@ impl NotificationKind {
 /// A row to store.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewNotification {
+    /// Whose row.
     pub user: UserId,
+    /// Which frame it becomes.
     pub kind: NotificationKind,
     /// The frame's own fields (`label`, `timer_type`, `message` / `content`), a JSON object.
     pub payload: Value,
@@ -75,13 +79,21 @@ pub enum Inserted {
 pub struct Notification {
     /// uuid text.
     pub id: String,
+    /// Whose row.
     pub user: UserId,
+    /// Which frame it becomes.
     pub kind: NotificationKind,
+    /// The frame's own fields.
     pub payload: Value,
+    /// When it fires (timers) or was raised (pushes).
     pub fire_at: DateTime<Utc>,
+    /// When it fired; `None` for a timer still pending.
     pub fired_at: Option<DateTime<Utc>>,
+    /// When a socket sent it.
     pub delivered_at: Option<DateTime<Utc>>,
+    /// After this it is never delivered.
     pub expires_at: Option<DateTime<Utc>>,
+    /// When it was stored.
     pub created_at: DateTime<Utc>,
 }
 

@@ -16,6 +16,7 @@ pub enum PendingWrite {
 }
 
 impl PendingWrite {
+    /// The turn the write belongs to.
     pub fn key(&self) -> &TurnKey {
         match self {
             PendingWrite::User(m) => &m.key,

@@ -17,6 +17,7 @@ use super::{BoxFuture, SharedUnavailable};
 /// What a frame does to the stream's open turns (kept with the stream, for a node that died).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TurnMark {
+    /// The frame opens or closes no turn.
     None,
     /// `ack {id}`: the turn runs.
     Open(String),
@@ -39,16 +40,21 @@ impl TurnMark {
 /// One frame of a stream, as the store is told about it (in order per stream).
 #[derive(Debug, Clone)]
 pub struct StreamWrite {
+    /// The stream's id (`welcome.stream_id`).
     pub stream: Arc<str>,
     /// The writing `ResumableStream` object (random per object; the holder's is stored).
     pub inst: u64,
+    /// Whose stream (a claim by anyone else fails as unknown).
     pub user: UserId,
+    /// The stream's epoch (`welcome.epoch`).
     pub epoch: Arc<str>,
+    /// The frame's seq.
     pub seq: u64,
     /// The seq of the stream's previous replayable frame (0: none), to see gaps on read.
     pub prev: u64,
     /// The frame's JSON text with its seq, when replayable; `None` only moves the stream's seq.
     pub text: Option<Arc<str>>,
+    /// The turn this frame opens or closes.
     pub turn: TurnMark,
     /// The stream's first frame (its welcome): creates the stream in the store.
     pub open: bool,
@@ -57,20 +63,26 @@ pub struct StreamWrite {
 /// A frame read back from the store.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredFrame {
+    /// The frame's seq.
     pub seq: u64,
+    /// The seq of the replayable frame before it, to see gaps.
     pub prev: u64,
+    /// The frame's JSON text with its seq.
     pub text: String,
 }
 
 /// A stream the store handed to this node.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClaimedStream {
+    /// The stream's epoch.
     pub epoch: String,
     /// The stream's last seq (replayable or not), and its last replayable one.
     pub last_seq: u64,
+    /// The last replayable seq: a replay must reach it.
     pub last_replayable: u64,
     /// The node that held it before, and whether it is still registered (alive).
     pub previous_node: String,
+    /// Whether that node is still registered.
     pub previous_alive: bool,
     /// Turns acknowledged and not yet ended.
     pub open_turns: Vec<String>,
@@ -83,9 +95,11 @@ pub struct ClaimedStream {
 pub enum Claim {
     /// No such stream, or another user's (they look alike).
     Unknown,
+    /// The stream's epoch is not the one the client named.
     EpochChanged,
     /// `last_seq` is past the stream's; `holder_alive` when another live node still writes it.
     Ahead {
+        /// Another live node still writes the stream (its frames may not be stored yet).
         holder_alive: bool,
     },
     /// This node holds it now (the store forwards every later write of other objects here).

@@ -10,7 +10,7 @@ use crate::ports::{Claim, StoredFrame};
 /// and the end (trimmed by the length cap, lost while the store was unavailable, or the frames
 /// key expired while the stream's meta lived on) — `last_replayable` is the seq of the last
 /// replayable frame the stream says it wrote, so a replay must reach it.
-pub fn check_replay(last_seq: u64, last_replayable: u64, frames: &[StoredFrame]) -> Result<(), ResumeFailure> {
+pub(crate) fn check_replay(last_seq: u64, last_replayable: u64, frames: &[StoredFrame]) -> Result<(), ResumeFailure> {
     if frames.last().map_or(last_seq, |frame| frame.seq) < last_replayable {
         return Err(ResumeFailure::TooOld);
     }
@@ -26,7 +26,7 @@ pub fn check_replay(last_seq: u64, last_replayable: u64, frames: &[StoredFrame])
 }
 
 /// The resume answer for a claim that did not hand the stream over.
-pub fn failure_of(claim: &Claim) -> Option<ResumeFailure> {
+pub(crate) fn failure_of(claim: &Claim) -> Option<ResumeFailure> {
     match claim {
         Claim::Unknown => Some(ResumeFailure::UnknownStream),
         Claim::EpochChanged => Some(ResumeFailure::EpochChanged),

@@ -27,7 +27,7 @@ mod restore;
 mod tests;
 
 use claim::ForwardGate;
-pub use claim::{check_replay, failure_of};
+pub(crate) use claim::{check_replay, failure_of};
 pub use registry::ResumeBuffer;
 
 /// Limits of the resume buffer.

@@ -1,6 +1,7 @@
 //! `ResumeBuffer`: the registry of this node's v2 streams, bounded in streams, forgetting a
 //! detached one after its TTL; with a `StreamStore` it also opens streams that resume on any
 //! node and takes in frames other nodes forward to the streams this node holds.
+//! Part of the stream module; imports the `StreamStore` port.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -53,6 +54,7 @@ impl Registry {
 }
 
 impl ResumeBuffer {
+    /// A buffer whose streams live in this process only.
     pub fn new(limits: ResumeLimits) -> Self {
         Self::with_store(limits, None)
     }
@@ -185,6 +187,7 @@ impl ResumeBuffer {
         self.lock().streams.len()
     }
 
+    /// Whether no stream is held.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

@@ -1,6 +1,7 @@
 //! A `ResumableStream` taken over from the store (`REDIS_URL` set): filled with the frames a claim
 //! read, continuing the stream's numbering, and fed the frames another node's object of the
 //! stream still writes (a turn running on a drained node), which this holder numbers anew.
+//! Part of the stream module; imports the claim bookkeeping.
 
 use std::sync::Arc;
 

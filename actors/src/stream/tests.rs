@@ -1,7 +1,7 @@
 //! Unit tests of the resume buffer (paused tokio time for the TTL).
 
 use super::*;
-use crate::outbound::{OutboundReceiver, WriterEvent, channel};
+use crate::outbound::{Outbound, OutboundReceiver, WriterEvent};
 use ractor::{Actor, ActorProcessingErr};
 
 /// Stands in for a connection actor: swallows every message.
@@ -51,7 +51,7 @@ async fn frames_are_numbered_and_replayed_after_last_seq() {
         stream.send(ack(id));
     }
     stream.send(V2Frame::Ping { timestamp: 1 });
-    let (out, mut rx) = channel(16);
+    let (out, mut rx) = Outbound::channel(16);
     let found = buffer.find(stream.id(), &user(1)).expect("own stream is found");
     assert_eq!(attach_and_replay(&found, "c2", &out, &actor, Some(2)).await, Ok(2));
     assert_eq!(seqs(&mut rx).await, vec![3, 4], "acks b and c; welcome and ping are not replayed");
@@ -69,7 +69,7 @@ async fn a_resume_from_before_the_ring_fails_as_too_old() {
     for id in ["a", "b", "c", "d"] {
         stream.send(ack(id));
     }
-    let (out, mut rx) = channel(16);
+    let (out, mut rx) = Outbound::channel(16);
     assert_eq!(stream.attach("c2", out.clone(), actor.clone(), Some(1)).map(|r| r.len()), Err(ResumeError::TooOld));
     assert_eq!(attach_and_replay(&stream, "c2", &out, &actor, Some(2)).await, Ok(2));
     assert_eq!(seqs(&mut rx).await, vec![3, 4]);
@@ -90,7 +90,7 @@ async fn detached_streams_expire_and_the_registry_stays_bounded() {
     let (actor, _) = Actor::spawn(None, Sink, ()).await.unwrap();
     let buffer = ResumeBuffer::new(limits(2));
     let attached = buffer.open(user(1), 1);
-    let (out, _rx) = channel(4);
+    let (out, _rx) = Outbound::channel(4);
     attached.attach("c1", out, actor.clone(), None).unwrap();
     let detached = buffer.open(user(1), 1);
     tokio::time::advance(Duration::from_secs(61)).await;
@@ -109,7 +109,7 @@ async fn detached_streams_expire_and_the_registry_stays_bounded() {
 async fn detached_streams_are_forgotten_by_age_while_the_registry_is_not_full() {
     let (actor, _) = Actor::spawn(None, Sink, ()).await.unwrap();
     let buffer = ResumeBuffer::new(ResumeLimits { max_streams: 1_000, ..limits(4) });
-    let (out, _rx) = channel(4);
+    let (out, _rx) = Outbound::channel(4);
     for _ in 0..10 {
         let stream = buffer.open(user(1), 1);
         stream.attach("c", out.clone(), actor.clone(), None).unwrap();
@@ -131,7 +131,7 @@ async fn a_replay_larger_than_the_socket_queue_arrives_whole_and_live_frames_fol
     for n in 0..200 {
         stream.send(ack(&n.to_string()));
     }
-    let (out, mut rx) = channel(16);
+    let (out, mut rx) = Outbound::channel(16);
     let replay = stream.attach("c2", out.clone(), actor.clone(), Some(0)).unwrap();
     assert_eq!(replay.len(), 200);
     let replaying = {
@@ -171,13 +171,13 @@ async fn a_full_socket_queue_keeps_the_frame_for_resume() {
     let (actor, _) = Actor::spawn(None, Sink, ()).await.unwrap();
     let buffer = ResumeBuffer::new(limits(10));
     let stream = buffer.open(user(1), 1);
-    let (out, mut rx) = channel(1);
+    let (out, mut rx) = Outbound::channel(1);
     stream.attach("c1", out, actor.clone(), None).unwrap();
     stream.send(ack("a"));
     stream.send(ack("b"));
     assert!(matches!(rx.next().await, WriterEvent::Frame(_)));
     buffer.detach(&stream, "c1");
-    let (out, mut rx) = channel(4);
+    let (out, mut rx) = Outbound::channel(4);
     assert_eq!(attach_and_replay(&stream, "c2", &out, &actor, Some(1)).await, Ok(1));
     assert_eq!(seqs(&mut rx).await, vec![2]);
     actor.stop(None);

@@ -12,8 +12,11 @@ use crate::ports::{LlmError, LlmReply, TurnKey};
 /// One chat turn to answer.
 #[derive(Debug, Clone)]
 pub struct TurnInput {
+    /// Whose turn it is.
     pub user: UserId,
+    /// The conversation it belongs to.
     pub session: SessionId,
+    /// The user's message.
     pub message: String,
     /// Client-sent context (loaded context wins on equal keys).
     pub context: Map<String, Value>,
@@ -25,6 +28,7 @@ pub struct TurnInput {
 }
 
 impl TurnInput {
+    /// The key that identifies this turn in storage, the outbox and the running-turn registry.
     pub fn key(&self) -> TurnKey {
         TurnKey { user: self.user.clone(), session: self.session.clone(), client_msg_id: self.client_msg_id.clone() }
     }
@@ -38,7 +42,9 @@ impl TurnInput {
 /// Why a turn produced no model answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TurnFailure {
+    /// The `error_code` the client gets.
     pub code: ErrorCode,
+    /// What the client is told.
     pub message: String,
 }
 
@@ -69,12 +75,14 @@ impl TurnFailure {
 /// The result of one turn.
 #[derive(Debug, Clone)]
 pub struct TurnAnswer {
+    /// From the start of the turn to its end.
     pub latency: Duration,
+    /// The model's answer, or why there is none.
     pub result: Result<LlmReply, TurnFailure>,
 }
 
 /// The previous turn of the same connection: closed when it has ended.
-pub type Previous = tokio::sync::watch::Receiver<()>;
+pub(crate) type Previous = tokio::sync::watch::Receiver<()>;
 
 /// Waits until the previous turn has ended (its guard dropped).
 pub(crate) async fn wait_for(previous: Option<Previous>) {

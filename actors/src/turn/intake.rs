@@ -2,6 +2,7 @@
 //! while storage is down), and the outcome decides whether the model is asked — a new id is
 //! answered; a repeat replays its stored answer, waits for the turn answering it here, or is
 //! answered again when nobody anywhere can still be answering it.
+//! Imports the pipeline, the outbox and the conversation port.
 
 use serde_json::Value;
 

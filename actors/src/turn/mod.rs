@@ -16,8 +16,10 @@ mod running;
 mod streamed;
 mod whole;
 
-pub use input::{Previous, TurnAnswer, TurnFailure, TurnInput};
-pub use outbox::{DEGRADED_AFTER, Durability, PendingTurn, TurnOutbox};
-pub use pipeline::{TurnPipeline, is_simple_turn, turn_metadata};
-pub use running::{RunningTurn, RunningTurns, TurnGuard, TurnOrigin};
-pub use streamed::{StreamedEnd, StreamedJob};
+pub(crate) use input::Previous;
+pub use input::{TurnAnswer, TurnFailure, TurnInput};
+pub use outbox::TurnOutbox;
+pub use pipeline::TurnPipeline;
+pub(crate) use running::TurnGuard;
+pub use running::{RunningTurns, TurnOrigin};
+pub(crate) use streamed::StreamedJob;

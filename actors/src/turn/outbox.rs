@@ -4,6 +4,7 @@
 //! outbox survives a crash, a shutdown and an overflow: a full queue spills to the journal
 //! instead of dropping anything, and the journal is replayed (idempotently: every write is keyed
 //! by its turn) at the next start or once the queue has drained, then cleared.
+//! A leaf of the turn pipeline: imports the ports.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -17,7 +18,7 @@ use crate::metrics_names::{OUTBOX_JOURNALED_TOTAL, OUTBOX_SPILLED_TOTAL, STORAGE
 use crate::ports::{AnswerRecord, OutboxJournal, PendingWrite, TurnKey};
 
 /// How long writes must fail before health says `degraded`.
-pub const DEGRADED_AFTER: Duration = Duration::from_secs(5);
+pub(crate) const DEGRADED_AFTER: Duration = Duration::from_secs(5);
 
 /// Whether an accepted write survives a crash of this process.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

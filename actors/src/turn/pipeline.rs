@@ -3,6 +3,7 @@
 //! it on a task of its own, building the model request, asking the model, storing the answer.
 //! The turn answered whole is in `whole.rs`, the streamed v2 turn in `streamed.rs`, storing the
 //! user message (and deciding whether to answer a repeat) in `intake.rs`.
+//! Imports the turn's leaves, the ports and the context loaders.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -40,22 +41,22 @@ const ABANDONED_LOGGED: usize = 20;
 /// What a turn needs; shared by every connection and the REST route.
 #[derive(Clone)]
 pub struct TurnPipeline {
-    pub llm: Arc<dyn LlmProvider>,
-    pub store: Arc<dyn ConversationStore>,
-    pub outbox: Arc<TurnOutbox>,
-    pub loaders: ContextLoaders,
+    pub(crate) llm: Arc<dyn LlmProvider>,
+    pub(crate) store: Arc<dyn ConversationStore>,
+    pub(crate) outbox: Arc<TurnOutbox>,
+    pub(crate) loaders: ContextLoaders,
     /// Outer deadline for the whole answer.
-    pub llm_timeout: Duration,
+    pub(crate) llm_timeout: Duration,
     /// Every turn this node has read and not finished.
-    pub running: Arc<RunningTurns>,
+    pub(crate) running: Arc<RunningTurns>,
     /// This node's name (`PAM_NODE_ID`), stored with each user message.
-    pub node: Arc<str>,
+    pub(crate) node: Arc<str>,
     /// Which nodes are alive (with Redis): a repeat of a turn accepted by a node that is gone is
     /// answered at once.
-    pub liveness: Option<Arc<dyn NodeLiveness>>,
+    pub(crate) liveness: Option<Arc<dyn NodeLiveness>>,
     /// How long a turn can possibly run on any node (model deadline plus shutdown grace): an
     /// unanswered id older than this is answered again when the client repeats it.
-    pub turn_lifetime: Duration,
+    pub(crate) turn_lifetime: Duration,
 }
 
 impl TurnPipeline {
@@ -215,7 +216,7 @@ pub(crate) fn replayed_reply(stored: StoredAnswer) -> LlmReply {
 }
 
 /// What is stored beside the assistant's text: who answered, how fast, and why it fell back.
-pub fn turn_metadata(reply: &LlmReply, latency: Duration) -> Value {
+pub(crate) fn turn_metadata(reply: &LlmReply, latency: Duration) -> Value {
     let millis = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
     serde_json::json!({
         "model": reply.model,
@@ -229,7 +230,7 @@ pub fn turn_metadata(reply: &LlmReply, latency: Duration) -> Value {
 }
 
 /// Short, question-free turns ("hi", "thanks!") need no accurate model.
-pub fn is_simple_turn(message: &str) -> bool {
+pub(crate) fn is_simple_turn(message: &str) -> bool {
     let trimmed = message.trim();
     trimmed.chars().count() <= FAST_MAX_CHARS && !trimmed.contains('?')
 }

@@ -3,6 +3,7 @@
 //! on it, a repeated chat id finds the turn already answering it, and what is still here when
 //! the shutdown grace ends is recorded as unanswered. It only holds turns that run, each for at
 //! most its turn lifetime, so it is bounded by the per-user chat rate limit times that lifetime.
+//! A leaf of the turn pipeline: imports the ports.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -96,6 +97,7 @@ impl Drop for TurnGuard {
 }
 
 impl RunningTurns {
+    /// An empty registry, shared.
     pub fn new() -> Arc<Self> {
         Arc::new(Self::default())
     }
@@ -154,6 +156,7 @@ impl RunningTurns {
         self.lock().turns.len()
     }
 
+    /// Whether no turn runs.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

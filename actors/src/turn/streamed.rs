@@ -1,8 +1,9 @@
-//! The streamed v2 turn on top of `TurnPipeline`: store the user message (then `ack`), stream the model's
-//! deltas as `chat_delta`, store the answer, send `chat_end` with the full text. A repeated id
+//! The streamed v2 turn on top of `TurnPipeline`: store the user message (then `ack`), stream the
+//! model's deltas as `chat_delta`, store the answer, send `chat_end` with the full text. A repeated id
 //! replays the stored answer without asking the model; a cancel stores the partial answer.
 //! Frames go into the connection's `ResumableStream`, so a turn whose socket closed still reaches
 //! the client through `resume`. Run by the `OrchestratorActor`.
+//! Imports the pipeline, the intake and the stream.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,7 +24,7 @@ use crate::stream::ResumableStream;
 const DELTA_QUEUE: usize = 64;
 
 /// One v2 chat to answer.
-pub struct StreamedJob {
+pub(crate) struct StreamedJob {
     /// The client's message id (idempotency key).
     pub id: String,
     pub input: TurnInput,
@@ -34,7 +35,7 @@ pub struct StreamedJob {
 
 /// How a streamed turn ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StreamedEnd {
+pub(crate) enum StreamedEnd {
     Answered,
     Replayed,
     Cancelled,

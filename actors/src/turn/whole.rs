@@ -1,6 +1,7 @@
 //! The turn answered whole, for legacy sockets and the REST route: its user message is taken in,
 //! the model answers (deltas are not streamed), the answer is stored and returned as one
 //! [`TurnAnswer`].
+//! Imports the pipeline and the intake.
 
 use serde_json::Value;
 use tokio::sync::mpsc;
