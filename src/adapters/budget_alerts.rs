@@ -6,7 +6,7 @@
 //! (`pam_budget_checks`, filled by triggers) is read and cleared here too.
 
 use chrono::Utc;
-use pam_actors::budget_alerts::{ALERT_TTL, BudgetSpend, alerts_for};
+use pam_actors::{ALERT_TTL, BudgetSpend, alerts_for};
 use pam_actors::{BoxFuture, BudgetAlertStore, Notification, NotificationKind, StoreError};
 use pam_protocol::UserId;
 use serde_json::json;

@@ -1,5 +1,5 @@
 //! The budget watcher: one task per node evaluates the budgets of users whose expenses or
-//! budgets changed and publishes the alerts it stored (`pam_actors::budget_alerts`).
+//! budgets changed and publishes the alerts it stored (`pam_actors::alerts_for`).
 //!
 //! Changes arrive two ways, into the same evaluation: on Postgres the context-invalidation
 //! listener forwards every `pam_context_changed` notification of `expenses`/`budgets` (every node

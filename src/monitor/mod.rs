@@ -1,6 +1,6 @@
 //! In-process records behind the monitoring endpoints that live in the gateway crate: the
 //! slow-query ring (fed by every timed database query), the recent-errors log (fed by a
-//! tracing layer) and the latest pushes (fed by every publish). The WebSocket recorder lives in `pam_actors::monitor`. All are bounded and
+//! tracing layer) and the latest pushes (fed by every publish). The WebSocket recorder lives in `pam_actors::ws_monitor`. All are bounded and
 //! read without touching the database or Redis.
 
 pub mod errors;
