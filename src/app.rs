@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
-use pam_actors::outbox::TurnOutbox;
+use pam_actors::TurnOutbox;
 use pam_actors::{AuthFailureThrottle, Authenticator, ConnectionDeps, ConnectionSupervisor, ConversationStore, LlmProvider, SupervisorMsg};
 use ractor::Actor;
 use tokio::net::{TcpListener, TcpSocket};
@@ -38,7 +38,7 @@ const LISTEN_BACKLOG: u32 = 4096;
 pub struct Overrides {
     pub authenticator: Option<Arc<dyn Authenticator>>,
     pub llm: Option<Arc<dyn LlmProvider>>,
-    pub loaders: Option<pam_actors::context_loader::ContextLoaders>,
+    pub loaders: Option<pam_actors::ContextLoaders>,
 }
 
 /// A built, bound gateway.
@@ -124,16 +124,16 @@ impl Application {
             loaders,
             rate_limiter: cluster.rate_limiter,
             user_slots: cluster.view.slots.clone(),
-            push: cluster.view.push.clone(),
+            push_bus: cluster.view.push.clone(),
             notifications: Arc::new(db.clone()),
-            stored_pushes: pam_actors::connection::StoredPushDelivery::spawn(Arc::new(db.clone())),
+            stored_pushes: pam_actors::StoredPushDelivery::spawn(Arc::new(db.clone())),
             auth_throttle: AuthFailureThrottle::new(settings.auth_failures_per_minute, Duration::from_secs(60)),
             resume: cluster.resume,
             running: pam_actors::RunningTurns::new(),
             liveness: cluster.view.redis.clone().map(|redis| redis as Arc<dyn pam_actors::NodeLiveness>),
             node,
         });
-        let scheduler = crate::push::timers::scheduler::spawn(deps.notifications.clone(), deps.push.clone());
+        let scheduler = crate::push::timers::scheduler::spawn(deps.notifications.clone(), deps.push_bus.clone());
         // Budget alerts: triggers queue every change in a table the watcher drains; on Postgres the
         // change notifications wake it early, so its steady poll can be slower.
         let poll_budgets = match db {
@@ -141,7 +141,7 @@ impl Application {
             Database::Sqlite(_) => crate::push::budget_alerts::watcher::POLL_WITHOUT_NOTIFICATIONS,
         };
         let (budgets, budget_watcher) =
-            crate::push::budget_alerts::watcher::BudgetWatcher::spawn(Arc::new(db.clone()), deps.push.clone(), poll_budgets);
+            crate::push::budget_alerts::watcher::BudgetWatcher::spawn(Arc::new(db.clone()), deps.push_bus.clone(), poll_budgets);
         let invalidation = match &db {
             Database::Postgres(pool) => Some(crate::context::invalidation::spawn_listener(pool.clone(), loaders_for_listener, budgets)),
             Database::Sqlite(_) => None,
@@ -178,7 +178,7 @@ impl Application {
 
     /// This node's push bus (publishing reaches the user's sockets on every node).
     pub fn push_bus(&self) -> Arc<dyn pam_actors::PushBus> {
-        self.state.deps.push.clone()
+        self.state.deps.push_bus.clone()
     }
 
     /// The bound address (the real port when the settings said 0).

@@ -4,11 +4,12 @@
 //! previous old generation is dropped whole. A key found in the old generation moves back to the
 //! young one, so anything touched within the last `cap / 2` inserts survives. At most `cap`
 //! entries exist at any time, however many distinct keys arrive, and no insert scans the map.
+//! A leaf.
 
 use std::collections::HashMap;
 use std::hash::Hash;
 
-/// At most `cap` entries (design.md, "Guarantees": every per-IP and per-user map is bounded).
+/// At most `cap` entries: every per-IP and per-user map that untrusted input grows is bounded.
 #[derive(Debug)]
 pub(crate) struct BoundedMap<K, V> {
     generation_cap: usize,

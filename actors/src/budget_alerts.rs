@@ -1,18 +1,16 @@
 //! Budget alerts: when a category's month-to-date spend reaches its budget's `alert_threshold`
 //! (%, default 80) or 100 %, the user gets one `proactive_alert` per (budget, month, threshold).
 //!
-//! The rule is here, free of storage ([`alerts_for`]); the [`BudgetAlertStore`] port evaluates a
+//! The rule is here, free of storage ([`alerts_for`]); the `BudgetAlertStore` port evaluates a
 //! user's budgets and stores the alerts in `pam_notifications` in one transaction, deduplicated
 //! by `dedupe_key = budget:{budget_id}:{yyyy-mm}:{threshold}` (a unique index), so any number of
 //! nodes evaluating the same change store — and publish — each alert exactly once.
+//! A leaf: imports only the protocol's alert frame.
 
-use pam_protocol::{AlertContent, AlertPriority, UserId};
-
-use crate::notifications::Notification;
-use crate::ports::{BoxFuture, StoreError};
+use pam_protocol::{AlertContent, AlertPriority};
 
 /// `alert_threshold` when a budget has none (%).
-pub const DEFAULT_THRESHOLD: f64 = 80.0;
+pub(crate) const DEFAULT_THRESHOLD: f64 = 80.0;
 /// How long a stored budget alert waits for an offline user's next connect.
 pub const ALERT_TTL: chrono::Duration = chrono::Duration::hours(24);
 
@@ -21,6 +19,7 @@ pub const ALERT_TTL: chrono::Duration = chrono::Duration::hours(24);
 pub struct BudgetSpend {
     /// The budget's id (uuid text).
     pub budget_id: String,
+    /// The budget's expense category.
     pub category: String,
     /// `monthly_limit` when > 0, else `budgeted_amount` (in the user's currency).
     pub limit: f64,
@@ -50,7 +49,7 @@ fn cents(value: f64) -> f64 {
 }
 
 /// `80` for 80.00, `82.5` for 82.50: the threshold as it appears in the dedupe key.
-pub fn threshold_text(threshold: f64) -> String {
+pub(crate) fn threshold_text(threshold: f64) -> String {
     let text = format!("{:.2}", cents(threshold));
     text.trim_end_matches('0').trim_end_matches('.').to_string()
 }
@@ -102,20 +101,6 @@ fn content(budget: &BudgetSpend, spent: f64, limit: f64, threshold: f64) -> Aler
         priority: if threshold >= 100.0 { AlertPriority::High } else { AlertPriority::Normal },
         actions: vec!["analyze_expenses".into()],
     }
-}
-
-/// Budget evaluation on the gateway's database.
-pub trait BudgetAlertStore: Send + Sync + 'static {
-    /// Reads `user`'s active budgets with their month-to-date spend and stores every alert they
-    /// have earned and not had yet, in one transaction (a dropped future stores none of them).
-    /// Returns the alerts stored by this call that are to be sent (superseded ones are stored
-    /// dismissed and not returned); an alert another node stored first is not returned.
-    fn evaluate<'a>(&'a self, user: &'a UserId) -> BoxFuture<'a, Result<Vec<Notification>, StoreError>>;
-    /// Users whose expenses or budgets changed and wait for an evaluation, each with the version
-    /// of its queue entry (SQLite's triggers queue them; Postgres notifies instead and has none).
-    fn queued_checks<'a>(&'a self, limit: usize) -> BoxFuture<'a, Result<Vec<(UserId, i64)>, StoreError>>;
-    /// Removes `user`'s queue entry if it is still at `version` (a change made meanwhile keeps it).
-    fn check_done<'a>(&'a self, user: &'a UserId, version: i64) -> BoxFuture<'a, Result<(), StoreError>>;
 }
 
 #[cfg(test)]

@@ -1,53 +1,65 @@
 //! The actor layer of pam-gateway: the `ConnectionSupervisor`, one `ConnectionActor` per socket,
-//! a lazily started `OrchestratorActor` per chatting connection, and the ports (traits) they
-//! need from the outside world. Knows nothing of axum, sqlx or fred.
+//! a lazily started `OrchestratorActor` per chatting connection (it owns the connection's turns),
+//! the context-loader actors, the turn pipeline, and the ports (traits) they need from the outside
+//! world. Knows nothing of axum, sqlx or fred.
+//!
+//! Every module is private: the re-exports below are the contract the gateway builds on (the
+//! ports it implements, the actors it spawns, the handles it wires), plus the public
+//! [`metrics_names`], the metric names it describes.
+//!
+//! Layers, each importing only those above it: `ports`, `metrics_names`, `settings` and small
+//! utilities; `outbound`, `ws_monitor`; `turn/` input and `messages/connection`; `admission/`,
+//! `stream/`, `push`, `bus`, `context_loader`; the rest of `turn/`; `messages/orchestrator`,
+//! `deps`; the actors (`orchestrator`, `connection/`, `supervisor`).
 
-pub mod admission;
+#![warn(missing_docs)]
+
+mod admission;
 mod bounded_map;
-pub mod budget_alerts;
-pub mod cluster;
-pub mod connection;
-pub mod context;
-pub mod context_loader;
-pub mod log_limit;
+mod budget_alerts;
+mod bus;
+mod connection;
+mod context_loader;
+mod deps;
+mod log_limit;
+mod messages;
 pub mod metrics_names;
-pub mod monitor;
-pub mod notifications;
-pub mod orchestrator;
-pub mod outbound;
-pub mod outbox;
-pub mod ports;
-pub mod rate_limit;
-pub mod resume;
-pub mod running_turns;
-pub mod settings;
-pub mod state;
-pub mod stream_store;
-pub mod supervisor;
-pub mod turn;
-pub mod turn_v2;
+mod orchestrator;
+mod outbound;
+mod ports;
+mod push;
+mod settings;
+mod stream;
+mod supervisor;
+mod turn;
+mod ws_monitor;
 
-pub use admission::{AuthFailureThrottle, UserSlot, UserSlots};
-pub use budget_alerts::{BudgetAlert, BudgetAlertStore, BudgetSpend};
-pub use cluster::{
-    LocalPushBus, NodeLiveness, PushBus, PushOutcome, PushStats, SharedPresence, SharedRateLimit, SharedUnavailable, SocketCount,
-};
-pub use connection::{ConnectionActor, ConnectionArgs, ConnectionMsg, Inbound};
-pub use context::{
-    CacheLookup, CategorySpend, ContextCache, ContextKind, ContextStore, EventSummary, FillToken, FinancialContext, Friend, ProfileContext,
-    SocialContext,
-};
-pub use notifications::{Inserted, NewNotification, Notification, NotificationKind, NotificationStore, TIMER_REDELIVERY};
-pub use outbound::{CloseRequest, OutFrame, Outbound, OutboundReceiver, SendError, WriterEvent};
+// The ports the gateway implements, with the data they exchange.
 pub use ports::{
-    AnswerRecord, AuthError, Authenticator, BoxFuture, ConversationStore, HistoryMessage, Identity, LlmError, LlmProvider, LlmReply,
-    LlmRequest, StoreError, StoredAnswer, StoredTurn, TurnKey, UnansweredMark, UserMessage, UserSaved,
+    AnswerRecord, AuthError, Authenticator, BoxFuture, BudgetAlertStore, CacheLookup, CategorySpend, Claim, ClaimedStream, ContextCache,
+    ContextKind, ContextStore, ConversationStore, EventSummary, FillToken, FinancialContext, Friend, HistoryMessage, Identity, Inserted,
+    LlmError, LlmProvider, LlmReply, LlmRequest, NewNotification, NodeLiveness, Notification, NotificationKind, NotificationStore,
+    OutboxJournal, PendingWrite, ProfileContext, PushBus, PushOutcome, PushStats, STORE_TIMEOUT, SharedPresence, SharedRateLimit,
+    SharedUnavailable, SocialContext, SocketCount, StoreError, StoredAnswer, StoredFrame, StoredTurn, StreamStore, StreamWrite,
+    TIMER_REDELIVERY, TurnKey, TurnMark, UnansweredMark, UserMessage, UserSaved,
 };
-pub use rate_limit::{ChatRateLimit, Gcra, RateLimiter};
-pub use resume::{ResumeBuffer, ResumeLimits, SessionStream};
-pub use running_turns::{RunningTurns, TurnOrigin};
+
+// The actors and what the gateway sends them.
+pub use connection::{ConnectionArgs, iso_now};
+pub use context_loader::{ContextLoaderActor, ContextLoaderArgs, ContextLoaderMsg, ContextLoaders};
+pub use messages::connection::{ConnectionMsg, Inbound};
+pub use supervisor::{ConnectionSupervisor, SupervisorMsg, SupervisorStats};
+
+// What the actors are built from.
+pub use admission::{AuthFailureThrottle, ChatRateLimit, Gcra, UserSlots};
+pub use bus::{LocalPushBus, PushCounters};
+pub use deps::ConnectionDeps;
+pub use outbound::{CloseRequest, OutFrame, Outbound, OutboundReceiver, WriterEvent};
 pub use settings::ConnectionSettings;
-pub use state::{ConnectionPhase, Keepalive};
-pub use stream_store::{Claim, ClaimedStream, StoredFrame, StreamStore, StreamWrite, TurnMark};
-pub use supervisor::{ConnectionDeps, ConnectionSupervisor, SupervisorMsg, SupervisorStats};
-pub use turn::{TurnAnswer, TurnFailure, TurnInput, TurnPipeline};
+pub use stream::{ResumeBuffer, ResumeLimits};
+pub use turn::{RunningTurns, TurnAnswer, TurnFailure, TurnInput, TurnOrigin, TurnOutbox, TurnPipeline};
+
+// Pushes, budget alerts and the WebSocket monitor.
+pub use budget_alerts::{ALERT_TTL, BudgetAlert, BudgetSpend, alerts_for};
+pub use push::{StoredPushDelivery, push_frame};
+pub use ws_monitor::{WsMonitor, WsSnapshot, ws_monitor};

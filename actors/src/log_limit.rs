@@ -2,6 +2,7 @@
 //! that fails thousands of turns logs a line every few seconds with how many were suppressed —
 //! never one line per turn, never silence. `ClientLogLimit` does the same per client address, so
 //! a client looping on a bad token logs one refusal per window, not one per attempt.
+//! Imports only `BoundedMap`.
 
 use std::net::IpAddr;
 use std::sync::Mutex;
@@ -12,20 +13,20 @@ use tokio::time::Instant;
 use crate::bounded_map::BoundedMap;
 
 /// A rate limit for one kind of log line.
-pub struct LogLimit {
+pub(crate) struct LogLimit {
     window: Duration,
     state: Mutex<Option<(Instant, u64)>>,
 }
 
 impl LogLimit {
     /// One line per `window`.
-    pub const fn new(window: Duration) -> Self {
+    pub(crate) const fn new(window: Duration) -> Self {
         LogLimit { window, state: Mutex::new(None) }
     }
 
     /// `Some(suppressed)` when a line may be logged now, with how many were suppressed since the
     /// last one; `None` when this one is suppressed (and counted).
-    pub fn allow(&self) -> Option<u64> {
+    pub(crate) fn allow(&self) -> Option<u64> {
         let now = Instant::now();
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         match state.as_mut() {
@@ -49,7 +50,7 @@ impl LogLimit {
 /// One line per client address per window, with at most `cap` addresses remembered (an address
 /// pushed out by a flood of others just logs again: the bound costs a line, never memory).
 #[derive(Debug)]
-pub struct ClientLogLimit {
+pub(crate) struct ClientLogLimit {
     window: Duration,
     /// Address → (when its last line was logged, refusals suppressed since).
     clients: Mutex<BoundedMap<IpAddr, (Instant, u64)>>,
@@ -57,13 +58,13 @@ pub struct ClientLogLimit {
 
 impl ClientLogLimit {
     /// One line per address per `window`, remembering at most `cap` addresses.
-    pub fn new(window: Duration, cap: usize) -> Self {
+    pub(crate) fn new(window: Duration, cap: usize) -> Self {
         Self { window, clients: Mutex::new(BoundedMap::new(cap)) }
     }
 
     /// `Some(suppressed)` when a line about `client` may be logged at `now`, with how many were
     /// suppressed since its last one; `None` when this one is suppressed (and counted).
-    pub fn allow(&self, client: IpAddr, now: Instant) -> Option<u64> {
+    pub(crate) fn allow(&self, client: IpAddr, now: Instant) -> Option<u64> {
         let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
         let mut fresh = false;
         let (last, suppressed) = clients.get_or_insert_with(client.to_canonical(), || {

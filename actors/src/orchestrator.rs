@@ -1,47 +1,35 @@
-//! `OrchestratorActor`: started lazily by a connection on its first chat; starts that
-//! connection's turns through the shared `TurnPipeline` and reports each outcome to the
-//! connection. It is **not** linked to its connection: a socket that closes sends `Finish`, and
-//! the turns it handed over still run (answered into the void, or into the v2 resume stream) and
-//! are stored. Each turn runs on a task of its own, registered as running by the connection when
-//! it read the chat, and stores its user message at once; its model work waits for the previous
-//! turn of the connection, so a conversation's turns stay in order. Killing this actor cannot
-//! cancel a turn mid-write; a turn that panics is reported as an internal error.
+//! `OrchestratorActor`: started lazily by a connection on its first chat, it owns that
+//! connection's turns — their order, their cancel, and running them (each on a task of its own,
+//! through the shared `TurnPipeline`). The connection keeps the socket and its dialect: it
+//! registers each chat as running the moment it reads it, hands it over here with a `TurnReply`,
+//! and turns the reply into frames. Imports the turn pipeline and the orchestrator's messages.
+//!
+//! Deliberate semantics:
+//! - It is **not** linked to its connection: a socket that closes sends `Finish`, and the turns it
+//!   handed over still run (answered into the void, or into the v2 resume stream) and are stored.
+//! - Each turn stores its user message at once; its model work waits for the previous turn of
+//!   the connection (the chain of [`Previous`]), so a conversation's turns stay in order.
+//! - Killing this actor cannot cancel a turn mid-write (turns run on their own tasks); a turn that
+//!   panics is reported as an internal error (its `TurnReply` is dropped unanswered).
+//! - A crash of this actor is reported to the client as an `error` frame, and the connection's
+//!   next chat starts a new orchestrator.
 
-use pam_protocol::{ErrorCode, V2Frame};
+use std::collections::HashMap;
+
 use ractor::{Actor, ActorProcessingErr, ActorRef};
+use tokio::sync::oneshot;
 
-use crate::connection::{ChatOutcome, ConnectionMsg};
+use crate::messages::orchestrator::{ChatJob, OrchestratorMsg, StreamedChat};
 use crate::metrics_names::ORCHESTRATORS_ACTIVE;
-use crate::running_turns::TurnGuard;
-use crate::turn::{Previous, TurnFailure, TurnInput, TurnPipeline};
-use crate::turn_v2::StreamedJob;
+use crate::turn::{Previous, StreamedJob, TurnPipeline};
 
-/// What a client is told when its turn failed inside the gateway.
-const INTERNAL_FAILURE: &str = "PAM hit an internal error answering this message; please try again";
+/// The orchestrator of one chatting connection (stateless: see [`OrchestratorState`]).
+pub(crate) struct OrchestratorActor;
 
-pub struct OrchestratorActor;
-
-pub struct OrchestratorArgs {
-    pub connection: ActorRef<ConnectionMsg>,
+/// What an orchestrator starts with.
+pub(crate) struct OrchestratorArgs {
+    /// Runs the turns (shared by every connection and the REST route).
     pub pipeline: TurnPipeline,
-}
-
-/// One chat turn to answer, numbered by its connection, registered as running since it was read.
-pub struct ChatJob {
-    pub turn: u64,
-    pub input: TurnInput,
-    pub guard: TurnGuard,
-    /// The connection's previous turn, whose end this one's model work waits for.
-    pub after: Option<Previous>,
-}
-
-pub enum OrchestratorMsg {
-    /// A legacy turn: the outcome goes back to the connection, which sends `chat_response`.
-    Chat(ChatJob),
-    /// A v2 turn (numbered by its connection): frames go to the stream.
-    Streamed(u64, StreamedJob, TurnGuard, Option<Previous>),
-    /// Stop after the turns already queued (the socket is gone, its turns are not).
-    Finish,
 }
 
 /// Keeps `pam_orchestrators_active` right however the actor ends (panics skip `post_stop`).
@@ -60,8 +48,15 @@ impl Drop for ActiveGauge {
     }
 }
 
-pub struct OrchestratorState {
-    args: OrchestratorArgs,
+/// The turns of one connection.
+pub(crate) struct OrchestratorState {
+    pipeline: TurnPipeline,
+    /// Ends when the connection's latest turn ends; the next turn's model work waits for it.
+    last_turn: Option<Previous>,
+    /// Fires `cancel` on the running v2 turns, by client id. An ended turn's entry (its receiver
+    /// gone) is dropped when the next v2 turn starts, so at most the connection's chats in
+    /// flight are kept.
+    cancels: HashMap<String, oneshot::Sender<()>>,
     _active: ActiveGauge,
 }
 
@@ -71,13 +66,14 @@ impl Actor for OrchestratorActor {
     type Arguments = OrchestratorArgs;
 
     async fn pre_start(&self, _myself: ActorRef<Self::Msg>, args: OrchestratorArgs) -> Result<Self::State, ActorProcessingErr> {
-        Ok(OrchestratorState { args, _active: ActiveGauge::new() })
+        Ok(OrchestratorState { pipeline: args.pipeline, last_turn: None, cancels: HashMap::new(), _active: ActiveGauge::new() })
     }
 
     async fn handle(&self, myself: ActorRef<Self::Msg>, message: Self::Msg, state: &mut Self::State) -> Result<(), ActorProcessingErr> {
         match message {
             OrchestratorMsg::Chat(job) => state.start_chat(job),
-            OrchestratorMsg::Streamed(turn, job, guard, after) => state.start_streamed(turn, job, guard, after),
+            OrchestratorMsg::Streamed(chat) => state.start_streamed(chat),
+            OrchestratorMsg::Cancel(id) => state.cancel(&id),
             OrchestratorMsg::Finish => myself.stop(None),
         }
         Ok(())
@@ -86,38 +82,31 @@ impl Actor for OrchestratorActor {
 
 impl OrchestratorState {
     /// Starts a legacy turn at once (its user message is stored now; its model work waits for
-    /// the connection's previous turn) and reports its outcome to the connection when it ends.
-    fn start_chat(&mut self, job: ChatJob) {
-        let session = job.input.session.clone();
-        let started = tokio::time::Instant::now();
-        let turn = self.args.pipeline.spawn(job.input, job.guard, job.after);
-        let connection = self.args.connection.clone();
-        let number = job.turn;
-        tokio::spawn(async move {
-            let outcome = match turn.await {
-                Ok(answer) => ChatOutcome { turn: number, session, latency: answer.latency, result: answer.result },
-                Err(error) => {
-                    tracing::error!(%error, "a chat turn failed");
-                    let failure = TurnFailure { code: ErrorCode::Internal, message: INTERNAL_FAILURE.into() };
-                    ChatOutcome { turn: number, session, latency: started.elapsed(), result: Err(failure) }
-                }
-            };
-            // The connection may already be gone; then nobody is waiting for the answer.
-            let _ = connection.cast(ConnectionMsg::ChatFinished(outcome));
+    /// the connection's previous turn); its task tells the connection the answer.
+    fn start_chat(&mut self, ChatJob { input, guard, reply }: ChatJob) {
+        let after = self.last_turn.replace(guard.finished());
+        let pipeline = self.pipeline.clone();
+        self.pipeline.on_task(guard.id(), async move { reply.answered(pipeline.answer(input, guard, after).await) });
+    }
+
+    /// Starts a v2 turn at once; its frames go to the stream, and `cancel` can stop it.
+    fn start_streamed(&mut self, StreamedChat { id, input, guard, stream, reply }: StreamedChat) {
+        let after = self.last_turn.replace(guard.finished());
+        self.cancels.retain(|_, cancel| !cancel.is_closed());
+        let (cancel, cancelled) = oneshot::channel();
+        self.cancels.insert(id.clone(), cancel);
+        let job = StreamedJob { id, input, stream, cancel: cancelled };
+        let pipeline = self.pipeline.clone();
+        self.pipeline.on_task(guard.id(), async move {
+            pipeline.answer_streamed(job, guard, after).await;
+            reply.ended();
         });
     }
 
-    /// Starts a v2 turn at once; its frames go to the stream, a crash becomes its error frame.
-    fn start_streamed(&mut self, number: u64, job: StreamedJob, guard: TurnGuard, after: Option<Previous>) {
-        let (stream, id) = (job.stream.clone(), job.id.clone());
-        let turn = self.args.pipeline.start_streamed(job, guard, after);
-        let connection = self.args.connection.clone();
-        tokio::spawn(async move {
-            if let Err(error) = turn.await {
-                tracing::error!(%error, "a v2 turn failed");
-                stream.push(V2Frame::error(Some(id), ErrorCode::Internal, INTERNAL_FAILURE));
-            }
-            let _ = connection.cast(ConnectionMsg::StreamedFinished(number));
-        });
+    /// v2 `cancel`: the running turn `id` stops (a turn already ended ignores it).
+    fn cancel(&mut self, id: &str) {
+        if let Some(cancel) = self.cancels.remove(id) {
+            let _ = cancel.send(());
+        }
     }
 }

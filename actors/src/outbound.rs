@@ -1,5 +1,6 @@
 //! The bounded outbound queue between a connection actor and its writer task, plus an
 //! out-of-band close signal that still gets through when the queue is full (slow consumer).
+//! A leaf: imports only the protocol's close table.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -11,6 +12,7 @@ use tokio::sync::Notify;
 /// A frame for the writer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum OutFrame {
+    /// A text frame, as sent.
     Text(String),
     /// An RFC 6455 ping.
     Ping,
@@ -19,8 +21,11 @@ pub enum OutFrame {
 /// How the writer ends the socket: an optional JSON `error` frame, then a close frame.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CloseRequest {
+    /// The JSON `error` frame sent before the close, if any.
     pub error_frame: Option<String>,
+    /// The close code.
     pub code: u16,
+    /// The close reason (≤ 123 bytes).
     pub reason: String,
 }
 
@@ -75,25 +80,12 @@ pub struct OutboundReceiver {
 /// What the writer should do next.
 #[derive(Debug, PartialEq, Eq)]
 pub enum WriterEvent {
+    /// Send this frame.
     Frame(OutFrame),
+    /// Send the error frame (if any) and close.
     Close(CloseRequest),
     /// Every sender is gone without a close request.
     Ended,
-}
-
-/// A queue of `capacity` frames.
-pub fn channel(capacity: usize) -> (Outbound, OutboundReceiver) {
-    let shared = Arc::new(Shared {
-        capacity: capacity.max(1),
-        queue: Mutex::new(VecDeque::new()),
-        closing: AtomicBool::new(false),
-        request: Mutex::new(None),
-        senders: AtomicUsize::new(1),
-        receiver_alive: AtomicBool::new(true),
-        notify: Notify::new(),
-        room: Notify::new(),
-    });
-    (Outbound { shared: shared.clone() }, OutboundReceiver { shared })
 }
 
 impl Shared {
@@ -122,6 +114,21 @@ impl Drop for Outbound {
 }
 
 impl Outbound {
+    /// A queue of `capacity` frames: the actor's side and the writer's.
+    pub fn channel(capacity: usize) -> (Outbound, OutboundReceiver) {
+        let shared = Arc::new(Shared {
+            capacity: capacity.max(1),
+            queue: Mutex::new(VecDeque::new()),
+            closing: AtomicBool::new(false),
+            request: Mutex::new(None),
+            senders: AtomicUsize::new(1),
+            receiver_alive: AtomicBool::new(true),
+            notify: Notify::new(),
+            room: Notify::new(),
+        });
+        (Outbound { shared: shared.clone() }, OutboundReceiver { shared })
+    }
+
     /// Queues a frame without waiting.
     pub fn send(&self, frame: OutFrame) -> Result<(), SendError> {
         if self.is_closing() || !self.shared.receiver_alive.load(Ordering::Acquire) {
@@ -164,6 +171,7 @@ impl Outbound {
         true
     }
 
+    /// Whether a close was requested (nothing more is queued then).
     pub fn is_closing(&self) -> bool {
         self.shared.closing.load(Ordering::Acquire)
     }
@@ -229,7 +237,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_full_queue_reports_full_and_close_still_gets_through() {
-        let (out, mut rx) = channel(2);
+        let (out, mut rx) = Outbound::channel(2);
         out.send(OutFrame::Ping).unwrap();
         out.send(OutFrame::Ping).unwrap();
         assert_eq!(out.send(OutFrame::Ping), Err(SendError::Full));
@@ -251,14 +259,14 @@ mod tests {
 
     #[tokio::test]
     async fn a_dropped_writer_makes_sends_fail_as_closed() {
-        let (out, rx) = channel(2);
+        let (out, rx) = Outbound::channel(2);
         drop(rx);
         assert_eq!(out.send(OutFrame::Ping), Err(SendError::Closed));
     }
 
     #[tokio::test]
     async fn a_waiting_writer_wakes_for_a_frame_and_for_the_last_sender_leaving() {
-        let (out, mut rx) = channel(2);
+        let (out, mut rx) = Outbound::channel(2);
         let second = out.clone();
         let writer = tokio::spawn(async move { (rx.next().await, rx.next().await) });
         tokio::task::yield_now().await;
@@ -270,7 +278,7 @@ mod tests {
 
     #[tokio::test]
     async fn send_when_room_waits_for_the_writer_instead_of_failing() {
-        let (out, mut rx) = channel(1);
+        let (out, mut rx) = Outbound::channel(1);
         let sender = tokio::spawn(async move {
             for n in 0..5 {
                 out.send_when_room(OutFrame::Text(n.to_string())).await.unwrap();
@@ -288,7 +296,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_sender_waiting_for_room_stops_when_the_writer_goes_away() {
-        let (out, rx) = channel(1);
+        let (out, rx) = Outbound::channel(1);
         out.send(OutFrame::Ping).unwrap();
         let waiting = tokio::spawn(async move { out.send_when_room(OutFrame::Ping).await });
         tokio::task::yield_now().await;
@@ -298,7 +306,7 @@ mod tests {
 
     #[tokio::test]
     async fn dropping_every_sender_ends_the_writer() {
-        let (out, mut rx) = channel(2);
+        let (out, mut rx) = Outbound::channel(2);
         out.send(OutFrame::Text("a".into())).unwrap();
         drop(out);
         assert_eq!(rx.next().await, WriterEvent::Frame(OutFrame::Text("a".into())));

@@ -1,23 +1,32 @@
 //! Per-connection limits and deadlines, taken from the gateway's validated settings.
+//! A leaf.
 
 use std::time::Duration;
 
 /// What every `ConnectionActor` obeys.
 #[derive(Debug, Clone)]
 pub struct ConnectionSettings {
+    /// Server pings go out this often (`PAM_PING_INTERVAL_MS`).
     pub ping_interval: Duration,
+    /// Silence this long closes with 1001 (`PAM_PONG_TIMEOUT_MS`).
     pub pong_timeout: Duration,
+    /// A v2 socket without a query token sends `auth` within this (`PAM_AUTH_TIMEOUT_MS`).
     pub auth_timeout: Duration,
+    /// Characters a chat message may have (`PAM_MAX_MESSAGE_CHARS`).
     pub max_message_chars: usize,
     /// Bytes (as JSON) a client's context may hold: `init`/`context_update` merged, or a chat's own.
     pub max_context_bytes: usize,
+    /// Chats per user per minute, socket and REST together (`PAM_RATE_LIMIT_PER_MINUTE`).
     pub rate_limit_per_minute: u32,
+    /// Frames queued for a socket before it closes with 4408 (`PAM_OUTBOUND_QUEUE`).
     pub outbound_queue: usize,
     /// Inbound frames read ahead of the actor before the reader waits.
     pub inbound_queue: usize,
+    /// The whole answer's deadline (`PAM_LLM_TIMEOUT_MS`).
     pub llm_timeout: Duration,
     /// Chats queued on one connection before new ones are refused.
     pub max_chats_in_flight: usize,
+    /// How long a drain waits for running chats (`PAM_SHUTDOWN_GRACE_MS`).
     pub shutdown_grace: Duration,
 }
 

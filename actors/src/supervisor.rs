@@ -1,88 +1,38 @@
 //! `ConnectionSupervisor`: the parent of every `ConnectionActor`. Spawns them linked, keeps
 //! their outbound handles so a connection that crashes still gets close 1011 with a reason,
 //! counts them, and drains them all with 1012 on shutdown. Children are never restarted.
+//! Imports the connection actor, its messages and the outbound queue.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
 use pam_protocol::CloseCode;
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
 
-use crate::admission::{AuthFailureThrottle, UserSlots};
-use crate::cluster::PushBus;
-use crate::connection::{ConnectionActor, ConnectionArgs, ConnectionMsg};
-use crate::context_loader::ContextLoaders;
+use crate::connection::{ConnectionActor, ConnectionArgs};
+use crate::messages::connection::ConnectionMsg;
 use crate::metrics_names::WS_CLOSED_TOTAL;
 use crate::outbound::{CloseRequest, Outbound};
-use crate::outbox::TurnOutbox;
-use crate::ports::{Authenticator, ConversationStore, LlmProvider};
-use crate::rate_limit::ChatRateLimit;
-use crate::resume::ResumeBuffer;
-use crate::running_turns::RunningTurns;
-use crate::settings::ConnectionSettings;
-use crate::turn::TurnPipeline;
+use crate::ws_monitor::ws_monitor;
 
-/// What every connection shares.
-pub struct ConnectionDeps {
-    pub settings: ConnectionSettings,
-    pub authenticator: Arc<dyn Authenticator>,
-    pub llm: Arc<dyn LlmProvider>,
-    pub store: Arc<dyn ConversationStore>,
-    /// Turns whose storage failed, waiting for the database.
-    pub outbox: Arc<TurnOutbox>,
-    pub loaders: ContextLoaders,
-    /// The per-user chat rate limit (socket and REST), across nodes when Redis is set.
-    pub rate_limiter: ChatRateLimit,
-    /// Per-user socket slots (across nodes when Redis is set) and this node's user → sockets registry.
-    pub user_slots: Arc<UserSlots>,
-    /// Reaches every socket of a user on every node that holds one.
-    pub push: Arc<dyn PushBus>,
-    /// Stored pushes and timers, delivered on connect.
-    pub notifications: Arc<dyn crate::notifications::NotificationStore>,
-    /// Sends a connecting user's stored pushes, one user at a time.
-    pub stored_pushes: crate::connection::StoredPushDelivery,
-    pub auth_throttle: AuthFailureThrottle,
-    /// v2 sessions that outlive their sockets, for `resume`.
-    pub resume: Arc<ResumeBuffer>,
-    /// Every turn this node has read and not finished (sockets and REST).
-    pub running: Arc<RunningTurns>,
-    /// This node's name (`PAM_NODE_ID`).
-    pub node: Arc<str>,
-    /// Which other nodes are alive (with Redis); `None` on a single node.
-    pub liveness: Option<Arc<dyn crate::cluster::NodeLiveness>>,
-}
-
-impl ConnectionDeps {
-    /// The turn pipeline over these dependencies (cheap: clones of shared handles).
-    pub fn pipeline(&self) -> TurnPipeline {
-        TurnPipeline {
-            llm: self.llm.clone(),
-            store: self.store.clone(),
-            outbox: self.outbox.clone(),
-            loaders: self.loaders.clone(),
-            llm_timeout: self.settings.llm_timeout,
-            running: self.running.clone(),
-            node: self.node.clone(),
-            liveness: self.liveness.clone(),
-            turn_lifetime: self.settings.turn_lifetime(),
-        }
-    }
-}
-
+/// The parent of every connection actor (stateless: see `SupervisorState`).
 pub struct ConnectionSupervisor;
 
 /// Counts for health and monitoring.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SupervisorStats {
+    /// Connections alive now.
     pub live: usize,
+    /// Connection actors that failed since the start.
     pub crashed_total: u64,
 }
 
+/// What the supervisor is asked.
 pub enum SupervisorMsg {
     /// Spawns a connection actor for an accepted socket.
     Open(ConnectionArgs, RpcReplyPort<Result<ActorRef<ConnectionMsg>, String>>),
     /// Tells every connection to drain; replies with how many were told.
     Drain(RpcReplyPort<usize>),
+    /// Replies with the counts.
     Stats(RpcReplyPort<SupervisorStats>),
     /// The shared keepalive tick, fanned out to every connection.
     Tick,
@@ -144,7 +94,7 @@ impl Actor for ConnectionSupervisor {
         for (actor, child) in state.children.values() {
             if child.outbound.close(CloseRequest::from_table(CloseCode::ServiceRestart, "")) {
                 metrics::counter!(WS_CLOSED_TOTAL, "code" => "1012").increment(1);
-                crate::monitor::ws().closed(1012, tokio::time::Instant::now());
+                ws_monitor().closed(1012, tokio::time::Instant::now());
             }
             actor.stop(None);
         }
@@ -168,7 +118,7 @@ impl Actor for ConnectionSupervisor {
                     if child.outbound.close(CloseRequest::from_table(CloseCode::InternalError, "internal error: connection handler failed"))
                     {
                         metrics::counter!(WS_CLOSED_TOTAL, "code" => "1011").increment(1);
-                        crate::monitor::ws().closed(1011, tokio::time::Instant::now());
+                        ws_monitor().closed(1011, tokio::time::Instant::now());
                     }
                 }
             }

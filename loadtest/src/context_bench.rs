@@ -11,8 +11,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use fred::prelude::{Builder, ClientLike, Config, KeysInterface};
-use pam_actors::context_loader::{ContextLoaderMsg, ContextLoaders};
 use pam_actors::{CacheLookup, ContextCache, ContextKind};
+use pam_actors::{ContextLoaderMsg, ContextLoaders};
 use pam_gateway::Settings;
 use pam_gateway::context::redis_cache::RedisCache;
 use pam_gateway::storage::database::Database;

@@ -10,7 +10,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
-use pam_actors::ports::{BoxFuture, LlmError, LlmProvider, LlmReply, LlmRequest};
+use pam_actors::{BoxFuture, LlmError, LlmProvider, LlmReply, LlmRequest};
 use serde_json::{Value, json};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;

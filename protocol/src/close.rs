@@ -12,7 +12,7 @@ macro_rules! close_table {
     ($( $variant:ident = $code:literal, $name:literal, $error:expr, $reason:literal; )*) => {
         /// Every close code the server may send (protocol.md, "Close codes").
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-        pub enum CloseCode { $( $variant, )* }
+        pub enum CloseCode { $( #[doc = concat!("`", stringify!($code), "` (", $name, "): ", $reason, ".")] $variant, )* }
 
         impl CloseCode {
             /// All codes, in table order.
@@ -77,7 +77,7 @@ impl CloseCode {
     }
 
     /// 4500–4999 ask the client not to reconnect (without user action); every other code, 4000–4499
-    /// and the 1xxx ones, allows a reconnect with backoff (1000 needs none: the session ended).
+    /// and the 1xxx ones, allows a reconnect with backoff (1000 needs none: the socket ended on purpose).
     pub const fn may_reconnect(self) -> bool {
         !matches!(self.code(), 4500..=4999)
     }

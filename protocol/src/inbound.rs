@@ -22,28 +22,35 @@ pub struct ChatRequest {
 /// Every client frame the gateway understands.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ClientFrame {
+    /// A chat message to answer (legacy `chat`/`message`, v2 `chat` with an `id`).
     Chat(ChatRequest),
     /// Answered at once with a `pong` echoing `timestamp` (which may be any JSON value).
     Ping {
+        /// Echoed in the `pong`; the server's clock when absent.
         timestamp: Option<Value>,
     },
+    /// An answer to the server's JSON `ping` (any frame proves liveness; this one says nothing else).
     Pong,
     /// `init` and `context_update`: merged into the next chat's context.
     Context(Map<String, Value>),
     /// v2 `auth` (legacy clients send it too, where it is ignored).
     Auth {
+        /// The access token (a JWT).
         token: String,
     },
     /// v2 token refresh.
     AuthRefresh {
+        /// A fresh access token for the same user.
         token: String,
     },
     /// v2 cancel of a running chat.
     Cancel {
+        /// The `id` of the chat to stop.
         id: String,
     },
     /// v2 dismissal of a server push (a fired timer stops being re-sent).
     Dismiss {
+        /// The push's `id`.
         id: String,
     },
     /// v2 resume after reconnect.
@@ -52,6 +59,7 @@ pub enum ClientFrame {
         stream_id: String,
         /// The `welcome.epoch` it saw, when the client sends it.
         epoch: Option<String>,
+        /// The last `seq` the client received; the replay starts after it.
         last_seq: u64,
     },
     /// Known-harmless types (`heartbeat`, `typing_indicator`) that need no answer.
@@ -61,8 +69,11 @@ pub enum ClientFrame {
 /// Why a text frame was not understood.
 #[derive(Debug, Clone, PartialEq)]
 pub enum FrameError {
+    /// Not JSON, or not a JSON object with a `type`.
     InvalidJson(String),
+    /// A `type` the gateway does not know.
     UnknownType(String),
+    /// A known `type` with missing or malformed fields.
     Validation(String),
 }
 

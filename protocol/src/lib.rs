@@ -3,6 +3,8 @@
 //! Knows nothing of tokio or sockets: serde only. With the `schema` feature the frame types also
 //! derive JSON Schema, and [`schema`] builds the JSON Schemas and the AsyncAPI document from them.
 
+#![warn(missing_docs)]
+
 mod client_wire;
 mod close;
 mod error_code;

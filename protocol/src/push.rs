@@ -54,6 +54,9 @@ pub struct TimerExpired {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
+// Variant docs would become part of the generated JSON Schema (a doc turns its `enum` into a
+// `oneOf`), which docs/schema/ commits; the names say enough.
+#[allow(missing_docs)]
 pub enum AlertPriority {
     Urgent,
     High,
@@ -97,6 +100,9 @@ pub struct ProactiveAlert {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(tag = "type", rename_all = "snake_case")]
+// Each variant is named for its payload type, documented there; a variant doc would become part
+// of the generated JSON Schema, which docs/schema/ commits.
+#[allow(missing_docs)]
 pub enum PushFrame {
     TimerExpired(TimerExpired),
     ProactiveAlert(ProactiveAlert),
@@ -108,6 +114,7 @@ pub enum PushFrame {
 pub struct SeqPushFrame {
     /// The stream's sequence number, as on every v2 server frame.
     pub seq: u64,
+    /// The push itself (its fields sit beside `seq`).
     #[serde(flatten)]
     pub frame: PushFrame,
 }

@@ -1,5 +1,5 @@
 //! Server → client frames of the v2 dialect. Every frame carries `seq` (strictly increasing per
-//! session) so a reconnecting client can `resume`; `SeqFrame` pairs a `V2Frame` with its `seq`.
+//! stream) so a reconnecting client can `resume`; `SeqFrame` pairs a `V2Frame` with its `seq`.
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -225,6 +225,7 @@ impl V2Frame {
 pub struct SeqFrame {
     /// Strictly increasing per stream session; `resume` names the last one seen.
     pub seq: u64,
+    /// The frame itself (its fields sit beside `seq`).
     #[serde(flatten)]
     pub frame: V2Frame,
 }

@@ -21,7 +21,7 @@ use std::time::Duration;
 use fred::clients::SubscriberClient;
 use fred::prelude::{ClientLike, EventInterface, LuaInterface, PubsubInterface};
 use fred::types::{ClusterHash, CustomCommand};
-use pam_actors::cluster::PushCounters;
+use pam_actors::PushCounters;
 use pam_actors::{BoxFuture, PushBus, PushOutcome, PushStats, ResumeBuffer, UserSlots};
 use pam_protocol::UserId;
 use serde::{Deserialize, Serialize};

@@ -64,7 +64,7 @@ impl RedisShared {
             address: address.to_string(),
             sockets,
             users,
-            heartbeat_at: pam_actors::connection::iso_now(),
+            heartbeat_at: pam_actors::iso_now(),
         };
         let json = serde_json::to_string(&info).expect("node info serialises");
         let args = vec![json, info.incarnation, self.node_ttl.as_millis().to_string(), self.node.clone()];
@@ -158,7 +158,7 @@ enum Beat {
 
 /// Registers the node now and every `PAM_NODE_TTL_MS / 3`, until aborted.
 pub fn spawn_heartbeat(shared: Arc<RedisShared>, slots: Arc<UserSlots>, address: String) -> tokio::task::JoinHandle<()> {
-    let started_at = pam_actors::connection::iso_now();
+    let started_at = pam_actors::iso_now();
     let period = (shared.node_ttl / 3).max(Duration::from_millis(50));
     tokio::spawn(async move {
         let mut ticks = tokio::time::interval(period);

@@ -150,7 +150,7 @@ end
 return out
 "#;
 
-/// GCRA (see `pam_actors::rate_limit`). KEYS the user's arrival-time key; ARGV interval and
+/// GCRA (see `pam_actors::Gcra`). KEYS the user's arrival-time key; ARGV interval and
 /// tolerance in µs. Returns 1 when the chat is allowed (and takes it), 0 when not.
 pub(super) const RATE: &str = r#"
 local now = redis.call('TIME')

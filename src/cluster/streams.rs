@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use fred::prelude::LuaInterface;
 use fred::types::Value;
-use pam_actors::stream_store::{STREAM_STORE_DEGRADED, STREAM_WRITES_TOTAL};
+use pam_actors::metrics_names::{STREAM_STORE_DEGRADED, STREAM_WRITES_TOTAL};
 use pam_actors::{BoxFuture, Claim, ClaimedStream, ResumeLimits, SharedUnavailable, StoredFrame, StreamStore, StreamWrite, TurnMark};
 use pam_protocol::UserId;
 use tokio::sync::{Notify, mpsc, oneshot};

@@ -39,7 +39,7 @@ impl ClusterView {
             address: self.address.to_string(),
             sockets,
             users,
-            heartbeat_at: pam_actors::connection::iso_now(),
+            heartbeat_at: pam_actors::iso_now(),
         }
     }
 }
@@ -57,7 +57,7 @@ pub struct ClusterParts {
 
 /// This node's cluster parts; with Redis they register the node and start its heartbeat.
 pub fn build(settings: &Settings, node: Arc<str>, address: SocketAddr) -> anyhow::Result<ClusterParts> {
-    let started_at = pam_actors::connection::iso_now();
+    let started_at = pam_actors::iso_now();
     // A shared idempotency claim stays "running" at most as long as a turn can run.
     let running_for = settings.connection_settings().turn_lifetime();
     let local_keys = IdempotencyKeys::new(IDEMPOTENCY_TTL, IDEMPOTENCY_CAPACITY);

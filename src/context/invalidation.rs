@@ -11,7 +11,7 @@
 
 use std::time::Duration;
 
-use pam_actors::context_loader::ContextLoaders;
+use pam_actors::ContextLoaders;
 
 use crate::push::budget_alerts::watcher::BudgetWatcher;
 use pam_protocol::UserId;

@@ -11,8 +11,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use pam_actors::context_loader::{ContextLoaderActor, ContextLoaderArgs, ContextLoaders};
 use pam_actors::{ContextCache, ContextKind, ContextStore};
+use pam_actors::{ContextLoaderActor, ContextLoaderArgs, ContextLoaders};
 use ractor::Actor;
 
 use crate::settings::Settings;

@@ -45,7 +45,7 @@ pub async fn pam_health(State(state): State<SharedState>) -> Response {
     let body = json!({
         "status": status,
         "problems": problems,
-        "timestamp": pam_actors::connection::iso_now(),
+        "timestamp": pam_actors::iso_now(),
         "service": "PAM",
         "version": env!("CARGO_PKG_VERSION"),
         "node": &*state.deps.node,

@@ -70,11 +70,11 @@ pub async fn websockets(State(state): State<SharedState>, headers: HeaderMap) ->
     if let Some(refusal) = refuse_non_admin(&state, &headers).await {
         return refusal;
     }
-    let snapshot = pam_actors::monitor::ws().snapshot(Instant::now());
+    let snapshot = pam_actors::ws_monitor().snapshot(Instant::now());
     let closes: serde_json::Map<String, Value> = snapshot.closes_by_code.iter().map(|(code, n)| (code.to_string(), json!(n))).collect();
     Json(json!({
         "generated_at": iso(chrono::Utc::now()),
-        "window_seconds": pam_actors::monitor::WINDOW.as_secs(),
+        "window_seconds": pam_actors::WsMonitor::WINDOW.as_secs(),
         "connections": {
             "by_state": snapshot.by_state,
             "sockets": state.live_sockets.load(std::sync::atomic::Ordering::Acquire),

@@ -200,7 +200,7 @@ pub async fn push(State(state): State<SharedState>, headers: HeaderMap, body: Re
         created_at: now,
     };
     // The sockets mark an alert delivered as they send it.
-    let online = publish(&*state.deps.push, &stored).await;
+    let online = publish(&*state.deps.push_bus, &stored).await;
     (StatusCode::ACCEPTED, Json(json!({"id": id, "online": online}))).into_response()
 }
 

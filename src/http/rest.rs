@@ -241,7 +241,7 @@ async fn run_turn(state: &SharedState, user: &UserId, body: &ChatBody, client_ms
         "conversation_id": ids.as_ref().map(|i| i.conversation_id.clone()).or_else(|| body.conversation_id.clone()),
         "message_id": ids.map(|i| i.message_id),
         "processing_time_ms": u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
-        "timestamp": pam_actors::connection::iso_now(),
+        "timestamp": pam_actors::iso_now(),
         "source": reply.source,
         "model": reply.model,
     }))

@@ -19,8 +19,7 @@ use axum::response::{IntoResponse, Response};
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use pam_actors::metrics_names::WS_REJECTED_TOTAL;
-use pam_actors::outbound::channel;
-use pam_actors::{CloseRequest, ConnectionArgs, ConnectionMsg, Inbound, OutFrame, OutboundReceiver, SupervisorMsg, WriterEvent};
+use pam_actors::{CloseRequest, ConnectionArgs, ConnectionMsg, Inbound, OutFrame, Outbound, OutboundReceiver, SupervisorMsg, WriterEvent};
 use pam_protocol::{CloseCode, Dialect, V2_SUBPROTOCOL};
 use ractor::ActorRef;
 use serde::Deserialize;
@@ -211,7 +210,7 @@ impl Drop for LiveSocket {
 /// task holds only what reading needs (~1.1 KiB less per socket).
 fn serve_socket(state: SharedState, socket: WebSocket, path_user: Option<String>, token: Option<String>, dialect: Dialect, client: IpAddr) {
     let live = LiveSocket::new(&state);
-    let (outbound, out_rx) = channel(state.deps.settings.outbound_queue);
+    let (outbound, out_rx) = Outbound::channel(state.deps.settings.outbound_queue);
     let (sink, stream) = socket.split();
     let writer = tokio::spawn(write_loop(sink, out_rx));
     let args = ConnectionArgs {

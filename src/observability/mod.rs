@@ -2,8 +2,8 @@
 //! every metric the domains record), and the in-process records behind the monitoring endpoints —
 //! the slow-query ring (fed by every timed database query), the recent-errors log (fed by a
 //! tracing layer) and the latest pushes (fed by every publish). The WebSocket recorder lives in
-//! `pam_actors`. All are bounded and read without touching the database or Redis. A leaf for the
-//! domains: it imports none of them except metric names in `telemetry.rs`.
+//! `pam_actors::ws_monitor`. All are bounded and read without touching the database or Redis. A
+//! leaf for the domains: it imports none of them except metric names in `telemetry.rs`.
 
 pub mod errors;
 pub mod pushes;

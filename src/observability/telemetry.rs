@@ -76,8 +76,6 @@ fn describe_metrics() {
     metrics::describe_counter!(RATE_LIMITED_TOTAL, "Chat frames refused by the rate limit");
     metrics::describe_gauge!(ORCHESTRATORS_ACTIVE, "Running orchestrator actors");
     {
-        use pam_actors::outbox::*;
-        use pam_actors::running_turns::*;
         metrics::describe_gauge!(TURNS_PENDING, "Conversation writes waiting in memory for the database");
         metrics::describe_counter!(
             TURNS_DROPPED_TOTAL,
@@ -110,7 +108,7 @@ fn describe_metrics() {
     metrics::describe_counter!(crate::context::redis_cache::CACHE_ERRORS_TOTAL, "Redis cache operations that failed or timed out");
     {
         use crate::cluster::{NODE_UP, SHARED_ERRORS_TOTAL, SHARED_STATE_DEGRADED};
-        use pam_actors::cluster::{PUSH_DELIVERED_TOTAL, PUSH_PUBLISHED_TOTAL, PUSH_RECEIVED_TOTAL};
+        use pam_actors::metrics_names::{PUSH_DELIVERED_TOTAL, PUSH_PUBLISHED_TOTAL, PUSH_RECEIVED_TOTAL};
         metrics::describe_gauge!(NODE_UP, "1 on a running node, labelled with its PAM_NODE_ID");
         metrics::describe_gauge!(
             SHARED_STATE_DEGRADED,
@@ -140,9 +138,9 @@ fn describe_metrics() {
         metrics::Unit::Seconds,
         "Database query time by query (context, conversations, settings)"
     );
-    metrics::describe_counter!(pam_actors::context_loader::CACHE_REQUESTS_TOTAL, "Context cache lookups by kind and result (hit, miss)");
+    metrics::describe_counter!(pam_actors::metrics_names::CACHE_REQUESTS_TOTAL, "Context cache lookups by kind and result (hit, miss)");
     metrics::describe_histogram!(
-        pam_actors::context_loader::CONTEXT_LOAD_SECONDS,
+        pam_actors::metrics_names::CONTEXT_LOAD_SECONDS,
         metrics::Unit::Seconds,
         "Context load time by kind and source"
     );

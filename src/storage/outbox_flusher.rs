@@ -5,8 +5,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use pam_actors::outbox::{OUTBOX_REPLAYED_TOTAL, PendingWrite, TURNS_DROPPED_TOTAL, TurnOutbox};
+use pam_actors::metrics_names::{OUTBOX_REPLAYED_TOTAL, TURNS_DROPPED_TOTAL};
 use pam_actors::{ConversationStore, StoreError};
+use pam_actors::{PendingWrite, TurnOutbox};
 use tokio::time::Instant;
 
 const RETRY_EVERY: Duration = Duration::from_secs(1);
@@ -43,9 +44,9 @@ async fn store_write(store: &dyn ConversationStore, write: &PendingWrite) -> Res
         }
     };
     // A hung connection counts as unavailable; the write is idempotent and rolls back if dropped.
-    tokio::time::timeout(pam_actors::outbox::STORE_TIMEOUT, stored)
+    tokio::time::timeout(pam_actors::STORE_TIMEOUT, stored)
         .await
-        .unwrap_or_else(|_| Err(StoreError::Unavailable(format!("no answer within {} ms", pam_actors::outbox::STORE_TIMEOUT.as_millis()))))
+        .unwrap_or_else(|_| Err(StoreError::Unavailable(format!("no answer within {} ms", pam_actors::STORE_TIMEOUT.as_millis()))))
 }
 
 /// Stores waiting writes in order until the database is unavailable (that write stays at the

@@ -7,7 +7,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
 use std::sync::Mutex;
 
-use pam_actors::outbox::{OutboxJournal, PendingWrite};
+use pam_actors::{OutboxJournal, PendingWrite};
 
 /// The journal file; created on the first append, emptied once everything in it is stored.
 pub struct FileJournal {

@@ -11,10 +11,10 @@ use crate::common::cluster::Cluster;
 use crate::common::redis::{fresh_prefix, redis, redis_url};
 use crate::common::*;
 use fred::prelude::{ClientLike, KeysInterface};
-use pam_actors::context_loader::{ContextLoaderActor, ContextLoaderArgs, ContextLoaderMsg};
 use pam_actors::{
     BoxFuture, CacheLookup, ContextCache, ContextKind, ContextStore, FillToken, FinancialContext, ProfileContext, SocialContext, StoreError,
 };
+use pam_actors::{ContextLoaderActor, ContextLoaderArgs, ContextLoaderMsg};
 use pam_gateway::context::redis_cache::RedisCache;
 use pam_protocol::UserId;
 use ractor::{Actor, ActorRef};

@@ -148,8 +148,8 @@ impl pam_actors::ContextStore for FailingContext {
 
 #[tokio::test]
 async fn client_sent_context_never_poses_as_loaded_data_when_a_loader_fails() {
-    use pam_actors::context_loader::{ContextLoaderActor, ContextLoaderArgs, ContextLoaders};
     use pam_actors::{ContextKind, ContextStore};
+    use pam_actors::{ContextLoaderActor, ContextLoaderArgs, ContextLoaders};
     let store: Arc<dyn ContextStore> = Arc::new(FailingContext);
     let mut loaders = Vec::new();
     for kind in [ContextKind::Profile, ContextKind::Financial, ContextKind::Social] {

@@ -1,5 +1,6 @@
 //! The authentication half of `ConnectionActor`: verify the token (query, v2 `auth` frame or
 //! v2 `auth_refresh`), refuse with the table's close code, and the welcome once ready.
+//! Part of the connection actor; imports the ports, the phase and the WebSocket monitor.
 
 use std::time::Duration;
 
@@ -7,10 +8,12 @@ use pam_protocol::{CloseCode, ConnectionFrame, Dialect, ServerFrame, UserId};
 use ractor::ActorRef;
 use tokio::time::Instant;
 
-use super::{ConnectionMsg, ConnectionState, iso_now};
+use super::phase::{ConnectionPhase, Keepalive};
+use super::{ConnectionState, iso_now};
+use crate::messages::connection::ConnectionMsg;
 use crate::metrics_names::{AUTH_FAILURES_TOTAL, USER_CAP_HITS_TOTAL};
 use crate::ports::AuthError;
-use crate::state::{ConnectionPhase, Keepalive};
+use crate::ws_monitor::ws_monitor;
 
 impl ConnectionState {
     pub(super) async fn authenticate(&mut self, myself: &ActorRef<ConnectionMsg>, token: &str) {
@@ -71,7 +74,7 @@ impl ConnectionState {
     async fn ready(&mut self, myself: &ActorRef<ConnectionMsg>, user: UserId, expires_at: Option<u64>) {
         let Some(slot) = self.deps.user_slots.acquire(&user, Some(myself.clone())).await else {
             metrics::counter!(USER_CAP_HITS_TOTAL).increment(1);
-            crate::monitor::ws().user_cap_hit(Instant::now());
+            ws_monitor().user_cap_hit(Instant::now());
             let detail = format!("more than {} connections for this user", self.deps.user_slots.cap());
             return self.close(myself, CloseCode::TooManyConnections, &detail);
         };

@@ -1,23 +1,25 @@
 //! The chat half of `ConnectionActor`: validation, the per-user rate limit, the lazily started
-//! orchestrator, and turning its outcome into the one terminal frame (legacy) or handing the
-//! turn to the orchestrator with the session stream (v2, which streams its own frames). A chat
-//! is registered as a running turn the moment it is read; from then on it is the orchestrator's
-//! and the pipeline's, not the socket's.
+//! orchestrator that owns the connection's turns, and turning a turn's reply into the one
+//! terminal frame (legacy; a v2 turn streams its own frames). A chat is registered as a running
+//! turn the moment it is read; from then on it is the orchestrator's and the pipeline's, not the
+//! socket's.
+//! Part of the connection actor; imports the orchestrator, its messages and the turn input.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use pam_protocol::{ChatRequest, ChatResponse, CloseCode, ErrorCode, ErrorFrame, ServerFrame, SessionId};
 use ractor::{Actor, ActorRef};
-use tokio::sync::oneshot;
 use tokio::time::Instant;
 
-use super::{ChatOutcome, ConnectionMsg, ConnectionState, InFlight, MAX_VIOLATIONS, iso_now};
+use super::phase::ConnectionPhase;
+use super::{ConnectionState, InFlight, MAX_VIOLATIONS, iso_now};
+use crate::messages::connection::{ChatOutcome, ConnectionMsg};
+use crate::messages::orchestrator::{ChatJob, OrchestratorMsg, StreamedChat, TurnReply};
 use crate::metrics_names::{CHAT_SECONDS, RATE_LIMITED_TOTAL};
-use crate::orchestrator::{ChatJob, OrchestratorActor, OrchestratorArgs, OrchestratorMsg};
-use crate::running_turns::TurnOrigin;
-use crate::state::ConnectionPhase;
-use crate::turn::TurnInput;
-use crate::turn_v2::StreamedJob;
+use crate::orchestrator::{OrchestratorActor, OrchestratorArgs};
+use crate::stream::ResumableStream;
+use crate::turn::{TurnInput, TurnOrigin};
 
 /// An error frame about one chat (its `id` set in v2).
 fn chat_error(id: &Option<String>, code: ErrorCode, message: impl Into<String>) -> ServerFrame {
@@ -43,13 +45,11 @@ impl ConnectionState {
             return self
                 .rate_limited(myself, format!("more than {} messages a minute; slow down", self.deps.settings.rate_limit_per_minute));
         }
-        let Some(orchestrator) = self.orchestrator(myself).await else {
+        let Some(orchestrator) = self.orchestrator().await else {
             return self.send(myself, chat_error(&chat.id, ErrorCode::Internal, "PAM could not start a conversation; please try again"));
         };
         let mut context = self.client_context.clone();
         context.extend(chat.context.unwrap_or_default());
-        self.next_turn += 1;
-        let turn = self.next_turn;
         let v2_stream = self.v2_stream();
         // Legacy chats carry no id: the server makes one, so a retried write never stores twice.
         let client_msg_id = match (&chat.id, &v2_stream) {
@@ -58,45 +58,59 @@ impl ConnectionState {
         };
         let origin = TurnOrigin::Socket(self.conn_id.clone());
         let input = TurnInput { user, session, message: chat.message, context, client_msg_id, origin };
-        // Registered as running from the moment it was read, before it waits in any mailbox.
-        let guard = self.deps.pipeline().register(&input);
-        let after = self.last_turn.replace(guard.finished());
-        let message = match (chat.id.clone(), v2_stream) {
-            (Some(id), Some(stream)) => {
-                let (cancel, cancelled) = oneshot::channel();
-                if let Some(v2) = self.v2.as_mut() {
-                    v2.turns.insert(id.clone(), super::v2::V2Turn { cancel: Some(cancel) });
-                }
-                OrchestratorMsg::Streamed(turn, StreamedJob { id, input, stream, cancel: cancelled }, guard, after)
-            }
-            _ => OrchestratorMsg::Chat(ChatJob { turn, input, guard, after }),
-        };
-        if orchestrator.cast(message).is_err() {
-            self.forget_v2_turn(chat.id.as_deref());
-            return self.send(myself, chat_error(&chat.id, ErrorCode::Internal, "PAM could not take this message; please try again"));
-        }
-        self.in_flight.insert(turn, InFlight { started: Instant::now(), client_id: chat.id });
+        self.hand_over(myself, &orchestrator, input, chat.id, v2_stream);
     }
 
-    fn v2_stream(&self) -> Option<std::sync::Arc<crate::resume::SessionStream>> {
+    /// Registers the turn as running (before it waits in any mailbox) and hands it to the
+    /// orchestrator with the reply that tells this connection its end.
+    fn hand_over(
+        &mut self,
+        myself: &ActorRef<ConnectionMsg>,
+        orchestrator: &ActorRef<OrchestratorMsg>,
+        input: TurnInput,
+        id: Option<String>,
+        stream: Option<Arc<ResumableStream>>,
+    ) {
+        self.next_turn += 1;
+        let turn = self.next_turn;
+        let guard = self.deps.pipeline().register(&input);
+        let message = match (id.clone(), stream) {
+            (Some(id), Some(stream)) => {
+                let reply = TurnReply::streamed(myself.clone(), turn, stream.clone(), id.clone());
+                OrchestratorMsg::Streamed(StreamedChat { id, input, guard, stream, reply })
+            }
+            _ => {
+                let reply = TurnReply::chat(myself.clone(), turn, input.session.clone());
+                OrchestratorMsg::Chat(ChatJob { input, guard, reply })
+            }
+        };
+        self.in_flight.insert(turn, InFlight { started: Instant::now(), client_id: id.clone(), cancelled: false });
+        if let Err(error) = orchestrator.cast(message) {
+            // The orchestrator is gone (it crashed): the next chat starts a new one.
+            self.orchestrator = None;
+            tracing::error!(conn_id = %self.conn_id, "the orchestrator is gone; the next chat starts a new one");
+            // A message handed back never reached it: answered here. Any other was dropped on
+            // the way, and its reply tells the internal error.
+            if let ractor::MessagingErr::SendErr(message) = error {
+                message.disarm();
+                self.in_flight.remove(&turn);
+                self.send(myself, chat_error(&id, ErrorCode::Internal, "PAM could not take this message; please try again"));
+            }
+        }
+    }
+
+    fn v2_stream(&self) -> Option<Arc<ResumableStream>> {
         self.v2.as_ref().and_then(|v2| v2.stream.clone())
     }
 
     fn is_running_v2(&self, chat: &ChatRequest) -> bool {
-        matches!((&self.v2, &chat.id), (Some(v2), Some(id)) if v2.turns.contains_key(id))
+        self.v2.is_some() && chat.id.as_ref().is_some_and(|id| self.in_flight.values().any(|f| f.client_id.as_ref() == Some(id)))
     }
 
-    fn forget_v2_turn(&mut self, id: Option<&str>) {
-        if let (Some(v2), Some(id)) = (self.v2.as_mut(), id) {
-            v2.turns.remove(id);
-        }
-    }
-
-    /// v2: the orchestrator already sent the turn's frames; only bookkeeping is left.
+    /// v2: the turn already sent its frames; only bookkeeping is left.
     pub(super) fn on_streamed_finished(&mut self, myself: &ActorRef<ConnectionMsg>, turn: u64) {
         let Some(in_flight) = self.in_flight.remove(&turn) else { return };
         metrics::histogram!(CHAT_SECONDS).record(in_flight.started.elapsed().as_secs_f64());
-        self.forget_v2_turn(in_flight.client_id.as_deref());
         self.close_if_drained(myself);
     }
 
@@ -142,9 +156,9 @@ impl ConnectionState {
         }
     }
 
-    async fn orchestrator(&mut self, myself: &ActorRef<ConnectionMsg>) -> Option<ActorRef<OrchestratorMsg>> {
+    async fn orchestrator(&mut self) -> Option<ActorRef<OrchestratorMsg>> {
         if self.orchestrator.is_none() {
-            let args = OrchestratorArgs { connection: myself.clone(), pipeline: self.deps.pipeline() };
+            let args = OrchestratorArgs { pipeline: self.deps.pipeline() };
             // Not linked: a closing socket must not kill the turns it already handed over.
             match Actor::spawn(None, OrchestratorActor, args).await {
                 Ok((actor, _)) => self.orchestrator = Some(actor),

@@ -1,15 +1,17 @@
 //! Keepalive and drain of `ConnectionActor`: server pings, the pong deadline (1001), token
 //! expiry on the tick, and the graceful drain (1012 at once on v2; on legacy once running chats
 //! are answered).
+//! Part of the connection actor; imports the phase and the outbound queue.
 
 use pam_protocol::{CloseCode, ServerFrame};
 use ractor::ActorRef;
 use tokio::time::Instant;
 
-use super::{ConnectionMsg, ConnectionState, unix_millis};
+use super::phase::ConnectionPhase;
+use super::{ConnectionState, unix_millis};
+use crate::messages::connection::ConnectionMsg;
 use crate::metrics_names::{AUTH_FAILURES_TOTAL, count_frame};
 use crate::outbound::OutFrame;
-use crate::state::ConnectionPhase;
 
 impl ConnectionState {
     pub(super) fn on_tick(&mut self, myself: &ActorRef<ConnectionMsg>) {

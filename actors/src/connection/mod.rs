@@ -3,35 +3,37 @@
 //! chats, starts the orchestrator lazily, runs keepalive from its state enum and ends every path
 //! through one `close` that sends an error frame and a close code with a reason. The v2
 //! dialect (ids, streaming, resume, token refresh) lives in `v2.rs`; authentication in `auth.rs`.
+//! Imports the dependency bag, the messages, the outbound queue and the orchestrator; its
+//! children (`auth`, `chat`, `keepalive`, `phase`, `push`, `resume`, `v2`) each add one concern.
 
 use std::collections::{HashMap, VecDeque};
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
-use std::time::Duration;
 
 use futures_util::FutureExt;
-use pam_protocol::{ClientFrame, CloseCode, Dialect, ErrorCode, ServerFrame, SessionId, UserId, parse_client_frame};
+use pam_protocol::{ClientFrame, CloseCode, Dialect, ErrorCode, ServerFrame, UserId, parse_client_frame};
 use ractor::{Actor, ActorProcessingErr, ActorRef, SupervisionEvent};
 use serde_json::{Map, Value};
-use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 
 use crate::admission::UserSlot;
+use crate::deps::ConnectionDeps;
+use crate::messages::connection::{ConnectionMsg, Inbound};
+use crate::messages::orchestrator::OrchestratorMsg;
 use crate::metrics_names::{WS_CLOSED_TOTAL, WS_CONNECTIONS, WS_OPENED_TOTAL, count_frame};
-use crate::orchestrator::OrchestratorMsg;
 use crate::outbound::{CloseRequest, OutFrame, Outbound, SendError};
-use crate::ports::{AuthError, LlmReply};
-use crate::state::ConnectionPhase;
-use crate::turn::TurnFailure;
+use crate::ports::AuthError;
+use crate::ws_monitor::ws_monitor;
 
 mod auth;
 mod chat;
 mod keepalive;
+mod phase;
 mod push;
-pub use push::StoredPushDelivery;
 mod resume;
 mod v2;
-use crate::supervisor::ConnectionDeps;
+
+use phase::ConnectionPhase;
 
 /// Invalid frames in a row that end the connection with 1008.
 const MAX_INVALID_IN_ROW: u32 = 10;
@@ -40,84 +42,37 @@ const MAX_VIOLATIONS: usize = 5;
 /// Keys kept from `init`/`context_update` frames.
 const MAX_CONTEXT_KEYS: usize = 64;
 
-pub struct ConnectionActor;
+pub(crate) struct ConnectionActor;
 
+/// What a `ConnectionActor` starts with, for one accepted socket.
 pub struct ConnectionArgs {
+    /// Names the connection in logs, frames and the stream's attachment.
     pub conn_id: String,
+    /// Fixed at the upgrade: legacy or v2.
     pub dialect: Dialect,
     /// The raw `{user_id}` of the path, parsed after accept so a bad one still gets a reason;
     /// `None` on `/api/v2/pam/ws`.
     pub path_user: Option<String>,
+    /// The `?token=` of the upgrade; `None` means a v2 `auth` frame must follow.
     pub token: Option<String>,
     /// The client's address (behind `PAM_TRUSTED_PROXIES`, the forwarded one), for the auth-failure
     /// throttle and the connection's logs.
     pub peer_ip: Option<std::net::IpAddr>,
+    /// The bounded queue to the socket's writer task.
     pub outbound: Outbound,
+    /// What every connection shares.
     pub deps: Arc<ConnectionDeps>,
-}
-
-/// What the reader task saw on the socket.
-#[derive(Debug)]
-pub enum Inbound {
-    Text(String),
-    Binary,
-    /// RFC 6455 ping or pong (the ping is answered by the socket layer).
-    Control,
-    /// The client sent a close frame (code if any).
-    Closed(Option<u16>),
-    /// A frame over `PAM_MAX_FRAME_BYTES`.
-    TooBig,
-    /// An RFC 6455 violation by the client: close with this code (1002, or 1007 for invalid
-    /// UTF-8) after a `PROTOCOL_ERROR` error frame whose message is the detail.
-    Violation(CloseCode, &'static str),
-    /// The transport failed or ended without a close frame.
-    Broken(String),
-}
-
-/// The orchestrator's report for one turn.
-#[derive(Debug)]
-pub struct ChatOutcome {
-    pub turn: u64,
-    pub session: SessionId,
-    pub latency: Duration,
-    pub result: Result<LlmReply, TurnFailure>,
-}
-
-pub enum ConnectionMsg {
-    /// A frame from the reader; the permit bounds how far the reader runs ahead.
-    Inbound(Inbound, Option<OwnedSemaphorePermit>),
-    Tick,
-    ChatFinished(ChatOutcome),
-    /// Graceful shutdown: finish running chats, then close with 1012.
-    Drain,
-    /// The drain grace period is over.
-    DrainDeadline,
-    /// v2: no `auth` frame came in time.
-    AuthDeadline,
-    /// v2: the orchestrator finished the connection's turn with this number.
-    StreamedFinished(u64),
-    /// v2: the session stream found the outbound queue full.
-    SlowConsumer,
-    /// v2: another socket of the same user resumed this connection's session.
-    SessionTaken,
-    /// v2: `auth_expiring` is due for the token of this generation.
-    TokenExpiring(u64),
-    /// v2: the token of this generation expired without an `auth_refresh`.
-    TokenExpired(u64),
-    /// A server push for this socket's user (one frame's JSON text, from the push bus).
-    Push(String),
-    /// A stored push read when the socket connected (sent like `Push`, but its delivery is not
-    /// timed in `pam_push_delivery_seconds`).
-    StoredPush(String),
 }
 
 struct InFlight {
     started: Instant,
     /// The v2 chat `id`.
     client_id: Option<String>,
+    /// v2: a `cancel` for it went to the orchestrator already.
+    cancelled: bool,
 }
 
-pub struct ConnectionState {
+pub(crate) struct ConnectionState {
     conn_id: String,
     dialect: Dialect,
     path_user: Option<String>,
@@ -134,9 +89,10 @@ pub struct ConnectionState {
     invalid_in_row: u32,
     violations: VecDeque<Instant>,
     client_context: Map<String, Value>,
+    /// Started on the first chat; owns the connection's turns.
     orchestrator: Option<ActorRef<OrchestratorMsg>>,
-    /// Ends when the connection's latest turn ends; the next turn's model work waits for it.
-    last_turn: Option<crate::turn::Previous>,
+    /// Chats read and not yet answered, by turn number (the dialect's bookkeeping: legacy
+    /// pushes wait behind them, a drain waits for them).
     in_flight: HashMap<u64, InFlight>,
     next_turn: u64,
     /// v2 state; `None` on legacy sockets.
@@ -152,7 +108,7 @@ impl Actor for ConnectionActor {
 
     async fn pre_start(&self, _myself: ActorRef<Self::Msg>, args: ConnectionArgs) -> Result<Self::State, ActorProcessingErr> {
         metrics::counter!(WS_OPENED_TOTAL).increment(1);
-        crate::monitor::ws().opened(Instant::now());
+        ws_monitor().opened(Instant::now());
         let now = Instant::now();
         let state = ConnectionState {
             conn_id: args.conn_id,
@@ -172,7 +128,6 @@ impl Actor for ConnectionActor {
             violations: VecDeque::new(),
             client_context: Map::new(),
             orchestrator: None,
-            last_turn: None,
             in_flight: HashMap::new(),
             next_turn: 0,
             v2: (args.dialect == Dialect::V2).then(Box::default),
@@ -210,7 +165,7 @@ impl Actor for ConnectionActor {
 
 impl Drop for ConnectionState {
     fn drop(&mut self) {
-        crate::monitor::ws().moved(self.phase.label(), None);
+        ws_monitor().moved(self.phase.label(), None);
         if let Some(label) = self.phase.label() {
             metrics::gauge!(WS_CONNECTIONS, "state" => label).decrement(1.0);
         }
@@ -255,7 +210,7 @@ impl ConnectionState {
             ConnectionMsg::AuthDeadline => {}
             ConnectionMsg::StreamedFinished(turn) => self.on_streamed_finished(myself, turn),
             ConnectionMsg::SlowConsumer => self.close(myself, CloseCode::SlowConsumer, ""),
-            ConnectionMsg::SessionTaken => self.close(myself, CloseCode::Normal, "session resumed on another connection"),
+            ConnectionMsg::StreamTaken => self.close(myself, CloseCode::Normal, "session resumed on another connection"),
             ConnectionMsg::TokenExpiring(generation) => self.on_token_expiring(myself, generation),
             ConnectionMsg::TokenExpired(generation) => self.on_token_expired(myself, generation),
             ConnectionMsg::Push(text) => self.on_push(myself, text, true),
@@ -282,7 +237,7 @@ impl ConnectionState {
     }
 
     fn set_phase(&mut self, phase: ConnectionPhase) {
-        crate::monitor::ws().moved(self.phase.label(), phase.label());
+        ws_monitor().moved(self.phase.label(), phase.label());
         if let Some(label) = self.phase.label() {
             metrics::gauge!(WS_CONNECTIONS, "state" => label).decrement(1.0);
         }
@@ -307,7 +262,7 @@ impl ConnectionState {
     /// Ends the actor after the peer (or the transport) ended the socket.
     fn finish(&mut self, myself: &ActorRef<ConnectionMsg>, code: u16) {
         metrics::counter!(WS_CLOSED_TOTAL, "code" => CloseCode::label_for(code)).increment(1);
-        crate::monitor::ws().closed(code, Instant::now());
+        ws_monitor().closed(code, Instant::now());
         self.set_phase(ConnectionPhase::Closed { code });
         self.release_running_turns();
         myself.stop(None);

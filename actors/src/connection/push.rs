@@ -1,5 +1,5 @@
 //! Server pushes on a socket: `timer_expired` and `proactive_alert` from the push bus, and the
-//! stored ones a user gets on connect. v2 sockets get them numbered through the session stream
+//! stored ones a user gets on connect. v2 sockets get them numbered through the stream
 //! (replayable); legacy sockets get them as they are, but never while a chat is unanswered —
 //! today's client would take the first frame with a truthy `message`/`content` for its answer —
 //! so they wait and follow its `chat_response`. A push id is sent at most once per socket (the
@@ -7,15 +7,16 @@
 //! socket has actually sent it (not when it was only held), so an alert held behind a chat on a
 //! socket that then closes comes again on the next connect. A push from the bus is timed from
 //! when it was due to when it is sent (`pam_push_delivery_seconds{kind}`, held time included).
+//! Part of the connection actor; imports the push frames' metrics and the outbound queue.
 
 use std::collections::VecDeque;
 
-use pam_protocol::{CloseCode, ErrorCode, PushFrame, UserId, V2Frame};
+use pam_protocol::{CloseCode, ErrorCode, PushFrame, V2Frame};
 use ractor::ActorRef;
 
-use super::{ConnectionMsg, ConnectionState};
+use super::ConnectionState;
+use crate::messages::connection::ConnectionMsg;
 use crate::metrics_names::{PUSH_DELIVERY_SECONDS, count_frame};
-use crate::notifications::push_frame;
 use crate::outbound::{OutFrame, SendError};
 
 /// Pushes a legacy socket holds back behind an unanswered chat; the oldest goes when full.
@@ -86,7 +87,7 @@ impl ConnectionState {
         if self.v2.is_some() {
             match parsed {
                 Some(frame) => {
-                    // Into the session stream: sent now, or replayed on `resume`.
+                    // Into the stream: sent now, or replayed on `resume`.
                     self.send_v2(myself, V2Frame::from(frame));
                     record_delivery(timing);
                     self.mark_delivered(alert);
@@ -159,114 +160,6 @@ impl ConnectionState {
     pub(super) fn deliver_stored(&self, myself: &ActorRef<ConnectionMsg>) {
         let Some(user) = self.user.clone() else { return };
         self.deps.stored_pushes.request(user, myself.clone(), self.conn_id.clone());
-    }
-}
-
-/// Work of the stored-push task: a connected socket whose user's stored pushes are to be sent,
-/// or an alert a socket sent (to be marked delivered).
-enum DeliveryJob {
-    Read { user: UserId, socket: ActorRef<ConnectionMsg>, conn_id: String },
-    Delivered { user: UserId, id: String, conn_id: String },
-}
-
-/// Marks written in one go at most.
-const MAX_MARKS: usize = 512;
-
-/// Reads the stored pushes of users who just connected on one task, a user at a time, and casts
-/// them to their sockets. A connect storm queues small requests (~100 bytes each) instead of a
-/// task and a database query per socket at once, which would pin memory in every idle socket's share.
-///
-/// The same task marks sent alerts delivered, in the order the jobs came: every mark queued
-/// before a read is written before that read, so an alert sent on one socket is not sent again to
-/// the same user's next socket on this node. Marks queued together are written concurrently.
-#[derive(Clone)]
-pub struct StoredPushDelivery {
-    jobs: tokio::sync::mpsc::UnboundedSender<DeliveryJob>,
-}
-
-impl StoredPushDelivery {
-    /// Starts the delivery task on `store`; it ends when every handle is dropped.
-    pub fn spawn(store: std::sync::Arc<dyn crate::notifications::NotificationStore>) -> Self {
-        let (jobs, mut queue) = tokio::sync::mpsc::unbounded_channel::<DeliveryJob>();
-        tokio::spawn(async move {
-            while let Some(job) = queue.recv().await {
-                let mut marks = Vec::new();
-                let mut read = None;
-                let mut next = Some(job);
-                while let Some(job) = next.take() {
-                    match job {
-                        DeliveryJob::Delivered { user, id, conn_id } => marks.push((user, id, conn_id)),
-                        DeliveryJob::Read { user, socket, conn_id } => read = Some((user, socket, conn_id)),
-                    }
-                    if read.is_none() && marks.len() < MAX_MARKS {
-                        next = queue.try_recv().ok();
-                    }
-                }
-                write_marks(&*store, marks).await;
-                if let Some((user, socket, conn_id)) = read {
-                    send_stored(&*store, &user, &socket, &conn_id).await;
-                }
-            }
-        });
-        StoredPushDelivery { jobs }
-    }
-
-    /// Queues `user`'s stored pushes for the socket `socket`.
-    pub fn request(&self, user: UserId, socket: ActorRef<ConnectionMsg>, conn_id: String) {
-        if self.jobs.send(DeliveryJob::Read { user, socket, conn_id }).is_err() {
-            tracing::warn!("the stored-push delivery task is gone; stored pushes wait for the next connect");
-        }
-    }
-
-    /// Queues marking `user`'s alert `id` delivered.
-    pub fn delivered(&self, user: UserId, id: String, conn_id: String) {
-        if let Err(refused) = self.jobs.send(DeliveryJob::Delivered { user, id, conn_id }) {
-            let DeliveryJob::Delivered { conn_id, .. } = refused.0 else { return };
-            tracing::warn!(%conn_id, "the stored-push delivery task is gone; a sent alert comes once more on the next connect");
-        }
-    }
-}
-
-/// Writes the marks, a user's together, all users at once; each within the store timeout.
-async fn write_marks(store: &dyn crate::notifications::NotificationStore, marks: Vec<(UserId, String, String)>) {
-    let mut by_user: Vec<(UserId, Vec<String>, String)> = Vec::new();
-    for (user, id, conn_id) in marks {
-        match by_user.iter_mut().find(|(u, _, _)| *u == user) {
-            Some((_, ids, _)) => ids.push(id),
-            None => by_user.push((user, vec![id], conn_id)),
-        }
-    }
-    let writes = by_user.iter().map(|(user, ids, conn_id)| async move {
-        match tokio::time::timeout(crate::outbox::STORE_TIMEOUT, store.mark_delivered(user, ids)).await {
-            Ok(Ok(())) => {}
-            Ok(Err(error)) => tracing::warn!(%conn_id, %error, "a sent alert could not be marked delivered"),
-            Err(_) => tracing::warn!(%conn_id, "marking a sent alert delivered took too long; it comes once more on the next connect"),
-        }
-    });
-    futures_util::future::join_all(writes).await;
-}
-
-/// Reads `user`'s stored pushes and casts them to `socket`.
-async fn send_stored(store: &dyn crate::notifications::NotificationStore, user: &UserId, socket: &ActorRef<ConnectionMsg>, conn_id: &str) {
-    // A socket already gone needs nothing; a hung database must not stall the queue.
-    if !matches!(socket.get_status(), ractor::ActorStatus::Running) {
-        return;
-    }
-    let rows = match tokio::time::timeout(crate::outbox::STORE_TIMEOUT, store.undelivered(user)).await {
-        Ok(Ok(rows)) => rows,
-        Ok(Err(error)) => return tracing::warn!(%conn_id, %error, "stored pushes could not be read"),
-        Err(_) => return tracing::warn!(%conn_id, "stored pushes took too long to read; they come on the next connect"),
-    };
-    for row in rows {
-        match push_frame(&row) {
-            Ok(frame) => {
-                let text = serde_json::to_string(&frame).unwrap_or_default();
-                if socket.cast(ConnectionMsg::StoredPush(text)).is_err() {
-                    return;
-                }
-            }
-            Err(error) => tracing::warn!(%conn_id, id = row.id, %error, "a stored push could not be built"),
-        }
     }
 }
 

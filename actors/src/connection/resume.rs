@@ -2,6 +2,7 @@
 //! a `StreamStore`, i.e. `REDIS_URL` set) claimed from the store — the frames another node wrote,
 //! the numbering continued, later frames of that node's still-running turn forwarded here. The
 //! replay ends with `resumed`; any failure answers `resume_failed` and the fresh stream goes on.
+//! Part of the connection actor; imports the stream module and the `StreamStore` port.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,9 +10,10 @@ use std::time::Duration;
 use pam_protocol::{ResumeFailure, UserId};
 use ractor::ActorRef;
 
-use super::{ConnectionMsg, ConnectionState};
-use crate::resume::{ResumeError, SessionStream};
-use crate::stream_store::{Claim, StreamStore, check_replay, failure_of};
+use super::ConnectionState;
+use crate::messages::connection::ConnectionMsg;
+use crate::ports::{Claim, StreamStore};
+use crate::stream::{ResumableStream, ResumeError, check_replay, failure_of};
 
 /// A client may have seen frames the node still writing the stream has not stored yet (its writes
 /// are queued, and a writer round collects for 200 ms): an `ahead` claim against a live writer is
@@ -46,8 +48,8 @@ impl ConnectionState {
     fn resume_local(
         &mut self,
         myself: &ActorRef<ConnectionMsg>,
-        current: &SessionStream,
-        local: Option<Arc<SessionStream>>,
+        current: &ResumableStream,
+        local: Option<Arc<ResumableStream>>,
         epoch: Option<&str>,
         last_seq: u64,
     ) {
@@ -64,10 +66,10 @@ impl ConnectionState {
     async fn resume_from_store(
         &mut self,
         myself: &ActorRef<ConnectionMsg>,
-        current: &SessionStream,
+        current: &ResumableStream,
         store: &Arc<dyn StreamStore>,
         (stream_id, user, epoch, last_seq): (&str, UserId, Option<&str>, u64),
-        local: Option<Arc<SessionStream>>,
+        local: Option<Arc<ResumableStream>>,
     ) {
         // Registered before the claim: frames forwarded here once it lands wait in it.
         let fresh = self.deps.resume.begin_restore(stream_id, user.clone());
@@ -109,7 +111,7 @@ impl ConnectionState {
     }
 
     /// Attaches this socket to `old` and replays it from `last_seq`.
-    fn take_over(&mut self, myself: &ActorRef<ConnectionMsg>, current: &SessionStream, old: Arc<SessionStream>, last_seq: u64) {
+    fn take_over(&mut self, myself: &ActorRef<ConnectionMsg>, current: &ResumableStream, old: Arc<ResumableStream>, last_seq: u64) {
         match old.attach(&self.conn_id, self.outbound.clone(), myself.clone(), Some(last_seq)) {
             Ok(replay) => {
                 tracing::debug!(conn_id = %self.conn_id, replayed = replay.len(), "stream resumed");

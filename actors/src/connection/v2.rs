@@ -1,22 +1,22 @@
-//! The v2 half of `ConnectionActor`: `seq` on every frame (through the session's resume
+//! The v2 half of `ConnectionActor`: `seq` on every frame (through the connection's resumable
 //! stream), the welcome, `cancel`, `resume`, `auth_refresh`, and the `auth_expiring` / 4401
 //! timers. A legacy socket never allocates any of this.
+//! Part of the connection actor; imports the stream and the orchestrator's messages.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use pam_protocol::{CloseCode, ErrorCode, ErrorFrame, ResumeFailure, SeqFrame, ServerFrame, UserId, V2Error, V2Frame, Welcome};
 use ractor::ActorRef;
-use tokio::sync::oneshot;
 use tokio::time::Instant;
 
-use super::{ConnectionMsg, ConnectionState, auth::instant_of_exp};
+use super::{ConnectionState, auth::instant_of_exp};
+use crate::messages::connection::ConnectionMsg;
+use crate::messages::orchestrator::OrchestratorMsg;
 use crate::metrics_names::{AUTH_FAILURES_TOTAL, count_frame};
-use crate::orchestrator::OrchestratorMsg;
 use crate::outbound::{CloseRequest, OutFrame, SendError};
 use crate::ports::AuthError;
-use crate::resume::SessionStream;
+use crate::stream::ResumableStream;
 
 /// `auth_expiring` goes out this long before `exp`.
 const EXPIRY_WARNING: Duration = Duration::from_secs(60);
@@ -28,20 +28,13 @@ const AUTH_REFRESH_MIN_INTERVAL: Duration = Duration::from_secs(5);
 /// nothing of a closed socket stays pinned until a far-off deadline.
 type Timer = tokio::task::JoinHandle<Result<(), ractor::MessagingErr<ConnectionMsg>>>;
 
-/// A v2 chat still being answered on this connection.
-pub(super) struct V2Turn {
-    pub(super) cancel: Option<oneshot::Sender<()>>,
-}
-
 /// Per-connection v2 state (boxed, so a legacy socket pays one pointer).
 #[derive(Default)]
 pub(super) struct V2State {
-    /// The session stream, from the welcome on.
-    pub(super) stream: Option<Arc<SessionStream>>,
+    /// The resumable stream, from the welcome on.
+    pub(super) stream: Option<Arc<ResumableStream>>,
     /// Frames sent before the welcome (errors, pongs) are numbered from here.
     pre_seq: u64,
-    /// Running chats by client id.
-    pub(super) turns: HashMap<String, V2Turn>,
     /// Bumped by every token; timers of an older token are ignored.
     auth_generation: u64,
     /// `auth_expiring` and the 4401 close of the current token.
@@ -70,11 +63,11 @@ impl Drop for V2State {
 }
 
 impl ConnectionState {
-    /// Sends a v2 frame: through the session stream once there is one, numbered locally before.
+    /// Sends a v2 frame: through the stream once there is one, numbered locally before.
     pub(super) fn send_v2(&mut self, myself: &ActorRef<ConnectionMsg>, frame: V2Frame) {
         let Some(v2) = self.v2.as_mut() else { return };
         if let Some(stream) = &v2.stream {
-            return stream.push(frame);
+            return stream.send(frame);
         }
         v2.pre_seq += 1;
         let kind = frame.kind();
@@ -114,7 +107,7 @@ impl ConnectionState {
         let heartbeat_ms = millis(self.deps.settings.ping_interval);
         let window_ms = millis(self.deps.resume.window());
         let welcome = Welcome::new(self.conn_id.clone(), stream.id(), &*stream.epoch(), heartbeat_ms, window_ms);
-        stream.push(V2Frame::Welcome(welcome));
+        stream.send(V2Frame::Welcome(welcome));
         v2.stream = Some(stream);
         self.schedule_expiry(myself);
     }
@@ -168,21 +161,23 @@ impl ConnectionState {
         }
     }
 
-    /// `cancel`: stops the running chat with this id (its partial answer is stored and sent).
+    /// `cancel`: the orchestrator stops the running chat with this id (its partial answer is
+    /// stored and sent); a second cancel of it, like one of an unknown id, gets an error frame.
     pub(super) fn on_cancel(&mut self, myself: &ActorRef<ConnectionMsg>, id: String) {
-        let sender = self.v2.as_mut().and_then(|v2| v2.turns.get_mut(&id)).and_then(|turn| turn.cancel.take());
-        match sender {
-            Some(sender) => {
-                let _ = sender.send(());
+        let running = self.in_flight.values_mut().find(|f| !f.cancelled && f.client_id.as_ref() == Some(&id));
+        match (running, &self.orchestrator) {
+            (Some(in_flight), Some(orchestrator)) => {
+                in_flight.cancelled = true;
+                let _ = orchestrator.cast(OrchestratorMsg::Cancel(id));
             }
-            None => {
+            _ => {
                 let frame = V2Frame::error(Some(id), ErrorCode::ValidationError, "no running chat with this id");
                 self.send_v2(myself, frame);
             }
         }
     }
 
-    pub(super) fn resume_failed(&mut self, myself: &ActorRef<ConnectionMsg>, current: &SessionStream, reason: ResumeFailure) {
+    pub(super) fn resume_failed(&mut self, myself: &ActorRef<ConnectionMsg>, current: &ResumableStream, reason: ResumeFailure) {
         let frame = V2Frame::ResumeFailed { stream_id: current.id().to_string(), reason };
         self.send_v2(myself, frame);
     }

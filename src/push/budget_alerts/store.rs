@@ -9,7 +9,7 @@
 
 use chrono::{DateTime, Datelike, NaiveDate, Utc};
 use chrono_tz::Tz;
-use pam_actors::budget_alerts::{ALERT_TTL, BudgetSpend, alerts_for};
+use pam_actors::{ALERT_TTL, BudgetSpend, alerts_for};
 use pam_actors::{BoxFuture, BudgetAlertStore, Notification, NotificationKind, StoreError};
 use pam_protocol::UserId;
 use serde_json::json;

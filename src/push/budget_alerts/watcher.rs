@@ -1,5 +1,5 @@
 //! The budget watcher: one task per node evaluates the budgets of users whose expenses or
-//! budgets changed and publishes the alerts it stored (`pam_actors::budget_alerts`).
+//! budgets changed and publishes the alerts it stored (`pam_actors::alerts_for`).
 //!
 //! What changed is read from the database, never only from a notification that can be missed:
 //! triggers on both backends queue every changed user in `pam_budget_checks`, whoever wrote the

@@ -51,7 +51,7 @@ pub fn spawn(store: Arc<dyn NotificationStore>, push: Arc<dyn PushBus>) -> tokio
 /// Publishes a stored row's frame to its user; `true` when a socket of the user got it.
 pub async fn publish(push: &dyn PushBus, row: &Notification) -> bool {
     let kind = row.kind.as_str();
-    let frame = match pam_actors::notifications::push_frame(row) {
+    let frame = match pam_actors::push_frame(row) {
         Ok(frame) => frame,
         Err(error) => {
             tracing::warn!(id = row.id, %error, "a stored push could not be built");

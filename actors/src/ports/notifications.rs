@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use pam_protocol::UserId;
 use serde_json::Value;
 
-use crate::ports::{BoxFuture, StoreError};
+use super::{BoxFuture, StoreError};
 
 /// How long a fired timer is re-sent on every connect until it is dismissed.
 pub const TIMER_REDELIVERY: chrono::Duration = chrono::Duration::hours(24);
@@ -17,7 +17,9 @@ pub const TIMER_REDELIVERY: chrono::Duration = chrono::Duration::hours(24);
 /// Which frame a row becomes; stored as `kind` (`timer_expired` | `proactive_alert`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum NotificationKind {
+    /// A fired timer or alarm.
     TimerExpired,
+    /// An alert the server raised (e.g. a budget threshold).
     ProactiveAlert,
 }
 
@@ -43,7 +45,9 @@ impl NotificationKind {
 /// A row to store.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewNotification {
+    /// Whose row.
     pub user: UserId,
+    /// Which frame it becomes.
     pub kind: NotificationKind,
     /// The frame's own fields (`label`, `timer_type`, `message` / `content`), a JSON object.
     pub payload: Value,
@@ -75,13 +79,21 @@ pub enum Inserted {
 pub struct Notification {
     /// uuid text.
     pub id: String,
+    /// Whose row.
     pub user: UserId,
+    /// Which frame it becomes.
     pub kind: NotificationKind,
+    /// The frame's own fields.
     pub payload: Value,
+    /// When it fires (timers) or was raised (pushes).
     pub fire_at: DateTime<Utc>,
+    /// When it fired; `None` for a timer still pending.
     pub fired_at: Option<DateTime<Utc>>,
+    /// When a socket sent it.
     pub delivered_at: Option<DateTime<Utc>>,
+    /// After this it is never delivered.
     pub expires_at: Option<DateTime<Utc>>,
+    /// When it was stored.
     pub created_at: DateTime<Utc>,
 }
 
@@ -108,40 +120,4 @@ pub trait NotificationStore: Send + Sync + 'static {
     fn dismiss<'a>(&'a self, user: &'a UserId, id: &'a str) -> BoxFuture<'a, Result<bool, StoreError>>;
     /// Unfired, undismissed timers of all users (the pending-timers gauge).
     fn count_pending<'a>(&'a self) -> BoxFuture<'a, Result<u64, StoreError>>;
-}
-
-/// The push frame a stored row becomes (the legacy shape; v2 adds `seq`), or why it cannot be
-/// built (a payload this gateway did not write).
-///
-/// `timer_expired`: `id` and `timer_id` are the row id, `fire_at` the row's `fire_at` (RFC 3339,
-/// milliseconds, UTC), the notification titled by the label and tagged `timer-{id}`.
-/// `proactive_alert`: `timestamp` is the row's `fire_at`, `content` the payload's `content`.
-pub fn push_frame(row: &Notification) -> Result<pam_protocol::PushFrame, String> {
-    use pam_protocol::{AlertContent, ProactiveAlert, PushFrame, TimerExpired, TimerNotification, TimerType};
-    let at = row.fire_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-    match row.kind {
-        NotificationKind::TimerExpired => {
-            let text = |key: &str| row.payload.get(key).and_then(Value::as_str).unwrap_or_default().to_string();
-            let timer_type: TimerType = serde_json::from_value(row.payload.get("timer_type").cloned().unwrap_or(Value::Null))
-                .map_err(|e| format!("timer_type: {e}"))?;
-            let (label, message) = (text("label"), text("message"));
-            let title =
-                if label.is_empty() { if timer_type == TimerType::Alarm { "Alarm" } else { "Timer" }.to_string() } else { label.clone() };
-            let body = if message.is_empty() { label.clone() } else { message.clone() };
-            Ok(PushFrame::TimerExpired(TimerExpired {
-                id: row.id.clone(),
-                timer_id: row.id.clone(),
-                label,
-                timer_type,
-                message,
-                fire_at: at,
-                notification: TimerNotification { title, body, require_interaction: true, tag: format!("timer-{}", row.id) },
-            }))
-        }
-        NotificationKind::ProactiveAlert => {
-            let content: AlertContent =
-                serde_json::from_value(row.payload.get("content").cloned().unwrap_or(Value::Null)).map_err(|e| format!("content: {e}"))?;
-            Ok(PushFrame::ProactiveAlert(ProactiveAlert { id: row.id.clone(), timestamp: at, content }))
-        }
-    }
 }

@@ -9,6 +9,7 @@
 //!
 //! In process at most `MAX_TRACKED_USERS` TATs are kept (a `BoundedMap`: amortised O(1) eviction
 //! of the least recently active).
+//! Imports the cluster ports and `BoundedMap`.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -17,12 +18,12 @@ use pam_protocol::UserId;
 use tokio::time::Instant;
 
 use crate::bounded_map::BoundedMap;
-use crate::cluster::{SharedRateLimit, SharedUnavailable};
+use crate::ports::{SharedRateLimit, SharedUnavailable};
 
 const WINDOW: Duration = Duration::from_secs(60);
 /// Users whose state is kept; an evicted user starts again with a full burst, which only
 /// happens after this many other users chatted since (the newest half is never evicted).
-pub const MAX_TRACKED_USERS: usize = 100_000;
+pub(crate) const MAX_TRACKED_USERS: usize = 100_000;
 
 /// The GCRA parameters of a per-minute budget.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,24 +45,24 @@ impl Gcra {
 
 /// Allows `per_minute` chats per user per rolling minute, on this node.
 #[derive(Debug)]
-pub struct RateLimiter {
+pub(crate) struct RateLimiter {
     gcra: Gcra,
     /// The theoretical arrival time of each user's next chat.
     tats: Mutex<BoundedMap<UserId, Instant>>,
 }
 
 impl RateLimiter {
-    pub fn new(per_minute: u32) -> Self {
+    pub(crate) fn new(per_minute: u32) -> Self {
         Self::with_capacity(per_minute, MAX_TRACKED_USERS)
     }
 
     /// Like `new`, keeping at most `users` users' state.
-    pub fn with_capacity(per_minute: u32, users: usize) -> Self {
+    pub(crate) fn with_capacity(per_minute: u32, users: usize) -> Self {
         Self { gcra: Gcra::per_minute(per_minute), tats: Mutex::new(BoundedMap::new(users)) }
     }
 
     /// Takes one chat for `user`; `false` when the budget is spent.
-    pub fn check(&self, user: &UserId, now: Instant) -> bool {
+    pub(crate) fn check(&self, user: &UserId, now: Instant) -> bool {
         let mut tats = self.tats.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let tat = tats.get_or_insert_with(user.clone(), || now);
         let start = (*tat).max(now);
@@ -83,6 +84,7 @@ pub struct ChatRateLimit {
 }
 
 impl ChatRateLimit {
+    /// `per_minute` chats per user, counted through `shared` when set and reachable.
     pub fn new(per_minute: u32, shared: Option<Arc<dyn SharedRateLimit>>) -> Self {
         Self { per_minute: per_minute.max(1), local: RateLimiter::new(per_minute), shared }
     }

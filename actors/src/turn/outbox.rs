@@ -4,6 +4,7 @@
 //! outbox survives a crash, a shutdown and an overflow: a full queue spills to the journal
 //! instead of dropping anything, and the journal is replayed (idempotently: every write is keyed
 //! by its turn) at the next start or once the queue has drained, then cleared.
+//! A leaf of the turn pipeline: imports the ports.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -13,56 +14,11 @@ use tokio::time::Instant;
 
 use pam_protocol::{SessionId, UserId};
 
-use crate::ports::{AnswerRecord, TurnKey, UnansweredMark, UserMessage};
+use crate::metrics_names::{OUTBOX_JOURNALED_TOTAL, OUTBOX_SPILLED_TOTAL, STORAGE_DEGRADED, TURNS_DROPPED_TOTAL, TURNS_PENDING};
+use crate::ports::{AnswerRecord, OutboxJournal, PendingWrite, TurnKey};
 
-pub const TURNS_PENDING: &str = "pam_turns_pending";
-pub const TURNS_DROPPED_TOTAL: &str = "pam_turns_dropped_total";
-/// Counter: writes appended to the journal (fsync'd).
-pub const OUTBOX_JOURNALED_TOTAL: &str = "pam_outbox_journaled_total";
-/// Counter: writes kept only in the journal because the in-memory queue was full.
-pub const OUTBOX_SPILLED_TOTAL: &str = "pam_outbox_spilled_total";
-/// Counter: journaled writes stored when the journal was replayed.
-pub const OUTBOX_REPLAYED_TOTAL: &str = "pam_outbox_replayed_total";
-/// Gauge: 1 while conversation writes have been failing for at least [`DEGRADED_AFTER`].
-pub const STORAGE_DEGRADED: &str = "pam_storage_degraded";
-/// A conversation write that takes longer counts as failed (a hung connection is unavailable).
-pub const STORE_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long writes must fail before health says `degraded`.
-pub const DEGRADED_AFTER: Duration = Duration::from_secs(5);
-
-/// A conversation write waiting for the database. Every variant is idempotent by its turn key.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-#[serde(tag = "write", rename_all = "snake_case")]
-pub enum PendingWrite {
-    /// A user message, stored before model work (its v2 `ack` went out on the journal's word).
-    User(UserMessage),
-    /// An answer to a user message.
-    Answer(AnswerRecord),
-    /// A turn abandoned at shutdown.
-    Unanswered(UnansweredMark),
-}
-
-impl PendingWrite {
-    pub fn key(&self) -> &TurnKey {
-        match self {
-            PendingWrite::User(m) => &m.key,
-            PendingWrite::Answer(a) => &a.key,
-            PendingWrite::Unanswered(m) => &m.key,
-        }
-    }
-}
-
-/// Durable storage for outbox writes (a JSON-lines file in production).
-pub trait OutboxJournal: Send + Sync + 'static {
-    /// Appends the writes and makes them durable (fsync) before returning.
-    fn append(&self, writes: &[PendingWrite]) -> std::io::Result<()>;
-    /// Every write in the journal, oldest first (an unreadable line is skipped and logged).
-    fn read_all(&self) -> std::io::Result<Vec<PendingWrite>>;
-    /// Empties the journal.
-    fn clear(&self) -> std::io::Result<()>;
-    /// Where it is, for logs.
-    fn location(&self) -> String;
-}
+pub(crate) const DEGRADED_AFTER: Duration = Duration::from_secs(5);
 
 /// Whether an accepted write survives a crash of this process.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -172,12 +128,12 @@ impl TurnOutbox {
 
     /// Queues a write at the back (journaled first when there is a journal). Blocking: it may
     /// fsync; async callers use [`TurnOutbox::enqueue`].
-    pub fn push(&self, write: impl Into<PendingWrite>) -> Durability {
-        self.push_all(vec![write.into()])
+    pub fn enqueue_blocking(&self, write: impl Into<PendingWrite>) -> Durability {
+        self.enqueue_all_blocking(vec![write.into()])
     }
 
     /// Queues writes in order with one journal append (one fsync) for all of them.
-    pub fn push_all(&self, writes: Vec<PendingWrite>) -> Durability {
+    pub fn enqueue_all_blocking(&self, writes: Vec<PendingWrite>) -> Durability {
         let _io = self.lock_io();
         let mut durability = Durability::MemoryOnly;
         if let Some(journal) = &self.journal {
@@ -218,18 +174,18 @@ impl TurnOutbox {
         durability
     }
 
-    /// [`TurnOutbox::push`] off the async runtime's threads (the journal fsyncs).
+    /// [`TurnOutbox::enqueue_blocking`] off the async runtime's threads (the journal fsyncs).
     pub async fn enqueue(self: &Arc<Self>, write: impl Into<PendingWrite>) -> Durability {
         self.enqueue_all(vec![write.into()]).await
     }
 
-    /// [`TurnOutbox::push_all`] off the async runtime's threads.
+    /// [`TurnOutbox::enqueue_all_blocking`] off the async runtime's threads.
     pub async fn enqueue_all(self: &Arc<Self>, writes: Vec<PendingWrite>) -> Durability {
         if self.journal.is_none() {
-            return self.push_all(writes);
+            return self.enqueue_all_blocking(writes);
         }
         let outbox = self.clone();
-        match tokio::task::spawn_blocking(move || outbox.push_all(writes)).await {
+        match tokio::task::spawn_blocking(move || outbox.enqueue_all_blocking(writes)).await {
             Ok(durability) => durability,
             Err(error) => {
                 tracing::error!(%error, "queueing writes in the outbox failed");
@@ -365,6 +321,7 @@ impl TurnOutbox {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ports::UserMessage;
 
     pub(crate) fn user_write(id: &str) -> PendingWrite {
         PendingWrite::User(UserMessage {
@@ -412,9 +369,9 @@ mod tests {
     #[test]
     fn without_a_journal_a_full_outbox_drops_the_oldest() {
         let outbox = TurnOutbox::new(2);
-        assert_eq!(outbox.push(user_write("1")), Durability::MemoryOnly);
-        outbox.push(user_write("2"));
-        assert_eq!(outbox.push(user_write("3")), Durability::Dropped);
+        assert_eq!(outbox.enqueue_blocking(user_write("1")), Durability::MemoryOnly);
+        outbox.enqueue_blocking(user_write("2"));
+        assert_eq!(outbox.enqueue_blocking(user_write("3")), Durability::Dropped);
         assert_eq!(ids(&outbox), ["2", "3"]);
         assert!(outbox.is_empty());
     }
@@ -424,13 +381,13 @@ mod tests {
         let journal = Arc::new(MemoryJournal::default());
         let outbox = TurnOutbox::with_journal(2, journal.clone());
         for id in ["1", "2", "3"] {
-            assert_eq!(outbox.push(user_write(id)), Durability::Journaled);
+            assert_eq!(outbox.enqueue_blocking(user_write(id)), Durability::Journaled);
         }
         assert_eq!(ids(&outbox), ["1", "2"], "the third waits in the journal only");
         assert!(!outbox.is_empty(), "a spilled write still waits");
         let (writes, spills) = outbox.journal_to_replay().expect("a replay is due");
         assert_eq!(writes.len(), 3);
-        outbox.push(user_write("4"));
+        outbox.enqueue_blocking(user_write("4"));
         outbox.settle_journal(Some(spills));
         assert!(!outbox.spilled(), "nothing spilled during the replay: the journal only copies the queue now");
         assert_eq!(journal.read_all().unwrap().len(), 4, "kept while the queue still holds a write");
@@ -444,9 +401,9 @@ mod tests {
     #[test]
     fn a_write_dropped_meanwhile_is_not_taken_for_the_one_the_flusher_stored() {
         let outbox = TurnOutbox::new(1);
-        outbox.push(user_write("1"));
+        outbox.enqueue_blocking(user_write("1"));
         let (stored, _) = outbox.peek().unwrap();
-        outbox.push(user_write("2"));
+        outbox.enqueue_blocking(user_write("2"));
         outbox.remove(stored);
         assert_eq!(ids(&outbox), ["2"], "write 2 waits on, unstored");
     }
@@ -456,7 +413,7 @@ mod tests {
         let outbox = TurnOutbox::new(10);
         let key = user_write("1").key().clone();
         assert!(!outbox.must_queue(&key));
-        outbox.push(user_write("1"));
+        outbox.enqueue_blocking(user_write("1"));
         assert!(outbox.must_queue(&key), "behind the waiting write of the same pair");
         let mut other = key.clone();
         other.session = SessionId::parse("trip-b").unwrap();
@@ -475,7 +432,7 @@ mod tests {
         let outbox = TurnOutbox::with_journal(10, journal);
         assert!(!outbox.is_empty());
         assert_eq!(outbox.journal_to_replay().unwrap().0.len(), 1);
-        outbox.push(user_write("new"));
+        outbox.enqueue_blocking(user_write("new"));
         let key = user_write("new").key().clone();
         assert_eq!(outbox.find(&key), Some(PendingTurn { user_message: true, answer: None }));
     }

@@ -2,7 +2,8 @@
 //! recorder — connections by state now, and opened/closed, closes by code and per-user cap hits
 //! over the last five minutes in ten-second buckets. Bounded (at most 31 buckets, each with a
 //! map keyed by the closed set of `CloseCode::label_for`, never by the raw code a client chose)
-//! and fed by one-line calls where the connection metrics are counted.
+//! and fed by one-line calls where the connection metrics are counted. A leaf: imports only
+//! the protocol's close-code table.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -12,8 +13,6 @@ use std::time::Duration;
 use pam_protocol::CloseCode;
 use tokio::time::Instant;
 
-/// The reporting window.
-pub const WINDOW: Duration = Duration::from_secs(5 * 60);
 const BUCKET: Duration = Duration::from_secs(10);
 /// `ConnectionPhase` labels that are counted (closed connections are not).
 const STATES: [&str; 4] = ["accepted", "authenticating", "ready", "draining"];
@@ -29,11 +28,15 @@ struct Bucket {
 /// Counts over the last five minutes plus the current connections by state.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct WsSnapshot {
+    /// Connections now, by `ConnectionPhase` label.
     pub by_state: BTreeMap<&'static str, i64>,
+    /// Sockets accepted in the window.
     pub opened: u64,
+    /// Sockets closed in the window.
     pub closed: u64,
     /// Keyed by `CloseCode::label_for` (`"1000"`, `"4501"`, …, `"other"`).
     pub closes_by_code: BTreeMap<&'static str, u64>,
+    /// Sockets refused by the per-user cap in the window.
     pub user_cap_hits: u64,
 }
 
@@ -46,6 +49,10 @@ pub struct WsMonitor {
 }
 
 impl WsMonitor {
+    /// The reporting window.
+    pub const WINDOW: Duration = Duration::from_secs(5 * 60);
+
+    /// A recorder whose ten-second buckets count from `base`.
     pub fn new(base: Instant) -> Self {
         Self { base, states: Default::default(), buckets: Mutex::new(VecDeque::new()) }
     }
@@ -56,7 +63,7 @@ impl WsMonitor {
         if buckets.back().is_none_or(|b| b.index != index) {
             buckets.push_back(Bucket { index, ..Bucket::default() });
         }
-        let oldest = index.saturating_sub(WINDOW.as_secs() / BUCKET.as_secs());
+        let oldest = index.saturating_sub(Self::WINDOW.as_secs() / BUCKET.as_secs());
         while buckets.front().is_some_and(|b| b.index < oldest) {
             buckets.pop_front();
         }
@@ -97,7 +104,7 @@ impl WsMonitor {
     pub fn snapshot(&self, now: Instant) -> WsSnapshot {
         let by_state = STATES.iter().zip(&self.states).map(|(label, n)| (*label, n.load(Ordering::Acquire).max(0))).collect();
         let index = now.saturating_duration_since(self.base).as_secs() / BUCKET.as_secs();
-        let oldest = index.saturating_sub(WINDOW.as_secs() / BUCKET.as_secs() - 1);
+        let oldest = index.saturating_sub(Self::WINDOW.as_secs() / BUCKET.as_secs() - 1);
         let buckets = self.buckets.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let mut snapshot = WsSnapshot { by_state, ..WsSnapshot::default() };
         for bucket in buckets.iter().filter(|b| b.index >= oldest && b.index <= index) {
@@ -113,7 +120,7 @@ impl WsMonitor {
 }
 
 /// The process-wide recorder the connection actors feed.
-pub fn ws() -> &'static WsMonitor {
+pub fn ws_monitor() -> &'static WsMonitor {
     static MONITOR: OnceLock<WsMonitor> = OnceLock::new();
     MONITOR.get_or_init(|| WsMonitor::new(Instant::now()))
 }

@@ -1,6 +1,7 @@
 //! `ResumeBuffer`: the registry of this node's v2 streams, bounded in streams, forgetting a
 //! detached one after its TTL; with a `StreamStore` it also opens streams that resume on any
 //! node and takes in frames other nodes forward to the streams this node holds.
+//! Part of the stream module; imports the `StreamStore` port.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -9,11 +10,11 @@ use std::time::Duration;
 use pam_protocol::UserId;
 use tokio::time::Instant;
 
-use super::{ResumeLimits, SessionStream};
-use crate::stream_store::StreamStore;
+use super::{ResumableStream, ResumeLimits};
+use crate::ports::StreamStore;
 
-/// The shared registry of v2 sessions: bounded in sessions, and a detached session is forgotten
-/// once its TTL has passed (oldest first, from a queue in detach order: no scan of every session,
+/// The shared registry of v2 streams: bounded in streams, and a detached stream is forgotten
+/// once its TTL has passed (oldest first, from a queue in detach order: no scan of every stream,
 /// whether the registry is full or not).
 pub struct ResumeBuffer {
     limits: ResumeLimits,
@@ -27,24 +28,24 @@ pub struct ResumeBuffer {
 
 #[derive(Default)]
 struct Registry {
-    sessions: HashMap<String, Arc<SessionStream>>,
-    /// (detached at, session id), oldest first; an entry whose session was attached again (or
+    streams: HashMap<String, Arc<ResumableStream>>,
+    /// (detached at, stream id), oldest first; an entry whose stream was attached again (or
     /// detached later) since is stale and skipped.
     detached: VecDeque<(Instant, String)>,
 }
 
 impl Registry {
-    /// Drops the entry at the front; forgets its session if it is still detached since then.
+    /// Drops the entry at the front; forgets its stream if it is still detached since then.
     fn pop_oldest(&mut self) -> bool {
         let Some((at, id)) = self.detached.pop_front() else { return false };
-        if self.sessions.get(&id).is_some_and(|s| s.detached_since() == Some(at)) {
-            self.sessions.remove(&id);
+        if self.streams.get(&id).is_some_and(|s| s.detached_since() == Some(at)) {
+            self.streams.remove(&id);
             return true;
         }
         false
     }
 
-    /// Forgets every session detached for `ttl` or longer.
+    /// Forgets every stream detached for `ttl` or longer.
     fn sweep(&mut self, now: Instant, ttl: Duration) {
         while self.detached.front().is_some_and(|(at, _)| now.duration_since(*at) >= ttl) {
             self.pop_oldest();
@@ -53,6 +54,7 @@ impl Registry {
 }
 
 impl ResumeBuffer {
+    /// A buffer whose streams live in this process only.
     pub fn new(limits: ResumeLimits) -> Self {
         Self::with_store(limits, None)
     }
@@ -86,72 +88,72 @@ impl ResumeBuffer {
         self.registry.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// A fresh session for `user` whose first frame gets `first_seq`. It is registered for
-    /// resume when there is room after dropping expired sessions (then the oldest detached one);
+    /// A fresh stream for `user` whose first frame gets `first_seq`. It is registered for
+    /// resume when there is room after dropping expired streams (then the oldest detached one);
     /// otherwise it still works, it just cannot be resumed.
-    pub fn open(&self, user: UserId, first_seq: u64) -> Arc<SessionStream> {
+    pub fn open(&self, user: UserId, first_seq: u64) -> Arc<ResumableStream> {
         let id: Arc<str> = uuid::Uuid::new_v4().simple().to_string().into();
         let epoch = if self.store.is_some() { new_epoch().into() } else { self.epoch.clone() };
-        let stream = Arc::new(SessionStream::new(id, user, first_seq, epoch, self.limits, self.store.clone()));
+        let stream = Arc::new(ResumableStream::new(id, user, first_seq, epoch, self.limits, self.store.clone()));
         self.register(&stream);
         stream
     }
 
     /// Registers `stream` (in place of any other of its id) when there is room after dropping
-    /// expired sessions (then the oldest detached one).
-    pub(crate) fn register(&self, stream: &Arc<SessionStream>) {
+    /// expired streams (then the oldest detached one).
+    pub(crate) fn register(&self, stream: &Arc<ResumableStream>) {
         let id = stream.id().to_string();
         let mut registry = self.lock();
         registry.sweep(Instant::now(), self.limits.ttl);
-        while registry.sessions.len() >= self.limits.max_sessions && !registry.detached.is_empty() {
+        while registry.streams.len() >= self.limits.max_streams && !registry.detached.is_empty() {
             registry.pop_oldest();
         }
-        if registry.sessions.len() < self.limits.max_sessions {
+        if registry.streams.len() < self.limits.max_streams {
             if let Some(at) = stream.detached_since() {
                 registry.detached.push_back((at, id.clone()));
             }
-            registry.sessions.insert(id, stream.clone());
+            registry.streams.insert(id, stream.clone());
         }
     }
 
-    /// Detaches `conn_id`'s socket from `stream`; the session is forgotten after the TTL.
-    pub fn detach(&self, stream: &SessionStream, conn_id: &str) {
+    /// Detaches `conn_id`'s socket from `stream`; the stream is forgotten after the TTL.
+    pub fn detach(&self, stream: &ResumableStream, conn_id: &str) {
         if let Some(at) = stream.detach(conn_id) {
             let mut registry = self.lock();
             registry.detached.push_back((at, stream.id().to_string()));
-            // Stale entries are bounded too: a session attached and detached again and again.
-            while registry.detached.len() > 2 * self.limits.max_sessions.max(1) {
+            // Stale entries are bounded too: a stream attached and detached again and again.
+            while registry.detached.len() > 2 * self.limits.max_streams.max(1) {
                 registry.pop_oldest();
             }
         }
     }
 
-    /// `user`'s session `id`, unless it is unknown, expired or someone else's (all look alike,
-    /// so nothing is learned about other users' sessions).
-    pub fn find(&self, id: &str, user: &UserId) -> Option<Arc<SessionStream>> {
+    /// `user`'s stream `id`, unless it is unknown, expired or someone else's (all look alike,
+    /// so nothing is learned about other users' streams).
+    pub fn find(&self, id: &str, user: &UserId) -> Option<Arc<ResumableStream>> {
         let mut registry = self.lock();
         registry.sweep(Instant::now(), self.limits.ttl);
-        let stream = registry.sessions.get(id)?.clone();
+        let stream = registry.streams.get(id)?.clone();
         (stream.user == *user).then_some(stream)
     }
 
-    /// Forgets a session (one that a resume replaced).
+    /// Forgets a stream (one that a resume replaced).
     pub fn forget(&self, id: &str) {
-        self.lock().sessions.remove(id);
+        self.lock().streams.remove(id);
     }
 
-    /// Forgets session `id` if it is still `stream` (a claim that did not hand it over).
-    pub fn forget_exactly(&self, stream: &Arc<SessionStream>) {
+    /// Forgets stream `id` if it is still `stream` (a claim that did not hand it over).
+    pub fn forget_exactly(&self, stream: &Arc<ResumableStream>) {
         let mut registry = self.lock();
-        if registry.sessions.get(stream.id()).is_some_and(|held| Arc::ptr_eq(held, stream)) {
-            registry.sessions.remove(stream.id());
+        if registry.streams.get(stream.id()).is_some_and(|held| Arc::ptr_eq(held, stream)) {
+            registry.streams.remove(stream.id());
         }
     }
 
     /// A new object for stream `id` of `user`, registered in place of any other of that id before
     /// this node claims it from the store: frames forwarded to this node meanwhile wait in it.
-    pub fn begin_restore(&self, id: &str, user: UserId) -> Arc<SessionStream> {
-        let stream = SessionStream::new(id.into(), user, 1, self.epoch.clone(), self.limits, self.store.clone());
+    pub fn begin_restore(&self, id: &str, user: UserId) -> Arc<ResumableStream> {
+        let stream = ResumableStream::new(id.into(), user, 1, self.epoch.clone(), self.limits, self.store.clone());
         stream.lock().restoring = Some(Vec::new());
         let stream = Arc::new(stream);
         self.register(&stream);
@@ -162,7 +164,7 @@ impl ResumeBuffer {
     /// `origin_seq` the seq it gave it), forwarded here because this node holds the stream:
     /// numbered and sent on.
     pub fn forwarded(&self, id: &str, origin: u64, origin_seq: u64, text: String) {
-        let stream = self.lock().sessions.get(id).cloned();
+        let stream = self.lock().streams.get(id).cloned();
         match stream {
             Some(stream) => stream.forwarded(origin, origin_seq, text),
             None => tracing::debug!(stream = id, "a frame forwarded for a stream this node no longer holds was dropped"),
@@ -173,18 +175,19 @@ impl ResumeBuffer {
     /// that object (if it is still this node's object of the stream) is told it was taken over;
     /// the object stays for the turns still writing into it (their frames are forwarded).
     pub fn taken(&self, id: &str, inst: u64) {
-        let stream = self.lock().sessions.get(id).cloned();
+        let stream = self.lock().streams.get(id).cloned();
         match stream {
             Some(stream) if stream.inst() == inst => stream.taken_elsewhere(),
             _ => tracing::debug!(stream = id, "a stream taken over from an object this node no longer has"),
         }
     }
 
-    /// Sessions held right now.
+    /// Streams held right now.
     pub fn len(&self) -> usize {
-        self.lock().sessions.len()
+        self.lock().streams.len()
     }
 
+    /// Whether no stream is held.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

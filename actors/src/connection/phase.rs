@@ -1,10 +1,11 @@
 //! The connection state machine: one enum instead of scattered booleans.
+//! A leaf.
 
 use tokio::time::Instant;
 
 /// Keepalive sub-state of a ready connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Keepalive {
+pub(crate) enum Keepalive {
     /// A frame arrived since the last ping.
     Alive,
     /// Pings went out and nothing came back yet.
@@ -13,7 +14,7 @@ pub enum Keepalive {
 
 /// Where a connection is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ConnectionPhase {
+pub(crate) enum ConnectionPhase {
     Accepted,
     Authenticating,
     Ready {
@@ -28,7 +29,7 @@ pub enum ConnectionPhase {
 
 impl ConnectionPhase {
     /// Label for `pam_ws_connections{state}`; `None` once closed (no longer counted).
-    pub fn label(&self) -> Option<&'static str> {
+    pub(crate) fn label(&self) -> Option<&'static str> {
         match self {
             ConnectionPhase::Accepted => Some("accepted"),
             ConnectionPhase::Authenticating => Some("authenticating"),
@@ -38,23 +39,23 @@ impl ConnectionPhase {
         }
     }
 
-    pub fn is_ready(&self) -> bool {
+    pub(crate) fn is_ready(&self) -> bool {
         matches!(self, ConnectionPhase::Ready { .. })
     }
 
-    pub fn is_closed(&self) -> bool {
+    pub(crate) fn is_closed(&self) -> bool {
         matches!(self, ConnectionPhase::Closed { .. })
     }
 
     /// Any inbound frame proves the peer is alive.
-    pub fn saw_peer(&mut self) {
+    pub(crate) fn saw_peer(&mut self) {
         if let ConnectionPhase::Ready { keepalive } = self {
             *keepalive = Keepalive::Alive;
         }
     }
 
     /// A ping went out.
-    pub fn pinged(&mut self, now: Instant) {
+    pub(crate) fn pinged(&mut self, now: Instant) {
         if let ConnectionPhase::Ready { keepalive } = self {
             *keepalive = match *keepalive {
                 Keepalive::Alive => Keepalive::AwaitingPong { since: now, missed: 1 },

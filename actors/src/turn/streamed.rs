@@ -1,8 +1,9 @@
-//! The v2 turn on top of `TurnPipeline`: store the user message (then `ack`), stream the model's
-//! deltas as `chat_delta`, store the answer, send `chat_end` with the full text. A repeated id
+//! The streamed v2 turn on top of `TurnPipeline`: store the user message (then `ack`), stream the
+//! model's deltas as `chat_delta`, store the answer, send `chat_end` with the full text. A repeated id
 //! replays the stored answer without asking the model; a cancel stores the partial answer.
-//! Frames go into the session's `SessionStream`, so a turn whose socket closed still reaches
+//! Frames go into the connection's `ResumableStream`, so a turn whose socket closed still reaches
 //! the client through `resume`. Run by the `OrchestratorActor`.
+//! Imports the pipeline, the intake and the stream.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,30 +11,31 @@ use std::time::Duration;
 use pam_protocol::{ChatEnd, V2Frame};
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
-use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+use super::input::{Previous, TurnFailure, TurnInput, wait_for};
+use super::intake::Intake;
+use super::pipeline::{TurnPipeline, replayed_reply, turn_metadata};
+use super::running::TurnGuard;
 use crate::ports::{AnswerRecord, LlmReply, StoredAnswer};
-use crate::resume::SessionStream;
-use crate::running_turns::TurnGuard;
-use crate::turn::{Admission, Previous, TurnFailure, TurnInput, TurnPipeline, replayed_reply, turn_metadata, wait_for};
+use crate::stream::ResumableStream;
 
 /// Deltas buffered between the provider and the stream.
 const DELTA_QUEUE: usize = 64;
 
 /// One v2 chat to answer.
-pub struct StreamedJob {
+pub(crate) struct StreamedJob {
     /// The client's message id (idempotency key).
     pub id: String,
     pub input: TurnInput,
-    pub stream: Arc<SessionStream>,
-    /// Fires on `cancel`; a dropped sender (the socket went away) is not a cancel.
+    pub stream: Arc<ResumableStream>,
+    /// Fires on `cancel`; a dropped sender (the orchestrator went away) is not a cancel.
     pub cancel: oneshot::Receiver<()>,
 }
 
 /// How a streamed turn ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StreamedEnd {
+pub(crate) enum StreamedEnd {
     Answered,
     Replayed,
     Cancelled,
@@ -41,33 +43,23 @@ pub enum StreamedEnd {
 }
 
 impl TurnPipeline {
-    /// Starts a v2 turn (registered with [`TurnPipeline::register`]) on its own task; its frames
-    /// go into `job.stream` whatever happens to the socket that carried it.
-    pub fn start_streamed(&self, job: StreamedJob, guard: TurnGuard, after: Option<Previous>) -> JoinHandle<StreamedEnd> {
-        let pipeline = self.clone();
-        let id = guard.id();
-        let task = tokio::spawn(async move { pipeline.answer_streamed(job, guard, after).await });
-        self.running.set_abort(id, task.abort_handle());
-        task
-    }
-
-    /// Answers one v2 chat, pushing every frame into `job.stream`.
-    async fn answer_streamed(&self, mut job: StreamedJob, guard: TurnGuard, after: Option<Previous>) -> StreamedEnd {
+    /// Answers one v2 chat, sending every frame into `job.stream`.
+    pub(crate) async fn answer_streamed(&self, mut job: StreamedJob, guard: TurnGuard, after: Option<Previous>) -> StreamedEnd {
         let started = Instant::now();
         let id = job.id.clone();
-        let early = match self.admit(&job.input, guard.id()).await {
-            Admission::New { durable: true } => None,
-            Admission::New { durable: false } => Some(fail(&job.stream, id.clone(), TurnFailure::storage_unavailable())),
-            Admission::Replay(stored) => Some(replay(&job.stream, id.clone(), stored)),
-            Admission::Busy => Some(fail(&job.stream, id.clone(), TurnFailure::still_running_elsewhere())),
-            Admission::Failed(failure) => Some(fail(&job.stream, id.clone(), failure)),
+        let early = match self.intake(&job.input, guard.id()).await {
+            Intake::New { durable: true } => None,
+            Intake::New { durable: false } => Some(fail(&job.stream, id.clone(), TurnFailure::storage_unavailable())),
+            Intake::Replay(stored) => Some(replay(&job.stream, id.clone(), stored)),
+            Intake::Busy => Some(fail(&job.stream, id.clone(), TurnFailure::still_running_elsewhere())),
+            Intake::Failed(failure) => Some(fail(&job.stream, id.clone(), failure)),
         };
         if let Some(end) = early {
             // Still in line: the connection's next turn waits for this one, and so for the one before.
             wait_for(after).await;
             return end;
         }
-        job.stream.push(V2Frame::Ack { id: id.clone() });
+        job.stream.send(V2Frame::Ack { id: id.clone() });
         wait_for(after).await;
         let request = self.request(&job.input).await;
         let (deltas, mut received) = mpsc::channel::<String>(DELTA_QUEUE);
@@ -103,13 +95,13 @@ impl TurnPipeline {
                 metadata["client_msg_id"] = Value::from(id.clone());
                 metadata["cancelled"] = Value::Bool(false);
                 self.store_v2_answer(&job, &reply.text, metadata).await;
-                job.stream.push(V2Frame::ChatEnd(chat_end(id, reply, latency)));
+                job.stream.send(V2Frame::ChatEnd(chat_end(id, reply, latency)));
                 StreamedEnd::Answered
             }
             Some(Err(error)) => {
                 self.record_outcome(&Err(error.clone()), latency);
                 let failure = TurnFailure::from_llm(error);
-                job.stream.push(V2Frame::error(Some(id), failure.code, failure.message));
+                job.stream.send(V2Frame::error(Some(id), failure.code, failure.message));
                 StreamedEnd::Failed
             }
         };
@@ -135,7 +127,7 @@ impl TurnPipeline {
             first_token_ms: None,
             latency_ms: millis(latency),
         };
-        job.stream.push(V2Frame::ChatEnd(end));
+        job.stream.send(V2Frame::ChatEnd(end));
     }
 
     async fn store_v2_answer(&self, job: &StreamedJob, text: &str, metadata: Value) {
@@ -144,22 +136,22 @@ impl TurnPipeline {
     }
 }
 
-fn stream_delta(stream: &SessionStream, id: &str, partial: &mut String, delta: String) {
+fn stream_delta(stream: &ResumableStream, id: &str, partial: &mut String, delta: String) {
     partial.push_str(&delta);
-    stream.push(V2Frame::ChatDelta { id: id.to_string(), delta });
+    stream.send(V2Frame::ChatDelta { id: id.to_string(), delta });
 }
 
 /// A repeated id that was answered before: `ack` again, then the stored answer.
-fn replay(stream: &SessionStream, id: String, stored: StoredAnswer) -> StreamedEnd {
-    stream.push(V2Frame::Ack { id: id.clone() });
+fn replay(stream: &ResumableStream, id: String, stored: StoredAnswer) -> StreamedEnd {
+    stream.send(V2Frame::Ack { id: id.clone() });
     let latency = Duration::from_millis(stored.metadata.get("latency_ms").and_then(Value::as_u64).unwrap_or(0));
     let reply = replayed_reply(stored);
-    stream.push(V2Frame::ChatEnd(chat_end(id, reply, latency)));
+    stream.send(V2Frame::ChatEnd(chat_end(id, reply, latency)));
     StreamedEnd::Replayed
 }
 
-fn fail(stream: &SessionStream, id: String, failure: TurnFailure) -> StreamedEnd {
-    stream.push(V2Frame::error(Some(id), failure.code, failure.message));
+fn fail(stream: &ResumableStream, id: String, failure: TurnFailure) -> StreamedEnd {
+    stream.send(V2Frame::error(Some(id), failure.code, failure.message));
     StreamedEnd::Failed
 }
 

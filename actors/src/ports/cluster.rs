@@ -6,22 +6,11 @@
 //!
 //! Every shared operation may answer `SharedUnavailable` (Redis refused, hung past its 100 ms
 //! budget, or its breaker is open); callers then use this node's own in-process state, so Redis
-//! trouble never becomes the user's trouble (design.md, "Scale-out").
-
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+//! trouble never becomes the user's trouble.
 
 use pam_protocol::UserId;
 
-use crate::admission::UserSlots;
-use crate::ports::BoxFuture;
-
-/// Messages published on the push bus (`publish` calls, on the node that published).
-pub const PUSH_PUBLISHED_TOTAL: &str = "pam_push_bus_published_total";
-/// Pushes handed to a local socket (on the node that holds the socket).
-pub const PUSH_DELIVERED_TOTAL: &str = "pam_push_bus_delivered_total";
-/// Pushes that arrived from another node over the bus (on the receiving node).
-pub const PUSH_RECEIVED_TOTAL: &str = "pam_push_bus_received_total";
+use super::BoxFuture;
 
 /// The shared state could not be reached in time: use this node's own.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -32,7 +21,9 @@ pub struct SharedUnavailable;
 /// change on this node, so a write that lands late (writes race) never undoes a newer one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SocketCount {
+    /// This node's sockets of the user.
     pub count: usize,
+    /// Grows with every change on this node.
     pub version: u64,
 }
 
@@ -76,8 +67,11 @@ pub struct PushOutcome {
 /// Counts of one bus instance (the Prometheus counters add up every node of a process).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct PushStats {
+    /// Payloads this instance published.
     pub published: u64,
+    /// Payloads that arrived from other nodes.
     pub received: u64,
+    /// Sockets of this node a payload was handed to.
     pub delivered: u64,
 }
 
@@ -89,65 +83,4 @@ pub trait PushBus: Send + Sync + 'static {
     fn publish<'a>(&'a self, user: &'a UserId, payload: &'a str) -> BoxFuture<'a, PushOutcome>;
     /// This instance's counts.
     fn stats(&self) -> PushStats;
-}
-
-/// The counters every bus keeps, per instance and in Prometheus.
-#[derive(Debug, Default)]
-pub struct PushCounters {
-    published: AtomicU64,
-    received: AtomicU64,
-    delivered: AtomicU64,
-}
-
-impl PushCounters {
-    pub fn published(&self) {
-        self.published.fetch_add(1, Ordering::Relaxed);
-        metrics::counter!(PUSH_PUBLISHED_TOTAL).increment(1);
-    }
-
-    pub fn received(&self) {
-        self.received.fetch_add(1, Ordering::Relaxed);
-        metrics::counter!(PUSH_RECEIVED_TOTAL).increment(1);
-    }
-
-    pub fn delivered(&self, sockets: usize) {
-        let sockets = sockets as u64;
-        self.delivered.fetch_add(sockets, Ordering::Relaxed);
-        metrics::counter!(PUSH_DELIVERED_TOTAL).increment(sockets);
-    }
-
-    pub fn stats(&self) -> PushStats {
-        PushStats {
-            published: self.published.load(Ordering::Relaxed),
-            received: self.received.load(Ordering::Relaxed),
-            delivered: self.delivered.load(Ordering::Relaxed),
-        }
-    }
-}
-
-/// The single-node bus: a push reaches this node's sockets of the user.
-pub struct LocalPushBus {
-    slots: Arc<UserSlots>,
-    counters: PushCounters,
-}
-
-impl LocalPushBus {
-    pub fn new(slots: Arc<UserSlots>) -> Self {
-        Self { slots, counters: PushCounters::default() }
-    }
-}
-
-impl PushBus for LocalPushBus {
-    fn publish<'a>(&'a self, user: &'a UserId, payload: &'a str) -> BoxFuture<'a, PushOutcome> {
-        Box::pin(async move {
-            self.counters.published();
-            let local_sockets = self.slots.deliver(user, payload);
-            self.counters.delivered(local_sockets);
-            PushOutcome { local_sockets, remote_nodes: 0, degraded: false }
-        })
-    }
-
-    fn stats(&self) -> PushStats {
-        self.counters.stats()
-    }
 }

@@ -1,21 +1,23 @@
-//! A `SessionStream` taken over from the store (`REDIS_URL` set): filled with the frames a claim
+//! A `ResumableStream` taken over from the store (`REDIS_URL` set): filled with the frames a claim
 //! read, continuing the stream's numbering, and fed the frames another node's object of the
 //! stream still writes (a turn running on a drained node), which this holder numbers anew.
+//! Part of the stream module; imports the claim bookkeeping.
 
 use std::sync::Arc;
 
 use pam_protocol::{SeqFrame, V2Frame};
 
-use super::SessionStream;
-use crate::stream_store::{ClaimedStream, ForwardGate};
+use super::ResumableStream;
+use super::claim::ForwardGate;
+use crate::ports::ClaimedStream;
 
-impl SessionStream {
+impl ResumableStream {
     /// A frame forwarded to this holder (by the writer object and the seq it gave it). While the
     /// claim runs it waits (at most `max_frames` of them); after, a frame not taken yet is
     /// numbered and sent.
     pub(super) fn forwarded(&self, origin: u64, origin_seq: u64, text: String) {
         // Its own frame come back (the store names this object as holder while a stale copy of
-        // the claim says otherwise): pushing it again would forward it again, without end.
+        // the claim says otherwise): sending it again would forward it again, without end.
         if origin == self.inst {
             tracing::warn!(stream = %self.id, "a frame of this stream came back to its writer; dropped");
             return;
@@ -28,16 +30,16 @@ impl SessionStream {
                 }
                 return;
             }
-            if !inner.forward_gate.admit(origin, origin_seq) {
+            if !inner.forward_gate.take(origin, origin_seq) {
                 return;
             }
         }
-        self.push_forwarded(&text);
+        self.send_forwarded(&text);
     }
 
-    fn push_forwarded(&self, text: &str) {
+    fn send_forwarded(&self, text: &str) {
         match serde_json::from_str::<SeqFrame>(text) {
-            Ok(SeqFrame { frame, .. }) => self.push(frame),
+            Ok(SeqFrame { frame, .. }) => self.send(frame),
             Err(error) => tracing::warn!(stream = %self.id, %error, "dropped an unreadable forwarded frame"),
         }
     }
@@ -59,8 +61,8 @@ impl SessionStream {
             inner.restoring.take().unwrap_or_default()
         };
         for (origin, origin_seq, text) in waiting {
-            if self.lock().forward_gate.admit(origin, origin_seq) {
-                self.push_forwarded(&text);
+            if self.lock().forward_gate.take(origin, origin_seq) {
+                self.send_forwarded(&text);
             }
         }
     }
@@ -70,7 +72,7 @@ impl SessionStream {
     pub fn end_orphaned_turns(&self, turns: &[String]) {
         for id in turns {
             let message = "the node answering this chat stopped; send the same chat again";
-            self.push(V2Frame::error(Some(id.clone()), pam_protocol::ErrorCode::ServiceRestart, message));
+            self.send(V2Frame::error(Some(id.clone()), pam_protocol::ErrorCode::ServiceRestart, message));
         }
     }
 }

@@ -1,7 +1,7 @@
 //! Unit tests of the resume buffer (paused tokio time for the TTL).
 
 use super::*;
-use crate::outbound::{OutboundReceiver, WriterEvent, channel};
+use crate::outbound::{Outbound, OutboundReceiver, WriterEvent};
 use ractor::{Actor, ActorProcessingErr};
 
 /// Stands in for a connection actor: swallows every message.
@@ -22,7 +22,7 @@ fn user(n: u8) -> UserId {
 }
 
 fn limits(max_frames: usize) -> ResumeLimits {
-    ResumeLimits { max_sessions: 2, max_frames, max_bytes: 1 << 20, ttl: Duration::from_secs(60) }
+    ResumeLimits { max_streams: 2, max_frames, max_bytes: 1 << 20, ttl: Duration::from_secs(60) }
 }
 
 /// The seqs waiting in the socket's queue, leaving out the `resumed` that ends a replay.
@@ -46,16 +46,16 @@ async fn frames_are_numbered_and_replayed_after_last_seq() {
     let (actor, _) = Actor::spawn(None, Sink, ()).await.unwrap();
     let buffer = ResumeBuffer::new(limits(10));
     let stream = buffer.open(user(1), 1);
-    stream.push(V2Frame::Welcome(pam_protocol::Welcome::new("c", stream.id(), buffer.epoch(), 1, 1)));
+    stream.send(V2Frame::Welcome(pam_protocol::Welcome::new("c", stream.id(), buffer.epoch(), 1, 1)));
     for id in ["a", "b", "c"] {
-        stream.push(ack(id));
+        stream.send(ack(id));
     }
-    stream.push(V2Frame::Ping { timestamp: 1 });
-    let (out, mut rx) = channel(16);
-    let found = buffer.find(stream.id(), &user(1)).expect("own session is found");
+    stream.send(V2Frame::Ping { timestamp: 1 });
+    let (out, mut rx) = Outbound::channel(16);
+    let found = buffer.find(stream.id(), &user(1)).expect("own stream is found");
     assert_eq!(attach_and_replay(&found, "c2", &out, &actor, Some(2)).await, Ok(2));
     assert_eq!(seqs(&mut rx).await, vec![3, 4], "acks b and c; welcome and ping are not replayed");
-    stream.push(ack("d"));
+    stream.send(ack("d"));
     assert_eq!(seqs(&mut rx).await, vec![7], "live frames follow the replay and its `resumed` (6)");
     assert_eq!(found.attach("c3", out, actor.clone(), Some(8)).map(|r| r.len()), Err(ResumeError::Ahead));
     actor.stop(None);
@@ -67,9 +67,9 @@ async fn a_resume_from_before_the_ring_fails_as_too_old() {
     let buffer = ResumeBuffer::new(limits(2));
     let stream = buffer.open(user(1), 1);
     for id in ["a", "b", "c", "d"] {
-        stream.push(ack(id));
+        stream.send(ack(id));
     }
-    let (out, mut rx) = channel(16);
+    let (out, mut rx) = Outbound::channel(16);
     assert_eq!(stream.attach("c2", out.clone(), actor.clone(), Some(1)).map(|r| r.len()), Err(ResumeError::TooOld));
     assert_eq!(attach_and_replay(&stream, "c2", &out, &actor, Some(2)).await, Ok(2));
     assert_eq!(seqs(&mut rx).await, vec![3, 4]);
@@ -77,7 +77,7 @@ async fn a_resume_from_before_the_ring_fails_as_too_old() {
 }
 
 #[tokio::test]
-async fn sessions_are_only_found_by_their_user() {
+async fn streams_are_only_found_by_their_user() {
     let buffer = ResumeBuffer::new(limits(2));
     let stream = buffer.open(user(1), 1);
     assert!(buffer.find(stream.id(), &user(2)).is_none());
@@ -86,30 +86,30 @@ async fn sessions_are_only_found_by_their_user() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn detached_sessions_expire_and_the_registry_stays_bounded() {
+async fn detached_streams_expire_and_the_registry_stays_bounded() {
     let (actor, _) = Actor::spawn(None, Sink, ()).await.unwrap();
     let buffer = ResumeBuffer::new(limits(2));
     let attached = buffer.open(user(1), 1);
-    let (out, _rx) = channel(4);
+    let (out, _rx) = Outbound::channel(4);
     attached.attach("c1", out, actor.clone(), None).unwrap();
     let detached = buffer.open(user(1), 1);
     tokio::time::advance(Duration::from_secs(61)).await;
     assert!(buffer.find(detached.id(), &user(1)).is_none(), "expired after the TTL");
-    assert!(buffer.find(attached.id(), &user(1)).is_some(), "an attached session never expires");
+    assert!(buffer.find(attached.id(), &user(1)).is_some(), "an attached stream never expires");
     let a = buffer.open(user(1), 1);
     let b = buffer.open(user(1), 1);
-    assert_eq!(buffer.len(), 2, "bounded in sessions");
-    assert!(buffer.find(a.id(), &user(1)).is_none(), "the oldest detached session made room");
+    assert_eq!(buffer.len(), 2, "bounded in streams");
+    assert!(buffer.find(a.id(), &user(1)).is_none(), "the oldest detached stream made room");
     assert!(buffer.find(b.id(), &user(1)).is_some());
     buffer.detach(&attached, "c1");
     actor.stop(None);
 }
 
 #[tokio::test(start_paused = true)]
-async fn detached_sessions_are_forgotten_by_age_while_the_registry_is_not_full() {
+async fn detached_streams_are_forgotten_by_age_while_the_registry_is_not_full() {
     let (actor, _) = Actor::spawn(None, Sink, ()).await.unwrap();
-    let buffer = ResumeBuffer::new(ResumeLimits { max_sessions: 1_000, ..limits(4) });
-    let (out, _rx) = channel(4);
+    let buffer = ResumeBuffer::new(ResumeLimits { max_streams: 1_000, ..limits(4) });
+    let (out, _rx) = Outbound::channel(4);
     for _ in 0..10 {
         let stream = buffer.open(user(1), 1);
         stream.attach("c", out.clone(), actor.clone(), None).unwrap();
@@ -129,16 +129,16 @@ async fn a_replay_larger_than_the_socket_queue_arrives_whole_and_live_frames_fol
     let buffer = ResumeBuffer::new(ResumeLimits { max_frames: 256, ..limits(256) });
     let stream = buffer.open(user(1), 1);
     for n in 0..200 {
-        stream.push(ack(&n.to_string()));
+        stream.send(ack(&n.to_string()));
     }
-    let (out, mut rx) = channel(16);
+    let (out, mut rx) = Outbound::channel(16);
     let replay = stream.attach("c2", out.clone(), actor.clone(), Some(0)).unwrap();
     assert_eq!(replay.len(), 200);
     let replaying = {
         let stream = stream.clone();
         tokio::spawn(async move { stream.replay("c2", &out, replay).await })
     };
-    stream.push(ack("live"));
+    stream.send(ack("live"));
     let mut seen = Vec::new();
     while seen.len() < 202 {
         if let WriterEvent::Frame(OutFrame::Text(text)) = rx.next().await {
@@ -154,7 +154,7 @@ async fn a_replay_larger_than_the_socket_queue_arrives_whole_and_live_frames_fol
 
 /// Attaches and runs the replay to its end (the queue must hold it).
 async fn attach_and_replay(
-    stream: &SessionStream,
+    stream: &ResumableStream,
     conn: &str,
     out: &crate::outbound::Outbound,
     actor: &ActorRef<ConnectionMsg>,
@@ -171,13 +171,13 @@ async fn a_full_socket_queue_keeps_the_frame_for_resume() {
     let (actor, _) = Actor::spawn(None, Sink, ()).await.unwrap();
     let buffer = ResumeBuffer::new(limits(10));
     let stream = buffer.open(user(1), 1);
-    let (out, mut rx) = channel(1);
+    let (out, mut rx) = Outbound::channel(1);
     stream.attach("c1", out, actor.clone(), None).unwrap();
-    stream.push(ack("a"));
-    stream.push(ack("b"));
+    stream.send(ack("a"));
+    stream.send(ack("b"));
     assert!(matches!(rx.next().await, WriterEvent::Frame(_)));
     buffer.detach(&stream, "c1");
-    let (out, mut rx) = channel(4);
+    let (out, mut rx) = Outbound::channel(4);
     assert_eq!(attach_and_replay(&stream, "c2", &out, &actor, Some(1)).await, Ok(1));
     assert_eq!(seqs(&mut rx).await, vec![2]);
     actor.stop(None);

@@ -3,6 +3,7 @@
 //! on it, a repeated chat id finds the turn already answering it, and what is still here when
 //! the shutdown grace ends is recorded as unanswered. It only holds turns that run, each for at
 //! most its turn lifetime, so it is bounded by the per-user chat rate limit times that lifetime.
+//! A leaf of the turn pipeline: imports the ports.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -11,14 +12,8 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use crate::metrics_names::{TURNS_ACCEPTED_TOTAL, TURNS_RUNNING};
 use crate::ports::TurnKey;
-
-/// Counter: turns still running when the shutdown grace ended (recorded as unanswered).
-pub const TURNS_ABANDONED_TOTAL: &str = "pam_turns_abandoned_total";
-/// Counter: chat turns the server has read (each is then answered and stored, or recorded).
-pub const TURNS_ACCEPTED_TOTAL: &str = "pam_turns_accepted_total";
-/// Gauge: turns running on this node.
-pub const TURNS_RUNNING: &str = "pam_turns_running";
 
 /// Who carried a turn in, for logs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -102,6 +97,7 @@ impl Drop for TurnGuard {
 }
 
 impl RunningTurns {
+    /// An empty registry, shared.
     pub fn new() -> Arc<Self> {
         Arc::new(Self::default())
     }
@@ -160,6 +156,7 @@ impl RunningTurns {
         self.lock().turns.len()
     }
 
+    /// Whether no turn runs.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

@@ -1,10 +1,11 @@
-//! The v2 resume buffer: one `SessionStream` per v2 session numbers every server frame (`seq`),
-//! forwards it to the socket attached right now (if any) and keeps the replayable ones in a
-//! bounded ring that outlives the socket. `ResumeBuffer` is the shared registry, bounded in
-//! sessions, with a TTL for sessions no socket is attached to (`resume_registry.rs`). Used by the
-//! `ConnectionActor` and by the orchestrator, whose turns keep streaming into a session after its
-//! socket is gone. With a `StreamStore` (`REDIS_URL` set) every frame is also told to the store,
-//! after the local send, so the stream resumes on another node (`resume_restore.rs`).
+//! v2 resumable streams: one `ResumableStream` per v2 socket numbers every server frame (`seq`),
+//! sends it to the socket attached right now (if any) and keeps the replayable ones in a bounded
+//! ring that outlives the socket. `ResumeBuffer` is the shared registry, bounded in streams, with
+//! a TTL for streams no socket is attached to (`registry.rs`). Used by the `ConnectionActor` and
+//! by the turns its orchestrator runs, which keep sending into a stream after its socket is gone.
+//! With a `StreamStore` (`REDIS_URL` set) every frame is also told to the store, after the local
+//! send, so the stream resumes on another node (`restore.rs`; the bookkeeping in `claim.rs`).
+//! Imports the ports, the outbound queue and the connection's messages.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -14,31 +15,41 @@ use pam_protocol::{SeqFrame, UserId, V2Frame};
 use ractor::ActorRef;
 use tokio::time::Instant;
 
-use crate::connection::ConnectionMsg;
+use crate::messages::connection::ConnectionMsg;
 use crate::metrics_names::count_frame;
 use crate::outbound::{OutFrame, Outbound, SendError};
-use crate::stream_store::{ForwardGate, StreamStore, StreamWrite, TurnMark};
+use crate::ports::{StreamStore, StreamWrite, TurnMark};
+
+mod claim;
+mod registry;
+mod restore;
+#[cfg(test)]
+mod tests;
+
+use claim::ForwardGate;
+pub(crate) use claim::{check_replay, failure_of};
+pub use registry::ResumeBuffer;
 
 /// Limits of the resume buffer.
 #[derive(Debug, Clone, Copy)]
 pub struct ResumeLimits {
-    /// Sessions kept at once (attached or not).
-    pub max_sessions: usize,
-    /// Replayable frames kept per session (oldest dropped first).
+    /// Streams kept at once (attached or not).
+    pub max_streams: usize,
+    /// Replayable frames kept per stream (oldest dropped first).
     pub max_frames: usize,
-    /// Bytes of replayable frames kept per session.
+    /// Bytes of replayable frames kept per stream.
     pub max_bytes: usize,
-    /// How long a session with no socket stays resumable.
+    /// How long a stream with no socket stays resumable.
     pub ttl: Duration,
 }
 
 impl Default for ResumeLimits {
     fn default() -> Self {
-        ResumeLimits { max_sessions: 20_000, max_frames: 256, max_bytes: 64 * 1024, ttl: Duration::from_secs(300) }
+        ResumeLimits { max_streams: 20_000, max_frames: 256, max_bytes: 64 * 1024, ttl: Duration::from_secs(300) }
     }
 }
 
-/// The socket a session's frames go to.
+/// The socket a stream's frames go to.
 struct Attached {
     conn_id: String,
     outbound: Outbound,
@@ -87,16 +98,16 @@ struct StreamInner {
 /// Why a resume could not replay.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum ResumeError {
-    #[error("unknown or expired session")]
+    #[error("unknown or expired stream")]
     Unknown,
     #[error("the frames after last_seq are no longer buffered")]
     TooOld,
-    #[error("last_seq is ahead of the session")]
+    #[error("last_seq is ahead of the stream")]
     Ahead,
 }
 
-/// One v2 session: its seq counter, replay ring and current socket.
-pub struct SessionStream {
+/// One v2 stream: its seq counter, replay ring and current socket.
+pub struct ResumableStream {
     id: Arc<str>,
     user: UserId,
     limits: ResumeLimits,
@@ -107,7 +118,7 @@ pub struct SessionStream {
     inner: Mutex<StreamInner>,
 }
 
-impl SessionStream {
+impl ResumableStream {
     fn new(id: Arc<str>, user: UserId, first_seq: u64, epoch: Arc<str>, limits: ResumeLimits, store: Option<Arc<dyn StreamStore>>) -> Self {
         let inner = StreamInner {
             last_seq: first_seq.saturating_sub(1),
@@ -121,10 +132,10 @@ impl SessionStream {
             attached: None,
             detached_at: Some(Instant::now()),
         };
-        SessionStream { id, user, limits, inst: uuid::Uuid::new_v4().as_u64_pair().0, store, inner: Mutex::new(inner) }
+        ResumableStream { id, user, limits, inst: uuid::Uuid::new_v4().as_u64_pair().0, store, inner: Mutex::new(inner) }
     }
 
-    /// The session id clients resume with.
+    /// The stream id clients resume with.
     pub fn id(&self) -> &str {
         &self.id
     }
@@ -150,7 +161,7 @@ impl SessionStream {
 
     /// Numbers `frame`, keeps it if replayable, and sends it to the attached socket. A full
     /// socket queue tells the connection to close with 4408 (the frame stays buffered).
-    pub fn push(&self, frame: V2Frame) {
+    pub fn send(&self, frame: V2Frame) {
         let mut inner = self.lock();
         inner.last_seq += 1;
         let seq = inner.last_seq;
@@ -224,9 +235,9 @@ impl SessionStream {
     }
 
     /// Attaches a socket. With `last_seq`, the buffered frames after it are returned as a
-    /// [`Replay`] that [`SessionStream::replay`] sends at the socket's pace; live frames wait
+    /// [`Replay`] that [`ResumableStream::replay`] sends at the socket's pace; live frames wait
     /// behind it, so none overtakes the replay and none is skipped. Another socket attached to
-    /// the session is told it was taken over.
+    /// the stream is told it was taken over.
     pub fn attach(
         &self,
         conn_id: &str,
@@ -249,7 +260,7 @@ impl SessionStream {
         let attached = Attached { conn_id: conn_id.to_string(), outbound, actor, backlog };
         if let Some(previous) = inner.attached.replace(attached) {
             if previous.conn_id != conn_id {
-                let _ = previous.actor.cast(ConnectionMsg::SessionTaken);
+                let _ = previous.actor.cast(ConnectionMsg::StreamTaken);
             }
         }
         inner.detached_at = None;
@@ -258,11 +269,11 @@ impl SessionStream {
 
     /// Sends a replay to `conn_id`'s socket, waiting for room in its queue (any
     /// `PAM_OUTBOUND_QUEUE` works), then the live frames that waited behind it; from then on
-    /// frames flow live again. Stops when the socket closes or another one takes the session.
+    /// frames flow live again. Stops when the socket closes or another one takes the stream.
     pub async fn replay(&self, conn_id: &str, outbound: &Outbound, replay: Replay) {
         let replayed = replay.frames.len() as u64;
         if self.send_replay(conn_id, outbound, replay).await {
-            self.push(V2Frame::Resumed { stream_id: self.id.to_string(), replayed });
+            self.send(V2Frame::Resumed { stream_id: self.id.to_string(), replayed });
         }
     }
 
@@ -297,7 +308,7 @@ impl SessionStream {
     /// and closes, detaching itself.
     pub(crate) fn taken_elsewhere(&self) {
         if let Some(attached) = self.lock().attached.as_ref() {
-            let _ = attached.actor.cast(ConnectionMsg::SessionTaken);
+            let _ = attached.actor.cast(ConnectionMsg::StreamTaken);
         }
     }
 
@@ -328,14 +339,3 @@ fn deliver(attached: &Attached, kind: &'static str, text: &Arc<str>) {
         Err(SendError::Closed) => {}
     }
 }
-
-#[path = "resume_registry.rs"]
-mod registry;
-pub use registry::ResumeBuffer;
-
-#[path = "resume_restore.rs"]
-mod restore;
-
-#[cfg(test)]
-#[path = "resume_tests.rs"]
-mod tests;

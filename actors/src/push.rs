@@ -1,0 +1,156 @@
+//! Server pushes as the actors see them: the frame a stored notification becomes
+//! ([`push_frame`]), and `StoredPushDelivery`, the one task that sends connecting users their
+//! stored pushes and marks the alerts sockets sent as delivered. Imports the ports and the
+//! connection's messages.
+
+use std::sync::Arc;
+
+use pam_protocol::{AlertContent, ProactiveAlert, PushFrame, TimerExpired, TimerNotification, TimerType, UserId};
+use ractor::ActorRef;
+use serde_json::Value;
+
+use crate::messages::connection::ConnectionMsg;
+use crate::ports::{Notification, NotificationKind, NotificationStore, STORE_TIMEOUT};
+
+/// The push frame a stored row becomes (the legacy shape; v2 adds `seq`), or why it cannot be
+/// built (a payload this gateway did not write).
+///
+/// `timer_expired`: `id` and `timer_id` are the row id, `fire_at` the row's `fire_at` (RFC 3339,
+/// milliseconds, UTC), the notification titled by the label and tagged `timer-{id}`.
+/// `proactive_alert`: `timestamp` is the row's `fire_at`, `content` the payload's `content`.
+pub fn push_frame(row: &Notification) -> Result<PushFrame, String> {
+    let at = row.fire_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    match row.kind {
+        NotificationKind::TimerExpired => {
+            let text = |key: &str| row.payload.get(key).and_then(Value::as_str).unwrap_or_default().to_string();
+            let timer_type: TimerType = serde_json::from_value(row.payload.get("timer_type").cloned().unwrap_or(Value::Null))
+                .map_err(|e| format!("timer_type: {e}"))?;
+            let (label, message) = (text("label"), text("message"));
+            let title =
+                if label.is_empty() { if timer_type == TimerType::Alarm { "Alarm" } else { "Timer" }.to_string() } else { label.clone() };
+            let body = if message.is_empty() { label.clone() } else { message.clone() };
+            Ok(PushFrame::TimerExpired(TimerExpired {
+                id: row.id.clone(),
+                timer_id: row.id.clone(),
+                label,
+                timer_type,
+                message,
+                fire_at: at,
+                notification: TimerNotification { title, body, require_interaction: true, tag: format!("timer-{}", row.id) },
+            }))
+        }
+        NotificationKind::ProactiveAlert => {
+            let content: AlertContent =
+                serde_json::from_value(row.payload.get("content").cloned().unwrap_or(Value::Null)).map_err(|e| format!("content: {e}"))?;
+            Ok(PushFrame::ProactiveAlert(ProactiveAlert { id: row.id.clone(), timestamp: at, content }))
+        }
+    }
+}
+
+/// Work of the stored-push task: a connected socket whose user's stored pushes are to be sent,
+/// or an alert a socket sent (to be marked delivered).
+enum DeliveryJob {
+    Read { user: UserId, socket: ActorRef<ConnectionMsg>, conn_id: String },
+    Delivered { user: UserId, id: String, conn_id: String },
+}
+
+/// Marks written in one go at most.
+const MAX_MARKS: usize = 512;
+
+/// Reads the stored pushes of users who just connected on one task, a user at a time, and casts
+/// them to their sockets. A connect storm queues small requests (~100 bytes each) instead of a
+/// task and a database query per socket at once, which would pin memory in every idle socket's share.
+///
+/// The same task marks sent alerts delivered, in the order the jobs came: every mark queued
+/// before a read is written before that read, so an alert sent on one socket is not sent again to
+/// the same user's next socket on this node. Marks queued together are written concurrently.
+#[derive(Clone)]
+pub struct StoredPushDelivery {
+    jobs: tokio::sync::mpsc::UnboundedSender<DeliveryJob>,
+}
+
+impl StoredPushDelivery {
+    /// Starts the delivery task on `store`; it ends when every handle is dropped.
+    pub fn spawn(store: Arc<dyn NotificationStore>) -> Self {
+        let (jobs, mut queue) = tokio::sync::mpsc::unbounded_channel::<DeliveryJob>();
+        tokio::spawn(async move {
+            while let Some(job) = queue.recv().await {
+                let mut marks = Vec::new();
+                let mut read = None;
+                let mut next = Some(job);
+                while let Some(job) = next.take() {
+                    match job {
+                        DeliveryJob::Delivered { user, id, conn_id } => marks.push((user, id, conn_id)),
+                        DeliveryJob::Read { user, socket, conn_id } => read = Some((user, socket, conn_id)),
+                    }
+                    if read.is_none() && marks.len() < MAX_MARKS {
+                        next = queue.try_recv().ok();
+                    }
+                }
+                write_marks(&*store, marks).await;
+                if let Some((user, socket, conn_id)) = read {
+                    send_stored(&*store, &user, &socket, &conn_id).await;
+                }
+            }
+        });
+        StoredPushDelivery { jobs }
+    }
+
+    /// Queues `user`'s stored pushes for the socket `socket`.
+    pub fn request(&self, user: UserId, socket: ActorRef<ConnectionMsg>, conn_id: String) {
+        if self.jobs.send(DeliveryJob::Read { user, socket, conn_id }).is_err() {
+            tracing::warn!("the stored-push delivery task is gone; stored pushes wait for the next connect");
+        }
+    }
+
+    /// Queues marking `user`'s alert `id` delivered.
+    pub fn delivered(&self, user: UserId, id: String, conn_id: String) {
+        if let Err(refused) = self.jobs.send(DeliveryJob::Delivered { user, id, conn_id }) {
+            let DeliveryJob::Delivered { conn_id, .. } = refused.0 else { return };
+            tracing::warn!(%conn_id, "the stored-push delivery task is gone; a sent alert comes once more on the next connect");
+        }
+    }
+}
+
+/// Writes the marks, a user's together, all users at once; each within the store timeout.
+async fn write_marks(store: &dyn NotificationStore, marks: Vec<(UserId, String, String)>) {
+    let mut by_user: Vec<(UserId, Vec<String>, String)> = Vec::new();
+    for (user, id, conn_id) in marks {
+        match by_user.iter_mut().find(|(u, _, _)| *u == user) {
+            Some((_, ids, _)) => ids.push(id),
+            None => by_user.push((user, vec![id], conn_id)),
+        }
+    }
+    let writes = by_user.iter().map(|(user, ids, conn_id)| async move {
+        match tokio::time::timeout(STORE_TIMEOUT, store.mark_delivered(user, ids)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => tracing::warn!(%conn_id, %error, "a sent alert could not be marked delivered"),
+            Err(_) => tracing::warn!(%conn_id, "marking a sent alert delivered took too long; it comes once more on the next connect"),
+        }
+    });
+    futures_util::future::join_all(writes).await;
+}
+
+/// Reads `user`'s stored pushes and casts them to `socket`.
+async fn send_stored(store: &dyn NotificationStore, user: &UserId, socket: &ActorRef<ConnectionMsg>, conn_id: &str) {
+    // A socket already gone needs nothing; a hung database must not stall the queue.
+    if !matches!(socket.get_status(), ractor::ActorStatus::Running) {
+        return;
+    }
+    let rows = match tokio::time::timeout(STORE_TIMEOUT, store.undelivered(user)).await {
+        Ok(Ok(rows)) => rows,
+        Ok(Err(error)) => return tracing::warn!(%conn_id, %error, "stored pushes could not be read"),
+        Err(_) => return tracing::warn!(%conn_id, "stored pushes took too long to read; they come on the next connect"),
+    };
+    for row in rows {
+        match push_frame(&row) {
+            Ok(frame) => {
+                let text = serde_json::to_string(&frame).unwrap_or_default();
+                if socket.cast(ConnectionMsg::StoredPush(text)).is_err() {
+                    return;
+                }
+            }
+            Err(error) => tracing::warn!(%conn_id, id = row.id, %error, "a stored push could not be built"),
+        }
+    }
+}

@@ -1,0 +1,113 @@
+//! Taking a turn in: its user message is stored before any model work (or journaled in the outbox
+//! while storage is down), and the outcome decides whether the model is asked — a new id is
+//! answered; a repeat replays its stored answer, waits for the turn answering it here, or is
+//! answered again when nobody anywhere can still be answering it.
+//! Imports the pipeline, the outbox and the conversation port.
+
+use serde_json::Value;
+
+use super::input::{TurnFailure, TurnInput};
+use super::outbox::Durability;
+use super::pipeline::{TurnPipeline, bounded, storage_warning};
+use super::running::TurnOrigin;
+use crate::metrics_names::TURNS_DROPPED_TOTAL;
+use crate::ports::{PendingWrite, StoreError, StoredAnswer, StoredTurn, UserMessage, UserSaved};
+
+/// What taking a turn in decided: whether the model is asked.
+pub(crate) enum Intake {
+    /// Stored (or journaled) now, or an earlier unanswered copy that nobody answers any more.
+    New {
+        durable: bool,
+    },
+    /// Answered before: replay the stored answer, ask no model.
+    Replay(StoredAnswer),
+    /// Being answered on another node right now.
+    Busy,
+    Failed(TurnFailure),
+}
+
+impl TurnPipeline {
+    /// Stores the user message before any model work and decides whether to answer: a new id
+    /// is answered; a repeat replays its stored answer, waits for the turn answering it here,
+    /// or is answered again when nobody anywhere can still be answering it.
+    pub(crate) async fn intake(&self, input: &TurnInput, turn: u64) -> Intake {
+        let key = input.key();
+        let message =
+            UserMessage { key: key.clone(), text: input.message.clone(), received_at: chrono::Utc::now(), node: self.node.to_string() };
+        // At most twice: a repeat that waited for the turn answering it here looks again.
+        for _ in 0..2 {
+            if self.outbox.must_queue(&key) {
+                // Storage is behind for this conversation: its writes wait their turn, so this one does too.
+                if let Some(pending) = self.outbox.find(&key) {
+                    if let Some(answer) = pending.answer {
+                        return Intake::Replay(StoredAnswer { text: answer.text, metadata: answer.metadata });
+                    }
+                    if let Some(mut other) = self.running.other(&key, turn) {
+                        let _ = other.changed().await;
+                        continue;
+                    }
+                    return Intake::New { durable: true };
+                }
+                return self.accept_into_outbox(message, &input.origin).await;
+            }
+            match bounded(self.store.save_user_message(&message)).await {
+                Ok(UserSaved::New) => {
+                    self.outbox.write_succeeded();
+                    return Intake::New { durable: true };
+                }
+                Ok(UserSaved::Repeat(stored)) => {
+                    self.outbox.write_succeeded();
+                    if let Some(mut other) = self.running.other(&key, turn).filter(|_| stored.answer.is_none()) {
+                        let _ = other.changed().await;
+                        continue;
+                    }
+                    return self.repeat(stored).await;
+                }
+                Err(error @ StoreError::Rejected(_)) => {
+                    metrics::counter!(TURNS_DROPPED_TOTAL).increment(1);
+                    tracing::error!(%error, origin = %input.origin, user = %input.user, client_msg_id = input.client_msg_id, "the database refused this message; not answering it");
+                    return Intake::Failed(TurnFailure::storage_unavailable());
+                }
+                Err(error) => {
+                    self.outbox.write_failed();
+                    storage_warning(&error, &input.origin, &key, "could not store the user message; it waits in the outbox");
+                    return self.accept_into_outbox(message, &input.origin).await;
+                }
+            }
+        }
+        Intake::Busy
+    }
+
+    /// A repeated id whose turn is not running here: answered again when nobody can still be
+    /// answering it — abandoned, accepted by this node, older than any turn runs, or accepted by
+    /// a node that is no longer alive (asked only when the rest does not decide).
+    async fn repeat(&self, stored: StoredTurn) -> Intake {
+        if let Some(answer) = stored.answer {
+            return Intake::Replay(answer);
+        }
+        let abandoned = stored.metadata.get("unanswered").is_some_and(|v| !v.is_null());
+        let accepted_by = stored.metadata.get("node").and_then(Value::as_str);
+        let age = chrono::Utc::now().signed_duration_since(stored.received_at).to_std().unwrap_or_default();
+        if abandoned || accepted_by == Some(&*self.node) || age >= self.turn_lifetime {
+            return Intake::New { durable: true };
+        }
+        if let (Some(liveness), Some(node)) = (&self.liveness, accepted_by) {
+            if let Ok(false) = liveness.may_be_answering(node, age).await {
+                tracing::info!(node, "a repeated chat's node is gone; answering it here");
+                return Intake::New { durable: true };
+            }
+        }
+        Intake::Busy
+    }
+
+    async fn accept_into_outbox(&self, message: UserMessage, origin: &TurnOrigin) -> Intake {
+        match self.outbox.enqueue(PendingWrite::User(message)).await {
+            Durability::Journaled => Intake::New { durable: true },
+            Durability::MemoryOnly => Intake::New { durable: false },
+            Durability::Dropped => {
+                tracing::error!(origin = %origin, "the outbox is full and has no journal; this message is answered but not stored");
+                Intake::New { durable: false }
+            }
+        }
+    }
+}

@@ -1,0 +1,69 @@
+//! The turn answered whole, for legacy sockets and the REST route: its user message is taken in,
+//! the model answers (deltas are not streamed), the answer is stored and returned as one
+//! [`TurnAnswer`].
+//! Imports the pipeline and the intake.
+
+use serde_json::Value;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use super::input::{Previous, TurnAnswer, TurnFailure, TurnInput, wait_for};
+use super::intake::Intake;
+use super::pipeline::{TurnPipeline, replayed_reply, turn_metadata};
+use super::running::TurnGuard;
+use crate::ports::AnswerRecord;
+
+impl TurnPipeline {
+    /// Starts a REST turn on its own task, registered as running from now on. The turn runs to
+    /// its end (answered and stored) whatever happens to the caller; awaiting the handle is
+    /// optional and dropping it does not cancel the turn.
+    pub fn start(&self, input: TurnInput) -> JoinHandle<TurnAnswer> {
+        let guard = self.register(&input);
+        let pipeline = self.clone();
+        self.on_task(guard.id(), async move { pipeline.answer(input, guard, None).await })
+    }
+
+    /// Answers `input` whole, once the turn `after` (the previous one of the same connection)
+    /// has ended; the caller runs it on the turn's task ([`TurnPipeline::on_task`]).
+    pub(crate) async fn answer(&self, input: TurnInput, guard: TurnGuard, after: Option<Previous>) -> TurnAnswer {
+        let started = Instant::now();
+        // With no earlier turn of the connection still running, history and context load while
+        // the user message is stored (the history may or may not hold it yet: the prompt drops
+        // it either way); behind an earlier turn they load after it, so its answer is in them.
+        let after = after.filter(|previous| previous.has_changed().is_ok());
+        let (intake, request) = match after {
+            None => {
+                let (intake, request) = tokio::join!(self.intake(&input, guard.id()), self.request(&input));
+                (intake, Some(request))
+            }
+            Some(previous) => {
+                let intake = self.intake(&input, guard.id()).await;
+                wait_for(Some(previous)).await;
+                (intake, None)
+            }
+        };
+        match intake {
+            Intake::New { .. } => {}
+            Intake::Replay(stored) => return TurnAnswer { latency: started.elapsed(), result: Ok(replayed_reply(stored)) },
+            Intake::Busy => return TurnAnswer { latency: started.elapsed(), result: Err(TurnFailure::still_running_elsewhere()) },
+            Intake::Failed(failure) => return TurnAnswer { latency: started.elapsed(), result: Err(failure) },
+        }
+        let request = match request {
+            Some(request) => request,
+            None => self.request(&input).await,
+        };
+        // A closed channel: providers skip the deltas instead of waiting for a reader.
+        let (deltas, _) = mpsc::channel(1);
+        let result = self.generate(&request, deltas).await;
+        self.record_outcome(&result, started.elapsed());
+        if let Ok(reply) = &result {
+            let mut metadata = turn_metadata(reply, started.elapsed());
+            metadata["client_msg_id"] = Value::from(input.client_msg_id.clone());
+            let answer = AnswerRecord { key: input.key(), text: reply.text.clone(), answered_at: chrono::Utc::now(), metadata };
+            self.store_answer(answer, &input.origin).await;
+        }
+        drop(guard);
+        TurnAnswer { latency: started.elapsed(), result: result.map_err(TurnFailure::from_llm) }
+    }
+}
