@@ -11,6 +11,7 @@ use pam_actors::ConnectionSettings;
 use crate::settings::secret::Secret;
 
 mod checks;
+mod load;
 pub mod secret;
 
 /// Default accurate Anthropic model when `PAM_ANTHROPIC_MODEL` is unset.
@@ -28,7 +29,7 @@ pub const DEFAULT_OPENAI_FAST_MODEL: &str = "gpt-4.1-mini";
 #[command(name = "pam-gateway", version, about)]
 pub struct Settings {
     /// Bind address (port 0 picks a free port; the bound address is logged).
-    #[arg(long, env = "PAM_LISTEN", default_value = "127.0.0.1:8080")]
+    #[arg(long, env = "PAM_LISTEN", default_value = "127.0.0.1:8080", value_parser = load::listen_address)]
     pub listen: SocketAddr,
     /// Postgres or SQLite URL.
     #[arg(long, env = "DATABASE_URL", default_value = "sqlite://pam-gateway.db")]

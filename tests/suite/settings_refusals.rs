@@ -1,7 +1,8 @@
 //! Settings are validated as a whole before anything starts: the real binary, given one setting
 //! that cannot work, exits non-zero with one line naming it. An optional dependency that is down
 //! at startup (Redis) does not stop the start: it is logged once at error level and shown in
-//! `/api/v1/pam/health`.
+//! `/api/v1/pam/health`. The helpers here (the binary with a clean environment) also serve
+//! `startup_refusals.rs`.
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -10,7 +11,7 @@ use serde_json::Value;
 
 use crate::common::*;
 
-struct KillOnDrop(Child);
+pub(crate) struct KillOnDrop(pub(crate) Child);
 
 impl Drop for KillOnDrop {
     fn drop(&mut self) {
@@ -23,7 +24,7 @@ impl Drop for KillOnDrop {
 
 /// The gateway binary with a clean environment: loopback on port `port`, a temp SQLite file,
 /// the test HS256 secret, then `env` on top (an empty value is passed as set-but-empty).
-fn gateway(port: u16, db: &TempFile, env: &[(&str, &str)]) -> Command {
+pub(crate) fn gateway(port: u16, db: &TempFile, env: &[(&str, &str)]) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_pam-gateway"));
     command
         .env_clear()
@@ -38,12 +39,12 @@ fn gateway(port: u16, db: &TempFile, env: &[(&str, &str)]) -> Command {
     command
 }
 
-fn temp_db() -> TempFile {
+pub(crate) fn temp_db() -> TempFile {
     TempFile(std::env::temp_dir().join(format!("pam-settings-{}.db", uuid::Uuid::new_v4().simple())))
 }
 
 /// Runs the binary with `env` and expects it to refuse: its exit status and stderr.
-fn refused_start(env: &[(&str, &str)]) -> (std::process::ExitStatus, String) {
+pub(crate) fn refused_start(env: &[(&str, &str)]) -> (std::process::ExitStatus, String) {
     let db = temp_db();
     let child = gateway(0, &db, env).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().expect("the binary starts");
     let mut child = KillOnDrop(child);
@@ -89,7 +90,7 @@ async fn an_unreachable_redis_at_startup_is_logged_once_loudly_and_shown_in_heal
     let log_path = std::env::temp_dir().join(format!("pam-settings-{}.log", uuid::Uuid::new_v4().simple()));
     let _log_cleanup = TempFile(log_path.clone());
     let log = std::fs::File::create(&log_path).unwrap();
-    let child = gateway(port, &db, &[("REDIS_URL", "redis://127.0.0.1:1"), ("RUST_LOG", "info")])
+    let child = gateway(port, &db, &[("REDIS_URL", "redis://:hunter2@127.0.0.1:1"), ("RUST_LOG", "info")])
         .stdout(log.try_clone().unwrap())
         .stderr(log)
         .spawn()
@@ -111,4 +112,9 @@ async fn an_unreachable_redis_at_startup_is_logged_once_loudly_and_shown_in_heal
     let loud: Vec<&str> = logs.lines().filter(|l| l.contains("REDIS_URL is unreachable at startup")).collect();
     assert_eq!(loud.len(), 1, "logged once: {logs}");
     assert!(loud[0].contains("\"level\":\"ERROR\""), "{}", loud[0]);
+    // One coherent story: the URL (password redacted), starting anyway, and what is not shared.
+    assert!(loud[0].contains("(redis://:***@127.0.0.1:1): starting anyway"), "{}", loud[0]);
+    assert!(loud[0].contains("are this node's alone"), "{}", loud[0]);
+    assert!(!logs.contains("shared across nodes"), "no claim that state is shared while Redis is down: {logs}");
+    assert!(!logs.contains("hunter2"), "the Redis password is never logged: {logs}");
 }
