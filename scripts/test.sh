@@ -32,8 +32,16 @@ wait_for() { # check command...; true once it succeeds (within 10 s)
 
 pct_decode() { local s=${1//%/\\x}; printf '%b' "$s"; }
 
-# $1 in single quotes, for a command line shown to a person.
-shell_quote() { local q="'\\''"; printf "'%s'" "${1//\'/$q}"; }
+# $1 quoted for a command line shown to a person: in double quotes when nothing in it is special there.
+shell_quote() {
+  local q="'\\''"
+  case "$1" in *[\"\$\`\\!]*) printf "'%s'" "${1//\'/$q}" ;; *) printf '"%s"' "$1" ;; esac
+}
+
+# $1 as an SQL identifier: bare when it is a plain lower-case name, else in double quotes.
+sql_ident() {
+  if [[ "$1" =~ ^[a-z_][a-z0-9_]*$ ]]; then printf '%s' "$1"; else local q='""'; printf '"%s"' "${1//\"/$q}"; fi
+}
 
 # --- The URLs, taken apart -----------------------------------------------------------------------
 
@@ -126,13 +134,14 @@ fix_as_postgres() {
   if ! is_local_host "$PG_HOST"; then
     die "$what is needed on $PG_HOST:$PG_PORT, which is not this machine: run there, as a superuser: $sql"
   fi
+  if ! as_postgres_prefix >/dev/null || ! socket_dir >/dev/null; then
+    # The password of PAM_TEST_DATABASE_URL is not printed: the command shows where it goes.
+    local shown=$sql
+    if $PG_HAS_PASSWORD; then shown=${sql/"PASSWORD '"*"'"/"PASSWORD '<the password of PAM_TEST_DATABASE_URL>'"}; fi
+    die "$what needs the OS user postgres, which this user ($(id -un)) cannot become here; run: $(psql_as_postgres_hint "$shown")"
+  fi
   say "$what (as the OS user postgres)"
-  if out=$(psql_as_postgres "$sql" 2>&1); then return 0; fi
-  if as_postgres_prefix >/dev/null && socket_dir >/dev/null; then die "$what failed: $out"; fi
-  # The password of PAM_TEST_DATABASE_URL is not printed: the command shows where it goes.
-  local shown=$sql
-  if $PG_HAS_PASSWORD; then shown=${sql/"PASSWORD '"*"'"/"PASSWORD '<the password of PAM_TEST_DATABASE_URL>'"}; fi
-  die "$what needs the OS user postgres, which this user ($(id -un)) cannot become; run: $(psql_as_postgres_hint "$shown")"
+  out=$(psql_as_postgres "$sql" 2>&1) || die "$what failed: $out"
 }
 
 # --- Postgres ---------------------------------------------------------------------------------
@@ -205,7 +214,7 @@ probe_login() { psql -X -q "$PAM_TEST_DATABASE_URL" -Atc "SELECT rolsuper FROM p
 # The test database and a superuser login role, on a server that answers.
 prepare_postgres_database() {
   local out quoted_user quoted_db
-  quoted_user="\"${PG_USER//\"/\"\"}\"" quoted_db="\"${PG_DB//\"/\"\"}\""
+  quoted_user=$(sql_ident "$PG_USER") quoted_db=$(sql_ident "$PG_DB")
   for _ in 1 2 3 4; do
     out=$(probe_login) && case "$out" in
       t) say "Postgres answers at $PG_HOST:$PG_PORT; database $PG_DB is ready for $PG_USER"; return 0 ;;
