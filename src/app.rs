@@ -57,6 +57,9 @@ impl Application {
         let auth_settings = settings.validate()?;
         rustls::crypto::ring::default_provider().install_default().ok();
         let tls = settings.tls_paths().map(|(cert, key)| TlsFiles::load(cert, key)).transpose()?;
+        // Bound first: a port in use is said before migrations and seeding run.
+        let listener = bind(settings.listen)?;
+        let address = listener.local_addr().context("the bound listener has no address")?;
         let metrics = metrics_handle();
         let db = Database::connect(&settings.database_url, settings.migrate).await?;
         let http = reqwest::Client::builder().build().context("could not build the HTTP client")?;
@@ -70,7 +73,10 @@ impl Application {
         let jwks = auth_settings.jwks_url.clone().map(|url| Arc::new(JwksCache::new(url, http.clone())));
         let jwks_warmup = jwks.clone().map(JwksCache::spawn_warmup);
         if auth_settings.hs256_secret.is_none() && jwks.is_none() {
-            tracing::warn!("no SUPABASE_JWT_SECRET or JWKS configured: only dev tokens are accepted");
+            // Only reachable with dev auth on (validate refuses otherwise): the default start.
+            tracing::info!(
+                "dev auth: no SUPABASE_JWT_SECRET, SUPABASE_URL or PAM_JWKS_URL is set, so only tokens from POST /dev/token are accepted"
+            );
         }
         let authenticator: Arc<dyn Authenticator> = match overrides.authenticator {
             Some(authenticator) => authenticator,
@@ -90,14 +96,23 @@ impl Application {
             Some(url) => {
                 let ttls = [settings.profile_ttl_s, settings.financial_ttl_s, settings.social_ttl_s];
                 let cache = Arc::new(RedisCache::connect(url, &settings.cache_prefix, ttls)?);
-                if let Err(error) = cache.probe().await {
+                let shown = crate::settings::secret::redact_url(url);
+                match cache.probe().await {
                     // Optional dependency: start anyway, but say so once and loudly (health shows it too).
-                    tracing::error!(%error, "REDIS_URL is unreachable at startup: context comes from the database and the in-process cache until Redis answers; /api/v1/pam/health shows cache status `unreachable`");
+                    Err(error) => tracing::error!(
+                        %error,
+                        "REDIS_URL is unreachable at startup ({shown}): starting anyway; until Redis answers, context comes from the database and the in-process cache, and the per-user cap, rate limit, idempotency, pushes and v2 streams are this node's alone; /api/v1/pam/health shows cache status `unreachable`"
+                    ),
+                    Ok(()) => tracing::info!(
+                        "REDIS_URL answers ({shown}): context cache, per-user cap, rate limit, idempotency, pushes and v2 streams are shared across nodes"
+                    ),
                 }
                 Some(cache)
             }
             None => {
-                tracing::info!("REDIS_URL is not set: context is cached in process only");
+                tracing::info!(
+                    "REDIS_URL is not set: context is cached in process only, and the per-user cap, rate limit, idempotency and pushes are this node's alone"
+                );
                 None
             }
         };
@@ -112,8 +127,6 @@ impl Application {
         let node: Arc<str> = settings.node_id().into();
         tracing::info!(node = &*node, "node identity");
         metrics::gauge!(crate::cluster::NODE_UP, "node" => node.to_string()).set(1.0);
-        let listener = bind(settings.listen)?;
-        let address = listener.local_addr().context("the bound listener has no address")?;
         let cluster = crate::cluster::wiring::build(&settings, node.clone(), address)?;
         let deps = Arc::new(ConnectionDeps {
             settings: settings.connection_settings(),
@@ -309,12 +322,36 @@ fn open_outbox(path: &str) -> anyhow::Result<TurnOutbox> {
     Ok(TurnOutbox::with_journal(TURN_OUTBOX_CAPACITY, Arc::new(journal)))
 }
 
+/// The listener on `PAM_LISTEN`; a refusal says why and what to try instead, in one line.
 fn bind(address: SocketAddr) -> anyhow::Result<TcpListener> {
     let socket = if address.is_ipv4() { TcpSocket::new_v4() } else { TcpSocket::new_v6() }.context("could not create the listen socket")?;
     socket.set_reuseaddr(true)?;
     socket.set_nodelay(true)?;
-    socket.bind(address).with_context(|| format!("could not bind {address} (PAM_LISTEN)"))?;
-    socket.listen(LISTEN_BACKLOG).with_context(|| format!("could not listen on {address}"))
+    socket
+        .bind(address)
+        .and_then(|()| socket.listen(LISTEN_BACKLOG))
+        .map_err(|error| anyhow::anyhow!("PAM_LISTEN={address}: {}", bind_refusal(&error, address)))
+}
+
+fn bind_refusal(error: &std::io::Error, address: SocketAddr) -> String {
+    use std::io::ErrorKind;
+    let other_port = SocketAddr::new(address.ip(), if address.port() == u16::MAX { 1024 } else { address.port() + 1 });
+    match error.kind() {
+        ErrorKind::AddrInUse => {
+            format!(
+                "the port is already in use (another pam-gateway or program listens there); stop it, or choose another port, e.g. PAM_LISTEN={other_port}"
+            )
+        }
+        ErrorKind::PermissionDenied => format!(
+            "permission denied (ports below 1024 need root or CAP_NET_BIND_SERVICE); choose a port from 1024, e.g. PAM_LISTEN={}",
+            SocketAddr::new(address.ip(), 8080)
+        ),
+        ErrorKind::AddrNotAvailable => format!(
+            "no network interface of this machine has the address {} ({error}); use 127.0.0.1 (this machine only), 0.0.0.0 (every interface) or one of its addresses",
+            address.ip()
+        ),
+        _ => format!("could not listen there ({error})"),
+    }
 }
 
 /// Resolves on SIGTERM or ctrl-c.

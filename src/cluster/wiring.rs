@@ -63,7 +63,8 @@ pub fn build(settings: &Settings, node: Arc<str>, address: SocketAddr) -> anyhow
     let local_keys = IdempotencyKeys::new(IDEMPOTENCY_TTL, IDEMPOTENCY_CAPACITY);
     let cap = settings.max_connections_per_user;
     let Some(url) = settings.redis_url.as_deref() else {
-        tracing::info!(node = &*node, "REDIS_URL is not set: per-user cap, rate limit, idempotency and pushes are this node's alone");
+        // Said once, with the cache's part, by app.rs.
+        tracing::debug!(node = &*node, "cluster parts in process (no REDIS_URL)");
         let slots = UserSlots::new(cap);
         let push: Arc<dyn PushBus> = Arc::new(LocalPushBus::new(slots.clone()));
         return Ok(ClusterParts {
@@ -81,11 +82,8 @@ pub fn build(settings: &Settings, node: Arc<str>, address: SocketAddr) -> anyhow
     let resume = Arc::new(ResumeBuffer::with_store(limits, Some(streams.clone() as Arc<dyn StreamStore>)));
     let (push, listener) = RedisPushBus::start(url, redis.clone(), slots.clone(), resume.clone())?;
     let heartbeat = spawn_heartbeat(redis.clone(), slots.clone(), address.to_string());
-    tracing::info!(
-        node = &*node,
-        ttl_ms = settings.node_ttl_ms,
-        "REDIS_URL is set: per-user cap, rate limit, idempotency, pushes and v2 streams are shared across nodes"
-    );
+    // Whether they are shared right now (Redis answers) is said once, by app.rs after its probe.
+    tracing::debug!(node = &*node, ttl_ms = settings.node_ttl_ms, "cluster parts on Redis (REDIS_URL)");
     Ok(ClusterParts {
         view: ClusterView { node, started_at, address, redis: Some(redis.clone()), slots, push },
         rate_limiter: ChatRateLimit::new(settings.rate_limit_per_minute, Some(redis.clone() as Arc<dyn SharedRateLimit>)),

@@ -15,6 +15,7 @@ use crate::settings::secret::Secret;
 
 mod checks;
 pub mod docs;
+mod load;
 pub mod secret;
 
 /// Default accurate Anthropic model when `PAM_ANTHROPIC_MODEL` is unset.
@@ -34,7 +35,7 @@ pub const DEFAULT_OPENAI_FAST_MODEL: &str = "gpt-4.1-mini";
 #[command(name = "pam-gateway", version, about)]
 pub struct Settings {
     /// Bind address (port 0 picks a free port; the bound address is logged).
-    #[arg(long, env = "PAM_LISTEN", default_value = "127.0.0.1:8080", help_heading = heading::EDGE)]
+    #[arg(long, env = "PAM_LISTEN", default_value = "127.0.0.1:8080", value_parser = load::listen_address, help_heading = heading::EDGE)]
     pub listen: SocketAddr,
     /// The database: `postgres://…` (production, Supabase's schema) or `sqlite://…` (the
     /// embedded default, created and migrated on first start).

@@ -33,6 +33,37 @@ impl FromStr for Secret {
     }
 }
 
+/// `url` fit for a log line or an error: the password of its user part and any `password=`
+/// query parameter become `***` (`postgres://user:***@host/db`). Works on text that is not a
+/// valid URL too, so a refusal can quote what was set.
+pub fn redact_url(url: &str) -> String {
+    let Some(scheme_end) = url.find("://").map(|i| i + 3) else { return url.to_string() };
+    let (head, rest) = url.split_at(scheme_end);
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    let authority = match authority.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _password)) => format!("{user}:***@{host}"),
+            None => format!("{userinfo}@{host}"),
+        },
+        None => authority.to_string(),
+    };
+    let tail = match tail.split_once('?') {
+        Some((path, query)) => {
+            let redacted: Vec<String> = query
+                .split('&')
+                .map(|pair| match pair.split_once('=') {
+                    Some((key, _)) if key.to_ascii_lowercase().contains("password") => format!("{key}=***"),
+                    _ => pair.to_string(),
+                })
+                .collect();
+            format!("{path}?{}", redacted.join("&"))
+        }
+        None => tail.to_string(),
+    };
+    format!("{head}{authority}{tail}")
+}
+
 impl From<&str> for Secret {
     fn from(value: &str) -> Self {
         Secret(value.to_string())
@@ -55,5 +86,21 @@ mod tests {
         assert!(!format!("{secret:?} {:?}", Some(secret.clone())).contains("sk-live"));
         assert_eq!(secret.expose(), "sk-live-123");
         assert_eq!(Secret::from("  ").non_empty(), None);
+    }
+
+    #[test]
+    fn urls_lose_their_passwords_and_keep_the_rest() {
+        let cases = [
+            ("postgres://pam:s3cret@db.example:5432/pam", "postgres://pam:***@db.example:5432/pam"),
+            ("postgres://pam@db.example/pam", "postgres://pam@db.example/pam"),
+            ("rediss://default:p@ss@cache.example:6380", "rediss://default:***@cache.example:6380"),
+            ("redis://:token@127.0.0.1:6379/0", "redis://:***@127.0.0.1:6379/0"),
+            ("postgres://db/pam?sslmode=require&password=x", "postgres://db/pam?sslmode=require&password=***"),
+            ("sqlite://pam-gateway.db", "sqlite://pam-gateway.db"),
+            ("sqlite:pam.db", "sqlite:pam.db"),
+        ];
+        for (url, shown) in cases {
+            assert_eq!(redact_url(url), shown, "{url}");
+        }
     }
 }

@@ -1,53 +1,169 @@
 //! Opening the database behind `DATABASE_URL`: connect (Postgres or SQLite), run the migrations
 //! unless `PAM_MIGRATE=false`, then let the schema doctor check what the gateway needs. Apart from
 //! `database.rs` so the doctor, which reads a `Database`, is not imported by the file it reads.
+//!
+//! A database that cannot be opened stops the start with one line (main.rs prints it) that names
+//! `DATABASE_URL` with its password redacted, what is wrong and what to do. A SQLite file in a
+//! directory that does not exist gets that directory created (like the file itself); only a
+//! directory that cannot be created is refused, naming the path.
 
+use std::error::Error as StdError;
+use std::path::Path;
 use std::str::FromStr;
 
-use anyhow::Context;
-use sqlx::postgres::PgPoolOptions;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use anyhow::anyhow;
+use sqlx::Connection;
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 
+use crate::settings::secret::redact_url;
 use crate::storage::database::{CONNECT_TIMEOUT, Database};
 
 impl Database {
-    /// Connects and migrates. A URL with a password is never logged.
+    /// Connects and migrates. A URL with a password is never logged or shown.
     pub async fn connect(url: &str, migrate: bool) -> anyhow::Result<Self> {
+        let shown = redact_url(url);
         let db = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            let pool = PgPoolOptions::new()
-                .max_connections(16)
-                .acquire_timeout(CONNECT_TIMEOUT)
-                .connect(url)
-                .await
-                .context("could not connect to Postgres (DATABASE_URL)")?;
-            Database::Postgres(pool)
+            Database::Postgres(connect_postgres(url, &shown).await?)
         } else if url.starts_with("sqlite:") {
-            let options = SqliteConnectOptions::from_str(url)
-                .context("DATABASE_URL is not a valid sqlite URL")?
-                .create_if_missing(true)
-                .journal_mode(SqliteJournalMode::Wal)
-                // SQLite's recommendation for WAL: a commit survives a crash of the process (not
-                // of the machine, until the next checkpoint) without an fsync per transaction.
-                .synchronous(SqliteSynchronous::Normal)
-                .busy_timeout(CONNECT_TIMEOUT);
-            let pool =
-                SqlitePoolOptions::new().max_connections(4).connect_with(options).await.context("could not open the SQLite database")?;
-            Database::Sqlite(pool)
+            Database::Sqlite(open_sqlite(url, &shown).await?)
         } else {
-            anyhow::bail!("DATABASE_URL must start with postgres://, postgresql:// or sqlite:");
+            anyhow::bail!(
+                "DATABASE_URL={shown}: not a database URL; it must start with postgres://, postgresql:// or sqlite: (unset, it is sqlite://pam-gateway.db)"
+            );
         };
         if migrate {
-            db.migrate().await?;
+            db.migrate().await.map_err(|error| {
+                anyhow!(
+                    "DATABASE_URL={shown}: the {} migrations failed: {}; fix the database, or start with PAM_MIGRATE=false if its schema is managed elsewhere",
+                    db.backend(),
+                    causes(&error)
+                )
+            })?;
         }
         crate::storage::schema_doctor::check(&db).await?;
         Ok(db)
     }
 
-    async fn migrate(&self) -> anyhow::Result<()> {
+    async fn migrate(&self) -> Result<(), sqlx::migrate::MigrateError> {
         match self {
-            Database::Postgres(pool) => sqlx::migrate!("./migrations/postgres").run(pool).await.context("Postgres migrations failed")?,
-            Database::Sqlite(pool) => sqlx::migrate!("./migrations/sqlite").run(pool).await.context("SQLite migrations failed")?,
+            Database::Postgres(pool) => sqlx::migrate!("./migrations/postgres").run(pool).await,
+            Database::Sqlite(pool) => sqlx::migrate!("./migrations/sqlite").run(pool).await,
         }
-        Ok(())
     }
+}
+
+/// One connection first, for its error: the pool retries until its timeout and then says only
+/// "pool timed out", without the host or why.
+async fn connect_postgres(url: &str, shown: &str) -> anyhow::Result<PgPool> {
+    let options = PgConnectOptions::from_str(url).map_err(|error| {
+        anyhow!("DATABASE_URL={shown}: not a valid Postgres URL ({error}); the form is postgres://user:password@host:port/database")
+    })?;
+    match tokio::time::timeout(CONNECT_TIMEOUT, PgConnection::connect_with(&options)).await {
+        Ok(Ok(connection)) => {
+            let _ = connection.close().await;
+        }
+        Ok(Err(error)) => anyhow::bail!("DATABASE_URL={shown}: {}", postgres_refusal(&error, &options)),
+        Err(_) => anyhow::bail!("DATABASE_URL={shown}: {}", postgres_refusal(&sqlx::Error::PoolTimedOut, &options)),
+    }
+    PgPoolOptions::new()
+        .max_connections(16)
+        .acquire_timeout(CONNECT_TIMEOUT)
+        .connect_with(options.clone())
+        .await
+        .map_err(|error| anyhow!("DATABASE_URL={shown}: {}", postgres_refusal(&error, &options)))
+}
+
+/// Why Postgres could not be reached or refused us, and what to do, in words an operator acts on.
+fn postgres_refusal(error: &sqlx::Error, options: &PgConnectOptions) -> String {
+    let (host, port, user) = (options.get_host(), options.get_port(), options.get_username());
+    let database = options.get_database().unwrap_or(user);
+    let at = format!("{host}:{port}");
+    match error {
+        sqlx::Error::Io(io) if io.kind() == std::io::ErrorKind::ConnectionRefused => {
+            format!("Postgres is not reachable at {at} (connection refused); start it there, or point DATABASE_URL at a running server")
+        }
+        sqlx::Error::Io(io) => format!("Postgres is not reachable at {at} ({io}); check the host and port in DATABASE_URL"),
+        sqlx::Error::PoolTimedOut => format!(
+            "Postgres at {at} did not answer within {} s; check that it runs there and that the network lets this host in",
+            CONNECT_TIMEOUT.as_secs()
+        ),
+        sqlx::Error::Tls(tls) => format!("the TLS handshake with Postgres at {at} failed ({tls}); check sslmode in DATABASE_URL"),
+        sqlx::Error::Database(db) => match db.code().as_deref() {
+            Some("3D000") => format!(
+                "Postgres at {at} has no database \"{database}\"; create it (createdb -h {host} -p {port} -U {user} {database}) or name an existing one in DATABASE_URL"
+            ),
+            Some("28P01") => format!("Postgres at {at} refused the password of user \"{user}\"; fix the user or password in DATABASE_URL"),
+            Some("28000") if db.message().contains("does not exist") => format!(
+                "Postgres at {at} has no role \"{user}\"; create it (createuser -h {host} -p {port} {user}) or fix the user in DATABASE_URL"
+            ),
+            Some("28000") => format!(
+                "Postgres at {at} refused user \"{user}\" ({}); fix the user in DATABASE_URL, or allow it in the server's pg_hba.conf",
+                db.message()
+            ),
+            Some(code) => format!("Postgres at {at} refused the connection ({}, SQLSTATE {code})", db.message()),
+            None => format!("Postgres at {at} refused the connection ({})", db.message()),
+        },
+        sqlx::Error::Protocol(_) => format!(
+            "what answers at {at} does not speak the Postgres protocol ({}); check the host and port in DATABASE_URL",
+            causes(error)
+        ),
+        other => format!("could not connect to Postgres at {at} ({})", causes(other)),
+    }
+}
+
+/// Opens (and creates) the SQLite file, creating its directory when missing.
+async fn open_sqlite(url: &str, shown: &str) -> anyhow::Result<SqlitePool> {
+    let options = SqliteConnectOptions::from_str(url)
+        .map_err(|error| anyhow!("DATABASE_URL={shown}: not a valid SQLite URL ({error}); the form is sqlite://path/to/file.db"))?
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        // SQLite's recommendation for WAL: a commit survives a crash of the process (not
+        // of the machine, until the next checkpoint) without an fsync per transaction.
+        .synchronous(SqliteSynchronous::Normal)
+        .busy_timeout(CONNECT_TIMEOUT);
+    let file = std::path::absolute(options.get_filename()).unwrap_or_else(|_| options.get_filename().to_path_buf());
+    let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+    if !in_memory {
+        create_parent_directory(&file, shown)?;
+    }
+    SqlitePoolOptions::new().max_connections(4).connect_with(options).await.map_err(|error| {
+        let why = match &error {
+            sqlx::Error::Database(db) => db.message().to_string(),
+            other => causes(other),
+        };
+        anyhow!(
+            "DATABASE_URL={shown}: cannot open the SQLite file {} ({why}); check that this user may write it and its directory, or choose another path in DATABASE_URL",
+            file.display()
+        )
+    })
+}
+
+fn create_parent_directory(file: &Path, shown: &str) -> anyhow::Result<()> {
+    let Some(directory) = file.parent().filter(|d| !d.as_os_str().is_empty()) else { return Ok(()) };
+    if directory.is_dir() {
+        return Ok(());
+    }
+    std::fs::create_dir_all(directory).map_err(|error| {
+        anyhow!(
+            "DATABASE_URL={shown}: the directory {} of the SQLite file does not exist and cannot be created ({error}); create it, or choose a writable path in DATABASE_URL",
+            directory.display()
+        )
+    })?;
+    tracing::info!(directory = %directory.display(), "created the directory of the SQLite file (DATABASE_URL)");
+    Ok(())
+}
+
+/// An error and its sources on one line, each said once (sqlx's errors repeat their source).
+fn causes(error: &dyn StdError) -> String {
+    let mut line = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !line.contains(&text) {
+            line = format!("{line}: {text}");
+        }
+        source = cause.source();
+    }
+    line
 }

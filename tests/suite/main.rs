@@ -47,6 +47,7 @@ mod settings_refusals;
 mod shutdown;
 mod shutdown_storage;
 mod soak;
+mod startup_refusals;
 mod supervision;
 mod tls;
 mod token_times;

@@ -3,53 +3,10 @@
 //! at startup (Redis) does not stop the start: it is logged once at error level and shown in
 //! `/api/v1/pam/health`.
 
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
-
 use serde_json::Value;
 
-use crate::common::process::{KillOnDrop, free_port};
+use crate::common::process::{KillOnDrop, free_port, gateway, refused_start, temp_db};
 use crate::common::*;
-
-/// The gateway binary with a clean environment: loopback on port `port`, a temp SQLite file,
-/// the test HS256 secret, then `env` on top (an empty value is passed as set-but-empty).
-fn gateway(port: u16, db: &TempFile, env: &[(&str, &str)]) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_pam-gateway"));
-    command
-        .env_clear()
-        .env("PAM_LISTEN", format!("127.0.0.1:{port}"))
-        .env("DATABASE_URL", format!("sqlite://{}", db.0.display()))
-        .env("SUPABASE_JWT_SECRET", TEST_SECRET)
-        .env("PAM_LOG_FORMAT", "json")
-        .stdin(Stdio::null());
-    for (name, value) in env {
-        command.env(name, value);
-    }
-    command
-}
-
-fn temp_db() -> TempFile {
-    TempFile(std::env::temp_dir().join(format!("pam-settings-{}.db", uuid::Uuid::new_v4().simple())))
-}
-
-/// Runs the binary with `env` and expects it to refuse: its exit status and stderr.
-fn refused_start(env: &[(&str, &str)]) -> (std::process::ExitStatus, String) {
-    let db = temp_db();
-    let child = gateway(0, &db, env).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().expect("the binary starts");
-    let mut child = KillOnDrop(child);
-    let deadline = Instant::now() + WAIT;
-    let status = loop {
-        if let Some(status) = child.0.try_wait().unwrap() {
-            break status;
-        }
-        assert!(Instant::now() < deadline, "the gateway started with {env:?} instead of refusing");
-        // Why a hand-made poll: this runs in a plain #[test] (no runtime for `poll`).
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let mut stderr = String::new();
-    std::io::Read::read_to_string(child.0.stderr.as_mut().unwrap(), &mut stderr).unwrap();
-    (status, stderr)
-}
 
 #[test]
 fn each_unworkable_setting_stops_the_binary_with_one_line_naming_it() {
@@ -80,7 +37,7 @@ async fn an_unreachable_redis_at_startup_is_logged_once_loudly_and_shown_in_heal
     let log_path = std::env::temp_dir().join(format!("pam-settings-{}.log", uuid::Uuid::new_v4().simple()));
     let _log_cleanup = TempFile(log_path.clone());
     let log = std::fs::File::create(&log_path).unwrap();
-    let child = gateway(port, &db, &[("REDIS_URL", "redis://127.0.0.1:1"), ("RUST_LOG", "info")])
+    let child = gateway(port, &db, &[("REDIS_URL", "redis://:hunter2@127.0.0.1:1"), ("RUST_LOG", "info")])
         .stdout(log.try_clone().unwrap())
         .stderr(log)
         .spawn()
@@ -102,4 +59,9 @@ async fn an_unreachable_redis_at_startup_is_logged_once_loudly_and_shown_in_heal
     let loud: Vec<&str> = logs.lines().filter(|l| l.contains("REDIS_URL is unreachable at startup")).collect();
     assert_eq!(loud.len(), 1, "logged once: {logs}");
     assert!(loud[0].contains("\"level\":\"ERROR\""), "{}", loud[0]);
+    // One coherent story: the URL (password redacted), starting anyway, and what is not shared.
+    assert!(loud[0].contains("(redis://:***@127.0.0.1:1): starting anyway"), "{}", loud[0]);
+    assert!(loud[0].contains("are this node's alone"), "{}", loud[0]);
+    assert!(!logs.contains("shared across nodes"), "no claim that state is shared while Redis is down: {logs}");
+    assert!(!logs.contains("hunter2"), "the Redis password is never logged: {logs}");
 }
