@@ -10,8 +10,8 @@ use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, client_async};
 
-use crate::auth::{Tokens, host_port};
-use crate::client::{Socket, WsError};
+use pam_loadtest::auth::{Tokens, host_port};
+use pam_loadtest::client::{Socket, WsError};
 
 /// How long a connect + welcome may take.
 pub(crate) const CONNECT_DEADLINE: Duration = Duration::from_secs(30);
@@ -20,7 +20,7 @@ pub(crate) const CONNECT_DEADLINE: Duration = Duration::from_secs(30);
 #[derive(clap::Args, Clone)]
 pub(crate) struct TwoNodes {
     /// The two nodes' base URLs, node A first: `--url ws://127.0.0.1:8081 --url ws://127.0.0.1:8082`.
-    #[arg(long = "url", num_args = 1, required = true, value_parser = crate::target::parse_ws_url)]
+    #[arg(long = "url", num_args = 1, required = true, value_parser = pam_loadtest::target::parse_ws_url)]
     urls: Vec<String>,
     /// HS256 secret both nodes verify with; without it tokens come from node A's `POST /dev/token`.
     #[arg(long, env = "SUPABASE_JWT_SECRET", hide_env_values = true)]
@@ -35,13 +35,6 @@ impl TwoNodes {
             urls => Err(format!("give exactly two --url (node A, node B), not {}", urls.len())),
         }
     }
-}
-
-/// A plain-HTTP client for the nodes' REST routes. The gateway crate turns on reqwest's
-/// `rustls-no-provider`, which panics at build time unless a crypto provider is installed first.
-pub(crate) fn http_client() -> reqwest::Client {
-    rustls::crypto::ring::default_provider().install_default().ok();
-    reqwest::Client::new()
 }
 
 /// `ws://host:port` → `http://host:port`.

@@ -16,18 +16,20 @@ use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
 use tokio_tungstenite::{MaybeTlsStream, client_async};
 
-use crate::auth::{mint, user_id};
-use crate::client::{self, Socket, WsError};
-use crate::progress::{Progress, Ticker};
-use crate::reconnect::{self, Backoff, SplitMix64, retry_connect};
-use crate::stream_feed::{PacedModel, Script, now_micros, spawn_push_server, stamps};
-use crate::summary::{Report, Rule, Trend, fmt_ms};
-use crate::target::random_secret;
+use pam_loadtest::auth::{host_port, mint, user_id};
+use pam_loadtest::client::{self, Socket, WsError};
+use pam_loadtest::clock::now_micros;
+use pam_loadtest::progress::{Progress, Ticker};
+use pam_loadtest::reconnect::{self, Backoff, SplitMix64, retry_connect};
+use pam_loadtest::summary::{Report, Rule, Trend, fmt_ms};
+use pam_loadtest::target::{http_client, random_secret};
+
+use crate::stream_feed::{PacedModel, Script, spawn_push_server, stamps};
 
 /// Beyond its script's own duration, a chat may take this long before it counts as failed.
 const CHAT_SLACK: Duration = Duration::from_secs(30);
 
-/// Options of `pam-loadtest stream`.
+/// Options of `pam-bench stream`.
 #[derive(clap::Args, Clone)]
 pub(crate) struct StreamArgs {
     /// Concurrent v2 streams (one socket and one user each).
@@ -281,7 +283,7 @@ async fn connect_all(target: &Target, sockets: usize, concurrency: usize) -> Vec
 
 /// TCP connect (no Nagle), WebSocket handshake, and the v2 `welcome`.
 async fn connect(url: &str) -> Result<Socket, String> {
-    let stream = TcpStream::connect(crate::auth::host_port(url)).await.map_err(|e| format!("tcp connect: {e}"))?;
+    let stream = TcpStream::connect(host_port(url)).await.map_err(|e| format!("tcp connect: {e}"))?;
     stream.set_nodelay(true).map_err(|e| e.to_string())?;
     let (mut socket, _) = client_async(url, MaybeTlsStream::Plain(stream)).await.map_err(|e| format!("handshake: {e}"))?;
     loop {
@@ -382,7 +384,7 @@ impl InProcessGateway {
     /// per-user chat rate limit is raised so no run is throttled.
     async fn start(llm_timeout: Duration, redis_url: Option<&str>) -> Result<Self, String> {
         let secret = random_secret();
-        let database = std::env::temp_dir().join(format!("pam-loadtest-stream-{}.db", uuid::Uuid::new_v4().simple()));
+        let database = std::env::temp_dir().join(format!("pam-bench-stream-{}.db", uuid::Uuid::new_v4().simple()));
         let mut settings = Settings::defaults();
         settings.listen = "127.0.0.1:0".parse().expect("a literal address");
         settings.database_url = format!("sqlite://{}", database.display());
@@ -417,7 +419,7 @@ impl InProcessGateway {
     /// (`pam_resume_store_writes_total`; one recorder per process, so every gateway of this run).
     async fn store_writes(&self) -> Result<StoreWrites, String> {
         let Target::Gateway { address, .. } = &self.target else { return Err("not a gateway".into()) };
-        let text = crate::cluster::http_client()
+        let text = http_client()
             .get(format!("http://{address}/metrics"))
             .send()
             .await
