@@ -56,6 +56,8 @@ pub(crate) struct StreamArgs {
     /// Connects in flight at once.
     #[arg(long, default_value_t = 200)]
     concurrency: usize,
+    /// Redis for resume: the gateway also writes every v2 frame there, beside a Redis-less gateway.
+    ///
     /// Runs the gateway with this `REDIS_URL` (keys under a fresh `pam-bench-…` prefix), so every
     /// v2 frame also goes to Redis for resume on any node; unset: in process only. With it, the
     /// streams phase also runs on a second gateway without Redis (the in-process ring), in the

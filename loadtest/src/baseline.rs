@@ -5,10 +5,10 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use pam_loadtest::auth::Tokens;
 use crate::idle::{self, IdlePlan};
-use pam_loadtest::target::{Server, random_secret};
 use crate::{ping, storm};
+use pam_loadtest::auth::Tokens;
+use pam_loadtest::target::{Server, random_secret};
 
 /// Sizes of the three runs.
 pub(crate) struct BaselinePlan {

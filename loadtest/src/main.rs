@@ -87,6 +87,8 @@ enum Scenario {
         /// Threshold: RSS growth per socket at most this many KiB.
         #[arg(long)]
         max_kib_per_connection: Option<f64>,
+        /// Bytes of JSON context in an `init` each socket sends first (0: no `init`).
+        ///
         /// Each socket first sends an `init` whose context is this many bytes of JSON (e.g. the
         /// server's `PAM_MAX_CONTEXT_BYTES`, 16384): memory with the largest allowed context.
         #[arg(long, default_value_t = 0)]
