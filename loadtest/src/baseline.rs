@@ -5,10 +5,11 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::idle::{self, IdlePlan};
-use crate::{ping, storm};
 use pam_loadtest::auth::Tokens;
 use pam_loadtest::target::{Server, random_secret};
+
+use crate::idle::{self, IdlePlan};
+use crate::{ping, storm};
 
 /// Sizes of the three runs.
 pub(crate) struct BaselinePlan {
