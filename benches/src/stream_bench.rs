@@ -12,11 +12,9 @@ use std::time::{Duration, Instant};
 
 use pam_gateway::{Application, Overrides, Settings};
 use serde_json::json;
-use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
-use tokio_tungstenite::{MaybeTlsStream, client_async};
 
-use pam_loadtest::auth::{host_port, mint, user_id};
+use pam_loadtest::auth::{mint, user_id};
 use pam_loadtest::client::{self, Socket, WsError};
 use pam_loadtest::clock::now_micros;
 use pam_loadtest::progress::{Progress, Ticker};
@@ -272,7 +270,7 @@ async fn connect_all(target: &Target, sockets: usize, concurrency: usize) -> Vec
             let (url, gate) = (target.url(n), gate.clone());
             tokio::spawn(async move {
                 let _permit = gate.acquire_owned().await.map_err(|e| e.to_string())?;
-                tokio::time::timeout(CHAT_SLACK, connect(&url)).await.unwrap_or_else(|_| Err("connect timed out".into()))
+                connect(&url).await
             })
         })
         .collect();
@@ -283,19 +281,10 @@ async fn connect_all(target: &Target, sockets: usize, concurrency: usize) -> Vec
     sockets
 }
 
-/// TCP connect (no Nagle), WebSocket handshake, and the v2 `welcome`.
+/// TCP connect (no Nagle), WebSocket handshake, and the v2 `welcome` (the gateway's or the bare
+/// server's), within 30 s.
 async fn connect(url: &str) -> Result<Socket, String> {
-    let stream = TcpStream::connect(host_port(url)).await.map_err(|e| format!("tcp connect: {e}"))?;
-    stream.set_nodelay(true).map_err(|e| e.to_string())?;
-    let (mut socket, _) = client_async(url, MaybeTlsStream::Plain(stream)).await.map_err(|e| format!("handshake: {e}"))?;
-    loop {
-        let frame = client::next_json(&mut socket).await?;
-        match frame["type"].as_str() {
-            Some("welcome") => return Ok(socket),
-            Some("error") => return Err(format!("refused: {}", frame["error_code"])),
-            _ => {}
-        }
-    }
+    client::connect_url(url, "welcome").await.map(|(session, _)| session.socket)
 }
 
 /// One socket's chats, one after another; then closes it. A socket the server ends the way a
@@ -319,9 +308,7 @@ async fn user(url: &str, mut socket: Socket, n: usize, label: &str, chats: usize
             }
             Err(error) if reconnect::should_reconnect_on(&error) => {
                 let deadline = Instant::now() + CHAT_SLACK;
-                let again = retry_connect(deadline, &mut backoff, &mut rng, || async {
-                    tokio::time::timeout(CHAT_SLACK, connect(url)).await.unwrap_or_else(|_| Err("connect timed out".into()))
-                });
+                let again = retry_connect(deadline, &mut backoff, &mut rng, || connect(url));
                 match again.await {
                     Ok((fresh, _)) => {
                         socket = fresh;

@@ -43,10 +43,17 @@ pub async fn connect_as(base: &str, tokens: &Tokens, n: usize, v2: bool) -> Resu
         false => (format!("{base}/api/v1/pam/ws/{user}?token={token}"), "connection"),
         true => (format!("{base}/api/v2/pam/ws?token={token}"), "welcome"),
     };
-    tokio::time::timeout(CONNECT_DEADLINE, connect_url(&url, ready)).await.unwrap_or_else(|_| Err("connect + auth timed out".into()))
+    connect_url(&url, ready).await.map(|(session, _)| session)
 }
 
-async fn connect_url(url: &str, ready: &str) -> Result<Session, String> {
+/// Connects to `url` (token in it): TCP connect (no Nagle), WebSocket handshake, then frames up to
+/// the first of type `ready` (legacy `connection`, v2 `welcome`), which is returned with the
+/// session; within [`CONNECT_DEADLINE`].
+pub async fn connect_url(url: &str, ready: &str) -> Result<(Session, Value), String> {
+    tokio::time::timeout(CONNECT_DEADLINE, connect_url_now(url, ready)).await.unwrap_or_else(|_| Err("connect + auth timed out".into()))
+}
+
+async fn connect_url_now(url: &str, ready: &str) -> Result<(Session, Value), String> {
     let started = Instant::now();
     let stream = TcpStream::connect(host_port(url)).await.map_err(|e| format!("tcp connect: {e}"))?;
     let tcp = started.elapsed();
@@ -54,12 +61,11 @@ async fn connect_url(url: &str, ready: &str) -> Result<Session, String> {
     let (mut socket, _) = client_async(url, MaybeTlsStream::Plain(stream)).await.map_err(|e| format!("handshake: {e}"))?;
     loop {
         match next_json(&mut socket).await? {
-            frame if frame["type"] == ready => break,
+            frame if frame["type"] == ready => return Ok((Session { socket, tcp, connecting: started.elapsed() }, frame)),
             frame if frame["type"] == "error" => return Err(format!("refused: {}", frame["error_code"])),
             _ => {}
         }
     }
-    Ok(Session { socket, tcp, connecting: started.elapsed() })
 }
 
 /// How reading the next frame failed.
@@ -97,6 +103,18 @@ pub async fn next_json(socket: &mut Socket) -> Result<Value, String> {
 
 /// [`next_json`] with the way the socket ended kept apart.
 pub async fn next_frame(socket: &mut Socket) -> Result<Value, WsError> {
+    read_frame(socket, false).await
+}
+
+/// The next text frame as JSON, pings included (a v2 ping carries a `seq` too); each ping is
+/// answered with its pong before it is returned.
+pub async fn next_v2(socket: &mut Socket) -> Result<Value, WsError> {
+    read_frame(socket, true).await
+}
+
+/// The next text frame as JSON; a JSON `ping` is answered with its pong, then returned when
+/// `keep_pings` and skipped otherwise.
+async fn read_frame(socket: &mut Socket, keep_pings: bool) -> Result<Value, WsError> {
     loop {
         match socket.next().await {
             Some(Ok(Message::Text(text))) => {
@@ -106,7 +124,9 @@ pub async fn next_frame(socket: &mut Socket) -> Result<Value, WsError> {
                     if let Err(e) = socket.send(Message::Text(pong.to_string().into())).await {
                         return Err(WsError::Ended { code: None, detail: format!("send pong: {e}") });
                     }
-                    continue;
+                    if !keep_pings {
+                        continue;
+                    }
                 }
                 return Ok(frame);
             }

@@ -1,20 +1,14 @@
 //! What the scale-out scenarios (`failover`, `push`, `timers`) share: two running gateway nodes
-//! named by `--url` twice, tokens for run-unique users, v2 sockets whose every numbered frame
-//! (pings included) reaches the caller, the HTTP base of a node, and the pacing of an offered rate.
+//! named by `--url` twice, tokens for run-unique users, v2 sockets (read with
+//! [`pam_loadtest::client::next_v2`], so every numbered frame, pings included, reaches the caller),
+//! the HTTP base of a node, and the pacing of an offered rate.
 
 use std::time::Duration;
 
-use futures_util::{SinkExt, StreamExt};
-use serde_json::{Value, json};
-use tokio::net::TcpStream;
-use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::{MaybeTlsStream, client_async};
+use serde_json::Value;
 
 use pam_loadtest::auth::{Tokens, host_port};
-use pam_loadtest::client::{Socket, WsError};
-
-/// How long a connect + welcome may take.
-pub(crate) const CONNECT_DEADLINE: Duration = Duration::from_secs(30);
+use pam_loadtest::client::{self, Socket};
 
 /// Two running nodes of one cluster (same Postgres, same Redis).
 #[derive(clap::Args, Clone)]
@@ -67,47 +61,8 @@ pub(crate) async fn tokens_for(tokens: &Tokens, users: &[String]) -> Result<Vec<
 
 /// Connects to `base`'s v2 endpoint with `token` and returns the socket and its `welcome`.
 pub(crate) async fn connect_v2(base: &str, token: &str) -> Result<(Socket, Value), String> {
-    let url = format!("{base}/api/v2/pam/ws?token={token}");
-    let connect = async {
-        let stream = TcpStream::connect(host_port(&url)).await.map_err(|e| format!("tcp connect: {e}"))?;
-        stream.set_nodelay(true).map_err(|e| e.to_string())?;
-        let (mut socket, _) = client_async(url.as_str(), MaybeTlsStream::Plain(stream)).await.map_err(|e| format!("handshake: {e}"))?;
-        loop {
-            let frame = next_v2(&mut socket).await.map_err(String::from)?;
-            match frame["type"].as_str() {
-                Some("welcome") => return Ok((socket, frame)),
-                Some("error") => return Err(format!("refused: {}", frame["error_code"])),
-                _ => {}
-            }
-        }
-    };
-    tokio::time::timeout(CONNECT_DEADLINE, connect).await.unwrap_or_else(|_| Err("connect + welcome timed out".into()))
-}
-
-/// The next text frame as JSON, pings included (a v2 ping carries a `seq` too); each ping is
-/// answered with its pong before it is returned.
-pub(crate) async fn next_v2(socket: &mut Socket) -> Result<Value, WsError> {
-    loop {
-        match socket.next().await {
-            Some(Ok(Message::Text(text))) => {
-                let frame: Value = serde_json::from_str(&text).map_err(|e| WsError::Other(format!("server sent invalid JSON: {e}")))?;
-                if frame["type"] == "ping" {
-                    let pong = json!({"type": "pong", "timestamp": frame["timestamp"]});
-                    if let Err(e) = socket.send(Message::Text(pong.to_string().into())).await {
-                        return Err(WsError::Ended { code: None, detail: format!("send pong: {e}") });
-                    }
-                }
-                return Ok(frame);
-            }
-            Some(Ok(Message::Close(close))) => {
-                let code = close.as_ref().map(|c| u16::from(c.code));
-                return Err(WsError::Ended { code: code.or(Some(1005)), detail: format!("closed by server: {close:?}") });
-            }
-            Some(Ok(_)) => {}
-            Some(Err(error)) => return Err(WsError::Ended { code: None, detail: format!("read: {error}") }),
-            None => return Err(WsError::Ended { code: None, detail: "connection ended".into() }),
-        }
-    }
+    let (session, welcome) = client::connect_url(&format!("{base}/api/v2/pam/ws?token={token}"), "welcome").await?;
+    Ok((session.socket, welcome))
 }
 
 /// How many sends an offered `rate` (per second) owes after `elapsed`, given `done` so far:

@@ -18,12 +18,12 @@ use serde_json::{Value, json};
 use tokio::sync::{Semaphore, watch};
 
 use pam_loadtest::auth::Tokens;
-use pam_loadtest::client::{self, Socket, WsError};
+use pam_loadtest::client::{self, Socket, WsError, next_v2};
 use pam_loadtest::progress::{Progress, Ticker};
 use pam_loadtest::reconnect::{Backoff, SplitMix64, retry_connect, should_reconnect_on};
 use pam_loadtest::summary::{Report, Rule, Trend, fmt_ms};
 
-use crate::cluster::{TwoNodes, connect_v2, next_v2, run_salt, run_user, tokens_for};
+use crate::cluster::{TwoNodes, connect_v2, run_salt, run_user, tokens_for};
 use crate::ledger::{ChatBook, SeqLedger};
 
 /// How long one chat, or one resume's answer, may take.

@@ -15,11 +15,12 @@ use fred::prelude::{Builder, ClientLike, Config, EventInterface, PubsubInterface
 use serde_json::json;
 use tokio::sync::{Semaphore, watch};
 
+use pam_loadtest::client::next_v2;
 use pam_loadtest::clock::now_micros;
 use pam_loadtest::progress::{Progress, Ticker};
 use pam_loadtest::summary::{Report, Rule, Trend, fmt_ms};
 
-use crate::cluster::{TwoNodes, connect_v2, due, http_base, next_v2, run_salt, run_user, tokens_for};
+use crate::cluster::{TwoNodes, connect_v2, due, http_base, run_salt, run_user, tokens_for};
 
 /// Options of `pam-loadtest push`.
 #[derive(clap::Args, Clone)]

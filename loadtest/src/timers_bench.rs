@@ -13,11 +13,11 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::json;
 use tokio::sync::{Semaphore, watch};
 
-use pam_loadtest::client;
+use pam_loadtest::client::{self, next_v2};
 use pam_loadtest::progress::{Progress, Ticker};
 use pam_loadtest::summary::{Report, Rule, Trend};
 
-use crate::cluster::{TwoNodes, connect_v2, http_base, next_v2, run_salt, run_user, tokens_for};
+use crate::cluster::{TwoNodes, connect_v2, http_base, run_salt, run_user, tokens_for};
 
 /// Options of `pam-loadtest timers`.
 #[derive(clap::Args, Clone)]
