@@ -8,7 +8,7 @@ use tokio::net::TcpStream;
 
 /// Where tokens come from.
 #[derive(Debug, Clone)]
-pub(crate) enum Tokens {
+pub enum Tokens {
     /// Sign locally with this HS256 secret.
     Secret(String),
     /// Ask the gateway at this `host:port` (`POST /dev/token`).
@@ -17,7 +17,7 @@ pub(crate) enum Tokens {
 
 impl Tokens {
     /// A secret when one is given, else the gateway's dev endpoint.
-    pub(crate) fn new(secret: Option<String>, ws_url: &str) -> Self {
+    pub fn new(secret: Option<String>, ws_url: &str) -> Self {
         match secret {
             Some(secret) => Tokens::Secret(secret),
             None => Tokens::DevToken(host_port(ws_url).to_string()),
@@ -25,7 +25,7 @@ impl Tokens {
     }
 
     /// A valid token for `user`.
-    pub(crate) async fn token_for(&self, user: &str) -> Result<String, String> {
+    pub async fn token_for(&self, user: &str) -> Result<String, String> {
         match self {
             Tokens::Secret(secret) => Ok(mint(secret, user)),
             Tokens::DevToken(host) => dev_token(host, user).await,
@@ -34,18 +34,18 @@ impl Tokens {
 }
 
 /// `ws://host:port/…` → `host:port`.
-pub(crate) fn host_port(url: &str) -> &str {
+pub fn host_port(url: &str) -> &str {
     let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
     rest.split('/').next().unwrap_or(rest)
 }
 
 /// The user id of virtual user `n` (a valid v4 uuid).
-pub(crate) fn user_id(n: usize) -> String {
+pub fn user_id(n: usize) -> String {
     format!("00000000-0000-4000-8000-{n:012}")
 }
 
 /// A Supabase-shaped access token valid for an hour.
-pub(crate) fn mint(secret: &str, user: &str) -> String {
+pub fn mint(secret: &str, user: &str) -> String {
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
     let claims = json!({"sub": user, "aud": "authenticated", "role": "authenticated", "exp": now + 3600, "iat": now});
     encode(&Header::default(), &claims, &EncodingKey::from_secret(secret.as_bytes())).expect("HS256 signing does not fail")

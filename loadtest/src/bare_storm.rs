@@ -10,12 +10,12 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 use tokio::sync::Semaphore;
 
-use crate::auth::Tokens;
-use crate::client;
-use crate::progress::{Progress, Ticker};
-use crate::reconnect::{Backoff, SplitMix64, retry_connect, should_reconnect_on};
-use crate::summary::Trend;
-use crate::target::{Server, random_secret};
+use pam_loadtest::auth::Tokens;
+use pam_loadtest::client;
+use pam_loadtest::progress::{Progress, Ticker};
+use pam_loadtest::reconnect::{Backoff, SplitMix64, retry_connect, should_reconnect_on};
+use pam_loadtest::summary::Trend;
+use pam_loadtest::target::{Server, random_secret};
 
 /// The baseline: `clients` sockets on a bare server that is then killed; each reconnects to a
 /// second bare server with the same backoff and is timed up to its first ping → pong.

@@ -5,9 +5,10 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::auth::Tokens;
+use pam_loadtest::auth::Tokens;
+use pam_loadtest::target::{Server, random_secret};
+
 use crate::idle::{self, IdlePlan};
-use crate::target::{Server, random_secret};
 use crate::{ping, storm};
 
 /// Sizes of the three runs.

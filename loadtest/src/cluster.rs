@@ -1,26 +1,20 @@
 //! What the scale-out scenarios (`failover`, `push`, `timers`) share: two running gateway nodes
-//! named by `--url` twice, tokens for run-unique users, v2 sockets whose every numbered frame
-//! (pings included) reaches the caller, the HTTP base of a node, and the pacing of an offered rate.
+//! named by `--url` twice, tokens for run-unique users, v2 sockets (read with
+//! [`pam_loadtest::client::next_v2`], so every numbered frame, pings included, reaches the caller),
+//! the HTTP base of a node, and the pacing of an offered rate.
 
 use std::time::Duration;
 
-use futures_util::{SinkExt, StreamExt};
-use serde_json::{Value, json};
-use tokio::net::TcpStream;
-use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::{MaybeTlsStream, client_async};
+use serde_json::Value;
 
-use crate::auth::{Tokens, host_port};
-use crate::client::{Socket, WsError};
-
-/// How long a connect + welcome may take.
-pub(crate) const CONNECT_DEADLINE: Duration = Duration::from_secs(30);
+use pam_loadtest::auth::{Tokens, host_port};
+use pam_loadtest::client::{self, Socket};
 
 /// Two running nodes of one cluster (same Postgres, same Redis).
 #[derive(clap::Args, Clone)]
 pub(crate) struct TwoNodes {
     /// The two nodes' base URLs, node A first: `--url ws://127.0.0.1:8081 --url ws://127.0.0.1:8082`.
-    #[arg(long = "url", num_args = 1, required = true, value_parser = crate::target::parse_ws_url)]
+    #[arg(long = "url", num_args = 1, required = true, value_parser = pam_loadtest::target::parse_ws_url)]
     urls: Vec<String>,
     /// HS256 secret both nodes verify with; without it tokens come from node A's `POST /dev/token`.
     #[arg(long, env = "SUPABASE_JWT_SECRET", hide_env_values = true)]
@@ -35,13 +29,6 @@ impl TwoNodes {
             urls => Err(format!("give exactly two --url (node A, node B), not {}", urls.len())),
         }
     }
-}
-
-/// A plain-HTTP client for the nodes' REST routes. The gateway crate turns on reqwest's
-/// `rustls-no-provider`, which panics at build time unless a crypto provider is installed first.
-pub(crate) fn http_client() -> reqwest::Client {
-    rustls::crypto::ring::default_provider().install_default().ok();
-    reqwest::Client::new()
 }
 
 /// `ws://host:port` → `http://host:port`.
@@ -74,47 +61,8 @@ pub(crate) async fn tokens_for(tokens: &Tokens, users: &[String]) -> Result<Vec<
 
 /// Connects to `base`'s v2 endpoint with `token` and returns the socket and its `welcome`.
 pub(crate) async fn connect_v2(base: &str, token: &str) -> Result<(Socket, Value), String> {
-    let url = format!("{base}/api/v2/pam/ws?token={token}");
-    let connect = async {
-        let stream = TcpStream::connect(host_port(&url)).await.map_err(|e| format!("tcp connect: {e}"))?;
-        stream.set_nodelay(true).map_err(|e| e.to_string())?;
-        let (mut socket, _) = client_async(url.as_str(), MaybeTlsStream::Plain(stream)).await.map_err(|e| format!("handshake: {e}"))?;
-        loop {
-            let frame = next_v2(&mut socket).await.map_err(String::from)?;
-            match frame["type"].as_str() {
-                Some("welcome") => return Ok((socket, frame)),
-                Some("error") => return Err(format!("refused: {}", frame["error_code"])),
-                _ => {}
-            }
-        }
-    };
-    tokio::time::timeout(CONNECT_DEADLINE, connect).await.unwrap_or_else(|_| Err("connect + welcome timed out".into()))
-}
-
-/// The next text frame as JSON, pings included (a v2 ping carries a `seq` too); each ping is
-/// answered with its pong before it is returned.
-pub(crate) async fn next_v2(socket: &mut Socket) -> Result<Value, WsError> {
-    loop {
-        match socket.next().await {
-            Some(Ok(Message::Text(text))) => {
-                let frame: Value = serde_json::from_str(&text).map_err(|e| WsError::Other(format!("server sent invalid JSON: {e}")))?;
-                if frame["type"] == "ping" {
-                    let pong = json!({"type": "pong", "timestamp": frame["timestamp"]});
-                    if let Err(e) = socket.send(Message::Text(pong.to_string().into())).await {
-                        return Err(WsError::Ended { code: None, detail: format!("send pong: {e}") });
-                    }
-                }
-                return Ok(frame);
-            }
-            Some(Ok(Message::Close(close))) => {
-                let code = close.as_ref().map(|c| u16::from(c.code));
-                return Err(WsError::Ended { code: code.or(Some(1005)), detail: format!("closed by server: {close:?}") });
-            }
-            Some(Ok(_)) => {}
-            Some(Err(error)) => return Err(WsError::Ended { code: None, detail: format!("read: {error}") }),
-            None => return Err(WsError::Ended { code: None, detail: "connection ended".into() }),
-        }
-    }
+    let (session, welcome) = client::connect_url(&format!("{base}/api/v2/pam/ws?token={token}"), "welcome").await?;
+    Ok((session.socket, welcome))
 }
 
 /// How many sends an offered `rate` (per second) owes after `elapsed`, given `done` so far:

@@ -17,13 +17,14 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use tokio::sync::{Semaphore, watch};
 
-use crate::auth::Tokens;
-use crate::client::{self, Socket, WsError};
-use crate::cluster::{TwoNodes, connect_v2, next_v2, run_salt, run_user, tokens_for};
+use pam_loadtest::auth::Tokens;
+use pam_loadtest::client::{self, Socket, WsError, next_v2};
+use pam_loadtest::progress::{Progress, Ticker};
+use pam_loadtest::reconnect::{Backoff, SplitMix64, retry_connect, should_reconnect_on};
+use pam_loadtest::summary::{Report, Rule, Trend, fmt_ms};
+
+use crate::cluster::{TwoNodes, connect_v2, run_salt, run_user, tokens_for};
 use crate::ledger::{ChatBook, SeqLedger};
-use crate::progress::{Progress, Ticker};
-use crate::reconnect::{Backoff, SplitMix64, retry_connect, should_reconnect_on};
-use crate::summary::{Report, Rule, Trend, fmt_ms};
 
 /// How long one chat, or one resume's answer, may take.
 const CHAT_TIMEOUT: Duration = Duration::from_secs(30);

@@ -4,11 +4,12 @@
 
 use std::time::Duration;
 
-use crate::auth::Tokens;
-use crate::client;
+use pam_loadtest::auth::Tokens;
+use pam_loadtest::client;
+use pam_loadtest::summary::{Rate, Report, Rule};
+use pam_loadtest::target::rss_kib;
+
 use crate::storm::connect_many_as;
-use crate::summary::{Rate, Report, Rule};
-use crate::target::rss_kib;
 
 /// Idle figures and report.
 pub(crate) struct IdleOutcome {

@@ -10,11 +10,11 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::auth::Tokens;
-use crate::client::{self, Session, WsError};
-use crate::progress::{Progress, Ticker};
-use crate::reconnect::{self, Backoff, SplitMix64};
-use crate::summary::{Rate, Report, Rule, Trend};
+use pam_loadtest::auth::Tokens;
+use pam_loadtest::client::{self, Session, WsError};
+use pam_loadtest::progress::{Progress, Ticker};
+use pam_loadtest::reconnect::{self, Backoff, SplitMix64};
+use pam_loadtest::summary::{Rate, Report, Rule, Trend};
 
 /// What the browser's users ask (answered by the builtin assistant from their context).
 const QUESTIONS: [&str; 4] = [

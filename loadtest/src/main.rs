@@ -2,27 +2,18 @@
 //! prints a k6-shaped summary, a progress line on stderr once a second while it runs, and exits
 //! non-zero when a threshold fails. See README "Load testing" for the commands.
 
-mod auth;
 mod bare_storm;
 mod baseline;
-mod client;
 mod cluster;
-mod context_bench;
 mod echo_server;
 mod failover;
 mod idle;
 mod ledger;
 mod legacy_chat;
 mod ping;
-mod progress;
 mod push_bench;
-mod reconnect;
 mod refresh_flood;
 mod storm;
-mod stream_bench;
-mod stream_feed;
-mod summary;
-mod target;
 mod timers_bench;
 
 use std::path::PathBuf;
@@ -31,8 +22,8 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::auth::Tokens;
-use crate::target::{Server, random_secret};
+use pam_loadtest::auth::Tokens;
+use pam_loadtest::target::{self, Server, random_secret};
 
 #[derive(Parser)]
 #[command(name = "pam-loadtest", about = "k6-style load scenarios for pam-gateway")]
@@ -64,6 +55,7 @@ enum Scenario {
     LegacyChat {
         #[command(flatten)]
         target: TargetArgs,
+        /// Virtual users, one legacy socket each.
         #[arg(long, default_value_t = 100)]
         users: usize,
         /// Seconds to run.
@@ -83,15 +75,20 @@ enum Scenario {
     Idle {
         #[command(flatten)]
         target: TargetArgs,
+        /// Idle sockets to open and hold.
         #[arg(long, default_value_t = 1000)]
         connections: usize,
+        /// Seconds to hold them all open before measuring memory.
         #[arg(long, default_value_t = 5)]
         hold_secs: u64,
+        /// Connects in flight at once.
         #[arg(long, default_value_t = 200)]
         concurrency: usize,
         /// Threshold: RSS growth per socket at most this many KiB.
         #[arg(long)]
         max_kib_per_connection: Option<f64>,
+        /// Bytes of JSON context in an `init` each socket sends first (0: no `init`).
+        ///
         /// Each socket first sends an `init` whose context is this many bytes of JSON (e.g. the
         /// server's `PAM_MAX_CONTEXT_BYTES`, 16384): memory with the largest allowed context.
         #[arg(long, default_value_t = 0)]
@@ -104,6 +101,7 @@ enum Scenario {
     RefreshFlood {
         #[command(flatten)]
         target: TargetArgs,
+        /// `auth_refresh` frames to send.
         #[arg(long, default_value_t = 100_000)]
         frames: usize,
     },
@@ -111,8 +109,10 @@ enum Scenario {
     Storm {
         #[command(flatten)]
         target: TargetArgs,
+        /// Sockets to connect and authenticate in the burst.
         #[arg(long, default_value_t = 5000)]
         connections: usize,
+        /// Connects in flight at once.
         #[arg(long, default_value_t = 200)]
         concurrency: usize,
     },
@@ -120,10 +120,13 @@ enum Scenario {
     Ping {
         #[command(flatten)]
         target: TargetArgs,
+        /// Sockets, each pinging on its own.
         #[arg(long, default_value_t = 500)]
         sockets: usize,
+        /// Seconds to run.
         #[arg(long, default_value_t = 10)]
         duration: u64,
+        /// Milliseconds between one socket's pings.
         #[arg(long, default_value_t = 1000)]
         interval_ms: u64,
     },
@@ -132,36 +135,25 @@ enum Scenario {
         /// The pam-gateway binary to start (fresh process per run).
         #[arg(long, default_value = "target/release/pam-gateway")]
         gateway_bin: PathBuf,
+        /// `idle`: sockets to open and hold on each server.
         #[arg(long, default_value_t = 1000)]
         idle_connections: usize,
+        /// `storm`: sockets in the connect burst on each server.
         #[arg(long, default_value_t = 5000)]
         storm_connections: usize,
+        /// Connects in flight at once (idle and storm).
         #[arg(long, default_value_t = 200)]
         concurrency: usize,
+        /// `ping`: sockets on each server.
         #[arg(long, default_value_t = 500)]
         ping_sockets: usize,
+        /// `ping`: seconds to run on each server.
         #[arg(long, default_value_t = 10)]
         ping_duration: u64,
+        /// `ping`: milliseconds between one socket's pings.
         #[arg(long, default_value_t = 1000)]
         ping_interval_ms: u64,
     },
-    /// Context-load latency of the real loaders (miss, Redis hit, L1 hit) beside raw Redis GET and Postgres PK lookups.
-    Context {
-        /// Postgres database for the benchmark users (created when missing).
-        #[arg(long, env = "PAM_BENCH_DATABASE_URL", default_value = "postgres://postgres@127.0.0.1:5432/pam_bench")]
-        database_url: String,
-        #[arg(long, env = "PAM_BENCH_REDIS_URL", default_value = "redis://127.0.0.1:6379")]
-        redis_url: String,
-        #[arg(long, default_value_t = 1000)]
-        users: usize,
-        #[arg(long, default_value_t = 50)]
-        concurrency: usize,
-        /// L1 hits per user.
-        #[arg(long, default_value_t = 5)]
-        l1_rounds: usize,
-    },
-    /// v2 token streaming (emit→receive per token, first token) through the in-process gateway beside a bare push server.
-    Stream(stream_bench::StreamArgs),
     /// Two nodes: N v2 clients chatting on node A, node A drained (SIGTERM), reconnect + resume on
     /// node B; frames lost/repeated must be 0, p99 beside a bare reconnect storm.
     Failover(failover::FailoverArgs),
@@ -171,6 +163,7 @@ enum Scenario {
     Timers(timers_bench::TimersArgs),
     /// The bare tokio-tungstenite baseline server (used by echo-baseline).
     EchoServer {
+        /// Address to listen on (port 0: any free port; the bound address is logged on stderr).
         #[arg(long, default_value = "127.0.0.1:0")]
         listen: String,
         /// Echo text and binary messages as they come, without the `connection` frame: the bare
@@ -279,11 +272,6 @@ async fn run(scenario: Scenario) -> Result<bool, String> {
             };
             return baseline::run(&plan).await;
         }
-        Scenario::Context { database_url, redis_url, users, concurrency, l1_rounds } => {
-            let plan = context_bench::ContextPlan { database_url, redis_url, users, concurrency, l1_rounds };
-            context_bench::run(&plan).await?
-        }
-        Scenario::Stream(args) => return stream_bench::run(&args).await,
         Scenario::Failover(args) => return failover::run(&args).await,
         Scenario::Push(args) => return push_bench::run(&args).await,
         Scenario::Timers(args) => return timers_bench::run(&args).await,

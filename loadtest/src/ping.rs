@@ -6,11 +6,12 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::auth::Tokens;
-use crate::client::{self, Socket};
-use crate::progress::{Progress, Ticker};
+use pam_loadtest::auth::Tokens;
+use pam_loadtest::client::{self, Socket};
+use pam_loadtest::progress::{Progress, Ticker};
+use pam_loadtest::summary::{Rate, Report, Rule, Trend};
+
 use crate::storm::connect_many;
-use crate::summary::{Rate, Report, Rule, Trend};
 
 /// Ping figures and report.
 pub(crate) struct PingOutcome {

@@ -7,15 +7,15 @@ use std::time::{Duration, Instant};
 
 /// Counters shown on the progress line.
 #[derive(Debug, Default)]
-pub(crate) struct Progress {
-    pub(crate) connected: AtomicU64,
-    pub(crate) failed: AtomicU64,
-    pub(crate) sent: AtomicU64,
-    pub(crate) received: AtomicU64,
+pub struct Progress {
+    pub connected: AtomicU64,
+    pub failed: AtomicU64,
+    pub sent: AtomicU64,
+    pub received: AtomicU64,
 }
 
 impl Progress {
-    pub(crate) fn bump(counter: &AtomicU64) {
+    pub fn bump(counter: &AtomicU64) {
         counter.fetch_add(1, Ordering::Relaxed);
     }
 
@@ -33,12 +33,12 @@ impl Progress {
 }
 
 /// Prints the progress line every second until dropped.
-pub(crate) struct Ticker {
+pub struct Ticker {
     task: tokio::task::JoinHandle<()>,
 }
 
 impl Ticker {
-    pub(crate) fn start(label: &str, progress: Arc<Progress>) -> Self {
+    pub fn start(label: &str, progress: Arc<Progress>) -> Self {
         let label = label.to_string();
         let started = Instant::now();
         let task = tokio::spawn(async move {

@@ -15,10 +15,12 @@ use fred::prelude::{Builder, ClientLike, Config, EventInterface, PubsubInterface
 use serde_json::json;
 use tokio::sync::{Semaphore, watch};
 
-use crate::cluster::{TwoNodes, connect_v2, due, http_base, next_v2, run_salt, run_user, tokens_for};
-use crate::progress::{Progress, Ticker};
-use crate::stream_feed::now_micros;
-use crate::summary::{Report, Rule, Trend, fmt_ms};
+use pam_loadtest::client::next_v2;
+use pam_loadtest::clock::now_micros;
+use pam_loadtest::progress::{Progress, Ticker};
+use pam_loadtest::summary::{Report, Rule, Trend, fmt_ms};
+
+use crate::cluster::{TwoNodes, connect_v2, due, http_base, run_salt, run_user, tokens_for};
 
 /// Options of `pam-loadtest push`.
 #[derive(clap::Args, Clone)]
@@ -43,8 +45,10 @@ pub(crate) struct PushArgs {
     /// Requests (or PUBLISHes) in flight at most; the offered rate drops when they are all busy.
     #[arg(long, default_value_t = 512)]
     in_flight: usize,
+    /// Threshold: push p99 at most this many times the Redis PUBLISH p99 (plus --slack-ms).
     #[arg(long, default_value_t = 1.5)]
     max_ratio: f64,
+    /// Threshold: milliseconds added to the allowed push p99.
     #[arg(long, default_value_t = 1.0)]
     slack_ms: f64,
 }
@@ -131,7 +135,7 @@ pub(crate) async fn run(args: &PushArgs) -> Result<bool, String> {
         }));
     }
     let redis = Redis::connect(&args.redis_url, salt, phases.clone()).await?;
-    let http = crate::cluster::http_client();
+    let http = pam_loadtest::target::http_client();
     let push_url = format!("{}/api/v1/pam/push", http_base(&a));
     for (i, &rate) in args.rates.iter().enumerate() {
         let (gateway, bare) = (2 * i, 2 * i + 1);

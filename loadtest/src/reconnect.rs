@@ -10,15 +10,15 @@ use crate::auth::Tokens;
 use crate::client::{self, Session, WsError};
 
 /// Close codes after which reconnecting is the right thing to do.
-pub(crate) const RECONNECT_CODES: [u16; 4] = [1012, 1001, 1013, 1006];
+pub const RECONNECT_CODES: [u16; 4] = [1012, 1001, 1013, 1006];
 
 /// Whether a socket that ended with `code` (`None`: no close frame, i.e. 1006) should reconnect.
-pub(crate) fn should_reconnect(code: Option<u16>) -> bool {
+pub fn should_reconnect(code: Option<u16>) -> bool {
     RECONNECT_CODES.contains(&code.unwrap_or(1006))
 }
 
 /// Whether a read that failed with `error` should reconnect (an ending with a restart-style code).
-pub(crate) fn should_reconnect_on(error: &WsError) -> bool {
+pub fn should_reconnect_on(error: &WsError) -> bool {
     error.close_code().is_some_and(|code| should_reconnect(Some(code)))
 }
 
@@ -29,7 +29,7 @@ const CLOSE_AFTER_ERROR: Duration = Duration::from_secs(2);
 /// AUTH_UNAVAILABLE or STORAGE_UNAVAILABLE before 1013): after one, reads on briefly for that
 /// close so the caller sees how the socket ended. An error frame with no close after it (a turn
 /// that failed on an open socket) stays `WsError::Other(described)`.
-pub(crate) async fn after_error_frame(socket: &mut client::Socket, described: String) -> WsError {
+pub async fn after_error_frame(socket: &mut client::Socket, described: String) -> WsError {
     match tokio::time::timeout(CLOSE_AFTER_ERROR, client::next_frame(socket)).await {
         Ok(Err(WsError::Ended { code, detail })) => WsError::Ended { code, detail: format!("{described}, then {detail}") },
         _ => WsError::Other(described),
@@ -38,20 +38,20 @@ pub(crate) async fn after_error_frame(socket: &mut client::Socket, described: St
 
 /// A small seedable PRNG (SplitMix64): the runner needs jitter, not cryptography, and tests need
 /// a fixed sequence.
-pub(crate) struct SplitMix64(u64);
+pub struct SplitMix64(u64);
 
 impl SplitMix64 {
-    pub(crate) fn new(seed: u64) -> Self {
+    pub fn new(seed: u64) -> Self {
         Self(seed)
     }
 
     /// Seeded from the clock and `salt` (the virtual user's number), so users spread apart.
-    pub(crate) fn from_clock(salt: u64) -> Self {
+    pub fn from_clock(salt: u64) -> Self {
         let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0);
         Self::new(nanos ^ salt.wrapping_mul(0x9E37_79B9_7F4A_7C15))
     }
 
-    pub(crate) fn next_u64(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
@@ -60,7 +60,7 @@ impl SplitMix64 {
     }
 
     /// Uniform in [0, 1).
-    pub(crate) fn next_f64(&mut self) -> f64 {
+    pub fn next_f64(&mut self) -> f64 {
         (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
     }
 }
@@ -68,7 +68,7 @@ impl SplitMix64 {
 /// Capped full-jitter exponential backoff: attempt `k` (from 0) waits a uniform time in
 /// `[min, min(max, min · 2^k)]`. The floor keeps a fleet of users from hammering a restarting
 /// node in the first milliseconds; the cap bounds how long a user idles once it is back.
-pub(crate) struct Backoff {
+pub struct Backoff {
     min: Duration,
     max: Duration,
     attempt: u32,
@@ -76,35 +76,35 @@ pub(crate) struct Backoff {
 
 impl Backoff {
     /// 0.2 s to 5 s.
-    pub(crate) fn standard() -> Self {
+    pub fn standard() -> Self {
         Self::new(Duration::from_millis(200), Duration::from_secs(5))
     }
 
-    pub(crate) fn new(min: Duration, max: Duration) -> Self {
+    pub fn new(min: Duration, max: Duration) -> Self {
         Self { min, max: max.max(min), attempt: 0 }
     }
 
     /// The ceiling of the current attempt's window.
-    pub(crate) fn ceiling(&self) -> Duration {
+    pub fn ceiling(&self) -> Duration {
         let factor = 2u32.saturating_pow(self.attempt.min(20));
         self.min.saturating_mul(factor).min(self.max)
     }
 
     /// The next wait, drawing from `rng`; moves to the next attempt.
-    pub(crate) fn next_delay(&mut self, rng: &mut SplitMix64) -> Duration {
+    pub fn next_delay(&mut self, rng: &mut SplitMix64) -> Duration {
         let (low, high) = (self.min.as_secs_f64(), self.ceiling().as_secs_f64());
         self.attempt = self.attempt.saturating_add(1);
         Duration::from_secs_f64(low + (high - low) * rng.next_f64())
     }
 
     /// After a successful reconnect the next outage starts from the floor again.
-    pub(crate) fn reset(&mut self) {
+    pub fn reset(&mut self) {
         self.attempt = 0;
     }
 }
 
 /// Reconnects virtual user `n` of the legacy protocol: [`retry_connect`] with `client::connect`.
-pub(crate) async fn reconnect(
+pub async fn reconnect(
     url: &str,
     tokens: &Tokens,
     n: usize,
@@ -118,7 +118,7 @@ pub(crate) async fn reconnect(
 /// Waits the next backoff delay and calls `connect`, again after each failure, until it succeeds
 /// or the next wait would pass `deadline`. Returns what `connect` gave and how many calls it took;
 /// the backoff starts over after a success.
-pub(crate) async fn retry_connect<T, F, Fut>(
+pub async fn retry_connect<T, F, Fut>(
     deadline: Instant,
     backoff: &mut Backoff,
     rng: &mut SplitMix64,

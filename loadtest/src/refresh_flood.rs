@@ -8,9 +8,9 @@ use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::connect_async;
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::auth::{Tokens, user_id};
-use crate::summary::Report;
-use crate::target::rss_kib;
+use pam_loadtest::auth::{Tokens, user_id};
+use pam_loadtest::summary::Report;
+use pam_loadtest::target::rss_kib;
 
 /// Sends `frames` refreshes on one socket; `pid` (the server) is needed for memory figures.
 pub(crate) async fn run(url: &str, pid: Option<u32>, tokens: &Tokens, frames: usize) -> Result<Report, String> {

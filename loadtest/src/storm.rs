@@ -8,10 +8,10 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::Semaphore;
 
-use crate::auth::Tokens;
-use crate::client::{self, SYN_RETRY_STALL, Session};
-use crate::progress::{Progress, Ticker};
-use crate::summary::{Rate, Report, Rule, Trend};
+use pam_loadtest::auth::Tokens;
+use pam_loadtest::client::{self, SYN_RETRY_STALL, Session};
+use pam_loadtest::progress::{Progress, Ticker};
+use pam_loadtest::summary::{Rate, Report, Rule, Trend};
 
 /// What a burst produced.
 pub(crate) struct Burst {

@@ -7,22 +7,22 @@ use std::time::Duration;
 
 /// Latency samples in milliseconds.
 #[derive(Debug, Clone, Default)]
-pub(crate) struct Trend {
+pub struct Trend {
     samples: Vec<f64>,
     sorted: bool,
 }
 
 impl Trend {
-    pub(crate) fn record(&mut self, elapsed: Duration) {
+    pub fn record(&mut self, elapsed: Duration) {
         self.record_ms(elapsed.as_secs_f64() * 1000.0);
     }
 
-    pub(crate) fn record_ms(&mut self, ms: f64) {
+    pub fn record_ms(&mut self, ms: f64) {
         self.samples.push(ms);
         self.sorted = false;
     }
 
-    pub(crate) fn merge(&mut self, other: Trend) {
+    pub fn merge(&mut self, other: Trend) {
         self.samples.extend(other.samples);
         self.sorted = false;
     }
@@ -36,7 +36,7 @@ impl Trend {
 
     /// The `p`-th percentile (0..=100), linearly interpolated between the closest ranks (k6's
     /// method); `None` without samples.
-    pub(crate) fn percentile(&mut self, p: f64) -> Option<f64> {
+    pub fn percentile(&mut self, p: f64) -> Option<f64> {
         self.sort();
         let n = self.samples.len();
         if n == 0 {
@@ -48,12 +48,12 @@ impl Trend {
         Some(self.samples[low] + (self.samples[high] - self.samples[low]) * weight)
     }
 
-    pub(crate) fn avg(&self) -> Option<f64> {
+    pub fn avg(&self) -> Option<f64> {
         (!self.samples.is_empty()).then(|| self.samples.iter().sum::<f64>() / self.samples.len() as f64)
     }
 
     /// How many samples are at or above `ms`.
-    pub(crate) fn at_least(&self, ms: f64) -> usize {
+    pub fn at_least(&self, ms: f64) -> usize {
         self.samples.iter().filter(|&&s| s >= ms).count()
     }
 
@@ -72,7 +72,7 @@ impl Trend {
 }
 
 /// Milliseconds the way k6 prints durations: µs below 1 ms, s above 1 s.
-pub(crate) fn fmt_ms(ms: f64) -> String {
+pub fn fmt_ms(ms: f64) -> String {
     if ms < 1.0 {
         format!("{:.0}µs", ms * 1000.0)
     } else if ms < 1000.0 {
@@ -84,18 +84,18 @@ pub(crate) fn fmt_ms(ms: f64) -> String {
 
 /// Passes and failures of one kind of check.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub(crate) struct Rate {
-    pub(crate) passes: u64,
-    pub(crate) fails: u64,
+pub struct Rate {
+    pub passes: u64,
+    pub fails: u64,
 }
 
 impl Rate {
-    pub(crate) fn add(&mut self, passed: bool) {
+    pub fn add(&mut self, passed: bool) {
         if passed { self.passes += 1 } else { self.fails += 1 }
     }
 
     /// Share of passes in 0..=1; an empty rate is 0 (nothing succeeded).
-    pub(crate) fn ratio(&self) -> f64 {
+    pub fn ratio(&self) -> f64 {
         let total = self.passes + self.fails;
         if total == 0 { 0.0 } else { self.passes as f64 / total as f64 }
     }
@@ -103,7 +103,7 @@ impl Rate {
 
 /// What a threshold checks.
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) enum Rule {
+pub enum Rule {
     /// Percentile `p` of a trend is below `limit_ms`.
     PercentileBelow { p: f64, limit_ms: f64 },
     /// A rate's share of passes is at least `min` (0..=1).
@@ -123,14 +123,14 @@ enum Line {
 
 /// A threshold's outcome.
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) struct Verdict {
-    pub(crate) description: String,
-    pub(crate) passed: bool,
+pub struct Verdict {
+    pub description: String,
+    pub passed: bool,
 }
 
 /// A scenario's summary: metrics in the order added, then thresholds.
 #[derive(Debug, Clone)]
-pub(crate) struct Report {
+pub struct Report {
     title: String,
     elapsed: Duration,
     lines: Vec<Line>,
@@ -138,32 +138,32 @@ pub(crate) struct Report {
 }
 
 impl Report {
-    pub(crate) fn new(title: impl Into<String>, elapsed: Duration) -> Self {
+    pub fn new(title: impl Into<String>, elapsed: Duration) -> Self {
         Self { title: title.into(), elapsed, lines: Vec::new(), verdicts: Vec::new() }
     }
 
-    pub(crate) fn trend(&mut self, name: &str, trend: Trend) -> &mut Self {
+    pub fn trend(&mut self, name: &str, trend: Trend) -> &mut Self {
         self.lines.push(Line::Trend(name.into(), trend));
         self
     }
 
-    pub(crate) fn count(&mut self, name: &str, count: u64) -> &mut Self {
+    pub fn count(&mut self, name: &str, count: u64) -> &mut Self {
         self.lines.push(Line::Count(name.into(), count));
         self
     }
 
-    pub(crate) fn rate(&mut self, name: &str, rate: Rate) -> &mut Self {
+    pub fn rate(&mut self, name: &str, rate: Rate) -> &mut Self {
         self.lines.push(Line::Rate(name.into(), rate));
         self
     }
 
-    pub(crate) fn text(&mut self, name: &str, value: impl Into<String>) -> &mut Self {
+    pub fn text(&mut self, name: &str, value: impl Into<String>) -> &mut Self {
         self.lines.push(Line::Text(name.into(), value.into()));
         self
     }
 
     /// Checks `rule` against the metric called `name` (which must have been added).
-    pub(crate) fn threshold(&mut self, name: &str, rule: Rule) -> &mut Self {
+    pub fn threshold(&mut self, name: &str, rule: Rule) -> &mut Self {
         let verdict = self.evaluate(name, &rule);
         self.verdicts.push(verdict);
         self
@@ -187,17 +187,17 @@ impl Report {
     }
 
     /// True when every threshold passed.
-    pub(crate) fn passed(&self) -> bool {
+    pub fn passed(&self) -> bool {
         self.verdicts.iter().all(|v| v.passed)
     }
 
     #[cfg(test)]
-    pub(crate) fn verdicts(&self) -> &[Verdict] {
+    pub fn verdicts(&self) -> &[Verdict] {
         &self.verdicts
     }
 
     /// The k6-shaped text block.
-    pub(crate) fn render(&mut self) -> String {
+    pub fn render(&mut self) -> String {
         let mut out = format!("\n  scenario: {} ({:.1} s)\n\n", self.title, self.elapsed.as_secs_f64());
         let seconds = self.elapsed.as_secs_f64().max(1e-9);
         for line in &mut self.lines {

@@ -1,6 +1,7 @@
 //! The server under test: either one already running (`--url`, optionally `--pid` for memory), or
 //! a child process the runner starts — the gateway binary on port 0 with a fresh JWT secret and a
 //! throwaway SQLite database, or this crate's own bare echo server. Children are killed on drop.
+//! Also the plain-HTTP client for a server's REST routes.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -10,7 +11,7 @@ use std::time::Duration;
 /// `--url`: the gateway's WebSocket base URL. Only `ws://` works (the runner speaks plain
 /// WebSocket); an `http://`, `https://` or `wss://` URL, or one without a scheme, is refused with
 /// a message naming `ws://` (clap then exits with 2, a usage error). A trailing `/` is dropped.
-pub(crate) fn parse_ws_url(raw: &str) -> Result<String, String> {
+pub fn parse_ws_url(raw: &str) -> Result<String, String> {
     let raw = raw.trim();
     let Some((scheme, rest)) = raw.split_once("://") else {
         return Err(format!("'{raw}' has no scheme; give the gateway's WebSocket URL, e.g. ws://127.0.0.1:8080"));
@@ -31,16 +32,16 @@ pub(crate) fn parse_ws_url(raw: &str) -> Result<String, String> {
 }
 
 /// A started server: its ws base URL and pid.
-pub(crate) struct Server {
-    pub(crate) url: String,
-    pub(crate) pid: u32,
+pub struct Server {
+    pub url: String,
+    pub pid: u32,
     child: Child,
     _dir: Option<TempDir>,
 }
 
 impl Server {
     /// Starts `bin` (pam-gateway) on 127.0.0.1:0 with `secret` as `SUPABASE_JWT_SECRET`.
-    pub(crate) async fn gateway(bin: &Path, secret: &str) -> Result<Self, String> {
+    pub async fn gateway(bin: &Path, secret: &str) -> Result<Self, String> {
         let dir = TempDir::new()?;
         let mut command = Command::new(bin);
         command
@@ -54,8 +55,8 @@ impl Server {
         Self::start(command, "pam-gateway listening", Some(dir)).await
     }
 
-    /// Starts this binary's `echo-server` subcommand.
-    pub(crate) async fn echo() -> Result<Self, String> {
+    /// Starts the running binary's `echo-server` subcommand (pam-loadtest's).
+    pub async fn echo() -> Result<Self, String> {
         let exe = std::env::current_exe().map_err(|e| format!("own path: {e}"))?;
         let mut command = Command::new(exe);
         command.args(["echo-server", "--listen", "127.0.0.1:0"]);
@@ -92,7 +93,7 @@ impl Server {
     }
 
     /// Stops the child with SIGKILL (its state is thrown away with it).
-    pub(crate) async fn stop(self) {
+    pub async fn stop(self) {
         drop(self);
         // Give the kernel a moment to release the dead server's sockets before the next run.
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -114,7 +115,7 @@ fn address_in(line: &str) -> Option<String> {
 }
 
 /// VmRSS of a process, in KiB.
-pub(crate) fn rss_kib(pid: u32) -> Result<u64, String> {
+pub fn rss_kib(pid: u32) -> Result<u64, String> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).map_err(|e| format!("cannot read /proc/{pid}/status: {e}"))?;
     status
         .lines()
@@ -141,8 +142,17 @@ impl Drop for TempDir {
     }
 }
 
+/// A plain-HTTP client for a server's REST routes (`/metrics`, admin and push routes). When this
+/// crate is built in one cargo invocation with the gateway (workspace builds), feature unification
+/// turns on reqwest's `rustls-no-provider`, which panics when a client is built unless a crypto
+/// provider is installed first.
+pub fn http_client() -> reqwest::Client {
+    rustls::crypto::ring::default_provider().install_default().ok();
+    reqwest::Client::new()
+}
+
 /// A random secret for a gateway the runner starts.
-pub(crate) fn random_secret() -> String {
+pub fn random_secret() -> String {
     format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple())
 }
 

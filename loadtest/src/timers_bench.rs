@@ -13,16 +13,18 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::json;
 use tokio::sync::{Semaphore, watch};
 
-use crate::client;
-use crate::cluster::{TwoNodes, connect_v2, http_base, next_v2, run_salt, run_user, tokens_for};
-use crate::progress::{Progress, Ticker};
-use crate::summary::{Report, Rule, Trend};
+use pam_loadtest::client::{self, next_v2};
+use pam_loadtest::progress::{Progress, Ticker};
+use pam_loadtest::summary::{Report, Rule, Trend};
+
+use crate::cluster::{TwoNodes, connect_v2, http_base, run_salt, run_user, tokens_for};
 
 /// Options of `pam-loadtest timers`.
 #[derive(clap::Args, Clone)]
 pub(crate) struct TimersArgs {
     #[command(flatten)]
     nodes: TwoNodes,
+    /// Timers in all, spread over as many users as --per-user needs.
     #[arg(long, default_value_t = 10_000)]
     timers: usize,
     /// Timers per user (at most the gateway's 50 pending).
@@ -221,7 +223,7 @@ async fn create(
     progress: &Arc<Progress>,
 ) -> Created {
     let started = Instant::now();
-    let http = crate::cluster::http_client();
+    let http = pam_loadtest::target::http_client();
     let gate = Arc::new(Semaphore::new(args.in_flight.max(1)));
     let mut tasks = tokio::task::JoinSet::new();
     for i in 0..args.timers {

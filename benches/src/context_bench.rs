@@ -20,16 +20,26 @@ use pam_gateway::storage::demo_seed::seed_demo_traveller;
 use pam_protocol::UserId;
 use sqlx::{Connection, PgConnection};
 
-use crate::summary::{Report, Rule, Trend, fmt_ms};
+use pam_loadtest::summary::{Report, Rule, Trend, fmt_ms};
 
-/// Options of one run.
-pub(crate) struct ContextPlan {
-    pub(crate) database_url: String,
-    pub(crate) redis_url: String,
-    pub(crate) users: usize,
-    pub(crate) concurrency: usize,
+/// Options of `pam-bench context`.
+#[derive(clap::Args, Clone)]
+pub(crate) struct ContextArgs {
+    /// Postgres database for the benchmark users (created when missing).
+    #[arg(long, env = "PAM_BENCH_DATABASE_URL", default_value = "postgres://postgres@127.0.0.1:5432/pam_bench")]
+    database_url: String,
+    /// Redis for the gateway's cache and the raw GETs (keys under `pam-bench:`).
+    #[arg(long, env = "PAM_BENCH_REDIS_URL", default_value = "redis://127.0.0.1:6379")]
+    redis_url: String,
+    /// Benchmark users, seeded once with the demo traveller.
+    #[arg(long, default_value_t = 1000)]
+    users: usize,
+    /// Loads in flight at once, in every phase.
+    #[arg(long, default_value_t = 50)]
+    concurrency: usize,
     /// L1 hits per user (they are cheap; more samples steady the tail).
-    pub(crate) l1_rounds: usize,
+    #[arg(long, default_value_t = 5)]
+    l1_rounds: usize,
 }
 
 const PREFIX: &str = "pam-bench";
@@ -40,7 +50,8 @@ fn bench_user(n: usize) -> UserId {
     UserId::parse(&format!("00000000-0000-4000-b000-{n:012}")).expect("a valid uuid")
 }
 
-pub(crate) async fn run(plan: &ContextPlan) -> Result<Report, String> {
+/// Runs the five phases and prints their table and summary; `Ok(true)` when no load failed.
+pub(crate) async fn run(plan: &ContextArgs) -> Result<bool, String> {
     let started = Instant::now();
     ensure_database(&plan.database_url).await?;
     let db = Database::connect(&plan.database_url, true).await.map_err(|e| format!("{e:#}"))?;
@@ -89,7 +100,9 @@ pub(crate) async fn run(plan: &ContextPlan) -> Result<Report, String> {
         }
     })
     .await;
-    Ok(report(started.elapsed(), plan, [miss, redis_hit, l1_hit, raw_get, raw_pk]))
+    let mut report = report(started.elapsed(), plan, [miss, redis_hit, l1_hit, raw_get, raw_pk]);
+    println!("{}", report.render());
+    Ok(report.passed())
 }
 
 /// Samples and failures of one phase.
@@ -145,7 +158,7 @@ async fn load_profile(loaders: ContextLoaders, i: usize) -> Result<(), String> {
     if value.is_null() { Err("no profile loaded".into()) } else { Ok(()) }
 }
 
-fn report(elapsed: Duration, plan: &ContextPlan, phases: [Phase; 5]) -> Report {
+fn report(elapsed: Duration, plan: &ContextArgs, phases: [Phase; 5]) -> Report {
     let [mut miss, mut redis_hit, mut l1_hit, mut raw_get, mut raw_pk] = phases;
     let p = |t: &mut Trend, q| t.percentile(q).unwrap_or(f64::NAN);
     let rows = [

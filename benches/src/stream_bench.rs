@@ -12,22 +12,22 @@ use std::time::{Duration, Instant};
 
 use pam_gateway::{Application, Overrides, Settings};
 use serde_json::json;
-use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
-use tokio_tungstenite::{MaybeTlsStream, client_async};
 
-use crate::auth::{mint, user_id};
-use crate::client::{self, Socket, WsError};
-use crate::progress::{Progress, Ticker};
-use crate::reconnect::{self, Backoff, SplitMix64, retry_connect};
-use crate::stream_feed::{PacedModel, Script, now_micros, spawn_push_server, stamps};
-use crate::summary::{Report, Rule, Trend, fmt_ms};
-use crate::target::random_secret;
+use pam_loadtest::auth::{mint, user_id};
+use pam_loadtest::client::{self, Socket, WsError};
+use pam_loadtest::clock::now_micros;
+use pam_loadtest::progress::{Progress, Ticker};
+use pam_loadtest::reconnect::{self, Backoff, SplitMix64, retry_connect};
+use pam_loadtest::summary::{Report, Rule, Trend, fmt_ms};
+use pam_loadtest::target::{http_client, random_secret};
+
+use crate::stream_feed::{PacedModel, Script, spawn_push_server, stamps};
 
 /// Beyond its script's own duration, a chat may take this long before it counts as failed.
 const CHAT_SLACK: Duration = Duration::from_secs(30);
 
-/// Options of `pam-loadtest stream`.
+/// Options of `pam-bench stream`.
 #[derive(clap::Args, Clone)]
 pub(crate) struct StreamArgs {
     /// Concurrent v2 streams (one socket and one user each).
@@ -54,6 +54,8 @@ pub(crate) struct StreamArgs {
     /// Connects in flight at once.
     #[arg(long, default_value_t = 200)]
     concurrency: usize,
+    /// Redis for resume: the gateway also writes every v2 frame there, beside a Redis-less gateway.
+    ///
     /// Runs the gateway with this `REDIS_URL` (keys under a fresh `pam-bench-…` prefix), so every
     /// v2 frame also goes to Redis for resume on any node; unset: in process only. With it, the
     /// streams phase also runs on a second gateway without Redis (the in-process ring), in the
@@ -268,7 +270,7 @@ async fn connect_all(target: &Target, sockets: usize, concurrency: usize) -> Vec
             let (url, gate) = (target.url(n), gate.clone());
             tokio::spawn(async move {
                 let _permit = gate.acquire_owned().await.map_err(|e| e.to_string())?;
-                tokio::time::timeout(CHAT_SLACK, connect(&url)).await.unwrap_or_else(|_| Err("connect timed out".into()))
+                connect(&url).await
             })
         })
         .collect();
@@ -279,19 +281,10 @@ async fn connect_all(target: &Target, sockets: usize, concurrency: usize) -> Vec
     sockets
 }
 
-/// TCP connect (no Nagle), WebSocket handshake, and the v2 `welcome`.
+/// TCP connect (no Nagle), WebSocket handshake, and the v2 `welcome` (the gateway's or the bare
+/// server's), within 30 s.
 async fn connect(url: &str) -> Result<Socket, String> {
-    let stream = TcpStream::connect(crate::auth::host_port(url)).await.map_err(|e| format!("tcp connect: {e}"))?;
-    stream.set_nodelay(true).map_err(|e| e.to_string())?;
-    let (mut socket, _) = client_async(url, MaybeTlsStream::Plain(stream)).await.map_err(|e| format!("handshake: {e}"))?;
-    loop {
-        let frame = client::next_json(&mut socket).await?;
-        match frame["type"].as_str() {
-            Some("welcome") => return Ok(socket),
-            Some("error") => return Err(format!("refused: {}", frame["error_code"])),
-            _ => {}
-        }
-    }
+    client::connect_url(url, "welcome").await.map(|(session, _)| session.socket)
 }
 
 /// One socket's chats, one after another; then closes it. A socket the server ends the way a
@@ -315,9 +308,7 @@ async fn user(url: &str, mut socket: Socket, n: usize, label: &str, chats: usize
             }
             Err(error) if reconnect::should_reconnect_on(&error) => {
                 let deadline = Instant::now() + CHAT_SLACK;
-                let again = retry_connect(deadline, &mut backoff, &mut rng, || async {
-                    tokio::time::timeout(CHAT_SLACK, connect(url)).await.unwrap_or_else(|_| Err("connect timed out".into()))
-                });
+                let again = retry_connect(deadline, &mut backoff, &mut rng, || connect(url));
                 match again.await {
                     Ok((fresh, _)) => {
                         socket = fresh;
@@ -382,7 +373,7 @@ impl InProcessGateway {
     /// per-user chat rate limit is raised so no run is throttled.
     async fn start(llm_timeout: Duration, redis_url: Option<&str>) -> Result<Self, String> {
         let secret = random_secret();
-        let database = std::env::temp_dir().join(format!("pam-loadtest-stream-{}.db", uuid::Uuid::new_v4().simple()));
+        let database = std::env::temp_dir().join(format!("pam-bench-stream-{}.db", uuid::Uuid::new_v4().simple()));
         let mut settings = Settings::defaults();
         settings.listen = "127.0.0.1:0".parse().expect("a literal address");
         settings.database_url = format!("sqlite://{}", database.display());
@@ -417,7 +408,7 @@ impl InProcessGateway {
     /// (`pam_resume_store_writes_total`; one recorder per process, so every gateway of this run).
     async fn store_writes(&self) -> Result<StoreWrites, String> {
         let Target::Gateway { address, .. } = &self.target else { return Err("not a gateway".into()) };
-        let text = crate::cluster::http_client()
+        let text = http_client()
             .get(format!("http://{address}/metrics"))
             .send()
             .await

@@ -1,16 +1,16 @@
 //! The token feed both servers of `stream` share: a script carried in the chat message
 //! (`stream tokens=300 rate=30 delay_ms=0`), tokens stamped with their emit time on one
-//! process-wide monotonic clock (`t{index}@{micros} `), the paced generator that emits them into a
-//! bounded channel, the `LlmProvider` fake that hands that channel's tokens to the in-process
-//! gateway, and the bare tokio-tungstenite push server that sends the same tokens as
-//! `chat_delta`-shaped frames. Client, gateway and bare server run in one process, so the client
-//! reads latency as `now - stamp` on the same clock.
+//! process-wide monotonic clock (`t{index}@{micros} `; pam-loadtest's `clock::now_micros`), the
+//! paced generator that emits them into a bounded channel, the `LlmProvider` fake that hands that
+//! channel's tokens to the in-process gateway, and the bare tokio-tungstenite push server that
+//! sends the same tokens as `chat_delta`-shaped frames. Client, gateway and bare server run in one
+//! process, so the client reads latency as `now - stamp` on the same clock.
 
-use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use pam_actors::{BoxFuture, LlmError, LlmProvider, LlmReply, LlmRequest};
+use pam_loadtest::clock::now_micros;
 use serde_json::{Value, json};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
@@ -21,12 +21,6 @@ use tokio_tungstenite::tungstenite::Message;
 /// Tokens buffered between the generator and the bare server's socket (the gateway's own
 /// provider → stream queue is 64 deep too).
 const TOKEN_QUEUE: usize = 64;
-
-/// Microseconds since this process first asked; the clock every stamp and every receive uses.
-pub(crate) fn now_micros() -> u64 {
-    static EPOCH: OnceLock<Instant> = OnceLock::new();
-    u64::try_from(EPOCH.get_or_init(Instant::now).elapsed().as_micros()).unwrap_or(u64::MAX)
-}
 
 /// What one chat asks the fake model for: how many tokens, how fast, after what first-token delay.
 #[derive(Debug, Clone, Copy, PartialEq)]
