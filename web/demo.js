@@ -242,7 +242,7 @@ async function loadHistory(before) {
   if (page.messages.length && !before) {
     const divider = document.createElement('div');
     divider.className = 'msg system history-divider';
-    divider.textContent = 'Earlier in this conversation — loaded after the reload';
+    divider.textContent = '↑ Earlier in this conversation, loaded again after the reload';
     fragment.appendChild(divider);
   }
   olderButton?.remove();
@@ -284,7 +284,7 @@ function renderToastLine() {
     more.className = 'toast-more';
   }
   more.textContent = `+${waiting.length} more waiting`;
-  toasts.appendChild(more);
+  toasts.prepend(more); // on top: seen even when the toasts below need scrolling
 }
 
 function placeToast(el) {
@@ -298,7 +298,7 @@ function placeToast(el) {
     }
     passing.remove();
   }
-  toasts.insertBefore(el, toasts.querySelector('.toast-more'));
+  toasts.appendChild(el);
   if (!el.dataset.decision) autoHide(el);
   renderToastLine();
 }
