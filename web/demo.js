@@ -1,10 +1,13 @@
 // The demo chat page on the pam-client SDK (served at /pam-client.js): dev token, v2 socket with
-// streaming, resume across server restarts, in-band token refresh, pushes as toasts. A module
-// file of its own so the CSP needs no unsafe-inline.
+// streaming, resume across server restarts (a clean restart is a status line, not an error),
+// in-band token refresh, the tab's conversation loaded back with `client.history()` after a
+// reload, pushes as toasts (at most three; they hide by themselves unless they need a decision).
+// A module file of its own so the CSP needs no unsafe-inline.
 //
 // Test hooks (read by web/e2e): `?token_ttl=N` asks /dev/token for N-second tokens; #status
 // carries data-state, data-sockets (sockets opened), data-refreshes (tokens fetched for an
-// `auth_refresh`) and data-resumes; every chat's bubbles carry data-chat-id.
+// `auth_refresh`) and data-resumes; every chat's bubbles carry data-chat-id; bubbles loaded from
+// history carry data-history, and #messages data-history-loaded (the number loaded) once read.
 import { PamClient } from '/pam-client.js';
 
 const $ = (id) => document.getElementById(id);
@@ -15,6 +18,15 @@ const params = new URLSearchParams(location.search);
 const TOKEN_TTL_S = Number(params.get('token_ttl')) || undefined;
 // Server errors that refuse a message as written: its text goes back into the box.
 const REFUSALS = new Set(['MESSAGE_TOO_LARGE', 'EMPTY_MESSAGE', 'VALIDATION_ERROR', 'RATE_LIMIT_EXCEEDED']);
+// Where the demo traveller is parked: sent with every chat as the app's `user_location`, so PAM can
+// say how far away each friend is.
+const DEMO_LOCATION = { latitude: 44.291, longitude: -121.5492, name: 'Sisters, OR' };
+// Toasts: at most this many at once; one that needs no decision hides after TOAST_HIDE_MS (not
+// while the pointer or focus is on it).
+const MAX_TOASTS = 3;
+const TOAST_HIDE_MS = Number(params.get('toast_ms')) || 8_000;
+// Messages loaded back per page of history.
+const HISTORY_PAGE = 50;
 
 let maxChars = null;
 let auth = null;
@@ -57,7 +69,7 @@ function publishCounts() {
   statusEl.dataset.resumes = String(counts.resumes);
 }
 
-function bubble(kind, text, chatId) {
+function makeBubble(kind, text, chatId) {
   const el = document.createElement('div');
   el.className = 'msg ' + kind;
   if (chatId) el.dataset.chatId = chatId;
@@ -67,9 +79,24 @@ function bubble(kind, text, chatId) {
   const meta = document.createElement('small');
   meta.className = 'meta';
   el.append(p, meta);
-  list.appendChild(el);
-  scroller.scrollTop = scroller.scrollHeight;
   return { el, text: p, meta };
+}
+
+function bubble(kind, text, chatId) {
+  const b = makeBubble(kind, text, chatId);
+  list.appendChild(b.el);
+  scroller.scrollTop = scroller.scrollHeight;
+  return b;
+}
+
+// "builtin · 3 ms", "openai · gpt-4o-mini · 850 ms": the provider once, the model only when it
+// says something more.
+function answerMeta({ source, model, latencyMs, cached, via, uiActions }) {
+  const parts = [source, model && model !== source ? model : null, typeof latencyMs === 'number' ? Math.round(latencyMs) + ' ms' : null,
+    cached ? 'from storage' : null, via && via !== 'v2' ? 'via ' + via : null];
+  const actions = (uiActions || []).map((x) => x && x.type).filter(Boolean);
+  if (actions.length) parts.push('actions: ' + actions.join(', '));
+  return parts.filter(Boolean).join(' · ');
 }
 
 function system(text, isError) {
@@ -133,7 +160,7 @@ function send(raw, { fromInput = false } = {}) {
     system(`That message is ${length(text)} characters; PAM takes at most ${maxChars}. Your text is still in the box.`, true);
     return false;
   }
-  const handle = client.chat(text, { sessionId: SESSION_ID, context: { source: 'demo-page' } });
+  const handle = client.chat(text, { sessionId: SESSION_ID, context: { source: 'demo-page', user_location: DEMO_LOCATION } });
   const mine = bubble('user', text, handle.id);
   mine.meta.textContent = client.state === 'live' ? 'sending…' : 'queued — sent once connected';
   let answer = null;
@@ -151,11 +178,7 @@ function send(raw, { fromInput = false } = {}) {
     a.el.classList.remove('streaming');
     a.el.dataset.done = 'true';
     a.text.textContent = result.text || '(empty answer)';
-    const meta = [result.source, result.model, typeof result.latencyMs === 'number' ? Math.round(result.latencyMs) + ' ms' : null,
-      result.cached ? 'from storage' : null, result.via !== 'v2' ? 'via ' + result.via : null];
-    const actions = (result.uiActions || []).map((x) => x && x.type).filter(Boolean);
-    if (actions.length) meta.push('actions: ' + actions.join(', '));
-    a.meta.textContent = meta.filter(Boolean).join(' · ');
+    a.meta.textContent = answerMeta(result);
     mine.meta.textContent = 'answered';
     scroller.scrollTop = scroller.scrollHeight;
   });
@@ -180,28 +203,193 @@ form.addEventListener('submit', (e) => {
 input.addEventListener('input', updateCounter);
 suggestions.forEach((b) => b.addEventListener('click', () => send(b.textContent)));
 
-// ---- pushes ----
+// ---- the conversation so far (after a reload) ----
 
-function toast(id, kind, title, body) {
+const timeOf = (iso) => {
+  const at = iso ? new Date(iso) : null;
+  return at && !Number.isNaN(at.getTime()) ? at.toLocaleString([], { dateStyle: 'medium', timeStyle: 'short' }) : '';
+};
+
+// One page of stored messages (newest first from the server) as bubbles, oldest first.
+function historyBubbles(messages) {
+  const fragment = document.createDocumentFragment();
+  for (const m of [...messages].reverse()) {
+    const kind = m.role === 'user' ? 'user' : m.role === 'assistant' ? 'assistant' : 'system';
+    const b = makeBubble(kind, m.content, m.clientMsgId);
+    b.el.dataset.history = 'true';
+    b.el.dataset.done = 'true';
+    b.meta.textContent = [kind === 'assistant' ? answerMeta(m) : null, timeOf(m.createdAt)].filter(Boolean).join(' · ');
+    fragment.appendChild(b.el);
+  }
+  return fragment;
+}
+
+let olderButton = null;
+// Loads the tab's conversation back (SESSION_ID survives a reload): above whatever was sent since.
+async function loadHistory(before) {
+  let page;
+  try {
+    page = await client.history(SESSION_ID, { limit: HISTORY_PAGE, before });
+  } catch (e) {
+    if (e && e.status === 404) page = { messages: [], nextBefore: null }; // a new conversation
+    else {
+      system(`Could not load this conversation's earlier messages (${e && e.code ? e.code : e}).`, true);
+      return;
+    }
+  }
+  const loaded = Number(list.dataset.historyLoaded || 0) + page.messages.length;
+  const fragment = historyBubbles(page.messages);
+  if (page.messages.length && !before) {
+    const divider = document.createElement('div');
+    divider.className = 'msg system history-divider';
+    divider.textContent = '↑ Earlier in this conversation, loaded again after the reload';
+    fragment.appendChild(divider);
+  }
+  olderButton?.remove();
+  olderButton = null;
+  if (page.nextBefore) {
+    olderButton = document.createElement('button');
+    olderButton.type = 'button';
+    olderButton.className = 'older';
+    olderButton.textContent = 'Show earlier messages';
+    olderButton.addEventListener('click', () => loadHistory(page.nextBefore));
+    fragment.prepend(olderButton);
+  }
+  const keepBottom = !before;
+  list.prepend(fragment);
+  list.dataset.historyLoaded = String(loaded);
+  if (keepBottom) scroller.scrollTop = scroller.scrollHeight;
+}
+
+// ---- pushes (toasts) ----
+
+// A toast needs a decision when dismissing it matters: a timer or alarm is sent again on every
+// connect until it is dismissed, and an alert that asks something waits for the answer. Those
+// stay until acted on; the others hide after TOAST_HIDE_MS. At most MAX_TOASTS show: a new one
+// first pushes out the oldest that needs no decision, else it waits in line (+N more).
+const waiting = [];
+
+function shownToasts() {
+  return Array.from(toasts.querySelectorAll('.toast'));
+}
+
+function renderToastLine() {
+  let more = toasts.querySelector('.toast-more');
+  if (!waiting.length) {
+    more?.remove();
+    return;
+  }
+  if (!more) {
+    more = document.createElement('p');
+    more.className = 'toast-more';
+  }
+  more.textContent = `+${waiting.length} more waiting`;
+  toasts.prepend(more); // on top: seen even when the toasts below need scrolling
+}
+
+function placeToast(el) {
+  const shown = shownToasts();
+  if (shown.length >= MAX_TOASTS) {
+    const passing = shown.find((t) => !t.dataset.decision);
+    if (!passing) {
+      waiting.push(el);
+      renderToastLine();
+      return;
+    }
+    passing.remove();
+  }
+  toasts.appendChild(el);
+  if (!el.dataset.decision) autoHide(el);
+  renderToastLine();
+}
+
+function removeToast(el) {
+  if (!el.isConnected) return; // already pushed out (its hide timer fires later)
+  el.remove();
+  const next = waiting.shift();
+  if (next) placeToast(next);
+  renderToastLine();
+}
+
+function autoHide(el) {
+  let timer = null;
+  const arm = () => { clearTimeout(timer); timer = setTimeout(() => removeToast(el), TOAST_HIDE_MS); };
+  const hold = () => clearTimeout(timer);
+  el.addEventListener('mouseenter', hold);
+  el.addEventListener('focusin', hold);
+  el.addEventListener('mouseleave', arm);
+  el.addEventListener('focusout', arm);
+  arm();
+}
+
+function toast(id, { kind, title, body, note, decision, actions = [] }) {
   if (!id || shownPushes.has(id)) return; // redelivered on reconnect: shown once
   shownPushes.add(id);
   const el = document.createElement('div');
   el.className = 'toast ' + kind;
   el.dataset.pushId = id;
-  el.setAttribute('role', 'alert');
+  if (decision) el.dataset.decision = 'true';
+  el.setAttribute('role', decision ? 'alertdialog' : 'status');
+  el.setAttribute('aria-label', title);
   const h = document.createElement('strong');
   h.textContent = title;
   const p = document.createElement('p');
   p.textContent = body;
+  el.append(h, p);
+  if (note) {
+    const small = document.createElement('small');
+    small.className = 'note';
+    small.textContent = note;
+    el.append(small);
+  }
+  const buttons = document.createElement('div');
+  buttons.className = 'actions';
+  for (const action of actions) {
+    const b = document.createElement('button');
+    b.type = 'button';
+    b.textContent = action.label;
+    b.addEventListener('click', () => {
+      action.run();
+      client.dismiss(id);
+      removeToast(el);
+    });
+    buttons.append(b);
+  }
   const dismiss = document.createElement('button');
   dismiss.type = 'button';
   dismiss.textContent = 'Dismiss';
   dismiss.addEventListener('click', () => {
     client.dismiss(id);
-    el.remove();
+    removeToast(el);
   });
-  el.append(h, p, dismiss);
-  toasts.appendChild(el);
+  buttons.append(dismiss);
+  el.append(buttons);
+  placeToast(el);
+}
+
+function timerToast(t) {
+  const fired = timeOf(t.fire_at);
+  toast(t.id, {
+    kind: 'timer',
+    title: t.timer_type === 'alarm' ? `⏰ Alarm: ${t.label}` : `⏲️ Timer: ${t.label}`,
+    body: t.message || '',
+    // protocol: an undismissed timer is sent again on every connect (for 24 h after it fired).
+    note: `${fired ? 'Went off ' + fired + '. ' : ''}It comes back each time you open PAM until you dismiss it.`,
+    decision: true,
+  });
+}
+
+function alertToast(a) {
+  const content = a.content || {};
+  const asks = /\?\s*$/.test(content.message || '');
+  const savings = (content.actions || []).includes('analyze_expenses') && asks;
+  toast(a.id, {
+    kind: 'alert ' + (content.priority || 'normal'),
+    title: content.alert_type ? `🔔 ${String(content.alert_type).replace(/_/g, ' ')}` : '🔔 PAM',
+    body: content.message || '',
+    decision: asks,
+    actions: savings ? [{ label: 'Look for savings', run: () => send('Yes, look for savings') }] : [],
+  });
 }
 
 // ---- connection state ----
@@ -240,7 +428,8 @@ function wire(c) {
     publishCounts();
     const why = { epoch_changed: 'the server restarted', unknown_stream: 'the server no longer had this conversation stream',
       too_old: 'too much was missed', busy: 'the server was busy' }[reason] || reason.replace(/_/g, ' ');
-    liveStatus = ['resumed', `Resumed — ${why}; ${resent} unanswered ${resent === 1 ? 'message' : 'messages'} sent again`];
+    const outcome = resent ? `${resent} unanswered ${resent === 1 ? 'message' : 'messages'} sent again` : 'nothing was waiting for an answer';
+    liveStatus = ['resumed', `Resumed — ${why}; ${outcome}`];
     setStatus(...liveStatus);
   });
   c.on('reconnecting', ({ delayMs, reason }) => showReconnecting(delayMs, reason));
@@ -249,12 +438,14 @@ function wire(c) {
   c.on('online', () => { if (c.state === 'live') setStatus(...liveStatus); });
   c.on('rest_fallback', () => system('The live connection keeps failing; messages go over plain HTTP for now.'));
   c.on('stopped', ({ code, reason }) => onStopped(code, reason));
-  c.on('timer_expired', (t) => toast(t.id, 'timer', t.timer_type === 'alarm' ? `⏰ Alarm: ${t.label}` : `⏲️ Timer: ${t.label}`, t.message || ''));
-  c.on('proactive_alert', (a) => {
-    const content = a.content || {};
-    toast(a.id, 'alert ' + (content.priority || 'normal'), content.alert_type ? `🔔 ${String(content.alert_type).replace(/_/g, ' ')}` : '🔔 PAM', content.message || '');
+  c.on('timer_expired', timerToast);
+  c.on('proactive_alert', alertToast);
+  c.on('server_error', (e) => {
+    // A clean restart (drain): the server says so, closes with 1012 and the SDK reconnects and
+    // resumes by itself. That is news for the status line, not an error.
+    if (e.code === 'SERVICE_RESTART') setStatus('reconnecting', 'Server restarting — reconnecting…');
+    else system(`${e.code}: ${e.message}`, true);
   });
-  c.on('server_error', (e) => system(`${e.code}: ${e.message}`, true));
 }
 
 async function onStopped(code, reason) {
@@ -287,6 +478,7 @@ async function onStopped(code, reason) {
   client = new PamClient({ url: location.origin, getToken, dialect: 'v2' });
   wire(client);
   client.connect();
+  loadHistory();
   updateCounter();
   input.focus();
 })();

@@ -1,6 +1,7 @@
-//! CORS for the browser-facing REST routes (chat, CSRF token, settings): preflights are answered
-//! for origins in `PAM_ALLOWED_ORIGINS` (any origin when unset) and responses to allowed origins
-//! carry `Access-Control-Allow-Origin`. Requests without `Origin` pass untouched.
+//! CORS for the browser-facing REST routes (chat, conversation history, CSRF token, settings):
+//! preflights are answered for origins in `PAM_ALLOWED_ORIGINS` (any origin when unset) and
+//! responses to allowed origins carry `Access-Control-Allow-Origin`. Requests without `Origin`
+//! pass untouched.
 
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};

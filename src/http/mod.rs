@@ -1,6 +1,7 @@
-//! The HTTP edge: the accept loop and TLS, the router, the WebSocket upgrade, REST chat, push and
-//! timer routes, health, monitoring, the edge middleware. Route files import `state` and `error`
-//! (leaves) and the domain folders; no domain folder imports a route.
+//! The HTTP edge: the accept loop and TLS, the router, the WebSocket upgrade, REST chat and
+//! conversation history, push and timer routes, health, monitoring, the edge middleware. Route
+//! files import `state` and `error` (leaves) and the domain folders; no domain folder imports a
+//! route.
 
 pub mod bearer;
 pub mod client_ip;
@@ -9,6 +10,7 @@ pub mod cors;
 pub mod dev;
 pub mod error;
 pub mod health;
+pub mod history;
 pub mod middleware;
 pub mod monitoring;
 pub mod preferences;
@@ -77,11 +79,14 @@ pub fn router(state: SharedState) -> Router {
         .layer(axum::middleware::from_fn_with_state(policy, middleware::edge))
 }
 
-/// The routes browsers call across origins (CORS): REST chat, CSRF token, settings.
+/// The routes browsers call across origins (CORS): REST chat, conversation history, CSRF token,
+/// settings.
 fn browser_routes(state: &SharedState) -> Router<SharedState> {
     Router::new()
         .route("/api/v1/pam/chat", post(rest::chat))
         .route("/api/v1/pam-simple/chat", post(rest::chat))
+        .route("/api/v1/pam/conversations", get(history::conversations))
+        .route("/api/v1/pam/conversations/{session_id}/messages", get(history::messages))
         .route("/api/v1/csrf-token", get(preferences::csrf_token))
         .route(
             "/api/v1/users/{user_id}/settings",

@@ -240,7 +240,7 @@ pub(super) async fn sqlite_count(conn: &mut SqliteConnection, conversation: &str
     Ok(())
 }
 
-fn sqlite_json(text: Option<String>) -> Value {
+pub(super) fn sqlite_json(text: Option<String>) -> Value {
     text.and_then(|t| serde_json::from_str(&t).ok()).unwrap_or(Value::Null)
 }
 

@@ -13,6 +13,7 @@ mod context_answers;
 mod context_freshness;
 mod context_invalidation;
 mod context_store;
+mod conversation_history;
 mod conversation_storage;
 mod csrf_settings;
 mod dev_auth_restarts;

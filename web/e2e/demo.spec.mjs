@@ -1,8 +1,12 @@
 // Headless-Chromium end-to-end checks of the demo chat page (web/index.html + demo.js on the
 // pam-client SDK) served by pam-gateway. Plain Node ESM script, no test framework:
 //   node web/e2e/demo.spec.mjs path/to/pam-gateway
-// It runs the gateway itself (so it can kill and restart it mid-answer) against a fake streaming
-// model (harness.mjs), and writes a screenshot per step to target/browser-screenshots/.
+// It runs the gateway itself (so it can kill and restart it mid-answer, or restart it cleanly)
+// against a fake streaming model (harness.mjs), and writes a screenshot per step to
+// target/browser-screenshots/ (kept by CI). Besides the chat itself it measures what a first
+// hour with the demo shows: text contrast (WCAG AA 4.5:1, from computed styles, light and dark),
+// at most three toasts that never cover the status line or the input, the conversation shown
+// again after a reload, and a clean restart shown on the status line, not as an error bubble.
 // Prints `browser: N passed, M failed` and exits non-zero on any failure.
 
 import { mkdirSync, rmSync } from 'node:fs';
@@ -14,6 +18,9 @@ import { Gateway, SLOW_ANSWER, SLOW_WORDS, freePort, startFakeModel } from './ha
 const OVERALL_TIMEOUT_MS = 240_000;
 const STEP_TIMEOUT_MS = 20_000;
 const MAX_MESSAGE_CHARS = 200;
+// Toasts that need no decision hide after this long (the page's `?toast_ms=`; 8 s by default).
+const TOAST_MS = 2_500;
+const MIN_CONTRAST = 4.5;
 const ADMIN_TOKEN = 'browser-test-admin-token-0123456789';
 const DEMO_USER = '5e1f0c3a-7d2b-4c8e-9a41-d3e0000000a1';
 const CHROMIUM = process.env.CHROMIUM_BIN || '/usr/bin/chromium';
@@ -85,6 +92,99 @@ async function describe(page) {
   const text = await status.textContent().catch(() => '?');
   const messages = await page.locator('#messages .msg').allTextContents().catch(() => []);
   return `status ${state} ${JSON.stringify(text)}; messages ${JSON.stringify(messages.slice(-6))}`;
+}
+
+/**
+ * Contrast of every visible piece of text on the page (WCAG 2 ratio, text colour composited over
+ * the backgrounds behind it, from computed styles): each element's own text, the box's value and
+ * placeholder, and text drawn by ::before. Disabled controls are exempt (WCAG 1.4.3). Large text
+ * (24 px, or 18.66 px bold) needs 3:1, the rest 4.5:1.
+ */
+async function contrastReport(page) {
+  return page.evaluate(() => {
+    const parse = (text) => {
+      const m = /rgba?\(([^)]+)\)/.exec(text || '');
+      if (!m) return null;
+      const p = m[1].split(/[\s,/]+/).filter(Boolean).map(Number);
+      return { r: p[0], g: p[1], b: p[2], a: p.length > 3 ? p[3] : 1 };
+    };
+    const over = (top, under) => ({ r: top.r * top.a + under.r * (1 - top.a), g: top.g * top.a + under.g * (1 - top.a),
+      b: top.b * top.a + under.b * (1 - top.a), a: 1 });
+    const background = (el) => {
+      const layers = [];
+      for (let node = el; node && node.nodeType === 1; node = node.parentElement) {
+        const bg = parse(getComputedStyle(node).backgroundColor);
+        if (bg && bg.a > 0) layers.push(bg);
+      }
+      const canvas = parse(getComputedStyle(document.documentElement).backgroundColor);
+      let color = canvas && canvas.a > 0 ? over(canvas, { r: 255, g: 255, b: 255, a: 1 }) : { r: 255, g: 255, b: 255, a: 1 };
+      for (const layer of layers.reverse()) color = over(layer, color);
+      return color;
+    };
+    const luminance = ({ r, g, b }) => {
+      const f = (c) => { c /= 255; return c <= 0.03928 ? c / 12.92 : ((c + 0.055) / 1.055) ** 2.4; };
+      return 0.2126 * f(r) + 0.7152 * f(g) + 0.0722 * f(b);
+    };
+    const ratio = (fg, bg) => {
+      const [a, b] = [luminance(over(fg, bg)), luminance(bg)];
+      return (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05);
+    };
+    const visible = (el) => el.getClientRects().length > 0 && getComputedStyle(el).visibility !== 'hidden' && !el.closest('[hidden], [aria-hidden="true"]');
+    const name = (el) => el.tagName.toLowerCase() + (el.id ? '#' + el.id : '') + (el.className && typeof el.className === 'string' ? '.' + el.className.trim().split(/\s+/).join('.') : '');
+    const results = [];
+    const measure = (el, style, text, what) => {
+      const size = parseFloat(style.fontSize);
+      const large = size >= 24 || (size >= 18.66 && Number(style.fontWeight) >= 700);
+      const fg = parse(style.color);
+      if (!fg) return;
+      const value = ratio(fg, background(el));
+      results.push({ what: `${name(el)}${what} ${JSON.stringify(text.slice(0, 40))}`, ratio: Math.round(value * 100) / 100, needed: large ? 3 : 4.5 });
+    };
+    for (const el of document.body.querySelectorAll('*')) {
+      if (!visible(el) || el.matches(':disabled') || ['SCRIPT', 'STYLE'].includes(el.tagName)) continue;
+      const own = Array.from(el.childNodes).filter((n) => n.nodeType === 3).map((n) => n.textContent).join('').trim();
+      if (own) measure(el, getComputedStyle(el), own, '');
+      if (el.tagName === 'INPUT') {
+        if (el.value) measure(el, getComputedStyle(el), el.value, ' (value)');
+        else if (el.placeholder) measure(el, getComputedStyle(el, '::placeholder'), el.placeholder, '::placeholder');
+      }
+      const before = getComputedStyle(el, '::before');
+      const content = before.content && before.content !== 'none' && before.content !== 'normal' ? before.content.replace(/^"|"$/g, '') : '';
+      // Letters only: the status dot ("●") is a mark, not text.
+      if (/[A-Za-z]/.test(content)) measure(el, before, content, '::before');
+    }
+    const failures = results.filter((r) => r.ratio < r.needed);
+    const min = results.reduce((m, r) => Math.min(m, r.ratio), Infinity);
+    const hint = results.filter((r) => r.what.startsWith('small.meta') && r.what.includes('answered'));
+    return { checked: results.length, min, failures, answeredHint: hint.length ? Math.min(...hint.map((h) => h.ratio)) : null };
+  });
+}
+
+async function assertContrast(page, when) {
+  const report = await contrastReport(page);
+  assert(report.checked > 10, `only ${report.checked} text elements measured (${when})`);
+  assert(report.failures.length === 0, `text under ${MIN_CONTRAST}:1 (${when}): ${report.failures.map((f) => `${f.what} ${f.ratio}:1`).join('; ')}`);
+  return report;
+}
+
+/** The boxes of the visible toasts, the status line and the composer: no toast may overlap either. */
+async function toastOverlaps(page) {
+  return page.evaluate(() => {
+    const box = (el) => el.getBoundingClientRect();
+    const overlap = (a, b) => a.left < b.right && b.left < a.right && a.top < b.bottom && b.top < a.bottom;
+    // What of a toast shows: its box cut to the toast area's (which scrolls when they do not fit).
+    const area = box(document.querySelector('#toasts'));
+    const shown = (r) => ({ left: Math.max(r.left, area.left), right: Math.min(r.right, area.right),
+      top: Math.max(r.top, area.top), bottom: Math.min(r.bottom, area.bottom) });
+    const guarded = ['#status', '#composer'].map((sel) => [sel, box(document.querySelector(sel))]);
+    const found = [];
+    for (const toast of document.querySelectorAll('#toasts .toast, #toasts .toast-more')) {
+      const t = shown(box(toast));
+      if (t.bottom <= t.top || t.right <= t.left) continue;
+      for (const [sel, b] of guarded) if (overlap(t, b)) found.push(`${toast.dataset.pushId || 'more'} covers ${sel}`);
+    }
+    return found;
+  });
 }
 
 /** Waits for `locator`, failing with what the page shows. */
@@ -172,14 +272,18 @@ async function main() {
       .then(() => { refreshSeenAt = Date.now(); }, () => {});
   });
 
-  await check('the page loads with a CSP and goes live on the SDK', async () => {
-    const response = await page.goto(`${gateway.url}/`, { waitUntil: 'domcontentloaded' });
+  await check('the page loads with a CSP and goes live on the SDK; every text has at least 4.5:1 contrast', async () => {
+    const response = await page.goto(`${gateway.url}/?toast_ms=${TOAST_MS}`, { waitUntil: 'domcontentloaded' });
     assert(response && response.status() === 200, `GET / returned ${response && response.status()}`);
     const csp = (await response.allHeaders())['content-security-policy'] || '';
     assert(csp.includes("script-src 'self'"), `CSP is ${JSON.stringify(csp)}`);
     await waitFor(page, statusIn(page, ['live']), 'going live');
     assert(/^Live/.test(await page.locator('#status').textContent()), 'status text does not say Live');
-    await screenshot(page, 'live');
+    await page.waitForSelector('#messages[data-history-loaded]', { state: 'attached' });
+    assert((await page.locator('#messages .msg').count()) === 0, 'a new tab starts with an empty conversation');
+    const report = await assertContrast(page, 'first load');
+    figures.push(`contrast on first load: min ${report.min.toFixed(2)}:1 over ${report.checked} text elements`);
+    await screenshot(page, 'first-load');
   });
 
   await check('a chat is answered, and a slow answer streams in before it ends', async () => {
@@ -201,6 +305,14 @@ async function main() {
     await screenshot(page, 'streaming');
     await waitFor(page, doneAnswer(page, slow), 'the slow answer ending');
     assert((await answer.locator('.text').textContent()) === SLOW_ANSWER, 'the streamed answer differs from the model\'s');
+    const meta = await answer.locator('.meta').textContent();
+    const parts = meta.split(' · ');
+    assert(parts[0] === 'openai' && /^\d+ ms$/.test(parts.at(-1)) && new Set(parts).size === parts.length,
+      `the answer's footer names the provider once, then the model and the time: ${JSON.stringify(meta)}`);
+    const report = await assertContrast(page, 'answered chats');
+    assert(report.answeredHint !== null && report.answeredHint >= MIN_CONTRAST, `the "answered" hint has ${report.answeredHint}:1`);
+    figures.push(`contrast with answers (light): min ${report.min.toFixed(2)}:1 over ${report.checked} text elements; "answered" hint ${report.answeredHint}:1`);
+    await screenshot(page, 'streamed-answer');
   });
 
   await check(`the box is held to the server's PAM_MAX_MESSAGE_CHARS (${MAX_MESSAGE_CHARS}, learnt from /dev/config); refused text stays in the box`, async () => {
@@ -253,10 +365,21 @@ async function main() {
     const toastOf = (id) => page.locator(`#toasts .toast[data-push-id="${id}"]`);
     await waitFor(page, toastOf(alert), 'the alert toast');
     await waitFor(page, toastOf(timer), 'the timer toast');
-    await screenshot(page, 'toasts');
+    const note = await toastOf(timer).locator('.note').textContent();
+    assert(/comes back each time you open PAM until you dismiss it/.test(note), `the timer toast explains its return: ${JSON.stringify(note)}`);
+    await screenshot(page, 'timer-toast');
     // Undismissed, the timer comes back on the next connect.
     await page.reload({ waitUntil: 'domcontentloaded' });
     await waitFor(page, toastOf(timer), 'the undismissed timer toast after a reload');
+    // The conversation so far is shown again, oldest first, from `client.history()`.
+    await page.waitForSelector('#messages[data-history-loaded]', { state: 'attached' });
+    const users = await page.locator('#messages .msg.user[data-history] .text').allTextContents();
+    assert(JSON.stringify(users) === JSON.stringify(['Hi PAM', 'tell me something slow', 'offline message one', 'offline message two']),
+      `the questions shown after the reload: ${JSON.stringify(users)}`);
+    const answers = await page.locator('#messages .msg.assistant[data-history] .text').allTextContents();
+    assert(answers[0] === 'You said: Hi PAM' && answers[1] === SLOW_ANSWER && answers.length === 4, `the answers shown after the reload: ${JSON.stringify(answers)}`);
+    await waitFor(page, page.locator('#messages .history-divider'), 'the "earlier in this conversation" divider');
+    await screenshot(page, 'reload-history');
     for (const id of [alert, timer]) {
       if (await toastOf(id).count()) await toastOf(id).getByRole('button', { name: 'Dismiss' }).click();
       assert((await toastOf(id).count()) === 0, `toast ${id} is still shown after Dismiss`);
@@ -269,6 +392,62 @@ async function main() {
     await screenshot(page, 'dismissed-reloaded');
   });
 
+  await check('toasts: at most three at once, the ones needing no decision hide, the rest wait in line; none covers the status line or the input', async () => {
+    await page.evaluate(() => {
+      window.__maxToasts = 0;
+      const box = document.querySelector('#toasts');
+      new MutationObserver(() => {
+        window.__maxToasts = Math.max(window.__maxToasts, box.querySelectorAll('.toast').length);
+      }).observe(box, { childList: true });
+    });
+    const alerts = [];
+    for (let i = 1; i <= 5; i++) {
+      alerts.push(await push({ type: 'proactive_alert', content: { type: 'alert', category: 'general', alert_type: 'trip_tip', message: `Tip ${i}: top up water before the pass`, priority: 'normal' } }));
+    }
+    const timer = await push({ type: 'timer_expired', label: 'Move the van', timer_type: 'alarm', message: 'Time to move the van' });
+    const question = await push({ type: 'proactive_alert', content: { type: 'proactive_suggestion', category: 'financial_guidance', alert_type: 'budget_alert',
+      message: "You've gone over your fuel budget: $412.00 spent of $400.00 this month (103%). Want me to look for savings?", priority: 'high', actions: ['analyze_expenses'] } });
+    const toastOf = (id) => page.locator(`#toasts .toast[data-push-id="${id}"]`);
+    await waitFor(page, toastOf(question), 'the budget question toast');
+    await waitFor(page, toastOf(timer), 'the alarm toast');
+    assert((await toastOf(question).getByRole('button', { name: 'Look for savings' }).count()) === 1, 'the question offers its answer as a button');
+    // Those needing no decision hide by themselves; the alarm and the question stay.
+    await page.waitForFunction(() => document.querySelectorAll('#toasts .toast').length === 2, null, { timeout: TOAST_MS * 3 });
+    assert((await toastOf(timer).count()) === 1 && (await toastOf(question).count()) === 1, 'the toasts needing a decision are still shown');
+    // Three more alarms: one waits in line behind the three shown.
+    const more = [];
+    for (const label of ['Check the tyres', 'Call the campground', 'Close the awning']) {
+      more.push(await push({ type: 'timer_expired', label, timer_type: 'timer', message: label }));
+    }
+    await waitFor(page, page.locator('#toasts .toast-more', { hasText: '+2 more waiting' }), 'the "+2 more waiting" line');
+    assert((await page.locator('#toasts .toast').count()) === 3, 'three toasts shown');
+    const covering = await toastOverlaps(page);
+    assert(covering.length === 0, covering.join('; '));
+    const report = await assertContrast(page, 'toasts shown');
+    await page.emulateMedia({ colorScheme: 'dark' });
+    const dark = await assertContrast(page, 'dark scheme');
+    await screenshot(page, 'toasts-dark');
+    await page.emulateMedia({ colorScheme: 'light' });
+    figures.push(`contrast with toasts: min ${report.min.toFixed(2)}:1 (light, ${report.checked} texts), min ${dark.min.toFixed(2)}:1 (dark, ${dark.checked} texts)`);
+    // A phone-sized window: the toasts stay inside the conversation area.
+    await page.setViewportSize({ width: 390, height: 700 });
+    const narrow = await toastOverlaps(page);
+    await screenshot(page, 'toasts-narrow');
+    await page.setViewportSize({ width: 900, height: 800 });
+    assert(narrow.length === 0, `on a narrow window: ${narrow.join('; ')}`);
+    await screenshot(page, 'toasts-stacked');
+    // Dismissing lets the ones in line in, never more than three at once.
+    for (const id of [timer, question, ...more]) {
+      await waitFor(page, toastOf(id), `toast ${id}`);
+      await toastOf(id).getByRole('button', { name: 'Dismiss' }).click();
+    }
+    await page.waitForFunction(() => document.querySelectorAll('#toasts .toast, #toasts .toast-more').length === 0);
+    const max = await page.evaluate(() => window.__maxToasts);
+    assert(max <= 3, `${max} toasts were shown at once`);
+    figures.push(`toasts: ${alerts.length + more.length + 2} pushed, at most ${max} shown at once`);
+  });
+
+  // Before any restart: the second tab must still be on its first socket.
   await check('the 90 s token of the second tab is refreshed in-band (auth_refresh): still one socket past its exp', async () => {
     // auth_expiring comes 60 s before exp: ~30 s after the tab fetched its token.
     await tab.waitForFunction(() => Number(document.querySelector('#status').dataset.refreshes) >= 1, null, { timeout: 60_000 });
@@ -281,6 +460,32 @@ async function main() {
     const after = await sendTyped(tab, 'still here after the refresh');
     await waitFor(tab, doneAnswer(tab, after), 'an answer after the refresh');
     await screenshot(tab, 'token-refreshed-tab');
+  });
+
+  await check('a clean restart (SIGTERM, close 1012) shows on the status line — reconnecting, then resumed — not as an error bubble', async () => {
+    const errorsBefore = await page.locator('#messages .msg.system.error').count();
+    await page.evaluate(() => {
+      const status = document.querySelector('#status');
+      window.__statusLog = [];
+      new MutationObserver(() => {
+        const entry = `${status.dataset.state}: ${status.textContent}`;
+        if (window.__statusLog[window.__statusLog.length - 1] !== entry) window.__statusLog.push(entry);
+      }).observe(status, { attributes: true, childList: true, characterData: true, subtree: true });
+    });
+    await gateway.terminate();
+    await waitFor(page, statusIn(page, ['reconnecting', 'connecting']), 'the status line saying it reconnects');
+    await screenshot(page, 'clean-restart-reconnecting');
+    await gateway.start();
+    await waitFor(page, statusIn(page, ['resumed']), 'resuming after the restart', { timeout: 30_000 });
+    await screenshot(page, 'clean-restart-resumed');
+    const log = await page.evaluate(() => window.__statusLog);
+    assert(log.some((e) => e.startsWith('reconnecting: ')), `the status line said it was reconnecting: ${JSON.stringify(log)}`);
+    assert((await page.locator('#messages .msg.system.error').count()) === errorsBefore, 'a clean restart added an error bubble');
+    const text = await page.locator('#messages').textContent();
+    assert(!text.includes('SERVICE_RESTART'), 'SERVICE_RESTART is shown in the conversation');
+    console.log(`       status: ${log.join(' → ')}`);
+    const after = await sendTyped(page, 'still here after the restart');
+    await waitFor(page, doneAnswer(page, after), 'an answer after the clean restart');
   });
 
   await check('the gateway is killed mid-answer and restarted: the page resumes and shows the whole answer once', async () => {

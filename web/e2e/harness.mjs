@@ -139,6 +139,17 @@ export class Gateway {
     await gone;
   }
 
+  /** Stops the process with SIGTERM (a clean restart: the gateway drains, closing sockets with 1012). */
+  async terminate() {
+    const child = this.child;
+    if (!child || child.exitCode !== null || child.signalCode !== null) return;
+    const gone = new Promise((resolve) => child.once('exit', resolve));
+    child.kill('SIGTERM');
+    const late = setTimeout(() => child.kill('SIGKILL'), 20_000);
+    await gone;
+    clearTimeout(late);
+  }
+
   tail(n = 30) {
     return this.log.slice(-n).join('\n');
   }

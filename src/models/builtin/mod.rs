@@ -1,13 +1,17 @@
 //! `builtin`: the offline assistant. Answers greetings, help and capability questions
-//! deterministically, the user's money, friends and events from loaded context
-//! (`context.rs`), and sets, lists and cancels timers, alarms and reminders
-//! (`timers/`); it is the last fallback that always answers. Streams its answer word by
-//! word so it behaves like a real provider. Its "what can you do" answer lists exactly these.
+//! deterministically, the user's money, where to save (and a bare "yes" to the over-budget
+//! alert's "Want me to look for savings?"), friends and events from loaded context
+//! (`context/`), and sets, lists and cancels timers, alarms and reminders (`timers/`); times
+//! name whose clock they are on and distances come in the user's units (`spoken.rs`). It is the
+//! last fallback that always answers, and never offers what it cannot do. Streams its answer
+//! word by word so it behaves like a real provider. Its "what can you do" answer lists exactly
+//! these.
 
 use pam_actors::{BoxFuture, LlmError, LlmProvider, LlmReply, LlmRequest};
 use tokio::sync::mpsc;
 
 mod context;
+mod spoken;
 mod timers;
 
 use crate::push::timers::tools::TimerTools;
@@ -35,7 +39,19 @@ enum Intent {
     Capabilities,
     Help,
     Thanks,
+    /// A bare "yes" / "sure" / "ok, go ahead": an answer to a question PAM asked.
+    Yes,
     Other,
+}
+
+/// Words of a bare affirmative ("yes please", "sure, go ahead", "ok thanks PAM").
+const AFFIRMATIVE: [&str; 7] = ["yes", "yeah", "yep", "yup", "sure", "ok", "okay"];
+const AFFIRMATIVE_FILLERS: [&str; 9] = ["please", "do", "it", "go", "ahead", "pam", "thanks", "thank", "you"];
+
+fn is_yes(words: &[&str]) -> bool {
+    words.len() <= 5
+        && words.iter().any(|w| AFFIRMATIVE.contains(w))
+        && words.iter().all(|w| AFFIRMATIVE.contains(w) || AFFIRMATIVE_FILLERS.contains(w))
 }
 
 fn intent_of(message: &str) -> Intent {
@@ -47,6 +63,8 @@ fn intent_of(message: &str) -> Intent {
         Intent::Capabilities
     } else if has("help") || phrase("how do i use") || phrase("how does this work") {
         Intent::Help
+    } else if is_yes(&words) {
+        Intent::Yes
     } else if has("thanks") || has("thank") || has("thx") || has("cheers") {
         Intent::Thanks
     } else if words.len() <= 4 && ["hi", "hello", "hey", "howdy", "g'day", "morning", "evening", "yo"].iter().any(|g| has(g)) {
@@ -57,23 +75,30 @@ fn intent_of(message: &str) -> Intent {
 }
 
 /// The deterministic answer for a request: from loaded context where the question is about the
-/// user's money, friends or events; otherwise by intent.
+/// user's money, friends or events (or a "yes" to the over-budget alert's offer); otherwise by
+/// intent.
 pub fn answer(request: &LlmRequest) -> String {
+    answer_at(request, chrono::Utc::now())
+}
+
+fn answer_at(request: &LlmRequest, now: chrono::DateTime<chrono::Utc>) -> String {
     let intent = intent_of(&request.message);
     if intent == Intent::Other {
-        if let Some(answer) = context::answer_from_context(&request.message.to_lowercase(), &request.context) {
+        if let Some(answer) = context::answer_from_context(&request.message.to_lowercase(), &request.context, now) {
             return answer;
         }
     }
     match intent {
+        Intent::Yes => context::yes_answer(&request.context),
         Intent::Greeting => "Hi there! I'm PAM, your RV travel assistant. Ask me about your budget and spending, friends and events \
                              along the road, or to set a timer or a reminder."
             .into(),
         Intent::Capabilities => "I'm PAM, your RV travel assistant. Right now I can:\n\
              • tell you what you've spent this month, in total or by category (\"How much have I spent on fuel?\")\n\
              • tell you how much budget is left, category by category (\"How much budget is left?\")\n\
-             • show where your friends are, nearest first (\"Which friends are nearby?\")\n\
-             • list events coming up in the next 90 days (\"Any events coming up?\")\n\
+             • show where you're over budget and where to cut back (\"Where can I save?\")\n\
+             • show where your friends are, and how far away when your app shares your location (\"Which friends are nearby?\")\n\
+             • list events coming up in the next 90 days, in your timezone (\"Any events coming up?\")\n\
              • set timers, alarms and reminders (\"set a timer for 10 minutes\", \"set an alarm for 6:30 am\", \
              \"remind me in 20 minutes to check the tyres\"), tell you which are set (\"what timers do I have?\") \
              and cancel them (\"cancel my timers\").\n\
@@ -145,6 +170,32 @@ mod tests {
         assert!(answer(&request("help")).starts_with("Just type a question"));
         assert!(answer(&request("thanks a lot")).starts_with("You're welcome"));
         assert!(answer(&request("hi, what is the tallest bridge in Oregon and can my rig pass")).contains("offline mode"));
+    }
+
+    #[test]
+    fn a_bare_yes_is_an_answer_to_pams_question_not_an_open_ended_one() {
+        for yes in ["yes", "Yes!", "yes please", "Sure, go ahead", "ok thanks PAM", "yep"] {
+            assert_eq!(intent_of(yes), Intent::Yes, "{yes}");
+        }
+        for other in ["yes, plan a route to Moab", "okay what's the weather", "thanks"] {
+            assert_ne!(intent_of(other), Intent::Yes, "{other}");
+        }
+        let answer = answer(&request("Yes please"));
+        assert!(answer.starts_with("I'm not sure what you're saying yes to."), "no context, nothing over budget: {answer}");
+        assert!(!answer.contains("offline mode"), "{answer}");
+    }
+
+    #[test]
+    fn yes_to_the_over_budget_alert_names_the_category_and_what_it_cost() {
+        let mut request = request("yes");
+        request.context = serde_json::json!({"financial": {"month": "2026-11", "total_spent": 450.0, "total_budget": 400.0,
+            "total_remaining": -50.0, "income_total": 0.0, "categories": [
+                {"category": "fuel", "spent": 450.0, "limit": 400.0, "remaining": -50.0, "utilisation_pct": 112.5, "over_budget": true}]}})
+        .as_object()
+        .unwrap()
+        .clone();
+        let answer = answer(&request);
+        assert!(answer.contains("• fuel: $450.00 spent of $400.00 — $50.00 over"), "{answer}");
     }
 
     #[test]

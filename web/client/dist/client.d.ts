@@ -1,5 +1,6 @@
 import { ChatHandle } from './chat.js';
 import { Emitter } from './emitter.js';
+import { type ConversationSummary, type ConversationsOptions, type HistoryOptions, type HistoryPage } from './history.js';
 import type { ChatOptions, ConnectionState, Dialect, PamClientOptions, PamEvents } from './types.js';
 /**
  * A PAM gateway client. Create it, subscribe with `on(…)`, call `connect()`, then `chat(…)`.
@@ -51,6 +52,15 @@ export declare class PamClient extends Emitter<PamEvents> {
     updateContext(context: Record<string, unknown>): void;
     /** Dismisses a pushed timer or alert by its `id` (v2 `dismiss`; legacy: the REST route for timers). */
     dismiss(id: string): void;
+    /**
+     * One page of a conversation's stored messages, newest first (`GET
+     * /api/v1/pam/conversations/{sessionId}/messages`): pass the page's `nextBefore` as `before` to
+     * read further back. Works whatever the socket's state. Rejects with {@link PamError}: `status`
+     * 404 (`NOT_FOUND`) when the user has no such conversation, 400 for a bad `limit`/`before`.
+     */
+    history(sessionId?: string, options?: HistoryOptions): Promise<HistoryPage>;
+    /** The user's conversations, most recently active first (`GET /api/v1/pam/conversations`). */
+    conversations(options?: ConversationsOptions): Promise<ConversationSummary[]>;
     private dismissOverRest;
     private cancel;
     private open;

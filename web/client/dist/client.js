@@ -10,6 +10,7 @@ import { Emitter } from './emitter.js';
 import { PamError } from './errors.js';
 import { armAnswerTimeout, onLegacyFrame, startLegacyHeartbeat } from './legacy.js';
 import { dismissTimerOverRest, sendChatOverRest } from './rest.js';
+import { fetchConversations, fetchHistory } from './history.js';
 import { pickEnvironment, watchEnvironment } from './environment.js';
 import { onV2Frame } from './v2.js';
 import { closedSocket, detach, failWhere, fallbackId, requeue } from './internal.js';
@@ -188,6 +189,19 @@ export class PamClient extends Emitter {
             this.send({ type: 'dismiss', id });
         else
             this.pendingDismiss.push(id);
+    }
+    /**
+     * One page of a conversation's stored messages, newest first (`GET
+     * /api/v1/pam/conversations/{sessionId}/messages`): pass the page's `nextBefore` as `before` to
+     * read further back. Works whatever the socket's state. Rejects with {@link PamError}: `status`
+     * 404 (`NOT_FOUND`) when the user has no such conversation, 400 for a bad `limit`/`before`.
+     */
+    history(sessionId = 'default', options = {}) {
+        return fetchHistory(this.restContext(), sessionId, options);
+    }
+    /** The user's conversations, most recently active first (`GET /api/v1/pam/conversations`). */
+    conversations(options = {}) {
+        return fetchConversations(this.restContext(), options);
     }
     async dismissOverRest(id) {
         try {

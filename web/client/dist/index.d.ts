@@ -6,4 +6,5 @@ export { classifyClose, closeCodeRow, describeClose, type CloseClass } from './c
 export { CLOSE_CODES, type CloseCodeRow, type ReconnectAdvice } from './generated/close-codes.js';
 export { systemClock, type TimerHandle } from './clock.js';
 export type { RestChatResponse } from './rest.js';
+export type { ConversationSummary, ConversationsOptions, HistoryMessage, HistoryOptions, HistoryPage } from './history.js';
 export type * from './types.js';

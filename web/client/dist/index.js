@@ -1,5 +1,5 @@
 //! pam-client: the PAM gateway's TypeScript SDK (v2 with resume and streaming, legacy mode,
-//! REST fallback). No runtime dependencies.
+//! REST fallback, conversation history). No runtime dependencies.
 export { PamClient } from './client.js';
 export { ChatHandle } from './chat.js';
 export { PamError } from './errors.js';

@@ -73,14 +73,18 @@ export async function restChat(fetchFn, httpBase, token, chat) {
 export async function restDismissTimer(fetchFn, httpBase, token, timerId, userId) {
     await post(fetchFn, `${httpBase}/api/v1/pam/internal/dismiss-timer`, token, { timer_id: timerId, user_id: userId }, {});
 }
-async function post(fetchFn, url, token, body, extra) {
+function post(fetchFn, url, token, body, extra) {
+    const headers = { 'Content-Type': 'application/json', Authorization: `Bearer ${token}`, ...extra };
+    return send(fetchFn, url, { method: 'POST', headers, body: JSON.stringify(body) });
+}
+/**
+ * @internal One request; resolves with the 2xx response, throws {@link PamError} with the
+ * server's `error` code and HTTP status otherwise (`retryable` for 408/429/5xx and network failures).
+ */
+export async function send(fetchFn, url, init) {
     let response;
     try {
-        response = await fetchFn(url, {
-            method: 'POST',
-            headers: { 'Content-Type': 'application/json', Authorization: `Bearer ${token}`, ...extra },
-            body: JSON.stringify(body),
-        });
+        response = await fetchFn(url, init);
     }
     catch (error) {
         throw new PamError('NETWORK', `could not reach the server: ${String(error)}`, true);

@@ -11,6 +11,7 @@ import { Emitter } from './emitter.js';
 import { PamError } from './errors.js';
 import { armAnswerTimeout, onLegacyFrame, startLegacyHeartbeat } from './legacy.js';
 import { dismissTimerOverRest, sendChatOverRest, type RestContext } from './rest.js';
+import { fetchConversations, fetchHistory, type ConversationSummary, type ConversationsOptions, type HistoryOptions, type HistoryPage } from './history.js';
 import { pickEnvironment, watchEnvironment } from './environment.js';
 import type { ChatOptions, ConnectionState, Dialect, EnvironmentLike, FetchLike, PamClientOptions, PamEvents, TokenReason, WebSocketConstructor, WebSocketLike } from './types.js';
 import { onV2Frame } from './v2.js';
@@ -185,6 +186,21 @@ export class PamClient extends Emitter<PamEvents> {
     }
     if (this.isLive()) this.send({ type: 'dismiss', id });
     else this.pendingDismiss.push(id);
+  }
+
+  /**
+   * One page of a conversation's stored messages, newest first (`GET
+   * /api/v1/pam/conversations/{sessionId}/messages`): pass the page's `nextBefore` as `before` to
+   * read further back. Works whatever the socket's state. Rejects with {@link PamError}: `status`
+   * 404 (`NOT_FOUND`) when the user has no such conversation, 400 for a bad `limit`/`before`.
+   */
+  history(sessionId = 'default', options: HistoryOptions = {}): Promise<HistoryPage> {
+    return fetchHistory(this.restContext(), sessionId, options);
+  }
+
+  /** The user's conversations, most recently active first (`GET /api/v1/pam/conversations`). */
+  conversations(options: ConversationsOptions = {}): Promise<ConversationSummary[]> {
+    return fetchConversations(this.restContext(), options);
   }
 
   private async dismissOverRest(id: string): Promise<void> {

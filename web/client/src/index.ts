@@ -1,5 +1,5 @@
 //! pam-client: the PAM gateway's TypeScript SDK (v2 with resume and streaming, legacy mode,
-//! REST fallback). No runtime dependencies.
+//! REST fallback, conversation history). No runtime dependencies.
 
 export { PamClient } from './client.js';
 export { ChatHandle, type ChatStatus } from './chat.js';
@@ -9,4 +9,5 @@ export { classifyClose, closeCodeRow, describeClose, type CloseClass } from './c
 export { CLOSE_CODES, type CloseCodeRow, type ReconnectAdvice } from './generated/close-codes.js';
 export { systemClock, type TimerHandle } from './clock.js';
 export type { RestChatResponse } from './rest.js';
+export type { ConversationSummary, ConversationsOptions, HistoryMessage, HistoryOptions, HistoryPage } from './history.js';
 export type * from './types.js';

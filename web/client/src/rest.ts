@@ -112,14 +112,19 @@ export async function restDismissTimer(fetchFn: FetchLike, httpBase: string, tok
   await post(fetchFn, `${httpBase}/api/v1/pam/internal/dismiss-timer`, token, { timer_id: timerId, user_id: userId }, {});
 }
 
-async function post(fetchFn: FetchLike, url: string, token: string, body: unknown, extra: Record<string, string>) {
+function post(fetchFn: FetchLike, url: string, token: string, body: unknown, extra: Record<string, string>) {
+  const headers = { 'Content-Type': 'application/json', Authorization: `Bearer ${token}`, ...extra };
+  return send(fetchFn, url, { method: 'POST', headers, body: JSON.stringify(body) });
+}
+
+/**
+ * @internal One request; resolves with the 2xx response, throws {@link PamError} with the
+ * server's `error` code and HTTP status otherwise (`retryable` for 408/429/5xx and network failures).
+ */
+export async function send(fetchFn: FetchLike, url: string, init: Parameters<FetchLike>[1]) {
   let response;
   try {
-    response = await fetchFn(url, {
-      method: 'POST',
-      headers: { 'Content-Type': 'application/json', Authorization: `Bearer ${token}`, ...extra },
-      body: JSON.stringify(body),
-    });
+    response = await fetchFn(url, init);
   } catch (error) {
     throw new PamError('NETWORK', `could not reach the server: ${String(error)}`, true);
   }

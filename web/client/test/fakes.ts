@@ -114,6 +114,7 @@ export class FakeEnvironment implements EnvironmentLike {
 }
 
 export interface FetchCall {
+  method: string;
   url: string;
   headers: Record<string, string>;
   body: Record<string, unknown>;
@@ -123,7 +124,7 @@ export interface FetchCall {
 export function fakeFetch(answer: (call: FetchCall, n: number) => [number, unknown]) {
   const calls: FetchCall[] = [];
   const fetch: FetchLike = async (url, init) => {
-    const call = { url, headers: init.headers, body: JSON.parse(init.body ?? '{}') as Record<string, unknown> };
+    const call = { method: init.method, url, headers: init.headers, body: JSON.parse(init.body ?? '{}') as Record<string, unknown> };
     calls.push(call);
     const [status, body] = answer(call, calls.length);
     return { status, ok: status >= 200 && status < 300, json: async () => body, text: async () => JSON.stringify(body) };

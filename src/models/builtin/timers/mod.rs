@@ -7,7 +7,8 @@
 use chrono::{DateTime, Duration, NaiveTime, Utc};
 use pam_actors::LlmRequest;
 
-use crate::push::timers::tools::{SetTimer, TimerSpec, TimerTools, When, label_of, local_time, spoken_duration, user_timezone};
+use super::spoken;
+use crate::push::timers::tools::{SetTimer, TimerSpec, TimerTools, When, label_of, spoken_duration};
 
 /// What a timer phrase asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -225,25 +226,26 @@ fn duration_in(words: &[Word]) -> Option<(When, Vec<usize>)> {
     (seconds > 0.0).then(|| (When::After(Duration::milliseconds((seconds * 1000.0).round() as i64)), used))
 }
 
-/// The answer to a timer command: what was done, with fire times in the user's timezone.
+/// The answer to a timer command: what was done, with fire times in the user's timezone, saying
+/// whose clock they are on.
 /// `tools` is `None` where the gateway has no timer storage.
 pub(super) async fn answer(tools: Option<&TimerTools>, request: &LlmRequest, command: &TimerCommand, now: DateTime<Utc>) -> String {
     let Some(tools) = tools else {
         return "I can't set timers here, sorry: timer storage isn't available.".into();
     };
-    let tz = user_timezone(&request.context);
+    let tz = spoken::known_timezone(&request.context);
     let result = match command {
         TimerCommand::Unclear => {
             return "When should it go off? Say for example \"set a timer for 10 minutes\", \"remind me in 1 hour to check the tyres\" \
                     or \"set an alarm for 6:30 am\"."
                 .into();
         }
-        TimerCommand::Set(spec) => tools.set(request, 0, spec, now).await.map(|set| set_answer(&set, spec, tz)),
+        TimerCommand::Set(spec) => tools.set(request, 0, spec, now).await.map(|set| set_answer(&set, spec, tz, now)),
         TimerCommand::List => tools.list(&request.user_id).await.map(|timers| {
             if timers.is_empty() {
                 return "You have no timers or alarms set.".to_string();
             }
-            let lines: Vec<String> = timers.iter().map(|t| format!("• {}: {}", label_of(t), local_time(t.fire_at, tz))).collect();
+            let lines: Vec<String> = timers.iter().map(|t| format!("• {}: {}", label_of(t), spoken::time(t.fire_at, tz, now))).collect();
             let noun = if timers.len() == 1 { "timer" } else { "timers" };
             format!("You have {} {noun}:\n{}", timers.len(), lines.join("\n"))
         }),
@@ -251,16 +253,17 @@ pub(super) async fn answer(tools: Option<&TimerTools>, request: &LlmRequest, com
             if cancelled.is_empty() {
                 return "You have no timers or alarms to cancel.".to_string();
             }
-            let names: Vec<String> = cancelled.iter().map(|t| format!("{} ({})", label_of(t), local_time(t.fire_at, tz))).collect();
+            let lines: Vec<String> =
+                cancelled.iter().map(|t| format!("• {}, due {}", label_of(t), spoken::time(t.fire_at, tz, now))).collect();
             let noun = if cancelled.len() == 1 { "timer" } else { "timers" };
-            format!("Cancelled {} {noun}: {}.", cancelled.len(), names.join(", "))
+            format!("Cancelled {} {noun}:\n{}", cancelled.len(), lines.join("\n"))
         }),
     };
     result.unwrap_or_else(|error| error.to_string())
 }
 
-fn set_answer(set: &SetTimer, spec: &TimerSpec, tz: chrono_tz::Tz) -> String {
-    let when = local_time(set.fire_at, tz);
+fn set_answer(set: &SetTimer, spec: &TimerSpec, tz: Option<chrono_tz::Tz>, now: DateTime<Utc>) -> String {
+    let when = spoken::time(set.fire_at, tz, now);
     match spec.when {
         _ if spec.message.starts_with("Reminder:") => format!("Done: I'll remind you to {} at {when}.", set.label),
         When::At(_) => format!("Done: alarm set for {when}."),

@@ -86,3 +86,33 @@ fn other_questions_are_not_timer_phrases() {
         assert_eq!(parse(other), None, "{other}");
     }
 }
+
+fn fired(label: &str, at: &str) -> SetTimer {
+    SetTimer {
+        timer_id: "t1".into(),
+        label: label.into(),
+        fire_at: DateTime::parse_from_rfc3339(at).unwrap().with_timezone(&Utc),
+        timer_type: pam_protocol::TimerType::Alarm,
+    }
+}
+
+#[test]
+fn set_answers_say_whose_clock_the_time_is_on() {
+    let la: chrono_tz::Tz = "America/Los_Angeles".parse().unwrap();
+    let now = DateTime::parse_from_rfc3339("2026-12-01T20:00:00Z").unwrap().with_timezone(&Utc); // noon in LA
+    let alarm = set("set an alarm for 6:30 pm");
+    assert_eq!(
+        set_answer(&fired("Alarm", "2026-12-02T02:30:00Z"), &alarm, Some(la), now),
+        "Done: alarm set for 6:30 pm today (your time, America/Los_Angeles)."
+    );
+    let timer = set("set a timer for 20 minutes");
+    assert_eq!(
+        set_answer(&fired("Timer (20 minutes)", "2026-12-01T20:20:00Z"), &timer, None, now),
+        "Done: timer set for 20 minutes. It goes off at 8:20 pm today UTC (your timezone isn't set, so this is UTC)."
+    );
+    let reminder = set("remind me in 20 minutes to check the tyres");
+    assert_eq!(
+        set_answer(&fired("check the tyres", "2026-12-01T20:20:00Z"), &reminder, Some(la), now),
+        "Done: I'll remind you to check the tyres at 12:20 pm today (your time, America/Los_Angeles)."
+    );
+}

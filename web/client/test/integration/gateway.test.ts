@@ -160,3 +160,29 @@ describe('against the real gateway (legacy and REST)', () => {
     assert.equal(again.text, result.text, 'the retry with the same key gets the stored answer');
   });
 });
+
+describe('against the real gateway (history)', () => {
+  it('history() reads a conversation back newest first, page by page; conversations() lists it; another user gets 404', async () => {
+    const user = newUser();
+    const c = client(user);
+    await c.chat('first question', { sessionId: 'sdk-history', id: 'sdk-history-1' }).result;
+    await c.chat('second question', { sessionId: 'sdk-history', id: 'sdk-history-2' }).result;
+    // Both turns are stored (the answer row may land a moment after chat_end).
+    let page = await c.history('sdk-history', { limit: 3 });
+    for (let tries = 0; page.messages.length < 3 && tries < 100; tries++) {
+      await new Promise((r) => setTimeout(r, 50));
+      page = await c.history('sdk-history', { limit: 3 });
+    }
+    assert.deepEqual(page.messages.map((m) => m.role), ['assistant', 'user', 'assistant']);
+    assert.equal(page.messages[1]!.content, 'second question');
+    assert.equal(page.messages[1]!.clientMsgId, 'sdk-history-2', 'the chat id comes back with its message');
+    assert.ok(page.nextBefore, 'an older page exists');
+    const older = await c.history('sdk-history', { limit: 3, before: page.nextBefore! });
+    assert.deepEqual(older.messages.map((m) => m.content), ['first question']);
+    assert.equal(older.nextBefore, null);
+    const list = await c.conversations();
+    assert.deepEqual(list.map((x) => [x.sessionId, x.messageCount]), [['sdk-history', 4]]);
+    const stranger = client(newUser());
+    await assert.rejects(stranger.history('sdk-history'), (error: unknown) => (error as { status?: number }).status === 404);
+  });
+});
