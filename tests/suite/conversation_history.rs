@@ -5,20 +5,15 @@
 //! 400 with the JSON error body), and another user's session answered 404 like a missing one.
 //! Helpers are local to this file.
 
+use crate::common::db::{postgres_url, require_postgres};
 use crate::common::rest::{assert_error_body, client, post_chat};
 use crate::common::*;
 use pam_gateway::Overrides;
 use serde_json::{Value, json};
 
-fn postgres_url() -> String {
-    std::env::var("PAM_TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
-}
-
 async fn postgres_app() -> TestApp {
     let url = postgres_url();
-    if let Err(error) = sqlx::PgPool::connect(&url).await {
-        panic!("Postgres is required at {url} ({error}); start it with ./scripts/test.sh or set PAM_TEST_DATABASE_URL");
-    }
+    require_postgres(&url).await.close().await;
     spawn_app_with(|s| s.database_url = url, Overrides::default()).await
 }
 
