@@ -83,10 +83,13 @@ pub fn alerts_for(budget: &BudgetSpend) -> Vec<BudgetAlert> {
 fn content(budget: &BudgetSpend, spent: f64, limit: f64, threshold: f64) -> AlertContent {
     let category = budget.category.as_str();
     let percent = (spent / limit * 100.0).floor();
-    let message = if threshold >= 100.0 {
+    let message = if threshold >= 100.0 && spent > limit {
         format!(
             "You've gone over your {category} budget: ${spent:.2} spent of ${limit:.2} this month ({percent:.0}%). Want me to look for savings?"
         )
+    } else if threshold >= 100.0 {
+        // Exactly at the limit: reached, not over.
+        format!("You've reached your {category} budget: ${spent:.2} spent of ${limit:.2} this month (100%). Want me to look for savings?")
     } else {
         format!(
             "You've spent ${spent:.2} of your ${limit:.2} {category} budget this month ({percent:.0}%, past your {}% alert).",
@@ -137,6 +140,14 @@ mod tests {
         assert_eq!(keys(&alerts), [("budget:b1:2026-11:90", true), ("budget:b1:2026-11:100", false)]);
         assert_eq!(alerts[1].content.priority, AlertPriority::High);
         assert!(alerts[1].content.message.contains("$412.50"));
+    }
+
+    #[test]
+    fn exactly_at_the_limit_the_alert_says_reached_and_only_past_it_gone_over() {
+        let at = &alerts_for(&budget(400.0, None))[1].content.message;
+        assert!(at.contains("reached your fuel budget") && at.contains("(100%)") && !at.contains("gone over"), "{at}");
+        let past = &alerts_for(&budget(400.01, None))[1].content.message;
+        assert!(past.contains("gone over your fuel budget"), "{past}");
     }
 
     #[test]

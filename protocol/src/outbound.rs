@@ -34,8 +34,10 @@ pub struct UiAction {
 pub struct ConnectionFrame {
     /// Always `connected`.
     pub status: String,
-    /// A greeting.
-    pub message: String,
+    /// A greeting for people. Deliberately not in `message`/`content`/`response`: today's client
+    /// sends its queued chats on open, before this frame, and takes the first frame with a truthy
+    /// one of those keys as the pending chat's answer (every later answer would be one behind).
+    pub greeting: String,
     /// Server time (RFC 3339).
     pub timestamp: String,
     /// This socket's id (also in the server's logs).
@@ -168,12 +170,16 @@ mod tests {
     fn connection_error_ping_and_pong_round_trip() {
         let v = round_trip(ServerFrame::Connection(ConnectionFrame {
             status: "connected".into(),
-            message: "hello".into(),
+            greeting: "hello".into(),
             timestamp: "t".into(),
             connection_id: "c".into(),
             profile_integration: "enabled".into(),
         }));
         assert_eq!(v["type"], "connection");
+        assert_eq!(v["greeting"], "hello");
+        for key in ["message", "content", "response"] {
+            assert!(v.get(key).is_none(), "the welcome carries no {key}: today's client would take it for an answer");
+        }
         let v = round_trip(ServerFrame::error(ErrorCode::UnknownType, "nope"));
         assert_eq!(v, json!({"type":"error","error_code":"UNKNOWN_TYPE","message":"nope"}));
         assert_eq!(round_trip(ServerFrame::Ping { timestamp: 5 }), json!({"type":"ping","timestamp":5}));

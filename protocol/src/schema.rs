@@ -358,7 +358,7 @@ fn legacy_server_examples() -> Vec<Value> {
     let frames = [
         ServerFrame::Connection(ConnectionFrame {
             status: "connected".into(),
-            message: "Connected to PAM".into(),
+            greeting: "Connected to PAM".into(),
             timestamp: "2026-05-01T08:00:00Z".into(),
             connection_id: "c-5f0e".into(),
             profile_integration: "enabled".into(),

@@ -29,6 +29,28 @@ async fn read_answer(client: &mut WsClient, pongs: &mut u32) -> Value {
     }
 }
 
+/// The client flushes its offline queue in `onopen`, before the welcome can arrive, and resolves
+/// the pending chat with the first answer-looking frame: the welcome must never be that frame,
+/// or the first question gets "Connected to PAM…" and every later answer is one behind.
+#[tokio::test]
+async fn a_chat_sent_on_open_gets_its_own_answer_not_the_welcome_every_time() {
+    let app = spawn_app().await;
+    for round in 0..30 {
+        let user = uuid::Uuid::new_v4().to_string();
+        let mut client = WsClient::connect(&app.ws_url(&user, Some(&token_for(&user)))).await;
+        let mut pongs = 0;
+        client.send_json(json!({"type":"chat","message":"Hi PAM","user_id":user,"timestamp":chrono_ms()})).await;
+        client.send_json(json!({"type":"chat","message":"what can you do","user_id":user,"timestamp":chrono_ms()})).await;
+        let first = read_answer(&mut client, &mut pongs).await;
+        assert_eq!(first["type"], "chat_response", "round {round}: the first answer is the first chat's: {first}");
+        assert!(answer_in(&first).unwrap().starts_with("Hi there"), "round {round}: {first}");
+        let second = read_answer(&mut client, &mut pongs).await;
+        assert_eq!(second["type"], "chat_response", "round {round}: {second}");
+        assert!(!answer_in(&second).unwrap().starts_with("Hi there"), "round {round}: the second answer is not one behind: {second}");
+    }
+    app.shutdown().await;
+}
+
 #[tokio::test]
 async fn todays_browser_client_session_works_unchanged() {
     let app = spawn_app_with(|s| s.ping_interval_ms = 300, Default::default()).await;
@@ -36,9 +58,11 @@ async fn todays_browser_client_session_works_unchanged() {
     let mut client = WsClient::connect(&url).await;
     let mut pongs = 0;
 
-    // The welcome carries `message`, so the client shows it as a system line, not an answer.
+    // The welcome carries its text in `greeting`, never in a key the client takes for an answer.
     let welcome = client.recv_json().await;
     assert_eq!(welcome["type"], "connection");
+    assert!(welcome["greeting"].as_str().is_some_and(|g| !g.is_empty()), "{welcome}");
+    assert_eq!(answer_in(&welcome), None, "{welcome}");
 
     // Heartbeat: the client pings on a timer (15 s compressed to 100 ms); the pause is the replayed
     // client's own timing.

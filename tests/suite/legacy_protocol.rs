@@ -11,7 +11,8 @@ async fn welcome_frame_has_the_legacy_shape() {
     assert_eq!(welcome["type"], "connection");
     assert_eq!(welcome["status"], "connected");
     assert_eq!(welcome["profile_integration"], "enabled");
-    assert!(welcome["message"].as_str().is_some_and(|m| !m.is_empty()));
+    assert!(welcome["greeting"].as_str().is_some_and(|m| !m.is_empty()));
+    assert!(welcome.get("message").is_none() && welcome.get("content").is_none() && welcome.get("response").is_none(), "{welcome}");
     assert!(welcome["connection_id"].as_str().is_some_and(|c| !c.is_empty()));
     assert!(welcome["timestamp"].as_str().is_some_and(|t| t.ends_with('Z')));
 }

@@ -92,7 +92,7 @@ impl ConnectionState {
             myself,
             ServerFrame::Connection(ConnectionFrame {
                 status: "connected".into(),
-                message: "Connected to PAM, your RV travel assistant".into(),
+                greeting: "Connected to PAM, your RV travel assistant".into(),
                 timestamp: iso_now(),
                 connection_id: self.conn_id.clone(),
                 profile_integration: "enabled".into(),

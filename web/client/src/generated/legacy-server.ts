@@ -77,9 +77,11 @@ export interface ConnectionFrame {
    */
   connection_id: string;
   /**
-   * A greeting.
+   * A greeting for people. Deliberately not in `message`/`content`/`response`: today's client
+   * sends its queued chats on open, before this frame, and takes the first frame with a truthy
+   * one of those keys as the pending chat's answer (every later answer would be one behind).
    */
-  message: string;
+  greeting: string;
   /**
    * Always `enabled`.
    */
