@@ -179,3 +179,35 @@ async fn over_the_pending_limit_the_assistant_says_so_in_plain_words_and_sets_no
     assert!(abilities.contains("set a timer for 10 minutes") && abilities.contains("cancel my timers"), "{abilities}");
     app.shutdown().await;
 }
+
+/// "turn off my 6:30 alarm" dismisses that alarm only; "turn off my alarm" with two alarms asks
+/// which and cancels nothing; "cancel my timers" cancels everything.
+#[tokio::test]
+async fn a_cancel_acts_on_the_timer_it_names_and_asks_when_the_name_is_ambiguous() {
+    let db = test_db(Backend::Sqlite).await;
+    let app = start(&db).await;
+    let user = fresh_user();
+    let mut socket = connect_user(&app, &user).await;
+    for phrase in ["set an alarm for 6:30", "set an alarm for 7:15", "set a timer for 10 minutes"] {
+        let answer = ask_legacy(&mut socket, phrase).await;
+        assert!(answer.starts_with("Done:"), "{phrase}: {answer}");
+    }
+    assert_eq!(list_timers(&app, &user).await.len(), 3);
+
+    let asked = ask_legacy(&mut socket, "turn off my alarm").await;
+    assert!(asked.starts_with("You have 2 alarms:") && asked.contains("Which one"), "{asked}");
+    assert_eq!(list_timers(&app, &user).await.len(), 3, "an ambiguous name cancels nothing");
+
+    let one = ask_legacy(&mut socket, "turn off my 6:30 alarm").await;
+    assert!(one.starts_with("Cancelled 1 timer:\n• Alarm"), "{one}");
+    let left = list_timers(&app, &user).await;
+    assert_eq!(left.len(), 2, "{left:?}");
+    assert!(left.iter().all(|t| (fire_at(t).hour(), fire_at(t).minute()) != (6, 30)), "the 6:30 alarm is the one gone: {left:?}");
+    let again = ask_legacy(&mut socket, "turn off my 6:30 alarm").await;
+    assert!(again.contains("no alarm at 6:30"), "{again}");
+
+    let all = ask_legacy(&mut socket, "cancel my timers").await;
+    assert!(all.starts_with("Cancelled 2 timers:"), "{all}");
+    assert!(list_timers(&app, &user).await.is_empty());
+    app.shutdown().await;
+}

@@ -15,9 +15,92 @@ use crate::push::timers::tools::{SetTimer, TimerSpec, TimerTools, When, label_of
 pub(super) enum TimerCommand {
     Set(TimerSpec),
     List,
-    Cancel,
+    Cancel(CancelTarget),
     /// A timer was asked for without a time we understood.
     Unclear,
+}
+
+/// Which pending timers a cancel names: "cancel my timers" (all), "turn off my 6:30 alarm" (that
+/// one), "turn off the alarm" (the one alarm, or a question back when there are several).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct CancelTarget {
+    /// The noun's kind; `None`: any kind (the plural "timers" means every timer, alarm and reminder).
+    pub(super) kind: Option<Kind>,
+    /// A plural noun or "all"/"every"/"both": everything that matches, never a question back.
+    pub(super) all: bool,
+    /// A clock time the message names, and whether it said am/pm (else either half of the day).
+    pub(super) at: Option<(NaiveTime, bool)>,
+}
+
+/// The three nouns, as kinds of stored timer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Kind {
+    Timer,
+    Alarm,
+    Reminder,
+}
+
+impl Kind {
+    fn of_noun(word: &str) -> Option<Kind> {
+        match word.strip_suffix('s').unwrap_or(word) {
+            "timer" => Some(Kind::Timer),
+            "alarm" => Some(Kind::Alarm),
+            "reminder" => Some(Kind::Reminder),
+            _ => None,
+        }
+    }
+
+    fn noun(self) -> &'static str {
+        match self {
+            Kind::Timer => "timer",
+            Kind::Alarm => "alarm",
+            Kind::Reminder => "reminder",
+        }
+    }
+
+    /// Whether a stored timer is of this kind (reminders are timers whose message says so).
+    fn holds(self, timer: &pam_actors::Notification) -> bool {
+        let reminder = timer.payload["message"].as_str().is_some_and(|m| m.starts_with("Reminder"));
+        match self {
+            Kind::Alarm => timer.payload["timer_type"] == "alarm",
+            Kind::Reminder => reminder,
+            Kind::Timer => timer.payload["timer_type"] != "alarm" && !reminder,
+        }
+    }
+}
+
+impl CancelTarget {
+    fn of(words: &[Word]) -> CancelTarget {
+        let noun = words.iter().find(|w| is_noun(&w.low)).map(|w| w.low.as_str()).unwrap_or("timers");
+        let plural = noun.ends_with('s');
+        let all = plural || words.iter().any(|w| ["all", "every", "both", "everything"].contains(&w.low.as_str()));
+        // "timers" in the plural is the general word: every timer, alarm and reminder.
+        let kind = if plural && noun == "timers" { None } else { Kind::of_noun(noun) };
+        let meridiem = words.iter().any(|w| {
+            matches!(w.low.as_str(), "am" | "pm" | "a.m" | "p.m")
+                || ((w.low.ends_with("am") || w.low.ends_with("pm")) && w.low.starts_with(|c: char| c.is_ascii_digit()))
+        });
+        let at = match time_in(words, true) {
+            Some((When::At(time), _)) => Some((time, meridiem)),
+            _ => None,
+        };
+        CancelTarget { kind, all, at }
+    }
+
+    /// The pending timers this target names, by the user's wall clock for a named time.
+    fn pick<'a>(&self, pending: &'a [pam_actors::Notification], tz: chrono_tz::Tz) -> Vec<&'a pam_actors::Notification> {
+        pending
+            .iter()
+            .filter(|t| self.kind.is_none_or(|kind| kind.holds(t)))
+            .filter(|t| {
+                self.at.is_none_or(|(time, meridiem)| {
+                    let local = t.fire_at.with_timezone(&tz).time();
+                    let same = |a: NaiveTime| a.format("%H:%M").to_string() == local.format("%H:%M").to_string();
+                    same(time) || (!meridiem && same(time + Duration::hours(12)))
+                })
+            })
+            .collect()
+    }
 }
 
 const NOUNS: [&str; 3] = ["timer", "alarm", "reminder"];
@@ -82,7 +165,7 @@ pub(super) fn parse(message: &str) -> Option<TimerCommand> {
     let remind = words.iter().any(|w| w.low == "remind");
     let wake = words.windows(2).any(|p| p[0].low == "wake" && p[1].low == "me");
     if noun && cancels(message, &words) {
-        return Some(TimerCommand::Cancel);
+        return Some(TimerCommand::Cancel(CancelTarget::of(&words)));
     }
     let time = time_in(&words, noun && words.iter().any(|w| w.low.starts_with("alarm")));
     if remind || wake || (noun && (has(&SET_VERBS) || time.is_some())) {
@@ -249,17 +332,46 @@ pub(super) async fn answer(tools: Option<&TimerTools>, request: &LlmRequest, com
             let noun = if timers.len() == 1 { "timer" } else { "timers" };
             format!("You have {} {noun}:\n{}", timers.len(), lines.join("\n"))
         }),
-        TimerCommand::Cancel => tools.cancel(&request.user_id, None).await.map(|cancelled| {
-            if cancelled.is_empty() {
-                return "You have no timers or alarms to cancel.".to_string();
-            }
-            let lines: Vec<String> =
-                cancelled.iter().map(|t| format!("• {}, due {}", label_of(t), spoken::time(t.fire_at, tz, now))).collect();
-            let noun = if cancelled.len() == 1 { "timer" } else { "timers" };
-            format!("Cancelled {} {noun}:\n{}", cancelled.len(), lines.join("\n"))
-        }),
+        TimerCommand::Cancel(target) => cancel(tools, request, target, tz, now).await,
     };
     result.unwrap_or_else(|error| error.to_string())
+}
+
+/// Cancels what `target` names; several timers for a singular name get a question back instead.
+async fn cancel(
+    tools: &TimerTools,
+    request: &LlmRequest,
+    target: &CancelTarget,
+    tz: Option<chrono_tz::Tz>,
+    now: DateTime<Utc>,
+) -> Result<String, crate::push::timers::tools::TimerError> {
+    let pending = tools.list(&request.user_id).await?;
+    let chosen = target.pick(&pending, tz.unwrap_or(chrono_tz::Tz::UTC));
+    let noun = target.kind.map_or("timer", Kind::noun);
+    let line = |t: &pam_actors::Notification| format!("• {}, due {}", label_of(t), spoken::time(t.fire_at, tz, now));
+    if chosen.is_empty() {
+        return Ok(match (target.at, pending.is_empty()) {
+            (_, true) => "You have no timers or alarms to cancel.".to_string(),
+            (Some((time, _)), false) => format!("You have no {noun} at {} to cancel; nothing was changed.", time.format("%-I:%M %P")),
+            (None, false) => format!("You have no {noun}s to cancel; nothing was changed."),
+        });
+    }
+    if chosen.len() > 1 && !target.all {
+        let lines: Vec<String> = chosen.iter().map(|t| line(t)).collect();
+        return Ok(format!(
+            "You have {} {noun}s:\n{}\nWhich one should I cancel? Name its time (e.g. \"turn off my {} {noun}\"), or say \"cancel all my {noun}s\".",
+            chosen.len(),
+            lines.join("\n"),
+            chosen[0].fire_at.with_timezone(&tz.unwrap_or(chrono_tz::Tz::UTC)).format("%-I:%M"),
+        ));
+    }
+    let mut cancelled = Vec::with_capacity(chosen.len());
+    for timer in chosen {
+        cancelled.extend(tools.cancel(&request.user_id, Some(&timer.id)).await?);
+    }
+    let lines: Vec<String> = cancelled.iter().map(line).collect();
+    let noun = if cancelled.len() == 1 { "timer" } else { "timers" };
+    Ok(format!("Cancelled {} {noun}:\n{}", cancelled.len(), lines.join("\n")))
 }
 
 fn set_answer(set: &SetTimer, spec: &TimerSpec, tz: Option<chrono_tz::Tz>, now: DateTime<Utc>) -> String {

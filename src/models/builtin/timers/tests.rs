@@ -62,7 +62,7 @@ fn listing_cancelling_and_unclear_requests_are_told_apart() {
     for cancel in
         ["cancel my timers", "Cancel all alarms", "delete my reminders", "turn off my alarm", "turn my alarm off", "stop the timer"]
     {
-        assert_eq!(parse(cancel), Some(TimerCommand::Cancel), "{cancel}");
+        assert!(matches!(parse(cancel), Some(TimerCommand::Cancel(_))), "{cancel}");
     }
     // Cancelling dismisses every timer: nothing that merely mentions "off" or "stop" may do it.
     for not_cancel in [
@@ -73,7 +73,7 @@ fn listing_cancelling_and_unclear_requests_are_told_apart() {
         "that's alarming, stop",
         "stop the timer?",
     ] {
-        assert_ne!(parse(not_cancel), Some(TimerCommand::Cancel), "{not_cancel}");
+        assert!(!matches!(parse(not_cancel), Some(TimerCommand::Cancel(_))), "{not_cancel}");
     }
     assert_eq!(parse("set a timer"), Some(TimerCommand::Unclear));
     assert_eq!(parse("set an alarm for 25:00"), Some(TimerCommand::Unclear));
@@ -115,4 +115,23 @@ fn set_answers_say_whose_clock_the_time_is_on() {
         set_answer(&fired("check the tyres", "2026-12-01T20:20:00Z"), &reminder, Some(la), now),
         "Done: I'll remind you to check the tyres at 12:20 pm today (your time, America/Los_Angeles)."
     );
+}
+
+fn target(message: &str) -> CancelTarget {
+    match parse(message) {
+        Some(TimerCommand::Cancel(target)) => target,
+        other => panic!("{message:?} is no cancel: {other:?}"),
+    }
+}
+
+#[test]
+fn a_cancel_names_its_kind_its_time_or_everything() {
+    let six_thirty = NaiveTime::from_hms_opt(6, 30, 0).unwrap();
+    assert_eq!(target("turn off my 6:30 alarm"), CancelTarget { kind: Some(Kind::Alarm), all: false, at: Some((six_thirty, false)) });
+    assert_eq!(target("cancel the 6:30 am alarm").at, Some((six_thirty, true)));
+    assert_eq!(target("cancel my timers"), CancelTarget { kind: None, all: true, at: None });
+    assert_eq!(target("Cancel all alarms"), CancelTarget { kind: Some(Kind::Alarm), all: true, at: None });
+    assert_eq!(target("delete my reminders").kind, Some(Kind::Reminder));
+    assert_eq!(target("turn off my alarm"), CancelTarget { kind: Some(Kind::Alarm), all: false, at: None });
+    assert!(target("stop the timer").kind == Some(Kind::Timer) && !target("stop the timer").all);
 }
