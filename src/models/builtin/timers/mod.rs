@@ -4,7 +4,7 @@
 //! through [`TimerTools`], so they share the REST limits, and the answer says what was done and
 //! when the timer fires in the user's timezone.
 
-use chrono::{DateTime, Duration, NaiveTime, Utc};
+use chrono::{DateTime, Duration, NaiveTime, Timelike, Utc};
 use pam_actors::LlmRequest;
 
 use super::spoken;
@@ -95,7 +95,7 @@ impl CancelTarget {
             .filter(|t| {
                 self.at.is_none_or(|(time, meridiem)| {
                     let local = t.fire_at.with_timezone(&tz).time();
-                    let same = |a: NaiveTime| a.format("%H:%M").to_string() == local.format("%H:%M").to_string();
+                    let same = |a: NaiveTime| (a.hour(), a.minute()) == (local.hour(), local.minute());
                     same(time) || (!meridiem && same(time + Duration::hours(12)))
                 })
             })
