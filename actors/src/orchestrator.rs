@@ -7,8 +7,9 @@
 //! Deliberate semantics:
 //! - It is **not** linked to its connection: a socket that closes sends `Finish`, and the turns it
 //!   handed over still run (answered into the void, or into the v2 resume stream) and are stored.
-//! - Each turn stores its user message at once; its model work waits for the previous turn of
-//!   the connection (the chain of [`Previous`]), so a conversation's turns stay in order.
+//! - Each turn stores its user message at once, right after the previous turn's store, and its
+//!   model work waits for the previous turn's answer (the [`TurnLine`]), so a conversation's
+//!   messages are stored and answered in the order the connection read them.
 //! - Killing this actor cannot cancel a turn mid-write (turns run on their own tasks); a turn that
 //!   panics is reported as an internal error (its `TurnReply` is dropped unanswered).
 //! - A crash of this actor is reported to the client as an `error` frame, and the connection's
@@ -21,7 +22,7 @@ use tokio::sync::oneshot;
 
 use crate::messages::orchestrator::{ChatJob, OrchestratorMsg, StreamedChat};
 use crate::metrics_names::ORCHESTRATORS_ACTIVE;
-use crate::turn::{Previous, StreamedJob, TurnPipeline};
+use crate::turn::{StreamedJob, TurnLine, TurnPipeline};
 
 /// The orchestrator of one chatting connection (stateless: see [`OrchestratorState`]).
 pub(crate) struct OrchestratorActor;
@@ -51,8 +52,8 @@ impl Drop for ActiveGauge {
 /// The turns of one connection.
 pub(crate) struct OrchestratorState {
     pipeline: TurnPipeline,
-    /// Ends when the connection's latest turn ends; the next turn's model work waits for it.
-    last_turn: Option<Previous>,
+    /// The connection's latest turn, which the next one stores and answers after.
+    line: TurnLine,
     /// Fires `cancel` on the running v2 turns, by client id. An ended turn's entry (its receiver
     /// gone) is dropped when the next v2 turn starts, so at most the connection's chats in
     /// flight are kept.
@@ -66,7 +67,7 @@ impl Actor for OrchestratorActor {
     type Arguments = OrchestratorArgs;
 
     async fn pre_start(&self, _myself: ActorRef<Self::Msg>, args: OrchestratorArgs) -> Result<Self::State, ActorProcessingErr> {
-        Ok(OrchestratorState { pipeline: args.pipeline, last_turn: None, cancels: HashMap::new(), _active: ActiveGauge::new() })
+        Ok(OrchestratorState { pipeline: args.pipeline, line: TurnLine::default(), cancels: HashMap::new(), _active: ActiveGauge::new() })
     }
 
     async fn handle(&self, myself: ActorRef<Self::Msg>, message: Self::Msg, state: &mut Self::State) -> Result<(), ActorProcessingErr> {
@@ -84,21 +85,21 @@ impl OrchestratorState {
     /// Starts a legacy turn at once (its user message is stored now; its model work waits for
     /// the connection's previous turn); its task tells the connection the answer.
     fn start_chat(&mut self, ChatJob { input, guard, reply }: ChatJob) {
-        let after = self.last_turn.replace(guard.finished());
+        let (line, after) = self.line.join(guard.finished());
         let pipeline = self.pipeline.clone();
-        self.pipeline.on_task(guard.id(), async move { reply.answered(pipeline.answer(input, guard, after).await) });
+        self.pipeline.on_task(guard.id(), async move { reply.answered(pipeline.answer(input, guard, line, after).await) });
     }
 
     /// Starts a v2 turn at once; its frames go to the stream, and `cancel` can stop it.
     fn start_streamed(&mut self, StreamedChat { id, input, guard, stream, reply }: StreamedChat) {
-        let after = self.last_turn.replace(guard.finished());
+        let (line, after) = self.line.join(guard.finished());
         self.cancels.retain(|_, cancel| !cancel.is_closed());
         let (cancel, cancelled) = oneshot::channel();
         self.cancels.insert(id.clone(), cancel);
         let job = StreamedJob { id, input, stream, cancel: cancelled };
         let pipeline = self.pipeline.clone();
         self.pipeline.on_task(guard.id(), async move {
-            pipeline.answer_streamed(job, guard, after).await;
+            pipeline.answer_streamed(job, guard, line, after).await;
             reply.ended();
         });
     }

@@ -64,7 +64,8 @@ pub enum LegacyClientFrame {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         timestamp: Option<Value>,
     },
-    /// The answer to a server `ping`; counts as liveness only.
+    /// The answer to a server `ping`: liveness, and proof that the server pushes sent before
+    /// that ping arrived (they are then marked delivered).
     Pong {
         /// The server ping's timestamp.
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -139,11 +140,18 @@ pub enum V2ClientFrame {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         timestamp: Option<Value>,
     },
-    /// The answer to a server `ping`.
+    /// The answer to a server `ping`: liveness, and proof that the pushes sent before that ping
+    /// arrived (they are then marked delivered).
     Pong {
         /// The server ping's timestamp.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         timestamp: Option<Value>,
+    },
+    /// Optional: the client holds every frame up to `seq` (the SDK sends it while frames arrive,
+    /// at most every 2 s or 64 frames). Proof of receipt for pushes, like a pong; no reply.
+    Ack {
+        /// The highest `seq` the client holds.
+        seq: u64,
     },
     /// Context merged into the next chat's, as in legacy.
     Init {
@@ -195,6 +203,7 @@ pub fn v2_client_examples() -> Vec<V2ClientFrame> {
         V2ClientFrame::AuthRefresh { token: "<jwt>".into() },
         V2ClientFrame::Ping { timestamp: Some(Value::from(1_700_000_000_123_u64)) },
         V2ClientFrame::Pong { timestamp: Some(Value::from(1_700_000_000_000_u64)) },
+        V2ClientFrame::Ack { seq: 42 },
         V2ClientFrame::Init { context: Some(context.clone()) },
         V2ClientFrame::ContextUpdate { context: Some(context) },
         V2ClientFrame::Heartbeat,
@@ -221,7 +230,9 @@ mod tests {
                     chat.message.as_deref() == Some(request.message.as_str()) && chat.session_id == request.session_id
                 }
                 (LegacyClientFrame::Ping { timestamp }, ClientFrame::Ping { timestamp: parsed }) => timestamp == parsed,
-                (LegacyClientFrame::Pong { .. }, ClientFrame::Pong) => true,
+                (LegacyClientFrame::Pong { timestamp }, ClientFrame::Pong { timestamp: parsed }) => {
+                    timestamp.as_ref().and_then(Value::as_u64) == *parsed
+                }
                 (LegacyClientFrame::Init { context } | LegacyClientFrame::ContextUpdate { context }, ClientFrame::Context(parsed)) => {
                     context.as_ref() == Some(parsed)
                 }
@@ -255,7 +266,10 @@ mod tests {
                 }
                 (V2ClientFrame::AuthRefresh { token }, ClientFrame::AuthRefresh { token: parsed }) => token == parsed,
                 (V2ClientFrame::Ping { timestamp }, ClientFrame::Ping { timestamp: parsed }) => timestamp == parsed,
-                (V2ClientFrame::Pong { .. }, ClientFrame::Pong) => true,
+                (V2ClientFrame::Pong { timestamp }, ClientFrame::Pong { timestamp: parsed }) => {
+                    timestamp.as_ref().and_then(Value::as_u64) == *parsed
+                }
+                (V2ClientFrame::Ack { seq }, ClientFrame::Ack { seq: parsed }) => seq == parsed,
                 (V2ClientFrame::Init { context } | V2ClientFrame::ContextUpdate { context }, ClientFrame::Context(parsed)) => {
                     context.as_ref() == Some(parsed)
                 }

@@ -29,8 +29,17 @@ pub enum ClientFrame {
         /// Echoed in the `pong`; the server's clock when absent.
         timestamp: Option<Value>,
     },
-    /// An answer to the server's JSON `ping` (any frame proves liveness; this one says nothing else).
-    Pong,
+    /// An answer to the server's JSON `ping`: any frame proves liveness; a pong echoing the
+    /// `timestamp` of a server ping also proves that every frame sent before that ping arrived.
+    Pong {
+        /// The echoed `timestamp` of the ping it answers, when it is a non-negative integer.
+        timestamp: Option<u64>,
+    },
+    /// v2: the client holds every frame of its stream up to `seq` (proof of receipt for pushes).
+    Ack {
+        /// The highest `seq` the client holds.
+        seq: u64,
+    },
     /// `init` and `context_update`: merged into the next chat's context.
     Context(Map<String, Value>),
     /// v2 `auth` (legacy clients send it too, where it is ignored).
@@ -110,7 +119,13 @@ pub fn parse_client_frame(text: &str) -> Result<ClientFrame, FrameError> {
     match kind.as_str() {
         "chat" => parse_chat(&mut obj).map(ClientFrame::Chat),
         "ping" => Ok(ClientFrame::Ping { timestamp: obj.remove("timestamp") }),
-        "pong" => Ok(ClientFrame::Pong),
+        "pong" => Ok(ClientFrame::Pong { timestamp: obj.get("timestamp").and_then(Value::as_u64) }),
+        "ack" => Ok(ClientFrame::Ack {
+            seq: obj
+                .get("seq")
+                .and_then(Value::as_u64)
+                .ok_or_else(|| FrameError::Validation("'seq' must be a non-negative integer".into()))?,
+        }),
         "init" | "context_update" => Ok(ClientFrame::Context(optional_object(&mut obj, "context")?.unwrap_or_default())),
         "auth" => Ok(ClientFrame::Auth { token: required_string(&mut obj, "token")? }),
         "auth_refresh" => Ok(ClientFrame::AuthRefresh { token: required_string(&mut obj, "token")? }),

@@ -2,7 +2,8 @@
 //! `GET /api/v1/pam/conversations/{session_id}/messages?before=&limit=`), on SQLite and on
 //! Postgres: the bearer's conversations newest first, one conversation's messages paged newest
 //! first with `before` = a message id, `limit` bounded (default 50, at most 100, anything else
-//! 400 with the JSON error body), and another user's session answered 404 like a missing one.
+//! 400 with the JSON error body), another user's session answered 404 like a missing one, and
+//! chats that arrive together stored in the order they were sent.
 //! Helpers are local to this file.
 
 use crate::common::db::{postgres_url, require_postgres};
@@ -222,4 +223,59 @@ async fn history_needs_the_bearer_like_the_other_rest_routes() {
     }
     let (status, body) = get(&app, Some(USER), "/api/v1/pam/conversations").await;
     assert_eq!((status, body), (200, json!({"conversations": []})), "a user with no conversations");
+}
+
+/// The user messages of `user`'s only conversation, oldest first.
+async fn stored_questions(app: &TestApp, user: &str) -> Vec<String> {
+    let (status, list) = get(app, Some(user), "/api/v1/pam/conversations").await;
+    assert_eq!(status, 200, "{list}");
+    let session = list["conversations"][0]["session_id"].as_str().expect("one conversation").to_string();
+    let (messages, _) = all_pages(app, user, &session, 100).await;
+    messages.iter().rev().filter(|m| m["role"] == "user").map(|m| m["content"].as_str().unwrap().to_string()).collect()
+}
+
+/// Chats that arrive together (a client flushing its offline queue on open) are stored and read
+/// back in the order the socket sent them, on both dialects: each turn's store waits for the
+/// previous one's, not only its model work.
+async fn chats_sent_at_once_are_stored_in_order(app: &TestApp) {
+    const CHATS: usize = 6;
+    for round in 0..4 {
+        let sent: Vec<String> = (0..CHATS).map(|i| format!("offline message {i}")).collect();
+        let user = uuid::Uuid::new_v4().to_string();
+        let mut legacy = WsClient::connect(&app.ws_url(&user, Some(&token_for(&user)))).await;
+        for message in &sent {
+            legacy.send_json(json!({"type":"chat","message":message,"user_id":user})).await;
+        }
+        let mut answers = 0;
+        while answers < CHATS {
+            let frame = legacy.recv_non_ping().await;
+            answers += usize::from(frame["type"] == "chat_response");
+        }
+        assert_eq!(stored_questions(app, &user).await, sent, "legacy round {round}");
+
+        let user = uuid::Uuid::new_v4().to_string();
+        let (mut v2, _) = crate::common::v2::connect_welcomed(app, &token_for(&user)).await;
+        for (i, message) in sent.iter().enumerate() {
+            v2.send_json(json!({"type":"chat","id":format!("c{i}"),"message":message,"session_id":"offline"})).await;
+        }
+        let mut ends = 0;
+        while ends < CHATS {
+            let frame = v2.recv_non_ping().await;
+            ends += usize::from(frame["type"] == "chat_end");
+        }
+        assert_eq!(stored_questions(app, &user).await, sent, "v2 round {round}");
+    }
+}
+
+// Several worker threads, like the server's own runtime: the turns' tasks really race.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn chats_sent_at_once_are_stored_in_order_on_sqlite() {
+    let app = spawn_app().await;
+    chats_sent_at_once_are_stored_in_order(&app).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn chats_sent_at_once_are_stored_in_order_on_postgres() {
+    let app = postgres_app().await;
+    chats_sent_at_once_are_stored_in_order(&app).await;
 }

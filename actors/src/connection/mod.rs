@@ -326,7 +326,7 @@ impl ConnectionState {
             ClientFrame::Chat(chat) => self.on_chat(myself, chat).await,
             ClientFrame::Ping { timestamp } => self.pong(myself, timestamp),
             ClientFrame::Context(context) => self.merge_context(myself, context),
-            ClientFrame::Pong | ClientFrame::Ignored | ClientFrame::Auth { .. } => {}
+            ClientFrame::Pong { .. } | ClientFrame::Ack { .. } | ClientFrame::Ignored | ClientFrame::Auth { .. } => {}
             ClientFrame::AuthRefresh { token } if self.v2.is_some() => self.on_auth_refresh(myself, &token).await,
             ClientFrame::Cancel { id } if self.v2.is_some() => self.on_cancel(myself, id),
             ClientFrame::Dismiss { id } if self.v2.is_some() => self.on_dismiss(myself, id).await,
@@ -381,7 +381,8 @@ fn client_kind(frame: &ClientFrame) -> &'static str {
     match frame {
         ClientFrame::Chat(_) => "chat",
         ClientFrame::Ping { .. } => "ping",
-        ClientFrame::Pong => "pong",
+        ClientFrame::Pong { .. } => "pong",
+        ClientFrame::Ack { .. } => "ack",
         ClientFrame::Context(_) => "context",
         ClientFrame::Auth { .. } => "auth",
         ClientFrame::AuthRefresh { .. } => "auth_refresh",

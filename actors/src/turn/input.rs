@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use pam_protocol::{ErrorCode, SessionId, UserId};
 use serde_json::{Map, Value};
 
@@ -83,6 +84,66 @@ pub struct TurnAnswer {
 
 /// The previous turn of the same connection: closed when it has ended.
 pub(crate) type Previous = tokio::sync::watch::Receiver<()>;
+
+/// A connection's line of turns: the signals of its latest turn, which the next one waits for.
+/// Two signals, because two things keep order: the user messages are stored in the order the
+/// connection read them (so history reads back in that order even when several chats arrive at
+/// once, e.g. a client flushing its offline queue on open), and the model work of a turn waits
+/// for the previous turn's answer (so it is in the next one's history).
+#[derive(Default)]
+pub(crate) struct TurnLine {
+    last_stored: Option<Stored>,
+    last_ended: Option<Previous>,
+}
+
+/// Closed once a turn's user message was stored (or its store settled otherwise); holds the time
+/// it was stored at, so the next one is stored strictly later even within one clock tick.
+type Stored = tokio::sync::watch::Receiver<Option<DateTime<Utc>>>;
+
+impl TurnLine {
+    /// The next turn's place in the line; `ended` closes when that turn ends.
+    pub(crate) fn join(&mut self, ended: Previous) -> (StoreInLine, Option<Previous>) {
+        let (done, stored) = tokio::sync::watch::channel(None);
+        let store = StoreInLine { after: self.last_stored.replace(stored), done: Some(done) };
+        (store, self.last_ended.replace(ended))
+    }
+}
+
+/// A turn's place among its connection's user-message stores: it stores after `after`, and
+/// the next turn stores after it releases `done` (once its own store is settled, or when dropped).
+pub(crate) struct StoreInLine {
+    after: Option<Stored>,
+    done: Option<tokio::sync::watch::Sender<Option<DateTime<Utc>>>>,
+}
+
+impl StoreInLine {
+    /// A turn nobody stores behind (the REST route: each request is its own line).
+    pub(crate) fn alone() -> Self {
+        StoreInLine { after: None, done: None }
+    }
+
+    /// Waits for the previous turn's store to settle; the time to store this turn's message at:
+    /// now, or just after the previous one's if the clock has not moved past it.
+    pub(crate) async fn wait(&mut self) -> DateTime<Utc> {
+        let mut previous_at = None;
+        if let Some(mut after) = self.after.take() {
+            while after.changed().await.is_ok() {}
+            previous_at = *after.borrow();
+        }
+        let now = Utc::now();
+        match previous_at {
+            Some(previous) if previous >= now => previous + chrono::Duration::microseconds(1),
+            _ => now,
+        }
+    }
+
+    /// This turn's store (at `at`) is settled: the next one may store.
+    pub(crate) fn release(&mut self, at: DateTime<Utc>) {
+        if let Some(done) = self.done.take() {
+            done.send_replace(Some(at));
+        }
+    }
+}
 
 /// Waits until the previous turn has ended (its guard dropped).
 pub(crate) async fn wait_for(previous: Option<Previous>) {

@@ -6,7 +6,7 @@
 
 use serde_json::Value;
 
-use super::input::{TurnFailure, TurnInput};
+use super::input::{StoreInLine, TurnFailure, TurnInput};
 use super::outbox::Durability;
 use super::pipeline::{TurnPipeline, bounded, storage_warning};
 use super::running::TurnOrigin;
@@ -29,16 +29,18 @@ pub(crate) enum Intake {
 impl TurnPipeline {
     /// Stores the user message before any model work and decides whether to answer: a new id
     /// is answered; a repeat replays its stored answer, waits for the turn answering it here,
-    /// or is answered again when nobody anywhere can still be answering it.
-    pub(crate) async fn intake(&self, input: &TurnInput, turn: u64) -> Intake {
+    /// or is answered again when nobody anywhere can still be answering it. The store waits its
+    /// place in `line`, so a connection's messages are stored (and read back) in the order it read them.
+    pub(crate) async fn intake(&self, input: &TurnInput, turn: u64, mut line: StoreInLine) -> Intake {
         let key = input.key();
-        let message =
-            UserMessage { key: key.clone(), text: input.message.clone(), received_at: chrono::Utc::now(), node: self.node.to_string() };
+        let received_at = line.wait().await;
+        let message = UserMessage { key: key.clone(), text: input.message.clone(), received_at, node: self.node.to_string() };
         // At most twice: a repeat that waited for the turn answering it here looks again.
         for _ in 0..2 {
             if self.outbox.must_queue(&key) {
                 // Storage is behind for this conversation: its writes wait their turn, so this one does too.
                 if let Some(pending) = self.outbox.find(&key) {
+                    line.release(received_at);
                     if let Some(answer) = pending.answer {
                         return Intake::Replay(StoredAnswer { text: answer.text, metadata: answer.metadata });
                     }
@@ -48,15 +50,21 @@ impl TurnPipeline {
                     }
                     return Intake::New { durable: true };
                 }
-                return self.accept_into_outbox(message, &input.origin).await;
+                let intake = self.accept_into_outbox(message, &input.origin).await;
+                line.release(received_at);
+                return intake;
             }
+            // The line is released once this store is settled (a failed one only once it is in
+            // the outbox), before any wait for another turn answering the same id.
             match bounded(self.store.save_user_message(&message)).await {
                 Ok(UserSaved::New) => {
                     self.outbox.write_succeeded();
+                    line.release(received_at);
                     return Intake::New { durable: true };
                 }
                 Ok(UserSaved::Repeat(stored)) => {
                     self.outbox.write_succeeded();
+                    line.release(received_at);
                     if let Some(mut other) = self.running.other(&key, turn).filter(|_| stored.answer.is_none()) {
                         let _ = other.changed().await;
                         continue;
@@ -71,7 +79,9 @@ impl TurnPipeline {
                 Err(error) => {
                     self.outbox.write_failed();
                     storage_warning(&error, &input.origin, &key, "could not store the user message; it waits in the outbox");
-                    return self.accept_into_outbox(message, &input.origin).await;
+                    let intake = self.accept_into_outbox(message, &input.origin).await;
+                    line.release(received_at);
+                    return intake;
                 }
             }
         }

@@ -16,7 +16,7 @@ mod running;
 mod streamed;
 mod whole;
 
-pub(crate) use input::Previous;
+pub(crate) use input::TurnLine;
 pub use input::{TurnAnswer, TurnFailure, TurnInput};
 pub use outbox::TurnOutbox;
 pub use pipeline::TurnPipeline;

@@ -13,7 +13,7 @@ use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
-use super::input::{Previous, TurnFailure, TurnInput, wait_for};
+use super::input::{Previous, StoreInLine, TurnFailure, TurnInput, wait_for};
 use super::intake::Intake;
 use super::pipeline::{TurnPipeline, replayed_reply, turn_metadata};
 use super::running::TurnGuard;
@@ -43,11 +43,18 @@ pub(crate) enum StreamedEnd {
 }
 
 impl TurnPipeline {
-    /// Answers one v2 chat, sending every frame into `job.stream`.
-    pub(crate) async fn answer_streamed(&self, mut job: StreamedJob, guard: TurnGuard, after: Option<Previous>) -> StreamedEnd {
+    /// Answers one v2 chat, sending every frame into `job.stream`: its user message is stored in
+    /// its place in `line`, its model work starts once the turn `after` has ended.
+    pub(crate) async fn answer_streamed(
+        &self,
+        mut job: StreamedJob,
+        guard: TurnGuard,
+        line: StoreInLine,
+        after: Option<Previous>,
+    ) -> StreamedEnd {
         let started = Instant::now();
         let id = job.id.clone();
-        let early = match self.intake(&job.input, guard.id()).await {
+        let early = match self.intake(&job.input, guard.id(), line).await {
             Intake::New { durable: true } => None,
             Intake::New { durable: false } => Some(fail(&job.stream, id.clone(), TurnFailure::storage_unavailable())),
             Intake::Replay(stored) => Some(replay(&job.stream, id.clone(), stored)),

@@ -8,7 +8,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use super::input::{Previous, TurnAnswer, TurnFailure, TurnInput, wait_for};
+use super::input::{Previous, StoreInLine, TurnAnswer, TurnFailure, TurnInput, wait_for};
 use super::intake::Intake;
 use super::pipeline::{TurnPipeline, replayed_reply, turn_metadata};
 use super::running::TurnGuard;
@@ -21,12 +21,13 @@ impl TurnPipeline {
     pub fn start(&self, input: TurnInput) -> JoinHandle<TurnAnswer> {
         let guard = self.register(&input);
         let pipeline = self.clone();
-        self.on_task(guard.id(), async move { pipeline.answer(input, guard, None).await })
+        self.on_task(guard.id(), async move { pipeline.answer(input, guard, StoreInLine::alone(), None).await })
     }
 
-    /// Answers `input` whole, once the turn `after` (the previous one of the same connection)
-    /// has ended; the caller runs it on the turn's task ([`TurnPipeline::on_task`]).
-    pub(crate) async fn answer(&self, input: TurnInput, guard: TurnGuard, after: Option<Previous>) -> TurnAnswer {
+    /// Answers `input` whole: its user message is stored in its place in `line`, its model work
+    /// starts once the turn `after` (the previous one of the same connection) has ended; the
+    /// caller runs it on the turn's task ([`TurnPipeline::on_task`]).
+    pub(crate) async fn answer(&self, input: TurnInput, guard: TurnGuard, line: StoreInLine, after: Option<Previous>) -> TurnAnswer {
         let started = Instant::now();
         // With no earlier turn of the connection still running, history and context load while
         // the user message is stored (the history may or may not hold it yet: the prompt drops
@@ -34,11 +35,11 @@ impl TurnPipeline {
         let after = after.filter(|previous| previous.has_changed().is_ok());
         let (intake, request) = match after {
             None => {
-                let (intake, request) = tokio::join!(self.intake(&input, guard.id()), self.request(&input));
+                let (intake, request) = tokio::join!(self.intake(&input, guard.id(), line), self.request(&input));
                 (intake, Some(request))
             }
             Some(previous) => {
-                let intake = self.intake(&input, guard.id()).await;
+                let intake = self.intake(&input, guard.id(), line).await;
                 wait_for(Some(previous)).await;
                 (intake, None)
             }

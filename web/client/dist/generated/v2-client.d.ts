@@ -59,6 +59,12 @@ export type V2ClientFrame = {
     type: 'pong';
 } | {
     /**
+     * The highest `seq` the client holds.
+     */
+    seq: number;
+    type: 'ack';
+} | {
+    /**
      * Client context (within `PAM_MAX_CONTEXT_BYTES`, else `MESSAGE_TOO_LARGE`).
      */
     context?: {

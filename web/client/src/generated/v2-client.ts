@@ -71,6 +71,13 @@ export type V2ClientFrame =
     }
   | {
       /**
+       * The highest `seq` the client holds.
+       */
+      seq: number;
+      type: 'ack';
+    }
+  | {
+      /**
        * Client context (within `PAM_MAX_CONTEXT_BYTES`, else `MESSAGE_TOO_LARGE`).
        */
       context?: {
