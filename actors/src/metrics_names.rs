@@ -30,6 +30,13 @@ pub const USER_CAP_HITS_TOTAL: &str = "pam_ws_user_cap_hits_total";
 /// timer's `fire_at`) until a socket sent it, for pushes that reached an online socket over the
 /// bus (stored pushes sent on connect are not timed: that measures how long the user was away).
 pub const PUSH_DELIVERY_SECONDS: &str = "pam_push_delivery_seconds";
+/// Counter `pam_push_proven_total{proof}`: pushes a client proved it received (`pong` to a ping
+/// sent after them, v2 `ack`, or a `resume` position), each then marked delivered.
+pub const PUSH_PROVEN_TOTAL: &str = "pam_push_proven_total";
+/// Counter `pam_push_unproven_total{reason}`: pushes sent on a socket that never proved it got
+/// them (`closed`: the socket ended first; `overflow`: over the per-socket list), so they stay
+/// undelivered for the next connect.
+pub const PUSH_UNPROVEN_TOTAL: &str = "pam_push_unproven_total";
 /// Counter: messages published on the push bus (`publish` calls, on the node that published).
 pub const PUSH_PUBLISHED_TOTAL: &str = "pam_push_bus_published_total";
 /// Counter: pushes handed to a local socket (on the node that holds the socket).

@@ -14,8 +14,9 @@ use tokio::sync::Notify;
 pub enum OutFrame {
     /// A text frame, as sent.
     Text(String),
-    /// An RFC 6455 ping.
-    Ping,
+    /// An RFC 6455 ping whose payload is this token in decimal (its Pong echoes it: proof of
+    /// receipt for what was queued before it).
+    Ping(u64),
 }
 
 /// How the writer ends the socket: an optional JSON `error` frame, then a close frame.
@@ -238,14 +239,14 @@ mod tests {
     #[tokio::test]
     async fn a_full_queue_reports_full_and_close_still_gets_through() {
         let (out, mut rx) = Outbound::channel(2);
-        out.send(OutFrame::Ping).unwrap();
-        out.send(OutFrame::Ping).unwrap();
-        assert_eq!(out.send(OutFrame::Ping), Err(SendError::Full));
+        out.send(OutFrame::Ping(0)).unwrap();
+        out.send(OutFrame::Ping(0)).unwrap();
+        assert_eq!(out.send(OutFrame::Ping(0)), Err(SendError::Full));
         assert!(out.close(close(4408)));
         assert!(!out.close(close(1000)), "first close wins");
         assert_eq!(rx.next().await, WriterEvent::Close(close(4408)));
-        assert_eq!(rx.try_next_frame(), Some(OutFrame::Ping));
-        assert_eq!(out.send(OutFrame::Ping), Err(SendError::Closed));
+        assert_eq!(rx.try_next_frame(), Some(OutFrame::Ping(0)));
+        assert_eq!(out.send(OutFrame::Ping(0)), Err(SendError::Closed));
     }
 
     #[test]
@@ -261,7 +262,7 @@ mod tests {
     async fn a_dropped_writer_makes_sends_fail_as_closed() {
         let (out, rx) = Outbound::channel(2);
         drop(rx);
-        assert_eq!(out.send(OutFrame::Ping), Err(SendError::Closed));
+        assert_eq!(out.send(OutFrame::Ping(0)), Err(SendError::Closed));
     }
 
     #[tokio::test]
@@ -297,8 +298,8 @@ mod tests {
     #[tokio::test]
     async fn a_sender_waiting_for_room_stops_when_the_writer_goes_away() {
         let (out, rx) = Outbound::channel(1);
-        out.send(OutFrame::Ping).unwrap();
-        let waiting = tokio::spawn(async move { out.send_when_room(OutFrame::Ping).await });
+        out.send(OutFrame::Ping(0)).unwrap();
+        let waiting = tokio::spawn(async move { out.send_when_room(OutFrame::Ping(0)).await });
         tokio::task::yield_now().await;
         drop(rx);
         assert_eq!(waiting.await.unwrap(), Err(SendError::Closed));

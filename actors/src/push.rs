@@ -1,6 +1,6 @@
 //! Server pushes as the actors see them: the frame a stored notification becomes
 //! ([`push_frame`]), and `StoredPushDelivery`, the one task that sends connecting users their
-//! stored pushes and marks the alerts sockets sent as delivered. Imports the ports and the
+//! stored pushes and marks the pushes clients proved they received as delivered. Imports the ports and the
 //! connection's messages.
 
 use std::sync::Arc;
@@ -48,7 +48,7 @@ pub fn push_frame(row: &Notification) -> Result<PushFrame, String> {
 }
 
 /// Work of the stored-push task: a connected socket whose user's stored pushes are to be sent,
-/// or an alert a socket sent (to be marked delivered).
+/// or a push a client proved it received (to be marked delivered).
 enum DeliveryJob {
     Read { user: UserId, socket: ActorRef<ConnectionMsg>, conn_id: String },
     Delivered { user: UserId, id: String, conn_id: String },
@@ -61,9 +61,9 @@ const MAX_MARKS: usize = 512;
 /// them to their sockets. A connect storm queues small requests (~100 bytes each) instead of a
 /// task and a database query per socket at once, which would pin memory in every idle socket's share.
 ///
-/// The same task marks sent alerts delivered, in the order the jobs came: every mark queued
-/// before a read is written before that read, so an alert sent on one socket is not sent again to
-/// the same user's next socket on this node. Marks queued together are written concurrently.
+/// The same task marks proven pushes delivered, in the order the jobs came: every mark queued
+/// before a read is written before that read, so a push proven on one socket is not sent again
+/// to the same user's next socket on this node. Marks queued together are written concurrently.
 #[derive(Clone)]
 pub struct StoredPushDelivery {
     jobs: tokio::sync::mpsc::UnboundedSender<DeliveryJob>,
@@ -103,11 +103,11 @@ impl StoredPushDelivery {
         }
     }
 
-    /// Queues marking `user`'s alert `id` delivered.
+    /// Queues marking `user`'s push `id` delivered (the client proved it has it).
     pub fn delivered(&self, user: UserId, id: String, conn_id: String) {
         if let Err(refused) = self.jobs.send(DeliveryJob::Delivered { user, id, conn_id }) {
             let DeliveryJob::Delivered { conn_id, .. } = refused.0 else { return };
-            tracing::warn!(%conn_id, "the stored-push delivery task is gone; a sent alert comes once more on the next connect");
+            tracing::warn!(%conn_id, "the stored-push delivery task is gone; a received push comes once more on the next connect");
         }
     }
 }
@@ -124,8 +124,8 @@ async fn write_marks(store: &dyn NotificationStore, marks: Vec<(UserId, String, 
     let writes = by_user.iter().map(|(user, ids, conn_id)| async move {
         match tokio::time::timeout(STORE_TIMEOUT, store.mark_delivered(user, ids)).await {
             Ok(Ok(())) => {}
-            Ok(Err(error)) => tracing::warn!(%conn_id, %error, "a sent alert could not be marked delivered"),
-            Err(_) => tracing::warn!(%conn_id, "marking a sent alert delivered took too long; it comes once more on the next connect"),
+            Ok(Err(error)) => tracing::warn!(%conn_id, %error, "a received push could not be marked delivered"),
+            Err(_) => tracing::warn!(%conn_id, "marking a received push delivered took too long; it comes once more on the next connect"),
         }
     });
     futures_util::future::join_all(writes).await;

@@ -260,7 +260,8 @@ async fn read_loop(
         let (frame, last) = match next {
             Some(Ok(Message::Text(text))) => (Inbound::Text(text.as_str().to_owned()), false),
             Some(Ok(Message::Binary(_))) => (Inbound::Binary, false),
-            Some(Ok(Message::Ping(_) | Message::Pong(_))) => (Inbound::Control, false),
+            Some(Ok(Message::Ping(_))) => (Inbound::Control, false),
+            Some(Ok(Message::Pong(payload))) => (Inbound::Pong(std::str::from_utf8(&payload).ok().and_then(|t| t.parse().ok())), false),
             Some(Ok(Message::Close(frame))) => (Inbound::Closed(frame.map(|f| f.code)), true),
             Some(Err(error)) => match classify(&error) {
                 ReadFailure::TooBig => (Inbound::TooBig, true),
@@ -356,6 +357,6 @@ async fn close_socket(sink: &mut SplitSink<WebSocket, Message>, queue: &mut Outb
 fn to_message(frame: OutFrame) -> Message {
     match frame {
         OutFrame::Text(text) => Message::Text(text.into()),
-        OutFrame::Ping => Message::Ping(Default::default()),
+        OutFrame::Ping(token) => Message::Ping(token.to_string().into_bytes().into()),
     }
 }

@@ -128,6 +128,14 @@ fn describe_metrics() {
         metrics::describe_counter!(PUSH_PUBLISHED_TOTAL, "Pushes published on this node's push bus");
         metrics::describe_counter!(PUSH_RECEIVED_TOTAL, "Pushes that arrived from other nodes over the bus");
         metrics::describe_counter!(PUSH_DELIVERED_TOTAL, "Pushes handed to a socket on this node");
+        metrics::describe_counter!(
+            pam_actors::metrics_names::PUSH_PROVEN_TOTAL,
+            "Pushes a client proved it received (pong to a later ping, v2 ack or resume position), by proof; each is then marked delivered"
+        );
+        metrics::describe_counter!(
+            pam_actors::metrics_names::PUSH_UNPROVEN_TOTAL,
+            "Pushes sent on a socket that ended (closed) or overflowed its list (overflow) before proving receipt; they stay undelivered"
+        );
         metrics::gauge!(SHARED_STATE_DEGRADED).set(0.0);
         for counter in [PUSH_PUBLISHED_TOTAL, PUSH_RECEIVED_TOTAL, PUSH_DELIVERED_TOTAL] {
             metrics::counter!(counter).absolute(0);

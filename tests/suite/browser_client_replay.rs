@@ -190,6 +190,16 @@ async fn next_push(client: &mut WsClient) -> Value {
     }
 }
 
+/// Reads like the client until the server's next ping, and answers it.
+async fn answer_next_ping(client: &mut WsClient) {
+    loop {
+        let frame = client.recv_json().await;
+        if frame["type"] == "ping" {
+            return client.send_json(json!({"type":"pong","timestamp":frame["timestamp"]})).await;
+        }
+    }
+}
+
 #[tokio::test]
 async fn todays_browser_client_shows_timers_and_budget_alerts_and_dismisses_unchanged() {
     let app = spawn_app_with(|s| s.ping_interval_ms = 300, Default::default()).await;
@@ -251,7 +261,9 @@ async fn todays_browser_client_shows_timers_and_budget_alerts_and_dismisses_unch
     assert_eq!(alert["type"], "proactive_alert", "{alert}");
     assert_eq!(handle_proactive_alert(&alert), ("info", "Budget Alert", "View Expenses"));
     let alert_id = alert["id"].as_str().unwrap().to_string();
-    wait_until("the sent alert is marked delivered", || async {
+    // The client answers the ping that follows the push: that pong is its proof of receipt.
+    answer_next_ping(&mut client).await;
+    wait_until("the received alert is marked delivered", || async {
         sqlx::query_scalar::<_, Option<String>>("SELECT delivered_at FROM pam_notifications WHERE id = ?1")
             .bind(&alert_id)
             .fetch_one(&db)

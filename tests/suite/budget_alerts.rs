@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 
 use crate::common::db::{Backend, TestDb, test_db};
 use crate::common::nodes::two_nodes;
-use crate::common::push::{frames_before_pong, fresh_user, next_frame, pushes_of, send, start};
+use crate::common::push::{frames_before_pong, fresh_user, next_frame, pushes_of, send, start, wait_delivered};
 use crate::common::*;
 
 /// Writes expenses and budgets straight into the gateway's database, as the app does.
@@ -235,7 +235,11 @@ async fn an_offline_user_gets_the_budget_alert_on_the_next_connect_once() {
     writer.expense(&user, "food", 45.0).await;
     wait_until("the alert is stored", || async { writer.alert_keys(&user).await.len() == 1 }).await;
     let mut socket = connect_user(&app, &user).await;
-    assert_budget_alert(&next_frame(&mut socket).await, "normal", &["food", "$45.00", "$50.00"]);
+    let alert = next_frame(&mut socket).await;
+    assert_budget_alert(&alert, "normal", &["food", "$45.00", "$50.00"]);
+    // Reading on answers the ping after the push: the proof of receipt that marks it delivered.
+    assert_eq!(frames_before_pong(&mut socket).await, Vec::<Value>::new());
+    wait_delivered(&db.url, alert["id"].as_str().unwrap()).await;
     drop(socket);
     let mut again = connect_user(&app, &user).await;
     assert_eq!(frames_before_pong(&mut again).await, Vec::<Value>::new(), "delivered once");

@@ -38,6 +38,7 @@ mod postgres_backend;
 mod postgres_outage;
 mod protocol_docs;
 mod push_and_timers;
+mod push_receipts;
 mod redis_cache;
 mod rest_bad_input;
 mod rest_chat;

@@ -3,15 +3,14 @@
 //! are answered).
 //! Part of the connection actor; imports the phase and the outbound queue.
 
-use pam_protocol::{CloseCode, ServerFrame};
+use pam_protocol::CloseCode;
 use ractor::ActorRef;
 use tokio::time::Instant;
 
+use super::ConnectionState;
 use super::phase::ConnectionPhase;
-use super::{ConnectionState, unix_millis};
 use crate::messages::connection::ConnectionMsg;
-use crate::metrics_names::{AUTH_FAILURES_TOTAL, count_frame};
-use crate::outbound::OutFrame;
+use crate::metrics_names::AUTH_FAILURES_TOTAL;
 
 impl ConnectionState {
     pub(super) fn on_tick(&mut self, myself: &ActorRef<ConnectionMsg>) {
@@ -30,11 +29,7 @@ impl ConnectionState {
         }
         if now.duration_since(self.last_ping) >= settings.ping_interval {
             self.last_ping = now;
-            self.phase.pinged(now);
-            self.send(myself, ServerFrame::Ping { timestamp: unix_millis() });
-            if self.outbound.send(OutFrame::Ping).is_ok() {
-                count_frame("out", "ws_ping");
-            }
+            self.send_pings(myself, true);
         }
     }
 

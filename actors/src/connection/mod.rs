@@ -30,6 +30,7 @@ mod chat;
 mod keepalive;
 mod phase;
 mod push;
+mod receipts;
 mod resume;
 mod v2;
 
@@ -165,6 +166,7 @@ impl Actor for ConnectionActor {
 
 impl Drop for ConnectionState {
     fn drop(&mut self) {
+        self.count_unproven();
         ws_monitor().moved(self.phase.label(), None);
         if let Some(label) = self.phase.label() {
             metrics::gauge!(WS_CONNECTIONS, "state" => label).decrement(1.0);
@@ -214,6 +216,7 @@ impl ConnectionState {
             ConnectionMsg::TokenExpiring(generation) => self.on_token_expiring(myself, generation),
             ConnectionMsg::TokenExpired(generation) => self.on_token_expired(myself, generation),
             ConnectionMsg::Push(text) => self.on_push(myself, text, true),
+            ConnectionMsg::ProofPing => self.on_proof_ping(myself),
             ConnectionMsg::StoredPush(text) => self.on_push(myself, text, false),
         }
         Ok(())
@@ -294,6 +297,7 @@ impl ConnectionState {
                 self.invalid(myself, ErrorCode::ValidationError, "binary frames are not supported; send JSON text".into());
             }
             Inbound::Control => {}
+            Inbound::Pong(token) => self.on_pong(token),
             Inbound::Closed(code) => self.finish(myself, code.unwrap_or(1005)),
             Inbound::TooBig => self.close(myself, CloseCode::MessageTooBig, ""),
             Inbound::Violation(code, detail) => self.close(myself, code, detail),
@@ -326,7 +330,9 @@ impl ConnectionState {
             ClientFrame::Chat(chat) => self.on_chat(myself, chat).await,
             ClientFrame::Ping { timestamp } => self.pong(myself, timestamp),
             ClientFrame::Context(context) => self.merge_context(myself, context),
-            ClientFrame::Pong { .. } | ClientFrame::Ack { .. } | ClientFrame::Ignored | ClientFrame::Auth { .. } => {}
+            ClientFrame::Pong { timestamp } => self.on_pong(timestamp),
+            ClientFrame::Ack { seq } if self.v2.is_some() => self.on_ack(seq),
+            ClientFrame::Ack { .. } | ClientFrame::Ignored | ClientFrame::Auth { .. } => {}
             ClientFrame::AuthRefresh { token } if self.v2.is_some() => self.on_auth_refresh(myself, &token).await,
             ClientFrame::Cancel { id } if self.v2.is_some() => self.on_cancel(myself, id),
             ClientFrame::Dismiss { id } if self.v2.is_some() => self.on_dismiss(myself, id).await,

@@ -2,42 +2,50 @@
 //! stored ones a user gets on connect. v2 sockets get them numbered through the stream
 //! (replayable); legacy sockets get them as they are, but never while a chat is unanswered —
 //! today's client would take the first frame with a truthy `message`/`content` for its answer —
-//! so they wait and follow its `chat_response`. A push id is sent at most once per socket (the
-//! bus and the stored copy may both bring it). A `proactive_alert` is marked delivered once a
-//! socket has actually sent it (not when it was only held), so an alert held behind a chat on a
-//! socket that then closes comes again on the next connect. A push from the bus is timed from
+//! so they wait and follow its `chat_response`, in order. A push id is sent at most once per
+//! socket (the bus and the stored copy may both bring it). A push is marked delivered only once
+//! the client proved it has it (`receipts`): a push queued, held or sent to a socket that then
+//! goes silent or closes comes again on the next connect. A push from the bus is timed from
 //! when it was due to when it is sent (`pam_push_delivery_seconds{kind}`, held time included).
 //! Part of the connection actor; imports the push frames' metrics and the outbound queue.
 
 use std::collections::VecDeque;
 
-use pam_protocol::{CloseCode, ErrorCode, PushFrame, V2Frame};
+use pam_protocol::{CloseCode, ErrorCode, PushFrame, ServerFrame, V2Frame};
 use ractor::ActorRef;
 
-use super::ConnectionState;
+use super::receipts::{Proof, Receipts};
+use super::{ConnectionState, unix_millis};
 use crate::messages::connection::ConnectionMsg;
-use crate::metrics_names::{PUSH_DELIVERY_SECONDS, count_frame};
+use crate::metrics_names::{PUSH_DELIVERY_SECONDS, PUSH_PROVEN_TOTAL, PUSH_UNPROVEN_TOTAL, count_frame};
 use crate::outbound::{OutFrame, SendError};
 
-/// Pushes a legacy socket holds back behind an unanswered chat; the oldest goes when full.
-const MAX_HELD: usize = 64;
+/// Bytes of pushes a legacy socket holds back behind an unanswered chat. Past it, later pushes
+/// are not held (they stay undelivered in storage, where they all are first) and the socket
+/// reads its user's stored pushes again right after the answer, so they still follow it, in
+/// storage order, instead of waiting for the next connect.
+pub(super) const MAX_HELD_BYTES: usize = 256 * 1024;
 /// Push ids remembered per socket to drop repeats.
 const MAX_SEEN: usize = 256;
 
 /// Per-socket push state.
 #[derive(Default)]
 pub(super) struct PushState {
-    /// Legacy: pushes waiting for the running chat's `chat_response`.
+    /// Legacy: pushes waiting for the running chat's `chat_response`, in arrival order.
     held: VecDeque<Held>,
+    held_bytes: usize,
+    /// Legacy: a push was not held (the bytes were used up): read the stored ones after the answer.
+    overflowed: bool,
     /// Ids sent on this socket, newest last.
     seen: VecDeque<String>,
+    /// Pushes sent and not yet proven received.
+    receipts: Receipts,
 }
 
 /// A push a legacy socket holds back behind an unanswered chat.
 struct Held {
     text: String,
-    /// The id of an alert (marked delivered once sent).
-    alert: Option<String>,
+    id: Option<String>,
     timing: Option<Timing>,
 }
 
@@ -70,44 +78,50 @@ impl ConnectionState {
             return;
         }
         let parsed = serde_json::from_str::<PushFrame>(&text).ok();
-        let alert = match &parsed {
-            Some(PushFrame::ProactiveAlert(alert)) => Some(alert.id.clone()),
-            _ => None,
-        };
+        let id = parsed.as_ref().map(|frame| push_id(frame).to_string());
         let timing = if live { parsed.as_ref().and_then(timing) } else { None };
-        if let Some(id) = parsed.as_ref().map(push_id) {
+        if let Some(id) = &id {
             if self.pushes.seen.iter().any(|seen| seen == id) {
                 return;
             }
             if self.pushes.seen.len() >= MAX_SEEN {
                 self.pushes.seen.pop_front();
             }
-            self.pushes.seen.push_back(id.to_string());
+            self.pushes.seen.push_back(id.clone());
         }
         if self.v2.is_some() {
             match parsed {
                 Some(frame) => {
                     // Into the stream: sent now, or replayed on `resume`.
-                    self.send_v2(myself, V2Frame::from(frame));
+                    let seq = self.send_v2_numbered(myself, V2Frame::from(frame));
                     record_delivery(timing);
-                    self.mark_delivered(alert);
+                    self.await_proof(myself, id, seq);
                 }
                 None => tracing::warn!(conn_id = %self.conn_id, "a push that is no push frame was not sent to a v2 socket"),
             }
             return;
         }
         if !self.in_flight.is_empty() {
-            if self.pushes.held.len() >= MAX_HELD {
-                tracing::warn!(conn_id = %self.conn_id, "too many pushes held behind a chat; the oldest is dropped");
-                self.pushes.held.pop_front();
+            if self.pushes.overflowed || self.pushes.held_bytes + text.len() > MAX_HELD_BYTES {
+                if !self.pushes.overflowed {
+                    tracing::warn!(conn_id = %self.conn_id, held = self.pushes.held.len(), "pushes held behind a chat passed their byte bound; the rest are read from storage after the answer");
+                }
+                self.pushes.overflowed = true;
+                // Not sent on this socket after all: the stored read after the answer brings it.
+                if let Some(id) = &id {
+                    self.pushes.seen.retain(|seen| seen != id);
+                }
+                return;
             }
-            self.pushes.held.push_back(Held { text, alert, timing });
+            self.pushes.held_bytes += text.len();
+            self.pushes.held.push_back(Held { text, id, timing });
             return;
         }
-        self.send_push_text(myself, Held { text, alert, timing });
+        self.send_push_text(myself, Held { text, id, timing });
     }
 
-    /// Legacy: sends what waited for the chat that just got its answer.
+    /// Legacy: sends what waited for the chat that just got its answer, in order; past the byte
+    /// bound, the user's stored pushes are read again so the rest follow too.
     pub(super) fn release_held_pushes(&mut self, myself: &ActorRef<ConnectionMsg>) {
         if !self.in_flight.is_empty() {
             return;
@@ -115,26 +129,108 @@ impl ConnectionState {
         while let Some(held) = self.pushes.held.pop_front() {
             self.send_push_text(myself, held);
         }
+        self.pushes.held_bytes = 0;
+        if std::mem::take(&mut self.pushes.overflowed) {
+            self.deliver_stored(myself);
+        }
     }
 
-    fn send_push_text(&mut self, myself: &ActorRef<ConnectionMsg>, Held { text, alert, timing }: Held) {
+    fn send_push_text(&mut self, myself: &ActorRef<ConnectionMsg>, Held { text, id, timing }: Held) {
         match self.outbound.send(OutFrame::Text(text)) {
             Ok(()) => {
                 count_frame("out", "push");
                 record_delivery(timing);
-                self.mark_delivered(alert);
+                self.await_proof(myself, id, None);
             }
             Err(SendError::Full) => self.close(myself, CloseCode::SlowConsumer, ""),
             Err(SendError::Closed) => {}
         }
     }
 
-    /// Records that the alert `id` went out (a failure only means it comes once more on the next
-    /// connect). Through the same queue as the stored-push reads, so a reconnect right after this
-    /// send reads the alert as delivered.
-    fn mark_delivered(&self, alert: Option<String>) {
-        let (Some(id), Some(user)) = (alert, self.user.clone()) else { return };
-        self.deps.stored_pushes.delivered(user, id, self.conn_id.clone());
+    /// A push went out: it waits for its proof, and a ping follows it promptly (one at a time:
+    /// pushes sent in a burst share it).
+    fn await_proof(&mut self, myself: &ActorRef<ConnectionMsg>, id: Option<String>, seq: Option<u64>) {
+        let Some(id) = id else { return };
+        if self.pushes.receipts.sent(id, seq) {
+            let _ = myself.cast(ConnectionMsg::ProofPing);
+        }
+        let forgotten = self.pushes.receipts.take_forgotten();
+        if forgotten > 0 {
+            metrics::counter!(PUSH_UNPROVEN_TOTAL, "reason" => "overflow").increment(forgotten);
+        }
+    }
+
+    /// The proof ping this socket asked itself for.
+    pub(super) fn on_proof_ping(&mut self, myself: &ActorRef<ConnectionMsg>) {
+        if self.pushes.receipts.take_ping_due() {
+            self.send_pings(myself, false);
+        }
+    }
+
+    /// A JSON ping and a WebSocket ping carrying one token; their pongs prove the pushes sent
+    /// before them. `keepalive` pings also count the socket's missed pongs.
+    pub(super) fn send_pings(&mut self, myself: &ActorRef<ConnectionMsg>, keepalive: bool) {
+        let token = self.pushes.receipts.next_token(u64::try_from(unix_millis()).unwrap_or_default());
+        if keepalive {
+            self.phase.pinged(tokio::time::Instant::now());
+        }
+        // The JSON ping travels like every frame (on v2, behind a running replay); a WebSocket
+        // ping goes straight into the socket's queue, so during a v2 replay it carries no token.
+        self.send(myself, ServerFrame::Ping { timestamp: i64::try_from(token).unwrap_or(i64::MAX) });
+        let overtakes = self.v2.as_ref().and_then(|v2| v2.stream.as_ref()).is_some_and(|stream| stream.replaying());
+        self.pushes.receipts.pinged(token, true);
+        if self.outbound.send(OutFrame::Ping(if overtakes { 0 } else { token })).is_ok() {
+            count_frame("out", "ws_ping");
+        }
+    }
+
+    /// A pong (JSON or WebSocket) echoing `token`.
+    pub(super) fn on_pong(&mut self, token: Option<u64>) {
+        if let Some(token) = token {
+            let proven = self.pushes.receipts.ponged(token);
+            self.proven(proven, Proof::Pong);
+        }
+    }
+
+    /// v2 `ack`: the client holds every frame up to `seq`.
+    pub(super) fn on_ack(&mut self, seq: u64) {
+        let proven = self.pushes.receipts.acked(seq);
+        self.proven(proven, Proof::Ack);
+    }
+
+    /// v2 `resume` took over a stream from `last_seq`: the pushes its ring holds at or before that
+    /// position are proven; the ones after it are being replayed and wait for their own proof.
+    pub(super) fn resumed_pushes(&mut self, myself: &ActorRef<ConnectionMsg>, pushes: Vec<(u64, String)>, last_seq: u64) {
+        let (held, replayed): (Vec<_>, Vec<_>) = pushes.into_iter().partition(|(seq, _)| *seq <= last_seq);
+        self.proven(held.into_iter().map(|(_, id)| id).collect(), Proof::Resume);
+        for (seq, id) in replayed {
+            if !self.pushes.seen.contains(&id) {
+                if self.pushes.seen.len() >= MAX_SEEN {
+                    self.pushes.seen.pop_front();
+                }
+                self.pushes.seen.push_back(id.clone());
+            }
+            self.await_proof(myself, Some(id), Some(seq));
+        }
+    }
+
+    /// Marks proven pushes delivered, through the same queue as the stored-push reads (a
+    /// reconnect right after reads them as delivered).
+    fn proven(&self, ids: Vec<String>, proof: Proof) {
+        let Some(user) = self.user.clone().filter(|_| !ids.is_empty()) else { return };
+        metrics::counter!(PUSH_PROVEN_TOTAL, "proof" => proof.label()).increment(ids.len() as u64);
+        for id in ids {
+            self.deps.stored_pushes.delivered(user.clone(), id, self.conn_id.clone());
+        }
+    }
+
+    /// The socket is ending: what it sent without proof stays undelivered for the next connect.
+    pub(super) fn count_unproven(&self) {
+        let unproven = self.pushes.receipts.unproven() + self.pushes.held.len();
+        if unproven > 0 {
+            metrics::counter!(PUSH_UNPROVEN_TOTAL, "reason" => "closed").increment(unproven as u64);
+            tracing::debug!(conn_id = %self.conn_id, unproven, "pushes sent without proof of receipt stay undelivered");
+        }
     }
 
     /// v2 `dismiss`: the user's push `id` is dismissed (a fired timer stops being re-sent). No
@@ -155,7 +251,7 @@ impl ConnectionState {
     }
 
     /// After authentication: what is stored for the user (undelivered alerts, fired timers not
-    /// dismissed) comes as pushes (alerts are marked delivered as they go out). A failing
+    /// dismissed) comes as pushes (marked delivered once proven received). A failing
     /// database only delays them to the next connect.
     pub(super) fn deliver_stored(&self, myself: &ActorRef<ConnectionMsg>) {
         let Some(user) = self.user.clone() else { return };

@@ -119,6 +119,8 @@ impl ConnectionState {
                 // then `resumed` as the first live frame.
                 let (stream, conn_id, outbound) = (old.clone(), self.conn_id.clone(), self.outbound.clone());
                 tokio::spawn(async move { stream.replay(&conn_id, &outbound, replay).await });
+                // The resume position is proof of receipt for the pushes at or before it.
+                self.resumed_pushes(myself, old.pushes(), last_seq);
                 if old.id() != current.id() {
                     current.detach(&self.conn_id);
                     self.deps.resume.forget(current.id());

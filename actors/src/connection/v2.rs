@@ -65,17 +65,24 @@ impl Drop for V2State {
 impl ConnectionState {
     /// Sends a v2 frame: through the stream once there is one, numbered locally before.
     pub(super) fn send_v2(&mut self, myself: &ActorRef<ConnectionMsg>, frame: V2Frame) {
-        let Some(v2) = self.v2.as_mut() else { return };
+        self.send_v2_numbered(myself, frame);
+    }
+
+    /// [`send_v2`](Self::send_v2), returning the frame's `seq` (`None` on a legacy socket).
+    pub(super) fn send_v2_numbered(&mut self, myself: &ActorRef<ConnectionMsg>, frame: V2Frame) -> Option<u64> {
+        let v2 = self.v2.as_mut()?;
         if let Some(stream) = &v2.stream {
-            return stream.send(frame);
+            return Some(stream.send(frame));
         }
         v2.pre_seq += 1;
+        let seq = v2.pre_seq;
         let kind = frame.kind();
-        match self.outbound.send(OutFrame::Text(SeqFrame { seq: v2.pre_seq, frame }.to_text())) {
+        match self.outbound.send(OutFrame::Text(SeqFrame { seq, frame }.to_text())) {
             Ok(()) => count_frame("out", kind),
             Err(SendError::Full) => self.close(myself, CloseCode::SlowConsumer, ""),
             Err(SendError::Closed) => {}
         }
+        Some(seq)
     }
 
     /// Turns still running when the socket goes run to their end (legacy answers into the void,

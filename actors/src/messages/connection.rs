@@ -17,8 +17,10 @@ pub enum Inbound {
     Text(String),
     /// A binary frame (refused: the protocol is JSON text).
     Binary,
-    /// RFC 6455 ping or pong (the ping is answered by the socket layer).
+    /// An RFC 6455 ping (answered by the socket layer).
     Control,
+    /// An RFC 6455 pong, with the token its payload echoes (when it is one).
+    Pong(Option<u64>),
     /// The client sent a close frame (code if any).
     Closed(Option<u16>),
     /// A frame over `PAM_MAX_FRAME_BYTES`.
@@ -65,6 +67,8 @@ pub enum ConnectionMsg {
     TokenExpired(u64),
     /// A server push for this socket's user (one frame's JSON text, from the push bus).
     Push(String),
+    /// A push went out and no ping follows it yet: send one, so the client's pong proves it.
+    ProofPing,
     /// A stored push read when the socket connected (sent like `Push`, but its delivery is not
     /// timed in `pam_push_delivery_seconds`).
     StoredPush(String),

@@ -159,9 +159,9 @@ impl ResumableStream {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Numbers `frame`, keeps it if replayable, and sends it to the attached socket. A full
-    /// socket queue tells the connection to close with 4408 (the frame stays buffered).
-    pub fn send(&self, frame: V2Frame) {
+    /// Numbers `frame`, keeps it if replayable, and sends it to the attached socket; returns its
+    /// `seq`. A full socket queue tells the connection to close with 4408 (the frame stays buffered).
+    pub fn send(&self, frame: V2Frame) -> u64 {
         let mut inner = self.lock();
         inner.last_seq += 1;
         let seq = inner.last_seq;
@@ -179,6 +179,30 @@ impl ResumableStream {
         if let Some((turn, open)) = marks {
             self.record(&inner, seq, prev, replayable.then_some(text), turn, open);
         }
+        seq
+    }
+
+    /// `true` while a resume replay is being sent: live frames wait behind it, so a frame put
+    /// straight into the socket's queue now (a WebSocket ping) would overtake them.
+    pub fn replaying(&self) -> bool {
+        self.lock().attached.as_ref().is_some_and(|attached| attached.backlog.is_some())
+    }
+
+    /// The pushes (`timer_expired`, `proactive_alert`) the ring still holds, as `(seq, id)`,
+    /// oldest first: a resume position proves the ones at or before it.
+    pub fn pushes(&self) -> Vec<(u64, String)> {
+        let inner = self.lock();
+        inner
+            .frames
+            .iter()
+            .filter(|(_, text)| text.contains("\"timer_expired\"") || text.contains("\"proactive_alert\""))
+            .filter_map(|(seq, text)| {
+                let frame: serde_json::Value = serde_json::from_str(text).ok()?;
+                let is_push = matches!(frame.get("type").and_then(serde_json::Value::as_str), Some("timer_expired" | "proactive_alert"));
+                let id = frame.get("id").and_then(serde_json::Value::as_str).filter(|_| is_push)?;
+                Some((*seq, id.to_string()))
+            })
+            .collect()
     }
 
     /// Tells the store about frame `seq` (never waits).

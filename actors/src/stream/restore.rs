@@ -39,7 +39,9 @@ impl ResumableStream {
 
     fn send_forwarded(&self, text: &str) {
         match serde_json::from_str::<SeqFrame>(text) {
-            Ok(SeqFrame { frame, .. }) => self.send(frame),
+            Ok(SeqFrame { frame, .. }) => {
+                self.send(frame);
+            }
             Err(error) => tracing::warn!(stream = %self.id, %error, "dropped an unreadable forwarded frame"),
         }
     }

@@ -15,6 +15,7 @@ pub mod fake_llm;
 pub mod logs;
 pub mod nodes;
 pub mod process;
+pub mod proxy;
 pub mod push;
 pub mod raw_ws;
 pub mod redis;
