@@ -54,3 +54,4 @@ mod tls;
 mod token_times;
 mod v2_protocol;
 mod v2_session;
+mod waiting_lists;
