@@ -41,7 +41,8 @@ pub use ports::{
     LlmError, LlmProvider, LlmReply, LlmRequest, NewNotification, NodeLiveness, Notification, NotificationKind, NotificationStore,
     OutboxJournal, PendingWrite, ProfileContext, PushBus, PushOutcome, PushStats, STORE_TIMEOUT, SharedPresence, SharedRateLimit,
     SharedUnavailable, SocialContext, SocketCount, StoreError, StoredAnswer, StoredFrame, StoredTurn, StreamStore, StreamWrite,
-    TIMER_REDELIVERY, TurnKey, TurnMark, UnansweredMark, UserMessage, UserSaved,
+    TIMER_REDELIVERY, TurnKey, TurnMark, UnansweredMark, UserMessage, UserSaved, WAITING_ALERTS, WAITING_BYTES_PER_KIND, WAITING_TIMERS,
+    payload_bytes, waiting_batch,
 };
 
 // The actors and what the gateway sends them.

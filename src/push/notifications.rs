@@ -12,7 +12,10 @@ use std::any::Any;
 use std::sync::{Arc, Mutex, Weak};
 
 use chrono::{DateTime, Utc};
-use pam_actors::{BoxFuture, Inserted, NewNotification, Notification, NotificationKind, NotificationStore, StoreError};
+use pam_actors::{
+    BoxFuture, Inserted, NewNotification, Notification, NotificationKind, NotificationStore, StoreError, WAITING_ALERTS, WAITING_TIMERS,
+    waiting_batch,
+};
 use pam_protocol::UserId;
 use serde_json::Value;
 use sqlx::Row;
@@ -22,9 +25,12 @@ use uuid::Uuid;
 use crate::storage::database::Database;
 use crate::storage::sql::{FetchedRows, sqlite_time, store_error, user_uuid};
 
-/// Most rows `undelivered` returns (a client cannot grow this: timers are bounded per user and
-/// pushes come from services).
-const UNDELIVERED_LIMIT: i64 = 200;
+/// Most timers `listed_timers` and `pending_timers` return (a user has at most 50 pending; fired
+/// ones are listed until dismissed or 24 h old).
+const LISTED_TIMERS_LIMIT: i64 = 200;
+/// The per-kind counts of `undelivered` as SQL `LIMIT`s.
+const WAITING_ALERTS_LIMIT: i64 = WAITING_ALERTS as i64;
+const WAITING_TIMERS_LIMIT: i64 = WAITING_TIMERS as i64;
 
 /// The columns every read returns, in [`Notification`] order.
 macro_rules! pg_columns {
@@ -116,7 +122,7 @@ impl Database {
                  ORDER BY fire_at LIMIT $2"
             ))
             .bind(user_uuid(user)?)
-            .bind(UNDELIVERED_LIMIT)
+            .bind(LISTED_TIMERS_LIMIT)
             .bind(FIRED_TIMER_SHOWN)
             .fetch_all(pool)
             .await
@@ -130,7 +136,7 @@ impl Database {
                  ORDER BY fire_at LIMIT ?2"
             ))
             .bind(user.as_str())
-            .bind(UNDELIVERED_LIMIT)
+            .bind(LISTED_TIMERS_LIMIT)
             .bind(FIRED_TIMER_SHOWN)
             .fetch_all(pool)
             .await
@@ -291,41 +297,57 @@ impl NotificationStore for Database {
     fn undelivered<'a>(&'a self, user: &'a UserId) -> BoxFuture<'a, Result<Vec<Notification>, StoreError>> {
         Box::pin(async move {
             let _timer = crate::observability::QueryTimer::start("notification_undelivered");
+            // One round trip, each kind's list read in its own order up to its own count;
+            // `waiting_batch` orders the two and cuts each to its byte share.
             let rows = match self {
                 Database::Postgres(pool) => sqlx::query(concat!(
-                    "SELECT ",
+                    "SELECT * FROM (SELECT ",
                     pg_columns!(),
                     " FROM pam_notifications
-                     WHERE user_id = $1 AND fired_at IS NOT NULL AND dismissed_at IS NULL
-                       AND (expires_at IS NULL OR expires_at > now())
-                       AND ((kind = 'proactive_alert' AND delivered_at IS NULL)
-                         OR (kind = 'timer_expired' AND fired_at > now() - interval '24 hours'))
-                     ORDER BY fired_at, created_at LIMIT $2"
+                       WHERE user_id = $1 AND kind = 'proactive_alert' AND fired_at IS NOT NULL AND delivered_at IS NULL
+                         AND dismissed_at IS NULL AND (expires_at IS NULL OR expires_at > now())
+                       ORDER BY fired_at DESC, fire_at DESC, created_at DESC, id DESC LIMIT $2) AS alerts
+                     UNION ALL
+                     SELECT * FROM (SELECT ",
+                    pg_columns!(),
+                    " FROM pam_notifications
+                       WHERE user_id = $1 AND kind = 'timer_expired' AND fired_at > now() - interval '24 hours'
+                         AND dismissed_at IS NULL AND (expires_at IS NULL OR expires_at > now())
+                       ORDER BY fired_at, fire_at, created_at, id LIMIT $3) AS timers"
                 ))
                 .bind(user_uuid(user)?)
-                .bind(UNDELIVERED_LIMIT)
+                .bind(WAITING_ALERTS_LIMIT)
+                .bind(WAITING_TIMERS_LIMIT)
                 .fetch_all(pool)
                 .await
                 .rows(pg_row)?,
                 Database::Sqlite(pool) => sqlx::query(concat!(
-                    "SELECT ",
+                    "SELECT * FROM (SELECT ",
                     sqlite_columns!(),
                     " FROM pam_notifications
-                     WHERE user_id = ?1 AND fired_at IS NOT NULL AND dismissed_at IS NULL
-                       AND (expires_at IS NULL OR expires_at > ",
+                       WHERE user_id = ?1 AND kind = 'proactive_alert' AND fired_at IS NOT NULL AND delivered_at IS NULL
+                         AND dismissed_at IS NULL AND (expires_at IS NULL OR expires_at > ",
                     sqlite_now!(),
                     ")
-                       AND ((kind = 'proactive_alert' AND delivered_at IS NULL)
-                         OR (kind = 'timer_expired' AND fired_at > strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '-24 hours')))
-                     ORDER BY fired_at, created_at LIMIT ?2"
+                       ORDER BY fired_at DESC, fire_at DESC, created_at DESC, id DESC LIMIT ?2) AS alerts
+                     UNION ALL
+                     SELECT * FROM (SELECT ",
+                    sqlite_columns!(),
+                    " FROM pam_notifications
+                       WHERE user_id = ?1 AND kind = 'timer_expired' AND fired_at > strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '-24 hours')
+                         AND dismissed_at IS NULL AND (expires_at IS NULL OR expires_at > ",
+                    sqlite_now!(),
+                    ")
+                       ORDER BY fired_at, fire_at, created_at, id LIMIT ?3) AS timers"
                 ))
                 .bind(user.as_str())
-                .bind(UNDELIVERED_LIMIT)
+                .bind(WAITING_ALERTS_LIMIT)
+                .bind(WAITING_TIMERS_LIMIT)
                 .fetch_all(pool)
                 .await
                 .rows(sqlite_row)?,
             };
-            Ok(rows)
+            Ok(waiting_batch(rows))
         })
     }
 
@@ -340,7 +362,7 @@ impl NotificationStore for Database {
                      ORDER BY fire_at LIMIT $2"
                 ))
                 .bind(user_uuid(user)?)
-                .bind(UNDELIVERED_LIMIT)
+                .bind(LISTED_TIMERS_LIMIT)
                 .fetch_all(pool)
                 .await
                 .rows(pg_row)?,
@@ -352,7 +374,7 @@ impl NotificationStore for Database {
                      ORDER BY fire_at LIMIT ?2"
                 ))
                 .bind(user.as_str())
-                .bind(UNDELIVERED_LIMIT)
+                .bind(LISTED_TIMERS_LIMIT)
                 .fetch_all(pool)
                 .await
                 .rows(sqlite_row)?,

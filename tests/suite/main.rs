@@ -55,3 +55,4 @@ mod tls;
 mod token_times;
 mod v2_protocol;
 mod v2_session;
+mod waiting_lists;

@@ -1,11 +1,13 @@
 //! `NotificationStore` on both backends: pushes stored fired and delivered once, dedupe keys,
 //! the per-user pending limit, due timers claimed exactly once (also by racing claimers),
-//! redelivery of fired timers until dismissed, expiry, and dismissal of the user's own rows only.
+//! redelivery of fired timers until dismissed, expiry, dismissal of the user's own rows only, and
+//! what waits for a connect kept per kind (alerts newest first, timers oldest fired first, each
+//! up to its own count).
 //!
 //! Postgres tests get a private database: `claim_due` takes due rows of every user.
 
 use chrono::{Duration, Utc};
-use pam_actors::{Inserted, NewNotification, NotificationKind, NotificationStore};
+use pam_actors::{Inserted, NewNotification, Notification, NotificationKind, NotificationStore, WAITING_ALERTS, WAITING_TIMERS};
 use pam_gateway::storage::database::Database;
 use pam_protocol::UserId;
 use serde_json::json;
@@ -104,6 +106,56 @@ async fn a_due_timer_is_claimed_once_and_redelivered_until_dismissed(db: &Databa
     assert!(db.dismiss(&alice, &later).await.expect("dismiss"));
     assert!(db.pending_timers(&alice).await.expect("pending").is_empty());
     assert_eq!(db.count_pending().await.expect("count"), 0);
+}
+
+async fn each_kind_waits_in_a_list_of_its_own(db: &Database) {
+    const EACH: usize = 120;
+    let alice = user();
+    let now = Utc::now();
+    // Alerts raised a second apart, stored together (one group commit or a few).
+    let alerts: Vec<NewNotification> = (0..EACH)
+        .map(|i| NewNotification { fire_at: now - Duration::seconds((EACH - i) as i64), ..push(&alice, None, Duration::hours(1)) })
+        .collect();
+    let stored = futures_util::future::join_all(alerts.iter().map(|row| db.insert(row))).await;
+    let mut newest_first: Vec<String> = stored.into_iter().map(|inserted| id(inserted.expect("insert"))).collect();
+    newest_first.reverse();
+    // Timers due a minute apart, claimed (fired) together: the same fired_at, ordered by fire_at.
+    for i in 0..EACH {
+        let row =
+            NewNotification { fire_at: now - Duration::minutes((EACH - i) as i64), max_pending: None, ..timer(&alice, Duration::zero()) };
+        id(db.insert(&row).await.expect("insert"));
+    }
+    let mut fired: Vec<Notification> = Vec::new();
+    while fired.len() < EACH {
+        let claimed = db.claim_due(EACH).await.expect("claim");
+        assert!(!claimed.is_empty(), "every timer is due");
+        fired.extend(claimed);
+    }
+    fired.sort_by_key(|n| (n.fired_at, n.fire_at));
+
+    let waiting = db.undelivered(&alice).await.expect("undelivered");
+    let ids: Vec<String> = waiting.iter().map(|n| n.id.clone()).collect();
+    assert_eq!(waiting.len(), WAITING_ALERTS + WAITING_TIMERS);
+    assert_eq!(ids[..WAITING_ALERTS], newest_first[..WAITING_ALERTS], "the newest alerts, newest first");
+    let oldest: Vec<String> = fired.iter().take(WAITING_TIMERS).map(|n| n.id.clone()).collect();
+    assert_eq!(ids[WAITING_ALERTS..], oldest[..], "then the timers, oldest fired first");
+
+    // Delivered alerts make room for the older ones; the timers stay until dismissed.
+    db.mark_delivered(&alice, &newest_first[..WAITING_ALERTS]).await.expect("mark");
+    let waiting = db.undelivered(&alice).await.expect("undelivered");
+    let ids: Vec<String> = waiting.iter().map(|n| n.id.clone()).collect();
+    assert_eq!(ids[..EACH - WAITING_ALERTS], newest_first[WAITING_ALERTS..]);
+    assert_eq!(ids[EACH - WAITING_ALERTS..], oldest[..]);
+}
+
+#[tokio::test]
+async fn sqlite_keeps_alerts_and_fired_timers_in_lists_of_their_own() {
+    each_kind_waits_in_a_list_of_its_own(&sqlite().await.db).await;
+}
+
+#[tokio::test]
+async fn postgres_keeps_alerts_and_fired_timers_in_lists_of_their_own() {
+    each_kind_waits_in_a_list_of_its_own(&private_postgres().await.db).await;
 }
 
 #[tokio::test]

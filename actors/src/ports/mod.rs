@@ -25,7 +25,10 @@ pub use context::{
 };
 pub use conversations::{AnswerRecord, ConversationStore, StoredAnswer, StoredTurn, TurnKey, UnansweredMark, UserMessage, UserSaved};
 pub use llm::{HistoryMessage, LlmError, LlmProvider, LlmReply, LlmRequest};
-pub use notifications::{Inserted, NewNotification, Notification, NotificationKind, NotificationStore, TIMER_REDELIVERY};
+pub use notifications::{
+    Inserted, NewNotification, Notification, NotificationKind, NotificationStore, TIMER_REDELIVERY, WAITING_ALERTS, WAITING_BYTES_PER_KIND,
+    WAITING_TIMERS, payload_bytes, waiting_batch,
+};
 pub use outbox_journal::{OutboxJournal, PendingWrite};
 pub use stream_store::{Claim, ClaimedStream, StoredFrame, StreamStore, StreamWrite, TurnMark};
 

@@ -1,8 +1,11 @@
 //! Helpers for the push and timer tests: a gateway on a test database, the push and timer REST
-//! calls, what a socket received before a ping's pong, and what the store recorded as delivered.
+//! calls, what a socket received before a ping's pong, what the store recorded as delivered, and
+//! rows written straight into `pam_notifications` (hundreds at once, with chosen times).
 
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
+use pam_gateway::storage::database::Database;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -107,4 +110,127 @@ pub fn pushes_of(metrics: &str, kind: &str) -> f64 {
         .filter(|line| line.starts_with("pam_push_total{") && line.contains(&format!("kind=\"{kind}\"")))
         .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
+}
+
+/// A row that waits for a user's next connect, written straight into the database: a fired,
+/// undismissed `timer_expired` or an undelivered `proactive_alert`.
+pub struct Waiting {
+    /// `timer_expired` | `proactive_alert`.
+    pub kind: &'static str,
+    /// The frame's own fields, as the gateway stores them.
+    pub payload: Value,
+    /// When it fired (also its `fire_at` and `created_at`).
+    pub fired_at: DateTime<Utc>,
+    /// After this it is never delivered.
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+impl Waiting {
+    /// A timer labelled `label` with `message`, fired at `fired_at`.
+    pub fn timer(label: &str, message: &str, fired_at: DateTime<Utc>) -> Self {
+        Waiting {
+            kind: "timer_expired",
+            payload: json!({"label": label, "timer_type": "timer", "message": message}),
+            fired_at,
+            expires_at: None,
+        }
+    }
+
+    /// An alert saying `message`, raised at `fired_at`, expiring an hour from now.
+    pub fn alert(message: &str, fired_at: DateTime<Utc>) -> Self {
+        let content = json!({"type": "proactive_alert", "category": "financial_guidance", "alert_type": "budget_alert",
+                             "message": message, "priority": "high", "actions": []});
+        Waiting {
+            kind: "proactive_alert",
+            payload: json!({"content": content}),
+            fired_at,
+            expires_at: Some(Utc::now() + chrono::Duration::hours(1)),
+        }
+    }
+}
+
+/// Writes `rows` for `user` into the (migrated) database at `db_url` in one transaction, as the
+/// gateway would have stored them; their ids, in the same order.
+pub async fn store_waiting(db_url: &str, user: &str, rows: &[Waiting]) -> Vec<String> {
+    let ids: Vec<String> = rows.iter().map(|_| uuid::Uuid::new_v4().to_string()).collect();
+    let db = Database::connect(db_url, false).await.expect("the test opens the database");
+    match &db {
+        Database::Postgres(pool) => {
+            let mut tx = pool.begin().await.unwrap();
+            for (id, row) in ids.iter().zip(rows) {
+                sqlx::query(
+                    "INSERT INTO pam_notifications (id, user_id, kind, payload, fire_at, fired_at, expires_at, created_at)
+                     VALUES ($1::uuid, $2::uuid, $3, $4, $5, $5, $6, $5)",
+                )
+                .bind(id)
+                .bind(user)
+                .bind(row.kind)
+                .bind(&row.payload)
+                .bind(row.fired_at)
+                .bind(row.expires_at)
+                .execute(&mut *tx)
+                .await
+                .expect("a waiting row is stored");
+            }
+            tx.commit().await.unwrap();
+        }
+        Database::Sqlite(pool) => {
+            let time = |at: DateTime<Utc>| at.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string();
+            let mut tx = pool.begin().await.unwrap();
+            for (id, row) in ids.iter().zip(rows) {
+                sqlx::query(
+                    "INSERT INTO pam_notifications (id, user_id, kind, payload, fire_at, fired_at, expires_at, created_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6, ?5)",
+                )
+                .bind(id)
+                .bind(user)
+                .bind(row.kind)
+                .bind(row.payload.to_string())
+                .bind(time(row.fired_at))
+                .bind(row.expires_at.map(time))
+                .execute(&mut *tx)
+                .await
+                .expect("a waiting row is stored");
+            }
+            tx.commit().await.unwrap();
+        }
+    }
+    db.close().await;
+    ids
+}
+
+/// Marks these rows delivered in the database at `db_url` directly (as a socket's proof of
+/// receipt would).
+pub async fn mark_delivered_in_db(db_url: &str, ids: &[String]) {
+    let db = Database::connect(db_url, false).await.expect("the test opens the database");
+    let ids = Value::from(ids.to_vec()).to_string();
+    match &db {
+        Database::Postgres(pool) => sqlx::query(
+            "UPDATE pam_notifications SET delivered_at = now()
+             WHERE delivered_at IS NULL AND id::text IN (SELECT jsonb_array_elements_text($1::jsonb))",
+        )
+        .bind(ids)
+        .execute(pool)
+        .await
+        .map(drop),
+        Database::Sqlite(pool) => sqlx::query(
+            "UPDATE pam_notifications SET delivered_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
+             WHERE delivered_at IS NULL AND id IN (SELECT value FROM json_each(?1))",
+        )
+        .bind(ids)
+        .execute(pool)
+        .await
+        .map(drop),
+    }
+    .expect("the rows are marked delivered");
+    db.close().await;
+}
+
+/// The next `count` frames that are neither pings nor pongs.
+pub async fn next_frames(client: &mut WsClient, count: usize) -> Vec<Value> {
+    let mut frames = Vec::with_capacity(count);
+    while frames.len() < count {
+        frames.push(next_frame(client).await);
+    }
+    frames
 }
