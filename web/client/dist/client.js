@@ -2,6 +2,7 @@
 //! machine (connecting → live → reconnecting/offline → stopped), the backoff, the queue of chats
 //! by client message id, the REST fallback and the browser's online/visibility signals; the
 //! dialects' frame handling lives in v2.ts and legacy.ts.
+import { Acks, RecentIds } from './acks.js';
 import { backoff, delayMs } from './backoff.js';
 import { ChatHandle } from './chat.js';
 import { systemClock } from './clock.js';
@@ -33,6 +34,8 @@ export class PamClient extends Emitter {
     /** @internal Legacy: pings sent since the last frame. */ missedPongs = 0;
     /** @internal Consecutive closes for the client's own frames (1008/1009…) without a completed chat. */ policyStrikes = 0;
     /** @internal */ options;
+    /** @internal v2: the `ack {seq}` frames of the current socket. */ acks;
+    /** @internal The pushes given to the app, by kind and id (a re-sent one is not given again). */ pushesSeen = new RecentIds();
     httpBase;
     wsBase;
     backoffBounds;
@@ -71,6 +74,7 @@ export class PamClient extends Emitter {
         this.wsBase = this.httpBase.replace(/^http(s?):/, 'ws$1:');
         this.backoffBounds = backoff(options.backoff);
         this.clock = options.clock ?? systemClock;
+        this.acks = new Acks(this.clock, (seq) => this.send({ type: 'ack', seq }));
         this.random = options.random ?? Math.random;
         const g = globalThis;
         this.WebSocketCtor = options.WebSocket ?? g.WebSocket;
@@ -257,6 +261,16 @@ export class PamClient extends Emitter {
     fire(event, payload) {
         this.emit(event, payload);
     }
+    /**
+     * @internal A `timer_expired`/`proactive_alert` for the app, unless one with the same id was
+     * given to it already (the server re-sends a push it has no proof of receipt for, on any socket).
+     */
+    firePush(event, push) {
+        const id = push.id;
+        if (typeof id === 'string' && !this.pushesSeen.firstTime(`${event}:${id}`))
+            return;
+        this.emit(event, push);
+    }
     /** @internal The server said `welcome`/`connection`: the attempt counts as a success. */
     markLive(gen, payload) {
         if (gen !== this.gen)
@@ -400,6 +414,7 @@ export class PamClient extends Emitter {
         this.ws = null;
         this.clock.clearTimeout(this.connectTimer);
         this.clock.clearTimeout(this.heartbeat);
+        this.acks.reset();
         const wasLive = this.liveGen === gen;
         this.resuming = false;
         if (!this.wantOpen)
@@ -444,6 +459,7 @@ export class PamClient extends Emitter {
         this.clock.clearTimeout(this.reconnectTimer);
         this.clock.clearTimeout(this.connectTimer);
         this.clock.clearTimeout(this.heartbeat);
+        this.acks.reset();
         this.unwatch?.();
         this.unwatch = undefined;
         const error = new PamError(code === 1000 ? 'CLOSED' : (closeCodeRow(code)?.errorCode ?? 'CLOSED'), reason);

@@ -33,11 +33,11 @@ export function onLegacyFrame(client, gen, frame) {
             return client.send({ type: 'pong', timestamp: frame.timestamp });
         case 'timer_expired': {
             const { type: _t, ...push } = frame;
-            return client.fire('timer_expired', push);
+            return client.firePush('timer_expired', push);
         }
         case 'proactive_alert': {
             const { type: _t, ...push } = frame;
-            return client.fire('proactive_alert', push);
+            return client.firePush('proactive_alert', push);
         }
     }
 }

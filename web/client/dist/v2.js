@@ -1,5 +1,6 @@
 //! The v2 dialect: `welcome` → `resume` (when there is a stream to continue) → chats; `seq`
-//! bookkeeping, per-chat `ack`/`chat_delta`/`chat_end`/`error`, in-band token refresh and pushes.
+//! bookkeeping, per-chat `ack`/`chat_delta`/`chat_end`/`error`, in-band token refresh, pushes
+//! (each id given to the app once) and the client's `ack {seq}` proof of receipt (acks.ts).
 import { PamError } from './errors.js';
 /** @internal Handles one parsed v2 server frame from socket generation `gen`. */
 export function onV2Frame(client, gen, raw) {
@@ -9,6 +10,9 @@ export function onV2Frame(client, gen, raw) {
         // low-numbered frames before the resume outcome cannot move the position back.
         client.stream.lastSeq = Math.max(client.stream.lastSeq, frame.seq);
     }
+    if (frame.type !== 'welcome' && frame.type !== 'resumed' && frame.type !== 'resume_failed' && typeof frame.seq === 'number') {
+        client.acks.frame(gen, frame.type, frame.seq);
+    }
     armWatchdog(client, gen);
     switch (frame.type) {
         case 'welcome':
@@ -17,10 +21,11 @@ export function onV2Frame(client, gen, raw) {
             client.clock.clearTimeout(client.connectTimer);
             client.stream = { id: frame.stream_id, epoch: client.stream?.epoch ?? '', lastSeq: frame.seq };
             client.resuming = false;
+            client.acks.settled(gen, frame.seq); // The replay filled the stream up to here.
             client.fire('resumed', { streamId: frame.stream_id, replayed: frame.replayed });
             return client.flush();
         case 'resume_failed':
-            return onResumeFailed(client, frame.stream_id, frame.reason, frame.seq);
+            return onResumeFailed(client, gen, frame.stream_id, frame.reason, frame.seq);
         case 'ack': {
             const chat = client.pending.get(frame.id);
             if (chat) {
@@ -45,11 +50,11 @@ export function onV2Frame(client, gen, raw) {
             return;
         case 'timer_expired': {
             const { type: _t, seq: _s, ...push } = frame;
-            return client.fire('timer_expired', push);
+            return client.firePush('timer_expired', push);
         }
         case 'proactive_alert': {
             const { type: _t, seq: _s, ...push } = frame;
-            return client.fire('proactive_alert', push);
+            return client.firePush('proactive_alert', push);
         }
     }
 }
@@ -59,10 +64,12 @@ function onWelcome(client, gen, welcome) {
         // Continue the earlier stream on whichever node this is; chats wait for the outcome
         // (the server refuses a resume once this socket runs a chat).
         client.resuming = true;
+        client.acks.resuming(gen);
         client.send({ type: 'resume', stream_id: previous.id, epoch: previous.epoch, last_seq: previous.lastSeq });
     }
     else {
         client.stream = { id: welcome.stream_id, epoch: welcome.epoch, lastSeq: welcome.seq };
+        client.acks.settled(gen, welcome.seq);
     }
     client.heartbeatMs = welcome.heartbeat_ms;
     armWatchdog(client, gen);
@@ -78,11 +85,12 @@ function onWelcome(client, gen, welcome) {
         client.drop(gen, 1006, 'the server did not answer the resume in time');
     }, client.options.connectTimeoutMs ?? 10_000);
 }
-function onResumeFailed(client, streamId, reason, seq) {
+function onResumeFailed(client, gen, streamId, reason, seq) {
     client.clock.clearTimeout(client.connectTimer);
     const resent = abandonStream(client);
     client.stream = { id: streamId, epoch: client.pendingEpoch ?? '', lastSeq: seq };
     client.resuming = false;
+    client.acks.settled(gen, seq); // This socket carried the fresh stream from its welcome on.
     client.fire('resume_failed', { streamId, reason, resent });
     client.flush();
 }

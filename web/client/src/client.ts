@@ -3,6 +3,7 @@
 //! by client message id, the REST fallback and the browser's online/visibility signals; the
 //! dialects' frame handling lives in v2.ts and legacy.ts.
 
+import { Acks, RecentIds } from './acks.js';
 import { backoff, delayMs, type Backoff } from './backoff.js';
 import { ChatHandle } from './chat.js';
 import { systemClock, type Clock, type TimerHandle } from './clock.js';
@@ -36,6 +37,8 @@ export class PamClient extends Emitter<PamEvents> {
   /** @internal Legacy: pings sent since the last frame. */ missedPongs = 0;
   /** @internal Consecutive closes for the client's own frames (1008/1009…) without a completed chat. */ policyStrikes = 0;
   /** @internal */ readonly options: PamClientOptions;
+  /** @internal v2: the `ack {seq}` frames of the current socket. */ readonly acks: Acks;
+  /** @internal The pushes given to the app, by kind and id (a re-sent one is not given again). */ private readonly pushesSeen = new RecentIds();
   private readonly httpBase: string;
   private readonly wsBase: string;
   private readonly backoffBounds: Backoff;
@@ -73,6 +76,7 @@ export class PamClient extends Emitter<PamEvents> {
     this.wsBase = this.httpBase.replace(/^http(s?):/, 'ws$1:');
     this.backoffBounds = backoff(options.backoff);
     this.clock = options.clock ?? systemClock;
+    this.acks = new Acks(this.clock, (seq) => this.send({ type: 'ack', seq }));
     this.random = options.random ?? Math.random;
     const g = globalThis as unknown as { WebSocket?: WebSocketConstructor; fetch?: FetchLike; crypto?: { randomUUID?: () => string } };
     this.WebSocketCtor = options.WebSocket ?? g.WebSocket;
@@ -258,6 +262,16 @@ export class PamClient extends Emitter<PamEvents> {
     this.emit(event, payload);
   }
 
+  /**
+   * @internal A `timer_expired`/`proactive_alert` for the app, unless one with the same id was
+   * given to it already (the server re-sends a push it has no proof of receipt for, on any socket).
+   */
+  firePush<K extends 'timer_expired' | 'proactive_alert'>(event: K, push: PamEvents[K]): void {
+    const id: unknown = (push as { id?: unknown }).id;
+    if (typeof id === 'string' && !this.pushesSeen.firstTime(`${event}:${id}`)) return;
+    this.emit(event, push);
+  }
+
   /** @internal The server said `welcome`/`connection`: the attempt counts as a success. */
   markLive(gen: number, payload: PamEvents['live']): void {
     if (gen !== this.gen) return;
@@ -380,6 +394,7 @@ export class PamClient extends Emitter<PamEvents> {
     this.ws = null;
     this.clock.clearTimeout(this.connectTimer);
     this.clock.clearTimeout(this.heartbeat);
+    this.acks.reset();
     const wasLive = this.liveGen === gen;
     this.resuming = false;
     if (!this.wantOpen) return;
@@ -421,6 +436,7 @@ export class PamClient extends Emitter<PamEvents> {
     this.clock.clearTimeout(this.reconnectTimer);
     this.clock.clearTimeout(this.connectTimer);
     this.clock.clearTimeout(this.heartbeat);
+    this.acks.reset();
     this.unwatch?.();
     this.unwatch = undefined;
     const error = new PamError(code === 1000 ? 'CLOSED' : (closeCodeRow(code)?.errorCode ?? 'CLOSED'), reason);

@@ -37,11 +37,11 @@ export function onLegacyFrame(client: PamClient, gen: number, frame: Record<stri
       return client.send({ type: 'pong', timestamp: frame.timestamp });
     case 'timer_expired': {
       const { type: _t, ...push } = frame;
-      return client.fire('timer_expired', push as unknown as TimerExpired);
+      return client.firePush('timer_expired', push as unknown as TimerExpired);
     }
     case 'proactive_alert': {
       const { type: _t, ...push } = frame;
-      return client.fire('proactive_alert', push as unknown as ProactiveAlert);
+      return client.firePush('proactive_alert', push as unknown as ProactiveAlert);
     }
   }
 }

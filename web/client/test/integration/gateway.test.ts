@@ -118,8 +118,15 @@ describe('against the real gateway (v2)', () => {
     assert.equal(timers[0]!.label, 'tyres');
     assert.equal(timers[0]!.timer_type, 'timer');
     c.dismiss(timer.id);
+    // Proof of receipt: within 2 s the client acks a position at or past each push's seq.
+    const socket = CuttableSocket.all.find((s) => s.received.some((f) => f.type === 'timer_expired' && f.id === timer.id))!;
+    const pushSeqs = socket.received.filter((f) => f.id === sent.id || f.id === timer.id).map((f) => f.seq as number);
+    const acked = () => Math.max(-1, ...socket.sent.filter((f) => f.type === 'ack').map((f) => f.seq as number));
+    await until(() => acked() >= Math.max(...pushSeqs), 3_000, `an ack at or past seq ${Math.max(...pushSeqs)}`);
     await new Promise((r) => setTimeout(r, 300));
-    assert.deepEqual(errors, []);
+    assert.deepEqual(errors, [], 'the gateway takes ack and dismiss without an error');
+    assert.equal(c.state, 'live');
+    assert.equal(socket.readyState, 1);
   });
 });
 
