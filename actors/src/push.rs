@@ -50,8 +50,19 @@ pub fn push_frame(row: &Notification) -> Result<PushFrame, String> {
 /// Work of the stored-push task: a connected socket whose user's stored pushes are to be sent,
 /// or a push a client proved it received (to be marked delivered).
 enum DeliveryJob {
-    Read { user: UserId, socket: ActorRef<ConnectionMsg>, conn_id: String },
-    Delivered { user: UserId, id: String, conn_id: String },
+    /// `ids`: `None` for what waits for a connect; `Some` for exactly these rows, in this order
+    /// (pushes a legacy socket could not hold behind a chat).
+    Read {
+        user: UserId,
+        socket: ActorRef<ConnectionMsg>,
+        conn_id: String,
+        ids: Option<Vec<String>>,
+    },
+    Delivered {
+        user: UserId,
+        id: String,
+        conn_id: String,
+    },
 }
 
 /// Marks written in one go at most.
@@ -81,15 +92,17 @@ impl StoredPushDelivery {
                 while let Some(job) = next.take() {
                     match job {
                         DeliveryJob::Delivered { user, id, conn_id } => marks.push((user, id, conn_id)),
-                        DeliveryJob::Read { user, socket, conn_id } => read = Some((user, socket, conn_id)),
+                        DeliveryJob::Read { user, socket, conn_id, ids } => read = Some((user, socket, conn_id, ids)),
                     }
                     if read.is_none() && marks.len() < MAX_MARKS {
                         next = queue.try_recv().ok();
                     }
                 }
                 write_marks(&*store, marks).await;
-                if let Some((user, socket, conn_id)) = read {
-                    send_stored(&*store, &user, &socket, &conn_id).await;
+                match read {
+                    Some((user, socket, conn_id, None)) => send_stored(&*store, &user, &socket, &conn_id).await,
+                    Some((user, socket, conn_id, Some(ids))) => send_by_ids(&*store, &user, &socket, &conn_id, &ids).await,
+                    None => {}
                 }
             }
         });
@@ -98,8 +111,19 @@ impl StoredPushDelivery {
 
     /// Queues `user`'s stored pushes for the socket `socket`.
     pub fn request(&self, user: UserId, socket: ActorRef<ConnectionMsg>, conn_id: String) {
-        if self.jobs.send(DeliveryJob::Read { user, socket, conn_id }).is_err() {
+        if self.jobs.send(DeliveryJob::Read { user, socket, conn_id, ids: None }).is_err() {
             tracing::warn!("the stored-push delivery task is gone; stored pushes wait for the next connect");
+        }
+    }
+
+    /// Queues reading `user`'s pushes `ids` for `socket`, which gets them in that order as one
+    /// [`ConnectionMsg::HeldFromStore`] (empty when they cannot be read).
+    pub fn request_ids(&self, user: UserId, socket: ActorRef<ConnectionMsg>, conn_id: String, ids: Vec<String>) {
+        if let Err(refused) = self.jobs.send(DeliveryJob::Read { user, socket, conn_id, ids: Some(ids) }) {
+            tracing::warn!("the stored-push delivery task is gone; held pushes wait for the next connect");
+            if let DeliveryJob::Read { socket, .. } = refused.0 {
+                let _ = socket.cast(ConnectionMsg::HeldFromStore(Vec::new()));
+            }
         }
     }
 
@@ -129,6 +153,33 @@ async fn write_marks(store: &dyn NotificationStore, marks: Vec<(UserId, String, 
         }
     });
     futures_util::future::join_all(writes).await;
+}
+
+/// Reads `user`'s pushes `ids` and casts them to `socket` in that order, as one message (empty
+/// when they cannot be read: the socket stops waiting for them, and they come on the next connect).
+async fn send_by_ids(store: &dyn NotificationStore, user: &UserId, socket: &ActorRef<ConnectionMsg>, conn_id: &str, ids: &[String]) {
+    let rows = match tokio::time::timeout(STORE_TIMEOUT, store.waiting_by_ids(user, ids)).await {
+        Ok(Ok(rows)) => rows,
+        Ok(Err(error)) => {
+            tracing::warn!(%conn_id, %error, "held pushes could not be read; they come on the next connect");
+            Vec::new()
+        }
+        Err(_) => {
+            tracing::warn!(%conn_id, "held pushes took too long to read; they come on the next connect");
+            Vec::new()
+        }
+    };
+    let texts = rows
+        .iter()
+        .filter_map(|row| match push_frame(row) {
+            Ok(frame) => serde_json::to_string(&frame).ok(),
+            Err(error) => {
+                tracing::warn!(%conn_id, id = row.id, %error, "a stored push could not be built");
+                None
+            }
+        })
+        .collect();
+    let _ = socket.cast(ConnectionMsg::HeldFromStore(texts));
 }
 
 /// Reads `user`'s stored pushes and casts them to `socket`.

@@ -351,6 +351,52 @@ impl NotificationStore for Database {
         })
     }
 
+    fn waiting_by_ids<'a>(&'a self, user: &'a UserId, ids: &'a [String]) -> BoxFuture<'a, Result<Vec<Notification>, StoreError>> {
+        Box::pin(async move {
+            if ids.is_empty() {
+                return Ok(Vec::new());
+            }
+            let rows = match self {
+                Database::Postgres(pool) => {
+                    let uuids: Vec<Uuid> = ids.iter().filter_map(|id| Uuid::parse_str(id).ok()).collect();
+                    sqlx::query(concat!(
+                        "SELECT ",
+                        pg_columns!(),
+                        " FROM pam_notifications
+                           WHERE user_id = $1 AND id = ANY($2) AND fired_at IS NOT NULL AND dismissed_at IS NULL
+                             AND (expires_at IS NULL OR expires_at > now())
+                             AND ((kind = 'proactive_alert' AND delivered_at IS NULL)
+                               OR (kind = 'timer_expired' AND fired_at > now() - interval '24 hours'))"
+                    ))
+                    .bind(user_uuid(user)?)
+                    .bind(uuids)
+                    .fetch_all(pool)
+                    .await
+                    .rows(pg_row)?
+                }
+                Database::Sqlite(pool) => sqlx::query(concat!(
+                    "SELECT ",
+                    sqlite_columns!(),
+                    " FROM pam_notifications
+                       WHERE user_id = ?1 AND id IN (SELECT value FROM json_each(?2)) AND fired_at IS NOT NULL
+                         AND dismissed_at IS NULL AND (expires_at IS NULL OR expires_at > ",
+                    sqlite_now!(),
+                    ")
+                         AND ((kind = 'proactive_alert' AND delivered_at IS NULL)
+                           OR (kind = 'timer_expired' AND fired_at > strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '-24 hours')))"
+                ))
+                .bind(user.as_str())
+                .bind(Value::from(ids.to_vec()).to_string())
+                .fetch_all(pool)
+                .await
+                .rows(sqlite_row)?,
+            };
+            let mut rows = rows;
+            rows.sort_by_key(|row| ids.iter().position(|id| *id == row.id));
+            Ok(rows)
+        })
+    }
+
     fn pending_timers<'a>(&'a self, user: &'a UserId) -> BoxFuture<'a, Result<Vec<Notification>, StoreError>> {
         Box::pin(async move {
             let rows = match self {

@@ -489,6 +489,61 @@ async fn a_legacy_socket_gets_pushes_only_after_the_answer_to_its_unanswered_cha
     app.shutdown().await;
 }
 
+/// `count` pushes arrive while a legacy chat is unanswered: every one follows the answer, in the
+/// order they came. With enough bytes in all, they pass the socket's held bytes and the rest are
+/// read back from storage by id — still all of them, still in order.
+async fn pushes_held_behind_a_chat_follow_its_answer_in_order(backend: Backend, count: usize, message_bytes: usize) {
+    let db = test_db(backend).await;
+    let gate = std::sync::Arc::new(tokio::sync::Semaphore::new(0));
+    let (mut settings, file) = test_settings();
+    settings.admin_token = Some(ADMIN_TOKEN.into());
+    settings.database_url = db.url.clone();
+    let overrides = Overrides { llm: Some(std::sync::Arc::new(GatedLlm(gate.clone()))), ..Default::default() };
+    let app = run_app(Application::build_with(settings, overrides).await.expect("the gateway builds"), file);
+    let user = fresh_user();
+    let mut socket = connect_user(&app, &user).await;
+    socket.send_json(json!({"type": "chat", "message": "What is on today?"})).await;
+    assert_eq!(frames_before_pong(&mut socket).await, Vec::<Value>::new(), "the chat is running");
+
+    let mut ids = Vec::new();
+    for i in 0..count {
+        let message = format!("push {i:03} {}", "x".repeat(message_bytes));
+        let (status, body) = push(&app, alert(&user, &message)).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+        ids.push(body["id"].as_str().unwrap().to_string());
+    }
+    assert_eq!(frames_before_pong(&mut socket).await, Vec::<Value>::new(), "every push waits behind the unanswered chat");
+
+    gate.add_permits(1);
+    let answer = next_frame(&mut socket).await;
+    assert_eq!(answer["type"], "chat_response", "{answer}");
+    let mut received = Vec::new();
+    while received.len() < ids.len() {
+        let pushed = next_frame(&mut socket).await;
+        assert_eq!(pushed["type"], "proactive_alert", "{pushed}");
+        received.push(pushed["id"].as_str().unwrap().to_string());
+    }
+    assert_eq!(received, ids, "all of them, in the order they came");
+    assert_eq!(frames_before_pong(&mut socket).await, Vec::<Value>::new(), "each once");
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_hundred_pushes_held_behind_a_legacy_chat_follow_its_answer_in_order() {
+    pushes_held_behind_a_chat_follow_its_answer_in_order(Backend::Sqlite, 100, 20).await;
+}
+
+#[tokio::test]
+async fn pushes_past_the_held_bytes_are_read_back_and_still_follow_the_answer_in_order_on_sqlite() {
+    // 200 × ~2 KiB: past the 256 KiB held behind a chat.
+    pushes_held_behind_a_chat_follow_its_answer_in_order(Backend::Sqlite, 200, 1900).await;
+}
+
+#[tokio::test]
+async fn pushes_past_the_held_bytes_are_read_back_and_still_follow_the_answer_in_order_on_postgres() {
+    pushes_held_behind_a_chat_follow_its_answer_in_order(Backend::Postgres, 200, 1900).await;
+}
+
 /// Waits until presence says `user` has no socket on the gateway.
 async fn wait_until_offline(app: &TestApp, user: &str) {
     wait_until(&format!("{user} has no socket left after closing it"), async || presence(app, user).await["online"] == json!(false)).await;

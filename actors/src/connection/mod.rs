@@ -217,6 +217,7 @@ impl ConnectionState {
             ConnectionMsg::TokenExpired(generation) => self.on_token_expired(myself, generation),
             ConnectionMsg::Push(text) => self.on_push(myself, text, true),
             ConnectionMsg::ProofPing => self.on_proof_ping(myself),
+            ConnectionMsg::HeldFromStore(texts) => self.on_held_from_store(myself, texts),
             ConnectionMsg::StoredPush(text) => self.on_push(myself, text, false),
         }
         Ok(())

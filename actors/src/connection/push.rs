@@ -21,10 +21,12 @@ use crate::metrics_names::{PUSH_DELIVERY_SECONDS, PUSH_PROVEN_TOTAL, PUSH_UNPROV
 use crate::outbound::{OutFrame, SendError};
 
 /// Bytes of pushes a legacy socket holds back behind an unanswered chat. Past it, later pushes
-/// are not held (they stay undelivered in storage, where they all are first) and the socket
-/// reads its user's stored pushes again right after the answer, so they still follow it, in
-/// storage order, instead of waiting for the next connect.
+/// are kept by id only (they are all in storage first) and read back by id right after the
+/// answer, so they still follow it in arrival order.
 pub(super) const MAX_HELD_BYTES: usize = 256 * 1024;
+/// Ids kept past the held bytes (~40 bytes each); past these too, a push is left to the next
+/// connect (which sends what waits, per kind, in its own order).
+const MAX_OVERFLOW_IDS: usize = 1024;
 /// Push ids remembered per socket to drop repeats.
 const MAX_SEEN: usize = 256;
 
@@ -34,8 +36,10 @@ pub(super) struct PushState {
     /// Legacy: pushes waiting for the running chat's `chat_response`, in arrival order.
     held: VecDeque<Held>,
     held_bytes: usize,
-    /// Legacy: a push was not held (the bytes were used up): read the stored ones after the answer.
-    overflowed: bool,
+    /// Legacy: ids of pushes that came after the held bytes were used up, in arrival order.
+    overflow: VecDeque<String>,
+    /// Legacy: the overflow is being read back from storage; pushes keep being held until it is sent.
+    reading_overflow: bool,
     /// Ids sent on this socket, newest last.
     seen: VecDeque<String>,
     /// Pushes sent and not yet proven received.
@@ -101,38 +105,68 @@ impl ConnectionState {
             }
             return;
         }
-        if !self.in_flight.is_empty() {
-            if self.pushes.overflowed || self.pushes.held_bytes + text.len() > MAX_HELD_BYTES {
-                if !self.pushes.overflowed {
-                    tracing::warn!(conn_id = %self.conn_id, held = self.pushes.held.len(), "pushes held behind a chat passed their byte bound; the rest are read from storage after the answer");
-                }
-                self.pushes.overflowed = true;
-                // Not sent on this socket after all: the stored read after the answer brings it.
-                if let Some(id) = &id {
-                    self.pushes.seen.retain(|seen| seen != id);
-                }
-                return;
-            }
-            self.pushes.held_bytes += text.len();
-            self.pushes.held.push_back(Held { text, id, timing });
-            return;
+        if !self.in_flight.is_empty() || self.pushes.reading_overflow {
+            return self.hold(Held { text, id, timing });
         }
         self.send_push_text(myself, Held { text, id, timing });
     }
 
-    /// Legacy: sends what waited for the chat that just got its answer, in order; past the byte
-    /// bound, the user's stored pushes are read again so the rest follow too.
+    /// Legacy: keeps a push for after the running chat's answer — whole within the held bytes,
+    /// by id past them (everything after the first push kept by id is kept by id, to keep order).
+    fn hold(&mut self, held: Held) {
+        let fits = self.pushes.overflow.is_empty() && self.pushes.held_bytes + held.text.len() <= MAX_HELD_BYTES;
+        if fits {
+            self.pushes.held_bytes += held.text.len();
+            return self.pushes.held.push_back(held);
+        }
+        let Some(id) = held.id else { return };
+        // Not sent on this socket yet: the copy read back by id must not be dropped as a repeat.
+        self.pushes.seen.retain(|seen| *seen != id);
+        if self.pushes.overflow.len() < MAX_OVERFLOW_IDS {
+            if self.pushes.overflow.is_empty() {
+                tracing::info!(conn_id = %self.conn_id, held = self.pushes.held.len(), "pushes held behind a chat passed their bytes; the rest are kept by id and read back after the answer");
+            }
+            self.pushes.overflow.push_back(id);
+        } else {
+            metrics::counter!(PUSH_UNPROVEN_TOTAL, "reason" => "overflow").increment(1);
+            tracing::warn!(conn_id = %self.conn_id, id, "too many pushes held behind a chat; this one comes on the next connect");
+        }
+    }
+
+    /// Legacy: sends what waited for the chat that just got its answer, in order; what passed
+    /// the held bytes is read back by id and follows (anything newer is held until it has).
     pub(super) fn release_held_pushes(&mut self, myself: &ActorRef<ConnectionMsg>) {
-        if !self.in_flight.is_empty() {
+        if !self.in_flight.is_empty() || self.pushes.reading_overflow {
             return;
         }
         while let Some(held) = self.pushes.held.pop_front() {
             self.send_push_text(myself, held);
         }
         self.pushes.held_bytes = 0;
-        if std::mem::take(&mut self.pushes.overflowed) {
-            self.deliver_stored(myself);
+        if let (false, Some(user)) = (self.pushes.overflow.is_empty(), self.user.clone()) {
+            self.pushes.reading_overflow = true;
+            let ids = std::mem::take(&mut self.pushes.overflow).into();
+            self.deps.stored_pushes.request_ids(user, myself.clone(), self.conn_id.clone(), ids);
         }
+    }
+
+    /// Legacy: the overflow read back from storage, in arrival order; then what was held meanwhile.
+    pub(super) fn on_held_from_store(&mut self, myself: &ActorRef<ConnectionMsg>, texts: Vec<String>) {
+        self.pushes.reading_overflow = false;
+        for text in texts {
+            let id = serde_json::from_str::<PushFrame>(&text).ok().map(|frame| push_id(&frame).to_string());
+            if let Some(id) = &id {
+                if self.pushes.seen.contains(id) {
+                    continue;
+                }
+                if self.pushes.seen.len() >= MAX_SEEN {
+                    self.pushes.seen.pop_front();
+                }
+                self.pushes.seen.push_back(id.clone());
+            }
+            self.send_push_text(myself, Held { text, id, timing: None });
+        }
+        self.release_held_pushes(myself);
     }
 
     fn send_push_text(&mut self, myself: &ActorRef<ConnectionMsg>, Held { text, id, timing }: Held) {
@@ -226,7 +260,7 @@ impl ConnectionState {
 
     /// The socket is ending: what it sent without proof stays undelivered for the next connect.
     pub(super) fn count_unproven(&self) {
-        let unproven = self.pushes.receipts.unproven() + self.pushes.held.len();
+        let unproven = self.pushes.receipts.unproven() + self.pushes.held.len() + self.pushes.overflow.len();
         if unproven > 0 {
             metrics::counter!(PUSH_UNPROVEN_TOTAL, "reason" => "closed").increment(unproven as u64);
             tracing::debug!(conn_id = %self.conn_id, unproven, "pushes sent without proof of receipt stay undelivered");

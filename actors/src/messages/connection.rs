@@ -67,6 +67,9 @@ pub enum ConnectionMsg {
     TokenExpired(u64),
     /// A server push for this socket's user (one frame's JSON text, from the push bus).
     Push(String),
+    /// Legacy: the pushes that passed the held bytes behind a chat, read back from storage by id,
+    /// in arrival order (sent before anything held meanwhile).
+    HeldFromStore(Vec<String>),
     /// A push went out and no ping follows it yet: send one, so the client's pong proves it.
     ProofPing,
     /// A stored push read when the socket connected (sent like `Push`, but its delivery is not

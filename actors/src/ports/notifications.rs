@@ -132,6 +132,10 @@ pub trait NotificationStore: Send + Sync + 'static {
     /// than [`TIMER_REDELIVERY`] ago, oldest fired first, at most [`WAITING_TIMERS`]; each kind
     /// within [`WAITING_BYTES_PER_KIND`]. Only fired, undismissed, unexpired rows.
     fn undelivered<'a>(&'a self, user: &'a UserId) -> BoxFuture<'a, Result<Vec<Notification>, StoreError>>;
+    /// The rows `ids` of `user` that still wait for them (as in [`NotificationStore::undelivered`]:
+    /// fired, undismissed, unexpired; an alert not yet delivered, a timer fired less than
+    /// [`TIMER_REDELIVERY`] ago), in the order of `ids`; the others are left out.
+    fn waiting_by_ids<'a>(&'a self, user: &'a UserId, ids: &'a [String]) -> BoxFuture<'a, Result<Vec<Notification>, StoreError>>;
     /// The user's timers that have not fired yet (and are not dismissed), soonest first.
     fn pending_timers<'a>(&'a self, user: &'a UserId) -> BoxFuture<'a, Result<Vec<Notification>, StoreError>>;
     /// Sets `delivered_at` (once) on these rows of `user`.
