@@ -139,10 +139,13 @@ pub fn definitions() -> Vec<(&'static str, &'static str, Value)> {
         ),
         (
             "cancel_timer",
-            "Cancel one of the traveller's timers by timer_id (from list_timers or set_timer), or all of them with all: true.",
+            "Cancel the timer the traveller names, by its timer_id (from list_timers or set_timer: pick the one whose label, \
+             type and time match; if several match, ask which instead of calling this), or all of them with all: true \
+             (only their alarms or only their timers with timer_type).",
             json!({"type": "object", "properties": {
                 "timer_id": {"type": "string", "description": "The timer to cancel."},
-                "all": {"type": "boolean", "description": "Cancel every pending timer."}
+                "all": {"type": "boolean", "description": "Cancel every pending timer (of timer_type, when given)."},
+                "timer_type": {"type": "string", "enum": ["timer", "alarm"], "description": "With all: only this kind."}
             }, "additionalProperties": false}),
         ),
     ]
@@ -207,7 +210,13 @@ pub async fn run(tools: &TimerTools, request: &LlmRequest, call: &ToolCall, nth_
             if !all && id.is_none() {
                 return error("give timer_id, or all: true");
             }
-            match tools.cancel(&request.user_id, if all { None } else { id }).await {
+            let kind = args.get("timer_type").and_then(Value::as_str).filter(|_| all);
+            let cancelled = match kind {
+                // "Cancel my alarms": the alarms only, each by its id.
+                Some(kind) => cancel_every(tools, &request.user_id, kind).await,
+                None => tools.cancel(&request.user_id, if all { None } else { id }).await,
+            };
+            match cancelled {
                 Ok(cancelled) => ok(json!({"cancelled": cancelled.iter().map(|t| timer_json(t, tz)).collect::<Vec<_>>()})),
                 Err(refused) => error(refused.to_string()),
             }
@@ -217,6 +226,19 @@ pub async fn run(tools: &TimerTools, request: &LlmRequest, call: &ToolCall, nth_
             error(format!("there is no tool named '{name}'; the tools are set_timer, list_timers and cancel_timer"))
         }
     }
+}
+
+/// Cancels every pending timer of `user` whose `timer_type` is `kind`.
+async fn cancel_every(
+    tools: &TimerTools,
+    user: &pam_protocol::UserId,
+    kind: &str,
+) -> Result<Vec<Notification>, crate::push::timers::tools::TimerError> {
+    let mut cancelled = Vec::new();
+    for timer in tools.list(user).await?.into_iter().filter(|t| t.payload["timer_type"] == kind) {
+        cancelled.extend(tools.cancel(user, Some(&timer.id)).await?);
+    }
+    Ok(cancelled)
 }
 
 fn timer_spec(args: &Map<String, Value>) -> Result<TimerSpec, String> {

@@ -3,8 +3,8 @@
 //! it), sends the result back (`tool_result` / `role: "tool"`) and streams the model's final
 //! answer; a call with arguments that are no JSON or naming an unknown tool gets an error result
 //! and the turn still ends with the model's answer; a model that never stops calling tools is cut
-//! off after three rounds with a plain answer; `cancel_timer` dismisses the named timer only. An
-//! answer that set a timer is never served from the response cache.
+//! off after three rounds with a plain answer; `cancel_timer` dismisses the named timer only (or all
+//! of one kind when asked). An answer that set a timer is never served from the response cache.
 
 use std::time::Duration;
 
@@ -207,5 +207,30 @@ async fn a_cancel_timer_call_dismisses_the_named_timer_and_only_that_one() {
     assert_eq!(left[0]["label"], "Laundry");
     let results = tool_results(Format::Anthropic, &fake.requests()[1].body);
     assert_eq!(results[0].1["cancelled"][0]["label"], "Tea", "{:?}", results[0]);
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_cancel_timer_call_for_all_alarms_leaves_the_timers() {
+    let fake = FakeLlm::start(Script::answer("unused")).await;
+    let app = app_with(Format::Anthropic, &fake).await;
+    for (label, timer_type) in [("Wake up", "alarm"), ("Tea", "timer"), ("Leave camp", "alarm")] {
+        let response = rest::client()
+            .post(app.http("/api/v1/pam/timers"))
+            .bearer_auth(token_for(USER))
+            .json(&json!({"label": label, "timer_type": timer_type, "duration_s": 600}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 201);
+    }
+    let arguments = json!({"all": true, "timer_type": "alarm"}).to_string();
+    fake.queue(vec![Script::tool_call("", "toolu_cancel", "cancel_timer", &arguments), Script::answer("Both alarms are off.")]);
+    let mut client = app.connect_ready().await;
+    assert_eq!(legacy_chat(&mut client, "turn off my alarms").await["message"], "Both alarms are off.");
+    let left = timers(&app, USER).await;
+    assert_eq!(left.iter().map(|t| t["label"].as_str().unwrap()).collect::<Vec<_>>(), ["Tea"], "{left:?}");
+    let results = tool_results(Format::Anthropic, &fake.requests()[1].body);
+    assert_eq!(results[0].1["cancelled"].as_array().map(Vec::len), Some(2), "{:?}", results[0]);
     app.shutdown().await;
 }
