@@ -106,6 +106,8 @@ pub struct RedisShared {
     pub(super) streams_client: Client,
     prefix: String,
     node: String,
+    /// This process's boot id: with `node`, the incarnation that owns its turns and streams.
+    boot: String,
     /// Changes whenever this node's presence fields may be wrong (after Redis lost or missed
     /// writes): fields of an older incarnation stop counting at once, and the node re-writes its
     /// counts under the new one.
@@ -130,6 +132,7 @@ impl RedisShared {
             streams_client,
             prefix: prefix.to_string(),
             node: node.to_string(),
+            boot: new_incarnation(),
             incarnation: Mutex::new(new_incarnation()),
             node_ttl,
             breaker: CircuitBreaker::new(FAILURES_TO_OPEN, OPEN_FOR),

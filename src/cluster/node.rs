@@ -16,12 +16,23 @@ use super::presence::PRESENCE_REFRESH;
 use super::{Op, RedisShared, scripts};
 
 impl NodeLiveness for RedisShared {
-    fn may_be_answering<'a>(&'a self, id: &'a str, accepted_ago: Duration) -> BoxFuture<'a, Result<bool, SharedUnavailable>> {
+    fn boot(&self) -> &str {
+        &self.boot
+    }
+
+    fn may_be_answering<'a>(
+        &'a self,
+        id: &'a str,
+        boot: Option<&'a str>,
+        accepted_ago: Duration,
+    ) -> BoxFuture<'a, Result<bool, SharedUnavailable>> {
         Box::pin(async move {
-            if accepted_ago < self.node_ttl {
-                return Ok(true);
+            match (self.registration(id).await?, boot) {
+                // Registered under another boot id: restarted, so not the incarnation that accepted it.
+                (Some(info), Some(boot)) if !info.boot.is_empty() => Ok(info.boot == boot),
+                (Some(_), _) => Ok(true),
+                (None, _) => Ok(accepted_ago < self.node_ttl),
             }
-            self.registered(id).await
         })
     }
 }
@@ -33,6 +44,10 @@ const DEREGISTER_TIMEOUT: Duration = Duration::from_millis(500);
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NodeInfo {
     pub id: String,
+    /// The process's boot id: with `id`, the incarnation turns and streams are owned by.
+    #[serde(default)]
+    pub boot: String,
+    /// Changes when this node re-syncs its presence (its fields of an older one stop counting).
     pub incarnation: String,
     /// RFC 3339, when the process started.
     pub started_at: String,
@@ -59,6 +74,7 @@ impl RedisShared {
         let (sockets, users) = slots.totals();
         let info = NodeInfo {
             id: self.node.clone(),
+            boot: self.boot.clone(),
             incarnation: self.incarnation(),
             started_at: started_at.to_string(),
             address: address.to_string(),
@@ -82,10 +98,11 @@ impl RedisShared {
         Ok(nodes)
     }
 
-    /// Whether node `id`'s registration (`{p}:node:{id}`) exists.
-    async fn registered(&self, id: &str) -> Result<bool, SharedUnavailable> {
+    /// Node `id`'s registration (`{p}:node:{id}`), if it has one.
+    async fn registration(&self, id: &str) -> Result<Option<NodeInfo>, SharedUnavailable> {
         let key = self.key(&format!("node:{id}"));
-        self.guarded(Op::Nodes, self.client.exists::<i64, _>(key)).await.map(|found| found == 1)
+        let found: Option<String> = self.guarded(Op::Nodes, self.client.get(key)).await?;
+        Ok(found.and_then(|json| serde_json::from_str(&json).ok()))
     }
 
     /// Removes this node's registration (its presence stops counting with it); at shutdown.

@@ -176,7 +176,8 @@ return 1
 "#;
 
 /// A batch of v2 stream writes (see `streams.rs`), one script call for many streams. KEYS: per
-/// stream its meta hash and frames stream, in pairs. ARGV: node, max frames, TTL (ms), prefix;
+/// stream its meta hash and frames stream, in pairs. ARGV: node, max frames, TTL (ms), prefix,
+/// the node's boot id (with the node id, the incarnation that holds what it opens);
 /// then per stream (in KEYS order): id, writing object `inst`, user, epoch, open ('1' when the
 /// batch starts with the stream's first frame), the batch's first seq, its last seq, the prev of
 /// its first replayable frame, the replayable frames' seqs (comma-separated, '' for none) and
@@ -187,8 +188,8 @@ return 1
 /// any other object's frames are published one by one to the holder's node instead, in the same
 /// step, so no frame falls between a hand-over and its forwarding. Returns `{written, forwarded}`.
 pub(super) const STREAM_APPEND_BATCH: &str = r#"
-local node, maxlen, ttl, prefix = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
-local a = 5
+local node, maxlen, ttl, prefix, boot = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local a = 6
 local written, forwarded = 0, 0
 for k = 1, #KEYS, 2 do
   local meta, frames = KEYS[k], KEYS[k + 1]
@@ -204,7 +205,7 @@ for k = 1, #KEYS, 2 do
       epoch = epoch .. '-' .. first
       redis.call('DEL', frames)
     end
-    redis.call('HSET', meta, 'user', user, 'epoch', epoch, 'node', node, 'inst', inst, 'last', '0', 'lastr', '0')
+    redis.call('HSET', meta, 'user', user, 'epoch', epoch, 'node', node, 'boot', boot, 'inst', inst, 'last', '0', 'lastr', '0')
     holder = {node, inst, '0'}
   end
   if holder[1] ~= node or holder[2] ~= inst then
@@ -242,19 +243,31 @@ return {written, forwarded}
 "#;
 
 /// KEYS meta hash, frames stream; ARGV user, epoch ('' for none), last_seq, node, inst, prefix,
-/// TTL (ms), stream id. Hands the stream to this node's object `inst` when it is the user's, of
+/// TTL (ms), stream id, boot. The previous holder is alive while its node is registered under the
+/// boot id it held the stream with (a node restarted under the same id is another incarnation);
+/// a client past the stored `last` is `ahead` only while that holder lives (a dead holder may have
+/// sent frames it never stored: the claim goes on, and numbering continues after the client's). Hands the stream to this node's object `inst` when it is the user's, of
 /// that epoch and not behind last_seq (telling a previous holder that still lives, on its node's
 /// channel: `{"taken": id, "inst": its object}`), and reads it: `{'ok', epoch, last, last replayable, previous node,
 /// previous alive ('1'/'0'), {open turn ids}, {seq, prev, text, …}}`; else `{'unknown'}`,
 /// `{'epoch_changed'}` or `{'ahead', alive}`.
 pub(super) const STREAM_CLAIM: &str = r#"
-local m = redis.call('HMGET', KEYS[1], 'user', 'epoch', 'node', 'last', 'lastr', 'inst')
+local m = redis.call('HMGET', KEYS[1], 'user', 'epoch', 'node', 'last', 'lastr', 'inst', 'boot')
 if not m[1] or m[1] ~= ARGV[1] then return {'unknown'} end
 if ARGV[2] ~= '' and ARGV[2] ~= m[2] then return {'epoch_changed'} end
 local alive = '0'
-if m[3] and redis.call('EXISTS', ARGV[6] .. ':node:' .. m[3]) == 1 then alive = '1' end
-if tonumber(ARGV[3]) > tonumber(m[4] or '0') then return {'ahead', alive} end
-redis.call('HSET', KEYS[1], 'node', ARGV[4], 'inst', ARGV[5])
+if m[3] then
+  local registration = redis.call('GET', ARGV[6] .. ':node:' .. m[3])
+  if registration then
+    alive = '1'
+    local ok, info = pcall(cjson.decode, registration)
+    if m[7] and ok and type(info) == 'table' and type(info.boot) == 'string' and info.boot ~= '' and info.boot ~= m[7] then
+      alive = '0'
+    end
+  end
+end
+if tonumber(ARGV[3]) > tonumber(m[4] or '0') and alive == '1' then return {'ahead', alive} end
+redis.call('HSET', KEYS[1], 'node', ARGV[4], 'inst', ARGV[5], 'boot', ARGV[9])
 redis.call('PEXPIRE', KEYS[1], ARGV[7])
 if alive == '1' and m[6] and (m[3] ~= ARGV[4] or m[6] ~= ARGV[5]) then
   -- The previous holder still lives: its socket on the stream, if any, is told it was taken over.
@@ -284,7 +297,26 @@ for _, entry in ipairs(redis.call('XRANGE', KEYS[2], string.format('%d', after +
     prev = seq
   end
 end
-return {'ok', m[2], m[4] or '0', m[5] or '0', m[3] or '', alive, turns, out}
+return {'ok', m[2], m[4] or '0', m[5] or '0', m[3] or '', alive, turns, out, m[7] or ''}
+"#;
+
+/// KEYS meta hash; ARGV prefix, node, boot. Returns `{alive, {open turn ids}}`: whether node is
+/// registered under that boot id ('1'/'0'), and the stream's turns still open.
+pub(super) const STREAM_ORPHANS: &str = r#"
+local alive = '0'
+local registration = redis.call('GET', ARGV[1] .. ':node:' .. ARGV[2])
+if registration then
+  alive = '1'
+  local ok, info = pcall(cjson.decode, registration)
+  if ARGV[3] ~= '' and ok and type(info) == 'table' and type(info.boot) == 'string' and info.boot ~= '' and info.boot ~= ARGV[3] then
+    alive = '0'
+  end
+end
+local turns = {}
+for _, field in ipairs(redis.call('HKEYS', KEYS[1])) do
+  if string.sub(field, 1, 2) == 't:' then table.insert(turns, string.sub(field, 3)) end
+end
+return {alive, turns}
 "#;
 
 /// KEYS meta hash. Returns `{node, inst}` of the stream's holder (nils when unknown).

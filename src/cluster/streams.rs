@@ -20,7 +20,9 @@ use std::time::Duration;
 use fred::prelude::LuaInterface;
 use fred::types::Value;
 use pam_actors::metrics_names::{STREAM_STORE_DEGRADED, STREAM_WRITES_TOTAL};
-use pam_actors::{BoxFuture, Claim, ClaimedStream, ResumeLimits, SharedUnavailable, StoredFrame, StreamStore, StreamWrite, TurnMark};
+use pam_actors::{
+    BoxFuture, Claim, ClaimedStream, Orphans, ResumeLimits, SharedUnavailable, StoredFrame, StreamStore, StreamWrite, TurnMark,
+};
 use pam_protocol::UserId;
 use tokio::sync::{Notify, mpsc, oneshot};
 
@@ -148,10 +150,25 @@ impl StreamStore for RedisStreamStore {
                 shared.prefix.clone(),
                 self.ttl_ms.clone(),
                 stream.to_string(),
+                shared.boot.clone(),
             ];
             let answer: Vec<Value> =
                 shared.streams(shared.streams_client.eval(scripts::STREAM_CLAIM, shared.stream_keys(stream), args)).await?;
             Ok(parse_claim(answer))
+        })
+    }
+
+    fn orphans<'a>(&'a self, stream: &'a str, node: &'a str, boot: &'a str) -> BoxFuture<'a, Result<Orphans, SharedUnavailable>> {
+        Box::pin(async move {
+            if !valid_id(stream) {
+                return Ok(Orphans { holder_alive: false, open_turns: Vec::new() });
+            }
+            let shared = &self.shared;
+            let args = vec![shared.prefix.clone(), node.to_string(), boot.to_string()];
+            let keys = vec![shared.stream_keys(stream)[0].clone()];
+            let answer: Vec<Value> = shared.streams(shared.streams_client.eval(scripts::STREAM_ORPHANS, keys, args)).await?;
+            let open_turns = answer.get(1).cloned().map(Value::into_array).unwrap_or_default().iter().map(|v| text(Some(v))).collect();
+            Ok(Orphans { holder_alive: text(answer.first()) == "1", open_turns })
         })
     }
 
@@ -194,6 +211,7 @@ fn parse_claim(answer: Vec<Value>) -> Claim {
                 last_seq: number(answer.get(2)),
                 last_replayable: number(answer.get(3)),
                 previous_node: text(answer.get(4)),
+                previous_boot: text(answer.get(8)),
                 previous_alive: text(answer.get(5)) == "1",
                 open_turns: strings(6),
                 frames,
@@ -336,7 +354,8 @@ impl Writer {
     fn script_input(&self, groups: &[Vec<&StreamWrite>]) -> (Vec<String>, Vec<String>) {
         let shared = &self.shared;
         let mut keys = Vec::with_capacity(groups.len() * 2);
-        let mut args = vec![shared.node().to_string(), self.max_frames.clone(), self.ttl_ms.clone(), shared.prefix.clone()];
+        let mut args =
+            vec![shared.node().to_string(), self.max_frames.clone(), self.ttl_ms.clone(), shared.prefix.clone(), shared.boot.clone()];
         for group in groups {
             let (first, last) = (group[0], group[group.len() - 1]);
             keys.extend(shared.stream_keys(&first.stream));

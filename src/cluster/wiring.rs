@@ -34,6 +34,7 @@ impl ClusterView {
         let (sockets, users) = self.slots.totals();
         NodeInfo {
             id: self.node.to_string(),
+            boot: self.redis.as_ref().map(|redis| pam_actors::NodeLiveness::boot(&**redis).to_string()).unwrap_or_default(),
             incarnation: String::new(),
             started_at: self.started_at.clone(),
             address: self.address.to_string(),

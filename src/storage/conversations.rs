@@ -115,7 +115,10 @@ impl ConversationStore for Database {
 }
 
 fn user_metadata(message: &UserMessage) -> serde_json::Value {
-    serde_json::json!({ "node": message.node })
+    match &message.boot {
+        Some(boot) => serde_json::json!({ "node": message.node, "boot": boot }),
+        None => serde_json::json!({ "node": message.node }),
+    }
 }
 
 fn repeat(row: rows::UserRow<impl Sized>, answer: Option<(String, serde_json::Value)>) -> UserSaved {

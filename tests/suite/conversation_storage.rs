@@ -119,6 +119,7 @@ fn user_message(user: &str, client_msg_id: &str) -> pam_actors::UserMessage {
         text: "plan my route".into(),
         received_at: chrono::Utc::now(),
         node: "n1".into(),
+        boot: None,
     }
 }
 

@@ -20,6 +20,10 @@ use crate::stream::{ResumableStream, ResumeError, check_replay, failure_of};
 /// tried again this often, this many times (1 s).
 const CATCH_UP_PAUSE: Duration = Duration::from_millis(25);
 const CATCH_UP_TRIES: u32 = 40;
+/// How often a resumed stream whose previous holder was alive asks whether that incarnation still
+/// lives while it has turns open: with the registration TTL (`PAM_NODE_TTL_MS`, 15 s), it bounds
+/// the time from a crash to the retryable error of each of its turns (≤ TTL + this).
+const ORPHAN_CHECK: Duration = Duration::from_secs(2);
 
 impl ConnectionState {
     /// `resume`: replays the named stream after `last_seq`, ends the replay with `resumed` and
@@ -99,8 +103,22 @@ impl ConnectionState {
             }
         };
         fresh.restore(&claimed, last_seq);
-        if !claimed.previous_alive && claimed.previous_node != *self.deps.node {
-            fresh.end_orphaned_turns(&claimed.open_turns);
+        let ours = claimed.previous_node == *self.deps.node
+            && (claimed.previous_boot.is_empty() || Some(claimed.previous_boot.as_str()) == self.deps.liveness.as_ref().map(|l| l.boot()));
+        if !ours && !claimed.open_turns.is_empty() {
+            if claimed.previous_alive {
+                // Still alive: its turns end through it (their frames are forwarded here) — or,
+                // should it die first, through the watch.
+                watch_orphans(
+                    store.clone(),
+                    fresh.clone(),
+                    claimed.previous_node.clone(),
+                    claimed.previous_boot.clone(),
+                    self.deps.settings.turn_lifetime(),
+                );
+            } else {
+                fresh.end_orphaned_turns(&claimed.open_turns);
+            }
         }
         tracing::debug!(conn_id = %self.conn_id, stream = stream_id, from = %claimed.previous_node, "stream claimed from the store");
         // The stream is this node's now either way; a client too far behind starts afresh.
@@ -134,4 +152,31 @@ impl ConnectionState {
             Err(ResumeError::Ahead) => self.resume_failed(myself, current, ResumeFailure::Ahead),
         }
     }
+}
+
+/// Watches the turns a live node left open on a stream this node took over: they end through that
+/// node (forwarded here) while it lives; when that incarnation is gone (killed, or restarted under
+/// the same id) the ones still open end with a retryable error, so the client sends them again.
+/// Ends once none is open, or after `lifetime` (the longest a turn can run anywhere).
+fn watch_orphans(store: Arc<dyn StreamStore>, stream: Arc<ResumableStream>, node: String, boot: String, lifetime: Duration) {
+    tokio::spawn(async move {
+        let deadline = tokio::time::Instant::now() + lifetime;
+        while tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(ORPHAN_CHECK).await;
+            match store.orphans(stream.id(), &node, &boot).await {
+                Ok(found) if found.open_turns.is_empty() => return,
+                Ok(found) if !found.holder_alive => {
+                    tracing::info!(
+                        stream = stream.id(),
+                        node,
+                        turns = found.open_turns.len(),
+                        "the node answering a resumed stream's turns is gone; they end with a retryable error"
+                    );
+                    return stream.end_orphaned_turns(&found.open_turns);
+                }
+                // Alive, or the store cannot be asked right now: look again.
+                _ => {}
+            }
+        }
+    });
 }

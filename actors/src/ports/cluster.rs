@@ -36,15 +36,25 @@ pub trait SharedPresence: Send + Sync + 'static {
     fn put<'a>(&'a self, user: &'a UserId, now: SocketCount) -> BoxFuture<'a, Result<(), SharedUnavailable>>;
 }
 
-/// Which nodes are alive (registered and heartbeating), so a turn another node accepted is
-/// answered again at once when that node is gone, instead of after the longest a turn can run.
+/// Which node incarnations are alive (registered and heartbeating), so a turn another node
+/// accepted is answered again at once when that node is gone, instead of after the longest a turn
+/// can run. An incarnation is a node id plus its process's boot id: a node restarted under the
+/// same id (fixed ids are the norm: compose service names, pod names) is not its predecessor.
 pub trait NodeLiveness: Send + Sync + 'static {
-    /// Whether node `id` (`PAM_NODE_ID`) may still be answering a turn it accepted `accepted_ago`
-    /// ago: `false` only when it is not registered and the turn is older than a registration
-    /// lives (`PAM_NODE_TTL_MS`) — a killed node's registration is gone by then, while a live
-    /// node whose registration Redis lost (a restart, a flush) registers again within a
-    /// heartbeat. A drained node deregisters only after its running turns ended.
-    fn may_be_answering<'a>(&'a self, id: &'a str, accepted_ago: std::time::Duration) -> BoxFuture<'a, Result<bool, SharedUnavailable>>;
+    /// This process's boot id (random per start).
+    fn boot(&self) -> &str;
+    /// Whether node `id` (`PAM_NODE_ID`), in its incarnation `boot` when known, may still be
+    /// answering a turn it accepted `accepted_ago` ago: `false` when `id` is registered under
+    /// another boot id (it restarted), or when it is not registered and the turn is older than a
+    /// registration lives (`PAM_NODE_TTL_MS`) — a killed node's registration is gone by then,
+    /// while a live node whose registration Redis lost (a restart, a flush) registers again
+    /// within a heartbeat. A drained node deregisters only after its running turns ended.
+    fn may_be_answering<'a>(
+        &'a self,
+        id: &'a str,
+        boot: Option<&'a str>,
+        accepted_ago: std::time::Duration,
+    ) -> BoxFuture<'a, Result<bool, SharedUnavailable>>;
 }
 
 /// The per-user chat rate limit counted across nodes (GCRA, the same rule as `RateLimiter`).

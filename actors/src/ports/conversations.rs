@@ -50,6 +50,10 @@ pub struct UserMessage {
     pub received_at: chrono::DateTime<chrono::Utc>,
     /// The node that accepted it (`PAM_NODE_ID`), stored in the row's `metadata.node`.
     pub node: String,
+    /// That node's incarnation (its process's boot id, with Redis), stored in `metadata.boot`:
+    /// a node restarted under the same id is another incarnation, not the one answering.
+    #[serde(default)]
+    pub boot: Option<String>,
 }
 
 /// An answer stored earlier (text plus the metadata of `turn::turn_metadata`).

@@ -30,7 +30,7 @@ pub use notifications::{
     WAITING_TIMERS, payload_bytes, waiting_batch,
 };
 pub use outbox_journal::{OutboxJournal, PendingWrite};
-pub use stream_store::{Claim, ClaimedStream, StoredFrame, StreamStore, StreamWrite, TurnMark};
+pub use stream_store::{Claim, ClaimedStream, Orphans, StoredFrame, StreamStore, StreamWrite, TurnMark};
 
 /// A boxed, sendable future (trait objects cannot return `impl Future`).
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;

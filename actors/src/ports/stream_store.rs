@@ -82,7 +82,9 @@ pub struct ClaimedStream {
     pub last_replayable: u64,
     /// The node that held it before, and whether it is still registered (alive).
     pub previous_node: String,
-    /// Whether that node is still registered.
+    /// That holder's boot id (with `previous_node`, its incarnation; empty when unknown).
+    pub previous_boot: String,
+    /// Whether that incarnation is still registered (a restart under the same id is not).
     pub previous_alive: bool,
     /// Turns acknowledged and not yet ended.
     pub open_turns: Vec<String>,
@@ -123,8 +125,20 @@ pub trait StreamStore: Send + Sync + 'static {
         last_seq: u64,
         inst: u64,
     ) -> BoxFuture<'a, Result<Claim, SharedUnavailable>>;
+    /// Whether the incarnation `node`/`boot` that held `stream` still lives, and which of the
+    /// stream's turns are still open (a resume that found their holder alive watches them with it).
+    fn orphans<'a>(&'a self, stream: &'a str, node: &'a str, boot: &'a str) -> BoxFuture<'a, Result<Orphans, SharedUnavailable>>;
     /// Waits until every queued write was tried, or `within` passed; `true` when all were.
     fn flush(&self, within: Duration) -> BoxFuture<'_, bool>;
+}
+
+/// What [`StreamStore::orphans`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Orphans {
+    /// The incarnation asked about is still registered.
+    pub holder_alive: bool,
+    /// The stream's turns acknowledged and not yet ended.
+    pub open_turns: Vec<String>,
 }
 
 #[cfg(test)]

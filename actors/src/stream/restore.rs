@@ -52,7 +52,9 @@ impl ResumableStream {
         let waiting = {
             let mut inner = self.lock();
             inner.epoch = Arc::from(claimed.epoch.as_str());
-            inner.last_seq = inner.last_seq.max(claimed.last_seq);
+            // A client past the store (its holder died before storing what it sent) goes on
+            // after its own position: seqs never go back for it.
+            inner.last_seq = inner.last_seq.max(claimed.last_seq).max(last_seq);
             inner.last_replayable = claimed.frames.last().map_or(claimed.last_replayable, |f| f.seq);
             // Frames before the client's position were not read: a resume from before is too old.
             inner.evicted_up_to = last_seq;

@@ -34,7 +34,8 @@ impl TurnPipeline {
     pub(crate) async fn intake(&self, input: &TurnInput, turn: u64, mut line: StoreInLine) -> Intake {
         let key = input.key();
         let received_at = line.wait().await;
-        let message = UserMessage { key: key.clone(), text: input.message.clone(), received_at, node: self.node.to_string() };
+        let boot = self.liveness.as_ref().map(|liveness| liveness.boot().to_string());
+        let message = UserMessage { key: key.clone(), text: input.message.clone(), received_at, node: self.node.to_string(), boot };
         // At most twice: a repeat that waited for the turn answering it here looks again.
         for _ in 0..2 {
             if self.outbox.must_queue(&key) {
@@ -97,13 +98,16 @@ impl TurnPipeline {
         }
         let abandoned = stored.metadata.get("unanswered").is_some_and(|v| !v.is_null());
         let accepted_by = stored.metadata.get("node").and_then(Value::as_str);
+        let accepted_boot = stored.metadata.get("boot").and_then(Value::as_str);
         let age = chrono::Utc::now().signed_duration_since(stored.received_at).to_std().unwrap_or_default();
-        if abandoned || accepted_by == Some(&*self.node) || age >= self.turn_lifetime {
+        let here = accepted_by == Some(&*self.node)
+            && (accepted_boot.is_none() || accepted_boot == self.liveness.as_ref().map(|liveness| liveness.boot()));
+        if abandoned || here || age >= self.turn_lifetime {
             return Intake::New { durable: true };
         }
         if let (Some(liveness), Some(node)) = (&self.liveness, accepted_by) {
-            if let Ok(false) = liveness.may_be_answering(node, age).await {
-                tracing::info!(node, "a repeated chat's node is gone; answering it here");
+            if let Ok(false) = liveness.may_be_answering(node, accepted_boot, age).await {
+                tracing::info!(node, boot = accepted_boot, "a repeated chat's node (that incarnation of it) is gone; answering it here");
                 return Intake::New { durable: true };
             }
         }

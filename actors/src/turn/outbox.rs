@@ -333,6 +333,7 @@ mod tests {
             text: "hi".into(),
             received_at: chrono::Utc::now(),
             node: "n1".into(),
+            boot: None,
         })
     }
 

@@ -263,3 +263,97 @@ async fn a_stream_resumed_on_b_closes_the_socket_still_attached_to_it_on_a() {
     let (closed, _) = first.recv_close().await;
     assert_eq!((closed.code, closed.reason.as_str()), (1000, "session resumed on another connection"));
 }
+
+/// A node restarted under the same `PAM_NODE_ID` (fixed ids are the norm: compose services, pod
+/// names) is another incarnation: a resume elsewhere ends its predecessor's open turns at once
+/// with a retryable error — not after the registration TTL, and not never because the id is
+/// registered again — and a repeat of a chat the predecessor accepted is answered, not "busy".
+#[tokio::test]
+async fn a_node_restarted_under_the_same_id_is_not_taken_for_its_predecessor() {
+    use crate::common::db::{Backend, test_db};
+    let redis = redis().await;
+    let db = test_db(Backend::Postgres).await;
+    let prefix = fresh_prefix();
+    let on_db = |s: &mut Settings| {
+        short_ttl(s);
+        s.database_url = db.url.clone();
+    };
+    let (stuck, _never) = StreamingModel::gated(vec!["Half ", "an answer"], "Half an answer");
+    let a = spawn_node("node-a", &redis_url(), &prefix, on_db, with_llm(stuck)).await;
+    let b = spawn_node("node-b", &redis_url(), &prefix, on_db, with_llm(StreamingModel::new(vec!["Whole"], "Whole"))).await;
+    wait_until("both nodes are listed", || async { listed_nodes(&b.app).await == ["node-a", "node-b"] }).await;
+    let (mut client, welcome) = connect_welcomed(&a.app, &token_for(USER)).await;
+    client.send_json(json!({"type":"chat","id":"r-1","message":"and then?"})).await;
+    let seen = frames_until(&mut client, "chat_delta").await;
+    wait_stored(&redis, &prefix, welcome["stream_id"].as_str().unwrap(), 2).await;
+    let (mut other, _) = connect_welcomed(&a.app, &token_for(OTHER_USER)).await;
+    other.send_json(json!({"type":"chat","id":"r-2","message":"where next?"})).await;
+    frames_until(&mut other, "ack").await;
+
+    // A dies and comes back under the same id at once: its registration never lapses.
+    a.app.server.abort();
+    drop((client, other));
+    let again = spawn_node("node-a", &redis_url(), &prefix, on_db, with_llm(StreamingModel::new(vec!["Again"], "Again"))).await;
+    wait_until("the new node-a is registered", || async {
+        let nodes = crate::common::nodes::admin_get(&b.app, "/api/v1/monitoring/nodes").await;
+        nodes["nodes"].as_array().unwrap().iter().any(|n| n["id"] == "node-a" && n["started_at"] != Value::Null)
+            && listed_nodes(&b.app).await == ["node-a", "node-b"]
+    })
+    .await;
+
+    let (mut back, _) = connect_welcomed(&b.app, &token_for(USER)).await;
+    back.send_json(resume(&welcome, max_seq(&seen))).await;
+    let mut replayed = frames_until(&mut back, "resumed").await;
+    replayed.pop();
+    let error = replayed.iter().find(|f| f["type"] == "error").unwrap_or_else(|| panic!("an error for r-1: {replayed:?}"));
+    assert_eq!((error["id"].as_str(), error["retryable"].as_bool()), (Some("r-1"), Some(true)), "{error}");
+
+    // The other user's unanswered chat, repeated right away on B: answered, not "still busy".
+    let (mut repeat, _) = connect_welcomed(&b.app, &token_for(OTHER_USER)).await;
+    repeat.send_json(json!({"type":"chat","id":"r-2","message":"where next?"})).await;
+    let mut frames = vec![repeat.recv_non_ping().await];
+    while !["chat_end", "error"].contains(&frames.last().unwrap()["type"].as_str().unwrap_or_default()) {
+        frames.push(repeat.recv_non_ping().await);
+    }
+    assert_eq!(frames.last().unwrap()["message"], "Whole", "answered on B, not 'still answered elsewhere': {frames:?}");
+    drop(again);
+}
+
+/// A resume that finds the stream's holder alive leaves its running turn to it (its frames are
+/// forwarded); when that holder then dies, the resumed client still gets a retryable error for
+/// the turn within the registration TTL plus a check — it is never left waiting.
+#[tokio::test]
+async fn a_turn_whose_node_dies_after_the_client_resumed_elsewhere_still_ends() {
+    let redis = redis().await;
+    let prefix = fresh_prefix();
+    let (stuck, _never) = StreamingModel::gated(vec!["Half ", "an answer"], "Half an answer");
+    let a = spawn_node("node-a", &redis_url(), &prefix, short_ttl, with_llm(stuck)).await;
+    let b = spawn_node("node-b", &redis_url(), &prefix, short_ttl, with_llm(StreamingModel::new(vec!["Whole"], "Whole"))).await;
+    wait_until("both nodes are listed", || async { listed_nodes(&b.app).await == ["node-a", "node-b"] }).await;
+    let (mut client, welcome) = connect_welcomed(&a.app, &token_for(USER)).await;
+    client.send_json(json!({"type":"chat","id":"w-1","message":"and then?"})).await;
+    let seen = frames_until(&mut client, "chat_delta").await;
+    wait_stored(&redis, &prefix, welcome["stream_id"].as_str().unwrap(), 2).await;
+    drop(client);
+
+    // Resumed on B while A still runs the turn: nothing ends yet.
+    let (mut back, _) = connect_welcomed(&b.app, &token_for(USER)).await;
+    back.send_json(resume(&welcome, max_seq(&seen))).await;
+    let replayed = frames_until(&mut back, "resumed").await;
+    assert!(replayed.iter().all(|f| f["type"] != "error"), "{replayed:?}");
+
+    // Then A dies: within its TTL plus a check, the turn ends with a retryable error.
+    a.app.server.abort();
+    let died = tokio::time::Instant::now();
+    let error = loop {
+        let frame = back.recv_non_ping().await;
+        if frame["type"] == "error" {
+            break frame;
+        }
+    };
+    assert_eq!((error["id"].as_str(), error["retryable"].as_bool()), (Some("w-1"), Some(true)), "{error}");
+    assert!(died.elapsed() < Duration::from_millis(TTL_MS) + Duration::from_secs(5), "ended in {:?}", died.elapsed());
+    back.send_json(json!({"type":"chat","id":"w-1","message":"and then?"})).await;
+    let end = frames_until(&mut back, "chat_end").await.pop().unwrap();
+    assert_eq!((end["id"].as_str(), end["message"].as_str()), (Some("w-1"), Some("Whole")));
+}
