@@ -96,6 +96,7 @@ mod tests {
             last_seq: 3,
             last_replayable: 2,
             previous_node: "a".into(),
+            previous_boot: String::new(),
             previous_alive: true,
             open_turns: vec![],
             frames: vec![],
