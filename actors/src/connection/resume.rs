@@ -125,7 +125,15 @@ impl ConnectionState {
         if let Err(reason) = check_replay(last_seq, claimed.last_replayable, &claimed.frames) {
             return self.resume_failed(myself, current, reason);
         }
-        self.take_over(myself, current, fresh, last_seq);
+        self.take_over(myself, current, fresh.clone(), last_seq);
+        // The word that another node claimed it since travels by pub/sub (at most once): ask the
+        // store once more, so two resumes racing on two nodes never leave both holding it.
+        let store = store.clone();
+        tokio::spawn(async move {
+            if let Ok(Some(false)) = store.holds(fresh.id(), fresh.inst()).await {
+                fresh.taken_elsewhere();
+            }
+        });
     }
 
     /// Attaches this socket to `old` and replays it from `last_seq`.

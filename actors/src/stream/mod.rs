@@ -93,6 +93,9 @@ struct StreamInner {
     evicted_up_to: u64,
     attached: Option<Attached>,
     detached_at: Option<Instant>,
+    /// Another node claimed the stream from this object: a socket attaching later is told at once
+    /// (the word can come before the attach it is about).
+    taken: bool,
 }
 
 /// Why a resume could not replay.
@@ -131,6 +134,7 @@ impl ResumableStream {
             evicted_up_to: 0,
             attached: None,
             detached_at: Some(Instant::now()),
+            taken: false,
         };
         ResumableStream { id, user, limits, inst: uuid::Uuid::new_v4().as_u64_pair().0, store, inner: Mutex::new(inner) }
     }
@@ -287,6 +291,12 @@ impl ResumableStream {
                 let _ = previous.actor.cast(ConnectionMsg::StreamTaken);
             }
         }
+        if inner.taken {
+            // Claimed by another node between this node's claim and this attach: one holder only.
+            if let Some(attached) = inner.attached.as_ref() {
+                let _ = attached.actor.cast(ConnectionMsg::StreamTaken);
+            }
+        }
         inner.detached_at = None;
         Ok(replay)
     }
@@ -331,7 +341,9 @@ impl ResumableStream {
     /// Another node now holds this stream: the attached socket (if any) is told it was taken over
     /// and closes, detaching itself.
     pub(crate) fn taken_elsewhere(&self) {
-        if let Some(attached) = self.lock().attached.as_ref() {
+        let mut inner = self.lock();
+        inner.taken = true;
+        if let Some(attached) = inner.attached.as_ref() {
             let _ = attached.actor.cast(ConnectionMsg::StreamTaken);
         }
     }

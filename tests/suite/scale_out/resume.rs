@@ -357,3 +357,65 @@ async fn a_turn_whose_node_dies_after_the_client_resumed_elsewhere_still_ends() 
     let end = frames_until(&mut back, "chat_end").await.pop().unwrap();
     assert_eq!((end["id"].as_str(), end["message"].as_str()), (Some("w-1"), Some("Whole")));
 }
+
+/// How a resume went for a socket: `resumed`, `resume_failed`, or `closed` (taken over).
+async fn resume_outcome(socket: &mut WsClient) -> &'static str {
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    loop {
+        match tokio::time::timeout(Duration::from_secs(10), socket.ws.next()).await.expect("an outcome in time") {
+            Some(Ok(Message::Text(text))) => match serde_json::from_str::<Value>(&text).unwrap()["type"].as_str() {
+                Some("resumed") => return "resumed",
+                Some("resume_failed") => return "resume_failed",
+                _ => {}
+            },
+            Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return "closed",
+            Some(Ok(_)) => {}
+        }
+    }
+}
+
+/// Whether the socket is closed (by the server) within `within`.
+async fn closes_within(socket: &mut WsClient, within: Duration) -> bool {
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        match tokio::time::timeout_at(deadline, socket.ws.next()).await {
+            Err(_) => return false,
+            Ok(Some(Ok(Message::Close(_))) | None | Some(Err(_))) => return true,
+            Ok(Some(Ok(_))) => {}
+        }
+    }
+}
+
+/// Two resumes of one stream on two nodes at the same moment: the claims are atomic, and the word
+/// "taken" can come before the attach it is about or be lost — either way, in the end one socket
+/// holds the stream.
+#[tokio::test]
+async fn two_resumes_of_one_stream_racing_on_two_nodes_leave_one_holder_every_time() {
+    let redis = redis().await;
+    let prefix = fresh_prefix();
+    let model = StreamingModel::new(vec!["Hi"], "Hi");
+    let a = spawn_node("node-a", &redis_url(), &prefix, |_| {}, with_llm(model.clone())).await;
+    let b = spawn_node("node-b", &redis_url(), &prefix, |_| {}, with_llm(model)).await;
+    wait_subscribed(&redis, &prefix, "node-a").await;
+    wait_subscribed(&redis, &prefix, "node-b").await;
+    for round in 0..25 {
+        let user = uuid::Uuid::new_v4().to_string();
+        let (mut first, welcome) = connect_welcomed(&a.app, &token_for(&user)).await;
+        first.send_json(json!({"type":"chat","id":"t-1","message":"hi"})).await;
+        let frames = frames_until(&mut first, "chat_end").await;
+        wait_stored(&redis, &prefix, welcome["stream_id"].as_str().unwrap(), 3).await;
+        drop(first);
+        let (mut on_a, _) = connect_welcomed(&a.app, &token_for(&user)).await;
+        let (mut on_b, _) = connect_welcomed(&b.app, &token_for(&user)).await;
+        let message = resume(&welcome, max_seq(&frames));
+        tokio::join!(on_a.send_json(message.clone()), on_b.send_json(message));
+        let (outcome_a, outcome_b) = tokio::join!(resume_outcome(&mut on_a), resume_outcome(&mut on_b));
+        let holding_a = outcome_a == "resumed" && !closes_within(&mut on_a, Duration::from_millis(1_500)).await;
+        let holding_b = outcome_b == "resumed" && !closes_within(&mut on_b, Duration::from_millis(300)).await;
+        assert!(!(holding_a && holding_b), "round {round}: both sockets hold the stream ({outcome_a}, {outcome_b})");
+        assert!(holding_a || holding_b || outcome_a != "resumed" || outcome_b != "resumed", "round {round}: {outcome_a}, {outcome_b}");
+    }
+}
