@@ -63,6 +63,9 @@ enum ChannelMessage {
         /// numbers it anew).
         from: String,
         seq: u64,
+        /// The writer's replayable seq before it (the holder sees a lost frame by it).
+        #[serde(default)]
+        prev: Option<u64>,
         /// Its JSON text, with that seq.
         frame: String,
     },
@@ -201,8 +204,8 @@ async fn listen(
                 let Some(text) = message.value.as_str() else { continue };
                 let envelope = match serde_json::from_str::<ChannelMessage>(&text) {
                     Ok(ChannelMessage::Push(envelope)) => envelope,
-                    Ok(ChannelMessage::StreamFrame { stream, from, seq, frame }) => {
-                        streams.forwarded(&stream, from.parse().unwrap_or(0), seq, frame);
+                    Ok(ChannelMessage::StreamFrame { stream, from, seq, prev, frame }) => {
+                        streams.forwarded(&stream, from.parse().unwrap_or(0), seq, prev, frame);
                         continue;
                     }
                     Ok(ChannelMessage::Taken { taken, inst }) => {

@@ -212,9 +212,15 @@ for k = 1, #KEYS, 2 do
     if seqs ~= '' then
       local channel = prefix .. ':node:' .. holder[1] .. ':push'
       local text = string.gmatch(texts, '[^\n]+')
+      local before = tonumber(prev)
       for seq in string.gmatch(seqs, '[^,]+') do
-        redis.call('PUBLISH', channel, cjson.encode({stream = stream, from = inst, seq = tonumber(seq), frame = text()}))
+        redis.call('PUBLISH', channel, cjson.encode({stream = stream, from = inst, seq = tonumber(seq), prev = before, frame = text()}))
+        before = tonumber(seq)
       end
+    end
+    -- The turns it ends are ended in the store too: a holder whose copy of the end was lost sees it.
+    for i = turns + opens, turns + opens + closes - 1 do
+      redis.call('HDEL', meta, 't:' .. ARGV[i])
     end
     forwarded = forwarded + writes
   else

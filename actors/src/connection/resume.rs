@@ -163,28 +163,43 @@ impl ConnectionState {
 }
 
 /// Watches the turns a live node left open on a stream this node took over: they end through that
-/// node (forwarded here) while it lives; when that incarnation is gone (killed, or restarted under
-/// the same id) the ones still open end with a retryable error, so the client sends them again.
-/// Ends once none is open, or after `lifetime` (the longest a turn can run anywhere).
+/// node (their frames forwarded here) while it lives. When that incarnation is gone (killed, or
+/// restarted under the same id) the ones still open here end with a retryable error, so the
+/// client sends them again; so do the ones the store says ended while their end never arrived
+/// here (lost between nodes: pub/sub is at most once) — after one more check, for an end still
+/// on its way. Ends once none is open here, or after `lifetime` (the longest a turn can run).
 fn watch_orphans(store: Arc<dyn StreamStore>, stream: Arc<ResumableStream>, node: String, boot: String, lifetime: Duration) {
     tokio::spawn(async move {
         let deadline = tokio::time::Instant::now() + lifetime;
+        let mut ended_elsewhere: Vec<String> = Vec::new();
         while tokio::time::Instant::now() < deadline {
             tokio::time::sleep(ORPHAN_CHECK).await;
-            match store.orphans(stream.id(), &node, &boot).await {
-                Ok(found) if found.open_turns.is_empty() => return,
-                Ok(found) if !found.holder_alive => {
-                    tracing::info!(
-                        stream = stream.id(),
-                        node,
-                        turns = found.open_turns.len(),
-                        "the node answering a resumed stream's turns is gone; they end with a retryable error"
-                    );
-                    return stream.end_orphaned_turns(&found.open_turns);
-                }
-                // Alive, or the store cannot be asked right now: look again.
-                _ => {}
+            let open_here = stream.watched_open();
+            if open_here.is_empty() {
+                return;
             }
+            let Ok(found) = store.orphans(stream.id(), &node, &boot).await else { continue };
+            if !found.holder_alive {
+                tracing::info!(
+                    stream = stream.id(),
+                    node,
+                    turns = open_here.len(),
+                    "the node answering a resumed stream's turns is gone; they end with a retryable error"
+                );
+                return stream.end_orphaned_turns(&open_here);
+            }
+            let lost: Vec<String> = open_here.into_iter().filter(|id| !found.open_turns.contains(id)).collect();
+            let confirmed: Vec<String> = lost.iter().filter(|id| ended_elsewhere.contains(id)).cloned().collect();
+            if !confirmed.is_empty() {
+                tracing::warn!(
+                    stream = stream.id(),
+                    node,
+                    turns = confirmed.len(),
+                    "a resumed stream's turn ended on another node but its end never arrived; it ends with a retryable error"
+                );
+                stream.end_turns(&confirmed, "the end of this answer was lost between PAM nodes; send the same chat again");
+            }
+            ended_elsewhere = lost;
         }
     });
 }

@@ -35,10 +35,25 @@ pub(crate) fn failure_of(claim: &Claim) -> Option<ResumeFailure> {
     }
 }
 
-/// Drops a frame forwarded to the holder twice: per writing object (`inst`), each seq once and in
-/// order. Objects number independently (after a second hand-over the old writer's numbering is
-/// not the holder's), so the gate follows the latest writer; the claim itself never overlaps a
-/// forward (the store appends or forwards each frame, atomically with the hand-over).
+/// What the holder makes of a frame forwarded to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Forwarded {
+    /// Not taken yet, and nothing before it is missing: number it and send it.
+    Take,
+    /// Taken before (a repeat): drop it.
+    Repeat,
+    /// A frame of its writer before it never arrived (pub/sub is at most once): the answer it
+    /// belongs to cannot be whole here.
+    Gap,
+}
+
+/// Drops a frame forwarded to the holder twice and sees one missing: per writing object (`inst`),
+/// each seq once and in order, each naming the replayable seq before it (`prev`, in its writer's
+/// numbering; forwarded frames are the replayable ones, so each one's `prev` is the one before).
+/// Objects number independently (after a second hand-over the old writer's numbering is not the
+/// holder's), so the gate follows the latest writer; the claim itself never overlaps a forward (the
+/// store appends or forwards each frame, atomically with the hand-over), so the first writer after
+/// a claim continues from the last replayable seq the claim read.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct ForwardGate {
     origin: u64,
@@ -46,23 +61,42 @@ pub(crate) struct ForwardGate {
 }
 
 impl ForwardGate {
-    /// `true` for a frame (by its writer object and the seq that writer gave it) not taken yet.
-    pub(crate) fn take(&mut self, origin: u64, origin_seq: u64) -> bool {
+    /// The gate of a stream just claimed, whose store held frames up to `last_replayable`.
+    pub(crate) fn after_claim(last_replayable: u64) -> Self {
+        ForwardGate { origin: 0, floor: last_replayable }
+    }
+
+    /// A frame by its writer object, the seq that writer gave it and the replayable seq before
+    /// it (`None` from a writer that does not say).
+    pub(crate) fn take(&mut self, origin: u64, origin_seq: u64, prev: Option<u64>) -> Forwarded {
         if origin != self.origin {
+            let first_after_claim = self.origin == 0;
+            let missing = first_after_claim && prev.is_some_and(|prev| prev > self.floor);
             (self.origin, self.floor) = (origin, origin_seq);
-            return true;
+            return if missing { Forwarded::Gap } else { Forwarded::Take };
         }
         if origin_seq <= self.floor {
-            return false;
+            return Forwarded::Repeat;
         }
+        let missing = prev.is_some_and(|prev| prev > self.floor);
         self.floor = origin_seq;
-        true
+        if missing { Forwarded::Gap } else { Forwarded::Take }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_forwarded_frame_whose_predecessor_never_came_is_a_gap() {
+        let mut gate = ForwardGate::after_claim(12);
+        assert_eq!(gate.take(7, 14, Some(12)), Forwarded::Take, "continues from what the claim read");
+        assert_eq!(gate.take(7, 15, Some(14)), Forwarded::Take);
+        assert_eq!(gate.take(7, 19, Some(17)), Forwarded::Gap, "17 was lost");
+        let mut late = ForwardGate::after_claim(12);
+        assert_eq!(late.take(7, 16, Some(14)), Forwarded::Gap, "the first frames after the claim were lost");
+    }
     use crate::ports::ClaimedStream;
 
     fn frame(seq: u64, prev: u64) -> StoredFrame {
@@ -107,12 +141,12 @@ mod tests {
     #[test]
     fn the_forward_gate_takes_each_seq_of_a_writer_once_and_follows_a_new_writer() {
         let mut gate = ForwardGate::default();
-        assert!(gate.take(7, 11));
-        assert!(!gate.take(7, 11), "a repeat");
-        assert!(gate.take(7, 14), "a writer may skip seqs (unreplayable frames are not forwarded)");
-        assert!(!gate.take(7, 12), "older than one taken");
-        assert!(gate.take(9, 3), "another writer numbers on its own");
-        assert!(gate.take(9, 4));
-        assert!(!gate.take(9, 4));
+        assert_eq!(gate.take(7, 11, None), Forwarded::Take);
+        assert_eq!(gate.take(7, 11, None), Forwarded::Repeat, "a repeat");
+        assert_eq!(gate.take(7, 14, Some(11)), Forwarded::Take, "a writer may skip seqs (unreplayable frames are not forwarded)");
+        assert_eq!(gate.take(7, 12, Some(11)), Forwarded::Repeat, "older than one taken");
+        assert_eq!(gate.take(9, 3, None), Forwarded::Take, "another writer numbers on its own");
+        assert_eq!(gate.take(9, 4, Some(3)), Forwarded::Take);
+        assert_eq!(gate.take(9, 4, Some(3)), Forwarded::Repeat);
     }
 }

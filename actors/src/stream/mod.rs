@@ -83,7 +83,7 @@ struct StreamInner {
     epoch: Arc<str>,
     /// `Some` while this node claims the stream from the store: frames forwarded to it meanwhile
     /// (by their writer object and seq) wait here, to be numbered after the frames the claim reads.
-    restoring: Option<Vec<(u64, u64, String)>>,
+    restoring: Option<Vec<(u64, u64, Option<u64>, String)>>,
     /// Forwarded frames already taken (or read by the claim).
     forward_gate: ForwardGate,
     /// Replayable frames, oldest first, with their text.
@@ -93,6 +93,11 @@ struct StreamInner {
     evicted_up_to: u64,
     attached: Option<Attached>,
     detached_at: Option<Instant>,
+    /// Turns another node was answering when this node claimed the stream, still open here:
+    /// their frames come forwarded, so a lost one (or a lost end) must end them with an error.
+    watched: Vec<String>,
+    /// A writer whose forwarded frames were lost: the rest of them are dropped (its turns ended).
+    lost_origin: Option<u64>,
     /// Another node claimed the stream from this object: a socket attaching later is told at once
     /// (the word can come before the attach it is about).
     taken: bool,
@@ -135,6 +140,8 @@ impl ResumableStream {
             attached: None,
             detached_at: Some(Instant::now()),
             taken: false,
+            watched: Vec::new(),
+            lost_origin: None,
         };
         ResumableStream { id, user, limits, inst: uuid::Uuid::new_v4().as_u64_pair().0, store, inner: Mutex::new(inner) }
     }
@@ -171,6 +178,11 @@ impl ResumableStream {
         let seq = inner.last_seq;
         let kind = frame.kind();
         let replayable = frame.is_replayable();
+        if !inner.watched.is_empty() {
+            if let TurnMark::Close(id) = TurnMark::of(&frame) {
+                inner.watched.retain(|open| *open != id);
+            }
+        }
         let marks = self.store.is_some().then(|| (TurnMark::of(&frame), matches!(frame, V2Frame::Welcome(_))));
         let text: Arc<str> = SeqFrame { seq, frame }.to_text().into();
         let prev = inner.last_replayable;
@@ -184,6 +196,12 @@ impl ResumableStream {
             self.record(&inner, seq, prev, replayable.then_some(text), turn, open);
         }
         seq
+    }
+
+    /// The turns another node was answering when this node claimed the stream and that have not
+    /// ended here yet.
+    pub fn watched_open(&self) -> Vec<String> {
+        self.lock().watched.clone()
     }
 
     /// `true` while a resume replay is being sent: live frames wait behind it, so a frame put

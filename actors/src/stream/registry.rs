@@ -161,12 +161,12 @@ impl ResumeBuffer {
     }
 
     /// A frame another object of stream `id` wrote (its JSON text; `origin` that object's inst,
-    /// `origin_seq` the seq it gave it), forwarded here because this node holds the stream:
-    /// numbered and sent on.
-    pub fn forwarded(&self, id: &str, origin: u64, origin_seq: u64, text: String) {
+    /// `origin_seq` the seq it gave it, `prev` the replayable one before it), forwarded here
+    /// because this node holds the stream: numbered and sent on, unless one before it was lost.
+    pub fn forwarded(&self, id: &str, origin: u64, origin_seq: u64, prev: Option<u64>, text: String) {
         let stream = self.lock().streams.get(id).cloned();
         match stream {
-            Some(stream) => stream.forwarded(origin, origin_seq, text),
+            Some(stream) => stream.forwarded(origin, origin_seq, prev, text),
             None => tracing::debug!(stream = id, "a frame forwarded for a stream this node no longer holds was dropped"),
         }
     }

@@ -51,6 +51,11 @@ impl FlakyProxy {
         self.silent.store(true, Ordering::SeqCst);
     }
 
+    /// Connections made from now on are forwarded again (the silent ones stay silent until reset).
+    pub fn forward_again(&self) {
+        self.silent.store(false, Ordering::SeqCst);
+    }
+
     /// Resets every connection through the proxy (both sides get RST; bytes in flight are lost).
     pub fn reset(&self) {
         self.connections.lock().unwrap().abort_all();

@@ -419,3 +419,74 @@ async fn two_resumes_of_one_stream_racing_on_two_nodes_leave_one_holder_every_ti
         assert!(holding_a || holding_b || outcome_a != "resumed" || outcome_b != "resumed", "round {round}: {outcome_a}, {outcome_b}");
     }
 }
+
+/// The node a client resumed on loses its Redis link while the node still answering the turn
+/// forwards the rest of it (pub/sub: lost for good). The client must never be left with a silent
+/// partial answer: it gets the whole answer or a retryable error, and the re-send gets the whole
+/// stored answer.
+#[tokio::test]
+async fn a_redis_cut_on_the_resuming_node_never_leaves_a_silent_partial_answer() {
+    use crate::common::db::{Backend, test_db};
+    use crate::common::proxy::FlakyProxy;
+    let redis = redis().await;
+    let db = test_db(Backend::Postgres).await;
+    let prefix = fresh_prefix();
+    let on_db = |s: &mut Settings| s.database_url = db.url.clone();
+    let deltas: Vec<&'static str> = (0..30).map(|i| &*Box::leak(format!("d{i} ").into_boxed_str())).collect();
+    let full: &'static str = Box::leak(deltas.concat().into_boxed_str());
+    let (model, gate) = StreamingModel::gated(deltas, full);
+    let a = spawn_node("node-a", &redis_url(), &prefix, on_db, with_llm(model.clone())).await;
+    let redis_addr: std::net::SocketAddr = redis_url().trim_start_matches("redis://").trim_end_matches('/').parse().expect("host:port");
+    let proxy = FlakyProxy::start(redis_addr).await;
+    let via_proxy = format!("redis://{}", proxy.addr);
+    let b = spawn_node("node-b", &via_proxy, &prefix, on_db, with_llm(model)).await;
+    wait_subscribed(&redis, &prefix, "node-a").await;
+    wait_subscribed(&redis, &prefix, "node-b").await;
+    let (mut client, welcome) = connect_welcomed(&a.app, &token_for(USER)).await;
+    client.send_json(json!({"type":"chat","id":"p-1","message":"tell me a long story"})).await;
+    let seen = frames_until(&mut client, "chat_delta").await;
+    wait_stored(&redis, &prefix, welcome["stream_id"].as_str().unwrap(), 2).await;
+    drop(client);
+    let (mut back, _) = connect_welcomed(&b.app, &token_for(USER)).await;
+    back.send_json(resume(&welcome, max_seq(&seen))).await;
+    frames_until(&mut back, "resumed").await;
+
+    // B's Redis link goes silent while A streams the rest and ends the turn; then it comes back.
+    proxy.go_silent();
+    gate.add_permits(1);
+    // Why a fixed pause: A's rest of the answer must be forwarded (and lost) while B hears nothing.
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    proxy.reset();
+    proxy.forward_again();
+
+    let mut deltas_seen = String::new();
+    let outcome = loop {
+        let frame = back.recv_non_ping().await;
+        match frame["type"].as_str() {
+            Some("chat_delta") => deltas_seen.push_str(frame["delta"].as_str().unwrap()),
+            Some("chat_end" | "error") => break frame,
+            _ => {}
+        }
+    };
+    if outcome["type"] == "chat_end" {
+        assert_eq!(outcome["message"], full, "a whole answer");
+        assert_eq!(format!("d0 {deltas_seen}"), full, "every delta, none missing");
+        return;
+    }
+    assert_eq!((outcome["id"].as_str(), outcome["retryable"].as_bool()), (Some("p-1"), Some(true)), "{outcome}");
+    // The re-send gets the whole stored answer.
+    let answer = loop {
+        back.send_json(json!({"type":"chat","id":"p-1","message":"tell me a long story"})).await;
+        let frames = loop {
+            let frame = back.recv_non_ping().await;
+            if frame["type"] == "chat_end" || (frame["type"] == "error" && frame["id"] == "p-1") {
+                break frame;
+            }
+        };
+        if frames["type"] == "chat_end" {
+            break frames;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(answer["message"], full);
+}
