@@ -75,6 +75,10 @@ impl Replay {
     }
 }
 
+/// A frame forwarded while the claim runs: its writer object, that writer's seq and the
+/// replayable seq before it, and its text.
+type WaitingForward = (u64, u64, Option<u64>, String);
+
 struct StreamInner {
     last_seq: u64,
     /// The seq of the last replayable frame (the store sees gaps through it).
@@ -83,7 +87,7 @@ struct StreamInner {
     epoch: Arc<str>,
     /// `Some` while this node claims the stream from the store: frames forwarded to it meanwhile
     /// (by their writer object and seq) wait here, to be numbered after the frames the claim reads.
-    restoring: Option<Vec<(u64, u64, Option<u64>, String)>>,
+    restoring: Option<Vec<WaitingForward>>,
     /// Forwarded frames already taken (or read by the claim).
     forward_gate: ForwardGate,
     /// Replayable frames, oldest first, with their text.
