@@ -132,6 +132,10 @@ export class RecentIds {
     constructor(max = PUSH_IDS_REMEMBERED) {
         this.max = max;
     }
+    /** Whether `key` is remembered (without refreshing it). */
+    has(key) {
+        return this.keys.has(key);
+    }
     firstTime(key) {
         const seen = this.keys.delete(key);
         this.keys.add(key);

@@ -22,3 +22,11 @@ export declare function ceilingMs(b: Backoff, attempt: number): number;
  * [minMs, ceilingMs(attempt)]. `random` returns a number in [0, 1) (default `Math.random`).
  */
 export declare function delayMs(b: Backoff, attempt: number, random?: () => number): number;
+/**
+ * The wait before re-send `attempt` (0-based) of a chat the server answered with a retryable
+ * error: "equal jitter", uniformly within [max(minMs, ceiling/2), ceiling], ceiling =
+ * {@link ceilingMs}. Unlike the reconnect's full jitter, the waits cannot all come out near the
+ * floor, so a few re-sends are sure to span a known time (e.g. the ~15 s a crashed node's claim
+ * on a chat lasts) while still spreading a fleet of clients apart.
+ */
+export declare function retryDelayMs(b: Backoff, attempt: number, random?: () => number): number;

@@ -13,6 +13,7 @@ export declare class ChatHandle implements AsyncIterable<string> {
     /** Resolves with the answer; rejects with a {@link PamError}. */
     readonly result: Promise<ChatResult>;
     private statusValue;
+    private ackedOnce;
     private textValue;
     private final?;
     private failure?;

@@ -12,6 +12,7 @@ export class ChatHandle {
     /** Resolves with the answer; rejects with a {@link PamError}. */
     result;
     statusValue = 'queued';
+    ackedOnce = false;
     textValue = '';
     final;
     failure;
@@ -47,7 +48,7 @@ export class ChatHandle {
     /** Calls `cb` once the server has stored the chat (v2 `ack`). */
     onAck(cb) {
         this.ackCbs.push(cb);
-        if (this.statusValue === 'acked' || this.statusValue === 'streaming' || this.statusValue === 'done')
+        if (this.ackedOnce || this.statusValue === 'done')
             safe(cb);
         return this;
     }
@@ -109,11 +110,14 @@ export class ChatHandle {
         if (this.statusValue === 'sent')
             this.statusValue = 'queued';
     }
-    /** @internal The server stored it. */
+    /** @internal The server stored it (`onAck` callbacks run once, however often it is re-sent). */
     ack() {
         if (this.finished || this.statusValue === 'acked' || this.statusValue === 'streaming')
             return;
         this.statusValue = 'acked';
+        if (this.ackedOnce)
+            return;
+        this.ackedOnce = true;
         for (const cb of this.ackCbs)
             safe(cb);
     }
@@ -131,12 +135,15 @@ export class ChatHandle {
         for (const cb of this.deltaCbs)
             safe(() => cb(delta, this.textValue));
     }
-    /** @internal Re-sent after a failed resume: the text starts over (the iterator keeps what it gave). */
+    /**
+     * @internal Back to the queue to be sent again with the same id (after a failed resume, a
+     * retryable error or a passed answer deadline): the text starts over (the iterator keeps what it gave).
+     */
     restart() {
         if (this.finished)
             return;
         this.textValue = '';
-        this.statusValue = 'sent';
+        this.statusValue = 'queued';
     }
     /** @internal The whole answer; replaces the deltas. */
     end(result) {

@@ -13,13 +13,14 @@ export declare class PamClient extends Emitter<PamEvents> {
     private readonly WebSocketCtor;
     private readonly fetchFn;
     private readonly environment;
-    private readonly random;
     private readonly newId;
     private stateValue;
     private wantOpen;
     private attempt;
     private failedWithoutWelcome;
     private everLive;
+    /** When a live socket was last lost uncleanly (1006/1005): a 4504 soon after may be a dead node's count. */
+    private lostUncleanlyAt;
     private restMode;
     private tokenReason;
     private reconnectTimer;

@@ -14,7 +14,8 @@ import { dismissTimerOverRest, sendChatOverRest } from './rest.js';
 import { fetchConversations, fetchHistory } from './history.js';
 import { pickEnvironment, watchEnvironment } from './environment.js';
 import { onV2Frame } from './v2.js';
-import { closedSocket, detach, failWhere, fallbackId, requeue } from './internal.js';
+import { clearChatTimers, closedSocket, detach, failWhere, fallbackId, newPendingChat, requeue } from './internal.js';
+import { armInFlight, DEFAULT_ANSWER_DEADLINE_MS, DEFAULT_CHAT_RETRIES, DEFAULT_CHAT_RETRY_BACKOFF, DEFAULT_TOO_MANY_CONNECTIONS_RETRY_MS, isUncleanLoss, mayResend, pauseDeadlines, sentNow, TOO_MANY_CONNECTIONS, } from './recovery.js';
 /**
  * A PAM gateway client. Create it, subscribe with `on(…)`, call `connect()`, then `chat(…)`.
  * Chats made while disconnected are queued and sent once the socket is live (or over REST).
@@ -36,13 +37,18 @@ export class PamClient extends Emitter {
     /** @internal */ options;
     /** @internal v2: the `ack {seq}` frames of the current socket. */ acks;
     /** @internal The pushes given to the app, by kind and id (a re-sent one is not given again). */ pushesSeen = new RecentIds();
+    /** @internal v2: ids of chats answered or failed lately (a late frame about one is not news). */ finishedIds = new RecentIds();
+    /** @internal v2: chats sent so far (each send's place in the order; recovery.ts). */ sendOrder = 0;
+    /** @internal v2: the answer deadline (`answerDeadlineMs`). */ answerDeadlineMs;
+    /** @internal v2: re-sends per chat after retryable errors (`chatRetries`). */ chatRetries;
+    /** @internal v2: the waits before those re-sends (`chatRetryBackoff`). */ chatRetryBackoff;
+    /** @internal Jitter source. */ random;
     httpBase;
     wsBase;
     backoffBounds;
     WebSocketCtor;
     fetchFn;
     environment;
-    random;
     newId;
     stateValue = 'idle';
     /** @internal The current socket. */ ws = null;
@@ -50,6 +56,8 @@ export class PamClient extends Emitter {
     attempt = 0;
     failedWithoutWelcome = 0;
     everLive = false;
+    /** When a live socket was last lost uncleanly (1006/1005): a 4504 soon after may be a dead node's count. */
+    lostUncleanlyAt = -Infinity;
     restMode = false;
     tokenReason = 'connect';
     reconnectTimer;
@@ -76,6 +84,9 @@ export class PamClient extends Emitter {
         this.clock = options.clock ?? systemClock;
         this.acks = new Acks(this.clock, (seq) => this.send({ type: 'ack', seq }));
         this.random = options.random ?? Math.random;
+        this.answerDeadlineMs = options.answerDeadlineMs ?? DEFAULT_ANSWER_DEADLINE_MS;
+        this.chatRetries = Math.max(0, options.chatRetries ?? DEFAULT_CHAT_RETRIES);
+        this.chatRetryBackoff = backoff(options.chatRetryBackoff ?? DEFAULT_CHAT_RETRY_BACKOFF);
         const g = globalThis;
         this.WebSocketCtor = options.WebSocket ?? g.WebSocket;
         this.fetchFn = options.fetch ?? (g.fetch ? g.fetch.bind(globalThis) : undefined);
@@ -159,7 +170,7 @@ export class PamClient extends Emitter {
             handle.fail(new PamError('QUEUE_FULL', `the chats waiting for an answer would exceed ${maxBytes} bytes`, true));
             return handle;
         }
-        const chat = { handle, message: text, sessionId: options.sessionId, context: options.context, bytes, sentOn: 0, acked: false, dropAnswer: false };
+        const chat = newPendingChat(handle, text, options.sessionId, options.context, bytes);
         this.pending.set(id, chat);
         if (!this.wantOpen && this.stateValue === 'stopped') {
             handle.fail(new PamError('CLOSED', 'the client is closed; call connect() first'));
@@ -225,23 +236,20 @@ export class PamClient extends Emitter {
         const chat = this.pending.get(id);
         if (!chat)
             return;
-        const cancelled = new PamError('CANCELLED', 'the chat was cancelled');
-        if (chat.sentOn === 0) {
-            this.pending.delete(id);
-            chat.handle.fail(cancelled);
-        }
-        else if (this.dialectValue === 'v2' && chat.sentOn === this.gen && this.isLive()) {
-            // The server stops it and ends it with the partial text.
+        if (this.dialectValue === 'v2' && chat.sentOn === this.gen && this.isLive()) {
+            // The server stops it and ends it with the partial text (its answer deadline still runs).
             this.send({ type: 'cancel', id });
+            return;
         }
-        else if (this.dialectValue === 'legacy' && chat.sentOn === this.gen) {
+        clearChatTimers(this.clock, chat);
+        const cancelled = new PamError('CANCELLED', 'the chat was cancelled');
+        if (this.dialectValue === 'legacy' && chat.sentOn === this.gen && chat.sentOn !== 0) {
             chat.dropAnswer = true;
-            chat.handle.fail(cancelled);
         }
         else {
             this.pending.delete(id);
-            chat.handle.fail(cancelled);
         }
+        chat.handle.fail(cancelled);
     }
     // ---- internals used by v2.ts and legacy.ts ----
     /** @internal The current socket is live and not waiting for a resume outcome. */
@@ -280,6 +288,7 @@ export class PamClient extends Emitter {
         this.attempt = 0;
         this.failedWithoutWelcome = 0;
         this.everLive = true;
+        this.lostUncleanlyAt = -Infinity;
         this.restMode = false;
         this.setState('live');
         this.emit('live', payload);
@@ -290,7 +299,7 @@ export class PamClient extends Emitter {
             if (!this.wantOpen)
                 return; // Queued until connect().
             for (const chat of this.pending.values())
-                if (chat.sentOn === 0)
+                if (chat.sentOn === 0 && mayResend(chat, this.gen))
                     void sendChatOverRest(this.restContext(), chat, () => this.pending.delete(chat.handle.id));
             return;
         }
@@ -307,7 +316,7 @@ export class PamClient extends Emitter {
             // Answered over REST while off the socket: nothing left to send or to wait for.
             if (chat.handle.finished && chat.sentOn !== this.gen && chat.sentOn !== -1)
                 this.pending.delete(chat.handle.id);
-            if (chat.handle.finished || chat.sentOn === this.gen || chat.sentOn === -1 || chat.acked)
+            if (chat.handle.finished || chat.sentOn === this.gen || chat.sentOn === -1 || chat.acked || !mayResend(chat, this.gen))
                 continue;
             // Legacy answers carry no id: one chat at a time keeps answers matched to questions.
             if (this.dialectValue === 'legacy' && [...this.pending.values()].some((c) => c.sentOn === this.gen))
@@ -324,10 +333,19 @@ export class PamClient extends Emitter {
             chat.handle.markSent();
             if (this.dialectValue === 'legacy')
                 armAnswerTimeout(this, chat, this.gen);
+            else
+                sentNow(this, chat);
         }
+        // Chats acked on the stream this socket resumed are owed an answer here too.
+        if (this.dialectValue === 'v2')
+            armInFlight(this);
     }
     /** @internal A chat finished (answered or failed): forget it and send the next (legacy). */
     settle(id) {
+        const chat = this.pending.get(id);
+        if (chat)
+            clearChatTimers(this.clock, chat);
+        this.finishedIds.firstTime(id);
         this.pending.delete(id);
         if (this.dialectValue === 'legacy')
             this.flush();
@@ -415,18 +433,26 @@ export class PamClient extends Emitter {
         this.clock.clearTimeout(this.connectTimer);
         this.clock.clearTimeout(this.heartbeat);
         this.acks.reset();
+        pauseDeadlines(this);
         const wasLive = this.liveGen === gen;
         this.resuming = false;
         if (!this.wantOpen)
             return;
         const why = describeClose(code, reason);
-        const kind = classifyClose(code);
+        let kind = classifyClose(code);
+        if (wasLive && isUncleanLoss(code))
+            this.lostUncleanlyAt = this.clock.now();
+        // Right after a crash the dead node's sockets still count against the per-user cap (until
+        // its registration expires): a 4504 then is transient, and retried within the window.
+        const capWindow = this.options.tooManyConnectionsRetryMs ?? DEFAULT_TOO_MANY_CONNECTIONS_RETRY_MS;
+        if (code === TOO_MANY_CONNECTIONS && capWindow > 0 && this.clock.now() - this.lostUncleanlyAt <= capWindow)
+            kind = 'reconnect';
         if (kind === 'stop')
             return this.stop(code, why);
         if (kind === 'no_loop') {
             // Our own frame broke a rule: fail what this socket carried unacked, so it is not replayed.
             const error = new PamError(closeCodeRow(code)?.errorCode ?? 'PROTOCOL_ERROR', why);
-            failWhere(this.pending, error, (chat) => chat.sentOn === gen && !chat.acked);
+            failWhere(this.pending, this.clock, error, (chat) => chat.sentOn === gen && !chat.acked);
             if (++this.policyStrikes > 1)
                 return this.stop(code, why);
         }
@@ -463,7 +489,7 @@ export class PamClient extends Emitter {
         this.unwatch?.();
         this.unwatch = undefined;
         const error = new PamError(code === 1000 ? 'CLOSED' : (closeCodeRow(code)?.errorCode ?? 'CLOSED'), reason);
-        failWhere(this.pending, error, (chat) => chat.sentOn !== -1); // A REST request in flight still answers.
+        failWhere(this.pending, this.clock, error, (chat) => chat.sentOn !== -1); // A REST request in flight still answers.
         this.setState('stopped');
         this.emit('stopped', { code, reason });
     }

@@ -1,7 +1,7 @@
 export { PamClient } from './client.js';
 export { ChatHandle, type ChatStatus } from './chat.js';
 export { PamError, type ClientErrorCode } from './errors.js';
-export { backoff, ceilingMs, delayMs } from './backoff.js';
+export { backoff, ceilingMs, delayMs, retryDelayMs } from './backoff.js';
 export { classifyClose, closeCodeRow, describeClose, type CloseClass } from './close-codes.js';
 export { CLOSE_CODES, type CloseCodeRow, type ReconnectAdvice } from './generated/close-codes.js';
 export { systemClock, type TimerHandle } from './clock.js';

@@ -1,4 +1,15 @@
 //! Bookkeeping shapes shared by the client and the dialect handlers (not part of the public API).
+/** @internal A new chat's bookkeeping (nothing sent yet). */
+export function newPendingChat(handle, message, sessionId, context, bytes) {
+    return { handle, message, sessionId, context, bytes, sentOn: 0, acked: false, dropAnswer: false, order: 0, deadline: undefined, deadlineResent: false, retries: 0, retryTimer: undefined, notOn: 0 };
+}
+/** @internal Cancels a chat's deadline and retry timers (it finished, or the client stopped). */
+export function clearChatTimers(clock, chat) {
+    clock.clearTimeout(chat.deadline);
+    clock.clearTimeout(chat.retryTimer);
+    chat.deadline = undefined;
+    chat.retryTimer = undefined;
+}
 /** @internal Stops a socket's events from reaching the client (it is being replaced). */
 export function detach(ws) {
     ws.onopen = ws.onmessage = ws.onerror = null;
@@ -9,12 +20,13 @@ export function fallbackId(random) {
     const hex = (n) => Math.floor(random() * 16 ** n).toString(16).padStart(n, '0');
     return `${hex(8)}-${hex(4)}-4${hex(3)}-${(8 + Math.floor(random() * 4)).toString(16)}${hex(3)}-${hex(12)}`;
 }
-/** @internal Fails (and forgets) the chats that match. */
-export function failWhere(pending, error, matches) {
+/** @internal Fails (and forgets) the chats that match, cancelling their timers. */
+export function failWhere(pending, clock, error, matches) {
     for (const chat of [...pending.values()]) {
         if (!matches(chat))
             continue;
         pending.delete(chat.handle.id);
+        clearChatTimers(clock, chat);
         chat.handle.fail(error);
     }
 }

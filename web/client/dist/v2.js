@@ -2,6 +2,7 @@
 //! bookkeeping, per-chat `ack`/`chat_delta`/`chat_end`/`error`, in-band token refresh, pushes
 //! (each id given to the app once) and the client's `ack {seq}` proof of receipt (acks.ts).
 import { PamError } from './errors.js';
+import { progressed, retryAfterError } from './recovery.js';
 /** @internal Handles one parsed v2 server frame from socket generation `gen`. */
 export function onV2Frame(client, gen, raw) {
     const frame = raw;
@@ -28,19 +29,26 @@ export function onV2Frame(client, gen, raw) {
             return onResumeFailed(client, gen, frame.stream_id, frame.reason, frame.seq);
         case 'ack': {
             const chat = client.pending.get(frame.id);
-            if (chat) {
+            // One waiting out a retry is not on the stream again until it is re-sent.
+            if (chat && chat.retryTimer === undefined) {
                 chat.acked = true;
                 chat.handle.ack();
+                progressed(client, chat);
             }
             return;
         }
-        case 'chat_delta':
-            client.pending.get(frame.id)?.handle.delta(frame.delta);
+        case 'chat_delta': {
+            const chat = client.pending.get(frame.id);
+            if (chat) {
+                chat.handle.delta(frame.delta);
+                progressed(client, chat);
+            }
             return;
+        }
         case 'chat_end':
             return onChatEnd(client, frame);
         case 'error':
-            return onError(client, frame);
+            return onError(client, gen, frame);
         case 'auth_expiring':
             void refreshToken(client, gen);
             return;
@@ -97,6 +105,7 @@ function onResumeFailed(client, gen, streamId, reason, seq) {
 /**
  * Forgets the stream: everything unanswered goes back to the queue, to be sent again with the
  * same id (the server answers a stored one from storage and runs the rest: each answered once).
+ * A chat waiting out a retry backoff keeps waiting, then goes out on the fresh stream.
  * Returns how many chats that is.
  */
 function abandonStream(client) {
@@ -117,6 +126,7 @@ function onChatEnd(client, end) {
     if (!chat)
         return; // Already answered (a replay after a re-send): answered exactly once.
     client.policyStrikes = 0;
+    progressed(client, chat); // The chats sent after it are next in the server's line.
     client.settle(end.id);
     chat.handle.end({
         id: end.id,
@@ -130,18 +140,23 @@ function onChatEnd(client, end) {
         firstTokenMs: end.first_token_ms,
     });
 }
-function onError(client, frame) {
+/**
+ * An `error`: about a chat, a retryable one sends the chat again (same id) after a backoff — a
+ * draining node's `SERVICE_RESTART`, a crashed node's orphaned turn, "still being answered on
+ * another node", storage down — until its re-sends are used up; any other fails the chat.
+ */
+function onError(client, gen, frame) {
     const chat = frame.id ? client.pending.get(frame.id) : undefined;
     if (!chat) {
+        // About a chat answered already (e.g. its first run's error after a re-send was answered): not news.
+        if (frame.id && client.finishedIds.has(frame.id))
+            return;
         client.fire('server_error', { code: frame.error_code, message: frame.message, retryable: frame.retryable });
         return;
     }
-    if (frame.error_code === 'SERVICE_RESTART') {
-        // This node is draining and closes with 1012: the chat goes to the next one.
-        chat.sentOn = 0;
-        chat.handle.markQueued();
+    progressed(client, chat); // Its turn is over: the chats sent after it are next in the server's line.
+    if (frame.retryable && retryAfterError(client, chat, frame.error_code, gen, client.resuming))
         return;
-    }
     client.settle(chat.handle.id);
     chat.handle.fail(new PamError(frame.error_code, frame.message, frame.retryable));
 }

@@ -134,6 +134,11 @@ export class RecentIds {
 
   constructor(private readonly max = PUSH_IDS_REMEMBERED) {}
 
+  /** Whether `key` is remembered (without refreshing it). */
+  has(key: string): boolean {
+    return this.keys.has(key);
+  }
+
   firstTime(key: string): boolean {
     const seen = this.keys.delete(key);
     this.keys.add(key);

@@ -41,3 +41,17 @@ export function delayMs(b: Backoff, attempt: number, random: () => number = Math
   const r = Math.min(Math.max(random(), 0), 1);
   return Math.round(b.minMs + r * (ceiling - b.minMs));
 }
+
+/**
+ * The wait before re-send `attempt` (0-based) of a chat the server answered with a retryable
+ * error: "equal jitter", uniformly within [max(minMs, ceiling/2), ceiling], ceiling =
+ * {@link ceilingMs}. Unlike the reconnect's full jitter, the waits cannot all come out near the
+ * floor, so a few re-sends are sure to span a known time (e.g. the ~15 s a crashed node's claim
+ * on a chat lasts) while still spreading a fleet of clients apart.
+ */
+export function retryDelayMs(b: Backoff, attempt: number, random: () => number = Math.random): number {
+  const ceiling = ceilingMs(b, attempt);
+  const floor = Math.min(ceiling, Math.max(b.minMs, ceiling / 2));
+  const r = Math.min(Math.max(random(), 0), 1);
+  return Math.round(floor + r * (ceiling - floor));
+}

@@ -20,6 +20,7 @@ export class ChatHandle implements AsyncIterable<string> {
   /** Resolves with the answer; rejects with a {@link PamError}. */
   readonly result: Promise<ChatResult>;
   private statusValue: ChatStatus = 'queued';
+  private ackedOnce = false;
   private textValue = '';
   private final?: ChatResult;
   private failure?: PamError;
@@ -59,7 +60,7 @@ export class ChatHandle implements AsyncIterable<string> {
   /** Calls `cb` once the server has stored the chat (v2 `ack`). */
   onAck(cb: () => void): this {
     this.ackCbs.push(cb);
-    if (this.statusValue === 'acked' || this.statusValue === 'streaming' || this.statusValue === 'done') safe(cb);
+    if (this.ackedOnce || this.statusValue === 'done') safe(cb);
     return this;
   }
 
@@ -123,10 +124,12 @@ export class ChatHandle implements AsyncIterable<string> {
     if (this.statusValue === 'sent') this.statusValue = 'queued';
   }
 
-  /** @internal The server stored it. */
+  /** @internal The server stored it (`onAck` callbacks run once, however often it is re-sent). */
   ack(): void {
     if (this.finished || this.statusValue === 'acked' || this.statusValue === 'streaming') return;
     this.statusValue = 'acked';
+    if (this.ackedOnce) return;
+    this.ackedOnce = true;
     for (const cb of this.ackCbs) safe(cb);
   }
 
@@ -141,11 +144,14 @@ export class ChatHandle implements AsyncIterable<string> {
     for (const cb of this.deltaCbs) safe(() => cb(delta, this.textValue));
   }
 
-  /** @internal Re-sent after a failed resume: the text starts over (the iterator keeps what it gave). */
+  /**
+   * @internal Back to the queue to be sent again with the same id (after a failed resume, a
+   * retryable error or a passed answer deadline): the text starts over (the iterator keeps what it gave).
+   */
   restart(): void {
     if (this.finished) return;
     this.textValue = '';
-    this.statusValue = 'sent';
+    this.statusValue = 'queued';
   }
 
   /** @internal The whole answer; replaces the deltas. */

@@ -11,7 +11,10 @@ import { CLOSE_CODES, type CloseCodeRow } from './generated/close-codes.js';
  *   socket and not yet acked fail (so the offending frame is not replayed), and the client
  *   reconnects once; a second such close before a chat completes stops it;
  * - `stop`: do not reconnect without user action (1000 from the server, 4500–4999, unknown codes
- *   outside the ranges above).
+ *   outside the ranges above). One exception is the client's, not this table's: a 4504
+ *   (`too_many_connections`) within `tooManyConnectionsRetryMs` (30 s) after a live socket was
+ *   lost uncleanly is reconnected like `reconnect` — a crashed node's sockets still count
+ *   against the per-user cap until its registration expires (recovery.ts).
  */
 export type CloseClass = 'reconnect' | 'refresh' | 'no_loop' | 'stop';
 

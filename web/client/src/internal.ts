@@ -1,6 +1,7 @@
 //! Bookkeeping shapes shared by the client and the dialect handlers (not part of the public API).
 
 import type { ChatHandle } from './chat.js';
+import type { Clock, TimerHandle } from './clock.js';
 import type { PamError } from './errors.js';
 import type { WebSocketLike } from './types.js';
 
@@ -16,6 +17,31 @@ export interface PendingChat {
   acked: boolean;
   /** Legacy: cancelled locally; its answer is still awaited (to keep answers in order) and dropped. */
   dropAnswer: boolean;
+  /** v2: when it last went out, in the client's send order (a chat waits behind those sent before it). */
+  order: number;
+  /** v2: its answer deadline, while it is in flight on a live socket (recovery.ts). */
+  deadline: TimerHandle | undefined;
+  /** v2: the answer deadline passed once and the chat was sent again; the next one fails it. */
+  deadlineResent: boolean;
+  /** v2: re-sends after retryable `error`s so far. */
+  retries: number;
+  /** v2: waiting out the backoff before a re-send after a retryable `error`: not sent meanwhile. */
+  retryTimer: TimerHandle | undefined;
+  /** v2: the socket generation that refused it because its node is draining: not re-sent there. */
+  notOn: number;
+}
+
+/** @internal A new chat's bookkeeping (nothing sent yet). */
+export function newPendingChat(handle: ChatHandle, message: string, sessionId: string | undefined, context: Record<string, unknown> | undefined, bytes: number): PendingChat {
+  return { handle, message, sessionId, context, bytes, sentOn: 0, acked: false, dropAnswer: false, order: 0, deadline: undefined, deadlineResent: false, retries: 0, retryTimer: undefined, notOn: 0 };
+}
+
+/** @internal Cancels a chat's deadline and retry timers (it finished, or the client stopped). */
+export function clearChatTimers(clock: Clock, chat: PendingChat): void {
+  clock.clearTimeout(chat.deadline);
+  clock.clearTimeout(chat.retryTimer);
+  chat.deadline = undefined;
+  chat.retryTimer = undefined;
 }
 
 /** @internal The v2 stream this client resumes after a reconnect. */
@@ -37,11 +63,12 @@ export function fallbackId(random: () => number): string {
   return `${hex(8)}-${hex(4)}-4${hex(3)}-${(8 + Math.floor(random() * 4)).toString(16)}${hex(3)}-${hex(12)}`;
 }
 
-/** @internal Fails (and forgets) the chats that match. */
-export function failWhere(pending: Map<string, PendingChat>, error: PamError, matches: (chat: PendingChat) => boolean): void {
+/** @internal Fails (and forgets) the chats that match, cancelling their timers. */
+export function failWhere(pending: Map<string, PendingChat>, clock: Clock, error: PamError, matches: (chat: PendingChat) => boolean): void {
   for (const chat of [...pending.values()]) {
     if (!matches(chat)) continue;
     pending.delete(chat.handle.id);
+    clearChatTimers(clock, chat);
     chat.handle.fail(error);
   }
 }

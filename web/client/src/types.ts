@@ -100,6 +100,32 @@ export interface PamClientOptions {
   maxQueuedBytes?: number;
   /** Makes client message ids (default `crypto.randomUUID`). */
   newId?: () => string;
+  /**
+   * v2: a chat in flight on a live socket this long with no `ack`, `chat_delta`, `chat_end` or
+   * `error` for it or a chat sent before it is sent again with its id, once; the next time it
+   * passes, the chat fails with `NO_ANSWER` (default 60 000 ms; 0 = no deadline). Time without a
+   * live socket does not count: the deadline starts again when the chat is back on one.
+   */
+  answerDeadlineMs?: number;
+  /**
+   * v2: how often a chat is sent again (same id) after an `error` about it with `retryable: true`
+   * (`LLM_UNAVAILABLE`, `SERVICE_RESTART`, `STORAGE_UNAVAILABLE`, …; not `RATE_LIMIT_EXCEEDED`)
+   * before that error fails it (default 5; 0 = never).
+   */
+  chatRetries?: number;
+  /**
+   * v2: the waits before those re-sends; re-send n waits uniformly within [max(min, c/2), c],
+   * c = min(max, base·2ⁿ) (default `{ minMs: 1000, baseMs: 2000, maxMs: 16000 }`: 1–2, 2–4,
+   * 4–8, 8–16, 8–16 s).
+   */
+  chatRetryBackoff?: BackoffOptions;
+  /**
+   * A 4504 (`too_many_connections`) within this long after a live socket was lost uncleanly
+   * (1006/1005, or dropped by the client because the server went silent) is retried with the
+   * reconnect backoff: a crashed node's sockets count against the per-user cap for up to
+   * `PAM_NODE_TTL_MS` (15 s). Later, or with no such loss, 4504 stops the client (default 30 000 ms; 0 = always stop).
+   */
+  tooManyConnectionsRetryMs?: number;
 }
 
 /** Connection states. */
@@ -160,6 +186,11 @@ export interface PamEvents {
   resumed: { streamId: string; replayed: number };
   /** A v2 resume failed; chats still in flight were re-sent with the same ids. */
   resume_failed: { streamId: string; reason: ResumeFailure; resent: number };
+  /**
+   * A v2 chat goes out again with its id: after a retryable `error` (`code`; in `delayMs`,
+   * re-send `attempt` of `chatRetries`), or at once because its answer deadline passed (`deadline`).
+   */
+  chat_retry: { id: string; reason: 'error' | 'deadline'; code?: string; attempt: number; delayMs: number };
   /** The client gave up (or `close()` was called): `code` and a plain-words `reason`. */
   stopped: { code: number; reason: string };
   /** Sockets kept failing before any `welcome`: chats now go over REST (sockets keep being retried). */

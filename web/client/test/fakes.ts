@@ -152,7 +152,7 @@ export function harness(extra: Partial<PamClientOptions> = {}) {
     newId: () => `m${++ids}`,
     ...extra,
   });
-  for (const name of ['state', 'connecting', 'live', 'reconnecting', 'resumed', 'resume_failed', 'stopped', 'rest_fallback', 'timer_expired', 'proactive_alert', 'server_error', 'online', 'offline'] as const) {
+  for (const name of ['state', 'connecting', 'live', 'reconnecting', 'resumed', 'resume_failed', 'chat_retry', 'stopped', 'rest_fallback', 'timer_expired', 'proactive_alert', 'server_error', 'online', 'offline'] as const) {
     client.on(name, (payload) => events.push([name, payload]));
   }
   const named = (name: string) => events.filter(([n]) => n === name).map(([, p]) => p as Record<string, unknown>);
