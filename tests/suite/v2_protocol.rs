@@ -193,6 +193,7 @@ async fn v2_chats_obey_the_rate_limit_with_an_error_naming_the_id() {
     client.send_json(json!({"type":"chat","id":"r-2","message":"again"})).await;
     let error = client.recv_non_ping().await;
     assert_eq!(error["error_code"], "RATE_LIMIT_EXCEEDED", "{error}");
+    assert_eq!(error["id"], "r-2", "the refused chat is named, so a client can tie the refusal to it");
     assert_eq!(error["retryable"], true);
     assert!(error["seq"].is_u64());
 }

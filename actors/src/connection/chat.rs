@@ -42,8 +42,8 @@ impl ConnectionState {
             Some(Err(error)) => return self.send(myself, chat_error(&chat.id, ErrorCode::ValidationError, error.to_string())),
         };
         if !self.deps.rate_limiter.check(&user).await {
-            return self
-                .rate_limited(myself, format!("more than {} messages a minute; slow down", self.deps.settings.rate_limit_per_minute));
+            let message = format!("more than {} messages a minute; slow down", self.deps.settings.rate_limit_per_minute);
+            return self.rate_limited(myself, &chat.id, message);
         }
         let Some(orchestrator) = self.orchestrator().await else {
             return self.send(myself, chat_error(&chat.id, ErrorCode::Internal, "PAM could not start a conversation; please try again"));
@@ -142,7 +142,8 @@ impl ConnectionState {
         Ok(())
     }
 
-    pub(super) fn rate_limited(&mut self, myself: &ActorRef<ConnectionMsg>, message: String) {
+    /// A refused chat (`id` names it, on v2) or frame counts a violation; five in a minute close.
+    pub(super) fn rate_limited(&mut self, myself: &ActorRef<ConnectionMsg>, id: &Option<String>, message: String) {
         metrics::counter!(RATE_LIMITED_TOTAL).increment(1);
         let now = Instant::now();
         self.violations.push_back(now);
@@ -152,7 +153,7 @@ impl ConnectionState {
         if self.violations.len() >= MAX_VIOLATIONS {
             self.close(myself, CloseCode::RateLimited, "");
         } else {
-            self.send(myself, ServerFrame::error(ErrorCode::RateLimitExceeded, message));
+            self.send(myself, chat_error(id, ErrorCode::RateLimitExceeded, message));
         }
     }
 

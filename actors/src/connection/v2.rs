@@ -154,7 +154,7 @@ impl ConnectionState {
         let Some(v2) = self.v2.as_mut() else { return };
         if v2.last_refresh.is_some_and(|last| now.duration_since(last) < AUTH_REFRESH_MIN_INTERVAL) {
             let every = AUTH_REFRESH_MIN_INTERVAL.as_secs();
-            return self.rate_limited(myself, format!("auth_refresh at most once every {every} s; refresh once per token"));
+            return self.rate_limited(myself, &None, format!("auth_refresh at most once every {every} s; refresh once per token"));
         }
         v2.last_refresh = Some(now);
         match self.verify(token).await {
