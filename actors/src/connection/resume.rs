@@ -102,6 +102,18 @@ impl ConnectionState {
                 };
             }
         };
+        if last_seq > claimed.last_seq && !claimed.previous_alive {
+            // The holder died before storing frames the client has: what they carried (an `ack`,
+            // and with it which chats were open) is lost, so the stream cannot go on whole. Like a
+            // store that lost frames, that is another epoch: the client re-sends its open chats on
+            // the fresh stream (their stored messages make that idempotent).
+            tracing::info!(conn_id = %self.conn_id, stream = stream_id, last_seq, stored = claimed.last_seq, "a client is past what its dead holder stored; resume fails with epoch_changed");
+            self.deps.resume.forget_exactly(&fresh);
+            if let Some(local) = &local {
+                self.deps.resume.register(local);
+            }
+            return self.resume_failed(myself, current, ResumeFailure::EpochChanged);
+        }
         fresh.restore(&claimed, last_seq);
         let ours = claimed.previous_node == *self.deps.node
             && (claimed.previous_boot.is_empty() || Some(claimed.previous_boot.as_str()) == self.deps.liveness.as_ref().map(|l| l.boot()));

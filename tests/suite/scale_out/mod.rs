@@ -2,6 +2,7 @@
 //! its own `redis-server` when it stops Redis) and each with its own SQLite file: what "N nodes
 //! behave as one" promises, proved over real sockets and REST.
 
+mod crash;
 mod liveness;
 mod push;
 mod redis_outage;
