@@ -39,6 +39,8 @@ pub struct Overrides {
     pub authenticator: Option<Arc<dyn Authenticator>>,
     pub llm: Option<Arc<dyn LlmProvider>>,
     pub loaders: Option<pam_actors::ContextLoaders>,
+    /// The shared chat rate limit (what Redis answers with `REDIS_URL`), e.g. a slow one.
+    pub shared_rate_limit: Option<Arc<dyn pam_actors::SharedRateLimit>>,
 }
 
 /// A built, bound gateway.
@@ -127,7 +129,10 @@ impl Application {
         let node: Arc<str> = settings.node_id().into();
         tracing::info!(node = &*node, "node identity");
         metrics::gauge!(crate::cluster::NODE_UP, "node" => node.to_string()).set(1.0);
-        let cluster = crate::cluster::wiring::build(&settings, node.clone(), address)?;
+        let mut cluster = crate::cluster::wiring::build(&settings, node.clone(), address)?;
+        if let Some(shared) = overrides.shared_rate_limit {
+            cluster.rate_limiter = pam_actors::ChatRateLimit::new(settings.rate_limit_per_minute, Some(shared));
+        }
         let deps = Arc::new(ConnectionDeps {
             settings: settings.connection_settings(),
             authenticator,
