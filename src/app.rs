@@ -42,6 +42,8 @@ pub struct Overrides {
     pub loaders: Option<pam_actors::ContextLoaders>,
     /// The shared chat rate limit (what Redis answers with `REDIS_URL`), e.g. a slow one.
     pub shared_rate_limit: Option<Arc<dyn pam_actors::SharedRateLimit>>,
+    /// The resume registry's limits (default [`pam_actors::ResumeLimits::default`]), e.g. a small total.
+    pub resume_limits: Option<pam_actors::ResumeLimits>,
 }
 
 /// A built, bound gateway.
@@ -130,7 +132,8 @@ impl Application {
         let node: Arc<str> = settings.node_id().into();
         tracing::info!(node = &*node, "node identity");
         metrics::gauge!(crate::cluster::NODE_UP, "node" => node.to_string()).set(1.0);
-        let mut cluster = crate::cluster::wiring::build(&settings, node.clone(), address)?;
+        let resume_limits = overrides.resume_limits.unwrap_or_default();
+        let mut cluster = crate::cluster::wiring::build(&settings, node.clone(), address, resume_limits)?;
         if let Some(shared) = overrides.shared_rate_limit {
             cluster.rate_limiter = pam_actors::ChatRateLimit::new(settings.rate_limit_per_minute, Some(shared));
         }
