@@ -1,5 +1,6 @@
 //! `Application`: builds everything from `Settings`, binds the listener (port 0 allowed) and
-//! runs until a shutdown future resolves, then drains sockets with 1012 within the grace period.
+//! runs until a shutdown future resolves, then releases the listener and drains sockets with
+//! 1012 within the grace period.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -39,6 +40,10 @@ pub struct Overrides {
     pub authenticator: Option<Arc<dyn Authenticator>>,
     pub llm: Option<Arc<dyn LlmProvider>>,
     pub loaders: Option<pam_actors::ContextLoaders>,
+    /// The shared chat rate limit (what Redis answers with `REDIS_URL`), e.g. a slow one.
+    pub shared_rate_limit: Option<Arc<dyn pam_actors::SharedRateLimit>>,
+    /// The resume registry's limits (default [`pam_actors::ResumeLimits::default`]), e.g. a small total.
+    pub resume_limits: Option<pam_actors::ResumeLimits>,
 }
 
 /// A built, bound gateway.
@@ -127,7 +132,11 @@ impl Application {
         let node: Arc<str> = settings.node_id().into();
         tracing::info!(node = &*node, "node identity");
         metrics::gauge!(crate::cluster::NODE_UP, "node" => node.to_string()).set(1.0);
-        let cluster = crate::cluster::wiring::build(&settings, node.clone(), address)?;
+        let resume_limits = overrides.resume_limits.unwrap_or_default();
+        let mut cluster = crate::cluster::wiring::build(&settings, node.clone(), address, resume_limits)?;
+        if let Some(shared) = overrides.shared_rate_limit {
+            cluster.rate_limiter = pam_actors::ChatRateLimit::new(settings.rate_limit_per_minute, Some(shared));
+        }
         let deps = Arc::new(ConnectionDeps {
             settings: settings.connection_settings(),
             authenticator,
@@ -199,8 +208,8 @@ impl Application {
         self.listener.local_addr().expect("a bound listener has an address")
     }
 
-    /// Serves until `shutdown` resolves, then drains: readiness 503, every socket 1012, running
-    /// chats get the grace period, then the server stops.
+    /// Serves until `shutdown` resolves, then drains: readiness 503 and the listener closed at
+    /// once, every socket 1012, running chats get the grace period, then the server stops.
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         let Application { listener, state, tls } = self;
         // Dropped unfinished (the task running this was aborted: a crash, as far as the cluster
@@ -211,16 +220,25 @@ impl Application {
         if state.dev.is_some() {
             tracing::info!("demo chat page: {scheme}://{}/", listener.local_addr()?);
         }
+        let (release_tx, release_rx) = tokio::sync::oneshot::channel::<()>();
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let options = ServeOptions {
             header_read_timeout: state.settings.header_read_timeout(),
             max_header_bytes: state.settings.max_header_bytes,
             tls,
         };
-        let server = tokio::spawn(crate::http::server::serve(listener, router(state.clone()), options, async move {
+        let release = async move {
+            let _ = release_rx.await;
+        };
+        let stop = async move {
             let _ = stop_rx.await;
-        }));
+        };
+        let server = tokio::spawn(crate::http::server::serve(listener, router(state.clone()), options, release, stop));
         shutdown.await;
+        // Draining first (readiness 503, upgrades refused), then the port is released at once: a
+        // new process can bind it while this one drains.
+        state.draining.store(true, Ordering::Release);
+        let _ = release_tx.send(());
         drain(&state).await;
         let _ = stop_tx.send(());
         match tokio::time::timeout(Duration::from_secs(2), server).await {

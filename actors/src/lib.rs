@@ -57,7 +57,7 @@ pub use bus::{LocalPushBus, PushCounters};
 pub use deps::ConnectionDeps;
 pub use outbound::{CloseRequest, OutFrame, Outbound, OutboundReceiver, WriterEvent};
 pub use settings::ConnectionSettings;
-pub use stream::{ResumeBuffer, ResumeLimits};
+pub use stream::{MAX_DETACHED_STREAMS_PER_USER, MAX_RESUMABLE_STREAMS, ResumeBuffer, ResumeLimits};
 pub use turn::{RunningTurns, TurnAnswer, TurnFailure, TurnInput, TurnOrigin, TurnOutbox, TurnPipeline};
 
 // Pushes, budget alerts and the WebSocket monitor.

@@ -2,7 +2,7 @@
 //! fingerprint and, once answered, the stored response. `RestIdempotency` asks the shared store
 //! (Redis, with `REDIS_URL`) so a retry that lands on another node replays the stored response or
 //! gets 409 while the first is still running there; without Redis, or while Redis is unavailable,
-//! it uses this node's bounded in-memory map (`IdempotencyKeys`).
+//! it uses this node's in-memory map (`IdempotencyKeys`), bounded in total and per user.
 //!
 //! A retry the shared store did not see (Redis down when the first ran, a restart without Redis)
 //! runs the turn again, and the conversation store's `client_msg_id` dedupe keeps that to one
@@ -21,6 +21,10 @@ use tokio::time::Instant;
 pub const IDEMPOTENCY_TTL: Duration = Duration::from_secs(60 * 60);
 /// Keys remembered at most (all users together); the oldest go first when full.
 pub const IDEMPOTENCY_CAPACITY: usize = 10_000;
+/// Keys remembered per user: beyond it that user's own oldest key goes, so one user (however
+/// many requests it has in flight) cannot push other users' keys out; it takes ten users at
+/// their share to fill the map.
+pub const IDEMPOTENCY_KEYS_PER_USER: usize = 1_000;
 /// Longest `Idempotency-Key` accepted.
 pub const MAX_KEY_CHARS: usize = 255;
 
@@ -56,23 +60,55 @@ pub enum Claim {
     Mismatch,
 }
 
-/// The bounded key map (one per node).
+/// The bounded key map (one per node), bounded in total and per user.
 #[derive(Debug)]
 pub struct IdempotencyKeys {
     ttl: Duration,
     capacity: usize,
+    per_user: usize,
     inner: Mutex<Inner>,
 }
 
 #[derive(Debug, Default)]
 struct Inner {
     entries: HashMap<(UserId, String), Entry>,
+    /// How many entries each user has.
+    per_user: HashMap<UserId, usize>,
     next_ticket: u64,
 }
 
+impl Inner {
+    fn insert(&mut self, id: (UserId, String), entry: Entry) {
+        let user = id.0.clone();
+        if self.entries.insert(id, entry).is_none() {
+            *self.per_user.entry(user).or_default() += 1;
+        }
+    }
+
+    fn remove(&mut self, id: &(UserId, String)) {
+        if self.entries.remove(id).is_some() {
+            if let Some(count) = self.per_user.get_mut(&id.0) {
+                *count -= 1;
+                if *count == 0 {
+                    self.per_user.remove(&id.0);
+                }
+            }
+        }
+    }
+
+    /// The per-user counts again, after entries were dropped wholesale.
+    fn recount(&mut self) {
+        self.per_user.clear();
+        for (user, _) in self.entries.keys() {
+            *self.per_user.entry(user.clone()).or_default() += 1;
+        }
+    }
+}
+
 impl IdempotencyKeys {
-    pub fn new(ttl: Duration, capacity: usize) -> Self {
-        Self { ttl, capacity: capacity.max(1), inner: Mutex::new(Inner::default()) }
+    /// Keys kept for `ttl`, at most `capacity` of them and `per_user` of one user.
+    pub fn new(ttl: Duration, capacity: usize, per_user: usize) -> Self {
+        Self { ttl, capacity: capacity.max(1), per_user: per_user.max(1), inner: Mutex::new(Inner::default()) }
     }
 
     /// Claims `key` for `user` with the request's `fingerprint`.
@@ -88,12 +124,15 @@ impl IdempotencyKeys {
                 };
             }
         }
+        if inner.per_user.get(user).is_some_and(|count| *count >= self.per_user) {
+            self.make_room_for(&mut inner, user, now);
+        }
         if inner.entries.len() >= self.capacity {
             self.make_room(&mut inner, now);
         }
         inner.next_ticket += 1;
         let ticket = inner.next_ticket;
-        inner.entries.insert(id, Entry { fingerprint, created: now, slot: Slot::InFlight { ticket } });
+        inner.insert(id, Entry { fingerprint, created: now, slot: Slot::InFlight { ticket } });
         Claim::Run { ticket }
     }
 
@@ -112,7 +151,7 @@ impl IdempotencyKeys {
         let mut inner = self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let id = (user.clone(), key.to_string());
         if inner.entries.get(&id).is_some_and(|e| matches!(e.slot, Slot::InFlight { ticket: t } if t == ticket)) {
-            inner.entries.remove(&id);
+            inner.remove(&id);
         }
     }
 
@@ -128,13 +167,30 @@ impl IdempotencyKeys {
     /// Drops expired entries; if still full, the oldest tenth.
     fn make_room(&self, inner: &mut Inner, now: Instant) {
         inner.entries.retain(|_, e| now.duration_since(e.created) < self.ttl);
-        if inner.entries.len() < self.capacity {
-            return;
+        if inner.entries.len() >= self.capacity {
+            let mut ages: Vec<Instant> = inner.entries.values().map(|e| e.created).collect();
+            ages.sort_unstable();
+            let cutoff = ages[(ages.len() / 10).min(ages.len() - 1)];
+            inner.entries.retain(|_, e| e.created > cutoff);
         }
-        let mut ages: Vec<Instant> = inner.entries.values().map(|e| e.created).collect();
-        ages.sort_unstable();
-        let cutoff = ages[(ages.len() / 10).min(ages.len() - 1)];
-        inner.entries.retain(|_, e| e.created > cutoff);
+        inner.recount();
+    }
+
+    /// `user` holds its whole share: its expired keys go, and if none had, its oldest one.
+    /// Scans the map, which only a user at its share makes this node do.
+    fn make_room_for(&self, inner: &mut Inner, user: &UserId, now: Instant) {
+        let mine: Vec<((UserId, String), Instant)> =
+            inner.entries.iter().filter(|((owner, _), _)| owner == user).map(|(id, e)| (id.clone(), e.created)).collect();
+        let expired: Vec<_> = mine.iter().filter(|(_, created)| now.duration_since(*created) >= self.ttl).collect();
+        if expired.is_empty() {
+            if let Some((oldest, _)) = mine.iter().min_by_key(|(_, created)| *created) {
+                inner.remove(oldest);
+            }
+        } else {
+            for (id, _) in expired {
+                inner.remove(id);
+            }
+        }
     }
 }
 
@@ -260,7 +316,7 @@ mod tests {
 
     #[test]
     fn a_key_runs_once_then_replays_and_refuses_another_body() {
-        let keys = IdempotencyKeys::new(Duration::from_secs(60), 10);
+        let keys = IdempotencyKeys::new(Duration::from_secs(60), 10, 10);
         let now = Instant::now();
         let Claim::Run { ticket } = keys.claim(&user(), "k", [1; 32], now) else { panic!("first claim runs") };
         assert_eq!(keys.claim(&user(), "k", [1; 32], now), Claim::InFlight);
@@ -273,7 +329,7 @@ mod tests {
 
     #[test]
     fn a_released_key_runs_again_and_an_expired_one_too() {
-        let keys = IdempotencyKeys::new(Duration::from_secs(60), 10);
+        let keys = IdempotencyKeys::new(Duration::from_secs(60), 10, 10);
         let now = Instant::now();
         let Claim::Run { ticket } = keys.claim(&user(), "k", [1; 32], now) else { panic!() };
         keys.release(&user(), "k", ticket);
@@ -284,12 +340,29 @@ mod tests {
 
     #[test]
     fn the_map_stays_bounded() {
-        let keys = IdempotencyKeys::new(Duration::from_secs(60), 50);
+        let keys = IdempotencyKeys::new(Duration::from_secs(60), 50, 50);
         let now = Instant::now();
         for n in 0..500u32 {
             let _ = keys.claim(&user(), &n.to_string(), [0; 32], now + Duration::from_millis(u64::from(n)));
         }
         assert!(keys.len() <= 50, "{}", keys.len());
+    }
+
+    #[test]
+    fn one_user_over_its_share_loses_its_own_oldest_keys_never_another_users() {
+        let keys = IdempotencyKeys::new(Duration::from_secs(60), 100, 5);
+        let other = UserId::parse("00000000-0000-4000-8000-000000000002").unwrap();
+        let now = Instant::now();
+        let Claim::Run { ticket } = keys.claim(&other, "theirs", [9; 32], now) else { panic!() };
+        let stored = StoredResponse { body: serde_json::json!({"response": "kept"}) };
+        keys.complete(&other, "theirs", ticket, stored.clone());
+        for n in 0..500u32 {
+            let _ = keys.claim(&user(), &n.to_string(), [0; 32], now + Duration::from_millis(u64::from(n) + 1));
+        }
+        assert_eq!(keys.len(), 6, "five of the busy user's keys, one of the other's");
+        assert_eq!(keys.claim(&other, "theirs", [9; 32], now), Claim::Replay(stored), "the other user's key is still there");
+        assert_eq!(keys.claim(&user(), "499", [0; 32], now), Claim::InFlight, "the newest are kept");
+        assert!(matches!(keys.claim(&user(), "0", [0; 32], now), Claim::Run { .. }), "the oldest went");
     }
 
     #[test]

@@ -11,7 +11,9 @@ use pam_actors::{
     ChatRateLimit, LocalPushBus, PushBus, ResumeBuffer, ResumeLimits, SharedPresence, SharedRateLimit, StreamStore, UserSlots,
 };
 
-use crate::cluster::idempotency::{IDEMPOTENCY_CAPACITY, IDEMPOTENCY_TTL, IdempotencyKeys, RestIdempotency, SharedIdempotency};
+use crate::cluster::idempotency::{
+    IDEMPOTENCY_CAPACITY, IDEMPOTENCY_KEYS_PER_USER, IDEMPOTENCY_TTL, IdempotencyKeys, RestIdempotency, SharedIdempotency,
+};
 use crate::cluster::{NodeInfo, RedisPushBus, RedisShared, RedisStreamStore, spawn_heartbeat};
 use crate::settings::Settings;
 
@@ -56,12 +58,13 @@ pub struct ClusterParts {
     pub background: Vec<tokio::task::JoinHandle<()>>,
 }
 
-/// This node's cluster parts; with Redis they register the node and start its heartbeat.
-pub fn build(settings: &Settings, node: Arc<str>, address: SocketAddr) -> anyhow::Result<ClusterParts> {
+/// This node's cluster parts; with Redis they register the node and start its heartbeat. v2
+/// streams are kept within `limits`.
+pub fn build(settings: &Settings, node: Arc<str>, address: SocketAddr, limits: ResumeLimits) -> anyhow::Result<ClusterParts> {
     let started_at = pam_actors::iso_now();
     // A shared idempotency claim stays "running" at most as long as a turn can run.
     let running_for = settings.connection_settings().turn_lifetime();
-    let local_keys = IdempotencyKeys::new(IDEMPOTENCY_TTL, IDEMPOTENCY_CAPACITY);
+    let local_keys = IdempotencyKeys::new(IDEMPOTENCY_TTL, IDEMPOTENCY_CAPACITY, IDEMPOTENCY_KEYS_PER_USER);
     let cap = settings.max_connections_per_user;
     let Some(url) = settings.redis_url.as_deref() else {
         // Said once, with the cache's part, by app.rs.
@@ -72,13 +75,12 @@ pub fn build(settings: &Settings, node: Arc<str>, address: SocketAddr) -> anyhow
             view: ClusterView { node, started_at, address, redis: None, slots, push },
             rate_limiter: ChatRateLimit::new(settings.rate_limit_per_minute, None),
             idempotency: RestIdempotency::new(local_keys, None, running_for),
-            resume: Arc::new(ResumeBuffer::new(ResumeLimits::default())),
+            resume: Arc::new(ResumeBuffer::new(limits)),
             background: Vec::new(),
         });
     };
     let redis = Arc::new(RedisShared::connect(url, &settings.cache_prefix, &node, settings.node_ttl())?);
     let slots = UserSlots::with_shared(cap, redis.clone() as Arc<dyn SharedPresence>);
-    let limits = ResumeLimits::default();
     let (streams, writer) = RedisStreamStore::start(redis.clone(), limits);
     let resume = Arc::new(ResumeBuffer::with_store(limits, Some(streams.clone() as Arc<dyn StreamStore>)));
     let (push, listener) = RedisPushBus::start(url, redis.clone(), slots.clone(), resume.clone())?;

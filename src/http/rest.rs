@@ -2,6 +2,8 @@
 //! fallback when its socket gives no answer. Runs the same `TurnPipeline` as the socket (context,
 //! models, fallback, storage), honours `Idempotency-Key`, shares the per-user rate limit with the
 //! socket (across nodes with Redis), and answers bad input with a JSON `{"error","message"}` and a 4xx, never a 500.
+//! Once read, a request is answered on a task of its own and its turn is registered before the
+//! rate limit is asked (on the turn's task): a client that goes away at any point loses no chat.
 
 use std::time::Duration;
 
@@ -17,6 +19,7 @@ use pam_protocol::{SessionId, UserId};
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 use tokio::time::Instant;
+use tracing::Instrument;
 
 use crate::cluster::idempotency::{Decision, StoredResponse, valid_key};
 use crate::http::bearer;
@@ -113,8 +116,22 @@ impl ChatBody {
 pub async fn chat(State(state): State<SharedState>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Response {
     let started = Instant::now();
     if state.is_draining() {
-        return error_response(StatusCode::SERVICE_UNAVAILABLE, "SERVICE_RESTART", "PAM is restarting; please retry in a moment");
+        return restarting();
     }
+    // The request has been read: from here on it is answered on a task of its own, and its turn
+    // is handed to the turn's task before any await of that one (the rate limit is asked there).
+    // A client that goes away drops only this handler, at whichever await it was (auth, the
+    // idempotency claim, the rate limit, the model), never its chat.
+    let answer = tokio::spawn(super::middleware::in_request_scope(answer(state, headers, body, started)).in_current_span());
+    answer.await.unwrap_or_else(|error| {
+        tracing::error!(%error, "REST chat task failed");
+        internal_error()
+    })
+}
+
+/// Everything after the request was read: auth, the body, then the turn (with or without an
+/// `Idempotency-Key`).
+async fn answer(state: SharedState, headers: HeaderMap, body: Result<Bytes, BytesRejection>, started: Instant) -> Response {
     let (user, _) = match bearer::user(&state, &headers).await {
         Ok(user) => user,
         Err(refusal) => return refusal,
@@ -144,21 +161,7 @@ pub async fn chat(State(state): State<SharedState>, headers: HeaderMap, body: Re
             Err(refusal) => refusal,
         };
     };
-    answer_with_key(&state, &user, &body, &key, started).await
-}
-
-/// The `Idempotency-Key` paths, on a task of their own: a client that disconnects between the
-/// claim (a Redis round trip) and the answer must not leave the key claimed and unanswered.
-async fn answer_with_key(state: &SharedState, user: &UserId, body: &ChatBody, key: &str, started: Instant) -> Response {
-    let task = (state.clone(), user.clone(), body.clone(), key.to_string());
-    let answer = tokio::spawn(super::middleware::in_request_scope(async move {
-        let (state, user, body, key) = task;
-        claim_and_answer(&state, &user, &body, &key, started).await
-    }));
-    answer.await.unwrap_or_else(|error| {
-        tracing::error!(%error, "REST chat task failed");
-        error_response(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL", "PAM hit an internal error; please retry")
-    })
+    claim_and_answer(&state, &user, &body, &key, started).await
 }
 
 /// Replay, 409 while in flight (on any node), 422 for another body, or run once.
@@ -196,21 +199,19 @@ async fn claim_and_answer(state: &SharedState, user: &UserId, body: &ChatBody, k
                 Err(error) => {
                     state.idempotency.release(user, key, &ticket).await;
                     tracing::error!(%error, "REST chat turn task failed");
-                    error_response(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL", "PAM hit an internal error; please retry")
+                    internal_error()
                 }
             }
         }
     }
 }
 
-/// Rate limit, then the shared pipeline; the 200 body or the error response.
+/// The shared pipeline, rate limit first (on the turn's task); the 200 body or the error response.
 async fn run_turn(state: &SharedState, user: &UserId, body: &ChatBody, client_msg_id: String, started: Instant) -> Result<Value, Response> {
-    if !state.deps.rate_limiter.check(user).await {
-        metrics::counter!(RATE_LIMITED_TOTAL).increment(1);
-        let message = format!("more than {} messages a minute; slow down", state.settings.rate_limit_per_minute);
-        let mut refusal = error_response(StatusCode::TOO_MANY_REQUESTS, "RATE_LIMIT_EXCEEDED", &message);
-        refusal.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
-        return Err(refusal);
+    // Asked again right before the turn is registered (nothing awaits in between): a drain that
+    // started meanwhile either sees the turn running and waits for it, or refuses it here.
+    if state.is_draining() {
+        return Err(restarting());
     }
     let request_id = super::middleware::current_request_id().unwrap_or_else(|| "unknown".into());
     let input = TurnInput {
@@ -221,13 +222,16 @@ async fn run_turn(state: &SharedState, user: &UserId, body: &ChatBody, client_ms
         client_msg_id: client_msg_id.clone(),
         origin: TurnOrigin::Rest(request_id),
     };
-    // The turn runs on its own task: a client that disconnects mid-answer drops this handler,
-    // not the turn, which is still answered and stored.
-    let answer = match state.deps.pipeline().start(input).await {
-        Ok(answer) => answer,
+    let (deps, limited) = (state.deps.clone(), user.clone());
+    let admit = async move { deps.rate_limiter.check(&limited).await };
+    // The turn runs on its own task, registered as running before its rate limit is asked: a
+    // client that disconnects drops this handler, not the turn, which is still answered and stored.
+    let answer = match state.deps.pipeline().start(input, admit).await {
+        Ok(Some(answer)) => answer,
+        Ok(None) => return Err(rate_limited(state)),
         Err(error) => {
             tracing::error!(%error, "REST chat turn failed");
-            return Err(error_response(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL", "PAM hit an internal error; please retry"));
+            return Err(internal_error());
         }
     };
     metrics::histogram!(CHAT_SECONDS).record(started.elapsed().as_secs_f64());
@@ -245,6 +249,25 @@ async fn run_turn(state: &SharedState, user: &UserId, body: &ChatBody, client_ms
         "source": reply.source,
         "model": reply.model,
     }))
+}
+
+/// 429 with `Retry-After`, for a chat over the per-user rate limit.
+fn rate_limited(state: &SharedState) -> Response {
+    metrics::counter!(RATE_LIMITED_TOTAL).increment(1);
+    let message = format!("more than {} messages a minute; slow down", state.settings.rate_limit_per_minute);
+    let mut refusal = error_response(StatusCode::TOO_MANY_REQUESTS, "RATE_LIMIT_EXCEEDED", &message);
+    refusal.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+    refusal
+}
+
+/// 503 while this node drains.
+fn restarting() -> Response {
+    error_response(StatusCode::SERVICE_UNAVAILABLE, "SERVICE_RESTART", "PAM is restarting; please retry in a moment")
+}
+
+/// 500, for a task that failed.
+fn internal_error() -> Response {
+    error_response(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL", "PAM hit an internal error; please retry")
 }
 
 /// The stored turn's ids; `None` while storage is down (the turn waits in the outbox).

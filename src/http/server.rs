@@ -6,6 +6,8 @@
 //!
 //! After a WebSocket upgrade the connection task ends and frees hyper's buffers; the upgraded
 //! socket lives on in the WebSocket tasks (src/http/ws.rs), which the drain closes with 1012.
+//! The listener itself is closed as soon as the drain starts, so a new process can bind the port
+//! while this one finishes its connections.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -46,9 +48,17 @@ struct Shared {
     options: ServeOptions,
 }
 
-/// Accepts until `stop` resolves, then stops accepting, asks open HTTP connections to finish
-/// their current request and returns once every connection task has ended.
-pub async fn serve(listener: TcpListener, router: Router, options: ServeOptions, stop: impl Future<Output = ()>) {
+/// Accepts until `release` resolves, then closes the listener at once (the port is free for a new
+/// process while this one drains) and keeps serving the connections it has; when `stop` resolves
+/// (after `release`), asks open HTTP connections to finish their current request and returns
+/// once every connection task has ended.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    options: ServeOptions,
+    release: impl Future<Output = ()>,
+    stop: impl Future<Output = ()>,
+) {
     let mut http = http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(options.header_read_timeout)
@@ -56,11 +66,11 @@ pub async fn serve(listener: TcpListener, router: Router, options: ServeOptions,
         .max_buf_size(options.max_header_bytes.max(crate::settings::MIN_HEADER_BYTES));
     let shared = Arc::new(Shared { router, http, options });
     let (stopping, stop_seen) = watch::channel(false);
-    tokio::pin!(stop);
+    tokio::pin!(release);
     loop {
         let (stream, peer) = tokio::select! {
             biased;
-            () = &mut stop => break,
+            () = &mut release => break,
             accepted = listener.accept() => match accepted {
                 Ok(pair) => pair,
                 Err(error) => {
@@ -72,7 +82,11 @@ pub async fn serve(listener: TcpListener, router: Router, options: ServeOptions,
         };
         tokio::spawn(serve_connection(stream, peer, shared.clone(), stop_seen.clone()));
     }
+    // Connections the kernel completed but nobody accepted are reset: their clients retry
+    // elsewhere (or on the process that binds the port next).
     drop(listener);
+    tracing::info!("listener closed: no new connections; open ones are drained");
+    stop.await;
     drop(stop_seen);
     let _ = stopping.send(true);
     // Resolves when every connection task has dropped its receiver.

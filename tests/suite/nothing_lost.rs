@@ -1,8 +1,8 @@
 //! "Nothing lost": a chat the server has read is answered and stored exactly once, whatever its
 //! socket or HTTP client does next — on SQLite and Postgres. Cancelled writes, turns that
-//! outlive their socket, racing first turns of a session, repeated ids, client context that must
-//! not pose as loaded data, and the response cache scoped to its conversation. Shutdown and
-//! outage cases are in shutdown_storage.rs.
+//! outlive their socket or REST client (gone at any await of the request), racing first turns of
+//! a session, repeated ids, client context that must not pose as loaded data, and the response
+//! cache scoped to its conversation. Shutdown and outage cases are in shutdown_storage.rs.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -54,6 +54,54 @@ async fn sockets_and_requests_dropped_right_after_a_chat_never_poison_storage() 
         assert_eq!(client.recv_non_ping().await["type"], "chat_response");
         settled(&app).await;
         assert_eq!(assert_each_turn_stored_once(&rows(&db, &user).await, &db), accepted + 1, "{db}");
+        app.shutdown().await;
+    }
+}
+
+#[tokio::test]
+async fn a_rest_chat_whose_client_hangs_up_at_any_await_is_stored_and_answered_once() {
+    // Auth, the shared rate limit and the model each take a while, so the hang-ups below land in
+    // every await of a request: before its turn is handed over, while its rate limit is asked,
+    // while the model answers, and after; with and without an Idempotency-Key.
+    const STEP: Duration = Duration::from_millis(40);
+    const HANG_UP_AFTER_MS: [u64; 10] = [0, 1, 5, 20, 35, 50, 70, 90, 120, 200];
+    for postgres in both_backends() {
+        let url = postgres.clone();
+        let overrides = pam_gateway::Overrides {
+            llm: Some(SlowModel::new(STEP)),
+            authenticator: Some(Arc::new(SlowAuthenticator(STEP))),
+            shared_rate_limit: Some(Arc::new(SlowRateLimit(STEP))),
+            ..Default::default()
+        };
+        let app = spawn_app_with(move |s| s.database_url = url.unwrap_or(s.database_url.clone()), overrides).await;
+        let db = database_url(&app, &postgres);
+        let user = uuid::Uuid::new_v4().to_string();
+        let chats: Vec<(String, Option<String>, Duration)> = HANG_UP_AFTER_MS
+            .iter()
+            .flat_map(|ms| {
+                let after = Duration::from_millis(*ms);
+                [
+                    (format!("hung up after {ms} ms"), None, after),
+                    (format!("hung up after {ms} ms, keyed"), Some(format!("hang-up-{ms}")), after),
+                ]
+            })
+            .collect();
+        // The slow authenticator takes the user id as the token.
+        let (app_ref, token) = (&app, &user);
+        let hang_ups = chats.iter().map(|(message, key, after)| async move {
+            let body = json!({"message": message});
+            crate::common::rest::post_chat_and_hang_up(app_ref, token, &body, key.as_deref(), *after).await;
+        });
+        futures_util::future::join_all(hang_ups).await;
+        wait_until("every chat is stored with its answer", || async { rows(&db, &user).await.len() == 2 * chats.len() }).await;
+        settled(&app).await;
+        let stored = rows(&db, &user).await;
+        assert_eq!(assert_each_turn_stored_once(&stored, &db), chats.len(), "{db}");
+        for (message, _, _) in &chats {
+            let answer = format!("answer to {message}");
+            assert_eq!(stored.iter().filter(|r| r.role == "user" && r.content == *message).count(), 1, "{db}: {message}");
+            assert_eq!(stored.iter().filter(|r| r.role == "assistant" && r.content == answer).count(), 1, "{db}: {message}");
+        }
         app.shutdown().await;
     }
 }

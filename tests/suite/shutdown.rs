@@ -1,6 +1,6 @@
 //! Shutdown and startup of the real `pam-gateway` binary: SIGTERM drains every socket with an
 //! error frame and close 1012 and exits 0 within the grace period; readiness and new upgrades
-//! are refused while draining; a non-loopback bind without JWT settings refuses to start. One
+//! are refused while draining, and the port is free for a new process as soon as it starts; a non-loopback bind without JWT settings refuses to start. One
 //! test runs in-process (the same `run_until_stopped` path the binary's SIGTERM takes) to race
 //! a connect storm against the start of the drain.
 
@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::Duration;
 
+use crate::common::fake_llm::{FakeLlm, Script, TEST_ANTHROPIC_KEY};
 use crate::common::process::{free_port, wait_exit, wait_live};
 use crate::common::*;
 use futures_util::StreamExt;
@@ -54,12 +55,18 @@ fn command(listen: &str, db: &TempFile, log: &TempFile) -> Command {
 
 impl Gateway {
     async fn start() -> Gateway {
+        Gateway::start_with(&[]).await
+    }
+
+    /// Started with `env` on top of the usual environment.
+    async fn start_with(env: &[(&str, &str)]) -> Gateway {
         let port = free_port();
         let (db, log) = (TempFile(temp_path("db")), TempFile(temp_path("log")));
         let child = command(&format!("127.0.0.1:{port}"), &db, &log)
             .env("SUPABASE_JWT_SECRET", TEST_SECRET)
             .env("PAM_DEV_AUTH", "false")
             .env("PAM_SHUTDOWN_GRACE_MS", GRACE_MS.to_string())
+            .envs(env.iter().copied())
             .spawn()
             .expect("the binary starts");
         let mut gateway = Gateway { child, port, log, _db: db };
@@ -160,6 +167,45 @@ async fn readiness_and_new_upgrades_are_refused_once_sigterm_starts_the_drain() 
     }
     let (closed, frames) = client.recv_close().await;
     assert_eq!(closed.code, 1012, "{closed:?}; frames: {frames:?}");
+    let status = gateway.wait_exit(Duration::from_millis(GRACE_MS + 2_000)).await;
+    let status = status.unwrap_or_else(|| panic!("the gateway did not exit in time; log:\n{}", gateway.log()));
+    assert!(status.success(), "exit status {status}; log:\n{}", gateway.log());
+}
+
+#[tokio::test]
+async fn the_port_is_free_for_a_new_process_as_soon_as_the_drain_starts() {
+    // A chat the model takes its time over keeps the drain going (its legacy socket gets the
+    // answer before 1012) while the test binds the port.
+    let fake = FakeLlm::start(Script { first_token_delay: Duration::from_millis(1_500), ..Script::answer("the slow answer") }).await;
+    let url = fake.url();
+    let env = [("ANTHROPIC_API_KEY", TEST_ANTHROPIC_KEY), ("ANTHROPIC_BASE_URL", url.as_str()), ("PAM_ANTHROPIC_FAST_MODEL", "fake-fast")];
+    let mut gateway = Gateway::start_with(&env).await;
+    let mut client = gateway.connect_ready().await;
+    client.send_json(serde_json::json!({"type": "chat", "message": "hello"})).await;
+    wait_until("the model is answering the chat", || async { fake.calls() == 1 }).await;
+    gateway.sigterm();
+    let signalled = Instant::now();
+    let address = format!("127.0.0.1:{}", gateway.port);
+    let successor =
+        poll_until(Duration::from_secs(1), Duration::from_millis(10), "the port can be bound again after SIGTERM", async || {
+            std::net::TcpListener::bind(&address).map_err(|error| format!("{error}; log:\n{}", gateway.log()))
+        })
+        .await;
+    let bound_after = signalled.elapsed();
+    assert!(gateway.child.try_wait().unwrap().is_none(), "the first gateway is still draining; log:\n{}", gateway.log());
+    // New connections reach the successor, not the draining gateway.
+    let _new_client = std::net::TcpStream::connect(&address).expect("a client connects to the port");
+    successor.set_nonblocking(true).unwrap();
+    poll_until(Duration::from_secs(1), Duration::from_millis(10), "the successor accepts the new connection", async || {
+        successor.accept().map(drop).map_err(|error| error.to_string())
+    })
+    .await;
+    // Meanwhile the draining gateway still answers its running chat, then closes with 1012, then exits 0.
+    let (closed, frames) = client.recv_close().await;
+    let context = format!("{closed:?}; frames: {frames:?}; bound {bound_after:?} after SIGTERM; log:\n{}", gateway.log());
+    let answer = frames.iter().find(|f| f["type"] == "chat_response").unwrap_or_else(|| panic!("the chat is answered first; {context}"));
+    assert_eq!(answer["message"], "the slow answer", "{context}");
+    assert_eq!(closed.code, 1012, "{context}");
     let status = gateway.wait_exit(Duration::from_millis(GRACE_MS + 2_000)).await;
     let status = status.unwrap_or_else(|| panic!("the gateway did not exit in time; log:\n{}", gateway.log()));
     assert!(status.success(), "exit status {status}; log:\n{}", gateway.log());

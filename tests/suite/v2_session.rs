@@ -1,6 +1,7 @@
 //! Protocol v2 sessions over real sockets: the `auth` frame and its 4508 deadline,
 //! `auth_expiring`, `auth_refresh` and the 4401 close, and `resume` from the bounded buffer
-//! (what was produced while away is replayed, only to its own user).
+//! (what was produced while away is replayed, only to its own user; one user's churn of sockets
+//! never pushes another user's stream out).
 
 use std::time::Duration;
 
@@ -157,4 +158,32 @@ async fn resuming_an_unknown_or_future_position_fails_and_the_fresh_session_work
     client.send_json(json!({"type":"chat","id":"f-1","message":"hello"})).await;
     let end = frames_until(&mut client, "chat_end").await.pop().unwrap();
     assert_eq!(end["message"], "fresh answer");
+}
+
+#[tokio::test]
+async fn one_user_opening_and_closing_more_sockets_than_the_registry_holds_leaves_other_users_streams_resumable() {
+    // A registry of 200 streams (the default total is 20 000): one user churns 300 sockets.
+    let limits = pam_actors::ResumeLimits { max_streams: 200, ..Default::default() };
+    let model = StreamingModel::new(vec!["kept ", "answer"], "kept answer");
+    let overrides = Overrides { llm: Some(model), resume_limits: Some(limits), ..Default::default() };
+    let app = spawn_app_with(|s| s.max_connections_per_user = 1_000, overrides).await;
+    let (mut other, welcome) = connect_welcomed(&app, &token_for(OTHER_USER)).await;
+    other.send_json(json!({"type":"chat","id":"kept-1","message":"remember this"})).await;
+    let frames = frames_until(&mut other, "chat_end").await;
+    let acked = frames.iter().find(|f| f["type"] == "ack").expect("the chat is acked")["seq"].as_u64().unwrap();
+    drop(other);
+    let welcomes = open_and_close_v2(&app, USER, 300).await;
+    let (mut back, _) = connect_welcomed(&app, &token_for(OTHER_USER)).await;
+    back.send_json(resume_from(&welcome, acked)).await;
+    let replayed = resume_outcome(&mut back).await;
+    assert_eq!(replayed.last().unwrap()["type"], "resumed", "the other user's stream is still resumable: {replayed:?}");
+    assert_eq!(replayed.iter().find(|f| f["type"] == "chat_end").map(|f| f["message"].clone()), Some(json!("kept answer")), "{replayed:?}");
+    // The churning user keeps its newest detached streams, and lost its own oldest ones.
+    let (mut churner, _) = connect_welcomed(&app, &token_for(USER)).await;
+    churner.send_json(resume_from(&welcomes[0], 1)).await;
+    let failed = resume_outcome(&mut churner).await.pop().unwrap();
+    assert_eq!((failed["type"].as_str(), failed["reason"].as_str()), (Some("resume_failed"), Some("unknown_stream")), "{failed}");
+    churner.send_json(resume_from(&welcomes[299], 1)).await;
+    let resumed = resume_outcome(&mut churner).await.pop().unwrap();
+    assert_eq!((resumed["type"].as_str(), &resumed["stream_id"]), (Some("resumed"), &welcomes[299]["stream_id"]), "{resumed}");
 }

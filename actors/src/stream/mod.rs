@@ -1,8 +1,9 @@
 //! v2 resumable streams: one `ResumableStream` per v2 socket numbers every server frame (`seq`),
 //! sends it to the socket attached right now (if any) and keeps the replayable ones in a bounded
-//! ring that outlives the socket. `ResumeBuffer` is the shared registry, bounded in streams, with
-//! a TTL for streams no socket is attached to (`registry.rs`). Used by the `ConnectionActor` and
-//! by the turns its orchestrator runs, which keep sending into a stream after its socket is gone.
+//! ring that outlives the socket. `ResumeBuffer` is the shared registry, bounded in streams in
+//! total and in detached streams per user (`per_user.rs`), with a TTL for streams no socket is
+//! attached to (`registry.rs`). Used by the `ConnectionActor` and by the turns its orchestrator
+//! runs, which keep sending into a stream after its socket is gone.
 //! With a `StreamStore` (`REDIS_URL` set) every frame is also told to the store, after the local
 //! send, so the stream resumes on another node (`restore.rs`; the bookkeeping in `claim.rs`).
 //! Imports the ports, the outbound queue and the connection's messages.
@@ -21,6 +22,7 @@ use crate::outbound::{OutFrame, Outbound, SendError};
 use crate::ports::{StreamStore, StreamWrite, TurnMark};
 
 mod claim;
+mod per_user;
 mod registry;
 mod restore;
 #[cfg(test)]
@@ -30,11 +32,22 @@ use claim::ForwardGate;
 pub(crate) use claim::{check_replay, failure_of};
 pub use registry::ResumeBuffer;
 
+/// Streams a node keeps at once, attached or not (`ResumeLimits::max_streams` by default).
+pub const MAX_RESUMABLE_STREAMS: usize = 20_000;
+/// Detached streams a node keeps per user (`ResumeLimits::max_detached_per_user` by default):
+/// beyond it a user's own oldest detached stream is forgotten, so one user opening and closing
+/// sockets in a loop cannot push other users' streams out. Attached streams are bounded per user
+/// by `PAM_MAX_CONNECTIONS_PER_USER`.
+pub const MAX_DETACHED_STREAMS_PER_USER: usize = 64;
+
 /// Limits of the resume buffer.
 #[derive(Debug, Clone, Copy)]
 pub struct ResumeLimits {
-    /// Streams kept at once (attached or not).
+    /// Streams kept at once (attached or not); when full, the oldest detached stream of the user
+    /// holding the most detached streams makes room.
     pub max_streams: usize,
+    /// Detached streams kept per user; beyond it that user's oldest detached one goes.
+    pub max_detached_per_user: usize,
     /// Replayable frames kept per stream (oldest dropped first).
     pub max_frames: usize,
     /// Bytes of replayable frames kept per stream.
@@ -45,7 +58,13 @@ pub struct ResumeLimits {
 
 impl Default for ResumeLimits {
     fn default() -> Self {
-        ResumeLimits { max_streams: 20_000, max_frames: 256, max_bytes: 64 * 1024, ttl: Duration::from_secs(300) }
+        ResumeLimits {
+            max_streams: MAX_RESUMABLE_STREAMS,
+            max_detached_per_user: MAX_DETACHED_STREAMS_PER_USER,
+            max_frames: 256,
+            max_bytes: 64 * 1024,
+            ttl: Duration::from_secs(300),
+        }
     }
 }
 

@@ -1,21 +1,28 @@
-//! `ResumeBuffer`: the registry of this node's v2 streams, bounded in streams, forgetting a
-//! detached one after its TTL; with a `StreamStore` it also opens streams that resume on any
-//! node and takes in frames other nodes forward to the streams this node holds.
-//! Part of the stream module; imports the `StreamStore` port.
+//! `ResumeBuffer`: the registry of this node's v2 streams, bounded in streams in total and in
+//! detached streams per user, forgetting a detached one after its TTL; with a `StreamStore` it
+//! also opens streams that resume on any node and takes in frames other nodes forward to the
+//! streams this node holds.
+//! Part of the stream module; imports the per-user bookkeeping and the `StreamStore` port.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use pam_protocol::UserId;
 use tokio::time::Instant;
 
+use super::per_user::{DetachedByUser, Entry};
 use super::{ResumableStream, ResumeLimits};
 use crate::ports::StreamStore;
 
+/// Expiry entries below which the queue is never compacted.
+const MIN_COMPACTION: usize = 1_024;
+
 /// The shared registry of v2 streams: bounded in streams, and a detached stream is forgotten
 /// once its TTL has passed (oldest first, from a queue in detach order: no scan of every stream,
-/// whether the registry is full or not).
+/// whether the registry is full or not). One user cannot push others' streams out: beyond
+/// `max_detached_per_user` detached streams a user loses its own oldest, and when the registry
+/// is full the stream that makes room is the oldest detached one of the user holding the most.
 pub struct ResumeBuffer {
     limits: ResumeLimits,
     registry: Mutex<Registry>,
@@ -31,18 +38,82 @@ struct Registry {
     streams: HashMap<String, Arc<ResumableStream>>,
     /// (detached at, stream id), oldest first; an entry whose stream was attached again (or
     /// detached later) since is stale and skipped.
-    detached: VecDeque<(Instant, String)>,
+    detached: VecDeque<Entry>,
+    /// The same entries per user.
+    by_user: DetachedByUser,
+}
+
+/// Whether `entry` still stands for a held stream, detached since then.
+fn live(streams: &HashMap<String, Arc<ResumableStream>>, (at, id): &Entry) -> bool {
+    streams.get(id).is_some_and(|s| s.detached_since() == Some(*at))
 }
 
 impl Registry {
+    /// Holds `stream` (in place of any other of its id); a detached one counts towards its
+    /// user's share at once.
+    fn insert(&mut self, stream: &Arc<ResumableStream>, share: usize) {
+        if let Some(replaced) = self.streams.insert(stream.id().to_string(), stream.clone()) {
+            let streams = &self.streams;
+            self.by_user.tidy(replaced.user(), |entry| live(streams, entry));
+        }
+        if let Some(at) = stream.detached_since() {
+            self.note_detached(stream, at, share);
+        }
+    }
+
+    /// Queues `stream` (detached at `at`) for expiry, then forgets its user's oldest detached
+    /// streams beyond `share`.
+    fn note_detached(&mut self, stream: &ResumableStream, at: Instant, share: usize) {
+        self.detached.push_back((at, stream.id().to_string()));
+        self.compact();
+        self.by_user.push(stream.user(), at, stream.id().to_string());
+        let streams = &self.streams;
+        for id in self.by_user.over_share(stream.user(), share, |entry| live(streams, entry)) {
+            self.streams.remove(&id);
+        }
+    }
+
+    /// Stale entries are bounded too (every socket leaves one from its open, and a stream
+    /// attached and detached again and again leaves one each time): past twice the streams held
+    /// (and a minimum) the queue keeps only its live entries, once each. It never forgets a
+    /// stream for that — popping live entries here would let one user's churn push other users'
+    /// streams out. Amortised O(1): afterwards it holds at most one entry per stream.
+    fn compact(&mut self) {
+        if self.detached.len() <= (2 * self.streams.len()).max(MIN_COMPACTION) {
+            return;
+        }
+        let streams = &self.streams;
+        let mut seen = HashSet::new();
+        self.detached.retain(|entry| live(streams, entry) && seen.insert(entry.1.clone()));
+    }
+
+    /// Forgets stream `id`. Its user's dead entries at the front go now (the stream forgotten is
+    /// usually that user's oldest); any others when that user's queue is next tidied.
+    fn remove(&mut self, id: &str) -> Option<Arc<ResumableStream>> {
+        let removed = self.streams.remove(id)?;
+        let streams = &self.streams;
+        self.by_user.drop_dead_front(removed.user(), |entry| live(streams, entry));
+        Some(removed)
+    }
+
     /// Drops the entry at the front; forgets its stream if it is still detached since then.
     fn pop_oldest(&mut self) -> bool {
-        let Some((at, id)) = self.detached.pop_front() else { return false };
-        if self.streams.get(&id).is_some_and(|s| s.detached_since() == Some(at)) {
-            self.streams.remove(&id);
+        let Some(entry) = self.detached.pop_front() else { return false };
+        if live(&self.streams, &entry) {
+            self.remove(&entry.1);
             return true;
         }
         false
+    }
+
+    /// Makes room in a full registry: forgets the oldest detached stream of the user holding the
+    /// most; `false` when no stream is detached.
+    fn evict_for_room(&mut self) -> bool {
+        let streams = &self.streams;
+        match self.by_user.take_from_the_most(|entry| live(streams, entry)) {
+            Some((_, id)) => self.remove(&id).is_some(),
+            None => false,
+        }
     }
 
     /// Forgets every stream detached for `ttl` or longer.
@@ -100,31 +171,25 @@ impl ResumeBuffer {
     }
 
     /// Registers `stream` (in place of any other of its id) when there is room after dropping
-    /// expired streams (then the oldest detached one).
+    /// expired streams (then the oldest detached one of the user holding the most).
     pub(crate) fn register(&self, stream: &Arc<ResumableStream>) {
-        let id = stream.id().to_string();
         let mut registry = self.lock();
         registry.sweep(Instant::now(), self.limits.ttl);
-        while registry.streams.len() >= self.limits.max_streams && !registry.detached.is_empty() {
-            registry.pop_oldest();
-        }
+        while registry.streams.len() >= self.limits.max_streams && registry.evict_for_room() {}
         if registry.streams.len() < self.limits.max_streams {
-            if let Some(at) = stream.detached_since() {
-                registry.detached.push_back((at, id.clone()));
-            }
-            registry.streams.insert(id, stream.clone());
+            registry.insert(stream, self.limits.max_detached_per_user);
         }
     }
 
-    /// Detaches `conn_id`'s socket from `stream`; the stream is forgotten after the TTL.
+    /// Detaches `conn_id`'s socket from `stream`; the stream is forgotten after the TTL, or
+    /// sooner when its user has more than its share of detached streams.
     pub fn detach(&self, stream: &ResumableStream, conn_id: &str) {
         if let Some(at) = stream.detach(conn_id) {
             let mut registry = self.lock();
-            registry.detached.push_back((at, stream.id().to_string()));
-            // Stale entries are bounded too: a stream attached and detached again and again.
-            while registry.detached.len() > 2 * self.limits.max_streams.max(1) {
-                registry.pop_oldest();
+            if !registry.streams.get(stream.id()).is_some_and(|held| std::ptr::eq(held.as_ref(), stream)) {
+                return; // never registered (the registry was full), or replaced since
             }
+            registry.note_detached(stream, at, self.limits.max_detached_per_user);
         }
     }
 
@@ -139,14 +204,14 @@ impl ResumeBuffer {
 
     /// Forgets a stream (one that a resume replaced).
     pub fn forget(&self, id: &str) {
-        self.lock().streams.remove(id);
+        self.lock().remove(id);
     }
 
     /// Forgets stream `id` if it is still `stream` (a claim that did not hand it over).
     pub fn forget_exactly(&self, stream: &Arc<ResumableStream>) {
         let mut registry = self.lock();
         if registry.streams.get(stream.id()).is_some_and(|held| Arc::ptr_eq(held, stream)) {
-            registry.streams.remove(stream.id());
+            registry.remove(stream.id());
         }
     }
 
@@ -190,6 +255,12 @@ impl ResumeBuffer {
     /// Whether no stream is held.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// Users with an entry in the per-user bookkeeping (stale ones included).
+    #[cfg(test)]
+    pub(super) fn users_tracked(&self) -> usize {
+        self.lock().by_user.users()
     }
 }
 

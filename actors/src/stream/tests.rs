@@ -22,7 +22,7 @@ fn user(n: u8) -> UserId {
 }
 
 fn limits(max_frames: usize) -> ResumeLimits {
-    ResumeLimits { max_streams: 2, max_frames, max_bytes: 1 << 20, ttl: Duration::from_secs(60) }
+    ResumeLimits { max_streams: 2, max_detached_per_user: 64, max_frames, max_bytes: 1 << 20, ttl: Duration::from_secs(60) }
 }
 
 /// The seqs waiting in the socket's queue, leaving out the `resumed` that ends a replay.
@@ -180,5 +180,100 @@ async fn a_full_socket_queue_keeps_the_frame_for_resume() {
     let (out, mut rx) = Outbound::channel(4);
     assert_eq!(attach_and_replay(&stream, "c2", &out, &actor, Some(1)).await, Ok(1));
     assert_eq!(seqs(&mut rx).await, vec![2]);
+    actor.stop(None);
+}
+
+/// A stream of `user` whose socket came and went (detached now).
+fn closed_stream(buffer: &ResumeBuffer, user: &UserId, out: &Outbound, actor: &ActorRef<ConnectionMsg>) -> Arc<ResumableStream> {
+    let stream = buffer.open(user.clone(), 1);
+    stream.attach("c", out.clone(), actor.clone(), None).unwrap();
+    buffer.detach(&stream, "c");
+    stream
+}
+
+fn held(buffer: &ResumeBuffer, streams: &[Arc<ResumableStream>], user: &UserId) -> usize {
+    streams.iter().filter(|s| buffer.find(s.id(), user).is_some()).count()
+}
+
+#[tokio::test]
+async fn one_user_over_its_share_of_detached_streams_loses_only_its_own_oldest() {
+    let (actor, _) = Actor::spawn(None, Sink, ()).await.unwrap();
+    let buffer = ResumeBuffer::new(ResumeLimits { max_streams: 1_000, max_detached_per_user: 3, ..limits(4) });
+    let (out, _rx) = Outbound::channel(4);
+    let other = closed_stream(&buffer, &user(2), &out, &actor);
+    let attached = buffer.open(user(1), 1);
+    attached.attach("live", out.clone(), actor.clone(), None).unwrap();
+    let churn: Vec<_> = (0..50).map(|_| closed_stream(&buffer, &user(1), &out, &actor)).collect();
+    assert!(buffer.find(other.id(), &user(2)).is_some(), "another user's stream stays resumable");
+    assert!(buffer.find(attached.id(), &user(1)).is_some(), "an attached stream is not in the share");
+    assert_eq!(held(&buffer, &churn[47..], &user(1)), 3, "the newest three detached streams are kept");
+    assert_eq!(held(&buffer, &churn, &user(1)), 3);
+    assert_eq!(buffer.len(), 5);
+    // Resumed and closed again, a stream counts once.
+    let resumed = &churn[49];
+    resumed.attach("c2", out.clone(), actor.clone(), Some(0)).unwrap();
+    buffer.detach(resumed, "c2");
+    assert_eq!(held(&buffer, &churn, &user(1)), 3);
+    actor.stop(None);
+}
+
+#[tokio::test]
+async fn a_full_registry_makes_room_from_the_user_holding_the_most_detached_streams() {
+    let (actor, _) = Actor::spawn(None, Sink, ()).await.unwrap();
+    let buffer = ResumeBuffer::new(ResumeLimits { max_streams: 8, max_detached_per_user: 4, ..limits(4) });
+    let (out, _rx) = Outbound::channel(4);
+    // The globally oldest detached streams belong to users 2 and 3; users 4 and 1 hold more.
+    let quiet = [closed_stream(&buffer, &user(2), &out, &actor), closed_stream(&buffer, &user(3), &out, &actor)];
+    let fewer: Vec<_> = (0..2).map(|_| closed_stream(&buffer, &user(4), &out, &actor)).collect();
+    let busy: Vec<_> = (0..4).map(|_| closed_stream(&buffer, &user(1), &out, &actor)).collect();
+    assert_eq!(buffer.len(), 8, "full");
+    let newcomer = closed_stream(&buffer, &user(5), &out, &actor);
+    assert!(buffer.find(newcomer.id(), &user(5)).is_some(), "a new stream still gets a place");
+    assert_eq!(held(&buffer, &busy, &user(1)), 3, "the user holding the most made room, oldest first");
+    assert!(buffer.find(busy[0].id(), &user(1)).is_none());
+    for _ in 0..2 {
+        closed_stream(&buffer, &user(6), &out, &actor);
+    }
+    assert_eq!(held(&buffer, &busy, &user(1)), 2, "still the one holding the most, until it holds as many as the rest");
+    assert_eq!(held(&buffer, &fewer, &user(4)), 1, "then, of those holding as many, the one detached longest ago");
+    assert!(buffer.find(fewer[0].id(), &user(4)).is_none());
+    assert!(
+        buffer.find(quiet[0].id(), &user(2)).is_some() && buffer.find(quiet[1].id(), &user(3)).is_some(),
+        "the quiet users keep theirs"
+    );
+    assert_eq!(buffer.len(), 8);
+    actor.stop(None);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_per_user_bookkeeping_empties_as_streams_expire() {
+    let (actor, _) = Actor::spawn(None, Sink, ()).await.unwrap();
+    let buffer = ResumeBuffer::new(ResumeLimits { max_streams: 1_000, max_detached_per_user: 2, ..limits(4) });
+    let (out, _rx) = Outbound::channel(4);
+    for n in 0..20 {
+        closed_stream(&buffer, &user(n % 5), &out, &actor);
+    }
+    assert_eq!(buffer.len(), 10, "two per user");
+    tokio::time::advance(Duration::from_secs(61)).await;
+    let fresh = buffer.open(user(9), 1);
+    assert_eq!(buffer.len(), 1);
+    assert_eq!(buffer.users_tracked(), 1, "only the fresh stream's user is tracked");
+    buffer.forget(fresh.id());
+    assert_eq!(buffer.users_tracked(), 0);
+    actor.stop(None);
+}
+
+#[tokio::test]
+async fn stale_expiry_entries_are_compacted_without_forgetting_any_stream() {
+    let (actor, _) = Actor::spawn(None, Sink, ()).await.unwrap();
+    let buffer = ResumeBuffer::new(ResumeLimits { max_streams: 600, max_detached_per_user: 64, ..limits(4) });
+    let (out, _rx) = Outbound::channel(4);
+    let other = closed_stream(&buffer, &user(2), &out, &actor);
+    // Every socket leaves two expiry entries (its open, its close): thousands of them, far more
+    // than twice the streams held.
+    let churn: Vec<_> = (0..2_000).map(|_| closed_stream(&buffer, &user(1), &out, &actor)).collect();
+    assert!(buffer.find(other.id(), &user(2)).is_some(), "the other user's stream is never compacted away");
+    assert_eq!(held(&buffer, &churn, &user(1)), 64);
+    assert_eq!(buffer.len(), 65);
     actor.stop(None);
 }

@@ -67,6 +67,11 @@ impl Default for RunningTurns {
     }
 }
 
+/// Counts one turn as accepted (`pam_turns_accepted_total`).
+pub(crate) fn count_accepted() {
+    metrics::counter!(TURNS_ACCEPTED_TOTAL).increment(1);
+}
+
 /// Held by a turn while it runs; dropping it (the turn ended, finished or panicked) removes the
 /// turn and wakes whoever waits for it.
 pub struct TurnGuard {
@@ -113,7 +118,14 @@ impl RunningTurns {
 
     /// Registers a turn the server has just read.
     pub fn begin(self: &Arc<Self>, key: TurnKey, origin: TurnOrigin) -> TurnGuard {
-        metrics::counter!(TURNS_ACCEPTED_TOTAL).increment(1);
+        count_accepted();
+        self.begin_unadmitted(key, origin)
+    }
+
+    /// Registers a turn the server has just read but not admitted yet (a REST chat whose rate
+    /// limit is asked on the turn's own task): it runs, and the drain waits for it, but it counts
+    /// as accepted only once [`count_accepted`] says so.
+    pub(crate) fn begin_unadmitted(self: &Arc<Self>, key: TurnKey, origin: TurnOrigin) -> TurnGuard {
         let (done, waiter) = watch::channel(());
         let mut inner = self.lock();
         inner.next += 1;

@@ -3,6 +3,8 @@
 //! [`TurnAnswer`].
 //! Imports the pipeline and the intake.
 
+use std::future::Future;
+
 use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -11,17 +13,26 @@ use tokio::time::Instant;
 use super::input::{Previous, StoreInLine, TurnAnswer, TurnFailure, TurnInput, wait_for};
 use super::intake::Intake;
 use super::pipeline::{TurnPipeline, replayed_reply, turn_metadata};
-use super::running::TurnGuard;
+use super::running::{TurnGuard, count_accepted};
 use crate::ports::AnswerRecord;
 
 impl TurnPipeline {
-    /// Starts a REST turn on its own task, registered as running from now on. The turn runs to
-    /// its end (answered and stored) whatever happens to the caller; awaiting the handle is
-    /// optional and dropping it does not cancel the turn.
-    pub fn start(&self, input: TurnInput) -> JoinHandle<TurnAnswer> {
-        let guard = self.register(&input);
+    /// Starts a REST turn on its own task, registered as running from now on (the drain waits
+    /// for it). `admit` (the per-user rate limit) is asked first, on that task: a turn it refuses
+    /// ends there, unstored (`None`); an admitted one runs to its end (answered and stored)
+    /// whatever happens to the caller. Awaiting the handle is optional and dropping it does not
+    /// cancel the turn, so a caller that starts its turn before its first await (after reading the
+    /// request) loses nothing when it is dropped at any await.
+    pub fn start(&self, input: TurnInput, admit: impl Future<Output = bool> + Send + 'static) -> JoinHandle<Option<TurnAnswer>> {
+        let guard = self.running.begin_unadmitted(input.key(), input.origin.clone());
         let pipeline = self.clone();
-        self.on_task(guard.id(), async move { pipeline.answer(input, guard, StoreInLine::alone(), None).await })
+        self.on_task(guard.id(), async move {
+            if !admit.await {
+                return None;
+            }
+            count_accepted();
+            Some(pipeline.answer(input, guard, StoreInLine::alone(), None).await)
+        })
     }
 
     /// Answers `input` whole: its user message is stored in its place in `line`, its model work

@@ -1,8 +1,12 @@
 //! Helpers for the REST tests: a reqwest client (with the rustls provider installed before any
-//! app exists), chat posts, and direct access to the test app's SQLite file.
+//! app exists), chat posts (and one whose client hangs up), and direct access to the test app's
+//! SQLite file.
+
+use std::time::Duration;
 
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE};
 use serde_json::Value;
+use tokio::io::AsyncWriteExt;
 
 use super::TestApp;
 
@@ -26,6 +30,22 @@ pub async fn post_chat(app: &TestApp, token: &str, body: &Value, key: Option<&st
     let status = response.status().as_u16();
     let text = response.text().await.unwrap();
     (status, serde_json::from_str(&text).unwrap_or_else(|_| panic!("a JSON body, got {status}: {text:?}")))
+}
+
+/// `POST /api/v1/pam/chat` over a plain TCP socket that is closed `after` the whole request was
+/// written, without reading anything: a client that goes away mid-request.
+pub async fn post_chat_and_hang_up(app: &TestApp, token: &str, body: &Value, key: Option<&str>, after: Duration) {
+    let body = body.to_string();
+    let key = key.map(|key| format!("Idempotency-Key: {key}\r\n")).unwrap_or_default();
+    let request = format!(
+        "POST /api/v1/pam/chat HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\n{key}Content-Length: {}\r\n\r\n{body}",
+        app.addr,
+        body.len()
+    );
+    let mut socket = tokio::net::TcpStream::connect(app.addr).await.expect("the gateway accepts");
+    socket.write_all(request.as_bytes()).await.expect("the request is sent");
+    tokio::time::sleep(after).await;
+    drop(socket);
 }
 
 /// A pool on the app's SQLite file (to seed data or count stored rows).

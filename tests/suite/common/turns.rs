@@ -1,11 +1,15 @@
-//! Helpers for the "nothing lost" tests: a slow model, a model that records the context it was
-//! given, the stored rows of a user on either backend, and the exactly-once check.
+//! Helpers for the "nothing lost" tests: a slow model, a slow authenticator and rate limit, a
+//! model that records the context it was given, the stored rows of a user on either backend, and
+//! the exactly-once check.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use pam_actors::{BoxFuture, LlmError, LlmProvider, LlmReply, LlmRequest};
+use pam_actors::{
+    AuthError, Authenticator, BoxFuture, Identity, LlmError, LlmProvider, LlmReply, LlmRequest, SharedRateLimit, SharedUnavailable,
+};
+use pam_protocol::UserId;
 use serde_json::Value;
 use tokio::sync::mpsc;
 
@@ -37,6 +41,31 @@ impl LlmProvider for SlowModel {
                 tokio::time::sleep(self.delay).await;
             }
             Ok(LlmReply::new(format!("answer to {}", request.message), "slow-1", "slow-fake"))
+        })
+    }
+}
+
+/// Takes `0` to verify a token, which is the user id itself (a slow JWKS, say).
+pub(crate) struct SlowAuthenticator(pub(crate) Duration);
+
+impl Authenticator for SlowAuthenticator {
+    fn authenticate<'a>(&'a self, token: &'a str) -> BoxFuture<'a, Result<Identity, AuthError>> {
+        Box::pin(async move {
+            tokio::time::sleep(self.0).await;
+            let user = UserId::parse(token).map_err(|error| AuthError::Invalid(error.to_string()))?;
+            Ok(Identity { subject: Some(user), role: "authenticated".into(), privileged: false, expires_at: None })
+        })
+    }
+}
+
+/// A shared chat rate limit that takes `0` to answer (a slow Redis) and allows every chat.
+pub(crate) struct SlowRateLimit(pub(crate) Duration);
+
+impl SharedRateLimit for SlowRateLimit {
+    fn admit<'a>(&'a self, _user: &'a UserId, _per_minute: u32) -> BoxFuture<'a, Result<bool, SharedUnavailable>> {
+        Box::pin(async move {
+            tokio::time::sleep(self.0).await;
+            Ok(true)
         })
     }
 }

@@ -1,5 +1,6 @@
-//! v2 test helpers: connecting with the `pam.v2` subprotocol, reading frames by type, and
-//! fake models that stream deltas, count calls, fall back mid-stream or wait for a gate.
+//! v2 test helpers: connecting with the `pam.v2` subprotocol (and opening and closing many
+//! sockets), `resume` frames, reading frames by type, and fake models that stream deltas, count
+//! calls, fall back mid-stream or wait for a gate.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -11,7 +12,7 @@ use tokio_tungstenite::connect_async;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 
-use super::{TestApp, WsClient, sign_hs256, unix_now, user_claims};
+use super::{TestApp, WsClient, sign_hs256, token_for, unix_now, user_claims};
 
 /// `/api/v2/pam/ws`, with `?token=` when given.
 pub fn v2_url(app: &TestApp, token: Option<&str>) -> String {
@@ -43,6 +44,38 @@ pub fn token_expiring_in(user: &str, secs: u64) -> String {
     let mut claims = user_claims(user);
     claims["exp"] = json!(unix_now() + secs);
     sign_hs256(&claims, super::TEST_SECRET)
+}
+
+/// Opens `count` v2 sockets of `user` one after the other, each closed (handshake completed)
+/// before the next; returns their welcomes.
+pub async fn open_and_close_v2(app: &TestApp, user: &str, count: usize) -> Vec<Value> {
+    let token = token_for(user);
+    let mut welcomes = Vec::with_capacity(count);
+    for _ in 0..count {
+        let (mut client, welcome) = connect_welcomed(app, &token).await;
+        client.ws.close(None).await.expect("the close is sent");
+        while futures_util::StreamExt::next(&mut client.ws).await.is_some() {}
+        welcomes.push(welcome);
+    }
+    welcomes
+}
+
+pub fn resume_from(welcome: &Value, last_seq: u64) -> Value {
+    json!({"type":"resume","stream_id":welcome["stream_id"],"epoch":welcome["epoch"],"last_seq":last_seq})
+}
+
+/// Every frame after a `resume` up to and including its outcome, `resumed` or `resume_failed`
+/// (server pings left out).
+pub async fn resume_outcome(client: &mut WsClient) -> Vec<Value> {
+    let mut frames = Vec::new();
+    loop {
+        let frame = client.recv_non_ping().await;
+        let done = frame["type"] == "resumed" || frame["type"] == "resume_failed";
+        frames.push(frame);
+        if done {
+            return frames;
+        }
+    }
 }
 
 /// Every frame up to and including the first of type `kind` (server pings included).
