@@ -401,7 +401,7 @@ async fn two_resumes_of_one_stream_racing_on_two_nodes_leave_one_holder_every_ti
     let b = spawn_node("node-b", &redis_url(), &prefix, |_| {}, with_llm(model)).await;
     wait_subscribed(&redis, &prefix, "node-a").await;
     wait_subscribed(&redis, &prefix, "node-b").await;
-    for round in 0..25 {
+    for round in 0..50 {
         let user = uuid::Uuid::new_v4().to_string();
         let (mut first, welcome) = connect_welcomed(&a.app, &token_for(&user)).await;
         first.send_json(json!({"type":"chat","id":"t-1","message":"hi"})).await;
