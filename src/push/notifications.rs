@@ -1,5 +1,7 @@
 //! `NotificationStore` on the gateway's database (`pam_notifications`). Postgres claims due
-//! timers with `FOR UPDATE SKIP LOCKED`, so nodes sharing the database never fire a row twice;
+//! timers with `FOR UPDATE SKIP LOCKED` in a transaction committed only after their publish
+//! (`claim_due_postgres` says why), so nodes sharing the database never fire a row twice and a
+//! node that dies before publishing leaves its rows to the others;
 //! SQLite does each multi-statement write in one `BEGIN IMMEDIATE` transaction (the database's
 //! write lock). SQLite timestamps are UTC text `%Y-%m-%dT%H:%M:%fZ`, which compares as time.
 //!
@@ -13,8 +15,8 @@ use std::sync::{Arc, Mutex, Weak};
 
 use chrono::{DateTime, Utc};
 use pam_actors::{
-    BoxFuture, Inserted, NewNotification, Notification, NotificationKind, NotificationStore, StoreError, WAITING_ALERTS, WAITING_TIMERS,
-    waiting_batch,
+    BoxFuture, CLAIM_HOLD, DueClaim, Inserted, NewNotification, Notification, NotificationKind, NotificationStore, StoreError,
+    WAITING_ALERTS, WAITING_TIMERS, waiting_batch,
 };
 use pam_protocol::UserId;
 use serde_json::Value;
@@ -238,59 +240,14 @@ impl NotificationStore for Database {
         })
     }
 
-    fn claim_due<'a>(&'a self, limit: usize) -> BoxFuture<'a, Result<Vec<Notification>, StoreError>> {
+    fn claim_due<'a>(&'a self, limit: usize) -> BoxFuture<'a, Result<Box<dyn DueClaim>, StoreError>> {
         Box::pin(async move {
             let _timer = crate::observability::QueryTimer::start("notification_claim_due");
             let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-            let rows = match self {
-                Database::Postgres(pool) => sqlx::query(concat!(
-                    "UPDATE pam_notifications SET fired_at = now() WHERE id IN (
-                       SELECT id FROM pam_notifications
-                       WHERE fired_at IS NULL AND dismissed_at IS NULL AND fire_at <= now()
-                       ORDER BY fire_at LIMIT $1 FOR UPDATE SKIP LOCKED)
-                     RETURNING ",
-                    pg_columns!()
-                ))
-                .bind(limit)
-                .fetch_all(pool)
-                .await
-                .rows(pg_row)?,
-                Database::Sqlite(pool) => {
-                    // Every node asks 4 times a second: a plain read first (WAL readers take no
-                    // lock), so the write lock is taken only when something is due.
-                    let due: Option<i64> = sqlx::query_scalar(concat!(
-                        "SELECT 1 FROM pam_notifications WHERE fired_at IS NULL AND dismissed_at IS NULL AND fire_at <= ",
-                        sqlite_now!(),
-                        " LIMIT 1"
-                    ))
-                    .fetch_optional(pool)
-                    .await
-                    .map_err(store_error)?;
-                    if due.is_none() {
-                        return Ok(Vec::new());
-                    }
-                    // One write transaction: the select and the update see the same rows.
-                    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await.map_err(store_error)?;
-                    let rows = sqlx::query(concat!(
-                        "UPDATE pam_notifications SET fired_at = ",
-                        sqlite_now!(),
-                        " WHERE id IN (
-                           SELECT id FROM pam_notifications
-                           WHERE fired_at IS NULL AND dismissed_at IS NULL AND fire_at <= ",
-                        sqlite_now!(),
-                        " ORDER BY fire_at LIMIT ?1)
-                         RETURNING ",
-                        sqlite_columns!()
-                    ))
-                    .bind(limit)
-                    .fetch_all(&mut *tx)
-                    .await
-                    .rows(sqlite_row)?;
-                    tx.commit().await.map_err(store_error)?;
-                    rows
-                }
-            };
-            Ok(by_fire_time(rows))
+            match self {
+                Database::Postgres(pool) => claim_due_postgres(pool, limit).await,
+                Database::Sqlite(pool) => claim_due_sqlite(pool, limit).await,
+            }
         })
     }
 
@@ -489,6 +446,124 @@ impl NotificationStore for Database {
             };
             Ok(u64::try_from(count).unwrap_or(0))
         })
+    }
+}
+
+/// Postgres, shared by every node: the rows are claimed in a transaction that stays open until
+/// the scheduler has published them (`DueClaim::commit`). Why: a claim committed before its
+/// publish marks a timer fired that no socket on another node may ever get if the node dies in
+/// between; here a node that dies (or drops the claim) at any instruction before the commit
+/// leaves its rows unfired, and Postgres releases their locks when its connection ends, so the
+/// next tick of any node claims them. A crash right after the publish but before the commit
+/// publishes them twice, which sockets and clients drop by push id. `FOR UPDATE SKIP LOCKED`
+/// keeps other nodes off the rows meanwhile without waiting; `idle_in_transaction_session_timeout`
+/// (twice [`CLAIM_HOLD`]) ends a claim whose node stalls without dying, so no stall holds the
+/// rows for longer.
+async fn claim_due_postgres(pool: &sqlx::PgPool, limit: i64) -> Result<Box<dyn DueClaim>, StoreError> {
+    // Every node asks 4 times a second: a plain read first, so a transaction is begun only when
+    // something is due.
+    let due: Option<i32> =
+        sqlx::query_scalar("SELECT 1 FROM pam_notifications WHERE fired_at IS NULL AND dismissed_at IS NULL AND fire_at <= now() LIMIT 1")
+            .fetch_optional(pool)
+            .await
+            .map_err(store_error)?;
+    if due.is_none() {
+        return Ok(Box::new(FinalClaim(Vec::new())));
+    }
+    let mut tx = pool.begin().await.map_err(store_error)?;
+    sqlx::query("SELECT set_config('idle_in_transaction_session_timeout', $1, true)")
+        .bind(format!("{}ms", (2 * CLAIM_HOLD).as_millis()))
+        .execute(&mut *tx)
+        .await
+        .map_err(store_error)?;
+    let rows = sqlx::query(concat!(
+        "UPDATE pam_notifications SET fired_at = now() WHERE id IN (
+           SELECT id FROM pam_notifications
+           WHERE fired_at IS NULL AND dismissed_at IS NULL AND fire_at <= now()
+           ORDER BY fire_at LIMIT $1 FOR UPDATE SKIP LOCKED)
+         RETURNING ",
+        pg_columns!()
+    ))
+    .bind(limit)
+    .fetch_all(&mut *tx)
+    .await
+    .rows(pg_row)?;
+    if rows.is_empty() {
+        // Another node holds them; nothing to keep open.
+        tx.rollback().await.map_err(store_error)?;
+        return Ok(Box::new(FinalClaim(Vec::new())));
+    }
+    Ok(Box::new(OpenClaim { tx, rows: by_fire_time(rows) }))
+}
+
+/// SQLite is one node's database: the claim is committed at once. A node that dies before
+/// publishing takes its sockets with it, and every reconnect gets the fired timer from the store
+/// (re-sent until dismissed), so nothing waits on a publish that never happened; holding the
+/// write lock across a publish would instead stall every other write of the node.
+async fn claim_due_sqlite(pool: &sqlx::SqlitePool, limit: i64) -> Result<Box<dyn DueClaim>, StoreError> {
+    // Every node asks 4 times a second: a plain read first (WAL readers take no lock), so the
+    // write lock is taken only when something is due.
+    let due: Option<i64> = sqlx::query_scalar(concat!(
+        "SELECT 1 FROM pam_notifications WHERE fired_at IS NULL AND dismissed_at IS NULL AND fire_at <= ",
+        sqlite_now!(),
+        " LIMIT 1"
+    ))
+    .fetch_optional(pool)
+    .await
+    .map_err(store_error)?;
+    if due.is_none() {
+        return Ok(Box::new(FinalClaim(Vec::new())));
+    }
+    // One write transaction: the select and the update see the same rows.
+    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await.map_err(store_error)?;
+    let rows = sqlx::query(concat!(
+        "UPDATE pam_notifications SET fired_at = ",
+        sqlite_now!(),
+        " WHERE id IN (
+           SELECT id FROM pam_notifications
+           WHERE fired_at IS NULL AND dismissed_at IS NULL AND fire_at <= ",
+        sqlite_now!(),
+        " ORDER BY fire_at LIMIT ?1)
+         RETURNING ",
+        sqlite_columns!()
+    ))
+    .bind(limit)
+    .fetch_all(&mut *tx)
+    .await
+    .rows(sqlite_row)?;
+    tx.commit().await.map_err(store_error)?;
+    Ok(Box::new(FinalClaim(by_fire_time(rows))))
+}
+
+/// A Postgres claim: the rows' update, not yet committed (rolled back if dropped).
+struct OpenClaim {
+    tx: sqlx::Transaction<'static, sqlx::Postgres>,
+    rows: Vec<Notification>,
+}
+
+impl DueClaim for OpenClaim {
+    fn rows(&self) -> &[Notification] {
+        &self.rows
+    }
+
+    fn commit(self: Box<Self>) -> BoxFuture<'static, Result<(), StoreError>> {
+        Box::pin(async move {
+            let _timer = crate::observability::QueryTimer::start("notification_claim_commit");
+            self.tx.commit().await.map_err(store_error)
+        })
+    }
+}
+
+/// A claim that is final already (SQLite's, or an empty one).
+struct FinalClaim(Vec<Notification>);
+
+impl DueClaim for FinalClaim {
+    fn rows(&self) -> &[Notification] {
+        &self.0
+    }
+
+    fn commit(self: Box<Self>) -> BoxFuture<'static, Result<(), StoreError>> {
+        Box::pin(async { Ok(()) })
     }
 }
 

@@ -4,16 +4,23 @@
 //! what waits for a connect kept per kind (alerts newest first, timers oldest fired first, each
 //! up to its own count).
 //!
+//! On Postgres a claim stays open until committed: dropped (its node died before publishing) or
+//! left hanging (its node stalled), its timer is claimable again.
+//!
 //! Postgres tests get a private database: `claim_due` takes due rows of every user.
 
 use chrono::{Duration, Utc};
-use pam_actors::{Inserted, NewNotification, Notification, NotificationKind, NotificationStore, WAITING_ALERTS, WAITING_TIMERS};
+use pam_actors::{
+    CLAIM_HOLD, DueClaim, Inserted, NewNotification, Notification, NotificationKind, NotificationStore, WAITING_ALERTS, WAITING_TIMERS,
+};
 use pam_gateway::storage::database::Database;
 use pam_protocol::UserId;
 use serde_json::json;
 use uuid::Uuid;
 
 use crate::common::db::{private_postgres, sqlite};
+use crate::common::wait::POLL;
+use crate::common::{poll_until, wait_until_within};
 
 fn user() -> UserId {
     UserId::parse(&Uuid::new_v4().to_string()).expect("uuid")
@@ -85,9 +92,12 @@ async fn a_due_timer_is_claimed_once_and_redelivered_until_dismissed(db: &Databa
     assert!(db.undelivered(&alice).await.expect("undelivered").is_empty(), "an unfired timer is not delivered");
 
     let (a, b) = tokio::join!(db.claim_due(10), db.claim_due(10));
-    let claimed: Vec<String> = a.expect("claim").into_iter().chain(b.expect("claim")).map(|n| n.id).collect();
+    let (a, b) = (a.expect("claim"), b.expect("claim"));
+    let claimed: Vec<String> = a.rows().iter().chain(b.rows()).map(|n| n.id.clone()).collect();
     assert_eq!(claimed, vec![due.clone()], "exactly one claimer gets the due timer, the future one stays");
-    assert!(db.claim_due(10).await.expect("claim").is_empty());
+    a.commit().await.expect("commit");
+    b.commit().await.expect("commit");
+    assert!(db.claim_due(10).await.expect("claim").rows().is_empty());
     assert_eq!(db.count_pending().await.expect("count"), 1);
 
     // Fired timers are re-sent on every connect, delivered or not, until dismissed.
@@ -128,8 +138,9 @@ async fn each_kind_waits_in_a_list_of_its_own(db: &Database) {
     let mut fired: Vec<Notification> = Vec::new();
     while fired.len() < EACH {
         let claimed = db.claim_due(EACH).await.expect("claim");
-        assert!(!claimed.is_empty(), "every timer is due");
-        fired.extend(claimed);
+        assert!(!claimed.rows().is_empty(), "every timer is due");
+        fired.extend(claimed.rows().iter().cloned());
+        claimed.commit().await.expect("commit");
     }
     fired.sort_by_key(|n| (n.fired_at, n.fire_at));
 
@@ -176,4 +187,53 @@ async fn sqlite_claims_a_due_timer_once_and_redelivers_it_until_dismissed() {
 #[tokio::test]
 async fn postgres_claims_a_due_timer_once_and_redelivers_it_until_dismissed() {
     a_due_timer_is_claimed_once_and_redelivered_until_dismissed(&private_postgres().await.db).await;
+}
+
+/// Claims until a claim holds `id` (a dropped claim is given back as its connection returns to
+/// the pool); that claim.
+async fn claim_when_free(db: &Database, id: &str) -> Box<dyn DueClaim> {
+    poll_until(std::time::Duration::from_secs(5), POLL, &format!("timer {id} is claimable again"), async || {
+        let claim = db.claim_due(10).await.expect("claim");
+        if claim.rows().iter().any(|row| row.id == id) { Ok(claim) } else { Err(format!("{} other rows", claim.rows().len())) }
+    })
+    .await
+}
+
+#[tokio::test]
+async fn postgres_a_claim_dropped_before_its_commit_leaves_the_timer_to_the_next_claim() {
+    let store = private_postgres().await;
+    let db = &store.db;
+    let alice = user();
+    let due = id(db.insert(&timer(&alice, Duration::milliseconds(-10))).await.expect("insert"));
+
+    let first = db.claim_due(10).await.expect("claim");
+    assert_eq!(first.rows().iter().map(|n| n.id.clone()).collect::<Vec<_>>(), vec![due.clone()]);
+    assert!(db.claim_due(10).await.expect("claim").rows().is_empty(), "another node skips a claimed timer");
+    assert!(db.undelivered(&alice).await.expect("undelivered").is_empty(), "an uncommitted claim has fired nothing yet");
+    drop(first); // the node died between its claim and its publish
+
+    let second = claim_when_free(db, &due).await;
+    second.commit().await.expect("commit");
+    let waiting = db.undelivered(&alice).await.expect("undelivered");
+    assert_eq!(waiting.iter().map(|n| n.id.clone()).collect::<Vec<_>>(), vec![due], "fired once the second claim committed");
+    assert!(db.claim_due(10).await.expect("claim").rows().is_empty());
+    assert_eq!(db.count_pending().await.expect("count"), 0);
+}
+
+#[tokio::test]
+async fn postgres_a_claim_whose_holder_stalls_is_ended_by_the_database_after_twice_the_claim_hold() {
+    let store = private_postgres().await;
+    let db = &store.db;
+    let due = id(db.insert(&timer(&user(), Duration::milliseconds(-10))).await.expect("insert"));
+    let stalled = db.claim_due(10).await.expect("claim");
+    assert_eq!(stalled.rows().len(), 1);
+    let claimed = tokio::time::Instant::now();
+    // A holder that neither commits nor drops: its connection stays open, idle in the transaction.
+    std::mem::forget(stalled);
+    wait_until_within(CLAIM_HOLD * 2 + std::time::Duration::from_secs(5), "the stalled claim is ended", || async {
+        !db.claim_due(10).await.expect("claim").rows().is_empty()
+    })
+    .await;
+    let waited = claimed.elapsed();
+    assert!(waited >= CLAIM_HOLD * 2 - std::time::Duration::from_millis(200), "not before its hold ran out: {waited:?} ({due})");
 }

@@ -26,8 +26,8 @@ pub use context::{
 pub use conversations::{AnswerRecord, ConversationStore, StoredAnswer, StoredTurn, TurnKey, UnansweredMark, UserMessage, UserSaved};
 pub use llm::{HistoryMessage, LlmError, LlmProvider, LlmReply, LlmRequest};
 pub use notifications::{
-    Inserted, NewNotification, Notification, NotificationKind, NotificationStore, TIMER_REDELIVERY, WAITING_ALERTS, WAITING_BYTES_PER_KIND,
-    WAITING_TIMERS, payload_bytes, waiting_batch,
+    CLAIM_HOLD, DueClaim, Inserted, NewNotification, Notification, NotificationKind, NotificationStore, TIMER_REDELIVERY, WAITING_ALERTS,
+    WAITING_BYTES_PER_KIND, WAITING_TIMERS, payload_bytes, waiting_batch,
 };
 pub use outbox_journal::{OutboxJournal, PendingWrite};
 pub use stream_store::{Claim, ClaimedStream, Orphans, StoredFrame, StreamStore, StreamWrite, TurnMark};

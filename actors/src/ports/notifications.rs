@@ -33,6 +33,11 @@ pub const WAITING_TIMERS: usize = 100;
 /// the first row that would go past its share, except that its first row always goes.
 pub const WAITING_BYTES_PER_KIND: usize = 128 * 1024;
 
+/// How long a [`DueClaim`] may stay open: its holder gives the rows back when publishing them
+/// took longer, and a store that holds claims open ends one itself (rows given back) at twice
+/// this, should its holder stall without dying (a paused process, a hung runtime).
+pub const CLAIM_HOLD: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Which frame a row becomes; stored as `kind` (`timer_expired` | `proactive_alert`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum NotificationKind {
@@ -116,6 +121,19 @@ pub struct Notification {
     pub created_at: DateTime<Utc>,
 }
 
+/// Due timers taken by [`NotificationStore::claim_due`]. A store shared by several nodes keeps
+/// the claim open until [`DueClaim::commit`]: dropped uncommitted (the node died, or gave up
+/// before its publish returned), the rows are due again for the next claim, by any node, so a
+/// timer is never marked fired by a node that did not live to publish it. A store of one node
+/// only may make the claim final at once (its sockets die with it, and a fired timer is re-sent
+/// on every connect); `commit` then does nothing.
+pub trait DueClaim: Send {
+    /// The claimed rows, oldest `fire_at` first.
+    fn rows(&self) -> &[Notification];
+    /// Makes the claim final: the rows stay fired.
+    fn commit(self: Box<Self>) -> BoxFuture<'static, Result<(), StoreError>>;
+}
+
 /// Pushes and timers on the gateway's database (Postgres or SQLite behind it).
 ///
 /// Every write is a single statement or one transaction, so a dropped future leaves either the
@@ -124,9 +142,10 @@ pub trait NotificationStore: Send + Sync + 'static {
     /// Stores one row (see [`Inserted`]); the pending limit and the dedupe key are checked in
     /// the same transaction as the insert.
     fn insert<'a>(&'a self, row: &'a NewNotification) -> BoxFuture<'a, Result<Inserted, StoreError>>;
-    /// Marks up to `limit` due rows (`fired_at` unset, `fire_at` ≤ now) fired and returns them,
-    /// oldest `fire_at` first. Concurrent callers (other nodes) never get the same row.
-    fn claim_due<'a>(&'a self, limit: usize) -> BoxFuture<'a, Result<Vec<Notification>, StoreError>>;
+    /// Claims up to `limit` due rows (`fired_at` unset, `fire_at` ≤ now), oldest `fire_at`
+    /// first: they are marked fired, and concurrent callers (other nodes) never get the same row
+    /// while the claim lives. See [`DueClaim`] for when the mark becomes final.
+    fn claim_due<'a>(&'a self, limit: usize) -> BoxFuture<'a, Result<Box<dyn DueClaim>, StoreError>>;
     /// What a connecting user should get, in the order to send it ([`waiting_batch`]): first the
     /// undelivered alerts, newest first, at most [`WAITING_ALERTS`]; then the timers fired less
     /// than [`TIMER_REDELIVERY`] ago, oldest fired first, at most [`WAITING_TIMERS`]; each kind

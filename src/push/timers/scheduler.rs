@@ -1,13 +1,15 @@
 //! The timer scheduler: one task per node claims due timers every 250 ms (`claim_due`, so each
-//! fires on exactly one node however many share the database) and publishes their
-//! `timer_expired` on the push bus, which reaches the user's sockets on every node. A user with
-//! no socket gets it on the next connect (fired timers are re-sent until dismissed or 24 h old),
-//! so a claim whose publish never happens (the task aborted in between) is only late, not lost.
+//! fires on exactly one node however many share the database), publishes their `timer_expired`
+//! on the push bus, which reaches the user's sockets on every node, and only then commits the
+//! claim: on Postgres a node that dies (or gives up) before its publish returned leaves the timers
+//! due for the next claim of any node (see `DueClaim`). A publish that takes longer than
+//! `CLAIM_HOLD` gives its timers back the same way. A user with no socket gets the timer on the
+//! next connect (fired timers are re-sent until dismissed or 24 h old).
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use pam_actors::{Notification, NotificationKind, NotificationStore, PushBus};
+use pam_actors::{CLAIM_HOLD, Notification, NotificationKind, NotificationStore, PushBus, STORE_TIMEOUT};
 
 /// How often due timers are claimed.
 pub const TICK: Duration = Duration::from_millis(250);
@@ -36,16 +38,34 @@ pub fn spawn(store: Arc<dyn NotificationStore>, push: Arc<dyn PushBus>) -> tokio
                 }
             }
             ticks = ticks.wrapping_add(1);
-            match store.claim_due(BATCH).await {
-                Ok(rows) => {
-                    for row in rows {
-                        publish(&*push, &row).await;
-                    }
-                }
-                Err(error) => tracing::warn!(%error, "due timers could not be claimed; retrying"),
-            }
+            fire_due(&*store, &*push).await;
         }
     })
+}
+
+/// Claims what is due, publishes it, then commits the claim — each step bounded, so a hung
+/// database or Redis costs a tick, never the scheduler. The claim is dropped uncommitted (its
+/// timers due again) when it is not published within `CLAIM_HOLD`.
+async fn fire_due(store: &dyn NotificationStore, push: &dyn PushBus) {
+    let claim = match tokio::time::timeout(STORE_TIMEOUT, store.claim_due(BATCH)).await {
+        Ok(Ok(claim)) => claim,
+        Ok(Err(error)) => return tracing::warn!(%error, "due timers could not be claimed; retrying"),
+        Err(_) => return tracing::warn!("claiming due timers took too long; retrying"),
+    };
+    let timers = claim.rows().len();
+    if timers == 0 {
+        return;
+    }
+    // All at once: they share the bus's pipelines, and each reaches this node's sockets in order.
+    let publishing = futures_util::future::join_all(claim.rows().iter().map(|row| publish(push, row)));
+    if tokio::time::timeout(CLAIM_HOLD, publishing).await.is_err() {
+        return tracing::warn!(timers, "due timers were not published in time; they are given back and fire again");
+    }
+    match tokio::time::timeout(STORE_TIMEOUT, claim.commit()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(error)) => tracing::warn!(timers, %error, "fired timers could not be recorded; they fire again (sockets drop the repeat)"),
+        Err(_) => tracing::warn!(timers, "recording fired timers took too long; they may fire again (sockets drop the repeat)"),
+    }
 }
 
 /// Publishes a stored row's frame to its user; `true` when a socket of the user got it.
