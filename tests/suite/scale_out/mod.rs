@@ -8,3 +8,4 @@ mod push;
 mod redis_outage;
 mod resume;
 mod shared_limits;
+mod timer_claims;
