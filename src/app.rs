@@ -133,7 +133,8 @@ impl Application {
         tracing::info!(node = &*node, "node identity");
         metrics::gauge!(crate::cluster::NODE_UP, "node" => node.to_string()).set(1.0);
         let resume_limits = overrides.resume_limits.unwrap_or_default();
-        let mut cluster = crate::cluster::wiring::build(&settings, node.clone(), address, resume_limits)?;
+        let stored_pushes = pam_actors::StoredPushDelivery::spawn(Arc::new(db.clone()));
+        let mut cluster = crate::cluster::wiring::build(&settings, node.clone(), address, resume_limits, stored_pushes.clone())?;
         if let Some(shared) = overrides.shared_rate_limit {
             cluster.rate_limiter = pam_actors::ChatRateLimit::new(settings.rate_limit_per_minute, Some(shared));
         }
@@ -148,7 +149,7 @@ impl Application {
             user_slots: cluster.view.slots.clone(),
             push_bus: cluster.view.push.clone(),
             notifications: Arc::new(db.clone()),
-            stored_pushes: pam_actors::StoredPushDelivery::spawn(Arc::new(db.clone())),
+            stored_pushes,
             auth_throttle: AuthFailureThrottle::new(settings.auth_failures_per_minute, Duration::from_secs(60)),
             resume: cluster.resume,
             running: pam_actors::RunningTurns::new(),

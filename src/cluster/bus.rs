@@ -8,7 +8,12 @@
 //! stream this node held (`ChannelMessage::Taken`), which closes the socket still attached here.
 //!
 //! Redis pub/sub is at most once: a push published while the receiving node's subscription is
-//! down is lost for that node (durable pushes store first; see protocol.md, "Server push").
+//! down is lost for that node (durable pushes store first; see protocol.md, "Server push"). What
+//! the bus lost is read again from the database (`catch_up.rs`): when this node's subscription
+//! comes back after being down (checked every `PROBE_EVERY`, and on every reconnect), when its
+//! listener fell behind, and when another node announces users whose pushes it could not publish
+//! (each node records them while Redis fails it and names them on the shared channel
+//! `{p}:catch-up` once Redis answers again; every node subscribes to it as well as to its own).
 //!
 //! Pushes for other nodes go through one publisher task per bus, which sends whatever is queued
 //! when it is free as one pipeline of `EVALSHA`s (one Redis round trip and one timeout for the
@@ -18,19 +23,33 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::collections::HashSet;
+use std::sync::{Mutex, Weak};
+
 use fred::clients::SubscriberClient;
 use fred::prelude::{ClientLike, EventInterface, LuaInterface, PubsubInterface};
+use fred::types::config::Options;
 use fred::types::{ClusterHash, CustomCommand};
 use pam_actors::PushCounters;
 use pam_actors::{BoxFuture, PushBus, PushOutcome, PushStats, ResumeBuffer, UserSlots};
 use pam_protocol::UserId;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
+use tokio::time::MissedTickBehavior;
 
+use super::catch_up::{CatchUp, MAX_USERS, Reason};
 use super::{Op, RedisShared, scripts};
 
 /// How often a subscription Redis refused is tried again.
 const SUBSCRIBE_RETRY: Duration = Duration::from_secs(1);
+/// How often this node checks that it is subscribed (by subscribing again, which Redis answers
+/// at once when it does answer), and how long that check may take before the subscription counts
+/// as down.
+const PROBE_EVERY: Duration = Duration::from_secs(1);
+/// How often users whose pushes could not be published are announced, while there are some.
+const ANNOUNCE_EVERY: Duration = Duration::from_secs(1);
+/// Users one announcement names at most (about 37 KB).
+const ANNOUNCE_CHUNK: usize = 1_000;
 /// Most pushes the publisher sends in one pipeline.
 const MAX_PUBLISH_BATCH: usize = 256;
 /// Pushes waiting for the publisher at most; `publish` waits for room beyond this.
@@ -78,6 +97,70 @@ enum ChannelMessage {
     Push(Envelope),
 }
 
+/// A node's word that pushes for `users` reached only its own sockets (Redis failed it), sent on
+/// `{p}:catch-up` once Redis answers it again.
+#[derive(Debug, Serialize, Deserialize)]
+struct Announcement {
+    from: String,
+    /// `None`: too many users to name; every node reads again for every socket.
+    users: Option<Vec<UserId>>,
+}
+
+/// Users whose pushes this node could not publish to other nodes, not yet announced; bounded by
+/// `MAX_USERS` (beyond, the announcement names everyone).
+#[derive(Default)]
+struct Unpublished {
+    users: Mutex<(HashSet<UserId>, bool)>,
+}
+
+impl Unpublished {
+    fn lock(&self) -> std::sync::MutexGuard<'_, (HashSet<UserId>, bool)> {
+        self.users.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn record(&self, user: &UserId) {
+        let mut guard = self.lock();
+        let (users, everyone) = &mut *guard;
+        if *everyone {
+            return;
+        }
+        users.insert(user.clone());
+        if users.len() > MAX_USERS {
+            *everyone = true;
+            users.clear();
+        }
+    }
+
+    /// What is to be announced now (and is forgotten until `restore`d).
+    fn take(&self) -> Option<(Vec<UserId>, bool)> {
+        let mut guard = self.lock();
+        let (users, everyone) = &mut *guard;
+        if users.is_empty() && !*everyone {
+            return None;
+        }
+        Some((users.drain().collect(), std::mem::take(everyone)))
+    }
+
+    fn restore(&self, (users, everyone): (Vec<UserId>, bool)) {
+        if everyone {
+            let mut guard = self.lock();
+            guard.0.clear();
+            guard.1 = true;
+            return;
+        }
+        for user in &users {
+            self.record(user);
+        }
+    }
+}
+
+/// The two channels a node listens on: its own, and the shared announcements.
+#[derive(Clone)]
+struct Channels {
+    own: String,
+    catch_up: String,
+}
+
 /// The bus of one node.
 pub struct RedisPushBus {
     shared: Arc<RedisShared>,
@@ -85,26 +168,59 @@ pub struct RedisPushBus {
     counters: Arc<PushCounters>,
     /// The publisher's queue (it ends when the bus is dropped).
     outgoing: mpsc::Sender<Outgoing>,
+    unpublished: Arc<Unpublished>,
 }
 
 impl RedisPushBus {
-    /// The bus, and the task that listens on this node's channel (abort it at shutdown).
+    /// The bus, and the task that listens on this node's channel (abort it at shutdown); what the
+    /// bus loses is read again through `catch_up`.
     pub fn start(
         url: &str,
         shared: Arc<RedisShared>,
         slots: Arc<UserSlots>,
         streams: Arc<ResumeBuffer>,
+        catch_up: Arc<CatchUp>,
     ) -> anyhow::Result<(Arc<Self>, tokio::task::JoinHandle<()>)> {
         let subscriber = super::subscriber_builder(url)?
             .build_subscriber_client()
             .map_err(|e| anyhow::anyhow!("could not set up the Redis subscriber: {e}"))?;
         drop(subscriber.connect());
-        let channel = shared.key(&format!("node:{}:push", shared.node));
+        let channels = Channels { own: shared.key(&format!("node:{}:push", shared.node)), catch_up: shared.key("catch-up") };
         let counters = Arc::new(PushCounters::default());
-        let listener = tokio::spawn(listen(subscriber, channel, slots.clone(), counters.clone(), streams));
+        let unpublished = Arc::new(Unpublished::default());
+        let listener =
+            tokio::spawn(listen(subscriber, channels.clone(), shared.node.clone(), slots.clone(), counters.clone(), streams, catch_up));
         let (outgoing, queue) = mpsc::channel(PUBLISH_QUEUE);
         tokio::spawn(publisher(shared.clone(), queue));
-        Ok((Arc::new(Self { shared, slots, counters, outgoing }), listener))
+        tokio::spawn(announcer(shared.clone(), Arc::downgrade(&unpublished), channels.catch_up));
+        Ok((Arc::new(Self { shared, slots, counters, outgoing, unpublished }), listener))
+    }
+}
+
+/// Announces the users whose pushes could not be published, every `ANNOUNCE_EVERY` while there
+/// are some, until the bus is dropped; an announcement Redis does not take is tried again. As a
+/// guarded push operation it is refused while the breaker is open, so it goes out once Redis
+/// answers this node again — after every push it could not publish.
+async fn announcer(shared: Arc<RedisShared>, unpublished: Weak<Unpublished>, channel: String) {
+    let mut ticks = tokio::time::interval(ANNOUNCE_EVERY);
+    ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        let Some(unpublished) = unpublished.upgrade() else { return };
+        let Some((users, everyone)) = unpublished.take() else { continue };
+        let messages: Vec<Announcement> = if everyone {
+            vec![Announcement { from: shared.node.clone(), users: None }]
+        } else {
+            users.chunks(ANNOUNCE_CHUNK).map(|chunk| Announcement { from: shared.node.clone(), users: Some(chunk.to_vec()) }).collect()
+        };
+        for message in &messages {
+            let text = serde_json::to_string(message).expect("an announcement serialises");
+            if shared.guarded(Op::Push, shared.client.publish::<i64, _, _>(channel.clone(), text)).await.is_err() {
+                // Resent whole next time: a second catch-up of the same users costs a read, never a repeat.
+                unpublished.restore((users, everyone));
+                break;
+            }
+        }
     }
 }
 
@@ -182,26 +298,42 @@ async fn run_pipeline(
     Ok(pipeline.try_all::<i64>().await)
 }
 
-/// Subscribes (retrying while Redis refuses) and hands every push to this node's sockets.
+/// Subscribes (retrying while Redis refuses) and hands every push to this node's sockets; from
+/// then on watches the subscription, and asks for a catch-up whenever pushes may have been lost.
 async fn listen(
     subscriber: SubscriberClient,
-    channel: String,
+    channels: Channels,
+    node: String,
     slots: Arc<UserSlots>,
     counters: Arc<PushCounters>,
     streams: Arc<ResumeBuffer>,
+    catch_up: Arc<CatchUp>,
 ) {
     let mut messages = subscriber.message_rx();
     let resubscriber = subscriber.manage_subscriptions();
     let _stop_resubscribing = AbortOnDrop(resubscriber);
-    while let Err(error) = subscriber.subscribe(channel.clone()).await {
+    let channel = channels.own.clone();
+    while let Err(error) = subscriber.subscribe(vec![channels.own.clone(), channels.catch_up.clone()]).await {
         tracing::debug!(%error, channel, "could not subscribe to this node's push channel yet");
         tokio::time::sleep(SUBSCRIBE_RETRY).await;
     }
     tracing::info!(channel, "listening for pushes from other nodes");
+    // From the first subscribe on: the sockets that connected before it read their stored pushes
+    // on connect, so only a later loss needs a catch-up.
+    let _watch = AbortOnDrop(tokio::spawn(watch(subscriber.clone(), channels.clone(), catch_up.clone())));
     loop {
         match messages.recv().await {
             Ok(message) => {
                 let Some(text) = message.value.as_str() else { continue };
+                if *message.channel == *channels.catch_up {
+                    match serde_json::from_str::<Announcement>(&text) {
+                        Ok(Announcement { from, .. }) if from == node => {}
+                        Ok(Announcement { users: Some(users), .. }) => catch_up.users(users, Reason::Publisher),
+                        Ok(Announcement { users: None, .. }) => catch_up.all(Reason::Publisher),
+                        Err(_) => tracing::warn!(channel = channels.catch_up, "ignored an unreadable catch-up announcement"),
+                    }
+                    continue;
+                }
                 let envelope = match serde_json::from_str::<ChannelMessage>(&text) {
                     Ok(ChannelMessage::Push(envelope)) => envelope,
                     Ok(ChannelMessage::StreamFrame { stream, from, seq, prev, frame }) => {
@@ -222,8 +354,45 @@ async fn listen(
             }
             Err(tokio::sync::broadcast::error::RecvError::Lagged(missed)) => {
                 tracing::warn!(missed, "pushes from other nodes arrived faster than they were handed out; some were dropped");
+                catch_up.all(Reason::Lagged);
             }
             Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+        }
+    }
+}
+
+/// Watches this node's subscription: every `PROBE_EVERY` (and at once on a reconnect, since a new
+/// connection means the old one's messages since it broke are lost) it subscribes again within
+/// `PROBE_EVERY`. A failed check marks it down; the first check that succeeds after that — the
+/// subscription is in place again, so whatever is published from then on arrives — asks for a
+/// catch-up of every socket, which reads what was stored meanwhile.
+async fn watch(subscriber: SubscriberClient, channels: Channels, catch_up: Arc<CatchUp>) {
+    let mut reconnects = subscriber.reconnect_rx();
+    let mut probes = tokio::time::interval(PROBE_EVERY);
+    probes.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let probe = subscriber.with_options(&Options { timeout: Some(PROBE_EVERY), fail_fast: true, ..Default::default() });
+    let both = vec![channels.own.clone(), channels.catch_up.clone()];
+    let mut down = false;
+    loop {
+        let reconnected = tokio::select! {
+            _ = probes.tick() => false,
+            event = reconnects.recv() => match event {
+                Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => true,
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+            },
+        };
+        let subscribed = probe.subscribe(both.clone()).await.is_ok();
+        if (reconnected || !subscribed) && !down {
+            down = true;
+            tracing::warn!(
+                channel = channels.own,
+                "this node's push subscription was down: pushes from other nodes are read again from the database once it is back"
+            );
+        }
+        if subscribed && down {
+            down = false;
+            tracing::info!(channel = channels.own, "this node's push subscription is back");
+            catch_up.all(Reason::Subscription);
         }
     }
 }
@@ -253,7 +422,11 @@ impl PushBus for RedisPushBus {
             };
             match nodes {
                 Some(nodes) => PushOutcome { local_sockets, remote_nodes: usize::try_from(nodes).unwrap_or(0), degraded: false },
-                None => PushOutcome { local_sockets, remote_nodes: 0, degraded: true },
+                None => {
+                    // Another node may hold sockets of the user: it reads the push once announced.
+                    self.unpublished.record(user);
+                    PushOutcome { local_sockets, remote_nodes: 0, degraded: true }
+                }
             }
         })
     }

@@ -1,7 +1,8 @@
 //! Shared cluster state on Redis (`REDIS_URL` set): node registry and heartbeat (`node.rs`),
 //! per-user presence and the cross-node socket cap (`presence.rs`), the shared chat rate limit
 //! and REST `Idempotency-Key`s (`limits.rs`; the chat route's key bookkeeping, with its in-process
-//! fallback, is `idempotency.rs`), the push bus (`bus.rs`) and v2 streams (`streams.rs`).
+//! fallback, is `idempotency.rs`), the push bus (`bus.rs`) with its catch-up of what the bus lost
+//! (`catch_up.rs`), and v2 streams (`streams.rs`).
 //! `wiring.rs` builds a node's cluster parts (in-process ones without Redis) and `admin.rs` serves
 //! the nodes and presence routes. Apps build one `RedisShared` per node; the Lua scripts live in
 //! `scripts.rs`.
@@ -22,6 +23,8 @@
 //! - `{p}:idem:{user}:{sha256(key)}`: an `Idempotency-Key`'s running marker, then its response.
 //! - channel `{p}:node:{id}:push`: pushes for sockets on that node, and frames of v2 streams the
 //!   node holds that another node's still-running turn wrote (`streams.rs`).
+//! - channel `{p}:catch-up`: a node's word that it could not publish pushes for some users
+//!   (`bus.rs`); every node listens, and reads again for its sockets of those users (`catch_up.rs`).
 //! - `{p}:v2s:{stream}` and `{p}:v2s:{stream}:meta`: a v2 stream's replayable frames and its
 //!   user, epoch, holder, last seq and open turns (`streams.rs`).
 //!
@@ -34,6 +37,7 @@
 
 pub mod admin;
 mod bus;
+pub mod catch_up;
 pub mod idempotency;
 mod limits;
 mod node;
@@ -217,10 +221,14 @@ fn builder(url: &str) -> anyhow::Result<Builder> {
 /// ~1.6 MB per node.
 const SUBSCRIBER_BACKLOG: usize = 16_384;
 
-/// [`builder`] for the subscriber of this node's channel, with room for `SUBSCRIBER_BACKLOG`.
+/// [`builder`] for the subscriber of this node's channel, with room for `SUBSCRIBER_BACKLOG`,
+/// reconnecting at least every second: while it is disconnected this node misses pushes (then
+/// reads them again, see `catch_up.rs`), so that wait is what a catch-up comes late by.
 fn subscriber_builder(url: &str) -> anyhow::Result<Builder> {
     let mut builder = builder(url)?;
-    builder.with_performance_config(|p| p.broadcast_channel_capacity = SUBSCRIBER_BACKLOG);
+    builder
+        .with_performance_config(|p| p.broadcast_channel_capacity = SUBSCRIBER_BACKLOG)
+        .set_policy(ReconnectPolicy::new_exponential(0, 100, 1_000, 2));
     Ok(builder)
 }
 

@@ -2,7 +2,8 @@
 //! `{p}:node:{id}` (expiring after `PAM_NODE_TTL_MS`) and its expiry into the `{p}:nodes` index, so
 //! a killed node disappears within the TTL; a drained node removes itself at once. The heartbeat
 //! is also what notices that Redis lost this node (restart, flush, an outage past the TTL) or
-//! missed presence writes, and re-syncs: new incarnation, every user's count written again.
+//! missed presence writes, and re-syncs: new incarnation, every user's count written again, and
+//! a push catch-up for every socket (`catch_up.rs`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,6 +13,7 @@ use pam_actors::{BoxFuture, NodeLiveness, SharedUnavailable, UserSlots};
 use serde::{Deserialize, Serialize};
 use tokio::time::{Instant, MissedTickBehavior};
 
+use super::catch_up::{CatchUp, Reason};
 use super::presence::PRESENCE_REFRESH;
 use super::{Op, RedisShared, scripts};
 
@@ -157,6 +159,7 @@ impl RedisShared {
         }
         if resync || lost {
             tracing::info!(node = %self.node, users, lost_registration = lost, "presence re-synced to Redis under a new incarnation");
+            return Beat::Resynced;
         }
         Beat::Rewritten
     }
@@ -169,12 +172,22 @@ enum Beat {
     Missed,
     /// Registered; presence needed no rewrite (or the rewrite failed and is marked for the next).
     Registered,
-    /// Registered, and every user's count written.
+    /// Registered, and every user's count written (the periodic refresh).
     Rewritten,
+    /// Registered, and every user's count written after Redis had lost this node or missed one
+    /// of its writes: until now other nodes may not have sent pushes here.
+    Resynced,
 }
 
-/// Registers the node now and every `PAM_NODE_TTL_MS / 3`, until aborted.
-pub fn spawn_heartbeat(shared: Arc<RedisShared>, slots: Arc<UserSlots>, address: String) -> tokio::task::JoinHandle<()> {
+/// Registers the node now and every `PAM_NODE_TTL_MS / 3`, until aborted. After a re-sync (not
+/// the first registration) `catch_up` reads again for every socket: pushes published while this
+/// node was missing from its users' presence went to no node.
+pub fn spawn_heartbeat(
+    shared: Arc<RedisShared>,
+    slots: Arc<UserSlots>,
+    address: String,
+    catch_up: Arc<CatchUp>,
+) -> tokio::task::JoinHandle<()> {
     let started_at = pam_actors::iso_now();
     let period = (shared.node_ttl / 3).max(Duration::from_millis(50));
     tokio::spawn(async move {
@@ -185,8 +198,11 @@ pub fn spawn_heartbeat(shared: Arc<RedisShared>, slots: Arc<UserSlots>, address:
         loop {
             ticks.tick().await;
             let beat = shared.beat(&slots, &started_at, &address, refreshed.elapsed() >= PRESENCE_REFRESH).await;
-            if beat == Beat::Rewritten {
+            if matches!(beat, Beat::Rewritten | Beat::Resynced) {
                 refreshed = Instant::now();
+            }
+            if beat == Beat::Resynced && announced {
+                catch_up.all(Reason::Presence);
             }
             if beat != Beat::Missed && !announced {
                 announced = true;

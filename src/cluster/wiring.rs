@@ -8,9 +8,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use pam_actors::{
-    ChatRateLimit, LocalPushBus, PushBus, ResumeBuffer, ResumeLimits, SharedPresence, SharedRateLimit, StreamStore, UserSlots,
+    ChatRateLimit, LocalPushBus, PushBus, ResumeBuffer, ResumeLimits, SharedPresence, SharedRateLimit, StoredPushDelivery, StreamStore,
+    UserSlots,
 };
 
+use crate::cluster::catch_up::CatchUp;
 use crate::cluster::idempotency::{
     IDEMPOTENCY_CAPACITY, IDEMPOTENCY_KEYS_PER_USER, IDEMPOTENCY_TTL, IdempotencyKeys, RestIdempotency, SharedIdempotency,
 };
@@ -54,13 +56,21 @@ pub struct ClusterParts {
     pub idempotency: RestIdempotency,
     /// v2 streams for `resume`: in this process, and in Redis too when it is set.
     pub resume: Arc<ResumeBuffer>,
-    /// The heartbeat, the push listener and the stream writer; aborted at shutdown.
+    /// The heartbeat, the push listener, the push catch-up and the stream writer; aborted at
+    /// shutdown.
     pub background: Vec<tokio::task::JoinHandle<()>>,
 }
 
-/// This node's cluster parts; with Redis they register the node and start its heartbeat. v2
+/// This node's cluster parts; with Redis they register the node and start its heartbeat, and
+/// pushes the bus lost are read again through `stored` (the node's stored-push reader). v2
 /// streams are kept within `limits`.
-pub fn build(settings: &Settings, node: Arc<str>, address: SocketAddr, limits: ResumeLimits) -> anyhow::Result<ClusterParts> {
+pub fn build(
+    settings: &Settings,
+    node: Arc<str>,
+    address: SocketAddr,
+    limits: ResumeLimits,
+    stored: StoredPushDelivery,
+) -> anyhow::Result<ClusterParts> {
     let started_at = pam_actors::iso_now();
     // A shared idempotency claim stays "running" at most as long as a turn can run.
     let running_for = settings.connection_settings().turn_lifetime();
@@ -83,8 +93,9 @@ pub fn build(settings: &Settings, node: Arc<str>, address: SocketAddr, limits: R
     let slots = UserSlots::with_shared(cap, redis.clone() as Arc<dyn SharedPresence>);
     let (streams, writer) = RedisStreamStore::start(redis.clone(), limits);
     let resume = Arc::new(ResumeBuffer::with_store(limits, Some(streams.clone() as Arc<dyn StreamStore>)));
-    let (push, listener) = RedisPushBus::start(url, redis.clone(), slots.clone(), resume.clone())?;
-    let heartbeat = spawn_heartbeat(redis.clone(), slots.clone(), address.to_string());
+    let (catch_up, catching_up) = CatchUp::start(slots.clone(), stored);
+    let (push, listener) = RedisPushBus::start(url, redis.clone(), slots.clone(), resume.clone(), catch_up.clone())?;
+    let heartbeat = spawn_heartbeat(redis.clone(), slots.clone(), address.to_string(), catch_up);
     // Whether they are shared right now (Redis answers) is said once, by app.rs after its probe.
     tracing::debug!(node = &*node, ttl_ms = settings.node_ttl_ms, "cluster parts on Redis (REDIS_URL)");
     Ok(ClusterParts {
@@ -92,6 +103,6 @@ pub fn build(settings: &Settings, node: Arc<str>, address: SocketAddr, limits: R
         rate_limiter: ChatRateLimit::new(settings.rate_limit_per_minute, Some(redis.clone() as Arc<dyn SharedRateLimit>)),
         idempotency: RestIdempotency::new(local_keys, Some(redis as Arc<dyn SharedIdempotency>), running_for),
         resume,
-        background: vec![heartbeat, listener, writer],
+        background: vec![heartbeat, listener, catching_up, writer],
     })
 }

@@ -107,6 +107,7 @@ fn describe_metrics() {
     }
     metrics::describe_counter!(crate::context::redis_cache::CACHE_ERRORS_TOTAL, "Redis cache operations that failed or timed out");
     {
+        use crate::cluster::catch_up::CATCH_UP_SOCKETS_TOTAL;
         use crate::cluster::{NODE_UP, SHARED_ERRORS_TOTAL, SHARED_STATE_DEGRADED};
         use pam_actors::metrics_names::{PUSH_DELIVERED_TOTAL, PUSH_PUBLISHED_TOTAL, PUSH_RECEIVED_TOTAL};
         metrics::describe_gauge!(NODE_UP, "1 on a running node, labelled with its PAM_NODE_ID");
@@ -136,8 +137,12 @@ fn describe_metrics() {
             pam_actors::metrics_names::PUSH_UNPROVEN_TOTAL,
             "Pushes sent on a socket that ended (closed) or overflowed its list (overflow) before proving receipt; they stay undelivered"
         );
+        metrics::describe_counter!(
+            CATCH_UP_SOCKETS_TOTAL,
+            "Sockets whose stored pushes were read again because the push bus may have lost some (subscription back, presence re-synced, another node's unpublished pushes)"
+        );
         metrics::gauge!(SHARED_STATE_DEGRADED).set(0.0);
-        for counter in [PUSH_PUBLISHED_TOTAL, PUSH_RECEIVED_TOTAL, PUSH_DELIVERED_TOTAL] {
+        for counter in [PUSH_PUBLISHED_TOTAL, PUSH_RECEIVED_TOTAL, PUSH_DELIVERED_TOTAL, CATCH_UP_SOCKETS_TOTAL] {
             metrics::counter!(counter).absolute(0);
         }
     }

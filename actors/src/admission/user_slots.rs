@@ -112,6 +112,16 @@ impl UserSlots {
         self.lock().iter().map(|(user, local)| (user.clone(), SocketCount { count: local.sockets.len(), version: local.version })).collect()
     }
 
+    /// Users holding a socket on this node now.
+    pub fn users(&self) -> Vec<UserId> {
+        self.lock().keys().cloned().collect()
+    }
+
+    /// The connection actors of `user`'s sockets on this node now (those receiving its pushes).
+    pub fn sockets_of(&self, user: &UserId) -> Vec<ActorRef<ConnectionMsg>> {
+        self.lock().get(user).map_or_else(Vec::new, |local| local.sockets.iter().filter_map(|(_, connection)| connection.clone()).collect())
+    }
+
     /// Hands `payload` (a frame's JSON text) to every socket of `user` on this node; how many took it.
     pub fn deliver(&self, user: &UserId, payload: &str) -> usize {
         let users = self.lock();
