@@ -42,9 +42,8 @@ use super::{Op, RedisShared, scripts};
 
 /// How often a subscription Redis refused is tried again.
 const SUBSCRIBE_RETRY: Duration = Duration::from_secs(1);
-/// How often this node checks that it is subscribed (by subscribing again, which Redis answers
-/// at once when it does answer), and how long that check may take before the subscription counts
-/// as down.
+/// How often this node checks that it is subscribed (see `watch`), and how long the check may
+/// take before the subscription counts as down.
 const PROBE_EVERY: Duration = Duration::from_secs(1);
 /// How often users whose pushes could not be published are announced, while there are some.
 const ANNOUNCE_EVERY: Duration = Duration::from_secs(1);
@@ -362,10 +361,12 @@ async fn listen(
 }
 
 /// Watches this node's subscription: every `PROBE_EVERY` (and at once on a reconnect, since a new
-/// connection means the old one's messages since it broke are lost) it subscribes again within
-/// `PROBE_EVERY`. A failed check marks it down; the first check that succeeds after that — the
-/// subscription is in place again, so whatever is published from then on arrives — asks for a
-/// catch-up of every socket, which reads what was stored meanwhile.
+/// connection means the old one's messages since it broke are lost) it subscribes again and
+/// PINGs on the subscriber's connection, which Redis answers only after the SUBSCRIBE sent before
+/// it, within `PROBE_EVERY` (fred does not wait for a SUBSCRIBE's reply: the PING is the check).
+/// A failed check marks it down; the first check that succeeds after that — the subscription is
+/// in place again, so whatever is published from then on arrives — asks for a catch-up of every
+/// socket, which reads what was stored meanwhile.
 async fn watch(subscriber: SubscriberClient, channels: Channels, catch_up: Arc<CatchUp>) {
     let mut reconnects = subscriber.reconnect_rx();
     let mut probes = tokio::time::interval(PROBE_EVERY);
@@ -381,7 +382,7 @@ async fn watch(subscriber: SubscriberClient, channels: Channels, catch_up: Arc<C
                 Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
             },
         };
-        let subscribed = probe.subscribe(both.clone()).await.is_ok();
+        let subscribed = probe.subscribe(both.clone()).await.is_ok() && probe.ping::<fred::types::Value>(None).await.is_ok();
         if (reconnected || !subscribed) && !down {
             down = true;
             tracing::warn!(

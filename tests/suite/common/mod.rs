@@ -2,10 +2,10 @@
 //! builtin assistant, HS256 test secret) and `WsClient` speaks real WebSocket to it.
 //!
 //! Every helper more than one test file uses lives here (test files import only `common`): the
-//! databases (`db`), Redis (`redis`), several nodes (`nodes`), pushes and timers (`push`), auth
-//! and JWKS (`auth`), the real binary (`process`), captured logs (`logs`), a throwaway Postgres
-//! cluster (`cluster`), fake models (`fake_llm`, `v2`, `turns`), raw frames (`raw_ws`), REST
-//! (`rest`), and the one way to wait for something to become true (`wait`).
+//! databases (`db`), Redis (`redis`), several nodes (`nodes`; as real processes: `node_process`),
+//! pushes and timers (`push`), auth and JWKS (`auth`), the real binary (`process`), captured logs
+//! (`logs`), a throwaway Postgres cluster (`cluster`), fake models (`fake_llm`, `v2`, `turns`), raw
+//! frames (`raw_ws`), REST (`rest`), and the one way to wait for something to become true (`wait`).
 #![allow(dead_code, unreachable_pub)]
 
 pub mod auth;
@@ -13,6 +13,7 @@ pub mod cluster;
 pub mod db;
 pub mod fake_llm;
 pub mod logs;
+pub mod node_process;
 pub mod nodes;
 pub mod process;
 pub mod proxy;
