@@ -5,6 +5,7 @@
 mod crash;
 mod liveness;
 mod push;
+mod push_catch_up;
 mod redis_outage;
 mod resume;
 mod shared_limits;
