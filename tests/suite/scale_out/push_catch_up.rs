@@ -13,7 +13,7 @@ use tokio::time::Instant;
 
 use crate::common::db::{Backend, test_db};
 use crate::common::node_process::{NodeProcess, signal};
-use crate::common::push::{fresh_user, frames_before_pong, next_frame, send};
+use crate::common::push::{frames_before_pong, fresh_user, next_frame, send};
 use crate::common::redis::{RedisServer, fresh_prefix};
 use crate::common::*;
 

@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 
 use crate::common::db::{Backend, private_postgres, test_db};
 use crate::common::node_process::{NodeProcess, signal};
-use crate::common::push::{fresh_user, frames_before_pong, next_frame, send};
+use crate::common::push::{frames_before_pong, fresh_user, next_frame, send};
 use crate::common::redis::{RedisServer, fresh_prefix};
 use crate::common::*;
 use tokio::time::Instant;
@@ -150,7 +150,8 @@ async fn a_due_timer_whose_claimer_is_killed_while_redis_hangs_reaches_the_socke
 
     // Only A can claim: B is paused until A is dead.
     b.signal("-STOP");
-    let request = rest::client().post(a.http("/api/v1/pam/timers")).bearer_auth(token_for(&user)).json(&json!({"label": "Tyres", "duration_s": 1.5}));
+    let request =
+        rest::client().post(a.http("/api/v1/pam/timers")).bearer_auth(token_for(&user)).json(&json!({"label": "Tyres", "duration_s": 1.5}));
     let (status, body) = send(request).await;
     assert_eq!(status, 201, "{body}");
     let id = body["timer_id"].as_str().unwrap().to_string();
@@ -161,7 +162,12 @@ async fn a_due_timer_whose_claimer_is_killed_while_redis_hangs_reaches_the_socke
     tokio::time::sleep(until_due).await;
     signal(redis.pid(), "-STOP");
     let monitor = sqlx::PgPool::connect(&db.url).await.unwrap();
-    let caught = poll(Duration::from_secs(3), Duration::from_millis(2), async || if claim_open(&monitor).await { Ok(()) } else { Err(String::new()) })
+    let caught =
+        poll(
+            Duration::from_secs(3),
+            Duration::from_millis(2),
+            async || if claim_open(&monitor).await { Ok(()) } else { Err(String::new()) },
+        )
         .await
         .is_ok();
     a.kill();
