@@ -436,3 +436,41 @@ impl PushBus for RedisPushBus {
         self.counters.stats()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn user(n: usize) -> UserId {
+        UserId::parse(&format!("00000000-0000-4000-8000-{n:012}")).unwrap()
+    }
+
+    #[test]
+    fn unpublished_users_are_announced_once_and_kept_when_the_announcement_fails() {
+        let unpublished = Unpublished::default();
+        assert!(unpublished.take().is_none());
+        for n in [1, 2, 1] {
+            unpublished.record(&user(n));
+        }
+        let (mut users, everyone) = unpublished.take().unwrap();
+        users.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+        assert_eq!((users.clone(), everyone), (vec![user(1), user(2)], false));
+        assert!(unpublished.take().is_none(), "taken once");
+        unpublished.record(&user(3));
+        unpublished.restore((users, false));
+        assert_eq!(unpublished.take().map(|(users, everyone)| (users.len(), everyone)), Some((3, false)));
+    }
+
+    #[test]
+    fn beyond_max_users_the_announcement_names_everyone_until_it_went_out() {
+        let unpublished = Unpublished::default();
+        for n in 0..=MAX_USERS {
+            unpublished.record(&user(n));
+        }
+        let taken = unpublished.take().unwrap();
+        assert_eq!((taken.0.len(), taken.1), (0, true));
+        unpublished.restore(taken);
+        unpublished.record(&user(1));
+        assert_eq!(unpublished.take().map(|(users, everyone)| (users.len(), everyone)), Some((0, true)));
+    }
+}
