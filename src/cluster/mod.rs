@@ -2,7 +2,8 @@
 //! per-user presence and the cross-node socket cap (`presence.rs`), the shared chat rate limit
 //! and REST `Idempotency-Key`s (`limits.rs`; the chat route's key bookkeeping, with its in-process
 //! fallback, is `idempotency.rs`), the push bus (`bus.rs`) with its catch-up of what the bus lost
-//! (`catch_up.rs`), and v2 streams (`streams.rs`).
+//! (`catch_up.rs`, and `unpublished.rs` for what this node could not publish), and v2 streams
+//! (`streams.rs`).
 //! `wiring.rs` builds a node's cluster parts (in-process ones without Redis) and `admin.rs` serves
 //! the nodes and presence routes. Apps build one `RedisShared` per node; the Lua scripts live in
 //! `scripts.rs`.
@@ -24,7 +25,8 @@
 //! - channel `{p}:node:{id}:push`: pushes for sockets on that node, and frames of v2 streams the
 //!   node holds that another node's still-running turn wrote (`streams.rs`).
 //! - channel `{p}:catch-up`: a node's word that it could not publish pushes for some users
-//!   (`bus.rs`); every node listens, and reads again for its sockets of those users (`catch_up.rs`).
+//!   (`unpublished.rs`); every node listens, and reads again for its sockets of those users
+//!   (`catch_up.rs`).
 //! - `{p}:v2s:{stream}` and `{p}:v2s:{stream}:meta`: a v2 stream's replayable frames and its
 //!   user, epoch, holder, last seq and open turns (`streams.rs`).
 //!
@@ -44,6 +46,7 @@ mod node;
 mod presence;
 mod scripts;
 mod streams;
+mod unpublished;
 pub mod wiring;
 
 use std::sync::Mutex;
