@@ -1,7 +1,8 @@
 //! The push bus on Redis: a push for a user goes to this node's sockets of the user directly, and
 //! to the channel `{p}:node:{id}:push` of every other live node that holds a socket of the user
 //! (chosen from presence in the same script) — never a broadcast every node must filter. Each node
-//! subscribes to its own channel only, on a connection of its own, re-subscribed after reconnects.
+//! subscribes to its own channel only, on a connection of its own, re-subscribed by its watch
+//! (`watch`) after reconnects.
 //!
 //! The same channel carries frames of v2 streams this node holds (`ChannelMessage::StreamFrame`),
 //! handed to the stream in this node's `ResumeBuffer`, and word that another node took over a
@@ -220,8 +221,6 @@ async fn listen(
     catch_up: Arc<CatchUp>,
 ) {
     let mut messages = subscriber.message_rx();
-    let resubscriber = subscriber.manage_subscriptions();
-    let _stop_resubscribing = AbortOnDrop(resubscriber);
     let channel = channels.own.clone();
     while let Err(error) = subscriber.subscribe(vec![channels.own.clone(), channels.catch_up.clone()]).await {
         tracing::debug!(%error, channel, "could not subscribe to this node's push channel yet");
@@ -271,10 +270,13 @@ async fn listen(
     }
 }
 
-/// Watches this node's subscription: every `PROBE_EVERY` (and at once on a reconnect, since a new
-/// connection means the old one's messages since it broke are lost) it subscribes again and
-/// PINGs on the subscriber's connection, which Redis answers only after the SUBSCRIBE sent before
-/// it, within `PROBE_EVERY` (fred does not wait for a SUBSCRIBE's reply: the PING is the check).
+/// Watches this node's subscription, and is what re-subscribes it: every `PROBE_EVERY` (and at
+/// once on a reconnect, since a new connection means the old one's messages since it broke are
+/// lost) it subscribes again and PINGs on the subscriber's connection, which Redis answers only
+/// after the SUBSCRIBE sent before it, within `PROBE_EVERY` (fred does not wait for a SUBSCRIBE's
+/// reply: the PING is the check). fred's own `manage_subscriptions` is not used: on every
+/// reconnect it also sends a PSUBSCRIBE without patterns, whose error reply Redis sends where
+/// fred expects the PING's.
 /// A failed check marks it down; the first check that succeeds after that — the subscription is
 /// in place again, so whatever is published from then on arrives — asks for a catch-up of every
 /// socket, which reads what was stored meanwhile.
@@ -293,7 +295,14 @@ async fn watch(subscriber: SubscriberClient, channels: Channels, catch_up: Arc<C
                 Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
             },
         };
-        let subscribed = probe.subscribe(both.clone()).await.is_ok() && probe.ping::<fred::types::Value>(None).await.is_ok();
+        let checked = match probe.subscribe(both.clone()).await {
+            Ok(()) => probe.ping::<fred::types::Value>(None).await.map(drop),
+            Err(error) => Err(error),
+        };
+        if let Err(error) = &checked {
+            tracing::debug!(%error, "checking this node's push subscription failed");
+        }
+        let subscribed = checked.is_ok();
         if (reconnected || !subscribed) && !down {
             down = true;
             tracing::warn!(

@@ -86,8 +86,11 @@ impl CatchUp {
         self.pending.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Every socket of this node.
+    /// Every socket of this node (a node without any does nothing).
     pub fn all(&self, reason: Reason) {
+        if self.slots.totals().0 == 0 {
+            return;
+        }
         {
             let mut pending = self.lock();
             pending.all = true;

@@ -1,9 +1,9 @@
 //! Node identity and liveness on Redis: every `PAM_NODE_TTL_MS / 3` the node writes its JSON to
 //! `{p}:node:{id}` (expiring after `PAM_NODE_TTL_MS`) and its expiry into the `{p}:nodes` index, so
 //! a killed node disappears within the TTL; a drained node removes itself at once. The heartbeat
-//! is also what notices that Redis lost this node (restart, flush, an outage past the TTL) or
-//! missed presence writes, and re-syncs: new incarnation, every user's count written again, and
-//! a push catch-up for every socket (`catch_up.rs`).
+//! is also what notices that Redis lost this node (restart, flush, an outage past the TTL), missed
+//! presence writes or did not answer a heartbeat, and re-syncs: new incarnation, every user's
+//! count written again, and a push catch-up for every socket (`catch_up.rs`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -133,9 +133,11 @@ impl RedisShared {
         let ours = match self.register(slots, started_at, address).await {
             Ok(ours) => ours,
             Err(SharedUnavailable) => {
-                if resync {
-                    self.needs_resync();
-                }
+                // A heartbeat that did not get through may still land later (Redis ran it after
+                // the timeout, or the client replays it once it reconnects) and re-create a
+                // registration Redis had lost as if nothing were lost, leaving this node's
+                // presence missing: re-sync at the next one that gets through, whatever it finds.
+                self.needs_resync();
                 return Beat::Missed;
             }
         };
@@ -179,9 +181,9 @@ enum Beat {
     Resynced,
 }
 
-/// Registers the node now and every `PAM_NODE_TTL_MS / 3`, until aborted. After a re-sync (not
-/// the first registration) `catch_up` reads again for every socket: pushes published while this
-/// node was missing from its users' presence went to no node.
+/// Registers the node now and every `PAM_NODE_TTL_MS / 3`, until aborted. After a re-sync
+/// `catch_up` reads again for every socket: pushes published while this node was missing from its
+/// users' presence went to no node.
 pub fn spawn_heartbeat(
     shared: Arc<RedisShared>,
     slots: Arc<UserSlots>,
@@ -201,7 +203,7 @@ pub fn spawn_heartbeat(
             if matches!(beat, Beat::Rewritten | Beat::Resynced) {
                 refreshed = Instant::now();
             }
-            if beat == Beat::Resynced && announced {
+            if beat == Beat::Resynced {
                 catch_up.all(Reason::Presence);
             }
             if beat != Beat::Missed && !announced {
