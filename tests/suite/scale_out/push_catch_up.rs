@@ -55,8 +55,10 @@ async fn pushes_stored_during_an_outage_reach_the_socket_on_the_other_node_once(
         .await;
     let before = push(&a, &user, "before the outage").await;
     assert_eq!(next_frame(&mut on_b).await["id"], before.as_str(), "the bus carries it while Redis is up");
-    // B marks it delivered through the queue that also read the socket's stored pushes on
-    // connect: that read is done, and cannot bring pushes of the outage.
+    // Reading on answers the ping B sent after it (the proof of receipt); B marks it delivered
+    // through the queue that also read the socket's stored pushes on connect: that read is done,
+    // and cannot bring pushes of the outage.
+    assert_eq!(frames_before_pong(&mut on_b).await, Vec::<Value>::new());
     wait_delivered(&db.url, &before).await;
 
     match outage {
