@@ -123,7 +123,7 @@ async fn a_publish_that_hangs_past_the_claim_hold_gives_the_timer_back_to_the_ne
     assert!(db.undelivered(&user).await.unwrap().is_empty(), "never marked fired while its publish hung");
 }
 
-/// Whether a claim of due timers is open on the database at `url` right now (a connection idle in
+/// Whether a claim of due timers is open on `monitor`'s database right now (a connection idle in
 /// the claim's transaction).
 async fn claim_open(monitor: &sqlx::PgPool) -> bool {
     let open: i64 = sqlx::query_scalar(
