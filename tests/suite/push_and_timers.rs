@@ -443,17 +443,27 @@ impl pam_actors::LlmProvider for GatedLlm {
     }
 }
 
-#[tokio::test]
-async fn a_legacy_socket_gets_pushes_only_after_the_answer_to_its_unanswered_chat() {
+/// A gateway (on `database_url`, else a temp SQLite file) whose model answers only when the test
+/// adds a permit to the gate, and a legacy socket of a fresh user with a chat running on it.
+async fn chat_running_behind_a_gate(database_url: Option<&str>) -> (TestApp, std::sync::Arc<tokio::sync::Semaphore>, String, WsClient) {
     let gate = std::sync::Arc::new(tokio::sync::Semaphore::new(0));
     let (mut settings, file) = test_settings();
     settings.admin_token = Some(ADMIN_TOKEN.into());
+    if let Some(url) = database_url {
+        settings.database_url = url.to_string();
+    }
     let overrides = Overrides { llm: Some(std::sync::Arc::new(GatedLlm(gate.clone()))), ..Default::default() };
     let app = run_app(Application::build_with(settings, overrides).await.expect("the gateway builds"), file);
     let user = fresh_user();
     let mut socket = connect_user(&app, &user).await;
     socket.send_json(json!({"type": "chat", "message": "What is on today?"})).await;
     assert_eq!(frames_before_pong(&mut socket).await, Vec::<Value>::new(), "the chat is running");
+    (app, gate, user, socket)
+}
+
+#[tokio::test]
+async fn a_legacy_socket_gets_pushes_only_after_the_answer_to_its_unanswered_chat() {
+    let (app, gate, user, mut socket) = chat_running_behind_a_gate(None).await;
 
     let (status, body) = push(&app, alert(&user, "Rain from 3 pm")).await;
     assert_eq!((status, body["online"].clone()), (StatusCode::ACCEPTED, json!(true)), "{body}");
@@ -494,16 +504,7 @@ async fn a_legacy_socket_gets_pushes_only_after_the_answer_to_its_unanswered_cha
 /// read back from storage by id — still all of them, still in order.
 async fn pushes_held_behind_a_chat_follow_its_answer_in_order(backend: Backend, count: usize, message_bytes: usize) {
     let db = test_db(backend).await;
-    let gate = std::sync::Arc::new(tokio::sync::Semaphore::new(0));
-    let (mut settings, file) = test_settings();
-    settings.admin_token = Some(ADMIN_TOKEN.into());
-    settings.database_url = db.url.clone();
-    let overrides = Overrides { llm: Some(std::sync::Arc::new(GatedLlm(gate.clone()))), ..Default::default() };
-    let app = run_app(Application::build_with(settings, overrides).await.expect("the gateway builds"), file);
-    let user = fresh_user();
-    let mut socket = connect_user(&app, &user).await;
-    socket.send_json(json!({"type": "chat", "message": "What is on today?"})).await;
-    assert_eq!(frames_before_pong(&mut socket).await, Vec::<Value>::new(), "the chat is running");
+    let (app, gate, user, mut socket) = chat_running_behind_a_gate(Some(&db.url)).await;
 
     let mut ids = Vec::new();
     for i in 0..count {

@@ -9,7 +9,7 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::common::db::{Backend, test_db};
+use crate::common::db::{Backend, TestDb, test_db};
 use crate::common::proxy::FlakyProxy;
 use crate::common::push::*;
 use crate::common::raw_ws::{PING, RawWs, TEXT};
@@ -72,13 +72,19 @@ async fn reconnect_gets_it_once(app: &TestApp, db_url: &str, user: &str, id: &st
     assert_eq!(frames_before_pong(&mut last).await, Vec::<Value>::new(), "proven once, delivered once");
 }
 
-async fn a_black_holed_socket_proves_nothing(backend: Backend) {
+/// A gateway on `backend` and a legacy socket of a fresh user through a proxy that can fail.
+async fn phone_behind_a_proxy(backend: Backend) -> (TestDb, TestApp, FlakyProxy, String, WsClient) {
     let db = test_db(backend).await;
     let app = start(&db).await;
     let proxy = FlakyProxy::start(app.addr).await;
     let user = fresh_user();
     let mut phone = WsClient::connect(&proxy.ws_url(&legacy_path(&user))).await;
     assert_eq!(phone.recv_json().await["type"], "connection");
+    (db, app, proxy, user, phone)
+}
+
+async fn a_black_holed_socket_proves_nothing(backend: Backend) {
+    let (db, app, proxy, user, phone) = phone_behind_a_proxy(backend).await;
 
     // The phone leaves coverage: no FIN, nothing forwarded; the server's socket looks open.
     proxy.go_silent();
@@ -101,12 +107,7 @@ async fn a_push_to_a_black_holed_socket_stays_undelivered_and_comes_on_reconnect
 }
 
 async fn a_reset_with_the_push_queued_proves_nothing(backend: Backend) {
-    let db = test_db(backend).await;
-    let app = start(&db).await;
-    let proxy = FlakyProxy::start(app.addr).await;
-    let user = fresh_user();
-    let mut phone = WsClient::connect(&proxy.ws_url(&legacy_path(&user))).await;
-    assert_eq!(phone.recv_json().await["type"], "connection");
+    let (db, app, proxy, user, phone) = phone_behind_a_proxy(backend).await;
 
     // The push reaches the proxy and no further; then the connection is reset both ways.
     proxy.go_silent();

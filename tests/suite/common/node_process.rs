@@ -26,10 +26,16 @@ pub fn signal(pid: u32, name: &str) {
 impl NodeProcess {
     /// Starts node `id` on `database_url` and `redis_url` under `prefix` and waits until it is live.
     pub async fn start(id: &str, database_url: &str, redis_url: &str, prefix: &str) -> Self {
+        Self::start_with(id, database_url, redis_url, prefix, &[]).await
+    }
+
+    /// [`NodeProcess::start`] with `env` on top (e.g. a model API for it to call).
+    pub async fn start_with(id: &str, database_url: &str, redis_url: &str, prefix: &str, env: &[(&str, &str)]) -> Self {
         let port = free_port();
         let files = ["outbox", "log"].map(|what| TempFile(std::env::temp_dir().join(format!("pam-{id}-{what}-{}", uuid::Uuid::new_v4()))));
         let log = File::create(&files[1].0).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_pam-gateway"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_pam-gateway"));
+        command
             .env_clear()
             .env("PAM_LISTEN", format!("127.0.0.1:{port}"))
             .env("DATABASE_URL", database_url)
@@ -43,11 +49,11 @@ impl NodeProcess {
             .env("PAM_NODE_TTL_MS", TTL_MS.to_string())
             .env("PAM_LOG_FORMAT", "json")
             .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("the binary starts");
+            .stderr(log);
+        let child = command.spawn().expect("the binary starts");
         let mut node = NodeProcess { child: KillOnDrop(child), id: id.to_string(), port, files };
         wait_live(&mut node.child.0, port, &node.files[1].0).await;
         node

@@ -4,8 +4,6 @@
 //! re-sends its id (what the SDK does) — none silent, none answered twice, none stored twice.
 
 use std::collections::HashMap;
-use std::fs::File;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -13,38 +11,14 @@ use tokio::time::Instant;
 
 use crate::common::db::{Backend, test_db};
 use crate::common::fake_llm::{FakeLlm, Script};
-use crate::common::nodes::{TTL_MS, listed_nodes, short_ttl, spawn_node};
-use crate::common::process::{KillOnDrop, free_port, wait_live};
+use crate::common::node_process::NodeProcess;
+use crate::common::nodes::{listed_nodes, short_ttl, spawn_node};
 use crate::common::redis::{fresh_prefix, redis, redis_url};
 use crate::common::v2::*;
 use crate::common::*;
 use pam_gateway::{Overrides, Settings};
 
 const CHATS: usize = 30;
-
-/// The real binary as node `id` on `port`: Postgres `database`, Redis under `prefix`, the model
-/// API at `model_url`.
-fn start_binary(id: &str, port: u16, database: &str, prefix: &str, model_url: &str, log: &TempFile) -> std::process::Child {
-    let log = File::create(&log.0).unwrap();
-    let mut command = Command::new(env!("CARGO_BIN_EXE_pam-gateway"));
-    command
-        .env_clear()
-        .env("PAM_LISTEN", format!("127.0.0.1:{port}"))
-        .env("DATABASE_URL", database)
-        .env("SUPABASE_JWT_SECRET", TEST_SECRET)
-        .env("PAM_DEV_AUTH", "false")
-        .env("REDIS_URL", redis_url())
-        .env("PAM_CACHE_PREFIX", prefix)
-        .env("PAM_NODE_ID", id)
-        .env("PAM_NODE_TTL_MS", TTL_MS.to_string())
-        .env("ANTHROPIC_API_KEY", "test-key")
-        .env("ANTHROPIC_BASE_URL", model_url)
-        .env("PAM_LOG_FORMAT", "json")
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().unwrap())
-        .stderr(log);
-    command.spawn().expect("the binary starts")
-}
 
 /// One client's chat, followed like the SDK: resume, re-send its id after a retryable error or a
 /// failed resume, until its one `chat_end`.
@@ -64,10 +38,9 @@ async fn thirty_chats_on_a_node_killed_mid_answer_are_each_answered_once_on_the_
     let mut slow = Script::answer("one two three four five six seven eight nine ten eleven twelve");
     slow.tokens_per_second = Some(2.0);
     let model = FakeLlm::start(slow).await;
-    let port = free_port();
-    let log = TempFile(std::env::temp_dir().join(format!("pam-crash-a-{}.log", uuid::Uuid::new_v4().simple())));
-    let mut a = KillOnDrop(start_binary("node-a", port, &db.url, &prefix, &model.url(), &log));
-    wait_live(&mut a.0, port, &log.0).await;
+    let model_url = model.url();
+    let model_env = [("ANTHROPIC_API_KEY", "test-key"), ("ANTHROPIC_BASE_URL", model_url.as_str())];
+    let mut a = NodeProcess::start_with("node-a", &db.url, &redis_url(), &prefix, &model_env).await;
     let database = db.url.clone();
     let on_db = move |s: &mut Settings| {
         short_ttl(s);
@@ -79,7 +52,7 @@ async fn thirty_chats_on_a_node_killed_mid_answer_are_each_answered_once_on_the_
     wait_until_within(Duration::from_secs(30), "both nodes are listed", || async { listed_nodes(&b.app).await == ["node-a", "node-b"] })
         .await;
 
-    let a_url = format!("ws://127.0.0.1:{port}/api/v2/pam/ws");
+    let a_url = format!("ws://127.0.0.1:{}/api/v2/pam/ws", a.port);
     let mut chats = Vec::new();
     let mut sockets = Vec::new();
     for n in 0..CHATS {
@@ -99,8 +72,7 @@ async fn thirty_chats_on_a_node_killed_mid_answer_are_each_answered_once_on_the_
     }
 
     // SIGKILL: no drain, no flush, its heartbeat just stops.
-    a.0.kill().unwrap();
-    a.0.wait().unwrap();
+    a.kill();
     drop(sockets);
     let returned = Instant::now();
 

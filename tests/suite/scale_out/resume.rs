@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use crate::common::nodes::{TTL_MS, listed_nodes, short_ttl, spawn_node, wait_subscribed};
+use crate::common::nodes::{Node, TTL_MS, listed_nodes, short_ttl, spawn_node, wait_subscribed};
 use crate::common::redis::{RedisServer, fresh_prefix, redis, redis_url};
 use crate::common::v2::*;
 use crate::common::*;
@@ -38,6 +38,29 @@ async fn wait_stored(redis: &fred::prelude::Client, prefix: &str, stream: &str, 
         }
     })
     .await;
+}
+
+/// Node A, whose model stops after the first delta, and node B, whose model answers "Whole", both
+/// listed; a v2 client of `USER` on A whose chat `id` is mid-answer, its frames stored in Redis.
+struct MidAnswer {
+    a: Node,
+    b: Node,
+    client: WsClient,
+    welcome: Value,
+    seen: Vec<Value>,
+    _gate: std::sync::Arc<tokio::sync::Semaphore>,
+}
+
+async fn mid_answer_on_a(redis: &fred::prelude::Client, prefix: &str, adjust: impl Fn(&mut Settings), id: &str) -> MidAnswer {
+    let (stuck, gate) = StreamingModel::gated(vec!["Half ", "an answer"], "Half an answer");
+    let a = spawn_node("node-a", &redis_url(), prefix, &adjust, with_llm(stuck)).await;
+    let b = spawn_node("node-b", &redis_url(), prefix, &adjust, with_llm(StreamingModel::new(vec!["Whole"], "Whole"))).await;
+    wait_until("both nodes are listed", || async { listed_nodes(&b.app).await == ["node-a", "node-b"] }).await;
+    let (mut client, welcome) = connect_welcomed(&a.app, &token_for(USER)).await;
+    client.send_json(json!({"type":"chat","id":id,"message":"and then?"})).await;
+    let seen = frames_until(&mut client, "chat_delta").await;
+    wait_stored(redis, prefix, welcome["stream_id"].as_str().unwrap(), 2).await;
+    MidAnswer { a, b, client, welcome, seen, _gate: gate }
 }
 
 fn with_llm(model: std::sync::Arc<StreamingModel>) -> Overrides {
@@ -176,14 +199,7 @@ async fn with_redis_gone_a_resume_on_the_same_node_replays_from_its_own_ring_and
 async fn a_turn_whose_node_died_ends_with_a_retryable_error_on_the_resuming_node_and_the_resend_answers() {
     let redis = redis().await;
     let prefix = fresh_prefix();
-    let (stuck, _never) = StreamingModel::gated(vec!["Half ", "an answer"], "Half an answer");
-    let a = spawn_node("node-a", &redis_url(), &prefix, short_ttl, with_llm(stuck)).await;
-    let b = spawn_node("node-b", &redis_url(), &prefix, short_ttl, with_llm(StreamingModel::new(vec!["Whole"], "Whole"))).await;
-    wait_until("both nodes are listed", || async { listed_nodes(&b.app).await == ["node-a", "node-b"] }).await;
-    let (mut client, welcome) = connect_welcomed(&a.app, &token_for(USER)).await;
-    client.send_json(json!({"type":"chat","id":"e-1","message":"and then?"})).await;
-    let seen = frames_until(&mut client, "chat_delta").await;
-    wait_stored(&redis, &prefix, welcome["stream_id"].as_str().unwrap(), 2).await;
+    let MidAnswer { a, b, client, welcome, seen, .. } = mid_answer_on_a(&redis, &prefix, short_ttl, "e-1").await;
 
     // A dies: its task is gone without a drain, its heartbeat stops, its registration expires.
     a.app.server.abort();
@@ -278,14 +294,7 @@ async fn a_node_restarted_under_the_same_id_is_not_taken_for_its_predecessor() {
         short_ttl(s);
         s.database_url = db.url.clone();
     };
-    let (stuck, _never) = StreamingModel::gated(vec!["Half ", "an answer"], "Half an answer");
-    let a = spawn_node("node-a", &redis_url(), &prefix, on_db, with_llm(stuck)).await;
-    let b = spawn_node("node-b", &redis_url(), &prefix, on_db, with_llm(StreamingModel::new(vec!["Whole"], "Whole"))).await;
-    wait_until("both nodes are listed", || async { listed_nodes(&b.app).await == ["node-a", "node-b"] }).await;
-    let (mut client, welcome) = connect_welcomed(&a.app, &token_for(USER)).await;
-    client.send_json(json!({"type":"chat","id":"r-1","message":"and then?"})).await;
-    let seen = frames_until(&mut client, "chat_delta").await;
-    wait_stored(&redis, &prefix, welcome["stream_id"].as_str().unwrap(), 2).await;
+    let MidAnswer { a, b, client, welcome, seen, .. } = mid_answer_on_a(&redis, &prefix, on_db, "r-1").await;
     let (mut other, _) = connect_welcomed(&a.app, &token_for(OTHER_USER)).await;
     other.send_json(json!({"type":"chat","id":"r-2","message":"where next?"})).await;
     frames_until(&mut other, "ack").await;
@@ -326,14 +335,7 @@ async fn a_node_restarted_under_the_same_id_is_not_taken_for_its_predecessor() {
 async fn a_turn_whose_node_dies_after_the_client_resumed_elsewhere_still_ends() {
     let redis = redis().await;
     let prefix = fresh_prefix();
-    let (stuck, _never) = StreamingModel::gated(vec!["Half ", "an answer"], "Half an answer");
-    let a = spawn_node("node-a", &redis_url(), &prefix, short_ttl, with_llm(stuck)).await;
-    let b = spawn_node("node-b", &redis_url(), &prefix, short_ttl, with_llm(StreamingModel::new(vec!["Whole"], "Whole"))).await;
-    wait_until("both nodes are listed", || async { listed_nodes(&b.app).await == ["node-a", "node-b"] }).await;
-    let (mut client, welcome) = connect_welcomed(&a.app, &token_for(USER)).await;
-    client.send_json(json!({"type":"chat","id":"w-1","message":"and then?"})).await;
-    let seen = frames_until(&mut client, "chat_delta").await;
-    wait_stored(&redis, &prefix, welcome["stream_id"].as_str().unwrap(), 2).await;
+    let MidAnswer { a, b, client, welcome, seen, .. } = mid_answer_on_a(&redis, &prefix, short_ttl, "w-1").await;
     drop(client);
 
     // Resumed on B while A still runs the turn: nothing ends yet.
