@@ -237,3 +237,27 @@ async fn a_v2_ack_or_resume_position_at_or_past_a_push_proves_it() {
     resumed.send(true, TEXT, resume.to_string().as_bytes()).await;
     wait_delivered(&db.url, &second).await;
 }
+
+/// A push the socket never proved comes back on the next connect; when that connect resumes the
+/// old stream one round trip after its welcome, the push reaches it once (from the replay), not
+/// also from the stored read on the fresh stream.
+#[tokio::test]
+async fn a_resume_one_round_trip_after_the_welcome_gets_an_unproven_push_once() {
+    let db = test_db(Backend::Sqlite).await;
+    let app = start(&db).await;
+    let user = fresh_user();
+    let mut socket = RawWs::connect(app.addr, &v2_path(&user)).await;
+    let welcome = socket.recv_json().await;
+    let id = push_alert(&app, &user, "Snow on the pass").await;
+    let seq = read_push_seq(&mut socket, &id).await;
+    drop(socket);
+
+    let (mut back, _) = crate::common::v2::connect_welcomed(&app, &token_for(&user)).await;
+    // A mobile round trip between the welcome and the resume.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    back.send_json(json!({"type":"resume","stream_id":welcome["stream_id"],"epoch":welcome["epoch"],"last_seq":seq - 1})).await;
+    let frames = crate::common::v2::frames_until(&mut back, "resumed").await;
+    let mut copies = frames.iter().filter(|f| f["id"] == id.as_str()).count();
+    copies += frames_after_the_stored_hold(&mut back).await.iter().filter(|f| f["id"] == id.as_str()).count();
+    assert_eq!(copies, 1, "the push once on this socket: {frames:?}");
+}

@@ -86,7 +86,7 @@ impl ConnectionState {
         self.set_phase(ConnectionPhase::Ready { keepalive: Keepalive::Alive });
         if self.dialect == Dialect::V2 {
             self.welcome_v2(myself, user);
-            return self.deliver_stored(myself);
+            return self.hold_stored_for_resume(myself);
         }
         self.send(
             myself,

@@ -217,6 +217,7 @@ impl ConnectionState {
             ConnectionMsg::TokenExpired(generation) => self.on_token_expired(myself, generation),
             ConnectionMsg::Push(text) => self.on_push(myself, text, true),
             ConnectionMsg::ProofPing => self.on_proof_ping(myself),
+            ConnectionMsg::StoredDue => self.release_stored(myself),
             ConnectionMsg::HeldFromStore(texts) => self.on_held_from_store(myself, texts),
             ConnectionMsg::StoredPush(text) => self.on_push(myself, text, false),
         }
@@ -327,6 +328,10 @@ impl ConnectionState {
                 _ => self.close(myself, CloseCode::AuthInvalid, "the first frame must be auth"),
             };
         }
+        if !matches!(frame, ClientFrame::Resume { .. } | ClientFrame::Ping { .. } | ClientFrame::Pong { .. } | ClientFrame::Ack { .. }) {
+            // A client that does something else is not resuming first.
+            self.release_stored(myself);
+        }
         match frame {
             ClientFrame::Chat(chat) => self.on_chat(myself, chat).await,
             ClientFrame::Ping { timestamp } => self.pong(myself, timestamp),
@@ -338,7 +343,8 @@ impl ConnectionState {
             ClientFrame::Cancel { id } if self.v2.is_some() => self.on_cancel(myself, id),
             ClientFrame::Dismiss { id } if self.v2.is_some() => self.on_dismiss(myself, id).await,
             ClientFrame::Resume { stream_id, epoch, last_seq } if self.v2.is_some() => {
-                self.on_resume(myself, &stream_id, epoch.as_deref(), last_seq).await
+                self.on_resume(myself, &stream_id, epoch.as_deref(), last_seq).await;
+                self.release_stored(myself);
             }
             ClientFrame::AuthRefresh { .. } | ClientFrame::Cancel { .. } | ClientFrame::Dismiss { .. } | ClientFrame::Resume { .. } => {
                 self.invalid(myself, ErrorCode::UnknownType, format!("'{}' is not supported on this socket", client_kind(&frame)));

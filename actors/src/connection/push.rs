@@ -27,6 +27,9 @@ pub(super) const MAX_HELD_BYTES: usize = 256 * 1024;
 /// Ids kept past the held bytes (~40 bytes each); past these too, a push is left to the next
 /// connect (which sends what waits, per kind, in its own order).
 const MAX_OVERFLOW_IDS: usize = 1024;
+/// How long a v2 socket's stored pushes wait after its welcome for the client's `resume`
+/// (today's SDK sends it right after the welcome, one network round trip later).
+const STORED_AFTER_WELCOME: std::time::Duration = std::time::Duration::from_secs(1);
 /// Push ids remembered per socket to drop repeats.
 const MAX_SEEN: usize = 256;
 
@@ -281,6 +284,25 @@ impl ConnectionState {
                 tracing::warn!(conn_id = %self.conn_id, %error, "dismiss failed");
                 self.send_v2(myself, V2Frame::error(Some(id), ErrorCode::StorageUnavailable, "the dismissal could not be stored; retry"));
             }
+        }
+    }
+
+    /// v2, after the welcome: the stored pushes wait until the client resumed (or failed to), sent
+    /// another frame, or `STORED_AFTER_WELCOME` passed. Sent on the fresh stream first, a push the
+    /// resumed stream then replays would reach the same socket twice (with two seqs); after the
+    /// resume, the pushes its replay carries are known here and the stored read skips them.
+    pub(super) fn hold_stored_for_resume(&mut self, myself: &ActorRef<ConnectionMsg>) {
+        if let Some(v2) = self.v2.as_mut() {
+            v2.stored_waiting = true;
+            myself.send_after(STORED_AFTER_WELCOME, || ConnectionMsg::StoredDue);
+        }
+    }
+
+    /// v2: the stored pushes held for the resume decision go now (once).
+    pub(super) fn release_stored(&mut self, myself: &ActorRef<ConnectionMsg>) {
+        if let Some(v2) = self.v2.as_mut().filter(|v2| v2.stored_waiting) {
+            v2.stored_waiting = false;
+            self.deliver_stored(myself);
         }
     }
 

@@ -43,6 +43,8 @@ pub(super) struct V2State {
     pub(super) auth_timer: Option<Timer>,
     /// When the last `auth_refresh` was taken.
     last_refresh: Option<Instant>,
+    /// The user's stored pushes wait for the client's resume decision (see `STORED_AFTER_WELCOME`).
+    pub(super) stored_waiting: bool,
 }
 
 impl V2State {

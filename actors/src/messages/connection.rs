@@ -70,6 +70,8 @@ pub enum ConnectionMsg {
     /// Legacy: the pushes that passed the held bytes behind a chat, read back from storage by id,
     /// in arrival order (sent before anything held meanwhile).
     HeldFromStore(Vec<String>),
+    /// v2: the stored pushes held for the client's resume decision are due now.
+    StoredDue,
     /// A push went out and no ping follows it yet: send one, so the client's pong proves it.
     ProofPing,
     /// A stored push read when the socket connected (sent like `Push`, but its delivery is not

@@ -82,6 +82,15 @@ pub async fn frames_before_pong(client: &mut WsClient) -> Vec<Value> {
     }
 }
 
+/// On a fresh v2 socket: the frames up to a ping's pong sent once its stored pushes are due (they
+/// wait up to 1 s after the welcome for a `resume`; a ping does not end that wait).
+pub async fn frames_after_the_stored_hold(client: &mut WsClient) -> Vec<Value> {
+    // Why a fixed pause: the stored pushes of a socket that never resumes are due 1 s after its
+    // welcome; what must not come has no event to wait for past that.
+    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    frames_before_pong(client).await
+}
+
 /// Waits until the store of `db_url` (SQLite or Postgres) records the push `id` as delivered.
 pub async fn wait_delivered(db_url: &str, id: &str) {
     wait_until(&format!("push {id} is marked delivered"), async || {
