@@ -147,6 +147,13 @@ impl RedisShared {
         })
     }
 
+    /// Whether the shared state is degraded (the breaker is open or its trial runs): the per-user
+    /// cap, rate limit, idempotency keys and pushes are this node's own meanwhile. The same span
+    /// as `pam_redis_shared_state_degraded` = 1.
+    pub fn degraded(&self) -> bool {
+        self.breaker.status() == "open"
+    }
+
     /// This node's id.
     pub fn node(&self) -> &str {
         &self.node

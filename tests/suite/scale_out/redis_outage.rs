@@ -86,6 +86,9 @@ async fn a_hanging_redis_costs_a_chat_its_short_budgets_and_the_shared_state_ret
         metric(&node.app.metrics().await, "pam_redis_shared_state_degraded") == Some(1.0)
     })
     .await;
+    let seen = health(&node.app).await;
+    assert_eq!(seen["status"], "degraded", "{seen}");
+    assert!(names_shared_state(&seen), "health names the degraded shared state: {seen}");
 
     signal("-CONT");
     wait_until_within(Duration::from_secs(30), "presence counts both sockets in Redis again", || async {
@@ -93,4 +96,16 @@ async fn a_hanging_redis_costs_a_chat_its_short_budgets_and_the_shared_state_ret
         seen["degraded"] == false && seen["sockets"] == 2
     })
     .await;
+    wait_until_within(Duration::from_secs(10), "health no longer names the shared state", || async {
+        !names_shared_state(&health(&node.app).await)
+    })
+    .await;
+}
+
+async fn health(app: &TestApp) -> serde_json::Value {
+    reqwest::get(app.http("/api/v1/pam/health")).await.unwrap().json().await.unwrap()
+}
+
+fn names_shared_state(health: &serde_json::Value) -> bool {
+    health["problems"].as_array().is_some_and(|p| p.iter().any(|p| p.as_str().is_some_and(|p| p.contains("shared state degraded"))))
 }
