@@ -102,6 +102,39 @@ async fn a_hanging_redis_costs_a_chat_its_short_budgets_and_the_shared_state_ret
     .await;
 }
 
+/// A stall just long enough to open the request-path breaker (three heartbeats that time out)
+/// ends within a heartbeat of Redis answering again: the heartbeat probes past the open breaker
+/// and closes it, instead of the node staying on its own state for the breaker's 5 s.
+#[tokio::test]
+async fn after_a_redis_stall_the_shared_state_returns_within_a_heartbeat_not_the_breakers_period() {
+    let server = RedisServer::start().await;
+    let prefix = fresh_prefix();
+    let node = spawn_node("node-a", &server.url(), &prefix, short_ttl, Overrides::default()).await;
+    wait_until("the node is listed", || async { listed_nodes(&node.app).await == ["node-a"] }).await;
+    let signal = |name: &str| {
+        let status = Command::new("kill").args([name, &server.pid().to_string()]).status().unwrap();
+        assert!(status.success(), "kill {name}");
+    };
+    signal("-STOP");
+    wait_until("the shared state is marked degraded", || async {
+        metric(&node.app.metrics().await, "pam_redis_shared_state_degraded") == Some(1.0)
+    })
+    .await;
+    assert!(names_shared_state(&health(&node.app).await));
+    signal("-CONT");
+    let resumed = Instant::now();
+    wait_until_within(Duration::from_secs(10), "the degraded gauge is back to 0", || async {
+        metric(&node.app.metrics().await, "pam_redis_shared_state_degraded") == Some(0.0)
+    })
+    .await;
+    let back = resumed.elapsed();
+    let seen = health(&node.app).await;
+    assert!(!names_shared_state(&seen), "{seen}");
+    eprintln!("shared state back {} ms after Redis resumed", back.as_millis());
+    // A heartbeat every 500 ms (PAM_NODE_TTL_MS 1500); the breaker alone would hold 5 s.
+    assert!(back < Duration::from_millis(2_000), "shared state back only after {back:?}");
+}
+
 async fn health(app: &TestApp) -> serde_json::Value {
     reqwest::get(app.http("/api/v1/pam/health")).await.unwrap().json().await.unwrap()
 }
