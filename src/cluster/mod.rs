@@ -22,7 +22,8 @@
 //!   while `{p}:node:{id}` names that incarnation, so a dead node's sockets stop counting when its
 //!   registration expires, without a write per user per heartbeat.
 //! - `{p}:rate:{user}`: the user's GCRA arrival time (µs, Redis clock).
-//! - `{p}:idem:{user}:{sha256(key)}`: an `Idempotency-Key`'s running marker, then its response.
+//! - `{p}:idem:{user}:{sha256(key)}`: an `Idempotency-Key`'s running marker (owner: node, boot,
+//!   request; on a lease the request renews while its turn runs), then its response.
 //! - channel `{p}:node:{id}:push`: pushes for sockets on that node, and frames of v2 streams the
 //!   node holds that another node's still-running turn wrote (`streams.rs`).
 //! - channel `{p}:catch-up`: a node's word that it could not publish pushes for some users
