@@ -115,6 +115,12 @@ impl CircuitBreaker {
         }
     }
 
+    /// Closes the breaker after a call made past it (a probe, see the Redis heartbeat) worked:
+    /// `Some(Closed)` when it was open. A trial still running reports into the closed state.
+    pub fn close_after_probe(&self) -> Option<Transition> {
+        self.succeeded()
+    }
+
     /// `healthy`, `degraded` (recent failures) or `open` (also while a trial runs).
     pub fn status(&self) -> &'static str {
         match self.lock().state {
@@ -222,6 +228,17 @@ mod tests {
         }
         assert_eq!(transitions.iter().filter(|t| **t == Some(Transition::Closed)).count(), 1);
         assert_eq!(breaker.status(), "healthy", "closed by the trial's success");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_probe_that_worked_closes_an_open_breaker_before_its_period_ends() {
+        let breaker = CircuitBreaker::new(1, Duration::from_secs(30));
+        opened(&breaker);
+        assert!(breaker.admit().is_none());
+        assert_eq!(breaker.close_after_probe(), Some(Transition::Closed));
+        assert_eq!(breaker.status(), "healthy");
+        assert_eq!(breaker.close_after_probe(), None, "closing a closed breaker is no transition");
+        assert!(breaker.admit().is_some());
     }
 
     #[tokio::test(start_paused = true)]

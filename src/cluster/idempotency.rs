@@ -25,6 +25,12 @@ pub const IDEMPOTENCY_CAPACITY: usize = 10_000;
 /// many requests it has in flight) cannot push other users' keys out; it takes ten users at
 /// their share to fill the map.
 pub const IDEMPOTENCY_KEYS_PER_USER: usize = 1_000;
+/// How long a shared running marker lives without being renewed: a claim whose request never
+/// learned it had claimed (its `SET NX` timed out, yet Redis ran it) or whose node died stops
+/// blocking retries (409) after this, not after a whole turn lifetime.
+pub const IDEMPOTENCY_LEASE: Duration = Duration::from_secs(10);
+/// How often the request that holds a shared claim renews its lease while its turn runs.
+pub const IDEMPOTENCY_RENEW_EVERY: Duration = Duration::from_secs(3);
 /// Longest `Idempotency-Key` accepted.
 pub const MAX_KEY_CHARS: usize = 255;
 
@@ -196,14 +202,23 @@ impl IdempotencyKeys {
 
 /// REST idempotency keys shared by every node (the port; Redis implements it).
 pub trait SharedIdempotency: Send + Sync + 'static {
-    /// Claims `key` for `user` with the request's `fingerprint`; a claim left running expires after `running_for`.
+    /// Claims `key` for `user` with the request's `fingerprint`; a claim left running expires after
+    /// `lease` unless renewed.
     fn claim<'a>(
         &'a self,
         user: &'a UserId,
         key: &'a str,
         fingerprint: [u8; 32],
-        running_for: Duration,
+        lease: Duration,
     ) -> BoxFuture<'a, Result<SharedClaim, SharedUnavailable>>;
+    /// Extends the claim `marker` holds to `lease` from now; `false` when it no longer holds the key.
+    fn renew<'a>(
+        &'a self,
+        user: &'a UserId,
+        key: &'a str,
+        marker: &'a str,
+        lease: Duration,
+    ) -> BoxFuture<'a, Result<bool, SharedUnavailable>>;
     /// Stores `response` for `ttl` (or, with `None`, forgets the claim) if `marker` still holds the key.
     fn settle<'a>(
         &'a self,
@@ -248,7 +263,7 @@ pub enum Decision {
 pub struct RestIdempotency {
     local: IdempotencyKeys,
     shared: Option<Arc<dyn SharedIdempotency>>,
-    /// How long a shared claim may stay running (a turn's longest life); then a retry runs again.
+    /// How long a shared claim may be renewed (a turn's longest life); then a retry runs again.
     running_for: Duration,
 }
 
@@ -259,7 +274,7 @@ impl RestIdempotency {
 
     pub async fn claim(&self, user: &UserId, key: &str, fingerprint: [u8; 32]) -> Decision {
         if let Some(shared) = &self.shared {
-            match shared.claim(user, key, fingerprint, self.running_for).await {
+            match shared.claim(user, key, fingerprint, IDEMPOTENCY_LEASE).await {
                 Ok(SharedClaim::Run { marker }) => return Decision::Run(Ticket::Shared(marker)),
                 Ok(SharedClaim::Replay(stored)) => return Decision::Replay(stored),
                 Ok(SharedClaim::InFlight) => return Decision::InFlight,
@@ -273,6 +288,24 @@ impl RestIdempotency {
             Claim::InFlight => Decision::InFlight,
             Claim::Mismatch => Decision::Mismatch,
         }
+    }
+
+    /// Keeps a shared claim running while its turn runs: renews its lease every
+    /// `IDEMPOTENCY_RENEW_EVERY`, for at most `running_for` (a turn's longest life), then lets it
+    /// lapse. Never returns; run it beside the turn and drop it when the turn ends. A renewal Redis
+    /// does not answer is tried again at the next; after `IDEMPOTENCY_LEASE` without one the claim
+    /// lapses and a retry runs again (the `client_msg_id` dedupe keeps one stored turn).
+    pub async fn hold(&self, user: &UserId, key: &str, ticket: &Ticket) -> std::convert::Infallible {
+        if let (Ticket::Shared(marker), Some(shared)) = (ticket, &self.shared) {
+            let until = Instant::now() + self.running_for;
+            let mut renewals = tokio::time::interval_at(Instant::now() + IDEMPOTENCY_RENEW_EVERY, IDEMPOTENCY_RENEW_EVERY);
+            while renewals.tick().await < until {
+                if let Ok(false) = shared.renew(user, key, marker, IDEMPOTENCY_LEASE).await {
+                    break;
+                }
+            }
+        }
+        std::future::pending().await
     }
 
     /// Stores the answer for a claimed key (a shared one for `IDEMPOTENCY_TTL`).

@@ -1,6 +1,8 @@
 //! The shared chat rate limit (GCRA in one script, on Redis's clock so every node agrees) and
-//! REST `Idempotency-Key`s across nodes: `SET NX` claims a key with a running marker that lives
-//! as long as a turn may run, then the stored response replaces it for `IDEMPOTENCY_TTL`.
+//! REST `Idempotency-Key`s across nodes: `SET NX` claims a key with a running marker owned by
+//! this node and request, on a short lease (`IDEMPOTENCY_LEASE`) the request renews while its turn
+//! runs, then the stored response replaces it for `IDEMPOTENCY_TTL`. A marker whose request never
+//! got Redis's answer (the `SET NX` timed out but ran) is renewed by no one and lapses quickly.
 
 use std::time::Duration;
 
@@ -35,18 +37,19 @@ impl RedisShared {
         self.key(&format!("idem:{user}:{digest}"))
     }
 
-    /// Claims `key` for `user` for at most `running_for` (then a retry may run it again).
+    /// Claims `key` for `user` for `lease` (renewed with `renew_idempotency`; then a retry may
+    /// run it again). The marker's owner is this node and request.
     async fn claim_idempotency(
         &self,
         user: &UserId,
         key: &str,
         fingerprint: [u8; 32],
-        running_for: Duration,
+        lease: Duration,
     ) -> Result<SharedClaim, SharedUnavailable> {
         let fingerprint = hex(&fingerprint);
-        let owner = uuid::Uuid::new_v4().simple().to_string();
+        let owner = format!("{}/{}/{}", self.node, self.boot, uuid::Uuid::new_v4().simple());
         let marker = serde_json::to_string(&Entry::Running { fingerprint: fingerprint.clone(), owner }).expect("entry serialises");
-        let expiry = Expiration::PX(i64::try_from(running_for.as_millis()).unwrap_or(i64::MAX).max(1));
+        let expiry = Expiration::PX(millis(lease));
         let previous: Option<String> = self
             .guarded(
                 Op::Idempotency,
@@ -60,6 +63,14 @@ impl RedisShared {
             // Another body, or a value this version cannot read: never replay it for this request.
             Ok(_) | Err(_) => SharedClaim::Mismatch,
         })
+    }
+
+    /// Extends the lease of the claim `marker` holds; `false` when it holds the key no more.
+    async fn renew_idempotency(&self, user: &UserId, key: &str, marker: &str, lease: Duration) -> Result<bool, SharedUnavailable> {
+        let args = vec![marker.to_string(), millis(lease).to_string()];
+        let renewed: i64 =
+            self.guarded(Op::Idempotency, self.client.eval(scripts::RENEW, vec![self.idempotency_key(user, key)], args)).await?;
+        Ok(renewed == 1)
     }
 
     /// Stores the response of a claimed key for `ttl`, or (with `None`) forgets the claim so a
@@ -91,9 +102,19 @@ impl SharedIdempotency for RedisShared {
         user: &'a UserId,
         key: &'a str,
         fingerprint: [u8; 32],
-        running_for: Duration,
+        lease: Duration,
     ) -> BoxFuture<'a, Result<SharedClaim, SharedUnavailable>> {
-        Box::pin(self.claim_idempotency(user, key, fingerprint, running_for))
+        Box::pin(self.claim_idempotency(user, key, fingerprint, lease))
+    }
+
+    fn renew<'a>(
+        &'a self,
+        user: &'a UserId,
+        key: &'a str,
+        marker: &'a str,
+        lease: Duration,
+    ) -> BoxFuture<'a, Result<bool, SharedUnavailable>> {
+        Box::pin(self.renew_idempotency(user, key, marker, lease))
     }
 
     fn settle<'a>(
@@ -118,6 +139,11 @@ impl SharedRateLimit for RedisShared {
             Ok(allowed == 1)
         })
     }
+}
+
+/// `d` in whole milliseconds for Redis, at least 1.
+fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX).max(1)
 }
 
 fn hex(bytes: &[u8]) -> String {

@@ -12,7 +12,8 @@
 //! the cache), three failures in a row open a breaker for `OPEN_FOR`, and meanwhile every caller
 //! falls back to this node's own in-process state (`SharedUnavailable`). The breaker's
 //! transitions set `pam_redis_shared_state_degraded` and log one line each; the heartbeat keeps
-//! trying, so the shared state comes back by itself — and re-syncs this node's presence then.
+//! trying, past the open breaker too (`probing`), so the shared state comes back by itself within
+//! a heartbeat of Redis answering — and re-syncs this node's presence then.
 //!
 //! Keys (`{p}` = `PAM_CACHE_PREFIX`, node ids are `[A-Za-z0-9._-]{1,64}`):
 //! - `{p}:node:{id}`: the node's JSON (id, incarnation, started_at, address, sockets, users),
@@ -21,7 +22,8 @@
 //!   while `{p}:node:{id}` names that incarnation, so a dead node's sockets stop counting when its
 //!   registration expires, without a write per user per heartbeat.
 //! - `{p}:rate:{user}`: the user's GCRA arrival time (µs, Redis clock).
-//! - `{p}:idem:{user}:{sha256(key)}`: an `Idempotency-Key`'s running marker, then its response.
+//! - `{p}:idem:{user}:{sha256(key)}`: an `Idempotency-Key`'s running marker (owner: node, boot,
+//!   request; on a lease the request renews while its turn runs), then its response.
 //! - channel `{p}:node:{id}:push`: pushes for sockets on that node, and frames of v2 streams the
 //!   node holds that another node's still-running turn wrote (`streams.rs`).
 //! - channel `{p}:catch-up`: a node's word that it could not publish pushes for some users
@@ -147,6 +149,13 @@ impl RedisShared {
         })
     }
 
+    /// Whether the shared state is degraded (the breaker is open or its trial runs): the per-user
+    /// cap, rate limit, idempotency keys and pushes are this node's own meanwhile. The same span
+    /// as `pam_redis_shared_state_degraded` = 1.
+    pub fn degraded(&self) -> bool {
+        self.breaker.status() == "open"
+    }
+
     /// This node's id.
     pub fn node(&self) -> &str {
         &self.node
@@ -174,17 +183,9 @@ impl RedisShared {
     /// Runs `op` unless the breaker is open; records the outcome and logs each transition once.
     async fn guarded<T>(&self, op: Op, fut: impl Future<Output = Result<T, fred::error::Error>>) -> Result<T, SharedUnavailable> {
         let permit = self.breaker.admit().ok_or(SharedUnavailable)?;
-        let result = match tokio::time::timeout(OP_TIMEOUT, fut).await {
-            Ok(Ok(value)) => Ok(value),
-            Ok(Err(error)) => Err(error.to_string()),
-            Err(_) => Err(format!("no answer within {} ms", OP_TIMEOUT.as_millis())),
-        };
-        match result {
+        match attempt(fut).await {
             Ok(value) => {
-                if permit.succeeded() == Some(Transition::Closed) {
-                    metrics::gauge!(SHARED_STATE_DEGRADED).set(0.0);
-                    tracing::info!(node = %self.node, "Redis answers again: per-user cap, rate limit, idempotency and pushes are shared across nodes again");
-                }
+                self.closed(permit.succeeded());
                 Ok(value)
             }
             Err(error) => {
@@ -195,6 +196,34 @@ impl RedisShared {
                 }
                 Err(SharedUnavailable)
             }
+        }
+    }
+
+    /// [`Self::guarded`] for the heartbeat, which also runs while the breaker is open (a probe past
+    /// it, one per heartbeat): when Redis answers it the breaker closes at once, so the shared
+    /// state comes back within a heartbeat of Redis answering rather than after `OPEN_FOR`. A
+    /// probe that fails is counted and leaves the breaker as it was.
+    async fn probing<T>(&self, op: Op, fut: impl Future<Output = Result<T, fred::error::Error>>) -> Result<T, SharedUnavailable> {
+        if !self.degraded() {
+            return self.guarded(op, fut).await;
+        }
+        match attempt(fut).await {
+            Ok(value) => {
+                self.closed(self.breaker.close_after_probe());
+                Ok(value)
+            }
+            Err(_) => {
+                metrics::counter!(SHARED_ERRORS_TOTAL, "op" => op.label()).increment(1);
+                Err(SharedUnavailable)
+            }
+        }
+    }
+
+    /// Logs and clears the gauge when a success closed the breaker.
+    fn closed(&self, transition: Option<Transition>) {
+        if transition == Some(Transition::Closed) {
+            metrics::gauge!(SHARED_STATE_DEGRADED).set(0.0);
+            tracing::info!(node = %self.node, "Redis answers again: per-user cap, rate limit, idempotency and pushes are shared across nodes again");
         }
     }
 
@@ -210,6 +239,15 @@ impl RedisShared {
                 Err(SharedUnavailable)
             }
         }
+    }
+}
+
+/// `fut` within `OP_TIMEOUT`; the error in words.
+async fn attempt<T>(fut: impl Future<Output = Result<T, fred::error::Error>>) -> Result<T, String> {
+    match tokio::time::timeout(OP_TIMEOUT, fut).await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(error)) => Err(error.to_string()),
+        Err(_) => Err(format!("no answer within {} ms", OP_TIMEOUT.as_millis())),
     }
 }
 

@@ -3,7 +3,8 @@
 //! a killed node disappears within the TTL; a drained node removes itself at once. The heartbeat
 //! is also what notices that Redis lost this node (restart, flush, an outage past the TTL), missed
 //! presence writes or did not answer a heartbeat, and re-syncs: new incarnation, every user's
-//! count written again, and a push catch-up for every socket (`catch_up.rs`).
+//! count written again, and a push catch-up for every socket (`catch_up.rs`). The registration is
+//! written past an open breaker too (a probe): the heartbeat that gets through closes it.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -87,7 +88,7 @@ impl RedisShared {
         let json = serde_json::to_string(&info).expect("node info serialises");
         let args = vec![json, info.incarnation, self.node_ttl.as_millis().to_string(), self.node.clone()];
         let ours: i64 =
-            self.guarded(Op::Heartbeat, self.client.eval(scripts::HEARTBEAT, vec![self.node_key(), self.index_key()], args)).await?;
+            self.probing(Op::Heartbeat, self.client.eval(scripts::HEARTBEAT, vec![self.node_key(), self.index_key()], args)).await?;
         Ok(ours == 1)
     }
 

@@ -163,6 +163,14 @@ redis.call('SET', KEYS[1], string.format('%d', next), 'PX', string.format('%d', 
 return 1
 "#;
 
+/// KEYS an idempotency key; ARGV the running marker this request set, the lease (ms). Extends the
+/// marker's expiry to the lease while the key still holds that marker; 1 if it did.
+pub(super) const RENEW: &str = r#"
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return 1
+"#;
+
 /// KEYS an idempotency key; ARGV the running marker this request set, the value to store, TTL
 /// (ms; 0 deletes). Replaces (or deletes) the value only while it is still that marker.
 pub(super) const SETTLE: &str = r#"

@@ -15,7 +15,8 @@ use crate::http::state::SharedState;
 const DB_PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The PAM health document of protocol.md: `degraded` (naming the problem) while the database
-/// does not answer, while conversation writes have been failing for 5 s or more (they wait in
+/// does not answer, while the cluster's shared state on Redis is degraded (per-user cap, rate
+/// limit, idempotency keys and pushes node-local), while conversation writes have been failing for 5 s or more (they wait in
 /// the outbox and its journal meanwhile), or while draining. Always 200: the gateway still
 /// answers chats through all of these.
 pub async fn pam_health(State(state): State<SharedState>) -> Response {
@@ -30,6 +31,12 @@ pub async fn pam_health(State(state): State<SharedState>) -> Response {
     }
     if let Some(failing) = writes_failing {
         problems.push(format!("conversation writes failing for {} s; {} waiting in the outbox", failing.as_secs(), outbox.len()));
+    }
+    if state.cluster.redis.as_ref().is_some_and(|shared| shared.degraded()) {
+        problems.push(
+            "redis shared state degraded: per-user cap, rate limit, idempotency keys and pushes are this node's own until Redis answers"
+                .into(),
+        );
     }
     if matches!(cache_status, "open" | "unreachable") {
         problems.push(format!("redis cache {cache_status}: context comes from the database"));

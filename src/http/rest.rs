@@ -186,7 +186,12 @@ async fn claim_and_answer(state: &SharedState, user: &UserId, body: &ChatBody, k
             let task = (state.clone(), user.clone(), body.clone(), key.to_string(), ticket.clone());
             let turn = tokio::spawn(super::middleware::in_request_scope(async move {
                 let (state, user, body, key, ticket) = task;
-                let outcome = run_turn(&state, &user, &body, format!("rest:{key}"), started).await;
+                // The shared claim's lease is renewed while the turn runs, and only then.
+                let turn = run_turn(&state, &user, &body, format!("rest:{key}"), started);
+                let outcome = tokio::select! {
+                    outcome = turn => outcome,
+                    never = state.idempotency.hold(&user, &key, &ticket) => match never {},
+                };
                 match &outcome {
                     Ok(response) => state.idempotency.complete(&user, &key, &ticket, StoredResponse { body: response.clone() }).await,
                     Err(_) => state.idempotency.release(&user, &key, &ticket).await,

@@ -3,6 +3,8 @@
 //! socket on another, and an `Idempotency-Key` retry on another node replays (or gets 409 while
 //! the first is still being answered there).
 
+use std::time::Duration;
+
 use crate::common::nodes::{presence, spawn_node};
 use crate::common::redis::{fresh_prefix, redis, redis_url};
 use crate::common::rest::{self, post_chat};
@@ -99,6 +101,10 @@ async fn an_idempotent_rest_retry_on_the_other_node_replays_and_one_during_the_f
     .await;
     let (status, conflict) = post_chat(&b.app, &token, &body, Some(key)).await;
     assert_eq!((status, conflict["error"].as_str()), (409, Some("IDEMPOTENCY_IN_FLIGHT")), "{conflict}");
+    // Past the claim's 10 s lease: node A renews it while the turn runs, so still 409.
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    let (status, conflict) = post_chat(&b.app, &token, &body, Some(key)).await;
+    assert_eq!((status, conflict["error"].as_str()), (409, Some("IDEMPOTENCY_IN_FLIGHT")), "renewed while running: {conflict}");
 
     gate.add_permits(1);
     let first = first.await.unwrap();
