@@ -84,6 +84,8 @@ KNOWN_METRICS = {
     "pam_node_up", "pam_redis_shared_state_degraded", "pam_redis_shared_errors_total",
     "pam_push_bus_published_total", "pam_push_bus_received_total", "pam_push_bus_delivered_total",
     "pam_push_catch_up_sockets_total",
+    # proof of receipt (docs/protocol.md "Server push")
+    "pam_push_proven_total", "pam_push_unproven_total",
 }
 # The gateway's defaults (src/settings/mod.rs) for the shutdown budget, in ms.
 DEFAULT_SHUTDOWN_GRACE_MS = 10000

@@ -354,10 +354,14 @@ async fn an_expense_on_the_users_local_today_counts(backend: Backend) {
     let app = start(&db).await;
     let writer = Writer::open(&db).await;
     writer.wait_listening(1).await;
-    // UTC+14 and UTC-11: whatever the hour, at least one of them is on another date than UTC.
-    for zone in ["Pacific/Kiritimati", "Pacific/Pago_Pago"] {
+    // UTC+14 and UTC-11: whatever the hour, at least one of them is on another date than UTC;
+    // and an expense dated the last day of the month (later this month, unless that is today),
+    // which counts now: nothing evaluates the budget again when that day comes.
+    for (zone, later_this_month) in [("Pacific/Kiritimati", false), ("Pacific/Pago_Pago", false), ("UTC", true)] {
         let tz: chrono_tz::Tz = zone.parse().unwrap();
         let local_today = chrono::Utc::now().with_timezone(&tz).date_naive();
+        let month_end = (local_today.with_day(1).unwrap() + chrono::Months::new(1)).pred_opt().unwrap();
+        let expense_day = if later_this_month { month_end } else { local_today };
         let user = fresh_user();
         set_timezone(&writer, &user, zone).await;
         let (first, last) = (local_today.with_day(1).unwrap(), local_today + chrono::Duration::days(40));
@@ -374,7 +378,7 @@ async fn an_expense_on_the_users_local_today_counts(backend: Backend) {
                     .unwrap();
                 sqlx::query(concat!("INSERT INTO expenses (user_id, amount, category, date)", " VALUES (?1, 120, 'fuel', ?2)"))
                     .bind(&user)
-                    .bind(local_today.to_string())
+                    .bind(expense_day.to_string())
                     .execute(pool)
                     .await
                     .unwrap();
@@ -390,7 +394,7 @@ async fn an_expense_on_the_users_local_today_counts(backend: Backend) {
                     .unwrap();
                 sqlx::query(concat!("INSERT INTO expenses (user_id, amount, category, date)", " VALUES ($1::uuid, 120, 'fuel', $2)"))
                     .bind(&user)
-                    .bind(local_today)
+                    .bind(expense_day)
                     .execute(pool)
                     .await
                     .unwrap();

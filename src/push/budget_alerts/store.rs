@@ -18,27 +18,30 @@ use sqlx::Row;
 use crate::storage::database::Database;
 use crate::storage::sql::{sqlite_time, store_error, user_uuid};
 
-/// `$2` is the first day of the user's month and `$3` the user's today, both in the user's timezone.
+/// `$2` and `$4` are the first and last day of the user's month and `$3` the user's today, all in
+/// the user's timezone. The spend is the whole month's: an expense dated later this month (a
+/// booked campsite, or a date another clock calls today) counts now, not never — nothing
+/// evaluates the budget again when that day comes.
 const PG_BUDGETS: &str = "
 SELECT b.id::text AS budget_id, b.category,
        (CASE WHEN b.monthly_limit > 0 THEN b.monthly_limit ELSE b.budgeted_amount END)::float8 AS limit_amount,
        b.alert_threshold::float8 AS threshold,
        COALESCE((SELECT SUM(e.amount) FROM expenses e
                  WHERE e.user_id = b.user_id AND e.category = b.category
-                   AND e.date >= $2 AND e.date <= $3), 0)::float8 AS spent
+                   AND e.date >= $2 AND e.date <= $4), 0)::float8 AS spent
 FROM budgets b
 WHERE b.user_id = $1 AND $3 BETWEEN b.start_date AND b.end_date
 ORDER BY b.created_at, b.id";
 
-/// `?2` is the first day of the user's month and `?3` the user's today (`YYYY-MM-DD`), both in
-/// the user's timezone.
+/// `?2` and `?4` are the first and last day of the user's month and `?3` the user's today
+/// (`YYYY-MM-DD`), all in the user's timezone; the spend is the whole month's, as on Postgres.
 const SQLITE_BUDGETS: &str = "
 SELECT b.id AS budget_id, b.category,
        CAST(CASE WHEN b.monthly_limit > 0 THEN b.monthly_limit ELSE b.budgeted_amount END AS REAL) AS limit_amount,
        CAST(b.alert_threshold AS REAL) AS threshold,
        (SELECT TOTAL(e.amount) FROM expenses e
         WHERE e.user_id = b.user_id AND e.category = b.category
-          AND e.date >= ?2 AND e.date < date(?3, '+1 day')) AS spent
+          AND e.date >= ?2 AND e.date < date(?4, '+1 day')) AS spent
 FROM budgets b
 WHERE b.user_id = ?1 AND date(b.start_date) <= ?3 AND date(b.end_date) >= ?3
 ORDER BY b.created_at, b.id";
@@ -94,6 +97,7 @@ impl BudgetAlertStore for Database {
                         .bind(uuid)
                         .bind(month.first_day)
                         .bind(month.today)
+                        .bind(month.last_day)
                         .fetch_all(&mut *tx)
                         .await
                         .map_err(store_error)?;
@@ -135,6 +139,7 @@ impl BudgetAlertStore for Database {
                         .bind(user.as_str())
                         .bind(month.first_day.to_string())
                         .bind(month.today.to_string())
+                        .bind(month.last_day.to_string())
                         .fetch_all(&mut *tx)
                         .await
                         .map_err(store_error)?;
@@ -266,6 +271,7 @@ fn row(
 struct UserMonth {
     first_day: NaiveDate,
     today: NaiveDate,
+    last_day: NaiveDate,
     /// `YYYY-MM`, the month part of each alert's dedupe key.
     name: String,
 }
@@ -275,7 +281,9 @@ impl UserMonth {
         let zone: Tz = zone.and_then(|name| name.trim().parse().ok()).unwrap_or(Tz::UTC);
         let today = now.with_timezone(&zone).date_naive();
         let first_day = today.with_day(1).unwrap_or(today);
-        UserMonth { first_day, today, name: today.format("%Y-%m").to_string() }
+        let next_month = first_day.checked_add_months(chrono::Months::new(1)).unwrap_or(first_day);
+        let last_day = next_month.pred_opt().unwrap_or(today);
+        UserMonth { first_day, today, last_day, name: today.format("%Y-%m").to_string() }
     }
 }
 
@@ -293,9 +301,11 @@ mod tests {
         let kiritimati = UserMonth::at(now, Some("Pacific/Kiritimati"));
         assert_eq!((kiritimati.today.to_string(), kiritimati.name.as_str()), ("2026-12-01".into(), "2026-12"));
         assert_eq!(kiritimati.first_day.to_string(), "2026-12-01");
+        assert_eq!(kiritimati.last_day.to_string(), "2026-12-31");
         let los_angeles = UserMonth::at(at("2026-12-01T03:00:00Z"), Some("America/Los_Angeles"));
         assert_eq!((los_angeles.today.to_string(), los_angeles.name.as_str()), ("2026-11-30".into(), "2026-11"));
         assert_eq!(los_angeles.first_day.to_string(), "2026-11-01");
+        assert_eq!(los_angeles.last_day.to_string(), "2026-11-30");
     }
 
     #[test]
