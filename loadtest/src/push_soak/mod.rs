@@ -83,6 +83,10 @@ pub(crate) struct PushSoakArgs {
     /// Of the v2 users who come back, the share that resume their stream.
     #[arg(long, default_value_t = 0.5)]
     resume_share: f64,
+    /// Milliseconds a comeback's `resume` waits after the `welcome`: the round trip of a real
+    /// network (on loopback the resume reaches the server before anything else happens).
+    #[arg(long, default_value_t = 0)]
+    resume_delay_ms: u64,
     /// Seconds between a legacy socket's chats (jittered; 0: no chats).
     #[arg(long, default_value_t = 30)]
     chat_every_secs: u64,
@@ -133,8 +137,14 @@ pub(crate) async fn run(args: &PushSoakArgs) -> Result<bool, String> {
     let conns = sockets::connect_all(&urls, &users, &tokens, &plans, &progress).await;
     let (freeze_tx, freeze) = watch::channel(false);
     let chat_every = (args.chat_every_secs > 0).then(|| Duration::from_secs(args.chat_every_secs));
-    let shared =
-        Arc::new(sockets::Shared { urls, progress: progress.clone(), freeze, traffic_start: tokio::time::Instant::now(), chat_every });
+    let shared = Arc::new(sockets::Shared {
+        urls,
+        progress: progress.clone(),
+        freeze,
+        traffic_start: tokio::time::Instant::now(),
+        chat_every,
+        resume_delay: Duration::from_millis(args.resume_delay_ms),
+    });
     let mut connect_failures = Vec::new();
     let mut tasks = Vec::new();
     for (n, conn) in conns.into_iter().enumerate() {

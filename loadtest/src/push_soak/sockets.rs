@@ -40,6 +40,8 @@ pub(super) struct Shared {
     pub(super) traffic_start: tokio::time::Instant,
     /// Legacy sockets chat about this often (jittered); `None`: never.
     pub(super) chat_every: Option<std::time::Duration>,
+    /// A comeback's `resume` waits this long after the `welcome` (a network round trip).
+    pub(super) resume_delay: std::time::Duration,
 }
 
 /// A v2 socket's stream position.
@@ -109,6 +111,8 @@ pub(super) async fn connect(
         v2.acks.settled(seq);
         v2.last_seq = seq;
         if let Some(from) = from {
+            // The resume leaves the client one network round trip after the welcome came.
+            tokio::time::sleep(from.delay).await;
             let resume = json!({"type": "resume", "stream_id": from.stream_id, "epoch": from.epoch, "last_seq": from.last_seq});
             client::send_json(&mut conn.socket, &resume).await?;
             v2.acks.resuming();
@@ -126,6 +130,8 @@ pub(super) struct V2Position {
     stream_id: String,
     epoch: Option<String>,
     last_seq: u64,
+    /// How long after the welcome the `resume` is sent.
+    delay: std::time::Duration,
 }
 
 /// How [`drive`] stopped.
@@ -145,8 +151,12 @@ pub(super) async fn run_user(first: Conn, token: String, plan: UserPlan, shared:
     let mut conn = first;
     loop {
         let step = drive(&mut conn, disrupt.as_ref().map(|(at, _)| *at), &shared, &mut freeze, &mut rng).await;
-        let position =
-            conn.v2.as_ref().map(|v2| V2Position { stream_id: v2.stream_id.clone(), epoch: v2.epoch.clone(), last_seq: v2.last_seq });
+        let position = conn.v2.as_ref().map(|v2| V2Position {
+            stream_id: v2.stream_id.clone(),
+            epoch: v2.epoch.clone(),
+            last_seq: v2.last_seq,
+            delay: shared.resume_delay,
+        });
         let (mut record, socket) = (conn.record, conn.socket);
         record.ended_wall_ms = chrono::Utc::now().timestamp_millis();
         let comeback = match step {
