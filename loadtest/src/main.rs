@@ -12,6 +12,7 @@ mod ledger;
 mod legacy_chat;
 mod ping;
 mod push_bench;
+mod push_soak;
 mod refresh_flood;
 mod storm;
 mod timers_bench;
@@ -161,6 +162,9 @@ enum Scenario {
     Push(push_bench::PushArgs),
     /// Two nodes: timers due in one second, each delivered once to every socket of its user.
     Timers(timers_bench::TimersArgs),
+    /// Two nodes: pushes, timers and budget alerts to 1 000 users while 20 % of the sockets are
+    /// black-holed or reset; every push read once or still undelivered, checked against Postgres.
+    PushSoak(push_soak::PushSoakArgs),
     /// The bare tokio-tungstenite baseline server (used by echo-baseline).
     EchoServer {
         /// Address to listen on (port 0: any free port; the bound address is logged on stderr).
@@ -275,6 +279,7 @@ async fn run(scenario: Scenario) -> Result<bool, String> {
         Scenario::Failover(args) => return failover::run(&args).await,
         Scenario::Push(args) => return push_bench::run(&args).await,
         Scenario::Timers(args) => return timers_bench::run(&args).await,
+        Scenario::PushSoak(args) => return push_soak::run(&args).await,
         Scenario::EchoServer { listen, raw } => return echo_server::serve(&listen, raw).await.map(|()| true),
     };
     println!("{}", report.render());
