@@ -184,8 +184,10 @@ async fn send_by_ids(store: &dyn NotificationStore, user: &UserId, socket: &Acto
 
 /// Reads `user`'s stored pushes and casts them to `socket`.
 async fn send_stored(store: &dyn NotificationStore, user: &UserId, socket: &ActorRef<ConnectionMsg>, conn_id: &str) {
-    // A socket already gone needs nothing; a hung database must not stall the queue.
-    if !matches!(socket.get_status(), ractor::ActorStatus::Running) {
+    // A socket already gone needs nothing; a hung database must not stall the queue. One still
+    // starting (a `?token=` connect authenticates in its `post_start`, which asked for this read)
+    // gets its casts once it runs: skipping it left such a connect without its stored pushes.
+    if !ractor::ACTIVE_STATES.contains(&socket.get_status()) {
         return;
     }
     let rows = match tokio::time::timeout(STORE_TIMEOUT, store.undelivered(user)).await {

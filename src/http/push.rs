@@ -199,7 +199,7 @@ pub async fn push(State(state): State<SharedState>, headers: HeaderMap, body: Re
         expires_at: row.expires_at,
         created_at: now,
     };
-    // The sockets mark an alert delivered as they send it.
+    // A socket marks it delivered once its client proved it has it (a pong to a later ping, an ack).
     let online = publish(&*state.deps.push_bus, &stored).await;
     (StatusCode::ACCEPTED, Json(json!({"id": id, "online": online}))).into_response()
 }

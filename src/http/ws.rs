@@ -254,7 +254,13 @@ async fn read_loop(
     loop {
         let next = tokio::select! {
             biased;
-            _ = &mut writer => return Box::pin(linger(stream)).await,
+            _ = &mut writer => {
+                // The writer ended: a close the actor asked for, or a write that failed (the peer
+                // reset the connection). The actor is told either way, or a socket whose write
+                // failed would stay ready — holding one of its user's slots — until the pong timeout.
+                let _ = actor.cast(ConnectionMsg::Inbound(Inbound::Broken("the socket could not be written".into()), None));
+                return Box::pin(linger(stream)).await;
+            }
             next = stream.next() => next,
         };
         let (frame, last) = match next {
