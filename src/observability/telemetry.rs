@@ -145,6 +145,12 @@ fn describe_metrics() {
         for counter in [PUSH_PUBLISHED_TOTAL, PUSH_RECEIVED_TOTAL, PUSH_DELIVERED_TOTAL, CATCH_UP_SOCKETS_TOTAL] {
             metrics::counter!(counter).absolute(0);
         }
+        for proof in ["pong", "ack", "resume"] {
+            metrics::counter!(pam_actors::metrics_names::PUSH_PROVEN_TOTAL, "proof" => proof).absolute(0);
+        }
+        for reason in ["closed", "overflow"] {
+            metrics::counter!(pam_actors::metrics_names::PUSH_UNPROVEN_TOTAL, "reason" => reason).absolute(0);
+        }
     }
     metrics::describe_histogram!(
         crate::observability::DB_QUERY_SECONDS,
