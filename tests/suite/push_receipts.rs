@@ -24,30 +24,6 @@ async fn push_alert(app: &TestApp, user: &str, message: &str) -> String {
     body["id"].as_str().unwrap().to_string()
 }
 
-/// Whether the store of `db_url` records push `id` as delivered.
-async fn delivered(db_url: &str, id: &str) -> bool {
-    let count: i64 = if db_url.starts_with("sqlite:") {
-        let pool = sqlx::SqlitePool::connect(db_url).await.unwrap();
-        let count = sqlx::query_scalar("SELECT count(*) FROM pam_notifications WHERE id = ?1 AND delivered_at IS NOT NULL")
-            .bind(id)
-            .fetch_one(&pool)
-            .await
-            .unwrap();
-        pool.close().await;
-        count
-    } else {
-        let pool = sqlx::PgPool::connect(db_url).await.unwrap();
-        let count = sqlx::query_scalar("SELECT count(*) FROM pam_notifications WHERE id = $1::uuid AND delivered_at IS NOT NULL")
-            .bind(id)
-            .fetch_one(&pool)
-            .await
-            .unwrap();
-        pool.close().await;
-        count
-    };
-    count == 1
-}
-
 /// Why a fixed pause: what must NOT happen (a mark without proof) has no event to wait for; this
 /// is the window a wrong mark gets (the server pings promptly after a push and marks in ms).
 async fn window_for_a_wrong_mark() {
@@ -90,7 +66,7 @@ async fn a_black_holed_socket_proves_nothing(backend: Backend) {
     proxy.go_silent();
     let id = push_alert(&app, &user, "Flash flood warning on your route").await;
     window_for_a_wrong_mark().await;
-    assert!(!delivered(&db.url, &id).await, "queued on a silent socket is not delivered");
+    assert!(!is_delivered(&db.url, &id).await, "queued on a silent socket is not delivered");
 
     reconnect_gets_it_once(&app, &db.url, &user, &id).await;
     drop(phone);
@@ -114,7 +90,7 @@ async fn a_reset_with_the_push_queued_proves_nothing(backend: Backend) {
     let id = push_alert(&app, &user, "Bridge closed ahead").await;
     proxy.reset();
     window_for_a_wrong_mark().await;
-    assert!(!delivered(&db.url, &id).await, "a frame lost in a reset is not delivered");
+    assert!(!is_delivered(&db.url, &id).await, "a frame lost in a reset is not delivered");
     reconnect_gets_it_once(&app, &db.url, &user, &id).await;
     drop(phone);
 }
@@ -169,7 +145,7 @@ async fn a_pong_to_the_ping_after_a_push_proves_it_and_a_pong_for_a_ping_never_s
     socket.send(true, TEXT, json!({"type":"pong","timestamp":forged}).to_string().as_bytes()).await;
     socket.send(true, TEXT, json!({"type":"pong","timestamp":"soon"}).to_string().as_bytes()).await;
     window_for_a_wrong_mark().await;
-    assert!(!delivered(&db.url, &first).await, "a pong for no ping sent proves nothing");
+    assert!(!is_delivered(&db.url, &first).await, "a pong for no ping sent proves nothing");
     socket.send(true, TEXT, json!({"type":"pong","timestamp":timestamp}).to_string().as_bytes()).await;
     wait_delivered(&db.url, &first).await;
 
@@ -178,7 +154,7 @@ async fn a_pong_to_the_ping_after_a_push_proves_it_and_a_pong_for_a_ping_never_s
     let (_, payload) = read_push_then_pings(&mut socket, &second).await;
     socket.send(true, PONG, b"12345").await;
     window_for_a_wrong_mark().await;
-    assert!(!delivered(&db.url, &second).await, "a Pong with a payload never pinged proves nothing");
+    assert!(!is_delivered(&db.url, &second).await, "a Pong with a payload never pinged proves nothing");
     socket.send(true, PONG, &payload).await;
     wait_delivered(&db.url, &second).await;
 
@@ -186,7 +162,7 @@ async fn a_pong_to_the_ping_after_a_push_proves_it_and_a_pong_for_a_ping_never_s
     let third = push_alert(&app, &user, "Fuel prices drop nearby").await;
     read_push_then_pings(&mut socket, &third).await;
     window_for_a_wrong_mark().await;
-    assert!(!delivered(&db.url, &third).await);
+    assert!(!is_delivered(&db.url, &third).await);
     drop(socket);
     reconnect_gets_it_once(&app, &db.url, &user, &third).await;
     let proven = metric(&app.metrics().await, "pam_push_proven_total{proof=\"pong\"}").unwrap_or(0.0);
@@ -220,7 +196,7 @@ async fn a_v2_ack_or_resume_position_at_or_past_a_push_proves_it() {
     let seq = read_push_seq(&mut socket, &first).await;
     socket.send(true, TEXT, json!({"type":"ack","seq":seq - 1}).to_string().as_bytes()).await;
     window_for_a_wrong_mark().await;
-    assert!(!delivered(&db.url, &first).await, "an ack before the push's seq proves nothing");
+    assert!(!is_delivered(&db.url, &first).await, "an ack before the push's seq proves nothing");
     socket.send(true, TEXT, json!({"type":"ack","seq":seq}).to_string().as_bytes()).await;
     wait_delivered(&db.url, &first).await;
 
@@ -229,7 +205,7 @@ async fn a_v2_ack_or_resume_position_at_or_past_a_push_proves_it() {
     let seq = read_push_seq(&mut socket, &second).await;
     drop(socket);
     window_for_a_wrong_mark().await;
-    assert!(!delivered(&db.url, &second).await);
+    assert!(!is_delivered(&db.url, &second).await);
     // A raw socket answers no ping: only the resume position can prove it.
     let mut resumed = RawWs::connect(app.addr, &v2_path(&user)).await;
     assert_eq!(resumed.recv_json().await["type"], "welcome");

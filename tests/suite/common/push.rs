@@ -91,25 +91,27 @@ pub async fn frames_after_the_stored_hold(client: &mut WsClient) -> Vec<Value> {
     frames_before_pong(client).await
 }
 
+/// Whether the store of `db_url` (SQLite or Postgres) records the push `id` as delivered.
+pub async fn is_delivered(db_url: &str, id: &str) -> bool {
+    let delivered: i64 = if db_url.starts_with("sqlite:") {
+        let pool = sqlx::SqlitePool::connect(db_url).await.unwrap();
+        let sql = "SELECT count(*) FROM pam_notifications WHERE id = ?1 AND delivered_at IS NOT NULL";
+        let count = sqlx::query_scalar(sql).bind(id).fetch_one(&pool).await.unwrap();
+        pool.close().await;
+        count
+    } else {
+        let pool = sqlx::PgPool::connect(db_url).await.unwrap();
+        let sql = "SELECT count(*) FROM pam_notifications WHERE id = $1::uuid AND delivered_at IS NOT NULL";
+        let count = sqlx::query_scalar(sql).bind(id).fetch_one(&pool).await.unwrap();
+        pool.close().await;
+        count
+    };
+    delivered == 1
+}
+
 /// Waits until the store of `db_url` (SQLite or Postgres) records the push `id` as delivered.
 pub async fn wait_delivered(db_url: &str, id: &str) {
-    wait_until(&format!("push {id} is marked delivered"), async || {
-        let delivered: i64 = if db_url.starts_with("sqlite:") {
-            let pool = sqlx::SqlitePool::connect(db_url).await.unwrap();
-            let sql = "SELECT count(*) FROM pam_notifications WHERE id = ?1 AND delivered_at IS NOT NULL";
-            let count = sqlx::query_scalar(sql).bind(id).fetch_one(&pool).await.unwrap();
-            pool.close().await;
-            count
-        } else {
-            let pool = sqlx::PgPool::connect(db_url).await.unwrap();
-            let sql = "SELECT count(*) FROM pam_notifications WHERE id = $1::uuid AND delivered_at IS NOT NULL";
-            let count = sqlx::query_scalar(sql).bind(id).fetch_one(&pool).await.unwrap();
-            pool.close().await;
-            count
-        };
-        delivered == 1
-    })
-    .await;
+    wait_until(&format!("push {id} is marked delivered"), async || is_delivered(db_url, id).await).await;
 }
 
 /// Every `pam_push_total` sample of `kind`, summed (both nodes of a test share one recorder).
