@@ -207,3 +207,105 @@ async fn send_stored(store: &dyn NotificationStore, user: &UserId, socket: &Acto
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ports::{BoxFuture, DueClaim, Inserted, NewNotification, StoreError};
+    use ractor::{Actor, ActorProcessingErr};
+    use tokio::sync::{mpsc, oneshot};
+
+    /// A store with one waiting alert; nothing else is asked of it here.
+    struct OneAlert;
+
+    impl NotificationStore for OneAlert {
+        fn insert<'a>(&'a self, _: &'a NewNotification) -> BoxFuture<'a, Result<Inserted, StoreError>> {
+            unreachable!()
+        }
+        fn claim_due<'a>(&'a self, _: usize) -> BoxFuture<'a, Result<Box<dyn DueClaim>, StoreError>> {
+            unreachable!()
+        }
+        fn undelivered<'a>(&'a self, user: &'a UserId) -> BoxFuture<'a, Result<Vec<Notification>, StoreError>> {
+            let now = chrono::Utc::now();
+            let row = Notification {
+                id: "n-1".into(),
+                user: user.clone(),
+                kind: NotificationKind::ProactiveAlert,
+                payload: serde_json::json!({"content": {"type": "proactive_alert", "category": "travel", "alert_type": "fuel",
+                    "message": "fuel is cheaper ahead", "priority": "low", "actions": []}}),
+                fire_at: now,
+                fired_at: Some(now),
+                delivered_at: None,
+                expires_at: None,
+                created_at: now,
+            };
+            Box::pin(async move { Ok(vec![row]) })
+        }
+        fn waiting_by_ids<'a>(&'a self, _: &'a UserId, _: &'a [String]) -> BoxFuture<'a, Result<Vec<Notification>, StoreError>> {
+            unreachable!()
+        }
+        fn pending_timers<'a>(&'a self, _: &'a UserId) -> BoxFuture<'a, Result<Vec<Notification>, StoreError>> {
+            unreachable!()
+        }
+        fn mark_delivered<'a>(&'a self, _: &'a UserId, _: &'a [String]) -> BoxFuture<'a, Result<(), StoreError>> {
+            unreachable!()
+        }
+        fn dismiss<'a>(&'a self, _: &'a UserId, _: &'a str) -> BoxFuture<'a, Result<bool, StoreError>> {
+            unreachable!()
+        }
+        fn count_pending<'a>(&'a self) -> BoxFuture<'a, Result<u64, StoreError>> {
+            unreachable!()
+        }
+    }
+
+    /// A socket stand-in whose `post_start` waits for a signal, as a `?token=` connect waits in
+    /// its authentication (the actor is `Starting` until `post_start` ends); it reports the
+    /// stored pushes it is cast.
+    struct SlowStart(std::sync::Mutex<Option<oneshot::Receiver<()>>>);
+
+    impl Actor for SlowStart {
+        type Msg = ConnectionMsg;
+        type State = mpsc::UnboundedSender<String>;
+        type Arguments = mpsc::UnboundedSender<String>;
+
+        async fn pre_start(&self, _: ActorRef<ConnectionMsg>, got: Self::Arguments) -> Result<Self::State, ActorProcessingErr> {
+            Ok(got)
+        }
+
+        async fn post_start(&self, _: ActorRef<ConnectionMsg>, _: &mut Self::State) -> Result<(), ActorProcessingErr> {
+            let started = self.0.lock().expect("not poisoned").take();
+            if let Some(started) = started {
+                let _ = started.await;
+            }
+            Ok(())
+        }
+
+        async fn handle(
+            &self,
+            _: ActorRef<ConnectionMsg>,
+            message: ConnectionMsg,
+            got: &mut Self::State,
+        ) -> Result<(), ActorProcessingErr> {
+            if let ConnectionMsg::StoredPush(text) = message {
+                let _ = got.send(text);
+            }
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_socket_still_starting_gets_its_stored_pushes_once_it_runs() {
+        let (got_tx, mut got) = mpsc::unbounded_channel();
+        let (release, started) = oneshot::channel::<()>();
+        let (socket, handle) = Actor::spawn(None, SlowStart(std::sync::Mutex::new(Some(started))), got_tx).await.expect("spawned");
+        assert_eq!(socket.get_status(), ractor::ActorStatus::Starting);
+        let user = UserId::parse("7f9c2b0e-1d2a-4c3b-9e8f-0a1b2c3d4e5f").expect("a uuid");
+        send_stored(&OneAlert, &user, &socket, "c-1").await;
+        release.send(()).expect("still waiting");
+        let text =
+            tokio::time::timeout(std::time::Duration::from_secs(5), got.recv()).await.expect("the stored push arrives").expect("a push");
+        assert!(text.contains("fuel is cheaper ahead"), "{text}");
+        socket.stop(None);
+        handle.await.expect("stopped");
+    }
+}

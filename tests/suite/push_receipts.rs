@@ -105,27 +105,44 @@ async fn a_reset_with_the_push_still_queued_leaves_it_undelivered_on_postgres() 
     a_reset_with_the_push_queued_proves_nothing(Backend::Postgres).await;
 }
 
-/// Reads a raw socket until the push `id`, then until the next JSON ping and WebSocket ping
-/// after it: their timestamp and payload.
-async fn read_push_then_pings(socket: &mut RawWs, id: &str) -> (Value, Vec<u8>) {
+/// The kinds of ping a proof may use.
+#[derive(Clone, Copy, PartialEq)]
+enum PingKind {
+    Json,
+    WebSocket,
+}
+
+/// Reads a raw socket until the push `id`, then until the next ping of `kind` after it: the
+/// JSON ping's `timestamp` (as JSON text) or the WebSocket ping's payload.
+async fn read_push_then_ping(socket: &mut RawWs, id: &str, kind: PingKind) -> Vec<u8> {
     let mut seen_push = false;
-    let (mut json_ping, mut ws_ping) = (None, None);
-    while json_ping.is_none() || ws_ping.is_none() {
+    loop {
         let frame = socket.recv().await.expect("the socket stays open");
         match frame.opcode {
             TEXT => {
                 let value: Value = serde_json::from_slice(&frame.payload).unwrap();
                 if value["id"] == id {
                     seen_push = true;
-                } else if seen_push && value["type"] == "ping" {
-                    json_ping = Some(value["timestamp"].clone());
+                } else if seen_push && kind == PingKind::Json && value["type"] == "ping" {
+                    return value["timestamp"].to_string().into_bytes();
                 }
             }
-            PING if seen_push => ws_ping = Some(frame.payload),
+            PING if seen_push && kind == PingKind::WebSocket => return frame.payload,
             _ => {}
         }
     }
-    (json_ping.unwrap(), ws_ping.unwrap())
+}
+
+async fn send_json_pong(socket: &mut RawWs, timestamp: &[u8]) {
+    let timestamp: Value = serde_json::from_slice(timestamp).unwrap();
+    socket.send(true, TEXT, json!({"type":"pong","timestamp":timestamp}).to_string().as_bytes()).await;
+}
+
+/// Pings of each kind node-wide so far: (JSON, WebSocket).
+async fn pings_sent(app: &TestApp) -> (f64, f64) {
+    let text = app.metrics().await;
+    let count = |kind: &str| metric(&text, &format!("pam_ws_frames_total{{direction=\"out\",type=\"{kind}\"}}")).unwrap_or(0.0);
+    (count("ping"), count("ws_ping"))
 }
 
 const PONG: u8 = 0xA;
@@ -140,33 +157,51 @@ async fn a_pong_to_the_ping_after_a_push_proves_it_and_a_pong_for_a_ping_never_s
 
     // JSON: a pong echoing the client's own clock proves nothing; the echo of the ping does.
     let first = push_alert(&app, &user, "Wind gusts 60 km/h").await;
-    let (timestamp, _) = read_push_then_pings(&mut socket, &first).await;
-    let forged = timestamp.as_u64().expect("a numeric timestamp") + 5_000;
+    let timestamp = read_push_then_ping(&mut socket, &first, PingKind::Json).await;
+    let forged = serde_json::from_slice::<Value>(&timestamp).unwrap().as_u64().expect("a numeric timestamp") + 5_000;
     socket.send(true, TEXT, json!({"type":"pong","timestamp":forged}).to_string().as_bytes()).await;
     socket.send(true, TEXT, json!({"type":"pong","timestamp":"soon"}).to_string().as_bytes()).await;
     window_for_a_wrong_mark().await;
     assert!(!is_delivered(&db.url, &first).await, "a pong for no ping sent proves nothing");
-    socket.send(true, TEXT, json!({"type":"pong","timestamp":timestamp}).to_string().as_bytes()).await;
+    send_json_pong(&mut socket, &timestamp).await;
     wait_delivered(&db.url, &first).await;
 
-    // WebSocket: a Pong echoing the ping's payload proves it too; one with another payload not.
+    // A client that answered a JSON ping gets only JSON pings as proofs from then on (keepalive
+    // pings stay both kinds, so only the difference tells).
+    let before = pings_sent(&app).await;
+    for message in ["Road works at km 12", "Rest area closed", "Ferry delayed 20 min"] {
+        let id = push_alert(&app, &user, message).await;
+        let timestamp = read_push_then_ping(&mut socket, &id, PingKind::Json).await;
+        send_json_pong(&mut socket, &timestamp).await;
+        wait_delivered(&db.url, &id).await;
+    }
+    let after = pings_sent(&app).await;
+    assert!(after.0 - before.0 > after.1 - before.1, "JSON-only proof pings: {before:?} → {after:?}");
+    drop(socket);
+
+    // WebSocket (another user's socket, nothing learned yet): a Pong echoing the ping's payload
+    // proves it too; one with another payload not.
+    let user = fresh_user();
+    let mut socket = RawWs::connect(app.addr, &legacy_path(&user)).await;
+    assert_eq!(socket.recv_json().await["type"], "connection");
     let second = push_alert(&app, &user, "Campground full tonight").await;
-    let (_, payload) = read_push_then_pings(&mut socket, &second).await;
+    let payload = read_push_then_ping(&mut socket, &second, PingKind::WebSocket).await;
     socket.send(true, PONG, b"12345").await;
     window_for_a_wrong_mark().await;
     assert!(!is_delivered(&db.url, &second).await, "a Pong with a payload never pinged proves nothing");
     socket.send(true, PONG, &payload).await;
     wait_delivered(&db.url, &second).await;
 
-    // A client that never answers: nothing is marked, and the next connect gets it.
+    // A client that never answers (its proof ping is a WebSocket ping now): nothing is marked,
+    // and the next connect gets it.
     let third = push_alert(&app, &user, "Fuel prices drop nearby").await;
-    read_push_then_pings(&mut socket, &third).await;
+    read_push_then_ping(&mut socket, &third, PingKind::WebSocket).await;
     window_for_a_wrong_mark().await;
     assert!(!is_delivered(&db.url, &third).await);
     drop(socket);
     reconnect_gets_it_once(&app, &db.url, &user, &third).await;
     let proven = metric(&app.metrics().await, "pam_push_proven_total{proof=\"pong\"}").unwrap_or(0.0);
-    assert!(proven >= 3.0, "every proof is counted: {proven}");
+    assert!(proven >= 6.0, "every proof is counted: {proven}");
 }
 
 fn v2_path(user: &str) -> String {
@@ -236,4 +271,32 @@ async fn a_resume_one_round_trip_after_the_welcome_gets_an_unproven_push_once() 
     let mut copies = frames.iter().filter(|f| f["id"] == id.as_str()).count();
     copies += frames_after_the_stored_hold(&mut back).await.iter().filter(|f| f["id"] == id.as_str()).count();
     assert_eq!(copies, 1, "the push once on this socket: {frames:?}");
+}
+
+/// A client that hangs up while the server is still writing — right after the upgrade, after
+/// the welcome, or after reading its stored push (the proof ping follows it) — with frames it
+/// never read, so its kernel answers with a reset: a write fails in the same moment the read
+/// sees the end. The connection must learn of it whichever side notices first, or the socket
+/// stays "ready", holding one of its user's slots, until the pong timeout (70 s). 300 rounds:
+/// which side notices is a race (the old code left a socket behind in both of two runs).
+#[tokio::test]
+async fn a_client_that_hangs_up_while_the_server_writes_leaves_no_socket_behind() {
+    let db = test_db(Backend::Sqlite).await;
+    let app = start(&db).await;
+    let user = fresh_user();
+    // Never proven, so every connect gets it again.
+    let id = push_alert(&app, &user, "Campground full tonight").await;
+    for round in 0..300 {
+        let mut socket = RawWs::connect(app.addr, &legacy_path(&user)).await;
+        match round % 3 {
+            0 => {}
+            1 => assert_eq!(socket.recv_json().await["type"], "connection"),
+            _ => while socket.recv_json().await["id"] != id.as_str() {},
+        }
+        drop(socket);
+    }
+    wait_until("no socket of the hung-up client is left ready", async || {
+        metric(&app.metrics().await, "pam_ws_connections{state=\"ready\"}").unwrap_or(0.0) == 0.0
+    })
+    .await;
 }

@@ -160,6 +160,43 @@ async fn resuming_an_unknown_or_future_position_fails_and_the_fresh_session_work
     assert_eq!(end["message"], "fresh answer");
 }
 
+/// The same at full size, with the default limits: one user opens and closes 20 300 v2 sockets
+/// (more than the node's whole registry of 20 000), 16 at a time, and another user's detached
+/// stream is still resumable — the user's own bound (64 detached) keeps the churn to itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twenty_thousand_sockets_of_one_user_leave_another_users_stream_resumable() {
+    use futures_util::StreamExt;
+    const CHURN: usize = pam_actors::MAX_RESUMABLE_STREAMS + 300;
+    let model = StreamingModel::new(vec!["kept ", "answer"], "kept answer");
+    let overrides = Overrides { llm: Some(model), ..Default::default() };
+    let app = spawn_app_with(|s| s.max_connections_per_user = 64, overrides).await;
+    let (mut other, welcome) = connect_welcomed(&app, &token_for(OTHER_USER)).await;
+    other.send_json(json!({"type":"chat","id":"kept-1","message":"remember this"})).await;
+    let frames = frames_until(&mut other, "chat_end").await;
+    let acked = frames.iter().find(|f| f["type"] == "ack").expect("the chat is acked")["seq"].as_u64().unwrap();
+    drop(other);
+
+    let token = token_for(USER);
+    let progress = std::sync::atomic::AtomicUsize::new(0);
+    futures_util::stream::iter(0..CHURN)
+        .for_each_concurrent(16, |_| async {
+            let (mut client, _) = connect_welcomed(&app, &token).await;
+            client.ws.close(None).await.expect("the close is sent");
+            while client.ws.next().await.is_some() {}
+            let done = progress.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+            if done % 5_000 == 0 {
+                eprintln!("{done} of {CHURN} sockets opened and closed");
+            }
+        })
+        .await;
+
+    let (mut back, _) = connect_welcomed(&app, &token_for(OTHER_USER)).await;
+    back.send_json(resume_from(&welcome, acked)).await;
+    let replayed = resume_outcome(&mut back).await;
+    assert_eq!(replayed.last().unwrap()["type"], "resumed", "the other user's stream is still resumable: {replayed:?}");
+    assert_eq!(replayed.iter().find(|f| f["type"] == "chat_end").map(|f| f["message"].clone()), Some(json!("kept answer")), "{replayed:?}");
+}
+
 #[tokio::test]
 async fn one_user_opening_and_closing_more_sockets_than_the_registry_holds_leaves_other_users_streams_resumable() {
     // A registry of 200 streams (the default total is 20 000): one user churns 300 sockets.

@@ -35,6 +35,7 @@ mod resume;
 mod v2;
 
 use phase::ConnectionPhase;
+use receipts::PongKind;
 
 /// Invalid frames in a row that end the connection with 1008.
 const MAX_INVALID_IN_ROW: u32 = 10;
@@ -299,7 +300,7 @@ impl ConnectionState {
                 self.invalid(myself, ErrorCode::ValidationError, "binary frames are not supported; send JSON text".into());
             }
             Inbound::Control => {}
-            Inbound::Pong(token) => self.on_pong(token),
+            Inbound::Pong(token) => self.on_pong(token, PongKind::WebSocket),
             Inbound::Closed(code) => self.finish(myself, code.unwrap_or(1005)),
             Inbound::TooBig => self.close(myself, CloseCode::MessageTooBig, ""),
             Inbound::Violation(code, detail) => self.close(myself, code, detail),
@@ -336,7 +337,7 @@ impl ConnectionState {
             ClientFrame::Chat(chat) => self.on_chat(myself, chat).await,
             ClientFrame::Ping { timestamp } => self.pong(myself, timestamp),
             ClientFrame::Context(context) => self.merge_context(myself, context),
-            ClientFrame::Pong { timestamp } => self.on_pong(timestamp),
+            ClientFrame::Pong { timestamp } => self.on_pong(timestamp, PongKind::Json),
             ClientFrame::Ack { seq } if self.v2.is_some() => self.on_ack(seq),
             ClientFrame::Ack { .. } | ClientFrame::Ignored | ClientFrame::Auth { .. } => {}
             ClientFrame::AuthRefresh { token } if self.v2.is_some() => self.on_auth_refresh(myself, &token).await,

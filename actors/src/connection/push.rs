@@ -14,7 +14,7 @@ use std::collections::VecDeque;
 use pam_protocol::{CloseCode, ErrorCode, PushFrame, ServerFrame, V2Frame};
 use ractor::ActorRef;
 
-use super::receipts::{Proof, Receipts};
+use super::receipts::{PongKind, Proof, ProofPings, Receipts};
 use super::{ConnectionState, unix_millis};
 use crate::messages::connection::ConnectionMsg;
 use crate::metrics_names::{PUSH_DELIVERY_SECONDS, PUSH_PROVEN_TOTAL, PUSH_UNPROVEN_TOTAL, count_frame};
@@ -204,27 +204,33 @@ impl ConnectionState {
         }
     }
 
-    /// A JSON ping and a WebSocket ping carrying one token; their pongs prove the pushes sent
-    /// before them. `keepalive` pings also count the socket's missed pongs.
+    /// Pings carrying one token; their pongs prove the pushes sent before them. `keepalive`
+    /// pings are a JSON ping and a WebSocket ping and also count the socket's missed pongs; a
+    /// proof ping is the kinds the client answers (`Receipts::proof_pings`).
     pub(super) fn send_pings(&mut self, myself: &ActorRef<ConnectionMsg>, keepalive: bool) {
         let token = self.pushes.receipts.next_token(u64::try_from(unix_millis()).unwrap_or_default());
-        if keepalive {
+        let kinds = if keepalive {
             self.phase.pinged(tokio::time::Instant::now());
-        }
+            ProofPings { json: true, websocket: true }
+        } else {
+            self.pushes.receipts.proof_pings()
+        };
         // The JSON ping travels like every frame (on v2, behind a running replay); a WebSocket
         // ping goes straight into the socket's queue, so during a v2 replay it carries no token.
-        self.send(myself, ServerFrame::Ping { timestamp: i64::try_from(token).unwrap_or(i64::MAX) });
+        if kinds.json {
+            self.send(myself, ServerFrame::Ping { timestamp: i64::try_from(token).unwrap_or(i64::MAX) });
+        }
         let overtakes = self.v2.as_ref().and_then(|v2| v2.stream.as_ref()).is_some_and(|stream| stream.replaying());
-        self.pushes.receipts.pinged(token, true);
-        if self.outbound.send(OutFrame::Ping(if overtakes { 0 } else { token })).is_ok() {
+        self.pushes.receipts.pinged(token, kinds.json || !overtakes);
+        if kinds.websocket && self.outbound.send(OutFrame::Ping(if overtakes { 0 } else { token })).is_ok() {
             count_frame("out", "ws_ping");
         }
     }
 
-    /// A pong (JSON or WebSocket) echoing `token`.
-    pub(super) fn on_pong(&mut self, token: Option<u64>) {
+    /// A pong of `kind` echoing `token`.
+    pub(super) fn on_pong(&mut self, token: Option<u64>, kind: PongKind) {
         if let Some(token) = token {
-            let proven = self.pushes.receipts.ponged(token);
+            let proven = self.pushes.receipts.ponged(token, kind);
             self.proven(proven, Proof::Pong);
         }
     }

@@ -10,6 +10,11 @@
 //! exactly the pushes sent before the ping it answers; a pong whose token this socket never sent
 //! (a client echoing its own clock) proves nothing. Tokens and pushes are kept in send order, so
 //! every proof releases a prefix of the list.
+//!
+//! A proof ping is a JSON ping plus a WebSocket ping with one token until the client has answered
+//! one of them; from then on it is only the kind the client answers (JSON preferred: it is the
+//! application's own answer), so a push costs one ping out and one pong in, not two of each.
+//! Keepalive pings stay both kinds.
 //! A leaf of the connection actor: plain bookkeeping, no I/O.
 
 use std::collections::VecDeque;
@@ -38,6 +43,22 @@ pub(super) enum Proof {
     Resume,
 }
 
+/// Which kind of pong answered a ping.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum PongKind {
+    /// A JSON `pong` frame echoing the ping's `timestamp`.
+    Json,
+    /// An RFC 6455 Pong echoing the ping's payload.
+    WebSocket,
+}
+
+/// The pings a proof sends (the kinds this client has shown it answers).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct ProofPings {
+    pub(super) json: bool,
+    pub(super) websocket: bool,
+}
+
 impl Proof {
     pub(super) fn label(self) -> &'static str {
         match self {
@@ -58,6 +79,11 @@ pub(super) struct Receipts {
     ping_queued: bool,
     /// Pushes forgotten because the list was full.
     forgotten: u64,
+    /// The newest token a pong answered (its ping's other pong carries it too).
+    last_answered: Option<u64>,
+    /// The client answered a ping of ours with a JSON pong / a WebSocket Pong.
+    answers_json: bool,
+    answers_websocket: bool,
 }
 
 impl Receipts {
@@ -100,13 +126,37 @@ impl Receipts {
         }
     }
 
-    /// A pong echoed `token`: the pushes sent before that ping are proven.
-    pub(super) fn ponged(&mut self, token: u64) -> Vec<String> {
+    /// The pings a proof ping is made of: what the client answers, both until it is known.
+    pub(super) fn proof_pings(&self) -> ProofPings {
+        match (self.answers_json, self.answers_websocket) {
+            (true, _) => ProofPings { json: true, websocket: false },
+            (false, true) => ProofPings { json: false, websocket: true },
+            (false, false) => ProofPings { json: true, websocket: true },
+        }
+    }
+
+    /// A pong of `kind` echoed `token`: the pushes sent before that ping are proven.
+    pub(super) fn ponged(&mut self, token: u64, kind: PongKind) -> Vec<String> {
+        if self.last_answered == Some(token) {
+            // The second pong of a ping both kinds carried: it proves nothing new, but it says
+            // the client answers this kind too.
+            self.learn(kind);
+            return Vec::new();
+        }
         if !self.pings.contains(&token) {
             return Vec::new();
         }
+        self.learn(kind);
+        self.last_answered = Some(token);
         self.pings.retain(|sent| *sent > token);
         self.release_while(|push| push.ping.is_some_and(|ping| ping <= token))
+    }
+
+    fn learn(&mut self, kind: PongKind) {
+        match kind {
+            PongKind::Json => self.answers_json = true,
+            PongKind::WebSocket => self.answers_websocket = true,
+        }
     }
 
     /// v2: the client holds every frame up to `seq`.
@@ -147,9 +197,9 @@ mod tests {
         let token = receipts.next_token(1_000);
         receipts.pinged(token, true);
         assert!(receipts.sent("c".into(), None));
-        assert_eq!(receipts.ponged(token), ["a", "b"]);
+        assert_eq!(receipts.ponged(token, PongKind::Json), ["a", "b"]);
         assert_eq!(receipts.unproven(), 1, "c was sent after the ping");
-        assert_eq!(receipts.ponged(token), Vec::<String>::new(), "a token proves once");
+        assert_eq!(receipts.ponged(token, PongKind::Json), Vec::<String>::new(), "a token proves once");
     }
 
     #[test]
@@ -157,8 +207,8 @@ mod tests {
         let mut receipts = Receipts::default();
         receipts.sent("a".into(), None);
         receipts.pinged(receipts.next_token(5_000), true);
-        assert!(receipts.ponged(9_999).is_empty(), "a client echoing its own clock");
-        assert!(receipts.ponged(4_999).is_empty());
+        assert!(receipts.ponged(9_999, PongKind::Json).is_empty(), "a client echoing its own clock");
+        assert!(receipts.ponged(4_999, PongKind::Json).is_empty());
         assert_eq!(receipts.unproven(), 1);
     }
 
@@ -179,8 +229,23 @@ mod tests {
         receipts.sent("a".into(), Some(4));
         let token = receipts.next_token(10);
         receipts.pinged(token, false);
-        assert!(receipts.ponged(token).is_empty());
+        assert!(receipts.ponged(token, PongKind::Json).is_empty());
         assert!(receipts.take_ping_due(), "the push still needs a ping after it");
+    }
+
+    #[test]
+    fn proof_pings_shrink_to_the_kind_the_client_answers() {
+        let mut receipts = Receipts::default();
+        assert_eq!(receipts.proof_pings(), ProofPings { json: true, websocket: true }, "unknown: both");
+        receipts.sent("a".into(), None);
+        assert!(receipts.ponged(77, PongKind::WebSocket).is_empty(), "a token never sent teaches nothing");
+        assert_eq!(receipts.proof_pings(), ProofPings { json: true, websocket: true });
+        let token = receipts.next_token(100);
+        receipts.pinged(token, true);
+        assert_eq!(receipts.ponged(token, PongKind::WebSocket), ["a"]);
+        assert_eq!(receipts.proof_pings(), ProofPings { json: false, websocket: true }, "a client that only answers Pongs");
+        assert!(receipts.ponged(token, PongKind::Json).is_empty(), "the same ping's other pong proves nothing new");
+        assert_eq!(receipts.proof_pings(), ProofPings { json: true, websocket: false }, "JSON, the application's own answer, is preferred");
     }
 
     #[test]
@@ -203,7 +268,7 @@ mod tests {
         assert_eq!(receipts.unproven(), MAX_UNPROVEN);
         assert_eq!(receipts.take_forgotten(), 3);
         receipts.pinged(receipts.next_token(1), true);
-        let proven = receipts.ponged(1);
+        let proven = receipts.ponged(1, PongKind::Json);
         assert_eq!(proven.first().map(String::as_str), Some("p3"), "the oldest three were forgotten, not proven");
     }
 }
