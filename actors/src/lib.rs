@@ -36,7 +36,7 @@ mod ws_monitor;
 
 // The ports the gateway implements, with the data they exchange.
 pub use ports::{
-    AnswerRecord, AuthError, Authenticator, BoxFuture, BudgetAlertStore, CLAIM_HOLD, CacheLookup, CategorySpend, Claim, ClaimedStream,
+    AbandonCause, AbandonedTurn, AnswerRecord, AuthError, Authenticator, BoxFuture, BudgetAlertStore, CLAIM_HOLD, CacheLookup, CategorySpend, Claim, ClaimedStream,
     ContextCache, ContextKind, ContextStore, ConversationStore, DueClaim, EventSummary, FillToken, FinancialContext, Friend,
     HistoryMessage, Identity, Inserted, LlmError, LlmProvider, LlmReply, LlmRequest, NewNotification, NodeLiveness, Notification,
     NotificationKind, NotificationStore, Orphans, OutboxJournal, PendingWrite, ProfileContext, PushBus, PushOutcome, PushStats,

@@ -105,7 +105,7 @@ mod tests {
     fn mark(id: &str) -> PendingWrite {
         let user = UserId::parse("11111111-1111-4111-8111-111111111111").unwrap();
         let key = TurnKey { user, session: SessionId::default_session(), client_msg_id: id.into() };
-        PendingWrite::Unanswered(UnansweredMark { key, reason: "shutdown".into() })
+        PendingWrite::Unanswered(UnansweredMark { key, reason: "shutdown".into(), node: "node-a".into(), boot: Some("b1".into()) })
     }
 
     #[test]
