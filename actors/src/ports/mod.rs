@@ -24,7 +24,8 @@ pub use context::{
     SocialContext,
 };
 pub use conversations::{
-    AbandonCause, AbandonedTurn, AnswerRecord, ConversationStore, StoredAnswer, StoredTurn, TurnKey, UnansweredMark, UserMessage, UserSaved};
+    AbandonCause, AbandonedTurn, AnswerRecord, ConversationStore, StoredAnswer, StoredTurn, TurnKey, UnansweredMark, UserMessage, UserSaved,
+};
 pub use llm::{HistoryMessage, LlmError, LlmProvider, LlmReply, LlmRequest};
 pub use notifications::{
     CLAIM_HOLD, DueClaim, Inserted, NewNotification, Notification, NotificationKind, NotificationStore, TIMER_REDELIVERY, WAITING_ALERTS,

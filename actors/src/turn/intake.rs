@@ -6,10 +6,10 @@
 
 use serde_json::Value;
 
+use super::abandoned::record_crashed;
 use super::input::{StoreInLine, TurnFailure, TurnInput};
 use super::outbox::Durability;
 use super::pipeline::{TurnPipeline, bounded, storage_warning};
-use super::abandoned::record_crashed;
 use super::running::TurnOrigin;
 use crate::metrics_names::TURNS_DROPPED_TOTAL;
 use crate::ports::{PendingWrite, StoreError, StoredAnswer, StoredTurn, TurnKey, UserMessage, UserSaved};
