@@ -22,7 +22,11 @@ pub fn alert_fires(alert: &str, series: &[(String, f64)]) -> Option<bool> {
     let output = Command::new("promtool").args(["test", "rules"]).arg(&path).output().expect("promtool runs");
     let _ = std::fs::remove_file(&path);
     if !output.status.success() {
-        eprintln!("{alert} did not fire on {series:?}:\n{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+        eprintln!(
+            "{alert} did not fire on {series:?}:\n{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
     }
     Some(output.status.success())
 }
