@@ -71,7 +71,9 @@ cat > "$HELPER" <<'PY'
 import json, os, re, sys
 
 # design.md "Metrics" plus pam_orchestrators_active, the Redis and model-breaker metrics and the
-# "nothing lost" storage metrics: the names the gateway exports.
+# "nothing lost" storage metrics: the names the gateway exports. Left out: the per-process
+# pam_turns_abandoned_total, still exported but neither charted nor alerted on (it moves moments
+# before the process exits); pam_turns_abandoned_recent is the count that outlives it.
 KNOWN_METRICS = {
     "pam_ws_connections", "pam_ws_connections_opened_total", "pam_ws_closed_total",
     "pam_ws_frames_total", "pam_auth_failures_total", "pam_chat_seconds",
@@ -79,7 +81,7 @@ KNOWN_METRICS = {
     "pam_cache_requests_total", "pam_db_query_seconds", "pam_rate_limited_total",
     "pam_orchestrators_active", "pam_cache_errors_total", "pam_llm_circuit_open",
     "pam_storage_degraded", "pam_turns_pending", "pam_turns_dropped_total",
-    "pam_turns_abandoned_total", "pam_outbox_journaled_total", "pam_outbox_replayed_total",
+    "pam_turns_abandoned_recent", "pam_outbox_journaled_total", "pam_outbox_replayed_total",
     # scale-out (README "Running several nodes")
     "pam_node_up", "pam_redis_shared_state_degraded", "pam_redis_shared_errors_total",
     "pam_push_bus_published_total", "pam_push_bus_received_total", "pam_push_bus_delivered_total",

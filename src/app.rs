@@ -190,6 +190,7 @@ impl Application {
             idempotency: cluster.idempotency,
             cluster: cluster.view,
             csrf: crate::auth::csrf::CsrfKeys::new(settings_csrf_secret.as_ref().map(|s| s.expose())),
+            abandoned: Default::default(),
         });
         Ok(Self { listener, state, tls })
     }

@@ -36,13 +36,13 @@ mod ws_monitor;
 
 // The ports the gateway implements, with the data they exchange.
 pub use ports::{
-    AnswerRecord, AuthError, Authenticator, BoxFuture, BudgetAlertStore, CLAIM_HOLD, CacheLookup, CategorySpend, Claim, ClaimedStream,
-    ContextCache, ContextKind, ContextStore, ConversationStore, DueClaim, EventSummary, FillToken, FinancialContext, Friend,
-    HistoryMessage, Identity, Inserted, LlmError, LlmProvider, LlmReply, LlmRequest, NewNotification, NodeLiveness, Notification,
-    NotificationKind, NotificationStore, Orphans, OutboxJournal, PendingWrite, ProfileContext, PushBus, PushOutcome, PushStats,
-    STORE_TIMEOUT, SharedPresence, SharedRateLimit, SharedUnavailable, SocialContext, SocketCount, StoreError, StoredAnswer, StoredFrame,
-    StoredTurn, StreamStore, StreamWrite, TIMER_REDELIVERY, TurnKey, TurnMark, UnansweredMark, UserMessage, UserSaved, WAITING_ALERTS,
-    WAITING_BYTES_PER_KIND, WAITING_TIMERS, payload_bytes, waiting_batch,
+    AbandonCause, AbandonedTurn, AnswerRecord, AuthError, Authenticator, BoxFuture, BudgetAlertStore, CLAIM_HOLD, CacheLookup,
+    CategorySpend, Claim, ClaimedStream, ContextCache, ContextKind, ContextStore, ConversationStore, DueClaim, EventSummary, FillToken,
+    FinancialContext, Friend, HistoryMessage, Identity, Inserted, LlmError, LlmProvider, LlmReply, LlmRequest, NewNotification,
+    NodeLiveness, Notification, NotificationKind, NotificationStore, Orphans, OutboxJournal, PendingWrite, ProfileContext, PushBus,
+    PushOutcome, PushStats, STORE_TIMEOUT, SharedPresence, SharedRateLimit, SharedUnavailable, SocialContext, SocketCount, StoreError,
+    StoredAnswer, StoredFrame, StoredTurn, StreamStore, StreamWrite, TIMER_REDELIVERY, TurnKey, TurnMark, UnansweredMark, UserMessage,
+    UserSaved, WAITING_ALERTS, WAITING_BYTES_PER_KIND, WAITING_TIMERS, payload_bytes, waiting_batch,
 };
 
 // The actors and what the gateway sends them.

@@ -47,8 +47,14 @@ pub const PUSH_RECEIVED_TOTAL: &str = "pam_push_bus_received_total";
 pub const CACHE_REQUESTS_TOTAL: &str = "pam_cache_requests_total";
 /// Histogram `pam_context_load_seconds{kind,source}`: one context load.
 pub const CONTEXT_LOAD_SECONDS: &str = "pam_context_load_seconds";
-/// Counter: turns still running when the shutdown grace ended (recorded as unanswered).
+/// Counter: turns still running when this process's shutdown grace ended (recorded as
+/// unanswered). Process-local: it moves moments before the process exits, so a scrape rarely
+/// sees it; alerts use [`TURNS_ABANDONED_RECENT`].
 pub const TURNS_ABANDONED_TOTAL: &str = "pam_turns_abandoned_total";
+/// Gauge `pam_turns_abandoned_recent{cause}`: turns abandoned across the whole gateway in the
+/// last 15 minutes (`shutdown`: a drain's grace ended; `crash`: a dead node's turn ended by
+/// another), read from the database, so every node exports it after the abandoning process is gone.
+pub const TURNS_ABANDONED_RECENT: &str = "pam_turns_abandoned_recent";
 /// Counter: chat turns the server has read (each is then answered and stored, or recorded).
 pub const TURNS_ACCEPTED_TOTAL: &str = "pam_turns_accepted_total";
 /// Gauge: turns running on this node.

@@ -109,8 +109,10 @@ pub async fn ready(State(state): State<SharedState>) -> Response {
     Json(json!({"status": "ready"})).into_response()
 }
 
-/// Prometheus text exposition.
+/// Prometheus text exposition. The abandoned-turn count is read from the database first: it is
+/// the one figure that must outlive the process that made it.
 pub async fn metrics(State(state): State<SharedState>) -> Response {
+    state.abandoned.refresh(&state.db).await;
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render()).into_response()
 }
 

@@ -41,6 +41,8 @@ pub struct AppState {
     pub cluster: crate::cluster::wiring::ClusterView,
     /// Issues and checks CSRF tokens for the settings routes.
     pub csrf: crate::auth::csrf::CsrfKeys,
+    /// Reads the gateway-wide abandoned-turn count into `/metrics` (at most every few seconds).
+    pub abandoned: crate::storage::abandoned_turns::AbandonedExport,
 }
 
 impl AppState {

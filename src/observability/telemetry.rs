@@ -90,6 +90,13 @@ fn describe_metrics() {
         metrics::describe_gauge!(STORAGE_DEGRADED, "1 while conversation writes have been failing for 5 s or more");
         metrics::describe_counter!(TURNS_ACCEPTED_TOTAL, "Chat turns the server has read (socket and REST)");
         metrics::describe_counter!(TURNS_ABANDONED_TOTAL, "Turns still running when the shutdown grace ended, recorded as unanswered");
+        metrics::describe_gauge!(
+            TURNS_ABANDONED_RECENT,
+            "Turns abandoned across the gateway in the last 15 minutes, by cause (shutdown: a drain's grace ended; crash: a dead node's turn ended by another), read from the database at each scrape"
+        );
+        for cause in pam_actors::AbandonCause::ALL {
+            metrics::gauge!(TURNS_ABANDONED_RECENT, "cause" => cause.as_str()).set(0.0);
+        }
         metrics::describe_gauge!(TURNS_RUNNING, "Chat turns running on this node");
         for gauge in [TURNS_PENDING, STORAGE_DEGRADED, TURNS_RUNNING] {
             metrics::gauge!(gauge).set(0.0);

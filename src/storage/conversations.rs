@@ -5,13 +5,14 @@
 //! Session ids are bound as text, never cast to uuid.
 
 use pam_actors::{
-    AnswerRecord, BoxFuture, ConversationStore, HistoryMessage, StoreError, StoredAnswer, StoredTurn, TurnKey, UnansweredMark, UserMessage,
-    UserSaved,
+    AbandonedTurn, AnswerRecord, BoxFuture, ConversationStore, HistoryMessage, StoreError, StoredAnswer, StoredTurn, TurnKey,
+    UnansweredMark, UserMessage, UserSaved,
 };
 use pam_protocol::{SessionId, UserId};
 use sqlx::Row;
 use uuid::Uuid;
 
+use super::abandoned_turns;
 use super::conversation_rows as rows;
 use super::database::Database;
 use crate::storage::sql::{store_error, user_uuid};
@@ -81,34 +82,59 @@ impl ConversationStore for Database {
 
     fn mark_unanswered<'a>(&'a self, mark: &'a UnansweredMark) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(async move {
+            let _timer = crate::observability::QueryTimer::start("mark_unanswered");
             let key = &mark.key;
+            let abandoned = [mark.abandoned()];
             match self {
-                Database::Postgres(pool) => sqlx::query(
-                    "UPDATE pam_messages SET metadata = COALESCE(metadata, '{}'::jsonb) || jsonb_build_object('unanswered', $4::text)
-                     WHERE role = 'user' AND client_msg_id = $3
-                       AND conversation_id IN (SELECT id FROM pam_conversations WHERE user_id = $1 AND session_id = $2)",
-                )
-                .bind(user_uuid(&key.user)?)
-                .bind(key.session.as_str())
-                .bind(&key.client_msg_id)
-                .bind(&mark.reason)
-                .execute(pool)
-                .await
-                .map(drop)
-                .map_err(store_error),
-                Database::Sqlite(pool) => sqlx::query(
-                    "UPDATE pam_messages SET metadata = json_set(COALESCE(metadata, '{}'), '$.unanswered', ?4)
-                     WHERE role = 'user' AND client_msg_id = ?3
-                       AND conversation_id IN (SELECT id FROM pam_conversations WHERE user_id = ?1 AND session_id = ?2)",
-                )
-                .bind(key.user.as_str())
-                .bind(key.session.as_str())
-                .bind(&key.client_msg_id)
-                .bind(&mark.reason)
-                .execute(pool)
-                .await
-                .map(drop)
-                .map_err(store_error),
+                Database::Postgres(pool) => {
+                    let mut tx = pool.begin().await.map_err(store_error)?;
+                    sqlx::query(
+                        "UPDATE pam_messages SET metadata = COALESCE(metadata, '{}'::jsonb) || jsonb_build_object('unanswered', $4::text)
+                         WHERE role = 'user' AND client_msg_id = $3
+                           AND conversation_id IN (SELECT id FROM pam_conversations WHERE user_id = $1 AND session_id = $2)",
+                    )
+                    .bind(user_uuid(&key.user)?)
+                    .bind(key.session.as_str())
+                    .bind(&key.client_msg_id)
+                    .bind(&mark.reason)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(store_error)?;
+                    abandoned_turns::insert_postgres(&mut *tx, &abandoned).await?;
+                    tx.commit().await.map_err(store_error)
+                }
+                Database::Sqlite(pool) => {
+                    let mut tx = pool.begin().await.map_err(store_error)?;
+                    sqlx::query(
+                        "UPDATE pam_messages SET metadata = json_set(COALESCE(metadata, '{}'), '$.unanswered', ?4)
+                         WHERE role = 'user' AND client_msg_id = ?3
+                           AND conversation_id IN (SELECT id FROM pam_conversations WHERE user_id = ?1 AND session_id = ?2)",
+                    )
+                    .bind(key.user.as_str())
+                    .bind(key.session.as_str())
+                    .bind(&key.client_msg_id)
+                    .bind(&mark.reason)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(store_error)?;
+                    abandoned_turns::insert_sqlite(&mut tx, &abandoned).await?;
+                    tx.commit().await.map_err(store_error)
+                }
+            }
+        })
+    }
+
+    fn record_abandoned<'a>(&'a self, turns: &'a [AbandonedTurn]) -> BoxFuture<'a, Result<usize, StoreError>> {
+        Box::pin(async move {
+            let _timer = crate::observability::QueryTimer::start("record_abandoned");
+            match self {
+                Database::Postgres(pool) => abandoned_turns::insert_postgres(pool, turns).await,
+                Database::Sqlite(pool) => {
+                    let mut tx = pool.begin().await.map_err(store_error)?;
+                    let new = abandoned_turns::insert_sqlite(&mut tx, turns).await?;
+                    tx.commit().await.map_err(store_error)?;
+                    Ok(new)
+                }
             }
         })
     }

@@ -105,7 +105,7 @@ mod tests {
     fn mark(id: &str) -> PendingWrite {
         let user = UserId::parse("11111111-1111-4111-8111-111111111111").unwrap();
         let key = TurnKey { user, session: SessionId::default_session(), client_msg_id: id.into() };
-        PendingWrite::Unanswered(UnansweredMark { key, reason: "shutdown".into() })
+        PendingWrite::Unanswered(UnansweredMark { key, reason: "shutdown".into(), node: "node-a".into(), boot: Some("b1".into()) })
     }
 
     #[test]
@@ -121,5 +121,23 @@ mod tests {
         assert_eq!(ids, ["a", "b", "c"], "the torn line is skipped and does not swallow the next write");
         journal.clear().unwrap();
         assert!(!path.exists());
+    }
+
+    #[test]
+    fn a_mark_journaled_before_marks_named_their_node_still_reads_back() {
+        let path = std::env::temp_dir().join(format!("pam-journal-{}.jsonl", uuid::Uuid::new_v4().simple()));
+        let journal = FileJournal::new(&path);
+        journal.append(&[mark("old")]).unwrap();
+        // What an older gateway wrote: the same line without `node` and `boot`.
+        let line = std::fs::read_to_string(&path).unwrap().replace(",\"node\":\"node-a\"", "").replace(",\"boot\":\"b1\"", "");
+        assert!(!line.contains("node-a") && !line.contains("b1"), "{line}");
+        std::fs::write(&path, line).unwrap();
+        match journal.read_all().unwrap().as_slice() {
+            [PendingWrite::Unanswered(mark)] => {
+                assert_eq!((mark.key.client_msg_id.as_str(), mark.node.as_str(), &mark.boot), ("old", "", &None))
+            }
+            other => panic!("{other:?}"),
+        }
+        journal.clear().unwrap();
     }
 }

@@ -68,6 +68,12 @@ const EXPECTED: &[Expectation] = &[
     ("pam_notifications", "expires_at", TIMESTAMP, "push time-to-live"),
     ("pam_notifications", "dedupe_key", TEXT, "deduplicated pushes"),
     ("pam_notifications", "created_at", TIMESTAMP, "pushes and timers"),
+    ("pam_abandoned_turns", "user_id", UUID, "the abandoned-turn count (pam_turns_abandoned_recent)"),
+    ("pam_abandoned_turns", "client_msg_id", TEXT, "the abandoned-turn count (pam_turns_abandoned_recent)"),
+    ("pam_abandoned_turns", "node", TEXT, "the abandoned-turn count (pam_turns_abandoned_recent)"),
+    ("pam_abandoned_turns", "boot", TEXT, "the abandoned-turn count (pam_turns_abandoned_recent)"),
+    ("pam_abandoned_turns", "cause", TEXT, "the abandoned-turn count (pam_turns_abandoned_recent)"),
+    ("pam_abandoned_turns", "recorded_at", TIMESTAMP, "the abandoned-turn count (pam_turns_abandoned_recent)"),
 ];
 
 /// Every problem found, one line each; empty when the schema fits.

@@ -161,3 +161,33 @@ async fn a_repeated_client_message_id_is_a_no_op() {
         assert_eq!(without_msg_2.len(), 3, "{url}: a turn's own user message is left out of its history");
     }
 }
+
+/// The abandoned-turn record on both backends: one row per turn and accepting incarnation, however
+/// many writers record it (the drain's mark, each node ending the orphan, a repeat), and the
+/// window's count per cause is what `/metrics` exports.
+#[tokio::test]
+async fn an_abandoned_turn_is_counted_once_per_incarnation_on_both_backends() {
+    use pam_actors::{AbandonCause, AbandonedTurn, ConversationStore, TurnKey, UnansweredMark};
+    for store in [crate::common::db::sqlite().await, crate::common::db::private_postgres().await] {
+        let db = &store.db;
+        let user = pam_protocol::UserId::parse(&uuid::Uuid::new_v4().to_string()).unwrap();
+        let key = TurnKey { user: user.clone(), session: pam_protocol::SessionId::default_session(), client_msg_id: "gone-1".into() };
+        let mark = UnansweredMark { key, reason: "shutdown".into(), node: "node-a".into(), boot: Some("b1".into()) };
+        db.mark_unanswered(&mark).await.unwrap();
+        db.mark_unanswered(&mark).await.unwrap();
+        let crash = |id: &str, boot: &str| AbandonedTurn {
+            user: user.clone(),
+            client_msg_id: id.into(),
+            node: "node-a".into(),
+            boot: Some(boot.into()),
+            cause: AbandonCause::Crash,
+        };
+        // The drained turn ended again as an orphan of the same incarnation: not counted again.
+        assert_eq!(db.record_abandoned(&[crash("gone-1", "b1")]).await.unwrap(), 0, "{}", db.backend());
+        assert_eq!(db.record_abandoned(&[crash("gone-2", "b1"), crash("gone-2", "b2")]).await.unwrap(), 2, "{}", db.backend());
+        assert_eq!(db.record_abandoned(&[crash("gone-2", "b2")]).await.unwrap(), 0, "{}", db.backend());
+        let mut counts = db.abandoned_within(std::time::Duration::from_secs(900)).await.unwrap();
+        counts.sort_by_key(|(cause, _)| cause.as_str());
+        assert_eq!(counts, [(AbandonCause::Crash, 2), (AbandonCause::Shutdown, 1)], "{}", db.backend());
+    }
+}

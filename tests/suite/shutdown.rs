@@ -1,6 +1,7 @@
 //! Shutdown and startup of the real `pam-gateway` binary: SIGTERM drains every socket with an
 //! error frame and close 1012 and exits 0 within the grace period; readiness and new upgrades
-//! are refused while draining, and the port is free for a new process as soon as it starts; a non-loopback bind without JWT settings refuses to start. One
+//! are refused while draining, and the port is free for a new process as soon as it starts; a non-loopback bind without JWT settings refuses to start;
+//! a turn the drain abandons is still on another node's `/metrics` once the process is gone. One
 //! test runs in-process (the same `run_until_stopped` path the binary's SIGTERM takes) to race
 //! a connect storm against the start of the drain.
 
@@ -9,8 +10,12 @@ use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::Duration;
 
+use crate::common::db::{Backend, test_db};
 use crate::common::fake_llm::{FakeLlm, Script, TEST_ANTHROPIC_KEY};
+use crate::common::node_process::NodeProcess;
 use crate::common::process::{free_port, wait_exit, wait_live};
+use crate::common::redis::{fresh_prefix, redis, redis_url};
+use crate::common::v2::{connect_v2, frames_until};
 use crate::common::*;
 use futures_util::StreamExt;
 use tokio::time::Instant;
@@ -283,4 +288,67 @@ async fn every_socket_upgraded_while_the_drain_starts_still_gets_1012() {
         let wrong: Vec<_> = ends.iter().filter(|(code, _)| *code != 1012).collect();
         assert!(wrong.is_empty(), "round {round}: of {} sockets open at the drain, these did not get 1012: {wrong:?}", ends.len());
     }
+}
+
+/// `pam_turns_abandoned_recent{cause}` on a node's `/metrics` (its scrape reads the database).
+async fn abandoned_on(node: &NodeProcess, cause: &str) -> Option<f64> {
+    metric(&node.metrics().await, &format!("pam_turns_abandoned_recent{{cause=\"{cause}\"}}"))
+}
+
+/// The `PamTurnsAbandoned` drill: a node process with a 2 s grace is drained while a turn waits for
+/// a model that never answers. The process counts the turn moments before it exits — no scrape
+/// gets it — so the count that Prometheus sees comes from the database, on the node that is left,
+/// within one 15 s scrape of the drain's end, and the deployed alert rule fires on it.
+#[tokio::test]
+async fn a_turn_abandoned_by_a_drain_shows_on_another_nodes_metrics_after_the_process_is_gone() {
+    let _redis = redis().await;
+    let db = test_db(Backend::Postgres).await;
+    let prefix = fresh_prefix();
+    let model = FakeLlm::start(Script::stall()).await;
+    let model_url = model.url();
+    let env = [("ANTHROPIC_API_KEY", TEST_ANTHROPIC_KEY), ("ANTHROPIC_BASE_URL", model_url.as_str()), ("PAM_SHUTDOWN_GRACE_MS", "2000")];
+    let mut a = NodeProcess::start_with("node-a", &db.url, &redis_url(), &prefix, &env).await;
+    let b = NodeProcess::start("node-b", &db.url, &redis_url(), &prefix).await;
+    assert_eq!(abandoned_on(&b, "shutdown").await, Some(0.0), "exported at zero before anything is abandoned");
+
+    let user = uuid::Uuid::new_v4().to_string();
+    let (mut socket, _) = connect_v2(&format!("ws://127.0.0.1:{}/api/v2/pam/ws?token={}", a.port, token_for(&user))).await;
+    assert_eq!(socket.recv_non_ping().await["type"], "welcome");
+    socket.send_json(serde_json::json!({"type":"chat","id":"drained-1","message":"tell me about the route"})).await;
+    frames_until(&mut socket, "ack").await;
+    wait_until("the turn waits for the model", || async { model.calls() == 1 }).await;
+
+    a.signal("-TERM");
+    let drained = Instant::now();
+    let status = a.wait_exit(Duration::from_secs(10)).await.unwrap_or_else(|| panic!("node-a did not exit; log:\n{}", a.log()));
+    assert!(status.success(), "{status}; log:\n{}", a.log());
+    assert!(a.log().contains("recorded as unanswered"), "the grace ended with the turn running; log:\n{}", a.log());
+
+    // What a 15 s scrape of the node that is left sees.
+    let seen =
+        poll_until(Duration::from_secs(15), Duration::from_millis(250), "node-b exports the abandoned turn", async || match abandoned_on(
+            &b, "shutdown",
+        )
+        .await
+        {
+            Some(n) if n >= 1.0 => Ok(n),
+            other => Err(format!("{other:?}")),
+        })
+        .await;
+    assert_eq!(seen, 1.0);
+    assert!(drained.elapsed() < Duration::from_secs(2 + 15), "seen {:?} after SIGTERM", drained.elapsed());
+    assert_eq!(abandoned_on(&b, "crash").await, Some(0.0));
+    assert_eq!(metric(&b.metrics().await, "pam_turns_abandoned_total"), Some(0.0), "node-b abandoned nothing itself");
+
+    let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
+    let rows: Vec<(String, String, String)> =
+        sqlx::query_as("SELECT client_msg_id, node, cause FROM pam_abandoned_turns").fetch_all(&pool).await.unwrap();
+    assert_eq!(rows, [("drained-1".to_string(), "node-a".to_string(), "shutdown".to_string())]);
+
+    let series = [("pam_turns_abandoned_recent{cause=\"shutdown\",instance=\"node-b\"}".to_string(), seen)];
+    assert_ne!(
+        crate::common::prometheus::alert_fires("PamTurnsAbandoned", &series),
+        Some(false),
+        "the deployed rule fires on the scraped value"
+    );
 }

@@ -110,6 +110,10 @@ async fn a_drain_past_its_grace_answers_or_records_every_chat_it_read() {
         overrides,
     )
     .await;
+    // The embedded default: the next process on the same database exports what its predecessor
+    // abandoned (the process counter above left with it).
+    let recent = metric_value(&app, "pam_turns_abandoned_recent{cause=\"shutdown\"}").await;
+    assert_eq!(recent, f64::from(unanswered), "the stored count outlives the process");
     let (mut v2, _) = connect_welcomed(&app, &token_for(USER)).await;
     v2.send_json(json!({"type":"chat","id":"v2-0","message":"slow v2 0"})).await;
     let end = frames_until(&mut v2, "chat_end").await.pop().unwrap();

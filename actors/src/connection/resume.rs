@@ -2,7 +2,8 @@
 //! a `StreamStore`, i.e. `REDIS_URL` set) claimed from the store — the frames another node wrote,
 //! the numbering continued, later frames of that node's still-running turn forwarded here. The
 //! replay ends with `resumed`; any failure answers `resume_failed` and the fresh stream goes on.
-//! Part of the connection actor; imports the stream module and the `StreamStore` port.
+//! Part of the connection actor; imports the stream module, the `StreamStore` port and the turn
+//! pipeline's record of a dead node's turns.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,8 +13,9 @@ use ractor::ActorRef;
 
 use super::ConnectionState;
 use crate::messages::connection::ConnectionMsg;
-use crate::ports::{Claim, StreamStore};
+use crate::ports::{Claim, ConversationStore, StreamStore};
 use crate::stream::{ResumableStream, ResumeError, check_replay, failure_of};
+use crate::turn::record_crashed;
 
 /// A client may have seen frames the node still writing the stream has not stored yet (its writes
 /// are queued, and a writer round collects for 200 ms): an `ahead` claim against a live writer is
@@ -123,13 +125,15 @@ impl ConnectionState {
                 // should it die first, through the watch.
                 watch_orphans(
                     store.clone(),
-                    fresh.clone(),
+                    self.deps.store.clone(),
+                    (fresh.clone(), user.clone()),
                     claimed.previous_node.clone(),
                     claimed.previous_boot.clone(),
                     self.deps.settings.turn_lifetime(),
                 );
             } else {
                 fresh.end_orphaned_turns(&claimed.open_turns);
+                record_crashed(self.deps.store.clone(), &user, &claimed.previous_node, Some(&claimed.previous_boot), &claimed.open_turns);
             }
         }
         tracing::debug!(conn_id = %self.conn_id, stream = stream_id, from = %claimed.previous_node, "stream claimed from the store");
@@ -180,7 +184,16 @@ impl ConnectionState {
 /// client sends them again; so do the ones the store says ended while their end never arrived
 /// here (lost between nodes: pub/sub is at most once) — after one more check, for an end still
 /// on its way. Ends once none is open here, or after `lifetime` (the longest a turn can run).
-fn watch_orphans(store: Arc<dyn StreamStore>, stream: Arc<ResumableStream>, node: String, boot: String, lifetime: Duration) {
+/// Turns ended because their node is gone are recorded as abandoned (`crash`): that node counted
+/// nothing before it died.
+fn watch_orphans(
+    store: Arc<dyn StreamStore>,
+    conversations: Arc<dyn ConversationStore>,
+    (stream, user): (Arc<ResumableStream>, UserId),
+    node: String,
+    boot: String,
+    lifetime: Duration,
+) {
     tokio::spawn(async move {
         let deadline = tokio::time::Instant::now() + lifetime;
         let mut ended_elsewhere: Vec<String> = Vec::new();
@@ -198,7 +211,8 @@ fn watch_orphans(store: Arc<dyn StreamStore>, stream: Arc<ResumableStream>, node
                     turns = open_here.len(),
                     "the node answering a resumed stream's turns is gone; they end with a retryable error"
                 );
-                return stream.end_orphaned_turns(&open_here);
+                stream.end_orphaned_turns(&open_here);
+                return record_crashed(conversations, &user, &node, Some(&boot), &open_here);
             }
             let lost: Vec<String> = open_here.into_iter().filter(|id| !found.open_turns.contains(id)).collect();
             let confirmed: Vec<String> = lost.iter().filter(|id| ended_elsewhere.contains(id)).cloned().collect();

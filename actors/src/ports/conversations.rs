@@ -24,8 +24,15 @@ pub trait ConversationStore: Send + Sync + 'static {
     /// to that id is stored already (nothing is written then).
     fn save_answer<'a>(&'a self, answer: &'a AnswerRecord) -> BoxFuture<'a, Result<bool, StoreError>>;
     /// Marks a stored user message as never answered (the turn was abandoned), so a client that
-    /// repeats its id gets a fresh answer at once. A missing message is not an error.
+    /// repeats its id gets a fresh answer at once, and records the abandoned turn (cause
+    /// `shutdown`, as [`ConversationStore::record_abandoned`]) in the same transaction: the mark
+    /// is journaled while storage is down, and the count must not be lost with it. A missing
+    /// message is not an error.
     fn mark_unanswered<'a>(&'a self, mark: &'a UnansweredMark) -> BoxFuture<'a, Result<(), StoreError>>;
+    /// Records turns given up on without an answer, each once: by user, id and the incarnation
+    /// that accepted it, so the drain that abandoned a turn, the nodes that end it as an orphan
+    /// and a repeat that finds its node gone all count it one time. Returns how many were new.
+    fn record_abandoned<'a>(&'a self, turns: &'a [AbandonedTurn]) -> BoxFuture<'a, Result<usize, StoreError>>;
 }
 
 /// Identifies one chat turn everywhere: storage, the outbox, the running-turn registry.
@@ -106,4 +113,62 @@ pub struct UnansweredMark {
     pub key: TurnKey,
     /// Why (`shutdown`), stored as the user row's `metadata.unanswered`.
     pub reason: String,
+    /// The node that abandoned it (`PAM_NODE_ID`); empty in a mark journaled before it was kept.
+    #[serde(default)]
+    pub node: String,
+    /// That node's incarnation (its boot id, with Redis).
+    #[serde(default)]
+    pub boot: Option<String>,
+}
+
+impl UnansweredMark {
+    /// The abandoned-turn record this mark stores with it.
+    pub fn abandoned(&self) -> AbandonedTurn {
+        AbandonedTurn {
+            user: self.key.user.clone(),
+            client_msg_id: self.key.client_msg_id.clone(),
+            node: self.node.clone(),
+            boot: self.boot.clone(),
+            cause: AbandonCause::Shutdown,
+        }
+    }
+}
+
+/// Why a turn was given up on without an answer: the label values of
+/// `pam_turns_abandoned_recent`, a closed set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AbandonCause {
+    /// Still running when its node's shutdown grace ended.
+    Shutdown,
+    /// Its node (that incarnation of it) died with the turn open; another node ended it.
+    Crash,
+}
+
+impl AbandonCause {
+    /// Every cause, for exporting each (at zero too).
+    pub const ALL: [AbandonCause; 2] = [AbandonCause::Shutdown, AbandonCause::Crash];
+
+    /// The stored and exported name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AbandonCause::Shutdown => "shutdown",
+            AbandonCause::Crash => "crash",
+        }
+    }
+}
+
+/// A turn given up on without an answer, as the database counts it (once per user, id and
+/// accepting incarnation), so the count outlives the process that abandoned it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AbandonedTurn {
+    /// Whose turn.
+    pub user: UserId,
+    /// The turn's id (the v2 chat `id`, `rest:…` or `srv:…`).
+    pub client_msg_id: String,
+    /// The node that accepted it and could not answer it.
+    pub node: String,
+    /// That node's incarnation (boot id), when known.
+    pub boot: Option<String>,
+    /// Why it was given up on.
+    pub cause: AbandonCause,
 }

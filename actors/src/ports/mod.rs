@@ -23,7 +23,9 @@ pub use context::{
     CacheLookup, CategorySpend, ContextCache, ContextKind, ContextStore, EventSummary, FillToken, FinancialContext, Friend, ProfileContext,
     SocialContext,
 };
-pub use conversations::{AnswerRecord, ConversationStore, StoredAnswer, StoredTurn, TurnKey, UnansweredMark, UserMessage, UserSaved};
+pub use conversations::{
+    AbandonCause, AbandonedTurn, AnswerRecord, ConversationStore, StoredAnswer, StoredTurn, TurnKey, UnansweredMark, UserMessage, UserSaved,
+};
 pub use llm::{HistoryMessage, LlmError, LlmProvider, LlmReply, LlmRequest};
 pub use notifications::{
     CLAIM_HOLD, DueClaim, Inserted, NewNotification, Notification, NotificationKind, NotificationStore, TIMER_REDELIVERY, WAITING_ALERTS,

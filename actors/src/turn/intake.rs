@@ -2,16 +2,17 @@
 //! while storage is down), and the outcome decides whether the model is asked — a new id is
 //! answered; a repeat replays its stored answer, waits for the turn answering it here, or is
 //! answered again when nobody anywhere can still be answering it.
-//! Imports the pipeline, the outbox and the conversation port.
+//! Imports the pipeline, the outbox, the conversation port and the record of a dead node's turns.
 
 use serde_json::Value;
 
+use super::abandoned::record_crashed;
 use super::input::{StoreInLine, TurnFailure, TurnInput};
 use super::outbox::Durability;
 use super::pipeline::{TurnPipeline, bounded, storage_warning};
 use super::running::TurnOrigin;
 use crate::metrics_names::TURNS_DROPPED_TOTAL;
-use crate::ports::{PendingWrite, StoreError, StoredAnswer, StoredTurn, UserMessage, UserSaved};
+use crate::ports::{PendingWrite, StoreError, StoredAnswer, StoredTurn, TurnKey, UserMessage, UserSaved};
 
 /// What taking a turn in decided: whether the model is asked.
 pub(crate) enum Intake {
@@ -70,7 +71,7 @@ impl TurnPipeline {
                         let _ = other.changed().await;
                         continue;
                     }
-                    return self.repeat(stored).await;
+                    return self.repeat(&key, stored).await;
                 }
                 Err(error @ StoreError::Rejected(_)) => {
                     metrics::counter!(TURNS_DROPPED_TOTAL).increment(1);
@@ -92,7 +93,7 @@ impl TurnPipeline {
     /// A repeated id whose turn is not running here: answered again when nobody can still be
     /// answering it — abandoned, accepted by this node, older than any turn runs, or accepted by
     /// a node that is no longer alive (asked only when the rest does not decide).
-    async fn repeat(&self, stored: StoredTurn) -> Intake {
+    async fn repeat(&self, key: &TurnKey, stored: StoredTurn) -> Intake {
         if let Some(answer) = stored.answer {
             return Intake::Replay(answer);
         }
@@ -108,6 +109,8 @@ impl TurnPipeline {
         if let (Some(liveness), Some(node)) = (&self.liveness, accepted_by) {
             if let Ok(false) = liveness.may_be_answering(node, accepted_boot, age).await {
                 tracing::info!(node, boot = accepted_boot, "a repeated chat's node (that incarnation of it) is gone; answering it here");
+                // The dead node's turn, which no resume may have ended: counted here (once).
+                record_crashed(self.store.clone(), &key.user, node, accepted_boot, std::slice::from_ref(&key.client_msg_id));
                 return Intake::New { durable: true };
             }
         }

@@ -6,8 +6,10 @@
 //! that goes away or an actor that is killed never takes a turn down with it.
 //!
 //! Layered inside: `input` and `running` and `outbox` are leaves; `pipeline` holds the shared
-//! steps; `intake`, `whole` (answered whole) and `streamed` (v2) build on it.
+//! steps; `intake`, `whole` (answered whole), `streamed` (v2) and `abandoned` (a dead node's
+//! turns, recorded) build on it.
 
+mod abandoned;
 mod input;
 mod intake;
 mod outbox;
@@ -16,6 +18,7 @@ mod running;
 mod streamed;
 mod whole;
 
+pub(crate) use abandoned::record_crashed;
 pub(crate) use input::TurnLine;
 pub use input::{TurnAnswer, TurnFailure, TurnInput};
 pub use outbox::TurnOutbox;

@@ -101,7 +101,9 @@ impl TurnPipeline {
     }
 
     /// At the end of the shutdown grace: every turn still running is counted, logged and marked
-    /// unanswered (through the outbox, so the mark is journaled if it cannot be stored now).
+    /// unanswered (through the outbox, so the mark is journaled if it cannot be stored now). The
+    /// mark's write also records each as abandoned in the database: the process counter moves
+    /// moments before exit, the stored count is what Prometheus sees once the process is gone.
     /// Returns how many there were.
     pub async fn abandon_running(&self) -> usize {
         let turns = self.running.abandon_all();
@@ -112,7 +114,12 @@ impl TurnPipeline {
                 tracing::warn!(origin = %turn.origin, user = %turn.key.user, session = %turn.key.session, client_msg_id = turn.key.client_msg_id,
                     running_ms = turn.started.elapsed().as_millis() as u64, "turn still running at the end of the shutdown grace: recorded as unanswered");
             }
-            marks.push(PendingWrite::Unanswered(UnansweredMark { key: turn.key.clone(), reason: "shutdown".into() }));
+            marks.push(PendingWrite::Unanswered(UnansweredMark {
+                key: turn.key.clone(),
+                reason: "shutdown".into(),
+                node: self.node.to_string(),
+                boot: self.liveness.as_ref().map(|liveness| liveness.boot().to_string()),
+            }));
         }
         if turns.len() > ABANDONED_LOGGED {
             tracing::warn!(more = turns.len() - ABANDONED_LOGGED, "more turns recorded as unanswered at shutdown");

@@ -80,6 +80,11 @@ impl NodeProcess {
         signal(self.pid(), name);
     }
 
+    /// The process's exit status, if it exits within `limit` (after a SIGTERM: its drain).
+    pub async fn wait_exit(&mut self, limit: std::time::Duration) -> Option<std::process::ExitStatus> {
+        super::process::wait_exit(&mut self.child.0, limit).await
+    }
+
     /// SIGKILL, and waits for the process to be gone.
     pub fn kill(&mut self) {
         let _ = self.child.0.kill();
