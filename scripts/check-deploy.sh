@@ -36,10 +36,8 @@ K8S_DIR="$DEPLOY/k8s"
 
 FAILURES=0
 WORK="$(mktemp -d)"
-CREATED_POLICY_RC=""
 cleanup() {
   rm -rf "$WORK"
-  if [[ -n "$CREATED_POLICY_RC" ]]; then rm -f "$CREATED_POLICY_RC"; fi
 }
 trap cleanup EXIT
 
@@ -709,41 +707,8 @@ PY
 helper() { python3 "$HELPER" "$@"; }
 
 # ---------------------------------------------------------------------------------------------
-# promtool: install Debian's `prometheus` package if it is missing.
-ensure_promtool() {
-  command -v promtool >/dev/null 2>&1 && return 0
-  local sudo=""
-  if [[ "$(id -u)" -ne 0 ]]; then
-    if command -v sudo >/dev/null 2>&1; then sudo="sudo"; else
-      echo "promtool is missing and this user cannot apt-get install (not root, no sudo)"
-      return 1
-    fi
-  fi
-  if ! command -v apt-get >/dev/null 2>&1; then
-    echo "promtool is missing and apt-get is not available to install Debian package prometheus"
-    return 1
-  fi
-  echo "promtool not found: installing Debian package prometheus (apt-get)..." >&2
-  # Keep the package's maintainer scripts from starting a prometheus service here.
-  if [[ ! -e /usr/sbin/policy-rc.d ]]; then
-    printf '#!/bin/sh\nexit 101\n' | $sudo tee /usr/sbin/policy-rc.d >/dev/null
-    $sudo chmod 0755 /usr/sbin/policy-rc.d
-    CREATED_POLICY_RC=/usr/sbin/policy-rc.d
-  fi
-  local log="$WORK/apt.log"
-  if ! $sudo apt-get update >"$log" 2>&1; then
-    echo "apt-get update failed:"; tail -n 20 "$log"; return 1
-  fi
-  if ! $sudo env DEBIAN_FRONTEND=noninteractive \
-      apt-get install -y --no-install-recommends prometheus >"$log" 2>&1; then
-    echo "apt-get install prometheus failed:"; tail -n 20 "$log"; return 1
-  fi
-  if [[ -n "$CREATED_POLICY_RC" ]]; then
-    $sudo rm -f "$CREATED_POLICY_RC"; CREATED_POLICY_RC=""
-  fi
-  command -v promtool >/dev/null 2>&1 || {
-    echo "package prometheus installed but promtool is not on PATH"; return 1; }
-}
+# promtool: installed by scripts/ensure-promtool.sh when it is missing.
+ensure_promtool() { bash "$ROOT/scripts/ensure-promtool.sh"; }
 
 echo "== pam-gateway deploy checks ($ROOT)"
 

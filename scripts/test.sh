@@ -8,7 +8,8 @@
 #      pg_hba.conf asks a password it says which lines to add.
 #   2. makes sure Redis answers at PAM_TEST_REDIS_URL (default redis://127.0.0.1:6379), starting a
 #      local redis-server when it is stopped;
-#   3. runs the whole suite with cargo-nextest (one process per test, so each test sees its own
+#   3. makes sure promtool is installed (Debian's prometheus package; the alert drills run the
+#      deployed rules), then runs the whole suite with cargo-nextest (one process per test, so each test sees its own
 #      Prometheus recorder), then the pam-client SDK tests (web/client, Node >= 20).
 #
 #   ./scripts/test.sh [--no-sdk] [nextest args…]   everything (the SDK tests unless --no-sdk)
@@ -308,6 +309,8 @@ main() {
   prepare_redis
   if $prepare_only; then return 0; fi
   ensure_nextest
+  # The alert drills evaluate the deployed rules against series scraped from real nodes.
+  bash scripts/ensure-promtool.sh || die "promtool is needed by the alert drills (see the line above)"
   say "running the suite"
   cargo nextest run --workspace --all-targets --no-fail-fast ${args[@]+"${args[@]}"}
   if $sdk; then
