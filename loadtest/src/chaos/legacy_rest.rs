@@ -96,7 +96,7 @@ pub(super) async fn legacy(n: usize, user: String, token: String, sh: Arc<Shared
                     record.answers += 1;
                     record.outcome = if frame["error"] == true {
                         let code = frame["error_code"].as_str().unwrap_or("?").to_string();
-                        stats.error(&code);
+                        stats.error(&code, sh.since_start());
                         Progress::bump(&sh.progress.failed);
                         Outcome::Errored(code)
                     } else {
@@ -108,7 +108,7 @@ pub(super) async fn legacy(n: usize, user: String, token: String, sh: Arc<Shared
                     records.push(record);
                     next_chat = Instant::now() + sh.think(&mut rng);
                 }
-                Ok(frame) if frame["type"] == "error" => stats.error(frame["error_code"].as_str().unwrap_or("?")),
+                Ok(frame) if frame["type"] == "error" => stats.error(frame["error_code"].as_str().unwrap_or("?"), sh.since_start()),
                 Ok(_) => {}
                 Err(error) => {
                     *stats.closes.entry(error.close_code().unwrap_or(1006)).or_default() += 1;
@@ -203,7 +203,7 @@ pub(super) async fn rest(n: usize, token: String, sh: Arc<Shared>, seed: u64) ->
                 Err(e) if e.is_timeout() => ("timeout".to_string(), true),
                 Err(_) => ("network".to_string(), true),
             };
-            stats.error(&code);
+            stats.error(&code, sh.since_start());
             node = (node + 1) % sh.http.len();
             if !retryable || attempt >= CHAT_RETRIES {
                 break Outcome::Errored(format!("{code} after {attempt} re-sends"));

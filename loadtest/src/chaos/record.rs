@@ -104,6 +104,8 @@ pub(super) struct ClientStats {
     /// Legacy answers that came with no chat open, or for another chat's marker.
     pub(super) stray_answers: u64,
     pub(super) first_problem: Option<String>,
+    /// When each error code and resume outcome came (since the run started), to put beside the faults.
+    pub(super) events: Vec<(Duration, String)>,
 }
 
 impl ClientStats {
@@ -121,11 +123,13 @@ impl ClientStats {
             *self.errors.entry(code).or_default() += n;
         }
         self.stray_answers += other.stray_answers;
+        self.events.extend(other.events);
         self.first_problem = self.first_problem.take().or(other.first_problem);
     }
 
-    pub(super) fn error(&mut self, code: &str) {
+    pub(super) fn error(&mut self, code: &str, at: Duration) {
         *self.errors.entry(code.to_string()).or_default() += 1;
+        self.events.push((at, code.to_string()));
     }
 }
 

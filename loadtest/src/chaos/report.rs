@@ -166,6 +166,18 @@ pub(super) fn build(f: Figures, elapsed: Duration) -> Report {
     for (kind, t) in &by_kind {
         let _ = writeln!(table, "{}", t.line(kind.name()));
     }
+    let _ = writeln!(table, "\n  error codes and resume outcomes by the fault they came in (v2 and REST clients; legacy error frames)\n");
+    let mut events: BTreeMap<Option<Fault>, BTreeMap<String, u64>> = BTreeMap::new();
+    for (kind, s) in &f.stats {
+        for (at, what) in &s.events {
+            let what = format!("{} {what}", kind.name());
+            *events.entry(met(&f.windows, *at, *at, f.tail)).or_default().entry(what).or_default() += 1;
+        }
+    }
+    for (fault, what) in &events {
+        let list: Vec<String> = what.iter().map(|(w, n)| format!("{w}×{n}")).collect();
+        let _ = writeln!(table, "- {}: {}", fault.map_or("calm", |f| f.name()), list.join(", "));
+    }
     println!("{table}");
 
     let mut report = Report::new(f.title, elapsed);

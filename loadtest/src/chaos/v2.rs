@@ -298,13 +298,16 @@ impl V2Client {
             "resumed" => {
                 self.resuming = None;
                 self.stats.resumed += 1;
+                self.stats.events.push((self.sh.since_start(), "resumed".into()));
                 if let Some(stream) = self.stream.as_mut() {
                     stream.last_seq = frame["seq"].as_u64().unwrap_or(stream.last_seq);
                 }
             }
             "resume_failed" => {
                 self.resuming = None;
-                *self.stats.resume_failed.entry(frame["reason"].as_str().unwrap_or("?").to_string()).or_default() += 1;
+                let reason = frame["reason"].as_str().unwrap_or("?").to_string();
+                self.stats.events.push((self.sh.since_start(), format!("resume_failed:{reason}")));
+                *self.stats.resume_failed.entry(reason).or_default() += 1;
                 self.stream = Some(Stream {
                     id: frame["stream_id"].as_str().unwrap_or_default().to_string(),
                     epoch: self.welcome_epoch.clone(),
@@ -343,7 +346,7 @@ impl V2Client {
             },
             "error" => {
                 let code = frame["error_code"].as_str().unwrap_or("?").to_string();
-                self.stats.error(&code);
+                self.stats.error(&code, self.sh.since_start());
                 if !mine {
                     return false;
                 }
