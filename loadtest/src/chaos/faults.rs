@@ -144,10 +144,18 @@ async fn apply(world: &mut World, fault: Fault, node: usize, schedule: &Schedule
     }
 }
 
-/// The fault a chat met: the first window that overlaps its life (first send → end, or → now
-/// when it never ended), each window stretched by `tail` (the cluster settling after it).
+/// The fault a chat met: the first window that overlaps its life (first send → end), each window
+/// stretched by `tail` (the cluster settling after it) but never past the next fault's start.
 pub(super) fn met(windows: &[Window], sent: Duration, ended: Duration, tail: Duration) -> Option<Fault> {
-    windows.iter().find(|w| w.start <= ended && sent <= w.end + tail).map(|w| w.fault)
+    windows
+        .iter()
+        .enumerate()
+        .find(|(n, w)| {
+            // The tail never reaches into the next fault: a chat it disturbed is the next one's.
+            let until = windows.get(n + 1).map_or(w.end + tail, |next| (w.end + tail).min(next.start));
+            w.start <= ended && sent < until
+        })
+        .map(|(_, w)| w.fault)
 }
 
 #[cfg(test)]
@@ -166,5 +174,11 @@ mod tests {
         assert_eq!(met(&windows, s(17), s(18), s(5)), Some(Fault::Kill), "within the tail");
         assert_eq!(met(&windows, s(19), s(20), s(5)), None);
         assert_eq!(met(&windows, s(12), s(31), s(5)), Some(Fault::Kill), "the first of two");
+        let close = [
+            Window { fault: Fault::RedisKill, start: s(10), end: s(28), detail: String::new() },
+            Window { fault: Fault::Kill, start: s(30), end: s(32), detail: String::new() },
+        ];
+        assert_eq!(met(&close, s(31), s(33), s(5)), Some(Fault::Kill), "a tail stops at the next fault");
+        assert_eq!(met(&close, s(29), s(29), s(5)), Some(Fault::RedisKill));
     }
 }
