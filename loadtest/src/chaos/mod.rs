@@ -109,7 +109,8 @@ pub(crate) async fn run(args: &ChaosArgs) -> Result<bool, String> {
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let (secret, admin_token) = (random_secret(), random_secret());
     procs::ensure_database(&args.postgres_url, &args.database).await?;
-    let database_url = format!("{}/{}", args.postgres_url.rsplit_once('/').map_or(args.postgres_url.as_str(), |(server, _)| server), args.database);
+    let database_url =
+        format!("{}/{}", args.postgres_url.rsplit_once('/').map_or(args.postgres_url.as_str(), |(server, _)| server), args.database);
     let (model_url, _model) = model::start(Duration::from_millis(args.model_delta_ms)).await?;
     let redis = procs::Redis::start(&args.redis_server).await?;
     let env = procs::NodeEnv {

@@ -48,7 +48,8 @@ async fn serve(mut stream: TcpStream, pace: Duration) {
     let request: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     let model = request["model"].as_str().unwrap_or("chaos").to_string();
     let last_user = request["messages"].as_array().and_then(|m| m.iter().rev().find(|m| m["role"] == "user")).map(|m| &m["content"]);
-    let marker = last_user.and_then(Value::as_str).and_then(|text| text.split("chaos:").nth(1)).and_then(|rest| rest.split_whitespace().next());
+    let marker =
+        last_user.and_then(Value::as_str).and_then(|text| text.split("chaos:").nth(1)).and_then(|rest| rest.split_whitespace().next());
     let pieces = deltas(marker.unwrap_or("unmarked"));
     let head = "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncache-control: no-cache\r\nconnection: close\r\n\r\n";
     if stream.write_all(head.as_bytes()).await.is_err() {

@@ -172,7 +172,10 @@ pub(super) async fn ensure_database(server_url: &str, name: &str) -> Result<(), 
         .await
         .map_err(|e| format!("postgres: {e}"))?;
     if exists.is_none() {
-        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\""))).execute(&mut conn).await.map_err(|e| format!("create database: {e}"))?;
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
+            .execute(&mut conn)
+            .await
+            .map_err(|e| format!("create database: {e}"))?;
     }
     Ok(())
 }

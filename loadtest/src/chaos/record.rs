@@ -184,7 +184,9 @@ mod tests {
     #[test]
     fn retry_waits_follow_the_sdk() {
         let mut rng = SplitMix64::new(1);
-        for (attempt, (low, high)) in [(1_000, 2_000), (2_000, 4_000), (4_000, 8_000), (8_000, 16_000), (8_000, 16_000)].into_iter().enumerate() {
+        for (attempt, (low, high)) in
+            [(1_000, 2_000), (2_000, 4_000), (4_000, 8_000), (8_000, 16_000), (8_000, 16_000)].into_iter().enumerate()
+        {
             for _ in 0..50 {
                 let ms = retry_delay(attempt as u32, &mut rng).as_millis() as u64;
                 assert!((low..=high).contains(&ms), "attempt {attempt}: {ms}");

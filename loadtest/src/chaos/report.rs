@@ -182,7 +182,10 @@ pub(super) fn build(f: Figures, elapsed: Duration) -> Report {
 
     let mut report = Report::new(f.title, elapsed);
     for w in &f.windows {
-        report.text(&format!("fault at {:>5.1}s", w.start.as_secs_f64()), format!("{} → {:.1}s: {}", w.fault.name(), w.end.as_secs_f64(), w.detail));
+        report.text(
+            &format!("fault at {:>5.1}s", w.start.as_secs_f64()),
+            format!("{} → {:.1}s: {}", w.fault.name(), w.end.as_secs_f64(), w.detail),
+        );
     }
     for (kind, s) in &f.stats {
         let closes: Vec<String> = s.closes.iter().map(|(code, n)| format!("{code}×{n}")).collect();
