@@ -4,6 +4,7 @@
 
 mod bare_storm;
 mod baseline;
+mod chaos;
 mod cluster;
 mod echo_server;
 mod failover;
@@ -165,6 +166,10 @@ enum Scenario {
     /// Two nodes: pushes, timers and budget alerts to 1 000 users while 20 % of the sockets are
     /// black-holed or reset; every push read once or still undelivered, checked against Postgres.
     PushSoak(push_soak::PushSoakArgs),
+    /// Its own cluster (2–3 release nodes, Redis, proxies): 500 legacy, v2 and REST clients chat
+    /// while nodes are killed and stopped, Redis paused and killed, sockets cut; every chat
+    /// answered once or re-sent after a retryable error and answered — per fault.
+    Chaos(chaos::ChaosArgs),
     /// The bare tokio-tungstenite baseline server (used by echo-baseline).
     EchoServer {
         /// Address to listen on (port 0: any free port; the bound address is logged on stderr).
@@ -280,6 +285,7 @@ async fn run(scenario: Scenario) -> Result<bool, String> {
         Scenario::Push(args) => return push_bench::run(&args).await,
         Scenario::Timers(args) => return timers_bench::run(&args).await,
         Scenario::PushSoak(args) => return push_soak::run(&args).await,
+        Scenario::Chaos(args) => return chaos::run(&args).await,
         Scenario::EchoServer { listen, raw } => return echo_server::serve(&listen, raw).await.map(|()| true),
     };
     println!("{}", report.render());
