@@ -19,7 +19,8 @@ use crate::turn::record_crashed;
 
 /// A client may have seen frames the node still writing the stream has not stored yet (its writes
 /// are queued, and a writer round collects for 200 ms): an `ahead` claim against a live writer is
-/// tried again this often, this many times (1 s).
+/// tried again this often, this many times (1 s); a holder that stored nothing more by then has
+/// lost those frames (`epoch_changed`).
 const CATCH_UP_PAUSE: Duration = Duration::from_millis(25);
 const CATCH_UP_TRIES: u32 = 40;
 /// How often a resumed stream whose previous holder was alive asks whether that incarnation still
@@ -85,6 +86,15 @@ impl ConnectionState {
                 Ok(Claim::Ahead { holder_alive: true }) if tries < CATCH_UP_TRIES => {
                     tries += 1;
                     tokio::time::sleep(CATCH_UP_PAUSE).await;
+                }
+                Ok(Claim::Ahead { holder_alive: true }) => {
+                    // A holder still registered that stored nothing more in 1 s (five writer
+                    // rounds) is not writing: killed and not yet expired (up to the registration
+                    // TTL), or stalled. The frames the client has past the store are lost to every
+                    // other node, as when the holder is known dead — not a position that never
+                    // existed (`ahead`, which a client only gets from this node's own copy).
+                    tracing::info!(conn_id = %self.conn_id, stream = stream_id, last_seq, "a client is past what its still-registered holder stored and it did not catch up in 1 s; resume fails with epoch_changed");
+                    break Ok(Claim::EpochChanged);
                 }
                 other => break other,
             }

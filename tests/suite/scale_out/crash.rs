@@ -100,7 +100,12 @@ async fn thirty_chats_on_a_node_killed_mid_answer_are_each_answered_once_on_the_
                     tokio::time::sleep(Duration::from_millis(300)).await;
                     socket.send_json(resend.clone()).await;
                 }
-                Some("resume_failed") => socket.send_json(resend.clone()).await,
+                Some("resume_failed") => {
+                    // A client past what the killed holder stored (its last frames reach the
+                    // client before the writer's 200 ms round) lost frames; its position existed.
+                    assert_ne!(frame["reason"], "ahead", "{frame}");
+                    socket.send_json(resend.clone()).await;
+                }
                 _ => {}
             }
         }
