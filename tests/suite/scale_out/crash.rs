@@ -31,28 +31,42 @@ struct Chat {
     last_seq: u64,
 }
 
-#[tokio::test]
-async fn thirty_chats_on_a_node_killed_mid_answer_are_each_answered_once_on_the_other() {
-    let _redis = redis().await;
-    let db = test_db(Backend::Postgres).await;
-    let prefix = fresh_prefix();
-    // A's model answers slowly: every chat is acknowledged and mid-answer when A dies.
+/// Node A, a real process whose model answers slowly (every chat is acknowledged and mid-answer
+/// when it dies), beside node B in this process answering whole, both listed; `env` adds to A's.
+struct SlowABesideB {
+    /// Kept while A runs: dropping it would fail A's model calls.
+    model: FakeLlm,
+    a: NodeProcess,
+    b: crate::common::nodes::Node,
+}
+
+async fn slow_a_beside_b(db_url: &str, prefix: &str, env: &[(&str, &str)]) -> SlowABesideB {
     let mut slow = Script::answer("one two three four five six seven eight nine ten eleven twelve");
     slow.tokens_per_second = Some(2.0);
     let model = FakeLlm::start(slow).await;
     let model_url = model.url();
-    let model_env = [("ANTHROPIC_API_KEY", "test-key"), ("ANTHROPIC_BASE_URL", model_url.as_str())];
-    let mut a = NodeProcess::start_with("node-a", &db.url, &redis_url(), &prefix, &model_env).await;
-    let database = db.url.clone();
+    let mut a_env = vec![("ANTHROPIC_API_KEY", "test-key"), ("ANTHROPIC_BASE_URL", model_url.as_str())];
+    a_env.extend_from_slice(env);
+    let a = NodeProcess::start_with("node-a", db_url, &redis_url(), prefix, &a_env).await;
+    let database = db_url.to_string();
     let on_db = move |s: &mut Settings| {
         short_ttl(s);
         s.max_connections_per_user = 4;
         s.database_url = database.clone();
     };
     let whole = StreamingModel::new(vec!["Answered ", "on B"], "Answered on B");
-    let b = spawn_node("node-b", &redis_url(), &prefix, on_db, Overrides { llm: Some(whole), ..Default::default() }).await;
+    let b = spawn_node("node-b", &redis_url(), prefix, on_db, Overrides { llm: Some(whole), ..Default::default() }).await;
     wait_until_within(Duration::from_secs(30), "both nodes are listed", || async { listed_nodes(&b.app).await == ["node-a", "node-b"] })
         .await;
+    SlowABesideB { model, a, b }
+}
+
+#[tokio::test]
+async fn thirty_chats_on_a_node_killed_mid_answer_are_each_answered_once_on_the_other() {
+    let _redis = redis().await;
+    let db = test_db(Backend::Postgres).await;
+    let prefix = fresh_prefix();
+    let SlowABesideB { model: _model, mut a, b } = slow_a_beside_b(&db.url, &prefix, &[]).await;
 
     let a_url = format!("ws://127.0.0.1:{}/api/v2/pam/ws", a.port);
     let mut chats = Vec::new();
@@ -217,21 +231,7 @@ async fn a_turn_of_a_killed_node_shows_on_the_survivors_metrics_once_its_orphan_
     let _redis = redis().await;
     let db = test_db(Backend::Postgres).await;
     let prefix = fresh_prefix();
-    let mut slow = Script::answer("one two three four five six seven eight nine ten eleven twelve");
-    slow.tokens_per_second = Some(2.0);
-    let model = FakeLlm::start(slow).await;
-    let model_url = model.url();
-    let model_env = [("ANTHROPIC_API_KEY", "test-key"), ("ANTHROPIC_BASE_URL", model_url.as_str())];
-    let mut a = NodeProcess::start_with("node-a", &db.url, &redis_url(), &prefix, &model_env).await;
-    let database = db.url.clone();
-    let on_db = move |s: &mut Settings| {
-        short_ttl(s);
-        s.database_url = database.clone();
-    };
-    let whole = StreamingModel::new(vec!["Answered ", "on B"], "Answered on B");
-    let b = spawn_node("node-b", &redis_url(), &prefix, on_db, Overrides { llm: Some(whole), ..Default::default() }).await;
-    wait_until_within(Duration::from_secs(30), "both nodes are listed", || async { listed_nodes(&b.app).await == ["node-a", "node-b"] })
-        .await;
+    let SlowABesideB { model: _model, mut a, b } = slow_a_beside_b(&db.url, &prefix, &[]).await;
     let crashed = "pam_turns_abandoned_recent{cause=\"crash\"}";
     assert_eq!(metric(&b.app.metrics().await, crashed), Some(0.0));
 
@@ -276,24 +276,9 @@ async fn a_node_killed_and_restarted_at_once_under_the_same_id_is_not_taken_for_
     let _redis = redis().await;
     let db = test_db(Backend::Postgres).await;
     let prefix = fresh_prefix();
-    let mut slow = Script::answer("one two three four five six seven eight nine ten eleven twelve");
-    slow.tokens_per_second = Some(2.0);
-    let model = FakeLlm::start(slow).await;
-    let model_url = model.url();
     // Far beyond the restart: the old registration is replaced, never expired.
     let long_ttl = ("PAM_NODE_TTL_MS", "60000");
-    let env = [("ANTHROPIC_API_KEY", "test-key"), ("ANTHROPIC_BASE_URL", model_url.as_str()), long_ttl];
-    let mut a = NodeProcess::start_with("node-a", &db.url, &redis_url(), &prefix, &env).await;
-    let database = db.url.clone();
-    let on_db = move |s: &mut Settings| {
-        short_ttl(s);
-        s.max_connections_per_user = 4;
-        s.database_url = database.clone();
-    };
-    let whole = StreamingModel::new(vec!["Answered ", "on B"], "Answered on B");
-    let b = spawn_node("node-b", &redis_url(), &prefix, on_db, Overrides { llm: Some(whole), ..Default::default() }).await;
-    wait_until_within(Duration::from_secs(30), "both nodes are listed", || async { listed_nodes(&b.app).await == ["node-a", "node-b"] })
-        .await;
+    let SlowABesideB { model: _model, mut a, b } = slow_a_beside_b(&db.url, &prefix, &[long_ttl]).await;
     let boot_of_a = || async {
         let nodes = crate::common::nodes::admin_get(&b.app, "/api/v1/monitoring/nodes").await;
         nodes["nodes"].as_array().unwrap().iter().find(|n| n["id"] == "node-a").map(|n| n["boot"].clone())
