@@ -37,6 +37,10 @@ pub struct Settings {
     /// Bind address (port 0 picks a free port; the bound address is logged).
     #[arg(long, env = "PAM_LISTEN", default_value = "127.0.0.1:8080", value_parser = load::listen_address, help_heading = heading::EDGE)]
     pub listen: SocketAddr,
+    /// The port a platform assigns (Render, Heroku, Fly, Cloud Run set it): when `PAM_LISTEN` is
+    /// not set, the gateway listens on `0.0.0.0:$PORT`; `PAM_LISTEN` wins when both are set.
+    #[arg(long, env = "PORT", help_heading = heading::EDGE)]
+    pub port: Option<u16>,
     /// The database: `postgres://…` (production, Supabase's schema) or `sqlite://…` (the
     /// embedded default, created and migrated on first start).
     #[arg(long, env = "DATABASE_URL", default_value = "sqlite://pam-gateway.db", help_heading = heading::STORAGE)]
@@ -252,7 +256,7 @@ pub struct AuthSettings {
 impl Settings {
     /// Settings from the environment and defaults, without CLI arguments (tests adjust fields).
     pub fn defaults() -> Self {
-        Settings::parse_from(["pam-gateway"])
+        Settings::try_load_from(&["pam-gateway".into()]).unwrap_or_else(|error| error.exit())
     }
 
     /// Checks that the settings can work together and derives the auth setup.

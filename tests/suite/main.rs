@@ -33,6 +33,7 @@ mod llm_streaming;
 mod llm_tools;
 mod monitoring;
 mod nothing_lost;
+mod platform_port;
 mod notification_store;
 mod postgres_backend;
 mod postgres_outage;
