@@ -46,9 +46,15 @@ pub struct Settings {
     #[arg(long, env = "DATABASE_URL", default_value = "sqlite://pam-gateway.db", help_heading = heading::STORAGE)]
     pub database_url: String,
     /// Redis shared by every node: context cache, presence, per-user limits, idempotency keys,
-    /// push bus and v2 streams; unset = all of it in process (one node).
+    /// push bus and v2 streams; unset = all of it in process (one node). `redis://` is plain TCP,
+    /// `rediss://` TLS (checked against the system roots and `PAM_REDIS_CA_FILE`); either may carry
+    /// `user:password@` (ACL).
     #[arg(long, env = "REDIS_URL", help_heading = heading::CLUSTER)]
     pub redis_url: Option<String>,
+    /// PEM file of CA certificates added to the system roots to check a `rediss://` server's
+    /// certificate (a provider's own CA, e.g. Redis Cloud's `redis_ca.pem`).
+    #[arg(long, env = "PAM_REDIS_CA_FILE", help_heading = heading::CLUSTER)]
+    pub redis_ca_file: Option<PathBuf>,
     /// Prefix of every Redis key and channel the gateway uses; the nodes of one cluster share it.
     #[arg(long, env = "PAM_CACHE_PREFIX", default_value = "pam", help_heading = heading::CLUSTER)]
     pub cache_prefix: String,
