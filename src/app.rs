@@ -23,6 +23,7 @@ use crate::http::server::ServeOptions;
 use crate::http::tls::TlsFiles;
 use crate::http::{AppState, SharedState, router};
 use crate::observability::telemetry::metrics_handle;
+use crate::redis_target::RedisTarget;
 use crate::settings::Settings;
 use crate::storage::database::Database;
 
@@ -97,10 +98,11 @@ impl Application {
         if dev.is_some() {
             seed_demo(&db).await;
         }
-        let redis = match settings.redis_url.as_deref() {
-            Some(url) => {
+        let redis_target = settings.redis_url.as_deref().map(|url| RedisTarget::new(url, settings.redis_ca_file.as_deref())).transpose()?;
+        let redis = match (settings.redis_url.as_deref(), &redis_target) {
+            (Some(url), Some(target)) => {
                 let ttls = [settings.profile_ttl_s, settings.financial_ttl_s, settings.social_ttl_s];
-                let cache = Arc::new(RedisCache::connect(url, &settings.cache_prefix, ttls)?);
+                let cache = Arc::new(RedisCache::connect_to(target, &settings.cache_prefix, ttls)?);
                 let shown = crate::settings::secret::redact_url(url);
                 match cache.probe().await {
                     // Optional dependency: start anyway, but say so once and loudly (health shows it too).
@@ -114,7 +116,7 @@ impl Application {
                 }
                 Some(cache)
             }
-            None => {
+            _ => {
                 tracing::info!(
                     "REDIS_URL is not set: context is cached in process only, and the per-user cap, rate limit, idempotency and pushes are this node's alone"
                 );
@@ -134,7 +136,8 @@ impl Application {
         metrics::gauge!(crate::cluster::NODE_UP, "node" => node.to_string()).set(1.0);
         let resume_limits = overrides.resume_limits.unwrap_or_default();
         let stored_pushes = pam_actors::StoredPushDelivery::spawn(Arc::new(db.clone()));
-        let mut cluster = crate::cluster::wiring::build(&settings, node.clone(), address, resume_limits, stored_pushes.clone())?;
+        let mut cluster =
+            crate::cluster::wiring::build(&settings, redis_target.as_ref(), node.clone(), address, resume_limits, stored_pushes.clone())?;
         if let Some(shared) = overrides.shared_rate_limit {
             cluster.rate_limiter = pam_actors::ChatRateLimit::new(settings.rate_limit_per_minute, Some(shared));
         }

@@ -38,6 +38,7 @@ use tokio::time::MissedTickBehavior;
 use super::catch_up::{CatchUp, Reason};
 use super::unpublished::{Announcement, Unpublished, announcer};
 use super::{Op, RedisShared, scripts};
+use crate::redis_target::RedisTarget;
 
 /// How often a subscription Redis refused is tried again.
 const SUBSCRIBE_RETRY: Duration = Duration::from_secs(1);
@@ -113,13 +114,13 @@ impl RedisPushBus {
     /// The bus, and the task that listens on this node's channel (abort it at shutdown); what the
     /// bus loses is read again through `catch_up`.
     pub fn start(
-        url: &str,
+        target: &RedisTarget,
         shared: Arc<RedisShared>,
         slots: Arc<UserSlots>,
         streams: Arc<ResumeBuffer>,
         catch_up: Arc<CatchUp>,
     ) -> anyhow::Result<(Arc<Self>, tokio::task::JoinHandle<()>)> {
-        let subscriber = super::subscriber_builder(url)?
+        let subscriber = super::subscriber_builder(target)
             .build_subscriber_client()
             .map_err(|e| anyhow::anyhow!("could not set up the Redis subscriber: {e}"))?;
         drop(subscriber.connect());

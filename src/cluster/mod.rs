@@ -37,7 +37,8 @@
 //! Also here: how a node builds its cluster parts from the settings, Redis or in-process
 //! (`wiring.rs`), the REST idempotency port and its single-node store (`idempotency.rs`), and the
 //! admin routes that show nodes and presence (`admin.rs`, which imports the edge's `state`,
-//! `error` and admin check; nothing else here imports a route). Imports settings and the breaker.
+//! `error` and admin check; nothing else here imports a route). Imports settings, the breaker and
+//! `redis_target` (the URL, TLS).
 
 pub mod admin;
 mod bus;
@@ -55,7 +56,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use fred::prelude::{Builder, Client, ClientLike, Config, ReconnectPolicy};
+use fred::prelude::{Builder, Client, ClientLike, ReconnectPolicy};
 use pam_actors::SharedUnavailable;
 
 pub use bus::RedisPushBus;
@@ -64,6 +65,7 @@ pub use presence::UserPresence;
 pub use streams::RedisStreamStore;
 
 use crate::breaker::{CircuitBreaker, Transition};
+use crate::redis_target::RedisTarget;
 
 /// `1` while Redis is unavailable and the shared cap, rate limit and idempotency run per node.
 pub const SHARED_STATE_DEGRADED: &str = "pam_redis_shared_state_degraded";
@@ -129,11 +131,11 @@ pub struct RedisShared {
 
 impl RedisShared {
     /// Connects in the background: a Redis that is down at startup only opens the breaker.
-    pub fn connect(url: &str, prefix: &str, node: &str, node_ttl: Duration) -> anyhow::Result<Self> {
-        let client = builder(url)?.build().map_err(|e| anyhow::anyhow!("could not set up the Redis client: {e}"))?;
+    pub fn connect(target: &RedisTarget, prefix: &str, node: &str, node_ttl: Duration) -> anyhow::Result<Self> {
+        let client = builder(target).build().map_err(|e| anyhow::anyhow!("could not set up the Redis client: {e}"))?;
         drop(client.connect());
         let streams_client =
-            builder_with(url, STREAM_OP_TIMEOUT)?.build().map_err(|e| anyhow::anyhow!("could not set up the Redis client: {e}"))?;
+            builder_with(target, STREAM_OP_TIMEOUT).build().map_err(|e| anyhow::anyhow!("could not set up the Redis client: {e}"))?;
         drop(streams_client.connect());
         metrics::gauge!(SHARED_STATE_DEGRADED).set(0.0);
         Ok(Self {
@@ -252,8 +254,8 @@ async fn attempt<T>(fut: impl Future<Output = Result<T, fred::error::Error>>) ->
 }
 
 /// A fred builder with the same timeouts and reconnect policy as the context cache's.
-fn builder(url: &str) -> anyhow::Result<Builder> {
-    builder_with(url, OP_TIMEOUT)
+fn builder(target: &RedisTarget) -> Builder {
+    builder_with(target, OP_TIMEOUT)
 }
 
 /// Messages a node's subscriber holds for its listener (fred's default is 32): a burst of pushes
@@ -265,18 +267,17 @@ const SUBSCRIBER_BACKLOG: usize = 16_384;
 /// [`builder`] for the subscriber of this node's channel, with room for `SUBSCRIBER_BACKLOG`,
 /// reconnecting at least every second: while it is disconnected this node misses pushes (then
 /// reads them again, see `catch_up.rs`), so that wait is what a catch-up comes late by.
-fn subscriber_builder(url: &str) -> anyhow::Result<Builder> {
-    let mut builder = builder(url)?;
+fn subscriber_builder(target: &RedisTarget) -> Builder {
+    let mut builder = builder(target);
     builder
         .with_performance_config(|p| p.broadcast_channel_capacity = SUBSCRIBER_BACKLOG)
         .set_policy(ReconnectPolicy::new_exponential(0, 100, 1_000, 2));
-    Ok(builder)
+    builder
 }
 
 /// [`builder`] whose commands give up after `command_timeout`.
-fn builder_with(url: &str, command_timeout: Duration) -> anyhow::Result<Builder> {
-    let config = Config::from_url(url).map_err(|e| anyhow::anyhow!("REDIS_URL is not a valid Redis URL: {e}"))?;
-    let mut builder = Builder::from_config(config);
+fn builder_with(target: &RedisTarget, command_timeout: Duration) -> Builder {
+    let mut builder = Builder::from_config(target.config());
     builder
         .with_connection_config(|c| {
             c.connection_timeout = Duration::from_secs(2);
@@ -284,7 +285,7 @@ fn builder_with(url: &str, command_timeout: Duration) -> anyhow::Result<Builder>
         })
         .with_performance_config(|p| p.default_command_timeout = command_timeout)
         .set_policy(ReconnectPolicy::new_exponential(0, 100, 5_000, 2));
-    Ok(builder)
+    builder
 }
 
 fn new_incarnation() -> String {

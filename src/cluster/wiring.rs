@@ -17,6 +17,7 @@ use crate::cluster::idempotency::{
     IDEMPOTENCY_CAPACITY, IDEMPOTENCY_KEYS_PER_USER, IDEMPOTENCY_TTL, IdempotencyKeys, RestIdempotency, SharedIdempotency,
 };
 use crate::cluster::{NodeInfo, RedisPushBus, RedisShared, RedisStreamStore, spawn_heartbeat};
+use crate::redis_target::RedisTarget;
 use crate::settings::Settings;
 
 /// What the HTTP routes see of the cluster.
@@ -61,11 +62,12 @@ pub struct ClusterParts {
     pub background: Vec<tokio::task::JoinHandle<()>>,
 }
 
-/// This node's cluster parts; with Redis they register the node and start its heartbeat, and
-/// pushes the bus lost are read again through `stored` (the node's stored-push reader). v2
-/// streams are kept within `limits`.
+/// This node's cluster parts; with Redis (`redis`, from `REDIS_URL`) they register the node and
+/// start its heartbeat, and pushes the bus lost are read again through `stored` (the node's
+/// stored-push reader). v2 streams are kept within `limits`.
 pub fn build(
     settings: &Settings,
+    redis: Option<&RedisTarget>,
     node: Arc<str>,
     address: SocketAddr,
     limits: ResumeLimits,
@@ -76,7 +78,7 @@ pub fn build(
     let running_for = settings.connection_settings().turn_lifetime();
     let local_keys = IdempotencyKeys::new(IDEMPOTENCY_TTL, IDEMPOTENCY_CAPACITY, IDEMPOTENCY_KEYS_PER_USER);
     let cap = settings.max_connections_per_user;
-    let Some(url) = settings.redis_url.as_deref() else {
+    let Some(target) = redis else {
         // Said once, with the cache's part, by app.rs.
         tracing::debug!(node = &*node, "cluster parts in process (no REDIS_URL)");
         let slots = UserSlots::new(cap);
@@ -89,12 +91,12 @@ pub fn build(
             background: Vec::new(),
         });
     };
-    let redis = Arc::new(RedisShared::connect(url, &settings.cache_prefix, &node, settings.node_ttl())?);
+    let redis = Arc::new(RedisShared::connect(target, &settings.cache_prefix, &node, settings.node_ttl())?);
     let slots = UserSlots::with_shared(cap, redis.clone() as Arc<dyn SharedPresence>);
     let (streams, writer) = RedisStreamStore::start(redis.clone(), limits);
     let resume = Arc::new(ResumeBuffer::with_store(limits, Some(streams.clone() as Arc<dyn StreamStore>)));
     let (catch_up, catching_up) = CatchUp::start(slots.clone(), stored);
-    let (push, listener) = RedisPushBus::start(url, redis.clone(), slots.clone(), resume.clone(), catch_up.clone())?;
+    let (push, listener) = RedisPushBus::start(target, redis.clone(), slots.clone(), resume.clone(), catch_up.clone())?;
     let heartbeat = spawn_heartbeat(redis.clone(), slots.clone(), address.to_string(), catch_up);
     // Whether they are shared right now (Redis answers) is said once, by app.rs after its probe.
     tracing::debug!(node = &*node, ttl_ms = settings.node_ttl_ms, "cluster parts on Redis (REDIS_URL)");

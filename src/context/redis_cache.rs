@@ -18,7 +18,7 @@
 use std::sync::Mutex;
 use std::time::Duration;
 
-use fred::prelude::{Builder, Client, ClientLike, Config, KeysInterface, LuaInterface, ReconnectPolicy};
+use fred::prelude::{Builder, Client, ClientLike, KeysInterface, LuaInterface, ReconnectPolicy};
 use fred::types::scan::Scanner;
 use futures_util::StreamExt;
 use pam_actors::{BoxFuture, CacheLookup, ContextCache, ContextKind, FillToken};
@@ -26,6 +26,7 @@ use pam_protocol::UserId;
 use serde_json::Value;
 
 use crate::breaker::{CircuitBreaker, Transition};
+use crate::redis_target::RedisTarget;
 
 pub const CACHE_ERRORS_TOTAL: &str = "pam_cache_errors_total";
 const OP_TIMEOUT: Duration = Duration::from_millis(100);
@@ -61,15 +62,21 @@ pub struct RedisCache {
     prefix: String,
     ttls: [u64; 3],
     breaker: CircuitBreaker,
+    /// Where Redis is: the probe asks it why a failed connection failed.
+    target: RedisTarget,
     /// Why the startup probe failed; cleared by the first successful operation.
     unreachable_at_start: Mutex<Option<String>>,
 }
 
 impl RedisCache {
-    /// Connects in the background: a Redis that is down at startup only opens the breaker.
+    /// [`Self::connect_to`] a `redis://` or `rediss://` URL (TLS with the system roots).
     pub fn connect(url: &str, prefix: &str, ttls: [u64; 3]) -> anyhow::Result<Self> {
-        let config = Config::from_url(url).map_err(|e| anyhow::anyhow!("REDIS_URL is not a valid Redis URL: {e}"))?;
-        let client = Builder::from_config(config)
+        Self::connect_to(&RedisTarget::new(url, None)?, prefix, ttls)
+    }
+
+    /// Connects in the background: a Redis that is down at startup only opens the breaker.
+    pub fn connect_to(target: &RedisTarget, prefix: &str, ttls: [u64; 3]) -> anyhow::Result<Self> {
+        let client = Builder::from_config(target.config())
             .with_connection_config(|c| {
                 c.connection_timeout = Duration::from_secs(2);
                 c.internal_command_timeout = Duration::from_secs(2);
@@ -82,10 +89,12 @@ impl RedisCache {
         // detaches it instead of waiting for a Redis that may be down.
         drop(client.connect());
         let breaker = CircuitBreaker::new(FAILURES_TO_OPEN, OPEN_FOR);
-        Ok(Self { client, prefix: prefix.to_string(), ttls, breaker, unreachable_at_start: Mutex::new(None) })
+        Ok(Self { client, prefix: prefix.to_string(), ttls, breaker, target: target.clone(), unreachable_at_start: Mutex::new(None) })
     }
 
-    /// One PING within `PROBE_TIMEOUT`; on failure remembers why (for health) and returns it.
+    /// One PING within `PROBE_TIMEOUT`; on failure remembers why (for health) and returns it,
+    /// with what the URL can do about it (`RedisTarget::diagnose`: e.g. a TLS port named by
+    /// `redis://`).
     pub async fn probe(&self) -> Result<(), String> {
         let options = fred::types::config::Options { timeout: Some(PROBE_TIMEOUT), ..Default::default() };
         let result = match tokio::time::timeout(PROBE_TIMEOUT * 2, self.client.with_options(&options).ping::<String>(None)).await {
@@ -93,6 +102,7 @@ impl RedisCache {
             Ok(Err(error)) => error.to_string(),
             Err(_) => format!("no answer within {} ms", PROBE_TIMEOUT.as_millis()),
         };
+        let result = self.target.diagnose(result).await;
         *self.unreachable_at_start.lock().unwrap_or_else(|p| p.into_inner()) = Some(result.clone());
         Err(result)
     }

@@ -1,14 +1,16 @@
 //! Reading `Settings` from the environment and the command line (main.rs): a value that does not
 //! parse is refused in one line naming the env var that was set (or the flag, when the flag was
 //! given), its value (hidden for secrets) and what would work. Also the `PAM_LISTEN` parser, which
-//! accepts host names (`localhost:8080`) and resolves them once, at start.
+//! accepts host names (`localhost:8080`) and resolves them once, at start, and `PORT`, which
+//! only stands in for an unset `PAM_LISTEN`.
 
 use std::error::Error as _;
 use std::ffi::OsString;
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::{Ipv4Addr, SocketAddr, ToSocketAddrs};
 
 use clap::error::{ContextKind, ContextValue, ErrorKind};
-use clap::{CommandFactory, Parser};
+use clap::parser::ValueSource;
+use clap::{CommandFactory, FromArgMatches};
 
 use super::Settings;
 use super::secret::redact_url;
@@ -26,7 +28,7 @@ impl Settings {
 
     fn load_from(args: impl IntoIterator<Item = OsString>) -> Settings {
         let args: Vec<OsString> = args.into_iter().collect();
-        match Settings::try_parse_from(&args) {
+        match Settings::try_load_from(&args) {
             Ok(settings) => settings,
             Err(error) => match refusal(&error, &args) {
                 Some(line) => {
@@ -36,6 +38,20 @@ impl Settings {
                 None => error.exit(),
             },
         }
+    }
+}
+
+impl Settings {
+    /// `args` and the environment parsed; then `PORT` binds every interface when neither
+    /// `PAM_LISTEN` nor `--listen` was given (a platform's port must be reachable from its router).
+    pub(super) fn try_load_from(args: &[OsString]) -> Result<Settings, clap::Error> {
+        let mut matches = Settings::command().try_get_matches_from(args)?;
+        let listen_defaulted = matches.value_source("listen") == Some(ValueSource::DefaultValue);
+        let mut settings = Settings::from_arg_matches_mut(&mut matches)?;
+        if let Some(port) = settings.port.filter(|_| listen_defaulted) {
+            settings.listen = SocketAddr::from((Ipv4Addr::UNSPECIFIED, port));
+        }
+        Ok(settings)
     }
 }
 
@@ -112,9 +128,24 @@ mod tests {
         }
     }
 
+    fn loaded(args: &[&str]) -> Settings {
+        let args: Vec<OsString> = args.iter().map(OsString::from).collect();
+        Settings::try_load_from(&args).unwrap_or_else(|e| panic!("{args:?}: {e}"))
+    }
+
+    #[test]
+    fn port_listens_on_every_interface_unless_listen_is_given() {
+        assert_eq!(loaded(&["pam-gateway", "--port", "10000"]).listen, "0.0.0.0:10000".parse().unwrap());
+        let both = loaded(&["pam-gateway", "--port", "10000", "--listen", "127.0.0.1:9000"]);
+        assert_eq!(both.listen, "127.0.0.1:9000".parse().unwrap(), "PAM_LISTEN wins");
+        // Given explicitly, even the default value is a choice PORT does not override.
+        let default_given = loaded(&["pam-gateway", "--port", "10000", "--listen", "127.0.0.1:8080"]);
+        assert_eq!(default_given.listen, "127.0.0.1:8080".parse().unwrap());
+    }
+
     fn refused(args: &[&str]) -> String {
         let args: Vec<OsString> = args.iter().map(OsString::from).collect();
-        let error = Settings::try_parse_from(&args).err().expect("refused");
+        let error = Settings::try_load_from(&args).err().expect("refused");
         refusal(&error, &args).expect("a one-line refusal")
     }
 

@@ -37,14 +37,24 @@ pub struct Settings {
     /// Bind address (port 0 picks a free port; the bound address is logged).
     #[arg(long, env = "PAM_LISTEN", default_value = "127.0.0.1:8080", value_parser = load::listen_address, help_heading = heading::EDGE)]
     pub listen: SocketAddr,
+    /// The port a platform assigns (Render, Heroku, Fly, Cloud Run set it): when `PAM_LISTEN` is
+    /// not set, the gateway listens on `0.0.0.0:$PORT`; `PAM_LISTEN` wins when both are set.
+    #[arg(long, env = "PORT", help_heading = heading::EDGE)]
+    pub port: Option<u16>,
     /// The database: `postgres://…` (production, Supabase's schema) or `sqlite://…` (the
     /// embedded default, created and migrated on first start).
     #[arg(long, env = "DATABASE_URL", default_value = "sqlite://pam-gateway.db", help_heading = heading::STORAGE)]
     pub database_url: String,
     /// Redis shared by every node: context cache, presence, per-user limits, idempotency keys,
-    /// push bus and v2 streams; unset = all of it in process (one node).
+    /// push bus and v2 streams; unset = all of it in process (one node). `redis://` is plain TCP,
+    /// `rediss://` TLS (checked against the system roots and `PAM_REDIS_CA_FILE`); either may carry
+    /// `user:password@` (ACL).
     #[arg(long, env = "REDIS_URL", help_heading = heading::CLUSTER)]
     pub redis_url: Option<String>,
+    /// PEM file of CA certificates added to the system roots to check a `rediss://` server's
+    /// certificate (a provider's own CA, e.g. Redis Cloud's `redis_ca.pem`).
+    #[arg(long, env = "PAM_REDIS_CA_FILE", help_heading = heading::CLUSTER)]
+    pub redis_ca_file: Option<PathBuf>,
     /// Prefix of every Redis key and channel the gateway uses; the nodes of one cluster share it.
     #[arg(long, env = "PAM_CACHE_PREFIX", default_value = "pam", help_heading = heading::CLUSTER)]
     pub cache_prefix: String,
@@ -252,7 +262,7 @@ pub struct AuthSettings {
 impl Settings {
     /// Settings from the environment and defaults, without CLI arguments (tests adjust fields).
     pub fn defaults() -> Self {
-        Settings::parse_from(["pam-gateway"])
+        Settings::try_load_from(&["pam-gateway".into()]).unwrap_or_else(|error| error.exit())
     }
 
     /// Checks that the settings can work together and derives the auth setup.

@@ -34,6 +34,7 @@ mod llm_tools;
 mod monitoring;
 mod nothing_lost;
 mod notification_store;
+mod platform_port;
 mod postgres_backend;
 mod postgres_outage;
 mod protocol_docs;

@@ -30,6 +30,22 @@ fn each_unworkable_setting_stops_the_binary_with_one_line_naming_it() {
     }
 }
 
+#[test]
+fn a_redis_url_or_ca_file_that_cannot_work_stops_the_binary_with_one_line_naming_it() {
+    let cases: &[(&str, &[(&str, &str)])] = &[
+        ("REDIS_URL", &[("REDIS_URL", "localhost:6379")]),
+        ("PAM_REDIS_CA_FILE", &[("REDIS_URL", "rediss://127.0.0.1:1"), ("PAM_REDIS_CA_FILE", "/nonexistent/redis-ca.pem")]),
+    ];
+    for (name, env) in cases {
+        let (status, stderr) = refused_start(env);
+        assert!(!status.success(), "{name}: exit {status}");
+        // Found while building (after logging started), so the refusal follows the log lines.
+        let refusals: Vec<&str> = stderr.lines().filter(|l| l.starts_with("pam-gateway: ")).collect();
+        assert_eq!(refusals.len(), 1, "{name}: one refusal, got {stderr:?}");
+        assert!(refusals[0].starts_with(&format!("pam-gateway: {name}")), "{name} is named first: {:?}", refusals[0]);
+    }
+}
+
 #[tokio::test]
 async fn an_unreachable_redis_at_startup_is_logged_once_loudly_and_shown_in_health() {
     let port = free_port();

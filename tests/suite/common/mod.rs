@@ -2,7 +2,7 @@
 //! builtin assistant, HS256 test secret) and `WsClient` speaks real WebSocket to it.
 //!
 //! Every helper more than one test file uses lives here (test files import only `common`): the
-//! databases (`db`), Redis (`redis`), several nodes (`nodes`; as real processes: `node_process`),
+//! databases (`db`), Redis (`redis`; one that speaks only TLS: `redis_tls`), several nodes (`nodes`; as real processes: `node_process`),
 //! pushes and timers (`push`), auth and JWKS (`auth`), the real binary (`process`), captured logs
 //! (`logs`), the deploy's alert rules run by promtool (`prometheus`), a throwaway Postgres cluster
 //! (`cluster`), fake models (`fake_llm`, `v2`, `turns`), raw frames (`raw_ws`), REST (`rest`), and
@@ -22,6 +22,7 @@ pub mod proxy;
 pub mod push;
 pub mod raw_ws;
 pub mod redis;
+pub mod redis_tls;
 pub mod rest;
 pub mod turns;
 pub mod v2;

@@ -7,6 +7,7 @@ mod liveness;
 mod push;
 mod push_catch_up;
 mod redis_outage;
+mod redis_tls;
 mod resume;
 mod shared_limits;
 mod timer_claims;
