@@ -99,6 +99,10 @@ fn describe_metrics() {
     metrics::describe_histogram!(CHAT_SECONDS, metrics::Unit::Seconds, "Chat turn time, request to terminal frame");
     metrics::describe_histogram!(CHAT_FIRST_TOKEN_SECONDS, metrics::Unit::Seconds, "Time to the first model token");
     metrics::describe_counter!(LLM_REQUESTS_TOTAL, "Model requests by provider, model and outcome");
+    metrics::describe_counter!(
+        LLM_TOKENS_TOTAL,
+        "Model tokens the providers reported, by provider, configured model and direction (input, output)"
+    );
     metrics::describe_gauge!(crate::models::chain::LLM_CIRCUIT_OPEN, "1 while a model provider is skipped after repeated failures");
     metrics::describe_counter!(RATE_LIMITED_TOTAL, "Chat frames refused by the rate limit");
     metrics::describe_gauge!(ORCHESTRATORS_ACTIVE, "Running orchestrator actors");
