@@ -76,7 +76,7 @@ import json, os, re, sys
 KNOWN_METRICS = {
     "pam_ws_connections", "pam_ws_connections_opened_total", "pam_ws_closed_total",
     "pam_ws_frames_total", "pam_auth_failures_total", "pam_chat_seconds",
-    "pam_chat_first_token_seconds", "pam_llm_requests_total", "pam_context_load_seconds",
+    "pam_chat_first_token_seconds", "pam_llm_requests_total", "pam_llm_tokens_total", "pam_context_load_seconds",
     "pam_cache_requests_total", "pam_db_query_seconds", "pam_rate_limited_total",
     "pam_orchestrators_active", "pam_cache_errors_total", "pam_llm_circuit_open",
     "pam_storage_degraded", "pam_turns_pending", "pam_turns_dropped_total",

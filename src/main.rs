@@ -9,7 +9,7 @@ use pam_gateway::{Application, Settings, shutdown_signal};
 #[tokio::main]
 async fn main() {
     let settings = Settings::load();
-    telemetry::init_tracing(settings.log_format);
+    let traces = telemetry::init_tracing_and_traces(settings.log_format, &settings.traces);
     let result = async {
         let app = Application::build(settings).await?;
         if let Some(tls) = app.tls() {
@@ -18,6 +18,9 @@ async fn main() {
         app.run_until_stopped(shutdown_signal()).await
     }
     .await;
+    if let Some(traces) = traces {
+        traces.shutdown().await;
+    }
     if let Err(error) = result {
         eprintln!("pam-gateway: {}", one_line(&error));
         std::process::exit(1);

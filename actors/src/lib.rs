@@ -31,6 +31,7 @@ mod push;
 mod settings;
 mod stream;
 mod supervisor;
+pub mod trace;
 mod turn;
 mod ws_monitor;
 

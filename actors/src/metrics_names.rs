@@ -18,6 +18,9 @@ pub const CHAT_SECONDS: &str = "pam_chat_seconds";
 pub const CHAT_FIRST_TOKEN_SECONDS: &str = "pam_chat_first_token_seconds";
 /// Counter `pam_llm_requests_total{provider,model,outcome}`.
 pub const LLM_REQUESTS_TOTAL: &str = "pam_llm_requests_total";
+/// Counter `pam_llm_tokens_total{provider,model,direction}` (`input`/`output`), as the provider
+/// reported them; `model` is the configured name (a closed set), not the provider's.
+pub const LLM_TOKENS_TOTAL: &str = "pam_llm_tokens_total";
 /// Counter: chats refused by the per-user rate limit.
 pub const RATE_LIMITED_TOTAL: &str = "pam_rate_limited_total";
 /// Gauge: running orchestrator actors (one per chatting connection).

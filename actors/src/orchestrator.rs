@@ -19,6 +19,7 @@ use std::collections::HashMap;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use tokio::sync::oneshot;
+use tracing::Instrument;
 
 use crate::messages::orchestrator::{ChatJob, OrchestratorMsg, StreamedChat};
 use crate::metrics_names::ORCHESTRATORS_ACTIVE;
@@ -87,7 +88,9 @@ impl OrchestratorState {
     fn start_chat(&mut self, ChatJob { input, guard, reply }: ChatJob) {
         let (line, after) = self.line.join(guard.finished());
         let pipeline = self.pipeline.clone();
-        self.pipeline.on_task(guard.id(), async move { reply.answered(pipeline.answer(input, guard, line, after).await) });
+        let (span, id) = (input.span.clone(), guard.id());
+        let turn = async move { reply.answered(pipeline.answer(input, guard, line, after).await) };
+        self.pipeline.on_task(id, turn.instrument(span));
     }
 
     /// Starts a v2 turn at once; its frames go to the stream, and `cancel` can stop it.
@@ -96,12 +99,14 @@ impl OrchestratorState {
         self.cancels.retain(|_, cancel| !cancel.is_closed());
         let (cancel, cancelled) = oneshot::channel();
         self.cancels.insert(id.clone(), cancel);
+        let (span, turn_id) = (input.span.clone(), guard.id());
         let job = StreamedJob { id, input, stream, cancel: cancelled };
         let pipeline = self.pipeline.clone();
-        self.pipeline.on_task(guard.id(), async move {
+        let turn = async move {
             pipeline.answer_streamed(job, guard, line, after).await;
             reply.ended();
-        });
+        };
+        self.pipeline.on_task(turn_id, turn.instrument(span));
     }
 
     /// v2 `cancel`: the running turn `id` stops (a turn already ended ignores it).

@@ -153,7 +153,8 @@ where
 }
 
 async fn load_profile(loaders: ContextLoaders, i: usize) -> Result<(), String> {
-    let reply = ractor::call_t!(loaders.profile, ContextLoaderMsg::Load, 5_000, bench_user(i)).map_err(|e| e.to_string())?;
+    let reply =
+        ractor::call_t!(loaders.profile, ContextLoaderMsg::Load, 5_000, bench_user(i), tracing::Span::none()).map_err(|e| e.to_string())?;
     let value = reply.map_err(|e| e.to_string())?;
     if value.is_null() { Err("no profile loaded".into()) } else { Ok(()) }
 }

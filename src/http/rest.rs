@@ -14,17 +14,20 @@ use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use pam_actors::metrics_names::{CHAT_SECONDS, RATE_LIMITED_TOTAL};
+use pam_actors::trace::Dialect;
 use pam_actors::{LlmReply, TurnInput, TurnOrigin};
 use pam_protocol::{SessionId, UserId};
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 use tokio::time::Instant;
 use tracing::Instrument;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::cluster::idempotency::{Decision, StoredResponse, valid_key};
 use crate::http::bearer;
 use crate::http::error::error_response;
 use crate::http::state::SharedState;
+use crate::observability::traces;
 
 /// How long the response waits for the stored turn's ids before answering without them.
 const IDS_TIMEOUT: Duration = Duration::from_secs(2);
@@ -154,18 +157,27 @@ async fn answer(state: SharedState, headers: HeaderMap, body: Result<Bytes, Byte
             return error_response(StatusCode::BAD_REQUEST, "VALIDATION_ERROR", "Idempotency-Key must be 1-255 visible ASCII characters");
         }
     };
+    // A caller's W3C `traceparent`: the turn's trace joins the caller's.
+    let parent = traces::remote_parent(&headers);
     let Some(key) = key else {
         let client_msg_id = format!("rest:{}", uuid::Uuid::new_v4());
-        return match run_turn(&state, &user, &body, client_msg_id, started).await {
+        return match run_turn(&state, &user, &body, client_msg_id, started, parent).await {
             Ok(response) => Json(response).into_response(),
             Err(refusal) => refusal,
         };
     };
-    claim_and_answer(&state, &user, &body, &key, started).await
+    claim_and_answer(&state, &user, &body, &key, started, parent).await
 }
 
 /// Replay, 409 while in flight (on any node), 422 for another body, or run once.
-async fn claim_and_answer(state: &SharedState, user: &UserId, body: &ChatBody, key: &str, started: Instant) -> Response {
+async fn claim_and_answer(
+    state: &SharedState,
+    user: &UserId,
+    body: &ChatBody,
+    key: &str,
+    started: Instant,
+    parent: Option<opentelemetry::Context>,
+) -> Response {
     match state.idempotency.claim(user, key, body.fingerprint()).await {
         Decision::Replay(stored) => {
             let mut response = Json(stored.body).into_response();
@@ -187,7 +199,7 @@ async fn claim_and_answer(state: &SharedState, user: &UserId, body: &ChatBody, k
             let turn = tokio::spawn(super::middleware::in_request_scope(async move {
                 let (state, user, body, key, ticket) = task;
                 // The shared claim's lease is renewed while the turn runs, and only then.
-                let turn = run_turn(&state, &user, &body, format!("rest:{key}"), started);
+                let turn = run_turn(&state, &user, &body, format!("rest:{key}"), started, parent);
                 let outcome = tokio::select! {
                     outcome = turn => outcome,
                     never = state.idempotency.hold(&user, &key, &ticket) => match never {},
@@ -212,13 +224,25 @@ async fn claim_and_answer(state: &SharedState, user: &UserId, body: &ChatBody, k
 }
 
 /// The shared pipeline, rate limit first (on the turn's task); the 200 body or the error response.
-async fn run_turn(state: &SharedState, user: &UserId, body: &ChatBody, client_msg_id: String, started: Instant) -> Result<Value, Response> {
+async fn run_turn(
+    state: &SharedState,
+    user: &UserId,
+    body: &ChatBody,
+    client_msg_id: String,
+    started: Instant,
+    parent: Option<opentelemetry::Context>,
+) -> Result<Value, Response> {
     // Asked again right before the turn is registered (nothing awaits in between): a drain that
     // started meanwhile either sees the turn running and waits for it, or refuses it here.
     if state.is_draining() {
         return Err(restarting());
     }
     let request_id = super::middleware::current_request_id().unwrap_or_else(|| "unknown".into());
+    let span = pam_actors::trace::turn_span(Dialect::Rest, body.session.as_str(), &client_msg_id);
+    if let Some(parent) = parent {
+        // Before anything runs under the span, so every span of the turn has the caller's trace id.
+        let _ = span.set_parent(parent);
+    }
     let input = TurnInput {
         user: user.clone(),
         session: body.session.clone(),
@@ -226,6 +250,7 @@ async fn run_turn(state: &SharedState, user: &UserId, body: &ChatBody, client_ms
         context: body.context.clone(),
         client_msg_id: client_msg_id.clone(),
         origin: TurnOrigin::Rest(request_id),
+        span,
     };
     let (deps, limited) = (state.deps.clone(), user.clone());
     let admit = async move { deps.rate_limiter.check(&limited).await };

@@ -13,7 +13,7 @@ use serde_json::json;
 
 use super::sse::{Endpoint, Offer, SseApi, Step, json_data, secret_header};
 use super::tools::{self, ToolPiece, ToolRound};
-use super::{ProviderFailure, prompt};
+use super::{ProviderFailure, Usage, prompt};
 use crate::push::timers::tools::TimerTools;
 
 /// The API version header every request carries.
@@ -153,6 +153,24 @@ impl SseApi for AnthropicProvider {
     fn step(event: &eventsource_stream::Event) -> Result<Step, ProviderFailure> {
         step(event)
     }
+
+    fn usage(event: &eventsource_stream::Event) -> Option<Usage> {
+        usage(event)
+    }
+}
+
+/// The model and token counts of `message_start` (input) and `message_delta` (output so far).
+fn usage(event: &eventsource_stream::Event) -> Option<Usage> {
+    let data: serde_json::Value = match event.event.as_str() {
+        "message_start" | "message_delta" => serde_json::from_str(&event.data).ok()?,
+        _ => return None,
+    };
+    let usage = if event.event == "message_start" { &data["message"]["usage"] } else { &data["usage"] };
+    Some(Usage {
+        response_model: data["message"]["model"].as_str().map(str::to_string),
+        input_tokens: usage["input_tokens"].as_u64(),
+        output_tokens: usage["output_tokens"].as_u64(),
+    })
 }
 
 #[cfg(test)]
@@ -190,6 +208,21 @@ mod tests {
         let text_block =
             event("content_block_start", r#"{"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}"#);
         assert_eq!(step(&text_block), Ok(Step::Skip));
+    }
+
+    #[test]
+    fn the_model_and_token_counts_come_from_message_start_and_message_delta() {
+        let start = event(
+            "message_start",
+            r#"{"type":"message_start","message":{"model":"claude-x-1","usage":{"input_tokens":12,"output_tokens":1}}}"#,
+        );
+        let expected = Usage { response_model: Some("claude-x-1".into()), input_tokens: Some(12), output_tokens: Some(1) };
+        assert_eq!(usage(&start), Some(expected));
+        let delta = event("message_delta", r#"{"type":"message_delta","delta":{"stop_reason":"end_turn"},"usage":{"output_tokens":7}}"#);
+        let mut total = usage(&start).unwrap();
+        total.update(usage(&delta).unwrap());
+        assert_eq!((total.response_model.as_deref(), total.input_tokens, total.output_tokens), (Some("claude-x-1"), Some(12), Some(7)));
+        assert_eq!(usage(&event("ping", "")), None);
     }
 
     #[test]

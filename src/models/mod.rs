@@ -82,11 +82,40 @@ pub struct Streamed {
     pub text: String,
     /// Tools ran on the way (timers set, listed or cancelled): the answer is not cacheable.
     pub acted: bool,
+    /// What the provider reported about the answer (summed over tool rounds).
+    pub usage: Usage,
 }
 
 impl From<String> for Streamed {
     fn from(text: String) -> Self {
-        Streamed { text, acted: false }
+        Streamed { text, ..Streamed::default() }
+    }
+}
+
+/// What a provider reports about one answer, when it does (Anthropic in `message_start` and
+/// `message_delta`; the OpenAI stream ends before its usage chunk, so it reports none).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Usage {
+    /// The model that answered, as the provider names it.
+    pub response_model: Option<String>,
+    pub input_tokens: Option<u64>,
+    pub output_tokens: Option<u64>,
+}
+
+impl Usage {
+    /// Takes what a later event of the same response says (its token counts are running totals).
+    pub(crate) fn update(&mut self, later: Usage) {
+        self.response_model = later.response_model.or(self.response_model.take());
+        self.input_tokens = later.input_tokens.or(self.input_tokens);
+        self.output_tokens = later.output_tokens.or(self.output_tokens);
+    }
+
+    /// Adds the next response's counts (a tool round is a request of its own).
+    pub(crate) fn add(&mut self, next: Usage) {
+        let sum = |a: Option<u64>, b: Option<u64>| if a.is_none() && b.is_none() { None } else { Some(a.unwrap_or(0) + b.unwrap_or(0)) };
+        self.input_tokens = sum(self.input_tokens, next.input_tokens);
+        self.output_tokens = sum(self.output_tokens, next.output_tokens);
+        self.response_model = next.response_model.or(self.response_model.take());
     }
 }
 
@@ -176,7 +205,7 @@ pub fn build(settings: &Settings, timers: Option<TimerTools>) -> anyhow::Result<
         total: Duration::from_millis(settings.llm_timeout_ms),
     };
     let builtin = timers.map_or_else(BuiltinAssistant::default, BuiltinAssistant::with_timers);
-    let chain = FallbackChain::new(models, Arc::new(builtin), deadlines);
+    let chain = FallbackChain::new(models, Arc::new(builtin), deadlines).with_trace_content(settings.traces.trace_content);
     Ok(Arc::new(ResponseCache::new(Arc::new(chain))))
 }
 

@@ -17,7 +17,7 @@ use reqwest::header::HeaderValue;
 use tokio::sync::mpsc;
 
 use super::tools::{self, MAX_CALLS_PER_ROUND, MAX_TOOL_ROUNDS, Read, ToolPiece, ToolRound, add_pieces, finished};
-use super::{ProviderFailure, Streamed, StreamingModel, line_ends};
+use super::{ProviderFailure, Streamed, StreamingModel, Usage, line_ends};
 use crate::push::timers::tools::TimerTools;
 
 /// Whether and how a request offers the tools.
@@ -59,6 +59,10 @@ pub(super) trait SseApi: Send + Sync + 'static {
     ) -> Result<reqwest::RequestBuilder, ProviderFailure>;
     /// What one event means.
     fn step(event: &Event) -> Result<Step, ProviderFailure>;
+    /// What one event reports about the response (model, token counts), if anything.
+    fn usage(_event: &Event) -> Option<Usage> {
+        None
+    }
 }
 
 /// Where and as whom a provider is called. `Debug` names the URL and model, never the key.
@@ -130,20 +134,22 @@ impl<T: SseApi> StreamingModel for T {
     ) -> BoxFuture<'a, Result<Streamed, ProviderFailure>> {
         Box::pin(async move {
             let Some(timers) = self.endpoint().tools.as_ref() else {
-                return collect_text(self.request(request, model, &[], Offer::NoTools)?, &deltas, T::step).await.map(|r| r.text.into());
+                let read = collect_text(self.request(request, model, &[], Offer::NoTools)?, &deltas, T::step, T::usage).await?;
+                return Ok(Streamed { text: read.text, acted: false, usage: read.usage });
             };
             let mut rounds: Vec<ToolRound> = Vec::new();
-            let (mut answer, mut nth_timer) = (String::new(), 0);
+            let (mut answer, mut nth_timer, mut usage) = (String::new(), 0, Usage::default());
             loop {
                 let offer = if rounds.len() < MAX_TOOL_ROUNDS { Offer::Tools } else { Offer::Answer };
-                let read = collect_text(self.request(request, model, &rounds, offer)?, &deltas, T::step).await?;
+                let read = collect_text(self.request(request, model, &rounds, offer)?, &deltas, T::step, T::usage).await?;
                 answer.push_str(&read.text);
+                usage.add(read.usage);
                 if read.calls.is_empty() || offer == Offer::Answer {
                     if answer.trim().is_empty() && !rounds.is_empty() {
                         answer = "Sorry, I couldn't finish that. Please try again.".into();
                         let _ = deltas.send(answer.clone()).await;
                     }
-                    return Ok(Streamed { text: answer, acted: !rounds.is_empty() });
+                    return Ok(Streamed { text: answer, acted: !rounds.is_empty(), usage });
                 }
                 let _ = deltas.send(String::new()).await;
                 let mut results = Vec::with_capacity(read.calls.len());
@@ -189,18 +195,29 @@ pub(super) fn secret_header(value: &str) -> Result<HeaderValue, ProviderFailure>
     Ok(header)
 }
 
-/// Sends `request` and streams its events through `on_event` until the end event.
+/// Sends `request` and streams its events through `on_event` until the end event, gathering
+/// what `usage_of` finds on the way.
 pub(super) async fn collect_text(
     request: reqwest::RequestBuilder,
     deltas: &mpsc::Sender<String>,
-    on_event: impl FnMut(&Event) -> Result<Step, ProviderFailure> + Send,
+    mut on_event: impl FnMut(&Event) -> Result<Step, ProviderFailure> + Send,
+    usage_of: fn(&Event) -> Option<Usage>,
 ) -> Result<Read, ProviderFailure> {
     let response = request.send().await.map_err(|e| ProviderFailure::Transport(without_url(&e)))?;
     let status = response.status();
     if !status.is_success() {
         return Err(ProviderFailure::Status(status.as_u16()));
     }
-    read_text(Box::pin(response.bytes_stream()), deltas, on_event).await
+    let mut usage = Usage::default();
+    let on_event = |event: &Event| {
+        if let Some(reported) = usage_of(event) {
+            usage.update(reported);
+        }
+        on_event(event)
+    };
+    let mut read = read_text(Box::pin(response.bytes_stream()), deltas, on_event).await?;
+    read.usage = usage;
+    Ok(read)
 }
 
 /// Reads a response body as server-sent events until `on_event` says the answer ended; EOF

@@ -102,6 +102,8 @@ pub(super) fn add_pieces(calls: &mut std::collections::BTreeMap<u64, ToolCall>, 
 pub(super) struct Read {
     pub(super) text: String,
     pub(super) calls: Vec<ToolCall>,
+    /// What the provider reported about this response.
+    pub(super) usage: super::Usage,
 }
 
 pub(super) fn finished(text: String, calls: std::collections::BTreeMap<u64, ToolCall>) -> Read {
@@ -114,7 +116,7 @@ pub(super) fn finished(text: String, calls: std::collections::BTreeMap<u64, Tool
             call
         })
         .collect();
-    Read { text, calls }
+    Read { text, calls, usage: super::Usage::default() }
 }
 
 /// (name, description, JSON schema of the arguments).

@@ -9,6 +9,7 @@ pub mod errors;
 pub mod pushes;
 pub mod slow_queries;
 pub mod telemetry;
+pub mod traces;
 
 /// Histogram of query time, labelled `query`.
 pub const DB_QUERY_SECONDS: &str = "pam_db_query_seconds";

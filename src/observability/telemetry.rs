@@ -7,7 +7,9 @@ use std::time::Duration;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tracing_subscriber::EnvFilter;
 
+use super::traces::Traces;
 use crate::settings::LogFormat;
+use crate::settings::traces::TraceSettings;
 
 /// Latency buckets (seconds) for every `*_seconds` histogram: chat answers span 50 ms to 30 s.
 const SECONDS_BUCKETS: &[f64] = &[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 20.0, 30.0, 60.0];
@@ -15,12 +17,36 @@ const SECONDS_BUCKETS: &[f64] = &[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
 /// Installs the global tracing subscriber (level from `RUST_LOG`, default `info`). WARN and
 /// ERROR events also reach the monitoring error log, whatever `RUST_LOG` says.
 pub fn init_tracing(format: Option<LogFormat>) {
+    install(format, None);
+}
+
+/// [`init_tracing`] plus the trace exporter `settings` ask for, returned so its last spans can
+/// be flushed at exit. A trace setting that cannot work is logged in one line and the gateway
+/// runs without traces (`None`); it never stops the start.
+pub fn init_tracing_and_traces(format: Option<LogFormat>, settings: &TraceSettings) -> Option<Traces> {
+    let (traces, problem) = match Traces::from_settings(settings) {
+        Ok(traces) => (traces, None),
+        Err(problem) => (None, Some(problem)),
+    };
+    install(format, traces.as_ref());
+    if let Some(problem) = problem {
+        tracing::warn!(%problem, "traces are off: {problem}");
+    }
+    if let Some(traces) = &traces {
+        tracing::info!(endpoint = %crate::settings::secret::redact_url(traces.endpoint()), "exporting traces over OTLP/HTTP");
+    }
+    traces
+}
+
+fn install(format: Option<LogFormat>, traces: Option<&Traces>) {
     use tracing_subscriber::Layer;
     use tracing_subscriber::filter::LevelFilter;
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
 
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    // The trace spans are for the exporter only: log lines stay as they were.
+    let filter = filter.add_directive(format!("{}=off", pam_actors::trace::TARGET).parse().expect("a valid directive"));
     let format = format.unwrap_or(if std::io::stderr().is_terminal() { LogFormat::Pretty } else { LogFormat::Json });
     let output = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
     let output: Box<dyn Layer<tracing_subscriber::Registry> + Send + Sync> = match format {
@@ -30,6 +56,7 @@ pub fn init_tracing(format: Option<LogFormat>) {
     let _ = tracing_subscriber::registry()
         .with(output.with_filter(filter))
         .with(crate::observability::ErrorLayer.with_filter(LevelFilter::WARN))
+        .with(traces.map(Traces::layer))
         .try_init();
 }
 
@@ -72,6 +99,10 @@ fn describe_metrics() {
     metrics::describe_histogram!(CHAT_SECONDS, metrics::Unit::Seconds, "Chat turn time, request to terminal frame");
     metrics::describe_histogram!(CHAT_FIRST_TOKEN_SECONDS, metrics::Unit::Seconds, "Time to the first model token");
     metrics::describe_counter!(LLM_REQUESTS_TOTAL, "Model requests by provider, model and outcome");
+    metrics::describe_counter!(
+        LLM_TOKENS_TOTAL,
+        "Model tokens the providers reported, by provider, configured model and direction (input, output)"
+    );
     metrics::describe_gauge!(crate::models::chain::LLM_CIRCUIT_OPEN, "1 while a model provider is skipped after repeated failures");
     metrics::describe_counter!(RATE_LIMITED_TOTAL, "Chat frames refused by the rate limit");
     metrics::describe_gauge!(ORCHESTRATORS_ACTIVE, "Running orchestrator actors");

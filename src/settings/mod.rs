@@ -17,6 +17,7 @@ mod checks;
 pub mod docs;
 mod load;
 pub mod secret;
+pub mod traces;
 
 /// Default accurate Anthropic model when `PAM_ANTHROPIC_MODEL` is unset.
 pub const DEFAULT_ANTHROPIC_MODEL: &str = "claude-sonnet-4-5";
@@ -216,6 +217,9 @@ pub struct Settings {
     /// Mount `GET /conformance/echo`, a raw WebSocket echo for the Autobahn testsuite (loopback binds only).
     #[arg(long, env = "PAM_CONFORMANCE_ECHO", default_value_t = false, action = clap::ArgAction::Set, help_heading = heading::EDGE)]
     pub conformance_echo: bool,
+
+    #[command(flatten)]
+    pub traces: traces::TraceSettings,
 }
 
 /// The `--help` headings of the settings, which are also the sections of docs/configuration.md.
@@ -229,8 +233,9 @@ pub mod heading {
     pub const KEEPALIVE: &str = "Keepalive";
     pub const SHUTDOWN: &str = "Shutdown";
     pub const LOGGING: &str = "Logging";
+    pub const TRACES: &str = "Traces (OpenTelemetry)";
     /// Every heading, in the order docs/configuration.md lists them.
-    pub const ALL: [&str; 9] = [EDGE, AUTH, STORAGE, CLUSTER, MODELS, LIMITS, KEEPALIVE, SHUTDOWN, LOGGING];
+    pub const ALL: [&str; 10] = [EDGE, AUTH, STORAGE, CLUSTER, MODELS, LIMITS, KEEPALIVE, SHUTDOWN, LOGGING, TRACES];
 }
 
 /// hyper's smallest read buffer (`http1::Builder::max_buf_size` panics below it).

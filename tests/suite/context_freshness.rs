@@ -87,7 +87,7 @@ impl ContextCache for Observed {
 }
 
 async fn name(loader: &ActorRef<ContextLoaderMsg>, user: &UserId) -> String {
-    let value = ractor::call!(loader, ContextLoaderMsg::Load, user.clone()).unwrap().unwrap();
+    let value = ractor::call!(loader, ContextLoaderMsg::Load, user.clone(), tracing::Span::none()).unwrap().unwrap();
     value["full_name"].as_str().unwrap().to_string()
 }
 

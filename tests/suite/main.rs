@@ -54,6 +54,7 @@ mod startup_refusals;
 mod supervision;
 mod tls;
 mod token_times;
+mod traces;
 mod v2_protocol;
 mod v2_session;
 mod waiting_lists;

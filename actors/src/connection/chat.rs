@@ -19,6 +19,7 @@ use crate::messages::orchestrator::{ChatJob, OrchestratorMsg, StreamedChat, Turn
 use crate::metrics_names::{CHAT_SECONDS, RATE_LIMITED_TOTAL};
 use crate::orchestrator::{OrchestratorActor, OrchestratorArgs};
 use crate::stream::ResumableStream;
+use crate::trace::{self, Dialect};
 use crate::turn::{TurnInput, TurnOrigin};
 
 /// An error frame about one chat (its `id` set in v2).
@@ -57,7 +58,9 @@ impl ConnectionState {
             _ => TurnInput::server_msg_id(),
         };
         let origin = TurnOrigin::Socket(self.conn_id.clone());
-        let input = TurnInput { user, session, message: chat.message, context, client_msg_id, origin };
+        let dialect = if v2_stream.is_some() { Dialect::V2 } else { Dialect::Legacy };
+        let span = trace::turn_span(dialect, session.as_str(), &client_msg_id);
+        let input = TurnInput { user, session, message: chat.message, context, client_msg_id, origin, span };
         self.hand_over(myself, &orchestrator, input, chat.id, v2_stream);
     }
 

@@ -7,8 +7,10 @@ use std::time::Duration;
 use pam_protocol::UserId;
 use ractor::ActorRef;
 use serde_json::Value;
+use tracing::Instrument;
 
 use super::ContextLoaderMsg;
+use crate::trace;
 
 /// The three loaders, as the orchestrator uses them.
 #[derive(Clone)]
@@ -28,12 +30,23 @@ impl ContextLoaders {
     /// times out is left out and `context_degraded` says why.
     pub async fn load_all(&self, user: &UserId) -> serde_json::Map<String, Value> {
         let ms = u64::try_from(self.timeout.as_millis()).unwrap_or(u64::MAX);
-        let call = |loader: &ActorRef<ContextLoaderMsg>| {
-            let user = user.clone();
-            let loader = loader.clone();
-            async move { ractor::call_t!(loader, ContextLoaderMsg::Load, ms, user) }
+        let call = |kind: &'static str, loader: &ActorRef<ContextLoaderMsg>| {
+            let (user, loader) = (user.clone(), loader.clone());
+            // The loader answers on its own task: the span goes with the message, so the loader
+            // can say how it was served and trace the fetch under it.
+            let span = trace::context_load_span(kind);
+            let load = span.clone();
+            async move {
+                let result = ractor::call_t!(loader, ContextLoaderMsg::Load, ms, user, load.clone());
+                if result.is_err() {
+                    load.record("outcome", "timeout");
+                }
+                result
+            }
+            .instrument(span)
         };
-        let (profile, financial, social) = tokio::join!(call(&self.profile), call(&self.financial), call(&self.social));
+        let (profile, financial, social) =
+            tokio::join!(call("profile", &self.profile), call("financial", &self.financial), call("social", &self.social));
         let mut context = serde_json::Map::new();
         let mut problems = Vec::new();
         for (kind, result) in [("profile", profile), ("financial", financial), ("social", social)] {

@@ -18,6 +18,7 @@ use pam_protocol::UserId;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use serde_json::Value;
 use tokio::time::Instant;
+use tracing::{Instrument, Span};
 
 use crate::metrics_names::{CACHE_REQUESTS_TOTAL, CONTEXT_LOAD_SECONDS};
 use crate::ports::{CacheLookup, ContextCache, ContextKind, ContextStore, StoreError};
@@ -50,8 +51,10 @@ pub(crate) type ContextReply = Result<Arc<Value>, StoreError>;
 
 /// What a context loader is asked.
 pub enum ContextLoaderMsg {
-    /// Loads a user's context; the reply is shared with concurrent loads of the same user.
-    Load(UserId, RpcReplyPort<ContextReply>),
+    /// Loads a user's context; the reply is shared with concurrent loads of the same user. The
+    /// span is the caller's `context_load` span (`Span::none()` untraced): the loader records on
+    /// it how the load was served.
+    Load(UserId, Span, RpcReplyPort<ContextReply>),
     /// A fetch task finished.
     Fetched {
         /// Whose context it fetched.
@@ -75,7 +78,8 @@ pub enum ContextLoaderMsg {
 pub struct ContextLoaderState {
     args: ContextLoaderArgs,
     l1: moka::sync::Cache<UserId, Arc<Value>>,
-    waiting: HashMap<UserId, Vec<RpcReplyPort<ContextReply>>>,
+    /// Loads waiting for a fetch, each with its span.
+    waiting: HashMap<UserId, Vec<(RpcReplyPort<ContextReply>, Span)>>,
     /// Users invalidated while their fetch was running: that result is served but not cached.
     stale: HashSet<UserId>,
     /// Shared-cache evictions still running, per user (each ends within the cache's timeout);
@@ -97,7 +101,7 @@ impl Actor for ContextLoaderActor {
 
     async fn handle(&self, myself: ActorRef<Self::Msg>, message: Self::Msg, state: &mut Self::State) -> Result<(), ActorProcessingErr> {
         match message {
-            ContextLoaderMsg::Load(user, reply) => state.load(&myself, user, reply),
+            ContextLoaderMsg::Load(user, span, reply) => state.load(&myself, user, span, reply),
             ContextLoaderMsg::Fetched { user, result, source, started } => state.fetched(user, result, source, started),
             ContextLoaderMsg::Invalidate(user) => state.invalidate(&myself, user),
             ContextLoaderMsg::InvalidateAll => state.invalidate_all(&myself),
@@ -112,17 +116,20 @@ impl ContextLoaderState {
         self.args.kind.as_str()
     }
 
-    fn load(&mut self, myself: &ActorRef<ContextLoaderMsg>, user: UserId, reply: RpcReplyPort<ContextReply>) {
+    fn load(&mut self, myself: &ActorRef<ContextLoaderMsg>, user: UserId, span: Span, reply: RpcReplyPort<ContextReply>) {
         let started = Instant::now();
         if let Some(cached) = self.l1.get(&user) {
             metrics::counter!(CACHE_REQUESTS_TOTAL, "kind" => self.kind(), "result" => "hit").increment(1);
             metrics::histogram!(CONTEXT_LOAD_SECONDS, "kind" => self.kind(), "source" => "l1").record(started.elapsed().as_secs_f64());
             tracing::debug!(kind = self.kind(), cache = "hit", source = "l1", elapsed_ms = 0, "context load");
+            span.record("cache", "hit").record("source", "l1").record("outcome", "ok");
             let _ = reply.send(Ok(cached));
             return;
         }
         let waiters = self.waiting.entry(user.clone()).or_default();
-        waiters.push(reply);
+        // The fetch is traced under the load that started it; the loads that join it share it.
+        let fetch_span = span.clone();
+        waiters.push((reply, span));
         if waiters.len() > 1 {
             return; // a fetch for this user is already running
         }
@@ -131,10 +138,13 @@ impl ContextLoaderState {
         let cache = self.args.cache.clone().filter(|_| !skip_cache);
         let kind = self.args.kind;
         let report = FetchReport { myself: myself.clone(), user: Some(user.clone()), started };
-        tokio::spawn(async move {
-            let (result, source) = fetch_through(cache.as_deref(), store.as_ref(), kind, &user).await;
-            report.send(result, source);
-        });
+        tokio::spawn(
+            async move {
+                let (result, source) = fetch_through(cache.as_deref(), store.as_ref(), kind, &user).await;
+                report.send(result, source);
+            }
+            .instrument(fetch_span),
+        );
     }
 
     fn fetched(&mut self, user: UserId, result: Result<Value, StoreError>, source: &'static str, started: Instant) {
@@ -156,7 +166,8 @@ impl ContextLoaderState {
         }
         let waiters = self.waiting.remove(&user).unwrap_or_default();
         metrics::counter!(CACHE_REQUESTS_TOTAL, "kind" => self.kind(), "result" => outcome).increment(waiters.len() as u64);
-        for waiter in waiters {
+        for (waiter, span) in waiters {
+            span.record("cache", outcome).record("source", source).record("outcome", if reply.is_ok() { "ok" } else { "error" });
             let _ = waiter.send(reply.clone());
         }
     }

@@ -53,16 +53,16 @@ async fn fifty_concurrent_loads_of_one_user_share_one_fetch() {
     let (loader, store) = profile_loader().await;
     let loads = (0..50).map(|_| {
         let loader = loader.clone();
-        tokio::spawn(async move { ractor::call!(loader, ContextLoaderMsg::Load, user(1)).unwrap().unwrap() })
+        tokio::spawn(async move { ractor::call!(loader, ContextLoaderMsg::Load, user(1), tracing::Span::none()).unwrap().unwrap() })
     });
     for load in loads {
         assert_eq!(load.await.unwrap()["full_name"], user(1).as_str());
     }
     assert_eq!(store.fetches.load(Ordering::SeqCst), 1);
-    ractor::call!(loader, ContextLoaderMsg::Load, user(1)).unwrap().unwrap();
+    ractor::call!(loader, ContextLoaderMsg::Load, user(1), tracing::Span::none()).unwrap().unwrap();
     assert_eq!(store.fetches.load(Ordering::SeqCst), 1, "the next load is an L1 hit");
     loader.cast(ContextLoaderMsg::Invalidate(user(1))).unwrap();
-    ractor::call!(loader, ContextLoaderMsg::Load, user(1)).unwrap().unwrap();
+    ractor::call!(loader, ContextLoaderMsg::Load, user(1), tracing::Span::none()).unwrap().unwrap();
     assert_eq!(store.fetches.load(Ordering::SeqCst), 2, "invalidation forces a fetch");
 }
 
@@ -71,11 +71,14 @@ async fn fifty_concurrent_loads_of_one_user_share_one_fetch() {
 #[tokio::test(start_paused = true)]
 async fn a_slow_fetch_does_not_delay_a_cached_load() {
     let (loader, _store) = profile_loader().await;
-    ractor::call!(loader, ContextLoaderMsg::Load, user(2)).unwrap().unwrap();
+    ractor::call!(loader, ContextLoaderMsg::Load, user(2), tracing::Span::none()).unwrap().unwrap();
     let slow_loader = loader.clone();
-    let slow = tokio::spawn(async move { ractor::call!(slow_loader, ContextLoaderMsg::Load, UserId::parse(SLOW).unwrap()) });
+    let slow =
+        tokio::spawn(
+            async move { ractor::call!(slow_loader, ContextLoaderMsg::Load, UserId::parse(SLOW).unwrap(), tracing::Span::none()) },
+        );
     tokio::time::sleep(Duration::from_millis(20)).await;
-    let cached = ractor::call_t!(loader, ContextLoaderMsg::Load, 500, user(2));
+    let cached = ractor::call_t!(loader, ContextLoaderMsg::Load, 500, user(2), tracing::Span::none());
     assert!(cached.is_ok(), "the cached load waited for the slow fetch");
     assert!(!slow.is_finished());
     slow.await.unwrap().unwrap().unwrap();
@@ -173,7 +176,7 @@ async fn loader_with(store: Arc<VersionedStore>, cache: Option<Arc<MemoryCache>>
 }
 
 async fn name(loader: &ActorRef<ContextLoaderMsg>, user: UserId) -> String {
-    let value = ractor::call!(loader, ContextLoaderMsg::Load, user).unwrap().unwrap();
+    let value = ractor::call!(loader, ContextLoaderMsg::Load, user, tracing::Span::none()).unwrap().unwrap();
     value["full_name"].as_str().unwrap().to_string()
 }
 

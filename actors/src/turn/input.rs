@@ -26,6 +26,9 @@ pub struct TurnInput {
     pub client_msg_id: String,
     /// Who carried the turn in (for logs).
     pub origin: TurnOrigin,
+    /// The root span of the turn's trace ([`crate::trace::turn_span`]), carried with the turn
+    /// through the actors' mailboxes so that all of its work is traced under it.
+    pub span: tracing::Span,
 }
 
 impl TurnInput {

@@ -9,7 +9,7 @@ use serde_json::Value;
 use super::abandoned::record_crashed;
 use super::input::{StoreInLine, TurnFailure, TurnInput};
 use super::outbox::Durability;
-use super::pipeline::{TurnPipeline, bounded, storage_warning};
+use super::pipeline::{TurnPipeline, storage_warning, traced_write};
 use super::running::TurnOrigin;
 use crate::metrics_names::TURNS_DROPPED_TOTAL;
 use crate::ports::{PendingWrite, StoreError, StoredAnswer, StoredTurn, TurnKey, UserMessage, UserSaved};
@@ -58,7 +58,7 @@ impl TurnPipeline {
             }
             // The line is released once this store is settled (a failed one only once it is in
             // the outbox), before any wait for another turn answering the same id.
-            match bounded(self.store.save_user_message(&message)).await {
+            match traced_write("user_message", self.store.save_user_message(&message)).await {
                 Ok(UserSaved::New) => {
                     self.outbox.write_succeeded();
                     line.release(received_at);

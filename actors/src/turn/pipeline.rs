@@ -12,6 +12,7 @@ use std::time::Duration;
 use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
+use tracing::Instrument;
 
 use super::input::TurnInput;
 use super::outbox::TurnOutbox;
@@ -23,6 +24,7 @@ use crate::ports::{
     AnswerRecord, ConversationStore, HistoryMessage, LlmError, LlmProvider, LlmReply, LlmRequest, NodeLiveness, PendingWrite,
     STORE_TIMEOUT, StoreError, StoredAnswer, TurnKey, UnansweredMark,
 };
+use crate::trace;
 
 /// Messages kept per session for the prompt.
 const HISTORY_LIMIT: usize = 20;
@@ -81,7 +83,7 @@ impl TurnPipeline {
             self.outbox.enqueue(PendingWrite::Answer(answer)).await;
             return;
         }
-        match bounded(self.store.save_answer(&answer)).await {
+        match traced_write("answer", self.store.save_answer(&answer)).await {
             Ok(true) => self.outbox.write_succeeded(),
             Ok(false) => {
                 self.outbox.write_succeeded();
@@ -196,6 +198,21 @@ pub(super) async fn bounded<T>(call: impl Future<Output = Result<T, StoreError>>
     tokio::time::timeout(STORE_TIMEOUT, call)
         .await
         .unwrap_or_else(|_| Err(StoreError::Unavailable(format!("no answer within {} ms", STORE_TIMEOUT.as_millis()))))
+}
+
+/// A conversation write under [`bounded`], traced as a `storage_write` span of the turn.
+pub(super) async fn traced_write<T>(write: &'static str, call: impl Future<Output = Result<T, StoreError>>) -> Result<T, StoreError> {
+    let span = trace::storage_span(write);
+    let result = bounded(call).instrument(span.clone()).await;
+    span.record(
+        "outcome",
+        match &result {
+            Ok(_) => "stored",
+            Err(StoreError::Rejected(_)) => "refused",
+            Err(_) => "unavailable",
+        },
+    );
+    result
 }
 
 pub(super) fn storage_warning(error: &StoreError, origin: &TurnOrigin, key: &TurnKey, what: &str) {

@@ -62,6 +62,7 @@ impl TurnPipeline {
             Intake::Failed(failure) => Some(fail(&job.stream, id.clone(), failure)),
         };
         if let Some(end) = early {
+            job.input.span.record("outcome", if end == StreamedEnd::Replayed { "replayed" } else { "failed" });
             // Still in line: the connection's next turn waits for this one, and so for the one before.
             wait_for(after).await;
             return end;
@@ -112,6 +113,13 @@ impl TurnPipeline {
                 StreamedEnd::Failed
             }
         };
+        let outcome = match end {
+            StreamedEnd::Answered => "answered",
+            StreamedEnd::Replayed => "replayed",
+            StreamedEnd::Cancelled => "cancelled",
+            StreamedEnd::Failed => "failed",
+        };
+        job.input.span.record("outcome", outcome);
         drop(guard);
         end
     }

@@ -9,6 +9,7 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
+use tracing::Instrument;
 
 use super::input::{Previous, StoreInLine, TurnAnswer, TurnFailure, TurnInput, wait_for};
 use super::intake::Intake;
@@ -26,13 +27,16 @@ impl TurnPipeline {
     pub fn start(&self, input: TurnInput, admit: impl Future<Output = bool> + Send + 'static) -> JoinHandle<Option<TurnAnswer>> {
         let guard = self.running.begin_unadmitted(input.key(), input.origin.clone());
         let pipeline = self.clone();
-        self.on_task(guard.id(), async move {
+        let (span, id) = (input.span.clone(), guard.id());
+        let turn = async move {
             if !admit.await {
+                input.span.record("outcome", "rate_limited");
                 return None;
             }
             count_accepted();
             Some(pipeline.answer(input, guard, StoreInLine::alone(), None).await)
-        })
+        };
+        self.on_task(id, turn.instrument(span))
     }
 
     /// Answers `input` whole: its user message is stored in its place in `line`, its model work
@@ -55,11 +59,15 @@ impl TurnPipeline {
                 (intake, None)
             }
         };
-        match intake {
-            Intake::New { .. } => {}
-            Intake::Replay(stored) => return TurnAnswer { latency: started.elapsed(), result: Ok(replayed_reply(stored)) },
-            Intake::Busy => return TurnAnswer { latency: started.elapsed(), result: Err(TurnFailure::still_running_elsewhere()) },
-            Intake::Failed(failure) => return TurnAnswer { latency: started.elapsed(), result: Err(failure) },
+        let early = match intake {
+            Intake::New { .. } => None,
+            Intake::Replay(stored) => Some(("replayed", Ok(replayed_reply(stored)))),
+            Intake::Busy => Some(("busy", Err(TurnFailure::still_running_elsewhere()))),
+            Intake::Failed(failure) => Some(("failed", Err(failure))),
+        };
+        if let Some((outcome, result)) = early {
+            input.span.record("outcome", outcome);
+            return TurnAnswer { latency: started.elapsed(), result };
         }
         let request = match request {
             Some(request) => request,
@@ -75,6 +83,7 @@ impl TurnPipeline {
             let answer = AnswerRecord { key: input.key(), text: reply.text.clone(), answered_at: chrono::Utc::now(), metadata };
             self.store_answer(answer, &input.origin).await;
         }
+        input.span.record("outcome", if result.is_ok() { "answered" } else { "failed" });
         drop(guard);
         TurnAnswer { latency: started.elapsed(), result: result.map_err(TurnFailure::from_llm) }
     }

@@ -25,17 +25,24 @@
 //! which v2 sends as `chat_end.message`. Consumers must therefore treat deltas as a preview and
 //! replace it with `chat_end.message` (which is always the whole, authoritative answer). The
 //! stream never mixes text from two providers.
+//!
+//! Each attempt (the builtin's too) is a span of the turn's trace named after the OpenTelemetry
+//! GenAI conventions (`chat {model}`, `gen_ai.*`, `error.type` when it fell back, the first token
+//! as an event); message text goes in only with `PAM_TRACE_CONTENT=true`. Reported token counts
+//! are also counted in `pam_llm_tokens_total`, labelled with the configured model name.
 
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use pam_actors::metrics_names::LLM_REQUESTS_TOTAL;
+use pam_actors::metrics_names::{LLM_REQUESTS_TOTAL, LLM_TOKENS_TOTAL};
 use pam_actors::{BoxFuture, LlmError, LlmProvider, LlmReply, LlmRequest};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
+use tracing::field::Empty;
+use tracing::{Instrument, Span};
 
-use super::{ProviderFailure, StreamingModel};
+use super::{ProviderFailure, StreamingModel, Usage};
 use crate::breaker::{CircuitBreaker, Transition};
 
 /// `1` while a provider's breaker is open.
@@ -64,6 +71,8 @@ pub struct FallbackChain {
     models: Vec<(Arc<dyn StreamingModel>, CircuitBreaker)>,
     last_resort: Arc<dyn LlmProvider>,
     deadlines: ChainDeadlines,
+    /// `PAM_TRACE_CONTENT`: message text in the attempt spans.
+    trace_content: bool,
 }
 
 /// How one attempt ended.
@@ -89,6 +98,8 @@ struct Route<'a> {
     chain_started: Instant,
     first_token_deadline: Option<Instant>,
     deadline: Option<Instant>,
+    /// The attempt's span, which gets the first token as an event.
+    span: &'a Span,
 }
 
 impl FallbackChain {
@@ -96,9 +107,54 @@ impl FallbackChain {
     pub fn new(models: Vec<Arc<dyn StreamingModel>>, last_resort: Arc<dyn LlmProvider>, deadlines: ChainDeadlines) -> Self {
         for model in &models {
             metrics::gauge!(LLM_CIRCUIT_OPEN, "provider" => model.name().to_string()).set(0.0);
+            for name in [model.model(false), model.model(true)] {
+                for direction in ["input", "output"] {
+                    let labels =
+                        [("provider", model.name().to_string()), ("model", name.to_string()), ("direction", direction.to_string())];
+                    metrics::counter!(LLM_TOKENS_TOTAL, &labels).absolute(0);
+                }
+            }
         }
         let models = models.into_iter().map(|m| (m, CircuitBreaker::new(FAILURES_TO_OPEN, OPEN_FOR))).collect();
-        FallbackChain { models, last_resort, deadlines }
+        FallbackChain { models, last_resort, deadlines, trace_content: false }
+    }
+
+    /// Puts the user's message and the answer in the attempt spans (`PAM_TRACE_CONTENT`).
+    pub fn with_trace_content(mut self, on: bool) -> Self {
+        self.trace_content = on;
+        self
+    }
+
+    /// The span of one attempt, under the turn's span.
+    fn attempt_span(&self, provider: &str, model: &str, request: &LlmRequest) -> Span {
+        let span = tracing::info_span!(target: pam_actors::trace::TARGET, "model_attempt",
+            otel.name = format!("chat {model}"), otel.kind = "client", otel.status_code = Empty,
+            gen_ai.operation.name = "chat", gen_ai.provider.name = provider, gen_ai.request.model = model,
+            gen_ai.response.model = Empty, gen_ai.usage.input_tokens = Empty, gen_ai.usage.output_tokens = Empty,
+            error.type = Empty, gen_ai.input.messages = Empty, gen_ai.output.messages = Empty);
+        if self.trace_content {
+            let input = serde_json::json!([{"role": "user", "parts": [{"type": "text", "content": request.message}]}]);
+            span.record("gen_ai.input.messages", input.to_string());
+        }
+        span
+    }
+
+    /// Records a finished attempt's answer on its span and its token counts in the metric.
+    fn record_answer(&self, span: &Span, provider: &str, model: &str, text: &str, usage: &Usage) {
+        span.record("gen_ai.response.model", usage.response_model.as_deref().unwrap_or(model));
+        for (field, direction, tokens) in
+            [("gen_ai.usage.input_tokens", "input", usage.input_tokens), ("gen_ai.usage.output_tokens", "output", usage.output_tokens)]
+        {
+            if let Some(tokens) = tokens {
+                span.record(field, tokens);
+                let labels = [("provider", provider.to_string()), ("model", model.to_string()), ("direction", direction.to_string())];
+                metrics::counter!(LLM_TOKENS_TOTAL, &labels).increment(tokens);
+            }
+        }
+        if self.trace_content {
+            let output = serde_json::json!([{"role": "assistant", "parts": [{"type": "text", "content": text}]}]);
+            span.record("gen_ai.output.messages", output.to_string());
+        }
     }
 
     async fn answer(&self, request: &LlmRequest, deltas: mpsc::Sender<String>) -> Result<LlmReply, LlmError> {
@@ -121,16 +177,19 @@ impl FallbackChain {
                 continue;
             };
             let (tx, rx) = mpsc::channel(DELTA_BUFFER);
+            let span = self.attempt_span(provider, model_name, request);
             let route = Route {
                 out: &deltas,
                 forward,
                 chain_started: started,
                 first_token_deadline: Some(now + self.deadlines.first_token),
                 deadline: Some((now + self.deadlines.total).min(budget_end)),
+                span: &span,
             };
-            let attempt = drive(model.stream(request, model_name, tx), rx, route).await;
+            let attempt = drive(model.stream(request, model_name, tx).instrument(span.clone()), rx, route).await;
             let failure = match attempt.ended {
                 Ended::Done(Ok(streamed)) => {
+                    self.record_answer(&span, provider, model_name, &streamed.text, &streamed.usage);
                     if permit.succeeded() == Some(Transition::Closed) {
                         metrics::gauge!(LLM_CIRCUIT_OPEN, "provider" => provider.to_string()).set(0.0);
                         tracing::info!(provider, "model answers again; circuit closed");
@@ -147,6 +206,8 @@ impl FallbackChain {
             };
             metrics::counter!(LLM_REQUESTS_TOTAL, "provider" => provider.to_string(), "model" => model_name.to_string(), "outcome" => failure.outcome())
                 .increment(1);
+            // The outcome label is the failure's type: the trace tools group fallbacks by it.
+            span.record("error.type", failure.outcome()).record("otel.status_code", "error");
             tracing::warn!(provider, model = model_name, outcome = failure.outcome(), reason = %failure, "model attempt failed; falling back");
             if permit.failed() == Some(Transition::Opened) {
                 metrics::gauge!(LLM_CIRCUIT_OPEN, "provider" => provider.to_string()).set(1.0);
@@ -172,15 +233,23 @@ impl FallbackChain {
         reasons: Vec<String>,
     ) -> Result<LlmReply, LlmError> {
         let (tx, rx) = mpsc::channel(DELTA_BUFFER);
-        let route = Route { out: deltas, forward, chain_started: started, first_token_deadline: None, deadline: None };
-        let attempt = drive(self.last_resort.generate(request, tx), rx, route).await;
+        let provider = self.last_resort.name();
+        let span = self.attempt_span(provider, provider, request);
+        let route = Route { out: deltas, forward, chain_started: started, first_token_deadline: None, deadline: None, span: &span };
+        let attempt = drive(self.last_resort.generate(request, tx).instrument(span.clone()), rx, route).await;
         match attempt.ended {
             Ended::Done(Ok(mut reply)) => {
+                span.record("gen_ai.response.model", reply.model.as_str());
+                if self.trace_content {
+                    let output = serde_json::json!([{"role": "assistant", "parts": [{"type": "text", "content": reply.text}]}]);
+                    span.record("gen_ai.output.messages", output.to_string());
+                }
                 reply.first_token = Some(attempt.first_token.unwrap_or_else(|| started.elapsed()));
                 reply.fallback_reason = join(&reasons);
                 Ok(reply)
             }
             Ended::Done(Err(error)) => {
+                span.record("error.type", "error").record("otel.status_code", "error");
                 let mut all = reasons;
                 all.push(format!("{}: {error}", self.last_resort.name()));
                 Err(LlmError::Unavailable(all.join("; ")))
@@ -216,17 +285,17 @@ async fn drive<T>(work: impl Future<Output = T>, mut rx: mpsc::Receiver<String>,
                 // A provider running tools says it is alive with an empty delta: it ends the
                 // wait for the first token but is nothing to forward.
                 Some(piece) if piece.is_empty() => {
-                    first_token.get_or_insert_with(|| route.chain_started.elapsed());
+                    note_first_token(&mut first_token, &route);
                 }
                 Some(piece) => {
-                    first_token.get_or_insert_with(|| route.chain_started.elapsed());
+                    note_first_token(&mut first_token, &route);
                     forward(piece).await;
                 }
                 None => rx_open = false,
             },
             result = &mut work => {
                 while let Ok(piece) = rx.try_recv() {
-                    first_token.get_or_insert_with(|| route.chain_started.elapsed());
+                    note_first_token(&mut first_token, &route);
                     if !piece.is_empty() {
                         forward(piece).await;
                     }
@@ -237,6 +306,16 @@ async fn drive<T>(work: impl Future<Output = T>, mut rx: mpsc::Receiver<String>,
                 return Attempt { ended: Ended::Deadline { first_token: first_token_fires }, first_token };
             }
         }
+    }
+}
+
+/// The first delta of an attempt: its time since the chain started, and an event on its span.
+fn note_first_token(first_token: &mut Option<Duration>, route: &Route<'_>) {
+    if first_token.is_none() {
+        let elapsed = route.chain_started.elapsed();
+        *first_token = Some(elapsed);
+        let ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX);
+        tracing::info!(target: pam_actors::trace::TARGET, parent: route.span, first_token_ms = ms, "gen_ai.first_token");
     }
 }
 

@@ -16,6 +16,7 @@ pub mod fake_llm;
 pub mod logs;
 pub mod node_process;
 pub mod nodes;
+pub mod otlp;
 pub mod process;
 pub mod prometheus;
 pub mod proxy;
