@@ -36,6 +36,7 @@ impl Database {
                  FROM pam_conversations c WHERE c.user_id = $1
                  GROUP BY c.session_id ORDER BY MAX(c.last_activity) DESC NULLS LAST, c.session_id LIMIT $2",
             )
+            .persistent(false)
             .bind(user_uuid(user)?)
             .bind(limit)
             .fetch_all(pool)
@@ -177,6 +178,7 @@ pub(super) struct PgCursor(DateTime<Utc>, Uuid);
 /// Whether the user has any conversation row for `session`.
 pub(super) async fn pg_has_session(conn: &mut PgConnection, user: Uuid, session: &SessionId) -> Result<bool, sqlx::Error> {
     sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pam_conversations WHERE user_id = $1 AND session_id = $2)")
+        .persistent(false)
         .bind(user)
         .bind(session.as_str())
         .fetch_one(&mut *conn)
@@ -194,6 +196,7 @@ pub(super) async fn pg_cursor(
         "SELECT m.created_at, m.id FROM pam_messages m JOIN pam_conversations c ON c.id = m.conversation_id
          WHERE m.id = $3 AND c.user_id = $1 AND c.session_id = $2",
     )
+    .persistent(false)
     .bind(user)
     .bind(session.as_str())
     .bind(before)
@@ -218,6 +221,7 @@ pub(super) async fn pg_page(
            AND ($3::timestamptz IS NULL OR (COALESCE(m.created_at, 'epoch'), m.id) < ($3, $4::uuid))
          ORDER BY COALESCE(m.created_at, 'epoch') DESC, m.id DESC LIMIT $5",
     )
+    .persistent(false)
     .bind(user)
     .bind(session.as_str())
     .bind(at)

@@ -31,7 +31,7 @@ impl Database {
     pub async fn ping(&self) -> Result<Duration, String> {
         let started = Instant::now();
         let result = match self {
-            Database::Postgres(pool) => sqlx::query("SELECT 1").execute(pool).await.map(|_| ()),
+            Database::Postgres(pool) => sqlx::query("SELECT 1").persistent(false).execute(pool).await.map(|_| ()),
             Database::Sqlite(pool) => sqlx::query("SELECT 1").execute(pool).await.map(|_| ()),
         };
         result.map(|()| started.elapsed()).map_err(|e| e.to_string())
