@@ -468,7 +468,7 @@ impl NotificationStore for Database {
 /// keeps other nodes off the rows meanwhile without waiting; `idle_in_transaction_session_timeout`
 /// (twice [`CLAIM_HOLD`]) ends a claim whose node stalls without dying, so no stall holds the
 /// rows for longer.
-async fn claim_due_postgres(pool: &sqlx::PgPool, limit: i64) -> Result<Box<dyn DueClaim>, StoreError> {
+async fn claim_due_postgres(pool: &crate::storage::postgres_pool::PostgresPool, limit: i64) -> Result<Box<dyn DueClaim>, StoreError> {
     // Every node asks 4 times a second: a plain read first, so a transaction is begun only when
     // something is due.
     let due: Option<i32> =
@@ -732,7 +732,7 @@ async fn write_batch(db: &Database, writes: &[&Write]) -> Result<Vec<Written>, S
 
 /// Postgres: one multi-row INSERT (ids made here, so no reliance on the order `RETURNING`
 /// gives) and one UPDATE for every user's delivered rows; one transaction when there are both.
-async fn write_batch_postgres(pool: &sqlx::PgPool, writes: &[&Write]) -> Result<Vec<Written>, StoreError> {
+async fn write_batch_postgres(pool: &crate::storage::postgres_pool::PostgresPool, writes: &[&Write]) -> Result<Vec<Written>, StoreError> {
     let mut new = PgNewRows::default();
     let (mut marked_ids, mut marked_users) = (Vec::new(), Vec::new());
     let mut written = Vec::with_capacity(writes.len());

@@ -80,7 +80,9 @@ impl Database {
         let rows = match self {
             Database::Postgres(pool) => {
                 let user = user_uuid(user)?;
-                let mut conn = pool.acquire().await.map_err(store_error)?;
+                // A transaction, not just a connection: behind a transaction pooler only that keeps
+                // the reads (and each one's parse and execute) on one server connection.
+                let mut conn = pool.begin().await.map_err(store_error)?;
                 if !pg_has_session(&mut conn, user, session).await.map_err(store_error)? {
                     return Ok(HistoryRead::NoSuchConversation);
                 }

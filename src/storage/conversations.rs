@@ -165,7 +165,10 @@ mod postgres {
         Uuid::parse_str(user.as_str()).map_err(|e| sqlx::Error::Decode(Box::new(e)))
     }
 
-    pub(super) async fn save_user(pool: &sqlx::PgPool, message: &UserMessage) -> Result<UserSaved, sqlx::Error> {
+    pub(super) async fn save_user(
+        pool: &crate::storage::postgres_pool::PostgresPool,
+        message: &UserMessage,
+    ) -> Result<UserSaved, sqlx::Error> {
         let key = &message.key;
         let user = uuid_of(&key.user)?;
         let mut tx = pool.begin().await?;
@@ -183,7 +186,10 @@ mod postgres {
         Ok(UserSaved::New)
     }
 
-    pub(super) async fn save_answer(pool: &sqlx::PgPool, answer: &AnswerRecord) -> Result<bool, sqlx::Error> {
+    pub(super) async fn save_answer(
+        pool: &crate::storage::postgres_pool::PostgresPool,
+        answer: &AnswerRecord,
+    ) -> Result<bool, sqlx::Error> {
         let key = &answer.key;
         let user = uuid_of(&key.user)?;
         let mut tx = pool.begin().await?;

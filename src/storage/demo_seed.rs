@@ -10,7 +10,7 @@
 use anyhow::Context;
 use pam_protocol::UserId;
 use serde_json::json;
-use sqlx::{PgPool, SqlitePool};
+use sqlx::SqlitePool;
 use uuid::Uuid;
 
 use super::database::Database;
@@ -114,7 +114,7 @@ pub async fn seed_demo_traveller(db: &Database, user: &UserId) -> anyhow::Result
     }
 }
 
-async fn seed_postgres(pool: &PgPool, user: Uuid) -> Result<bool, sqlx::Error> {
+async fn seed_postgres(pool: &crate::storage::postgres_pool::PostgresPool, user: Uuid) -> Result<bool, sqlx::Error> {
     let mut tx = pool.begin().await?;
     sqlx::query("INSERT INTO auth.users (id) VALUES ($1) ON CONFLICT DO NOTHING").persistent(false).bind(user).execute(&mut *tx).await?;
     let created = sqlx::query(

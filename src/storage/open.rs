@@ -14,12 +14,13 @@ use std::str::FromStr;
 
 use anyhow::anyhow;
 use sqlx::Connection;
-use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 
 use crate::settings::secret::redact_url;
 use crate::storage::database::{CONNECT_TIMEOUT, Database};
 use crate::storage::pooler::{named_as_transaction_pooler, strip_pgbouncer_flag, transaction_pooled};
+use crate::storage::postgres_pool::PostgresPool;
 
 /// An opened database and, on Postgres, where what needs a session of its own connects
 /// (`LISTEN`; the migrations have already run there).
@@ -82,7 +83,7 @@ impl Database {
                 pool.close().await;
                 migrated
             }
-            (Database::Postgres(pool), None) => sqlx::migrate!("./migrations/postgres").run(pool).await,
+            (Database::Postgres(pool), None) => sqlx::migrate!("./migrations/postgres").run(&**pool).await,
             (Database::Sqlite(pool), _) => sqlx::migrate!("./migrations/sqlite").run(pool).await,
         }
     }
@@ -91,8 +92,11 @@ impl Database {
 /// The pool on `url` (all of the gateway's statements are unnamed, so it may be any pooler) and
 /// where a session goes: `direct_url`, else `url` itself unless that is a transaction pooler,
 /// which is refused in one line naming `DATABASE_DIRECT_URL` rather than started with migrations
-/// and context-change notifications that silently fail.
-async fn open_postgres(url: &str, direct_url: Option<&str>) -> anyhow::Result<(PgPool, Named)> {
+/// and context-change notifications that silently fail. A `direct_url` says `url` is a pooler, so
+/// the pool then pins each statement to a server connection (`postgres_pool.rs`) without asking:
+/// a wrong guess there would run another client's statement, where a needless pin costs two round
+/// trips.
+async fn open_postgres(url: &str, direct_url: Option<&str>) -> anyhow::Result<(PostgresPool, Named)> {
     let (pooled, flagged) = postgres_options("DATABASE_URL", url)?;
     reachable(&pooled).await?;
     let pool = PgPoolOptions::new()
@@ -104,8 +108,11 @@ async fn open_postgres(url: &str, direct_url: Option<&str>) -> anyhow::Result<(P
     if let Some(direct_url) = direct_url {
         let (direct, _) = postgres_options("DATABASE_DIRECT_URL", direct_url)?;
         reachable(&direct).await?;
-        tracing::info!(direct = %direct.shown, "migrations and LISTEN for context changes use DATABASE_DIRECT_URL");
-        return Ok((pool, direct));
+        tracing::info!(
+            direct = %direct.shown,
+            "migrations and LISTEN for context changes use DATABASE_DIRECT_URL; each statement on DATABASE_URL runs in a transaction of its own, as a transaction pooler needs"
+        );
+        return Ok((PostgresPool::new(pool, true), direct));
     }
     let named = named_as_transaction_pooler(flagged, pooled.options.get_port());
     let probed = named
@@ -123,7 +130,7 @@ async fn open_postgres(url: &str, direct_url: Option<&str>) -> anyhow::Result<(P
             pooled.shown
         );
     }
-    Ok((pool, pooled))
+    Ok((PostgresPool::new(pool, false), pooled))
 }
 
 /// `url`'s options, and whether it carried `pgbouncer=true` (accepted and taken out).

@@ -36,6 +36,7 @@ mod nothing_lost;
 mod notification_store;
 mod postgres_backend;
 mod postgres_outage;
+mod postgres_pooler;
 mod protocol_docs;
 mod push_and_timers;
 mod push_receipts;
