@@ -48,7 +48,9 @@ pub struct Settings {
     /// A direct (or session-pooler) Postgres URL for what needs a session of its own: the
     /// migrations (an advisory lock) and `LISTEN` for context changes; the rest stays on
     /// `DATABASE_URL`. Needed when that is a transaction pooler (Supabase: the direct connection
-    /// or the session pooler on port 5432); unset, both use `DATABASE_URL`.
+    /// or the session pooler on port 5432); unset, both use `DATABASE_URL`. Set, each statement on
+    /// `DATABASE_URL` runs in a transaction of its own (two more round trips), which keeps a
+    /// transaction pooler from splitting its parse and execute between clients.
     #[arg(long, env = "DATABASE_DIRECT_URL", help_heading = heading::STORAGE)]
     pub database_direct_url: Option<String>,
     /// Redis shared by every node: context cache, presence, per-user limits, idempotency keys,
