@@ -9,7 +9,7 @@
 #   2. makes sure Redis answers at PAM_TEST_REDIS_URL (default redis://127.0.0.1:6379), starting a
 #      local redis-server when it is stopped;
 #   3. makes sure promtool is installed (Debian's prometheus package; the alert drills run the
-#      deployed rules), then runs the whole suite with cargo-nextest (one process per test, so each test sees its own
+#      deployed rules) and pgbouncer (Debian's package; the pooler tests start one), then runs the whole suite with cargo-nextest (one process per test, so each test sees its own
 #      Prometheus recorder), then the pam-client SDK tests (web/client, Node >= 20).
 #
 #   ./scripts/test.sh [--no-sdk] [nextest args…]   everything (the SDK tests unless --no-sdk)
@@ -311,6 +311,8 @@ main() {
   ensure_nextest
   # The alert drills evaluate the deployed rules against series scraped from real nodes.
   bash scripts/ensure-promtool.sh || die "promtool is needed by the alert drills (see the line above)"
+  # The pooler tests start a PgBouncer in transaction mode in front of the test Postgres.
+  bash scripts/ensure-pgbouncer.sh || die "pgbouncer is needed by the pooler tests (see the line above)"
   say "running the suite"
   cargo nextest run --workspace --all-targets --no-fail-fast ${args[@]+"${args[@]}"}
   if $sdk; then

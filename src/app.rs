@@ -67,7 +67,8 @@ impl Application {
         let listener = bind(settings.listen)?;
         let address = listener.local_addr().context("the bound listener has no address")?;
         let metrics = metrics_handle();
-        let db = Database::connect(&settings.database_url, settings.migrate).await?;
+        let opened = Database::open(&settings.database_url, settings.database_direct_url.as_deref(), settings.migrate).await?;
+        let db = opened.db;
         let http = reqwest::Client::builder().build().context("could not build the HTTP client")?;
         let dev = match auth_settings.dev_auth {
             true => {
@@ -168,10 +169,8 @@ impl Application {
         };
         let (budgets, budget_watcher) =
             crate::push::budget_alerts::watcher::BudgetWatcher::spawn(Arc::new(db.clone()), deps.push_bus.clone(), poll_budgets);
-        let invalidation = match &db {
-            Database::Postgres(pool) => Some(crate::context::invalidation::spawn_listener(pool.clone(), loaders_for_listener, budgets)),
-            Database::Sqlite(_) => None,
-        };
+        let invalidation =
+            opened.session.map(|session| crate::context::invalidation::spawn_listener(session, loaders_for_listener, budgets));
         let (supervisor, _) = Actor::spawn(None, ConnectionSupervisor, ()).await.context("could not start the connection supervisor")?;
         let allowed_origins = settings.allowed_origins_list();
         let trusted_proxies = crate::http::client_ip::TrustedProxies::parse(settings.trusted_proxies.as_deref())?;

@@ -1,10 +1,12 @@
 //! pam-bench: in-process benchmarks of pam-gateway's internals. Unlike pam-loadtest (socket-only),
 //! these link the gateway crate and build its parts in this process: `context` times the real
-//! context loaders, `stream` runs a whole gateway with a paced fake model. Each prints a comparison
+//! context loaders, `stream` runs a whole gateway with a paced fake model, `statements` what an unnamed statement
+//! costs on a direct Postgres connection. Each prints a comparison
 //! table and a k6-shaped summary, and exits 1 when a threshold fails (2 on a setup error).
 //! Figures and commands: docs/performance.md.
 
 mod context_bench;
+mod statements_bench;
 mod stream_bench;
 mod stream_feed;
 
@@ -25,6 +27,8 @@ enum Bench {
     Context(context_bench::ContextArgs),
     /// v2 token streaming (emit→receive per token, first token) through the in-process gateway beside a bare push server.
     Stream(stream_bench::StreamArgs),
+    /// One gateway statement on a direct Postgres connection: named and cached, unnamed, unnamed in a transaction of its own.
+    Statements(statements_bench::StatementsArgs),
 }
 
 #[tokio::main]
@@ -32,6 +36,7 @@ async fn main() -> ExitCode {
     let outcome = match Cli::parse().bench {
         Bench::Context(args) => context_bench::run(&args).await,
         Bench::Stream(args) => stream_bench::run(&args).await,
+        Bench::Statements(args) => statements_bench::run(&args).await,
     };
     match outcome {
         Ok(true) => ExitCode::SUCCESS,

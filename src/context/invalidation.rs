@@ -17,7 +17,7 @@ use crate::push::budget_alerts::watcher::BudgetWatcher;
 use pam_protocol::UserId;
 use serde::Deserialize;
 use sqlx::PgPool;
-use sqlx::postgres::{PgListener, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
 
 pub const CHANNEL: &str = "pam_context_changed";
 const RECONNECT_DELAY: Duration = Duration::from_secs(2);
@@ -30,12 +30,13 @@ struct Change {
     user_id: String,
 }
 
-/// Runs until aborted on a connection of its own (same options as `pool`, so it never holds one
-/// of the gateway's pooled connections); reconnects (with a log line) when that connection drops.
-/// `budgets` hears of every change to a user's expenses or budgets.
-pub fn spawn_listener(pool: PgPool, loaders: ContextLoaders, budgets: BudgetWatcher) -> tokio::task::JoinHandle<()> {
-    let own =
-        PgPoolOptions::new().max_connections(1).acquire_timeout(CONNECT_TIMEOUT).connect_lazy_with(pool.connect_options().as_ref().clone());
+/// Runs until aborted on a connection of its own to `session` (a session, never a transaction
+/// pooler: `LISTEN` lasts as long as the connection, and a transaction pooler hands the server
+/// connection to other clients after each statement, so notifications would reach nobody), apart
+/// from the gateway's pool; reconnects (with a log line) when that connection drops. `budgets`
+/// hears of every change to a user's expenses or budgets.
+pub fn spawn_listener(session: PgConnectOptions, loaders: ContextLoaders, budgets: BudgetWatcher) -> tokio::task::JoinHandle<()> {
+    let own = PgPoolOptions::new().max_connections(1).acquire_timeout(CONNECT_TIMEOUT).connect_lazy_with(session);
     tokio::spawn(async move {
         let mut after_a_gap = false;
         loop {

@@ -51,7 +51,7 @@ impl ContextStore for Database {
             let row = match self {
                 Database::Postgres(pool) => {
                     let id = user_uuid(user)?;
-                    timed("profile", sqlx::query_as::<_, ProfileRow>(PG_PROFILE).bind(id).fetch_optional(pool)).await?
+                    timed("profile", sqlx::query_as::<_, ProfileRow>(PG_PROFILE).persistent(false).bind(id).fetch_optional(pool)).await?
                 }
                 Database::Sqlite(pool) => {
                     timed("profile", sqlx::query_as::<_, ProfileRow>(SQLITE_PROFILE).bind(user.as_str()).fetch_optional(pool)).await?
@@ -67,9 +67,12 @@ impl ContextStore for Database {
                 Database::Postgres(pool) => {
                     let id = user_uuid(user)?;
                     tokio::try_join!(
-                        timed("financial_spend", sqlx::query_as::<_, (String, f64)>(PG_SPEND).bind(id).fetch_all(pool)),
-                        timed("financial_budgets", sqlx::query_as::<_, (String, f64)>(PG_BUDGETS).bind(id).fetch_all(pool)),
-                        timed("financial_income", sqlx::query_as::<_, (String, f64)>(PG_INCOME).bind(id).fetch_one(pool)),
+                        timed("financial_spend", sqlx::query_as::<_, (String, f64)>(PG_SPEND).persistent(false).bind(id).fetch_all(pool)),
+                        timed(
+                            "financial_budgets",
+                            sqlx::query_as::<_, (String, f64)>(PG_BUDGETS).persistent(false).bind(id).fetch_all(pool)
+                        ),
+                        timed("financial_income", sqlx::query_as::<_, (String, f64)>(PG_INCOME).persistent(false).bind(id).fetch_one(pool)),
                     )?
                 }
                 Database::Sqlite(pool) => {
@@ -91,10 +94,13 @@ impl ContextStore for Database {
                 Database::Postgres(pool) => {
                     let id = user_uuid(user)?;
                     let (friends, events) = tokio::try_join!(
-                        timed("social_friends", sqlx::query_as::<_, FriendRow>(PG_FRIENDS).bind(id).fetch_all(pool)),
+                        timed("social_friends", sqlx::query_as::<_, FriendRow>(PG_FRIENDS).persistent(false).bind(id).fetch_all(pool)),
                         timed(
                             "social_events",
-                            sqlx::query_as::<_, (String, DateTime<Utc>, Option<String>)>(PG_EVENTS).bind(MAX_EVENTS).fetch_all(pool)
+                            sqlx::query_as::<_, (String, DateTime<Utc>, Option<String>)>(PG_EVENTS)
+                                .persistent(false)
+                                .bind(MAX_EVENTS)
+                                .fetch_all(pool)
                         ),
                     )?;
                     let events = events

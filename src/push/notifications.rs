@@ -123,6 +123,7 @@ impl Database {
                    AND (fired_at IS NULL OR fired_at > now() - $3::interval)
                  ORDER BY fire_at LIMIT $2"
             ))
+            .persistent(false)
             .bind(user_uuid(user)?)
             .bind(LISTED_TIMERS_LIMIT)
             .bind(FIRED_TIMER_SHOWN)
@@ -168,6 +169,7 @@ impl NotificationStore for Database {
                     if let Some(max) = max_pending {
                         // Serialises this user's limited inserts, so the count is exact.
                         sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended('pam_notifications:' || $1::text, 0))")
+                            .persistent(false)
                             .bind(user)
                             .execute(&mut *tx)
                             .await
@@ -175,6 +177,7 @@ impl NotificationStore for Database {
                         let pending: i64 = sqlx::query_scalar(
                             "SELECT count(*) FROM pam_notifications WHERE user_id = $1 AND fired_at IS NULL AND dismissed_at IS NULL",
                         )
+                        .persistent(false)
                         .bind(user)
                         .fetch_one(&mut *tx)
                         .await
@@ -189,6 +192,7 @@ impl NotificationStore for Database {
                          ON CONFLICT (user_id, dedupe_key) WHERE dedupe_key IS NOT NULL DO NOTHING
                          RETURNING id::text",
                     )
+                    .persistent(false)
                     .bind(user)
                     .bind(row.kind.as_str())
                     .bind(&row.payload)
@@ -272,6 +276,7 @@ impl NotificationStore for Database {
                          AND dismissed_at IS NULL AND (expires_at IS NULL OR expires_at > now())
                        ORDER BY fired_at, fire_at, created_at, id LIMIT $3) AS timers"
                 ))
+                .persistent(false)
                 .bind(user_uuid(user)?)
                 .bind(WAITING_ALERTS_LIMIT)
                 .bind(WAITING_TIMERS_LIMIT)
@@ -325,6 +330,7 @@ impl NotificationStore for Database {
                              AND ((kind = 'proactive_alert' AND delivered_at IS NULL)
                                OR (kind = 'timer_expired' AND fired_at > now() - interval '24 hours'))"
                     ))
+                    .persistent(false)
                     .bind(user_uuid(user)?)
                     .bind(uuids)
                     .fetch_all(pool)
@@ -364,6 +370,7 @@ impl NotificationStore for Database {
                      WHERE user_id = $1 AND kind = 'timer_expired' AND fired_at IS NULL AND dismissed_at IS NULL
                      ORDER BY fire_at LIMIT $2"
                 ))
+                .persistent(false)
                 .bind(user_uuid(user)?)
                 .bind(LISTED_TIMERS_LIMIT)
                 .fetch_all(pool)
@@ -405,6 +412,7 @@ impl NotificationStore for Database {
                 Database::Postgres(pool) => {
                     let Ok(id) = Uuid::parse_str(id) else { return Ok(false) };
                     sqlx::query("UPDATE pam_notifications SET dismissed_at = now() WHERE id = $1 AND user_id = $2 AND dismissed_at IS NULL")
+                        .persistent(false)
                         .bind(id)
                         .bind(user_uuid(user)?)
                         .execute(pool)
@@ -434,6 +442,7 @@ impl NotificationStore for Database {
                 Database::Postgres(pool) => sqlx::query_scalar(
                     "SELECT count(*) FROM pam_notifications WHERE kind = 'timer_expired' AND fired_at IS NULL AND dismissed_at IS NULL",
                 )
+                .persistent(false)
                 .fetch_one(pool)
                 .await
                 .map_err(store_error)?,
@@ -459,11 +468,12 @@ impl NotificationStore for Database {
 /// keeps other nodes off the rows meanwhile without waiting; `idle_in_transaction_session_timeout`
 /// (twice [`CLAIM_HOLD`]) ends a claim whose node stalls without dying, so no stall holds the
 /// rows for longer.
-async fn claim_due_postgres(pool: &sqlx::PgPool, limit: i64) -> Result<Box<dyn DueClaim>, StoreError> {
+async fn claim_due_postgres(pool: &crate::storage::postgres_pool::PostgresPool, limit: i64) -> Result<Box<dyn DueClaim>, StoreError> {
     // Every node asks 4 times a second: a plain read first, so a transaction is begun only when
     // something is due.
     let due: Option<i32> =
         sqlx::query_scalar("SELECT 1 FROM pam_notifications WHERE fired_at IS NULL AND dismissed_at IS NULL AND fire_at <= now() LIMIT 1")
+            .persistent(false)
             .fetch_optional(pool)
             .await
             .map_err(store_error)?;
@@ -472,6 +482,7 @@ async fn claim_due_postgres(pool: &sqlx::PgPool, limit: i64) -> Result<Box<dyn D
     }
     let mut tx = pool.begin().await.map_err(store_error)?;
     sqlx::query("SELECT set_config('idle_in_transaction_session_timeout', $1, true)")
+        .persistent(false)
         .bind(format!("{}ms", (2 * CLAIM_HOLD).as_millis()))
         .execute(&mut *tx)
         .await
@@ -484,6 +495,7 @@ async fn claim_due_postgres(pool: &sqlx::PgPool, limit: i64) -> Result<Box<dyn D
          RETURNING ",
         pg_columns!()
     ))
+    .persistent(false)
     .bind(limit)
     .fetch_all(&mut *tx)
     .await
@@ -720,7 +732,7 @@ async fn write_batch(db: &Database, writes: &[&Write]) -> Result<Vec<Written>, S
 
 /// Postgres: one multi-row INSERT (ids made here, so no reliance on the order `RETURNING`
 /// gives) and one UPDATE for every user's delivered rows; one transaction when there are both.
-async fn write_batch_postgres(pool: &sqlx::PgPool, writes: &[&Write]) -> Result<Vec<Written>, StoreError> {
+async fn write_batch_postgres(pool: &crate::storage::postgres_pool::PostgresPool, writes: &[&Write]) -> Result<Vec<Written>, StoreError> {
     let mut new = PgNewRows::default();
     let (mut marked_ids, mut marked_users) = (Vec::new(), Vec::new());
     let mut written = Vec::with_capacity(writes.len());
@@ -752,6 +764,7 @@ async fn write_batch_postgres(pool: &sqlx::PgPool, writes: &[&Write]) -> Result<
         "INSERT INTO pam_notifications (id, user_id, kind, payload, fire_at, fired_at, expires_at)
          SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::jsonb[], $5::timestamptz[], $6::timestamptz[], $7::timestamptz[])",
     )
+    .persistent(false)
     .bind(new.id)
     .bind(new.user)
     .bind(new.kind)
@@ -764,6 +777,7 @@ async fn write_batch_postgres(pool: &sqlx::PgPool, writes: &[&Write]) -> Result<
          FROM unnest($1::uuid[], $2::uuid[]) AS d(id, user_id)
          WHERE n.id = d.id AND n.user_id = d.user_id AND n.delivered_at IS NULL",
     )
+    .persistent(false)
     .bind(marked_ids)
     .bind(marked_users);
     match (inserts, marks) {

@@ -44,8 +44,20 @@ pub struct Settings {
     pub port: Option<u16>,
     /// The database: `postgres://…` (production, Supabase's schema) or `sqlite://…` (the
     /// embedded default, created and migrated on first start).
+    /// On Postgres any connection works: direct, a session pooler, or a transaction pooler
+    /// (PgBouncer or Supavisor in `pool_mode = transaction`, Supabase's port 6543;
+    /// `?pgbouncer=true` is accepted), since every statement is unnamed; a transaction pooler
+    /// needs `DATABASE_DIRECT_URL` too, and without it the start is refused.
     #[arg(long, env = "DATABASE_URL", default_value = "sqlite://pam-gateway.db", help_heading = heading::STORAGE)]
     pub database_url: String,
+    /// A direct (or session-pooler) Postgres URL for what needs a session of its own: the
+    /// migrations (an advisory lock) and `LISTEN` for context changes; the rest stays on
+    /// `DATABASE_URL`. Needed when that is a transaction pooler (Supabase: the direct connection
+    /// or the session pooler on port 5432); unset, both use `DATABASE_URL`. Set, each statement on
+    /// `DATABASE_URL` runs in a transaction of its own (two more round trips), which keeps a
+    /// transaction pooler from splitting its parse and execute between clients.
+    #[arg(long, env = "DATABASE_DIRECT_URL", help_heading = heading::STORAGE)]
+    pub database_direct_url: Option<String>,
     /// Redis shared by every node: context cache, presence, per-user limits, idempotency keys,
     /// push bus and v2 streams; unset = all of it in process (one node). `redis://` is plain TCP,
     /// `rediss://` TLS (checked against the system roots and `PAM_REDIS_CA_FILE`); either may carry

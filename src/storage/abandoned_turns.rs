@@ -86,6 +86,7 @@ impl Database {
                     "SELECT cause, count(*) FROM pam_abandoned_turns
                      WHERE recorded_at > now() - make_interval(secs => $1::double precision) GROUP BY cause",
                 )
+                .persistent(false)
                 .bind(seconds as f64)
                 .fetch_all(pool)
                 .await
@@ -112,6 +113,7 @@ impl Database {
         match self {
             Database::Postgres(pool) => {
                 sqlx::query("DELETE FROM pam_abandoned_turns WHERE recorded_at < now() - make_interval(days => $1::int)")
+                    .persistent(false)
                     .bind(KEEP_DAYS as i32)
                     .execute(pool)
                     .await
@@ -144,6 +146,7 @@ pub(crate) async fn insert_postgres<'c>(executor: impl sqlx::PgExecutor<'c>, tur
          SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[])
          ON CONFLICT DO NOTHING",
     )
+    .persistent(false)
     .bind(users)
     .bind(ids)
     .bind(nodes)

@@ -36,6 +36,7 @@ impl Database {
                  FROM pam_conversations c WHERE c.user_id = $1
                  GROUP BY c.session_id ORDER BY MAX(c.last_activity) DESC NULLS LAST, c.session_id LIMIT $2",
             )
+            .persistent(false)
             .bind(user_uuid(user)?)
             .bind(limit)
             .fetch_all(pool)
@@ -79,7 +80,9 @@ impl Database {
         let rows = match self {
             Database::Postgres(pool) => {
                 let user = user_uuid(user)?;
-                let mut conn = pool.acquire().await.map_err(store_error)?;
+                // A transaction, not just a connection: behind a transaction pooler only that keeps
+                // the reads (and each one's parse and execute) on one server connection.
+                let mut conn = pool.begin().await.map_err(store_error)?;
                 if !pg_has_session(&mut conn, user, session).await.map_err(store_error)? {
                     return Ok(HistoryRead::NoSuchConversation);
                 }
@@ -177,6 +180,7 @@ pub(super) struct PgCursor(DateTime<Utc>, Uuid);
 /// Whether the user has any conversation row for `session`.
 pub(super) async fn pg_has_session(conn: &mut PgConnection, user: Uuid, session: &SessionId) -> Result<bool, sqlx::Error> {
     sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pam_conversations WHERE user_id = $1 AND session_id = $2)")
+        .persistent(false)
         .bind(user)
         .bind(session.as_str())
         .fetch_one(&mut *conn)
@@ -194,6 +198,7 @@ pub(super) async fn pg_cursor(
         "SELECT m.created_at, m.id FROM pam_messages m JOIN pam_conversations c ON c.id = m.conversation_id
          WHERE m.id = $3 AND c.user_id = $1 AND c.session_id = $2",
     )
+    .persistent(false)
     .bind(user)
     .bind(session.as_str())
     .bind(before)
@@ -218,6 +223,7 @@ pub(super) async fn pg_page(
            AND ($3::timestamptz IS NULL OR (COALESCE(m.created_at, 'epoch'), m.id) < ($3, $4::uuid))
          ORDER BY COALESCE(m.created_at, 'epoch') DESC, m.id DESC LIMIT $5",
     )
+    .persistent(false)
     .bind(user)
     .bind(session.as_str())
     .bind(at)

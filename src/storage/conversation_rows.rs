@@ -20,6 +20,7 @@ pub(super) struct UserRow<C> {
 /// not a unique constraint: a production table may already hold duplicate conversations.
 pub(super) async fn pg_lock_session(tx: &mut PgConnection, user: Uuid, session: &SessionId) -> Result<(), sqlx::Error> {
     sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1::text || '/' || $2, 0))")
+        .persistent(false)
         .bind(user)
         .bind(session.as_str())
         .execute(&mut *tx)
@@ -36,6 +37,7 @@ pub(super) async fn pg_conversation(
 ) -> Result<Uuid, sqlx::Error> {
     let existing: Option<Uuid> =
         sqlx::query_scalar("SELECT id FROM pam_conversations WHERE user_id = $1 AND session_id = $2 ORDER BY last_activity DESC LIMIT 1")
+            .persistent(false)
             .bind(user)
             .bind(session.as_str())
             .fetch_optional(&mut *tx)
@@ -44,6 +46,7 @@ pub(super) async fn pg_conversation(
         Some(id) => Ok(id),
         None => {
             sqlx::query_scalar("INSERT INTO pam_conversations (user_id, session_id, last_activity) VALUES ($1, $2, $3) RETURNING id")
+                .persistent(false)
                 .bind(user)
                 .bind(session.as_str())
                 .bind(at)
@@ -64,6 +67,7 @@ pub(super) async fn pg_user_row(
         "SELECT m.conversation_id, m.created_at, m.metadata FROM pam_messages m JOIN pam_conversations c ON c.id = m.conversation_id
          WHERE c.user_id = $1 AND c.session_id = $2 AND m.client_msg_id = $3 AND m.role = 'user' LIMIT 1",
     )
+    .persistent(false)
     .bind(user)
     .bind(session.as_str())
     .bind(client_msg_id)
@@ -87,6 +91,7 @@ pub(super) async fn pg_answer(
         "SELECT content, metadata FROM pam_messages WHERE conversation_id = $1 AND role = 'assistant'
            AND metadata->>'client_msg_id' = $2 ORDER BY created_at DESC LIMIT 1",
     )
+    .persistent(false)
     .bind(conversation)
     .bind(client_msg_id)
     .fetch_optional(&mut *tx)
@@ -107,6 +112,7 @@ pub(super) async fn pg_insert(
     sqlx::query(
         "INSERT INTO pam_messages (conversation_id, role, content, metadata, created_at, client_msg_id) VALUES ($1, $2, $3, $4, $5, $6)",
     )
+    .persistent(false)
     .bind(conversation)
     .bind(role)
     .bind(text)
@@ -125,6 +131,7 @@ pub(super) async fn pg_count(tx: &mut PgConnection, conversation: Uuid, at: Date
         "UPDATE pam_conversations SET message_count = COALESCE(message_count, 0) + 1,
            last_activity = GREATEST(COALESCE(last_activity, $2), $2), updated_at = now() WHERE id = $1",
     )
+    .persistent(false)
     .bind(conversation)
     .bind(at)
     .execute(&mut *tx)

@@ -29,6 +29,7 @@ impl ConversationStore for Database {
                          AND m.client_msg_id IS DISTINCT FROM $4
                          ORDER BY m.created_at DESC LIMIT $3",
                 )
+                .persistent(false)
                 .bind(user_uuid(&turn.user)?)
                 .bind(turn.session.as_str())
                 .bind(limit)
@@ -93,6 +94,7 @@ impl ConversationStore for Database {
                          WHERE role = 'user' AND client_msg_id = $3
                            AND conversation_id IN (SELECT id FROM pam_conversations WHERE user_id = $1 AND session_id = $2)",
                     )
+                    .persistent(false)
                     .bind(user_uuid(&key.user)?)
                     .bind(key.session.as_str())
                     .bind(&key.client_msg_id)
@@ -163,7 +165,10 @@ mod postgres {
         Uuid::parse_str(user.as_str()).map_err(|e| sqlx::Error::Decode(Box::new(e)))
     }
 
-    pub(super) async fn save_user(pool: &sqlx::PgPool, message: &UserMessage) -> Result<UserSaved, sqlx::Error> {
+    pub(super) async fn save_user(
+        pool: &crate::storage::postgres_pool::PostgresPool,
+        message: &UserMessage,
+    ) -> Result<UserSaved, sqlx::Error> {
         let key = &message.key;
         let user = uuid_of(&key.user)?;
         let mut tx = pool.begin().await?;
@@ -181,7 +186,10 @@ mod postgres {
         Ok(UserSaved::New)
     }
 
-    pub(super) async fn save_answer(pool: &sqlx::PgPool, answer: &AnswerRecord) -> Result<bool, sqlx::Error> {
+    pub(super) async fn save_answer(
+        pool: &crate::storage::postgres_pool::PostgresPool,
+        answer: &AnswerRecord,
+    ) -> Result<bool, sqlx::Error> {
         let key = &answer.key;
         let user = uuid_of(&key.user)?;
         let mut tx = pool.begin().await?;
@@ -271,6 +279,7 @@ impl Database {
                  FROM pam_messages u JOIN pam_conversations c ON c.id = u.conversation_id
                  WHERE c.user_id = $1 AND c.session_id = $2 AND u.client_msg_id = $3 LIMIT 1",
             )
+            .persistent(false)
             .bind(user_uuid(user)?)
             .bind(session.as_str())
             .bind(client_msg_id)

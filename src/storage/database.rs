@@ -4,9 +4,10 @@
 
 use std::time::Duration;
 
-use sqlx::postgres::PgPool;
 use sqlx::sqlite::SqlitePool;
 use tokio::time::Instant;
+
+use crate::storage::postgres_pool::PostgresPool;
 
 /// How long opening a connection may take (and SQLite's busy timeout).
 pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -14,7 +15,7 @@ pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// A pool for whichever backend the URL names.
 #[derive(Clone, Debug)]
 pub enum Database {
-    Postgres(PgPool),
+    Postgres(PostgresPool),
     Sqlite(SqlitePool),
 }
 
@@ -31,7 +32,7 @@ impl Database {
     pub async fn ping(&self) -> Result<Duration, String> {
         let started = Instant::now();
         let result = match self {
-            Database::Postgres(pool) => sqlx::query("SELECT 1").execute(pool).await.map(|_| ()),
+            Database::Postgres(pool) => sqlx::query("SELECT 1").persistent(false).execute(pool).await.map(|_| ()),
             Database::Sqlite(pool) => sqlx::query("SELECT 1").execute(pool).await.map(|_| ()),
         };
         result.map(|()| started.elapsed()).map_err(|e| e.to_string())

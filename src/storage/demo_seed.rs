@@ -10,7 +10,7 @@
 use anyhow::Context;
 use pam_protocol::UserId;
 use serde_json::json;
-use sqlx::{PgPool, SqlitePool};
+use sqlx::SqlitePool;
 use uuid::Uuid;
 
 use super::database::Database;
@@ -114,9 +114,9 @@ pub async fn seed_demo_traveller(db: &Database, user: &UserId) -> anyhow::Result
     }
 }
 
-async fn seed_postgres(pool: &PgPool, user: Uuid) -> Result<bool, sqlx::Error> {
+async fn seed_postgres(pool: &crate::storage::postgres_pool::PostgresPool, user: Uuid) -> Result<bool, sqlx::Error> {
     let mut tx = pool.begin().await?;
-    sqlx::query("INSERT INTO auth.users (id) VALUES ($1) ON CONFLICT DO NOTHING").bind(user).execute(&mut *tx).await?;
+    sqlx::query("INSERT INTO auth.users (id) VALUES ($1) ON CONFLICT DO NOTHING").persistent(false).bind(user).execute(&mut *tx).await?;
     let created = sqlx::query(
         "INSERT INTO profiles (id, email, full_name, nickname, region, language, vehicle_type, vehicle_make_model, fuel_type,
                                towing, pets, travel_style, interests, created_at, updated_at)
@@ -124,6 +124,7 @@ async fn seed_postgres(pool: &PgPool, user: Uuid) -> Result<bool, sqlx::Error> {
                  'Winnebago Minnie Winnie 22M', 'diesel', 'none', 'one dog', $2, $3, now(), now())
          ON CONFLICT (id) DO NOTHING",
     )
+    .persistent(false)
     .bind(user)
     .bind(&TRAVEL_STYLE[..])
     .bind(&INTERESTS[..])
@@ -138,6 +139,7 @@ async fn seed_postgres(pool: &PgPool, user: Uuid) -> Result<bool, sqlx::Error> {
         "INSERT INTO user_settings (user_id, regional_preferences, created_at, updated_at) VALUES ($1, $2, now(), now())
          ON CONFLICT (user_id) DO NOTHING",
     )
+    .persistent(false)
     .bind(user)
     .bind(regional_preferences())
     .execute(&mut *tx)
@@ -147,6 +149,7 @@ async fn seed_postgres(pool: &PgPool, user: Uuid) -> Result<bool, sqlx::Error> {
             "INSERT INTO expenses (user_id, amount, category, date, description, created_at)
              VALUES ($1, $2, $3, GREATEST(CURRENT_DATE - $4::int, date_trunc('month', CURRENT_DATE)::date), $5, now())",
         )
+        .persistent(false)
         .bind(user)
         .bind(amount)
         .bind(category)
@@ -160,7 +163,7 @@ async fn seed_postgres(pool: &PgPool, user: Uuid) -> Result<bool, sqlx::Error> {
             "INSERT INTO budgets (user_id, category, name, budgeted_amount, monthly_limit, alert_threshold, start_date, end_date, created_at)
              VALUES ($1, $2, $3, $4, $5, $6, date_trunc('month', CURRENT_DATE)::date,
                      (date_trunc('month', CURRENT_DATE) + interval '1 month - 1 day')::date, now())",
-        )
+        ).persistent(false)
         .bind(user)
         .bind(category)
         .bind(name)
@@ -174,15 +177,21 @@ async fn seed_postgres(pool: &PgPool, user: Uuid) -> Result<bool, sqlx::Error> {
         "INSERT INTO income_entries (user_id, source, amount, date, type, description, created_at)
          VALUES ($1, 'Remote consulting', 1850.00, date_trunc('month', CURRENT_DATE)::date, 'regular', 'Monthly retainer', now())",
     )
+    .persistent(false)
     .bind(user)
     .execute(&mut *tx)
     .await?;
     for friend in &FRIENDS {
-        sqlx::query("INSERT INTO auth.users (id) VALUES ($1) ON CONFLICT DO NOTHING").bind(friend.id).execute(&mut *tx).await?;
+        sqlx::query("INSERT INTO auth.users (id) VALUES ($1) ON CONFLICT DO NOTHING")
+            .persistent(false)
+            .bind(friend.id)
+            .execute(&mut *tx)
+            .await?;
         sqlx::query(
             "INSERT INTO profiles (id, full_name, nickname, region, created_at, updated_at) VALUES ($1, $2, $3, $4, now(), now())
              ON CONFLICT (id) DO NOTHING",
         )
+        .persistent(false)
         .bind(friend.id)
         .bind(friend.full_name)
         .bind(friend.nickname)
@@ -194,6 +203,7 @@ async fn seed_postgres(pool: &PgPool, user: Uuid) -> Result<bool, sqlx::Error> {
              VALUES ($1, $2, $3, $4, $5, $6, true, now(), now())
              ON CONFLICT (id) DO NOTHING",
         )
+        .persistent(false)
         .bind(friend.location_id)
         .bind(friend.id)
         .bind(friend.latitude)
@@ -208,6 +218,7 @@ async fn seed_postgres(pool: &PgPool, user: Uuid) -> Result<bool, sqlx::Error> {
              VALUES ($1, $2, $3, 'accepted', now(), now())
              ON CONFLICT DO NOTHING",
         )
+        .persistent(false)
         .bind(Uuid::new_v4())
         .bind(requester)
         .bind(addressee)
@@ -224,6 +235,7 @@ async fn seed_postgres(pool: &PgPool, user: Uuid) -> Result<bool, sqlx::Error> {
          ON CONFLICT (id) DO UPDATE SET start_date = EXCLUDED.start_date, end_date = EXCLUDED.end_date,
                                         status = 'published', updated_at = now()",
     )
+    .persistent(false)
     .bind(DEMO_EVENT)
     .bind(DEMO_GROUP)
     .bind(EVENT_TITLE)

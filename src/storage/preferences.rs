@@ -42,7 +42,7 @@ impl Database {
     pub async fn preferences(&self, user: &UserId) -> Result<UserPreferences, StoreError> {
         let row: Option<(Option<String>, Option<String>)> = match self {
             Database::Postgres(pool) => {
-                timed_query("settings_read", sqlx::query_as(PG_READ).bind(user_uuid(user)?).fetch_optional(pool)).await?
+                timed_query("settings_read", sqlx::query_as(PG_READ).persistent(false).bind(user_uuid(user)?).fetch_optional(pool)).await?
             }
             Database::Sqlite(pool) => {
                 timed_query("settings_read", sqlx::query_as(SQLITE_READ).bind(user.as_str()).fetch_optional(pool)).await?
@@ -56,7 +56,8 @@ impl Database {
         let json = preferences.to_string();
         let row: (Option<String>, Option<String>) = match self {
             Database::Postgres(pool) => {
-                timed_query("settings_write", sqlx::query_as(PG_WRITE).bind(user_uuid(user)?).bind(json).fetch_one(pool)).await?
+                timed_query("settings_write", sqlx::query_as(PG_WRITE).persistent(false).bind(user_uuid(user)?).bind(json).fetch_one(pool))
+                    .await?
             }
             Database::Sqlite(pool) => {
                 let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);

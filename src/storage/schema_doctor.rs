@@ -107,7 +107,7 @@ async fn columns(db: &Database) -> anyhow::Result<HashMap<(String, String), Stri
     let rows: Vec<(String, String, String)> = match db {
         Database::Postgres(pool) => sqlx::query(
             "SELECT table_name::text, column_name::text, data_type::text FROM information_schema.columns WHERE table_schema = current_schema()",
-        )
+        ).persistent(false)
         .fetch_all(pool)
         .await?
         .iter()

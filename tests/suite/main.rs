@@ -37,6 +37,7 @@ mod notification_store;
 mod platform_port;
 mod postgres_backend;
 mod postgres_outage;
+mod postgres_pooler;
 mod protocol_docs;
 mod push_and_timers;
 mod push_receipts;

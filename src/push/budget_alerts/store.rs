@@ -90,10 +90,16 @@ impl BudgetAlertStore for Database {
                 Database::Postgres(pool) => {
                     let uuid = user_uuid(user)?;
                     let mut tx = pool.begin().await.map_err(store_error)?;
-                    let zone: Option<String> =
-                        sqlx::query_scalar(PG_TIMEZONE).bind(uuid).fetch_optional(&mut *tx).await.map_err(store_error)?.flatten();
+                    let zone: Option<String> = sqlx::query_scalar(PG_TIMEZONE)
+                        .persistent(false)
+                        .bind(uuid)
+                        .fetch_optional(&mut *tx)
+                        .await
+                        .map_err(store_error)?
+                        .flatten();
                     let month = UserMonth::at(now, zone.as_deref());
                     let rows = sqlx::query(PG_BUDGETS)
+                        .persistent(false)
                         .bind(uuid)
                         .bind(month.first_day)
                         .bind(month.today)
@@ -109,7 +115,7 @@ impl BudgetAlertStore for Database {
                              VALUES ($1, 'proactive_alert', $2, $3, $3, $4, $5, CASE WHEN $6 THEN $3 END)
                              ON CONFLICT (user_id, dedupe_key) WHERE dedupe_key IS NOT NULL DO NOTHING
                              RETURNING id::text",
-                        )
+                        ).persistent(false)
                         .bind(uuid)
                         .bind(&payload)
                         .bind(now)
@@ -185,6 +191,7 @@ impl BudgetAlertStore for Database {
                          WHERE c.user_id = due.user_id
                          RETURNING c.user_id::text, c.version",
                     )
+                    .persistent(false)
                     .bind(i64::try_from(limit).unwrap_or(i64::MAX))
                     .bind(CLAIM_LEASE_SECS as f64)
                     .fetch_all(pool)
@@ -224,6 +231,7 @@ impl BudgetAlertStore for Database {
             let pool = match self {
                 Database::Postgres(pool) => {
                     sqlx::query("DELETE FROM pam_budget_checks WHERE user_id = $1 AND version = $2")
+                        .persistent(false)
                         .bind(user_uuid(user)?)
                         .bind(version)
                         .execute(pool)
