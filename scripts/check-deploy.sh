@@ -682,9 +682,6 @@ def cmd_dockerfile(path):
     problems_exit([f"missing: {m}" for m in missing])
 
 
-# Settings the Render blueprint may name that another branch adds (the Postgres pooler work:
-# DATABASE_DIRECT_URL); a name here that docs/configuration.md lists is reported, to be dropped.
-NOT_YET_DOCUMENTED = {"DATABASE_DIRECT_URL"}
 # What the blueprint must set: the stack PAM's users run (Supabase, a managed Redis).
 RENDER_REQUIRED_ENV = ("DATABASE_URL", "DATABASE_DIRECT_URL", "REDIS_URL", "SUPABASE_URL")
 SECRET_RE = re.compile(r"(_URL|_KEY|_SECRET|_TOKEN)$")
@@ -728,9 +725,7 @@ def cmd_render(path, config_md, routes_rs):
             problems.append(f"env {e['key']} is named twice")
         env[e["key"]] = e
     known = documented_settings(config_md)
-    for name in sorted(NOT_YET_DOCUMENTED & known):
-        print(f"note: {name} is now in {config_md}: drop it from NOT_YET_DOCUMENTED")
-    for name in sorted(set(env) - known - NOT_YET_DOCUMENTED):
+    for name in sorted(set(env) - known):
         problems.append(f"env {name} is not a setting ({config_md} does not list it)")
     for name in RENDER_REQUIRED_ENV:
         if name not in env:

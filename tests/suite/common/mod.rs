@@ -4,7 +4,7 @@
 //! Every helper more than one test file uses lives here (test files import only `common`): the
 //! databases (`db`), Redis (`redis`; one that speaks only TLS: `redis_tls`), several nodes (`nodes`; as real processes: `node_process`),
 //! pushes and timers (`push`), auth and JWKS (`auth`), the real binary (`process`), captured logs
-//! (`logs`), a real PgBouncer in front of the test Postgres (`pgbouncer`), the deploy's alert rules run by promtool (`prometheus`), a throwaway Postgres cluster
+//! (`logs`), a fake OTLP/HTTP trace collector (`otlp`), a real PgBouncer in front of the test Postgres (`pgbouncer`), the deploy's alert rules run by promtool (`prometheus`), a throwaway Postgres cluster
 //! (`cluster`), fake models (`fake_llm`, `v2`, `turns`), raw frames (`raw_ws`), REST (`rest`), and
 //! the one way to wait for something to become true (`wait`).
 #![allow(dead_code, unreachable_pub)]
