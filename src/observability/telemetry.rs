@@ -7,7 +7,7 @@ use std::time::Duration;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tracing_subscriber::EnvFilter;
 
-use super::traces::Traces;
+use super::traces::{TraceSetupError, Traces};
 use crate::settings::LogFormat;
 use crate::settings::traces::TraceSettings;
 
@@ -29,7 +29,9 @@ pub fn init_tracing_and_traces(format: Option<LogFormat>, settings: &TraceSettin
         Err(problem) => (None, Some(problem)),
     };
     install(format, traces.as_ref());
-    if let Some(problem) = problem {
+    // An endpoint that is not a URL refuses the whole start (the settings check says so in one
+    // line); the other trace settings only turn traces off.
+    if let Some(problem) = problem.filter(|p| !matches!(p, TraceSetupError::Endpoint { .. })) {
         tracing::warn!(%problem, "traces are off: {problem}");
     }
     if let Some(traces) = &traces {

@@ -47,6 +47,17 @@ pub(super) fn check(settings: &Settings) -> Result<(), SettingsError> {
             http_url(value).map_err(|why| SettingsError::Invalid(format!("{name} is not an http(s) URL: {why}")))?;
         }
     }
+    // A trace endpoint that cannot work is refused like any URL setting (the other trace
+    // settings, headers and sampler, only turn traces off with one line: see observability).
+    let traces = &settings.traces;
+    for (name, value) in [
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", &traces.otel_exporter_otlp_endpoint),
+        ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", &traces.otel_exporter_otlp_traces_endpoint),
+    ] {
+        if let Some(value) = value.as_deref().filter(|v| !v.trim().is_empty()) {
+            http_url(value).map_err(|why| SettingsError::Invalid(format!("{name} is not an http(s) URL: {why}")))?;
+        }
+    }
     TrustedProxies::parse(settings.trusted_proxies.as_deref()).map_err(|e| SettingsError::Invalid(e.to_string()))?;
     if settings.node_ttl_ms < MIN_NODE_TTL_MS {
         return refuse(format!("PAM_NODE_TTL_MS must be at least {MIN_NODE_TTL_MS} (got {})", settings.node_ttl_ms));

@@ -30,7 +30,7 @@ same list. The log level is `RUST_LOG` (env only, default `info`, e.g.
 `RUST_LOG=pam_gateway=debug,info`).
 
 Settings are checked together at startup. A value that cannot work (a limit or TTL of 0, an empty
-`SUPABASE_JWT_SECRET`, a `SUPABASE_URL` that is not an http(s) URL, a first-token deadline longer
+`SUPABASE_JWT_SECRET`, a `SUPABASE_URL` or OTLP endpoint that is not an http(s) URL, a first-token deadline longer
 than `PAM_LLM_TIMEOUT_MS`, `PAM_PONG_TIMEOUT_MS` not above `PAM_PING_INTERVAL_MS`, a malformed CIDR,
 only one of `PAM_TLS_CERT`/`PAM_TLS_KEY`, dev auth or the conformance echo on a non-loopback bind, a
 non-loopback bind without JWT settings) stops the start with one line that names the setting, and

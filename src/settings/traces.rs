@@ -1,7 +1,8 @@
 //! The trace settings: the standard `OTEL_*` variables (so the collectors' own instructions
 //! apply as written) and whether message text may be put in spans. The OTEL values are kept as
-//! text: a malformed one must not stop the start (`Settings::load` exits on a value that does
-//! not parse), so `observability::traces` reads them and turns traces off with one log line.
+//! text and read by `observability::traces`: a malformed header list or sampler turns traces off
+//! with one log line; an endpoint that is not an http(s) URL is refused by the settings check,
+//! like every URL setting.
 
 use clap::Args;
 

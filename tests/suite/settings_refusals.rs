@@ -20,6 +20,9 @@ fn each_unworkable_setting_stops_the_binary_with_one_line_naming_it() {
         ("PAM_PROFILE_TTL_S", &[("PAM_PROFILE_TTL_S", "0")]),
         ("PAM_LLM_FIRST_TOKEN_TIMEOUT_MS", &[("PAM_LLM_FIRST_TOKEN_TIMEOUT_MS", "20000"), ("PAM_LLM_TIMEOUT_MS", "10000")]),
         ("PAM_TRUSTED_PROXIES", &[("PAM_TRUSTED_PROXIES", "10.0.0.0/8, 10.1.0.0/99")]),
+        ("PORT", &[("PORT", "eighty")]),
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", &[("OTEL_EXPORTER_OTLP_ENDPOINT", "collector:4318")]),
+        ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", &[("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "otel collector/v1/traces")]),
     ];
     for (name, env) in cases {
         let (status, stderr) = refused_start(env);
@@ -35,6 +38,11 @@ fn a_redis_url_or_ca_file_that_cannot_work_stops_the_binary_with_one_line_naming
     let cases: &[(&str, &[(&str, &str)])] = &[
         ("REDIS_URL", &[("REDIS_URL", "localhost:6379")]),
         ("PAM_REDIS_CA_FILE", &[("REDIS_URL", "rediss://127.0.0.1:1"), ("PAM_REDIS_CA_FILE", "/nonexistent/redis-ca.pem")]),
+        // A file that is there but holds no PEM certificate.
+        (
+            "PAM_REDIS_CA_FILE",
+            &[("REDIS_URL", "rediss://127.0.0.1:1"), ("PAM_REDIS_CA_FILE", concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"))],
+        ),
     ];
     for (name, env) in cases {
         let (status, stderr) = refused_start(env);
