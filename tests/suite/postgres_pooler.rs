@@ -1,10 +1,11 @@
 //! The gateway behind a real PgBouncer 1.18 in `pool_mode = transaction` (Supabase's port 6543):
-//! with `DATABASE_URL` through it (`?pgbouncer=true` appended) and `DATABASE_DIRECT_URL` direct,
-//! every turn of 20 concurrent chats is stored with nothing left in the outbox, context loads and
-//! a context change reaches the next chat, a due timer is claimed and fired, and health is
-//! healthy. Through it without `DATABASE_DIRECT_URL` the start is refused in one line naming that
+//! with `DATABASE_URL` through it (with and without `?pgbouncer=true`) and `DATABASE_DIRECT_URL`
+//! direct, every turn of 30 concurrent chats from 10 users is stored once with nothing left in the
+//! outbox, context loads and a context change reaches the next chat, a 2 s timer is claimed and
+//! fired, nothing logs a prepared-statement error, and health is healthy. Through it without `DATABASE_DIRECT_URL` the start is refused in one line naming that
 //! setting; through a session pooler none is needed.
 
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use pam_gateway::{Application, Settings};
@@ -12,13 +13,14 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::common::db::{private_postgres_url, require_postgres};
+use crate::common::logs::{LogBuffer, capturing_subscriber};
 use crate::common::pgbouncer::{PgBouncer, PoolMode};
 use crate::common::push::{create_timer, next_frame};
 use crate::common::v2::connect_welcomed;
 use crate::common::*;
 
-const CHATTERS: usize = 4;
-const CHATS_EACH: usize = 5;
+const CHATTERS: usize = 10;
+const CHATS_EACH: usize = 3;
 
 async fn health(app: &TestApp) -> Value {
     reqwest::get(app.http("/api/v1/pam/health")).await.unwrap().json().await.unwrap()
@@ -40,11 +42,32 @@ async fn chat(app: &TestApp, user: String, session: String) {
     }
 }
 
+/// Every log line of this test process (warnings and up).
+fn captured_logs() -> LogBuffer {
+    static LOGS: OnceLock<LogBuffer> = OnceLock::new();
+    LOGS.get_or_init(|| {
+        let (subscriber, buffer) = capturing_subscriber(tracing::Level::WARN);
+        tracing::subscriber::set_global_default(subscriber).expect("no other subscriber in this test process");
+        buffer
+    })
+    .clone()
+}
+
 #[tokio::test]
 async fn behind_a_transaction_pooler_every_turn_context_change_and_timer_is_stored() {
+    every_turn_context_change_and_timer_is_stored("").await;
+}
+
+#[tokio::test]
+async fn behind_a_transaction_pooler_named_by_pgbouncer_true_every_turn_context_change_and_timer_is_stored() {
+    every_turn_context_change_and_timer_is_stored("?pgbouncer=true").await;
+}
+
+async fn every_turn_context_change_and_timer_is_stored(query: &str) {
+    let logs = captured_logs();
     let (direct, _cleanup) = private_postgres_url().await;
     let bouncer = PgBouncer::start(PoolMode::Transaction).await;
-    let pooled = format!("{}?pgbouncer=true", bouncer.url_for(&direct));
+    let pooled = format!("{}{query}", bouncer.url_for(&direct));
     let app = spawn_app_with(
         |s| {
             s.database_url = pooled;
@@ -57,7 +80,7 @@ async fn behind_a_transaction_pooler_every_turn_context_change_and_timer_is_stor
     let at_start = health(&app).await;
     assert_eq!((at_start["status"].as_str(), at_start["database"]["status"].as_str()), (Some("healthy"), Some("healthy")), "{at_start}");
 
-    // 20 chats at once from 4 users: every turn stored, none waiting in the outbox.
+    // 30 chats at once from 10 users: every turn stored once, none waiting in the outbox.
     let users: Vec<String> = (0..CHATTERS).map(|_| uuid::Uuid::new_v4().to_string()).collect();
     let session = format!("pooled-{}", uuid::Uuid::new_v4().simple());
     futures_util::future::join_all(users.iter().map(|user| chat(&app, user.clone(), session.clone()))).await;
@@ -72,7 +95,7 @@ async fn behind_a_transaction_pooler_every_turn_context_change_and_timer_is_stor
     .fetch_one(&pool)
     .await
     .unwrap();
-    assert_eq!(stored, (2 * CHATTERS * CHATS_EACH) as i64, "each chat's message and answer are stored");
+    assert_eq!(stored, (2 * CHATTERS * CHATS_EACH) as i64, "each chat's message and answer are stored once");
 
     // Context is loaded through the pooler, and a change reaches the next chat by LISTEN on the
     // direct URL (the cache's TTL is 60 s or more).
@@ -97,7 +120,7 @@ async fn behind_a_transaction_pooler_every_turn_context_change_and_timer_is_stor
     // A due timer is claimed (a transaction held open until its publish) and fired.
     let timer_user = uuid::Uuid::new_v4().to_string();
     let (mut v2, _) = connect_welcomed(&app, &token_for(&timer_user)).await;
-    let (status, body) = create_timer(&app, &timer_user, json!({"label": "Tea", "duration_s": 1, "message": "Tea is ready"})).await;
+    let (status, body) = create_timer(&app, &timer_user, json!({"label": "Tea", "duration_s": 2, "message": "Tea is ready"})).await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     let frame = next_frame(&mut v2).await;
     assert_eq!((frame["type"].as_str(), frame["timer_id"].as_str()), (Some("timer_expired"), body["timer_id"].as_str()), "{frame}");
@@ -113,6 +136,8 @@ async fn behind_a_transaction_pooler_every_turn_context_change_and_timer_is_stor
 
     let at_end = health(&app).await;
     assert_eq!(at_end["status"], "healthy", "{at_end}");
+    let logged = String::from_utf8_lossy(&logs.lock().unwrap()).to_string();
+    assert!(!logged.contains("prepared statement"), "no prepared-statement error: {logged}");
     app.shutdown().await;
     pool.close().await;
     drop(bouncer);
