@@ -2,7 +2,7 @@
 //! `OTEL_EXPORTER_OTLP_ENDPOINT` pointing at a fake OTLP/HTTP collector exports one trace per turn
 //! — the turn, its context loads, its model attempts with the GenAI attributes and token usage,
 //! its storage writes — joining a REST caller's `traceparent`, with no message text unless
-//! `PAM_TRACE_CONTENT=true`; without an endpoint or with a malformed setting it runs untraced.
+//! `PAM_TRACE_CONTENT=true` (REST, v2 and legacy turns alike); without an endpoint or with a malformed setting it runs untraced.
 
 use std::time::Duration;
 
@@ -101,6 +101,37 @@ async fn a_rest_chat_is_one_trace_in_the_callers_with_context_model_and_storage_
     };
     assert_eq!((tokens("fake-accurate", "input"), tokens("fake-accurate", "output")), (Some(10.0), Some(5.0)), "{metrics}");
     assert_eq!(tokens("fake-fast", "input"), Some(0.0), "every configured model is registered at zero");
+}
+
+#[tokio::test]
+async fn a_v2_chat_is_one_trace_with_its_id_and_context_model_and_storage_spans() {
+    let collector = FakeCollector::start().await;
+    let llm = FakeLlm::start(Script::answer("Quartzsite has free camping")).await;
+    let gateway = traced_gateway(&collector, &llm, &[]).await;
+    let url = format!("ws://127.0.0.1:{}/api/v2/pam/ws?token={}", gateway.port, token_for(USER));
+    let (mut socket, _) = crate::common::v2::connect_v2(&url).await;
+    assert_eq!(socket.recv_non_ping().await["type"], "welcome");
+    socket.send_json(json!({"type":"chat","id":"trace-v2-1","message":"where can I camp near Quartzsite?"})).await;
+    let end = crate::common::v2::frames_until(&mut socket, "chat_end").await.pop().unwrap();
+    assert_eq!(end["id"], "trace-v2-1", "{end}");
+
+    let (turn, trace) = turn_trace(&collector, |s| s.attr("client_msg_id") == Some("trace-v2-1")).await;
+    assert_eq!((turn.attr("dialect"), turn.attr("outcome")), (Some("v2"), Some("answered")), "{turn:#?}");
+    assert_eq!(turn.parent_span_id, "", "a socket turn is a trace of its own");
+    for kind in ["profile", "financial", "social"] {
+        assert_eq!(named(&trace, &format!("context {kind}")).parent_span_id, turn.span_id);
+    }
+    let attempt = named(&trace, "chat fake-accurate");
+    assert_eq!(
+        (attempt.attr("gen_ai.operation.name"), attempt.attr("gen_ai.usage.output_tokens")),
+        (Some("chat"), Some("5")),
+        "{attempt:#?}"
+    );
+    for write in ["store user_message", "store answer"] {
+        assert_eq!(named(&trace, write).attr("outcome"), Some("stored"));
+    }
+    let all = format!("{:?}", collector.spans());
+    assert!(!all.contains("Quartzsite"), "no message text without PAM_TRACE_CONTENT: {all}");
 }
 
 #[tokio::test]
