@@ -230,6 +230,8 @@ def cmd_dashboard(path, ds_file):
 NEEDS_OPTIONAL_DEPENDENCY = {
     "pam_cache_errors_total": "REDIS_URL",
     "pam_llm_circuit_open": "a model provider key",
+    # Labelled by the configured model names: the builtin assistant alone has none.
+    "pam_llm_tokens_total": "a model provider key",
     # Counted only on a node with REDIS_URL, and only once a shared-state operation failed.
     "pam_redis_shared_errors_total": "REDIS_URL (and a failed shared-state operation)",
 }
