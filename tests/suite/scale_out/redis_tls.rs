@@ -1,5 +1,5 @@
 //! Redis over TLS, as the hosted ones (Upstash, Redis Cloud, ElastiCache) require: `rediss://`
-//! with `PAM_REDIS_CA_FILE` (a CA the system does not trust) carries pushes between nodes, an ACL
+//! with `PAM_REDIS_CA_FILE` (a CA the system does not trust) and an ACL password carries pushes between nodes, an ACL
 //! `user:password@` is what the nodes log in as, and a plain `redis://` pointed at the TLS port is
 //! called out in the log and in health instead of looking like a Redis that is down.
 
@@ -16,12 +16,16 @@ use pam_gateway::Overrides;
 use pam_protocol::UserId;
 
 #[tokio::test]
-async fn two_nodes_on_rediss_with_the_ca_file_share_a_push() {
+async fn two_nodes_on_rediss_with_a_password_and_the_ca_file_share_a_push() {
     let server = TlsRedisServer::start().await;
-    let redis = server.client("").await;
+    let admin = server.client("").await;
+    TlsRedisServer::acl(&admin, &["SETUSER", "pam", "on", ">pam-s3cret", "~*", "&*", "+@all"]).await;
+    // Only the URL's credentials get in, as on a managed Redis.
+    TlsRedisServer::acl(&admin, &["SETUSER", "default", "off"]).await;
+    let redis = server.client("pam:pam-s3cret@").await;
     let prefix = fresh_prefix();
     let ca = server.ca_file.clone();
-    let url = server.tls_url("");
+    let url = server.tls_url("pam:pam-s3cret@");
     let a = spawn_node("node-a", &url, &prefix, |s| s.redis_ca_file = Some(ca.clone()), Overrides::default()).await;
     let b = spawn_node("node-b", &url, &prefix, |s| s.redis_ca_file = Some(ca.clone()), Overrides::default()).await;
     for node in [&a, &b] {
