@@ -785,8 +785,8 @@ PY
 helper() { python3 "$HELPER" "$@"; }
 
 # ---------------------------------------------------------------------------------------------
-# promtool: installed by scripts/ensure-promtool.sh when it is missing.
-ensure_promtool() { bash "$ROOT/scripts/ensure-promtool.sh"; }
+# promtool: installed by scripts/ensure-tool.sh when it is missing.
+ensure_promtool() { bash "$ROOT/scripts/ensure-tool.sh" promtool prometheus; }
 
 echo "== pam-gateway deploy checks ($ROOT)"
 

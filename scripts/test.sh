@@ -310,9 +310,9 @@ main() {
   if $prepare_only; then return 0; fi
   ensure_nextest
   # The alert drills evaluate the deployed rules against series scraped from real nodes.
-  bash scripts/ensure-promtool.sh || die "promtool is needed by the alert drills (see the line above)"
+  bash scripts/ensure-tool.sh promtool prometheus || die "promtool is needed by the alert drills (see the line above)"
   # The pooler tests start a PgBouncer in transaction mode in front of the test Postgres.
-  bash scripts/ensure-pgbouncer.sh || die "pgbouncer is needed by the pooler tests (see the line above)"
+  bash scripts/ensure-tool.sh pgbouncer pgbouncer || die "pgbouncer is needed by the pooler tests (see the line above)"
   say "running the suite"
   cargo nextest run --workspace --all-targets --no-fail-fast ${args[@]+"${args[@]}"}
   if $sdk; then
