@@ -15,14 +15,20 @@ use crate::common::*;
 use pam_gateway::Overrides;
 use pam_protocol::UserId;
 
-#[tokio::test]
-async fn two_nodes_on_rediss_with_a_password_and_the_ca_file_share_a_push() {
+/// A TLS-only Redis with an ACL user `pam` / `pam-s3cret` and the default user off (only the
+/// URL's credentials get in, as on a managed Redis), and a client logged in as that user.
+async fn password_only_server() -> (TlsRedisServer, fred::prelude::Client) {
     let server = TlsRedisServer::start().await;
     let admin = server.client("").await;
     TlsRedisServer::acl(&admin, &["SETUSER", "pam", "on", ">pam-s3cret", "~*", "&*", "+@all"]).await;
-    // Only the URL's credentials get in, as on a managed Redis.
     TlsRedisServer::acl(&admin, &["SETUSER", "default", "off"]).await;
     let redis = server.client("pam:pam-s3cret@").await;
+    (server, redis)
+}
+
+#[tokio::test]
+async fn two_nodes_on_rediss_with_a_password_and_the_ca_file_share_a_push() {
+    let (server, redis) = password_only_server().await;
     let prefix = fresh_prefix();
     let ca = server.ca_file.clone();
     let url = server.tls_url("pam:pam-s3cret@");
@@ -41,12 +47,7 @@ async fn two_nodes_on_rediss_with_a_password_and_the_ca_file_share_a_push() {
 
 #[tokio::test]
 async fn a_node_logs_in_with_the_acl_user_and_password_of_its_rediss_url() {
-    let server = TlsRedisServer::start().await;
-    let admin = server.client("").await;
-    TlsRedisServer::acl(&admin, &["SETUSER", "pam", "on", ">pam-s3cret", "~*", "&*", "+@all"]).await;
-    // Without a password the default user is gone: only the URL's credentials get in.
-    TlsRedisServer::acl(&admin, &["SETUSER", "default", "off"]).await;
-    let redis = server.client("pam:pam-s3cret@").await;
+    let (server, redis) = password_only_server().await;
     let prefix = fresh_prefix();
     let ca = server.ca_file.clone();
     let node =
